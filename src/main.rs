@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kcache::signature;
+use kcache::{signature, syzlog};
 
 #[derive(Parser)]
 #[command(name = "kcache", version, about = "Build cache and bisect accelerator for Linux kernels")]
@@ -36,6 +36,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// syzbot bisection logs.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Per log: steps, repeated tests, flakiness, and whether to trust the culprit.
+    Analyze {
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// A corpus in file-name order, as if one shared cache had seen it all.
+    Replay {
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,7 +74,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sign { json, files } => Ok(sign(&files, json)),
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
+        Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
+        Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
     }
+}
+
+/// Analyzes every log; a bad file is reported and the rest still analyzed.
+fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
+    let mut failed = false;
+    for path in files {
+        match syzlog::parse_file(path) {
+            Ok(log) => {
+                let analysis = syzlog::analyze(&log);
+                if json {
+                    let doc = serde_json::json!({ "path": path, "analysis": analysis });
+                    println!("{doc}");
+                } else {
+                    print!("{}", kcache::report::analysis_text(path, &analysis));
+                }
+            }
+            Err(e) => {
+                eprintln!("kcache: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let files = syzlog::corpus_files(dirs)?;
+    let report = syzlog::replay(&files);
+    for e in &report.unreadable {
+        eprintln!("kcache: {e}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", kcache::report::replay_text(&report));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Signs every file; a bad file is reported and the rest still signed.

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::signature::{diff::Change, DiffReport};
+use crate::syzlog::{Analysis, ReplayReport, ResultVerdict, Severity};
 
 /// `kcache diff` text output.
 pub fn diff_text(report: &DiffReport, a: &Path, b: &Path) -> String {
@@ -53,5 +54,93 @@ pub fn diff_text(report: &DiffReport, a: &Path, b: &Path) -> String {
     if !report.symbols_compared {
         s.push_str("(no .symtab in both files: symbols not compared)\n");
     }
+    s
+}
+
+fn hours(seconds: f64) -> String {
+    format!("{:.1}h", seconds / 3600.0)
+}
+
+/// `kcache log analyze` text output for one log.
+pub fn analysis_text(path: &Path, a: &Analysis) -> String {
+    let mut s = String::new();
+    let verdict = match a.verdict {
+        ResultVerdict::Ok => "OK",
+        ResultVerdict::Warn => "WARN",
+        ResultVerdict::Reject => "REJECT",
+        ResultVerdict::NoCulprit => "NO CULPRIT",
+    };
+    let _ = writeln!(s, "{}: {verdict}", path.display());
+    if let Some(c) = &a.culprit {
+        let _ = writeln!(s, "  culprit: {c}");
+    }
+    let _ = writeln!(
+        s,
+        "  steps: {} ({} tested, {} runs); revisions tested: {}; build {}, test {}",
+        a.steps,
+        a.tested_steps,
+        a.runs,
+        a.revisions_tested.map_or("?".to_string(), |n| n.to_string()),
+        a.build_seconds.map_or("?".to_string(), hours),
+        a.test_seconds.map_or("?".to_string(), hours),
+    );
+    let _ = writeln!(
+        s,
+        "  tests a signature cache would skip: {} (~{})",
+        a.repeated_tests.len(),
+        hours(a.repeated_test_seconds)
+    );
+    for r in &a.repeated_tests {
+        let _ = writeln!(s, "    line {}: {} has the kernel of {}", r.line, short(&r.commit), short(&r.same_as));
+    }
+    for i in &a.inconsistencies {
+        let _ = writeln!(
+            s,
+            "  signature {} judged good at {} and bad at {}",
+            short(&i.signature),
+            i.good.iter().map(|c| short(c)).collect::<Vec<_>>().join(","),
+            i.bad.iter().map(|c| short(c)).collect::<Vec<_>>().join(",")
+        );
+    }
+    for f in a.findings.iter().filter(|f| f.severity == Severity::Reject) {
+        let _ = writeln!(s, "  REJECT [{}]: {}", f.rule, f.message);
+    }
+    for f in a.findings.iter().filter(|f| f.severity == Severity::Warning) {
+        let _ = writeln!(s, "  warning [{}]: {}", f.rule, f.message);
+    }
+    s
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+/// `kcache log replay` text output.
+pub fn replay_text(r: &ReplayReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "logs: {} ({} unreadable)", r.logs, r.unreadable.len());
+    let _ = writeln!(s, "steps: {} ({} tested)", r.steps, r.tested_steps);
+    let _ = writeln!(
+        s,
+        "reusable builds: {} (~{:.1}h of {:.1}h building)",
+        r.reusable_builds, r.reusable_build_hours, r.total_build_hours
+    );
+    let _ = writeln!(
+        s,
+        "reusable tests: {} (~{:.1}h of {:.1}h testing)",
+        r.reusable_tests, r.reusable_test_hours, r.total_test_hours
+    );
+    let _ = writeln!(s, "rejected results: {} {:?}", r.rejected.len(), r.rejected);
+    let _ = writeln!(
+        s,
+        "logs with a signature judged good and bad: {} {:?}",
+        r.inconsistent.len(),
+        r.inconsistent
+    );
+    let _ = writeln!(
+        s,
+        "eras: {} without signatures, {} with 40-hex, {} with 64-hex",
+        r.eras.no_signature, r.eras.hex40, r.eras.hex64
+    );
     s
 }

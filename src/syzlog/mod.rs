@@ -1,0 +1,147 @@
+//! syzbot bisection logs: parse, analyze, replay a corpus.
+//!
+//! # Accepted grammar
+//!
+//! A log is UTF-8 text without NUL bytes. Lines are matched by prefix; any
+//! other line (kernel console output, crash reports, git's chatter) is
+//! skipped, so logs from 2019 to today parse with one grammar:
+//!
+//! ```text
+//! header   := ["ci" N? " starts bisection " time]
+//!             "bisecting " ("cause"|"fixing") " commit starting from " H
+//!             ["building syzkaller on " H]
+//!             ["ensuring issue is reproducible on original commit " H]
+//! step     := [purpose] "testing commit " H [" with " COMPILER | " " FAMILY]
+//!             ["compiler: " COMPILER]          (either format, or none)
+//!             ["kernel signature: " HEX40|HEX64]
+//!             { build-error-line }             (": error: ", "failed to run [\"make\"...")
+//!             { "run #" N ": " outcome { continuation } }  | "all runs: " outcome
+//!             ["failed: " infra-error]
+//!             ["# git bisect " ("good"|"bad"|"skip") " " H]
+//! purpose  := "testing release " TAG | "parent commit " H " wasn't tested"
+//! outcome  := "OK" | "crashed: " TITLE | "boot failed: " TEXT
+//!           | "basic kernel testing failed: " TEXT | "failed: " TEXT
+//! ending   := H " is the first bad commit" git-show-stat-block
+//!           | "bisection is inconclusive, the first bad commit could be any of:" {H}
+//!           | "the crash already happened on the oldest tested release" ["commit msg: " T]
+//!           | "error: " TEXT
+//! summary  := ["culprit signature: " HEX] ["parent  signature: " HEX]
+//!             "revisions tested: " N ", total time: " D " (build: " D ", test: " D ")"
+//! trailer  := ["first bad commit: " H " " TITLE] ["recipients (to): " LIST]
+//!             ["recipients (cc): " LIST] ["crash: " TITLE report-lines...]
+//! ```
+//!
+//! A run's continuation lines (multi-line infrastructure errors) run to the
+//! next blank line or step-level line. `git bisect`'s `[H] subject` line
+//! names the next step's title. A log without any ending is `Unfinished`
+//! (truncated or aborted), not an error; only input that cannot be a
+//! bisection log (binary, not UTF-8, no bisection line at all) is an error.
+//!
+//! # `revisions tested`
+//!
+//! syzbot's count leaves out two kinds of `testing commit` step: the one
+//! that builds the culprit's parent after the result is known (`parent
+//! commit H wasn't tested`; it only signs the kernel), and, since syzbot
+//! prints signatures, every step whose kernel failed to build (no
+//! signature, no run). Logs from before signatures count failed builds,
+//! and so do a few early signature-era logs. [`Log::counted_steps`] applies
+//! the rule; [`Log::reconciles`] accepts either era's count.
+
+mod analyze;
+mod grammar;
+mod parse;
+mod replay;
+
+pub use analyze::{analyze, Analysis, Finding, ResultVerdict, Severity};
+pub use parse::{
+    parse, CulpritCommit, Direction, Durations, Ending, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step,
+    Trailer, Verdict,
+};
+pub use replay::{corpus_files, replay, ReplayReport};
+
+use std::path::Path;
+
+/// A log file that could not be read or parsed, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct LogFileError {
+    pub path: std::path::PathBuf,
+    pub source: LogFileProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileProblem {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+}
+
+/// Reads and parses one log file.
+pub fn parse_file(path: &Path) -> Result<Log, LogFileError> {
+    let wrap = |source: LogFileProblem| LogFileError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(|e| wrap(e.into()))?;
+    parse(&bytes).map_err(|e| wrap(e.into()))
+}
+
+impl Log {
+    /// The steps syzbot's `revisions tested` counts (see the module docs).
+    pub fn counted_steps(&self) -> usize {
+        let signed_era = self.steps.iter().any(|s| s.signature.is_some());
+        self.bisection_steps()
+            .filter(|s| !signed_era || s.signature.is_some() || s.tested())
+            .count()
+    }
+
+    /// Steps other than the after-the-fact build of the culprit's parent.
+    fn bisection_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.purpose != Purpose::CulpritParent)
+    }
+
+    /// Whether the log's own `revisions tested` agrees with its steps under
+    /// either era's rule (`None` when the log has no such line).
+    pub fn reconciles(&self) -> Option<bool> {
+        let n = self.revisions_tested? as usize;
+        Some(n == self.counted_steps() || n == self.bisection_steps().count())
+    }
+
+    /// The culprit commit, when the bisection named one.
+    pub fn culprit(&self) -> Option<&str> {
+        match &self.ending {
+            Ending::FirstBad(c) => Some(&c.commit),
+            _ => None,
+        }
+    }
+
+    /// The verdict a step got: its `# git bisect` line, or for steps that
+    /// have none (the original commit, releases) what syzkaller derives
+    /// from the runs: any crash is bad, all OK is good.
+    pub fn effective_verdict(step: &Step) -> Option<Verdict> {
+        step.verdict.or_else(|| match &step.runs {
+            Runs::None => None,
+            Runs::All(RunOutcome::Ok) => Some(Verdict::Good),
+            Runs::All(RunOutcome::Crashed(_)) => Some(Verdict::Bad),
+            Runs::All(_) => Some(Verdict::Skip),
+            Runs::Each(runs) => {
+                if runs.iter().any(|r| matches!(r.outcome, RunOutcome::Crashed(_))) {
+                    Some(Verdict::Bad)
+                } else if runs.iter().any(|r| r.outcome == RunOutcome::Ok) {
+                    Some(Verdict::Good)
+                } else {
+                    Some(Verdict::Skip)
+                }
+            }
+        })
+    }
+
+    /// The original crash title: the trailer's, else the first crash seen.
+    pub fn original_crash(&self) -> Option<&str> {
+        self.trailer
+            .as_ref()
+            .and_then(|t| t.crash_title.as_deref())
+            .or_else(|| self.steps.first().and_then(|s| s.crash_titles().first().copied()))
+    }
+}

@@ -1,0 +1,100 @@
+//! The log parser on every real log we have, and on broken input.
+
+use std::path::PathBuf;
+
+use kcache::syzlog::{self, Ending, ParseError, Purpose, ResultVerdict, Runs};
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bisect-logs")
+}
+
+fn all_logs() -> Vec<PathBuf> {
+    syzlog::corpus_files(&[shared().join("seeds"), shared().join("dev")]).expect("shared logs are readable")
+}
+
+#[test]
+fn every_real_log_parses_and_reconciles() {
+    let files = all_logs();
+    assert!(files.len() >= 466, "expected the seed and dev logs, found {}", files.len());
+    let mut culprits = 0;
+    for path in &files {
+        let log = syzlog::parse_file(path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!log.steps.is_empty() || matches!(log.ending, Ending::Error { .. }), "{}: no steps", path.display());
+        if let Some(fbc) = log.trailer.as_ref().and_then(|t| t.first_bad_commit.as_deref()) {
+            assert_eq!(log.culprit(), Some(fbc), "{}: culprit differs from the trailer", path.display());
+            culprits += 1;
+        }
+        assert_ne!(log.reconciles(), Some(false), "{}: {} steps do not reconcile with revisions tested {:?}",
+            path.display(), log.counted_steps(), log.revisions_tested);
+    }
+    assert!(culprits > 100, "only {culprits} culprits found");
+}
+
+#[test]
+fn seed_replay_matches_the_known_answer() {
+    let files = syzlog::corpus_files(&[shared().join("seeds")]).unwrap();
+    let r = syzlog::replay(&files);
+    assert_eq!(r.logs, 5);
+    assert_eq!(r.tested_steps, 82);
+    assert_eq!(r.reusable_builds, 14);
+    assert_eq!(r.reusable_tests, 5);
+    assert_eq!(r.rejected, vec!["002_9f5fff6f4365948f.txt".to_string()]);
+    assert_eq!(r.inconsistent, vec!["002_9f5fff6f4365948f.txt".to_string()]);
+    assert!(r.unreadable.is_empty());
+}
+
+#[test]
+fn seed_002_locking_selftests_blame_is_rejected() {
+    let log = syzlog::parse_file(&shared().join("seeds/002_9f5fff6f4365948f.txt")).unwrap();
+    let a = syzlog::analyze(&log);
+    assert_eq!(a.verdict, ResultVerdict::Reject);
+    assert!(a.findings.iter().any(|f| f.rule == "identical-culprit-parent-signature"));
+    let Ending::FirstBad(c) = &log.ending else { panic!("002 names a culprit") };
+    assert!(c.message.iter().any(|l| l.contains("local_lock inversion")));
+}
+
+#[test]
+fn seed_000_structure() {
+    let log = syzlog::parse_file(&shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    assert_eq!(log.steps.len(), 16);
+    assert_eq!(log.revisions_tested, Some(16));
+    assert_eq!(log.steps[1].purpose, Purpose::Release("v5.15".into()));
+    assert_eq!(log.steps[0].purpose, Purpose::Original);
+    assert!(matches!(&log.steps[0].runs, Runs::Each(r) if r.len() == 20));
+    let a = syzlog::analyze(&log);
+    // Four commits, one binary: three tests a cache would have skipped.
+    assert_eq!(a.repeated_tests.len(), 3);
+    assert_eq!(a.verdict, ResultVerdict::Ok);
+    let Ending::FirstBad(c) = &log.ending else { panic!() };
+    assert_eq!(c.files, vec!["net/ethtool/netlink.c", "net/ethtool/netlink.h"]);
+    let d = log.durations.unwrap();
+    assert!((d.build_seconds - 9210.353200664).abs() < 1e-6);
+}
+
+#[test]
+fn broken_inputs_get_precise_errors() {
+    assert_eq!(syzlog::parse(b"").unwrap_err(), ParseError::NoBisection);
+    assert_eq!(syzlog::parse(b"hello\nworld\n").unwrap_err(), ParseError::NoBisection);
+    assert_eq!(syzlog::parse(b"testing commit \x00abc").unwrap_err(), ParseError::Binary(15));
+    assert!(matches!(syzlog::parse(b"bisecting cause \xff\xfe").unwrap_err(), ParseError::NotText(16)));
+}
+
+#[test]
+fn truncated_logs_parse_as_unfinished() {
+    let text = std::fs::read(shared().join("seeds/001_7c9f106649ff4028.txt")).unwrap();
+    for cut in [200, text.len() / 3, text.len() / 2] {
+        let log = syzlog::parse(&text[..cut]).expect("a truncated log still parses");
+        assert!(matches!(log.ending, Ending::Unfinished), "cut at {cut}");
+    }
+}
+
+#[test]
+fn replay_reports_bad_files_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a_garbage.txt"), b"\x00\x01binary").unwrap();
+    std::fs::copy(shared().join("seeds/000_e3960454e11cd2ea.txt"), dir.path().join("b.txt")).unwrap();
+    let r = syzlog::replay(&syzlog::corpus_files(&[dir.path().to_path_buf()]).unwrap());
+    assert_eq!(r.logs, 1);
+    assert_eq!(r.unreadable.len(), 1);
+    assert!(r.unreadable[0].contains("a_garbage.txt") && r.unreadable[0].contains("NUL byte"));
+}
