@@ -6,13 +6,44 @@
 //! | module        | concept |
 //! |---------------|---------|
 //! | [`signature`] | syzkaller-compatible kernel signatures of ELF files; `diff` explains why two differ |
+//! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
+//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, gc, verify |
+//! | [`syzlog`]    | syzbot bisection logs: parser, per-log analysis, corpus replay |
+//! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
+//! | [`kernel`]    | kbuild helpers: toolchain identity |
+//! | [`bisect`]    | commit selection, evidence and verdicts, the driver, `lookup` |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //!
 //! # Layering
 //!
-//! `signature` depends on nothing else in the crate. The CLI (`src/main.rs`)
+//! `signature`, `key` and `syzlog` depend on nothing else in the crate.
+//! `store` uses `signature` (to sign what it stores) and `key`. `bisect`
+//! sits on `store`, `git` and `kernel`; `report` only renders. Nothing
+//! below the CLI prints except through [`notice`]. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
+pub mod bisect;
+pub mod git;
+pub mod kernel;
+pub mod key;
 pub mod report;
 pub mod signature;
+pub mod store;
 pub mod syzlog;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Silences [`notice`] (for `--json` consumers that parse stderr too).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// A message the user must see even though it is not an error: a lock
+/// wait, a non-reproducible build. Goes to stderr.
+pub fn notice(message: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("kcache: {message}");
+    }
+}

@@ -5,14 +5,82 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use kcache::bisect::{self, BisectRecipe, CommitEvaluator, Verdict};
+use kcache::git::Repo;
+use kcache::key::{BuildInputs, Key, TestInputs};
+use kcache::store::{self, Cache};
 use kcache::{signature, syzlog};
 
 #[derive(Parser)]
 #[command(name = "kcache", version, about = "Build cache and bisect accelerator for Linux kernels")]
 struct Cli {
+    /// Cache directory [default: $KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else ~/.cache/kcache]
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What decides a build (the build key), for the cache commands.
+#[derive(Args, Clone)]
+struct InputArgs {
+    /// The git repository.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The commit (any revision git understands).
+    #[arg(long, default_value = "HEAD")]
+    commit: String,
+    /// The kernel config the build used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
+    #[arg(long)]
+    toolchain: Option<String>,
+    /// Target architecture [default: this machine's].
+    #[arg(long)]
+    arch: Option<String>,
+    /// The build command (part of the recipe; use the same as `bisect --build`).
+    #[arg(long, default_value = "")]
+    build_cmd: String,
+    /// Files that are part of the recipe (build scripts).
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
+}
+
+/// The user's build and test, for `bisect` and `exec`.
+#[derive(Args, Clone)]
+struct RecipeArgs {
+    /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG and KCACHE_COMMIT.
+    #[arg(long)]
+    build: String,
+    /// Test command, run --runs times with KCACHE_ARTIFACTS, KCACHE_SIGNATURE,
+    /// KCACHE_COMMIT, KCACHE_RUN. Exit 0 ok, 125 cannot test, 1-127 crash
+    /// (a stdout line `crash: TITLE` names it).
+    #[arg(long)]
+    test: String,
+    /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Artifacts to keep, relative to the tree; the first is signed [default: vmlinux].
+    #[arg(long = "artifact")]
+    artifacts: Vec<String>,
+    /// Test runs per kernel.
+    #[arg(long, default_value_t = 10)]
+    runs: u32,
+    /// Files that decide the test outcome (reproducer, image): part of the test key.
+    #[arg(long = "test-key-file")]
+    test_key_files: Vec<PathBuf>,
+    /// Files that are part of the build recipe: part of the build key.
+    #[arg(long = "key-file")]
+    key_files: Vec<PathBuf>,
+    /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
+    #[arg(long)]
+    toolchain: Option<String>,
+    /// Target architecture [default: this machine's].
+    #[arg(long)]
+    arch: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +107,122 @@ enum Command {
     /// syzbot bisection logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
+    Bisect {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long, required = true)]
+        good: Vec<String>,
+        #[arg(long)]
+        bad: String,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Follow only the first parent of merges.
+        #[arg(long)]
+        first_parent: bool,
+        /// Write a syzkaller-style log here.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate HEAD of the current tree with the cache; exit 0 good, 1 bad,
+    /// 125 skip: for `git bisect run kcache exec ...`.
+    Exec {
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the build key of a commit and inputs.
+    Key {
+        #[command(flatten)]
+        inputs: InputArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a build: signs the vmlinux, stores it and the other artifacts.
+    Put {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// The vmlinux (signed) followed by other artifacts to keep.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Seconds the build took (for time-saved figures).
+        #[arg(long, default_value_t = 0.0)]
+        build_seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a build's artifacts into a directory; exit 1 on a miss.
+    Get {
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Look up by build key instead of commit and inputs.
+        #[arg(long)]
+        build_key: Option<String>,
+        #[arg(long)]
+        dest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the cache knows about a build key, a commit and inputs, or a signature.
+    Lookup {
+        #[command(flatten)]
+        inputs: InputArgs,
+        #[arg(long)]
+        build_key: Option<String>,
+        #[arg(long)]
+        signature: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record one test run on a signature (append-only evidence).
+    RecordRun {
+        #[arg(long)]
+        signature: String,
+        /// The test key (64 hex), or give --test-cmd and --test-key-file to derive it.
+        #[arg(long)]
+        test_key: Option<String>,
+        #[arg(long)]
+        test_cmd: Option<String>,
+        #[arg(long = "test-key-file")]
+        test_key_files: Vec<PathBuf>,
+        /// ok, crash, infra, boot-failed or skip.
+        #[arg(long)]
+        outcome: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, default_value_t = 0.0)]
+        seconds: f64,
+        #[arg(long)]
+        commit: Option<String>,
+        /// A log of the run, stored as a blob.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records, blobs, bytes, hits, misses and time saved.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict least-recently-used artifacts until the blobs fit in SIZE (50G, 500M, 1024).
+    Gc {
+        #[arg(long)]
+        max_size: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record and blob; exit non-zero on any problem.
+    Verify {
+        /// Quarantine corrupt blobs and mark lost artifacts as evicted.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,7 +255,233 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache_dir = cli.cache_dir.clone().unwrap_or_else(store::default_cache_dir);
+    let cache = || Cache::open(&cache_dir).context("cannot open the cache");
     match cli.command {
+        Command::Bisect {
+            repo,
+            good,
+            bad,
+            recipe,
+            first_parent,
+            log,
+            json,
+        } => {
+            let cache = cache()?;
+            let repo = Repo::open(&repo)?;
+            let worktree = bisect::worktree_dir(&cache, repo.dir());
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe), worktree, false)?;
+            let opts = bisect::Options {
+                goods: good,
+                bad,
+                first_parent,
+                log,
+            };
+            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut |line| eprintln!("{line}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", kcache::report::bisect_text(&summary));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { recipe, json } => {
+            let cache = cache()?;
+            let here = std::env::current_dir()?;
+            let repo = Repo::open(&here)?;
+            let top = PathBuf::from(repo.run(&["rev-parse", "--show-toplevel"])?.trim());
+            let repo = Repo::open(&top)?;
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe), top, true)?;
+            let head = repo.commit_id("HEAD")?;
+            let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"))?;
+            if json {
+                println!("{}", serde_json::to_string(&eval)?);
+            }
+            Ok(ExitCode::from(match eval.verdict {
+                Verdict::Good => 0,
+                Verdict::Bad => 1,
+                Verdict::Skip => 125,
+            }))
+        }
+        Command::Key { inputs, json } => {
+            let (_, resolved) = resolve_inputs(&inputs)?;
+            if json {
+                println!("{}", serde_json::json!({ "build_key": resolved.key(), "inputs": resolved }));
+            } else {
+                println!("{}", resolved.key());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Put {
+            inputs,
+            files,
+            build_seconds,
+            json,
+        } => {
+            let cache = cache()?;
+            let (commit, resolved) = resolve_inputs(&inputs)?;
+            let artifacts: Vec<(String, PathBuf)> = files.iter().map(|f| (artifact_name(&inputs.repo, f), f.clone())).collect();
+            let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds)?;
+            if json {
+                println!("{}", serde_json::to_string(&record)?);
+            } else {
+                println!(
+                    "{}  {}  {} artifact(s)",
+                    record.build_key,
+                    record.signature.as_deref().unwrap_or(""),
+                    record.artifacts.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            inputs,
+            build_key,
+            dest,
+            json,
+        } => {
+            let cache = cache()?;
+            let key = match build_key {
+                Some(k) => parse_key(&k)?,
+                None => resolve_inputs(&inputs)?.1.key(),
+            };
+            let Some(record) = cache.build(&key)? else {
+                eprintln!("kcache: no build with key {key}");
+                return Ok(ExitCode::from(1));
+            };
+            if record.status != store::BuildStatus::Ok {
+                eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
+                return Ok(ExitCode::from(1));
+            }
+            let restored = match cache.restore(&record.artifacts, &dest) {
+                Err(store::StoreError::Evicted(name)) => {
+                    eprintln!("kcache: artifact {name} of build {key} was evicted");
+                    return Ok(ExitCode::from(1));
+                }
+                other => other?,
+            };
+            if json {
+                println!("{}", serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored }));
+            } else {
+                for p in restored {
+                    println!("{}", p.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lookup {
+            inputs,
+            build_key,
+            signature,
+            json,
+        } => {
+            let cache = cache()?;
+            let found = match (build_key, signature) {
+                (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig)?,
+                (Some(k), None) => bisect::lookup::by_build_key(&cache, &parse_key(&k)?)?,
+                (None, None) => bisect::lookup::by_build_key(&cache, &resolve_inputs(&inputs)?.1.key())?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print!("{}", kcache::report::lookup_text(&found));
+            }
+            Ok(if found.found() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::RecordRun {
+            signature,
+            test_key,
+            test_cmd,
+            test_key_files,
+            outcome,
+            title,
+            seconds,
+            commit,
+            log,
+            json,
+        } => {
+            let cache = cache()?;
+            let test_key = match (test_key, test_cmd) {
+                (Some(k), _) => parse_key(&k)?,
+                (None, Some(cmd)) => TestInputs {
+                    command: cmd,
+                    files: test_key_files
+                        .iter()
+                        .map(|f| Ok((f.to_string_lossy().into_owned(), kcache::key::file_digest(f)?)))
+                        .collect::<std::io::Result<_>>()?,
+                    settings: Vec::new(),
+                }
+                .key(),
+                (None, None) => bail!("give --test-key or --test-cmd"),
+            };
+            let outcome: store::Outcome = serde_json::from_value(serde_json::Value::String(outcome.clone()))
+                .with_context(|| format!("unknown outcome {outcome:?}: use ok, crash, infra, boot-failed or skip"))?;
+            let log_blob = match log {
+                Some(p) => Some(cache.blobs.put_file(&p)?.key),
+                None => None,
+            };
+            let run = store::RunRecord {
+                schema: store::RUN_SCHEMA.into(),
+                signature,
+                test_key,
+                run_id: store::new_run_id(),
+                outcome,
+                title,
+                seconds,
+                host: store::host(),
+                time: store::now(),
+                commit,
+                log_blob,
+                source: None,
+            };
+            cache.record_run(&run)?;
+            if json {
+                println!("{}", serde_json::to_string(&run)?);
+            } else {
+                println!("{}", run.run_id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats { json } => {
+            let stats = cache()?.stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", kcache::report::stats_text(&stats));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc { max_size, json } => {
+            let max = parse_size(&max_size)?;
+            let r = cache()?.gc(max)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
+                    r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { repair, json } => {
+            let r = cache()?.verify(repair)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for p in &r.problems {
+                    println!("problem: {p}");
+                }
+                println!(
+                    "{} record(s), {} blob(s): {}{}",
+                    r.records,
+                    r.blobs,
+                    if r.healthy() { "healthy".to_string() } else { format!("{} problem(s)", r.problems.len()) },
+                    if r.repaired { " (repaired)" } else { "" }
+                );
+            }
+            Ok(if r.healthy() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Command::Sign { json, files } => Ok(sign(&files, json)),
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
@@ -154,4 +564,79 @@ fn diff(a: &PathBuf, b: &PathBuf, all: bool, json: bool) -> anyhow::Result<ExitC
         print!("{}", kcache::report::diff_text(&report, a, b));
     }
     Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn bisect_recipe(r: RecipeArgs) -> BisectRecipe {
+    BisectRecipe {
+        build: r.build,
+        test: r.test,
+        config: r.config,
+        artifacts: r.artifacts,
+        runs: r.runs.max(1),
+        test_key_files: r.test_key_files,
+        key_files: r.key_files,
+        toolchain: r.toolchain.unwrap_or_else(kcache::kernel::toolchain_identity),
+        arch: r.arch.unwrap_or_else(kcache::kernel::host_arch),
+    }
+}
+
+/// The commit id and build inputs named on the command line.
+fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
+    let repo = Repo::open(&a.repo)?;
+    let commit = repo.commit_id(&a.commit)?;
+    let config_digest = match &a.config {
+        Some(p) => kcache::key::file_digest(p).with_context(|| format!("config {}", p.display()))?,
+        None => kcache::key::digest(b""),
+    };
+    let key_files = a
+        .key_files
+        .iter()
+        .map(|f| Ok((f.to_string_lossy().into_owned(), kcache::key::file_digest(f)?)))
+        .collect::<std::io::Result<_>>()?;
+    let recipe = kcache::key::Recipe {
+        command: a.build_cmd.clone(),
+        make_vars: Vec::new(),
+        key_files,
+    };
+    Ok((
+        commit.clone(),
+        BuildInputs {
+            tree: repo.tree_id(&commit)?,
+            config_digest,
+            toolchain: a.toolchain.clone().unwrap_or_else(kcache::kernel::toolchain_identity),
+            arch: a.arch.clone().unwrap_or_else(kcache::kernel::host_arch),
+            recipe_digest: recipe.digest(),
+        },
+    ))
+}
+
+/// An artifact's name: its path inside the repository, else its file name.
+fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
+    let (Ok(repo), Ok(file)) = (repo.canonicalize(), file.canonicalize()) else {
+        return file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+    };
+    match file.strip_prefix(&repo) {
+        Ok(rel) => rel.to_string_lossy().into_owned(),
+        Err(_) => file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+fn parse_key(s: &str) -> anyhow::Result<Key> {
+    Key::from_hex(s).with_context(|| format!("{s:?} is not a 64-hex key"))
+}
+
+/// `50G`, `500M`, `64K` (powers of 1024) or a plain byte count.
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().with_context(|| format!("bad size {s:?}: use e.g. 50G, 500M or a byte count"))?;
+    let mult = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => bail!("bad size {s:?}: use e.g. 50G, 500M or a byte count"),
+    };
+    n.checked_mul(mult).with_context(|| format!("size {s:?} is too large"))
 }

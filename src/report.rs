@@ -4,7 +4,10 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::bisect::lookup::Lookup;
+use crate::bisect::{exec::describe, exec::BuildSource, short, Outcome, Summary};
 use crate::signature::{diff::Change, DiffReport};
+use crate::store::Stats;
 use crate::syzlog::{Analysis, ReplayReport, ResultVerdict, Severity};
 
 /// `kcache diff` text output.
@@ -111,9 +114,6 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
     s
 }
 
-fn short(h: &str) -> &str {
-    &h[..h.len().min(12)]
-}
 
 /// `kcache log replay` text output.
 pub fn replay_text(r: &ReplayReport) -> String {
@@ -142,5 +142,119 @@ pub fn replay_text(r: &ReplayReport) -> String {
         "eras: {} without signatures, {} with 40-hex, {} with 64-hex",
         r.eras.no_signature, r.eras.hex40, r.eras.hex64
     );
+    s
+}
+
+/// `kcache bisect` summary.
+pub fn bisect_text(s: &Summary) -> String {
+    let mut out = String::new();
+    match &s.outcome {
+        Outcome::Culprit {
+            commit,
+            subject,
+            signature,
+            parents,
+        } => {
+            let _ = writeln!(out, "first bad commit: {commit} {subject}");
+            let _ = writeln!(out, "culprit signature: {}", signature.as_deref().unwrap_or("(none)"));
+            for (p, sig) in parents {
+                let _ = writeln!(out, "parent  signature: {} ({})", sig.as_deref().unwrap_or("(not built)"), short(p));
+            }
+        }
+        Outcome::Inconclusive { candidates } => {
+            let _ = writeln!(out, "bisection is inconclusive, the first bad commit could be any of:");
+            for c in candidates {
+                let _ = writeln!(out, "  {c}");
+            }
+        }
+        Outcome::NoBoundary { reason } => {
+            let _ = writeln!(out, "no culprit: {reason}");
+        }
+    }
+    for n in &s.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    let t = &s.totals;
+    let _ = writeln!(
+        out,
+        "steps: {}; builds: {} done ({} failed), {} reused; test runs: {} done, {} reused",
+        t.steps, t.builds_done, t.builds_failed, t.builds_reused, t.runs_done, t.runs_reused
+    );
+    let _ = writeln!(
+        out,
+        "time: build {:.1}s, test {:.1}s, wall {:.1}s; saved: build {:.1}s, test {:.1}s",
+        t.build_seconds, t.test_seconds, s.wall_seconds, t.saved_build_seconds, t.saved_test_seconds
+    );
+    for step in &s.steps {
+        let how = match step.eval.build {
+            BuildSource::Built => "built",
+            BuildSource::Reused => "reused",
+            BuildSource::Failed => "build failed",
+            BuildSource::KnownBroken => "known broken",
+        };
+        let _ = writeln!(
+            out,
+            "  {} {:<6} {:<12} {:<5} {}",
+            short(&step.commit),
+            step.eval.verdict.as_str(),
+            how,
+            step.eval.signature.as_deref().map_or("-", |s| &s[..s.len().min(12)]),
+            if step.eval.evidence.total() > 0 { describe(&step.eval.evidence) } else { String::new() }
+        );
+    }
+    out
+}
+
+/// `kcache lookup` text output.
+pub fn lookup_text(l: &Lookup) -> String {
+    let mut s = String::new();
+    if !l.found() {
+        s.push_str("not in the cache\n");
+        return s;
+    }
+    if let Some(b) = &l.build {
+        let _ = writeln!(s, "build key: {} ({:?}), commit {}, {:.1}s on {}", b.build_key, b.status, b.commit, b.build_seconds, b.host);
+        if let Some(tail) = &b.log_tail {
+            let _ = writeln!(s, "build log tail:\n{tail}");
+        }
+    }
+    if let Some(sig) = &l.signature {
+        let _ = writeln!(s, "signature: {sig}");
+    }
+    for a in &l.artifacts {
+        let state = if a.available { "available" } else if a.evicted { "evicted" } else { "MISSING" };
+        let _ = writeln!(s, "  artifact {} ({} bytes, {}) {state}", a.artifact.name, a.artifact.size, a.artifact.blake3);
+    }
+    for b in &l.builds {
+        let _ = writeln!(s, "  built by key {} (commit {})", b.build_key, short(&b.commit));
+    }
+    for k in &l.known {
+        let _ = writeln!(s, "  known from {}: commit {} with {}", k.source, short(&k.commit), k.compiler);
+    }
+    for t in &l.tests {
+        let verdict = t.verdict.map_or("none", |v| v.as_str());
+        let _ = writeln!(s, "  test key {}: {} run(s), verdict {verdict} ({})", t.test_key, t.runs, describe(&t.evidence));
+        for src in &t.sources {
+            let _ = writeln!(s, "    from {src}");
+        }
+    }
+    s
+}
+
+/// `kcache stats` text output.
+pub fn stats_text(st: &Stats) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "cache: {}", st.cache_dir.display());
+    for (cf, n) in &st.records {
+        let _ = writeln!(s, "  {cf}: {n}");
+    }
+    let _ = writeln!(s, "  blobs: {} ({} bytes stored)", st.blobs, st.blob_bytes);
+    for (name, v) in &st.counters {
+        if name.ends_with("_ms") {
+            let _ = writeln!(s, "  {}: {:.1}s", name.trim_end_matches("_ms"), *v as f64 / 1000.0);
+        } else {
+            let _ = writeln!(s, "  {name}: {v}");
+        }
+    }
     s
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian machine: system packages, then the
+# release build of kcache. Safe to run again (everything is incremental).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v git >/dev/null || need+=(git)
+command -v gcc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+command -v cmp >/dev/null || need+=(diffutils)
+# librocksdb-sys generates its bindings with libclang.
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v g++ >/dev/null || need+=(g++)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
+cargo build --release --locked
+echo "kcache built: $CARGO_TARGET_DIR/release/kcache"

@@ -1,0 +1,89 @@
+//! `kcache lookup`: what the cache knows about a build or a signature,
+//! with per-test-key evidence and the verdict it gives.
+
+use serde::Serialize;
+
+use super::evidence::{Evidence, Verdict};
+use crate::key::Key;
+use crate::store::{ArtifactState, BuildRecord, Cache, KnownSignature, SignatureRecord, StoreError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestEvidence {
+    pub test_key: Key,
+    pub runs: u32,
+    pub evidence: Evidence,
+    pub verdict: Option<Verdict>,
+    /// Where imported runs came from (`syzbot-log:...`), if any.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lookup {
+    pub build: Option<BuildRecord>,
+    pub signature: Option<String>,
+    pub artifacts: Vec<ArtifactState>,
+    /// Every build key known to have produced the signature.
+    pub builds: Vec<SignatureRecord>,
+    /// Commits whose signature came from imported logs.
+    pub known: Vec<KnownSignature>,
+    pub tests: Vec<TestEvidence>,
+}
+
+impl Lookup {
+    pub fn found(&self) -> bool {
+        self.build.is_some() || !self.builds.is_empty() || !self.known.is_empty() || !self.tests.is_empty()
+    }
+}
+
+pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
+    let build = cache.build(key)?;
+    match build.as_ref().and_then(|b| b.signature.clone()) {
+        Some(sig) => {
+            let mut l = by_signature(cache, &sig)?;
+            l.artifacts = cache.artifact_states(&build.as_ref().map(|b| b.artifacts.clone()).unwrap_or_default())?;
+            l.build = build;
+            Ok(l)
+        }
+        None => Ok(Lookup {
+            build,
+            signature: None,
+            artifacts: Vec::new(),
+            builds: Vec::new(),
+            known: Vec::new(),
+            tests: Vec::new(),
+        }),
+    }
+}
+
+pub fn by_signature(cache: &Cache, signature: &str) -> Result<Lookup, StoreError> {
+    let builds = cache.builds_with_signature(signature)?;
+    let artifacts = match builds.first() {
+        Some(b) => cache.artifact_states(&b.artifacts)?,
+        None => Vec::new(),
+    };
+    let tests = cache
+        .runs_by_test_key(signature)?
+        .into_iter()
+        .map(|(test_key, runs)| {
+            let evidence = Evidence::of(&runs);
+            let mut sources: Vec<String> = runs.iter().filter_map(|r| r.source.clone()).collect();
+            sources.sort();
+            sources.dedup();
+            TestEvidence {
+                test_key,
+                runs: runs.len() as u32,
+                verdict: evidence.verdict(),
+                evidence,
+                sources,
+            }
+        })
+        .collect();
+    Ok(Lookup {
+        build: None,
+        signature: Some(signature.to_string()),
+        artifacts,
+        builds,
+        known: cache.known_with_signature(signature)?,
+        tests,
+    })
+}

@@ -1,0 +1,356 @@
+//! Cache-accelerated bisection that cannot blame a no-op commit.
+//!
+//! Commit selection is git's own (`rev-list --bisect-all`), so merges and
+//! `--first-parent` behave as in `git bisect`. Every commit is evaluated
+//! through the cache: a known build key reuses its signature and
+//! artifacts, a known-broken one is skipped without building, and test runs
+//! are pooled per (signature, test key), so commits with the same kernel
+//! always get the same verdict. The culprit's parents are built and signed;
+//! one whose signature equals the culprit's inherits the culprit's verdict
+//! and bisection continues to a real signature boundary.
+//!
+//! All state lives in the cache: a bisection killed at any point and run
+//! again replays every completed build and run from it and carries on.
+
+pub mod evidence;
+pub mod exec;
+mod logfile;
+pub mod lookup;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use evidence::{Evidence, Verdict};
+pub use exec::{CommitEvaluator, EvalError, Evaluation, Recipe as BisectRecipe};
+
+use crate::git::{GitError, Repo};
+use crate::store::Cache;
+
+/// How many commits near the best split are checked for cache hits.
+const NEAR_BEST_LIMIT: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BisectError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("bad commit {bad} is an ancestor of good commit {good}: nothing to bisect")]
+    BadBeforeGood { bad: String, good: String },
+    #[error("cannot write the log {}: {source}", path.display())]
+    Log { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub goods: Vec<String>,
+    pub bad: String,
+    pub first_parent: bool,
+    pub log: Option<PathBuf>,
+}
+
+/// Why a commit was evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    Bisect,
+    /// Built only to compare the culprit's signature with its parents'.
+    SignatureCheck,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub commit: String,
+    pub subject: String,
+    pub purpose: Purpose,
+    #[serde(flatten)]
+    pub eval: Evaluation,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Outcome {
+    Culprit {
+        commit: String,
+        subject: String,
+        signature: Option<String>,
+        /// (parent, its signature) for every parent of the culprit.
+        parents: Vec<(String, Option<String>)>,
+    },
+    Inconclusive {
+        candidates: Vec<String>,
+    },
+    /// The good side has the same kernel as the bad side: no commit in the
+    /// range changed the kernel, so there is no culprit to name.
+    NoBoundary {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub steps: usize,
+    pub builds_done: usize,
+    pub builds_reused: usize,
+    pub builds_failed: usize,
+    pub runs_done: u32,
+    pub runs_reused: u32,
+    pub build_seconds: f64,
+    pub test_seconds: f64,
+    pub saved_build_seconds: f64,
+    pub saved_test_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub steps: Vec<Step>,
+    pub totals: Totals,
+    pub wall_seconds: f64,
+    /// Things the user must know about this result.
+    pub notes: Vec<String>,
+}
+
+/// Runs a bisection to its end. `progress` gets one line per event.
+pub fn bisect(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &mut CommitEvaluator,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Summary, BisectError> {
+    let start = Instant::now();
+    let bad = repo.commit_id(&opts.bad)?;
+    let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
+    for g in &goods {
+        if repo.is_ancestor(&bad, g)? {
+            return Err(BisectError::BadBeforeGood {
+                bad,
+                good: g.clone(),
+            });
+        }
+    }
+    let mut run = Run {
+        repo,
+        cache,
+        evaluator,
+        opts,
+        steps: Vec::new(),
+        seen: HashMap::new(),
+        notes: Vec::new(),
+        log: logfile::LogFile::new(opts.log.as_deref(), &bad),
+    };
+    let outcome = run.search(bad, goods, progress)?;
+    run.log.finish(&outcome, &run.steps, repo, start.elapsed().as_secs_f64())?;
+    let totals = totals(&run.steps);
+    Ok(Summary {
+        outcome,
+        totals,
+        steps: run.steps,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        notes: run.notes,
+    })
+}
+
+struct Run<'a> {
+    repo: &'a Repo,
+    cache: &'a Cache,
+    evaluator: &'a mut CommitEvaluator,
+    opts: &'a Options,
+    steps: Vec<Step>,
+    /// Evaluations already made in this bisection, by commit.
+    seen: HashMap<String, Evaluation>,
+    notes: Vec<String>,
+    log: logfile::LogFile,
+}
+
+impl Run<'_> {
+    fn search(&mut self, mut bad: String, mut goods: Vec<String>, progress: &mut dyn FnMut(&str)) -> Result<Outcome, BisectError> {
+        let mut skipped: HashSet<String> = HashSet::new();
+        loop {
+            let candidates = self.repo.bisect_candidates(&bad, &goods, self.opts.first_parent)?;
+            let open: Vec<_> = candidates
+                .iter()
+                .filter(|c| c.commit != bad && !skipped.contains(&c.commit))
+                .cloned()
+                .collect();
+            if open.is_empty() {
+                let stuck: Vec<String> = candidates
+                    .iter()
+                    .filter(|c| c.commit == bad || skipped.contains(&c.commit))
+                    .map(|c| c.commit.clone())
+                    .collect();
+                if stuck.len() > 1 {
+                    return Ok(Outcome::Inconclusive { candidates: stuck });
+                }
+                match self.check_culprit(&bad, progress)? {
+                    None => return self.culprit_outcome(&bad),
+                    Some(parent) => {
+                        // The parent has the culprit's kernel, hence its
+                        // verdict: move the bad end there and go on, unless
+                        // the parent is on the good side already.
+                        let mut blocking = Vec::new();
+                        for g in &goods {
+                            if self.repo.is_ancestor(&parent, g)? {
+                                blocking.push(g.clone());
+                            }
+                        }
+                        if !blocking.is_empty() {
+                            return Ok(Outcome::NoBoundary {
+                                reason: format!(
+                                    "commit {bad} was judged bad but has the same kernel signature as its parent {parent}, \
+                                     which is (an ancestor of) good commit {}: the good and bad verdicts contradict each \
+                                     other on identical kernels, so no commit in the range can be blamed",
+                                    blocking[0]
+                                ),
+                            });
+                        }
+                        bad = parent;
+                        continue;
+                    }
+                }
+            }
+            let pick = self.choose(&open)?;
+            let eval = self.evaluate(&pick, Purpose::Bisect, progress)?;
+            match eval.verdict {
+                Verdict::Bad => bad = pick,
+                Verdict::Good => goods.push(pick),
+                Verdict::Skip => {
+                    skipped.insert(pick);
+                }
+            }
+        }
+    }
+
+    /// Picks the best split, preferring among nearly-best commits one
+    /// whose build or test the cache already has.
+    fn choose(&mut self, open: &[crate::git::Candidate]) -> Result<String, BisectError> {
+        let best = open.iter().map(|c| c.dist).max().unwrap_or(0);
+        let near: Vec<String> = open
+            .iter()
+            .filter(|c| c.dist * 10 >= best * 9)
+            .take(NEAR_BEST_LIMIT)
+            .map(|c| c.commit.clone())
+            .collect();
+        let mut chosen = open.iter().max_by_key(|c| c.dist).map(|c| c.commit.clone()).unwrap_or_default();
+        if near.len() > 1 {
+            let scores = self.evaluator.cache_scores(self.repo, self.cache, &near)?;
+            let top = near
+                .iter()
+                .zip(&scores)
+                .max_by_key(|(c, s)| (**s, open.iter().find(|o| &o.commit == *c).map_or(0, |o| o.dist)));
+            if let Some((c, s)) = top {
+                if *s > 0 {
+                    chosen = c.clone();
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    fn evaluate(&mut self, commit: &str, purpose: Purpose, progress: &mut dyn FnMut(&str)) -> Result<Evaluation, BisectError> {
+        if let Some(e) = self.seen.get(commit) {
+            return Ok(e.clone());
+        }
+        let subject = self.repo.subject(commit).unwrap_or_default();
+        progress(&format!("[{}] {} {}", self.steps.len() + 1, short(commit), subject));
+        let eval = match purpose {
+            Purpose::Bisect => self.evaluator.evaluate(self.repo, self.cache, commit, progress)?,
+            Purpose::SignatureCheck => self.evaluator.build_only(self.repo, self.cache, commit, progress)?,
+        };
+        self.log.step(commit, &eval, purpose)?;
+        self.steps.push(Step {
+            commit: commit.to_string(),
+            subject,
+            purpose,
+            eval: eval.clone(),
+        });
+        self.seen.insert(commit.to_string(), eval.clone());
+        Ok(eval)
+    }
+
+    /// Builds the culprit's parents; returns a parent whose signature
+    /// equals the culprit's, if any.
+    fn check_culprit(&mut self, culprit: &str, progress: &mut dyn FnMut(&str)) -> Result<Option<String>, BisectError> {
+        let culprit_sig = self.evaluate(culprit, Purpose::SignatureCheck, progress)?.signature;
+        let mut parents = self.repo.parents(culprit)?;
+        if self.opts.first_parent {
+            parents.truncate(1);
+        }
+        for p in parents {
+            let sig = self.evaluate(&p, Purpose::SignatureCheck, progress)?.signature;
+            if sig.is_some() && sig == culprit_sig {
+                let note = format!(
+                    "{} has the same kernel signature as its parent {} ({}): it cannot be the culprit; bisecting on",
+                    short(culprit),
+                    short(&p),
+                    sig.as_deref().unwrap_or("")
+                );
+                progress(&note);
+                self.notes.push(note);
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    fn culprit_outcome(&mut self, culprit: &str) -> Result<Outcome, BisectError> {
+        let mut parents = self.repo.parents(culprit)?;
+        if self.opts.first_parent {
+            parents.truncate(1);
+        }
+        let parents = parents
+            .into_iter()
+            .map(|p| {
+                let sig = self.seen.get(&p).and_then(|e| e.signature.clone());
+                (p, sig)
+            })
+            .collect();
+        Ok(Outcome::Culprit {
+            commit: culprit.to_string(),
+            subject: self.repo.subject(culprit).unwrap_or_default(),
+            signature: self.seen.get(culprit).and_then(|e| e.signature.clone()),
+            parents,
+        })
+    }
+}
+
+fn totals(steps: &[Step]) -> Totals {
+    let mut t = Totals {
+        steps: steps.len(),
+        ..Totals::default()
+    };
+    for s in steps {
+        let e = &s.eval;
+        match e.build {
+            exec::BuildSource::Built => t.builds_done += 1,
+            exec::BuildSource::Failed => {
+                t.builds_done += 1;
+                t.builds_failed += 1;
+            }
+            exec::BuildSource::Reused | exec::BuildSource::KnownBroken => t.builds_reused += 1,
+        }
+        t.runs_done += e.runs_done;
+        t.runs_reused += e.runs_reused;
+        t.build_seconds += e.build_seconds;
+        t.test_seconds += e.test_seconds;
+        t.saved_build_seconds += e.saved_build_seconds;
+        t.saved_test_seconds += e.saved_test_seconds;
+    }
+    t
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Where a bisection keeps its worktree: one per repository, under the
+/// cache, so warm runs find their build outputs again.
+pub fn worktree_dir(cache: &Cache, repo: &Path) -> PathBuf {
+    let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
+    let tag = crate::key::digest(canonical.to_string_lossy().as_bytes()).to_hex();
+    cache.dir().join("worktrees").join(&tag[..16])
+}

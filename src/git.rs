@@ -1,0 +1,153 @@
+//! The git repository being bisected, driven through the `git` command.
+//!
+//! kcache runs real git rather than a library so that commit selection is
+//! git's own (`rev-list --bisect-all`), and worktrees, hooks and the user's
+//! configuration behave exactly as they do for `git bisect`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+#[error("git {args} (in {}): {problem}", dir.display())]
+pub struct GitError {
+    pub dir: PathBuf,
+    pub args: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+}
+
+/// A candidate commit with git's bisection distance (higher splits better).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub commit: String,
+    pub dist: u64,
+}
+
+impl Repo {
+    pub fn open(dir: &Path) -> Result<Repo, GitError> {
+        let repo = Repo { dir: dir.to_path_buf() };
+        repo.run(&["rev-parse", "--git-dir"])?;
+        Ok(repo)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        let err = |problem: String| GitError {
+            dir: self.dir.clone(),
+            args: args.join(" "),
+            problem,
+        };
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .map_err(|e| err(format!("cannot run git: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(err(stderr.trim().lines().last().unwrap_or("failed").to_string()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The full commit id a revision names.
+    pub fn commit_id(&self, rev: &str) -> Result<String, GitError> {
+        Ok(self.run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?.trim().to_string())
+    }
+
+    /// The tree id of a commit: what decides a build.
+    pub fn tree_id(&self, commit: &str) -> Result<String, GitError> {
+        Ok(self.run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?.trim().to_string())
+    }
+
+    /// Tree ids of many commits at once.
+    pub fn tree_ids(&self, commits: &[String]) -> Result<Vec<(String, String)>, GitError> {
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %T"];
+        args.extend(commits.iter().map(String::as_str));
+        Ok(self
+            .run(&args)?
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(c, t)| (c.to_string(), t.to_string()))
+            .collect())
+    }
+
+    pub fn parents(&self, commit: &str) -> Result<Vec<String>, GitError> {
+        let out = self.run(&["rev-list", "--parents", "-n", "1", commit])?;
+        Ok(out.split_whitespace().skip(1).map(str::to_string).collect())
+    }
+
+    pub fn subject(&self, commit: &str) -> Result<String, GitError> {
+        Ok(self.run(&["log", "-1", "--format=%s", commit])?.trim().to_string())
+    }
+
+    /// Commits reachable from `bad` and from none of `goods`, with git's
+    /// bisection distances, best split first (`git rev-list --bisect-all`).
+    pub fn bisect_candidates(&self, bad: &str, goods: &[String], first_parent: bool) -> Result<Vec<Candidate>, GitError> {
+        let mut args = vec!["rev-list", "--bisect-all"];
+        if first_parent {
+            args.push("--first-parent");
+        }
+        args.push(bad);
+        let nots: Vec<String> = goods.iter().map(|g| format!("^{g}")).collect();
+        args.extend(nots.iter().map(String::as_str));
+        let out = self.run(&args)?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (commit, rest) = l.split_once(' ')?;
+                let dist = rest.trim().strip_prefix("(dist=")?.strip_suffix(')')?.parse().ok()?;
+                Some(Candidate {
+                    commit: commit.to_string(),
+                    dist,
+                })
+            })
+            .collect())
+    }
+
+    /// Whether `ancestor` is an ancestor of (or equal to) `descendant`.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(["merge-base", "--is-ancestor", ancestor, descendant])
+            .status()
+            .map_err(|e| GitError {
+                dir: self.dir.clone(),
+                args: "merge-base --is-ancestor".into(),
+                problem: e.to_string(),
+            })?;
+        Ok(out.success())
+    }
+
+    /// Creates (or reuses) a detached worktree at `path`.
+    pub fn ensure_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
+        if path.join(".git").exists() {
+            return Ok(());
+        }
+        let _ = self.run(&["worktree", "prune"]);
+        let p = path.to_string_lossy();
+        self.run(&["worktree", "add", "--force", "--detach", &p, commit])?;
+        Ok(())
+    }
+}
+
+/// Checks out `commit` in a worktree, keeping untracked build outputs so
+/// the next build is incremental.
+pub fn checkout(worktree: &Path, commit: &str) -> Result<(), GitError> {
+    Repo {
+        dir: worktree.to_path_buf(),
+    }
+    .run(&["checkout", "--quiet", "--force", "--detach", commit])
+    .map(|_| ())
+}

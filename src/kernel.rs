@@ -1,0 +1,30 @@
+//! Kernel build helpers: the toolchain identity that goes into build keys.
+
+use std::process::Command;
+
+/// First line of `PROG --version`, or why it could not be had.
+fn version_line(prog: &str) -> String {
+    match Command::new(prog).arg("--version").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        _ => format!("{prog} (version unknown)"),
+    }
+}
+
+/// The compiler and linker version lines, as syzkaller prints them:
+/// `gcc (GCC) 10.2.1 20210217, GNU ld (GNU Binutils for Debian) 2.35.2`.
+/// `CC` and `LD` select the programs (default `gcc` and `ld`).
+pub fn toolchain_identity() -> String {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
+    let ld = std::env::var("LD").unwrap_or_else(|_| "ld".into());
+    format!("{}, {}", version_line(&cc), version_line(&ld))
+}
+
+/// The machine architecture (`uname -m`), the default target.
+pub fn host_arch() -> String {
+    std::env::consts::ARCH.to_string()
+}

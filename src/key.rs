@@ -1,0 +1,249 @@
+//! Build keys and test keys: BLAKE3 over a canonical, versioned encoding of
+//! everything that decides a build's binary or a test's outcome.
+//!
+//! The encoding is a domain string followed by length-prefixed fields in a
+//! fixed order (`name:len:value\n`), so no two different inputs can encode
+//! the same way. `cache-schema/README.md` documents it for other tools.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+const BUILD_DOMAIN: &str = "kcache build key v1";
+const TEST_DOMAIN: &str = "kcache test key v1";
+const RECIPE_DOMAIN: &str = "kcache recipe v1";
+
+/// A 32-byte BLAKE3 key, shown as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Key(pub [u8; 32]);
+
+impl Key {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Key> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Key(out))
+    }
+}
+
+impl From<Key> for String {
+    fn from(k: Key) -> String {
+        k.to_hex()
+    }
+}
+
+impl TryFrom<String> for Key {
+    type Error = String;
+    fn try_from(s: String) -> Result<Key, String> {
+        Key::from_hex(&s).ok_or_else(|| format!("not a 64-hex key: {s}"))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.to_hex())
+    }
+}
+
+/// Accumulates the canonical encoding of one key.
+struct Encoder(blake3::Hasher);
+
+impl Encoder {
+    fn new(domain: &str) -> Encoder {
+        let mut e = Encoder(blake3::Hasher::new());
+        e.field("domain", domain.as_bytes());
+        e
+    }
+
+    fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.0.update(format!("{name}:{}:", value.len()).as_bytes());
+        self.0.update(value);
+        self.0.update(b"\n");
+        self
+    }
+
+    fn finish(&self) -> Key {
+        Key(*self.0.finalize().as_bytes())
+    }
+}
+
+/// BLAKE3 of a file's bytes (used for configs, reproducers, key files).
+pub fn file_digest(path: &Path) -> std::io::Result<Key> {
+    let mut h = blake3::Hasher::new();
+    h.update_mmap(path)?;
+    Ok(Key(*h.finalize().as_bytes()))
+}
+
+/// BLAKE3 of bytes.
+pub fn digest(bytes: &[u8]) -> Key {
+    Key(*blake3::hash(bytes).as_bytes())
+}
+
+/// How a kernel is built: the command, make variables and files the user
+/// names as part of the recipe (a build script, say).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recipe {
+    pub command: String,
+    /// `KEY=VALUE` pairs; order does not matter.
+    pub make_vars: Vec<String>,
+    /// (path as named, BLAKE3 of content).
+    pub key_files: Vec<(String, Key)>,
+}
+
+impl Recipe {
+    pub fn digest(&self) -> Key {
+        let mut e = Encoder::new(RECIPE_DOMAIN);
+        e.field("command", self.command.as_bytes());
+        let mut vars = self.make_vars.clone();
+        vars.sort();
+        for v in &vars {
+            e.field("make_var", v.as_bytes());
+        }
+        let mut files = self.key_files.clone();
+        files.sort();
+        for (path, d) in &files {
+            e.field("key_file", path.as_bytes()).field("key_file_digest", &d.0);
+        }
+        e.finish()
+    }
+}
+
+/// Everything that decides a build's binary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildInputs {
+    /// The git tree id (not the commit id: same tree, same build).
+    pub tree: String,
+    pub config_digest: Key,
+    /// Compiler and linker version lines, e.g. `gcc (GCC) 10.2.1, GNU ld 2.35.2`.
+    pub toolchain: String,
+    pub arch: String,
+    pub recipe_digest: Key,
+}
+
+impl BuildInputs {
+    pub fn key(&self) -> Key {
+        Encoder::new(BUILD_DOMAIN)
+            .field("tree", self.tree.as_bytes())
+            .field("config", &self.config_digest.0)
+            .field("toolchain", self.toolchain.as_bytes())
+            .field("arch", self.arch.as_bytes())
+            .field("recipe", &self.recipe_digest.0)
+            .finish()
+    }
+}
+
+/// Everything besides the kernel that decides a test's outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestInputs {
+    pub command: String,
+    /// (path as named, BLAKE3 of content): reproducer, image, VM config.
+    pub files: Vec<(String, Key)>,
+    /// Free-form settings the user names (`KEY=VALUE`).
+    pub settings: Vec<String>,
+}
+
+impl TestInputs {
+    pub fn key(&self) -> Key {
+        let mut e = Encoder::new(TEST_DOMAIN);
+        e.field("command", self.command.as_bytes());
+        let mut files = self.files.clone();
+        files.sort();
+        for (path, d) in &files {
+            e.field("file", path.as_bytes()).field("file_digest", &d.0);
+        }
+        let mut settings = self.settings.clone();
+        settings.sort();
+        for s in &settings {
+            e.field("setting", s.as_bytes());
+        }
+        e.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> BuildInputs {
+        BuildInputs {
+            tree: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+            config_digest: digest(b"CONFIG_X=y"),
+            toolchain: "gcc (GCC) 12.2.0".into(),
+            arch: "x86_64".into(),
+            recipe_digest: Recipe::default().digest(),
+        }
+    }
+
+    #[test]
+    fn every_build_input_changes_the_key() {
+        let base = inputs().key();
+        let mut i = inputs();
+        i.tree.replace_range(0..1, "5");
+        assert_ne!(i.key(), base);
+        let mut i = inputs();
+        i.config_digest = digest(b"CONFIG_X=n");
+        assert_ne!(i.key(), base);
+        let mut i = inputs();
+        i.toolchain.push('x');
+        assert_ne!(i.key(), base);
+        let mut i = inputs();
+        i.arch = "arm64".into();
+        assert_ne!(i.key(), base);
+        assert_eq!(inputs().key(), base);
+    }
+
+    #[test]
+    fn encoding_is_unambiguous() {
+        // Moving bytes between adjacent fields must change the key.
+        let a = Encoder::new("d").field("a", b"xy").field("b", b"z").finish();
+        let b = Encoder::new("d").field("a", b"x").field("b", b"yz").finish();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn test_key_ignores_order_of_files_and_settings() {
+        let f1 = ("repro.c".to_string(), digest(b"1"));
+        let f2 = ("image".to_string(), digest(b"2"));
+        let a = TestInputs {
+            command: "run".into(),
+            files: vec![f1.clone(), f2.clone()],
+            settings: vec!["A=1".into(), "B=2".into()],
+        };
+        let b = TestInputs {
+            command: "run".into(),
+            files: vec![f2, f1],
+            settings: vec!["B=2".into(), "A=1".into()],
+        };
+        assert_eq!(a.key(), b.key());
+        let c = TestInputs {
+            command: "run2".into(),
+            ..a.clone()
+        };
+        assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn recipe_make_var_order_does_not_matter() {
+        let a = Recipe {
+            command: "make".into(),
+            make_vars: vec!["A=1".into(), "B=2".into()],
+            key_files: vec![],
+        };
+        let b = Recipe {
+            make_vars: vec!["B=2".into(), "A=1".into()],
+            ..a.clone()
+        };
+        assert_eq!(a.digest(), b.digest());
+    }
+}

@@ -1,0 +1,334 @@
+//! The RocksDB index: one column family per record kind.
+//!
+//! Many kcache processes share one cache directory (four bisections and a
+//! `kcache stats`, say), and RocksDB lets only one process open a database
+//! for writing. So no process keeps it open: readers open it read-only,
+//! which takes no lock and never waits, and writers open it for the
+//! moment of one atomic, fsynced write batch, retrying with backoff while
+//! another writer holds the lock. Writes take milliseconds, so waits are
+//! short; one longer than a second is reported, and after
+//! [`LOCK_TIMEOUT`] the write fails with a clear error instead of hanging.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::StoreError;
+
+pub const CF_BUILDS: &str = "builds";
+pub const CF_SIGNATURES: &str = "signatures";
+pub const CF_RUNS: &str = "runs";
+pub const CF_KNOWN: &str = "known_signatures";
+pub const CF_EVICTED: &str = "evicted";
+pub const CF_COUNTERS: &str = "counters";
+const ALL_CFS: &[&str] = &[CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED, CF_COUNTERS];
+
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+const REPORT_WAIT_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    path: PathBuf,
+}
+
+/// A read-only view of the index.
+pub struct Reader {
+    db: DB,
+}
+
+/// Writes gathered into one atomic batch.
+pub struct Writer<'a> {
+    db: &'a DB,
+    batch: WriteBatch,
+}
+
+fn add_counter(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let decode = |b: &[u8]| b.try_into().map(i64::from_le_bytes).unwrap_or(0);
+    let total = operands.iter().fold(existing.map_or(0, decode), |acc, op| acc.wrapping_add(decode(op)));
+    Some(total.to_le_bytes().to_vec())
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut o = Options::default();
+    if name == CF_COUNTERS {
+        o.set_merge_operator_associative("add_i64", add_counter);
+    }
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_open_files(256);
+    o.set_keep_log_file_num(2);
+    o
+}
+
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    ALL_CFS
+        .iter()
+        .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)))
+        .collect()
+}
+
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let s = e.to_string();
+    s.contains("LOCK") || s.contains("lock file") || s.contains("Resource temporarily unavailable")
+}
+
+impl Index {
+    pub fn new(path: &Path) -> Index {
+        Index { path: path.to_path_buf() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Index {
+            path: self.path.clone(),
+            problem: e.to_string(),
+        }
+    }
+
+    /// Opens the index for writing, waiting (bounded) for other writers.
+    fn open_rw(&self) -> Result<DB, StoreError> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        let mut reported = false;
+        loop {
+            match DB::open_cf_descriptors(&db_options(), &self.path, descriptors()) {
+                Ok(db) => {
+                    if reported {
+                        crate::notice(&format!(
+                            "got the cache index after waiting {:.1}s",
+                            start.elapsed().as_secs_f64()
+                        ));
+                    }
+                    return Ok(db);
+                }
+                Err(e) if is_lock_error(&e) => {
+                    let waited = start.elapsed();
+                    if waited > LOCK_TIMEOUT {
+                        return Err(StoreError::Busy {
+                            path: self.path.clone(),
+                            waited,
+                        });
+                    }
+                    if waited > REPORT_WAIT_AFTER && !reported {
+                        crate::notice(&format!(
+                            "waiting for the cache index {}: another kcache process is writing",
+                            self.path.display()
+                        ));
+                        reported = true;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(self.db_err(e)),
+            }
+        }
+    }
+
+    /// Opens the index read-only. Takes no lock; a writer replacing files
+    /// under us can make an open fail, so a few retries are allowed.
+    fn open_ro(&self) -> Result<DB, StoreError> {
+        if !self.path.join("CURRENT").exists() {
+            drop(self.open_rw()?);
+        }
+        let mut last = None;
+        for attempt in 0..20u64 {
+            match DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
+                Ok(db) => return Ok(db),
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(5 * (attempt + 1)));
+                }
+            }
+        }
+        Err(self.db_err(last.expect("at least one attempt")))
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&Reader) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let reader = Reader { db: self.open_ro()? };
+        f(&reader)
+    }
+
+    /// Runs `f` and commits everything it wrote as one fsynced batch.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let db = self.open_rw()?;
+        let mut w = Writer {
+            db: &db,
+            batch: WriteBatch::default(),
+        };
+        let result = f(&mut w)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
+        Ok(result)
+    }
+
+    /// Runs `f` with the index open for writing (and reading) for a while:
+    /// bulk loads and benchmarks. Other writers wait meanwhile.
+    pub fn session<R>(&self, f: impl FnOnce(&Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let db = self.open_rw()?;
+        let w = Writer {
+            db: &db,
+            batch: WriteBatch::default(),
+        };
+        f(&w)
+    }
+}
+
+fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("every column family is opened")
+}
+
+fn decode<T: DeserializeOwned>(cf_name: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::BadRecord {
+        cf: cf_name.to_string(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        problem: e.to_string(),
+    })
+}
+
+/// Reads shared by `Reader` and `Writer`.
+pub trait Read {
+    fn db(&self) -> &DB;
+
+    fn get<T: DeserializeOwned>(&self, cf_name: &str, key: &str) -> Result<Option<T>, StoreError> {
+        let db = self.db();
+        match db.get_cf(cf(db, cf_name), key.as_bytes()) {
+            Ok(Some(bytes)) => decode(cf_name, key.as_bytes(), &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            }),
+        }
+    }
+
+    fn exists(&self, cf_name: &str, key: &str) -> Result<bool, StoreError> {
+        let db = self.db();
+        db.get_pinned_cf(cf(db, cf_name), key.as_bytes())
+            .map(|v| v.is_some())
+            .map_err(|e| StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Every (key, record) whose key starts with `prefix`, in key order.
+    fn scan<T: DeserializeOwned>(&self, cf_name: &str, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        let db = self.db();
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, cf_name), mode) {
+            let (k, v) = item.map_err(|e| StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            })?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k).into_owned();
+            out.push((key, decode(cf_name, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Number of keys in a column family (exact; walks the keys).
+    fn count(&self, cf_name: &str) -> Result<u64, StoreError> {
+        let db = self.db();
+        let mut n = 0;
+        for item in db.iterator_cf(cf(db, cf_name), IteratorMode::Start) {
+            item.map_err(|e| StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        let db = self.db();
+        let v = db.get_cf(cf(db, CF_COUNTERS), name.as_bytes()).map_err(|e| StoreError::Index {
+            path: db.path().to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Ok(v.and_then(|b| b.as_slice().try_into().ok()).map_or(0, i64::from_le_bytes))
+    }
+
+    fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let db = self.db();
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, CF_COUNTERS), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            })?;
+            let value = v.as_ref().try_into().map_or(0, i64::from_le_bytes);
+            out.push((String::from_utf8_lossy(&k).into_owned(), value));
+        }
+        Ok(out)
+    }
+}
+
+impl Read for Reader {
+    fn db(&self) -> &DB {
+        &self.db
+    }
+}
+
+impl Read for Writer<'_> {
+    fn db(&self) -> &DB {
+        self.db
+    }
+}
+
+impl Writer<'_> {
+    pub fn put<T: Serialize>(&mut self, cf_name: &str, key: &str, record: &T) {
+        let bytes = serde_json::to_vec(record).expect("records serialize");
+        self.batch.put_cf(cf(self.db, cf_name), key.as_bytes(), bytes);
+    }
+
+    pub fn delete(&mut self, cf_name: &str, key: &str) {
+        self.batch.delete_cf(cf(self.db, cf_name), key.as_bytes());
+    }
+
+    pub fn add(&mut self, counter: &str, delta: i64) {
+        self.batch
+            .merge_cf(cf(self.db, CF_COUNTERS), counter.as_bytes(), delta.to_le_bytes());
+    }
+
+    /// Writes one record immediately, unsynced (bulk loads only; a session
+    /// ends with [`Writer::flush`]).
+    pub fn put_now<T: Serialize>(&self, cf_name: &str, key: &str, record: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).expect("records serialize");
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db
+            .put_cf_opt(cf(self.db, cf_name), key.as_bytes(), bytes, &opts)
+            .map_err(|e| StoreError::Index {
+                path: self.db.path().to_path_buf(),
+                problem: e.to_string(),
+            })
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            self.db.flush_cf(cf(self.db, name)).map_err(|e| StoreError::Index {
+                path: self.db.path().to_path_buf(),
+                problem: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,503 @@
+//! The cache: a content-addressed blob store plus a RocksDB index.
+//!
+//! Layout under the cache directory (see `cache-schema/README.md`):
+//! `index/` (RocksDB), `blobs/` (zstd blobs by BLAKE3), `tmp/` (blobs being
+//! written), `quarantine/` (corrupt blobs, kept for inspection).
+//!
+//! Invariant: a record is written only after every blob it names is
+//! durable, so no record ever points at a blob that was never stored.
+//! Blobs can later be evicted (`gc`); eviction writes a marker first, so a
+//! missing blob is always either evicted (said so) or corruption (reported
+//! by `verify`).
+
+pub mod blob;
+pub mod index;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::key::{BuildInputs, Key};
+use crate::signature;
+pub use blob::BlobStore;
+use index::{Index, Read, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_RUNS, CF_SIGNATURES};
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cache index {}: {problem}", path.display())]
+    Index { path: PathBuf, problem: String },
+    #[error("cache index {}: still locked by another kcache process after {:.0}s", path.display(), waited.as_secs_f64())]
+    Busy { path: PathBuf, waited: Duration },
+    #[error("blob {0} is missing")]
+    MissingBlob(Key),
+    #[error("blob {key} ({}) is corrupt: {problem}{}", path.display(),
+        quarantined.as_ref().map(|q| format!("; moved to {}", q.display())).unwrap_or_default())]
+    CorruptBlob {
+        key: Key,
+        path: PathBuf,
+        problem: String,
+        quarantined: Option<PathBuf>,
+    },
+    #[error("record {cf}/{key} is unreadable: {problem}")]
+    BadRecord { cf: String, key: String, problem: String },
+    #[error(transparent)]
+    Sign(#[from] signature::SignError),
+    #[error("artifact {0} was evicted from the cache")]
+    Evicted(String),
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Where the cache lives: `--cache-dir`, else `KCACHE_DIR`, else
+/// `$XDG_CACHE_HOME/kcache`, else `~/.cache/kcache`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KCACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("kcache");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("kcache")
+}
+
+/// Counter names in the index (`kcache stats`).
+pub mod counters {
+    pub const BUILD_HITS: &str = "build_hits";
+    pub const BUILD_MISSES: &str = "build_misses";
+    pub const TEST_HITS: &str = "test_hits";
+    pub const TEST_MISSES: &str = "test_misses";
+    pub const SAVED_BUILD_MS: &str = "saved_build_ms";
+    pub const SAVED_TEST_MS: &str = "saved_test_ms";
+    pub const DETERMINISM_CONFLICTS: &str = "determinism_conflicts";
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    pub blobs: BlobStore,
+    pub index: Index,
+}
+
+/// A build's artifacts with whether each can still be restored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactState {
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    pub available: bool,
+    pub evicted: bool,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            blobs: BlobStore::new(dir),
+            index: Index::new(&dir.join("index")),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores a successful build: signs the first artifact (the vmlinux),
+    /// stores every artifact as a blob, then writes the records.
+    pub fn put_build(
+        &self,
+        commit: &str,
+        inputs: &BuildInputs,
+        artifacts: &[(String, PathBuf)],
+        build_seconds: f64,
+    ) -> Result<BuildRecord, StoreError> {
+        let (_, vmlinux) = artifacts.first().ok_or_else(|| StoreError::Index {
+            path: self.dir.clone(),
+            problem: "a build needs at least one artifact (the vmlinux)".into(),
+        })?;
+        let signature = signature::sign_file(vmlinux)?.to_hex();
+        let mut stored = Vec::with_capacity(artifacts.len());
+        for (name, path) in artifacts {
+            let s = self.blobs.put_file(path)?;
+            stored.push(Artifact {
+                name: name.clone(),
+                blake3: s.key,
+                size: s.size,
+                executable: is_executable(path),
+            });
+        }
+        let record = BuildRecord {
+            schema: BUILD_SCHEMA.into(),
+            build_key: inputs.key(),
+            status: BuildStatus::Ok,
+            signature: Some(signature),
+            artifacts: stored,
+            log_tail: None,
+            commit: commit.into(),
+            tree: inputs.tree.clone(),
+            config_digest: inputs.config_digest,
+            toolchain: inputs.toolchain.clone(),
+            arch: inputs.arch.clone(),
+            recipe_digest: inputs.recipe_digest,
+            build_seconds,
+            host: host(),
+            time: now(),
+        };
+        self.write_build(&record)?;
+        Ok(record)
+    }
+
+    /// Records that these inputs fail to build, with the end of the log.
+    pub fn put_build_failure(
+        &self,
+        commit: &str,
+        inputs: &BuildInputs,
+        log_tail: &str,
+        build_seconds: f64,
+    ) -> Result<BuildRecord, StoreError> {
+        let record = BuildRecord {
+            schema: BUILD_SCHEMA.into(),
+            build_key: inputs.key(),
+            status: BuildStatus::Failed,
+            signature: None,
+            artifacts: Vec::new(),
+            log_tail: Some(log_tail.to_string()),
+            commit: commit.into(),
+            tree: inputs.tree.clone(),
+            config_digest: inputs.config_digest,
+            toolchain: inputs.toolchain.clone(),
+            arch: inputs.arch.clone(),
+            recipe_digest: inputs.recipe_digest,
+            build_seconds,
+            host: host(),
+            time: now(),
+        };
+        self.write_build(&record)?;
+        Ok(record)
+    }
+
+    fn write_build(&self, record: &BuildRecord) -> Result<(), StoreError> {
+        let key = record.build_key.to_hex();
+        self.index.write(|w| {
+            let existing: Option<BuildRecord> = w.get(CF_BUILDS, &key)?;
+            match (&existing, &record.signature) {
+                (Some(old), Some(sig)) if old.signature.as_ref().is_some_and(|s| s != sig) => {
+                    // Same inputs, different code: keep both, say so loudly.
+                    crate::notice(&format!(
+                        "NON-REPRODUCIBLE BUILD: build key {key} produced signature {} before and {sig} now",
+                        old.signature.as_deref().unwrap_or("?")
+                    ));
+                    w.put(CF_BUILDS, &format!("{key}/{sig}"), record);
+                    w.add(counters::DETERMINISM_CONFLICTS, 1);
+                }
+                (Some(old), _) if old.status == BuildStatus::Ok && record.status == BuildStatus::Failed => {
+                    // A flaky build failure must not hide a known good build.
+                }
+                _ => w.put(CF_BUILDS, &key, record),
+            }
+            if let Some(sig) = &record.signature {
+                let sr = SignatureRecord {
+                    schema: SIGNATURE_SCHEMA.into(),
+                    signature: sig.clone(),
+                    build_key: record.build_key,
+                    commit: record.commit.clone(),
+                    artifacts: record.artifacts.clone(),
+                    time: record.time,
+                };
+                w.put(CF_SIGNATURES, &format!("{sig}/{key}"), &sr);
+            }
+            for a in &record.artifacts {
+                w.delete(CF_EVICTED, &a.blake3.to_hex());
+            }
+            Ok(())
+        })
+    }
+
+    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+        self.index.read(|r| r.get(CF_BUILDS, &key.to_hex()))
+    }
+
+    pub fn builds_with_signature(&self, signature: &str) -> Result<Vec<SignatureRecord>, StoreError> {
+        self.index
+            .read(|r| r.scan(CF_SIGNATURES, &format!("{signature}/")))
+            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
+    }
+
+    /// Appends one run. Run ids are unique, so this never overwrites.
+    pub fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.record_runs(std::slice::from_ref(run))
+    }
+
+    pub fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        self.index.write(|w| {
+            for run in runs {
+                w.put(CF_RUNS, &run_key(&run.signature, &run.test_key, &run.run_id), run);
+            }
+            Ok(())
+        })
+    }
+
+    /// Every run on a signature under one test key, oldest first.
+    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
+        self.index
+            .read(|r| r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex())))
+            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
+    }
+
+    /// Every run on a signature, grouped by test key.
+    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<Key, Vec<RunRecord>>, StoreError> {
+        let all: Vec<(String, RunRecord)> = self.index.read(|r| r.scan(CF_RUNS, &format!("{signature}/")))?;
+        let mut out: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
+        for (_, run) in all {
+            out.entry(run.test_key).or_default().push(run);
+        }
+        Ok(out)
+    }
+
+    pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
+        self.index.write(|w| {
+            for k in known {
+                let key = format!("{}/{}", k.commit, crate::key::digest(k.compiler.as_bytes()).to_hex());
+                w.put(CF_KNOWN, &key, k);
+            }
+            Ok(())
+        })
+    }
+
+    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
+        self.index
+            .read(|r| r.scan(CF_KNOWN, &format!("{commit}/")))
+            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
+    }
+
+    /// Known signatures (from logs) equal to `signature`.
+    pub fn known_with_signature(&self, signature: &str) -> Result<Vec<KnownSignature>, StoreError> {
+        let all: Vec<(String, KnownSignature)> = self.index.read(|r| r.scan(CF_KNOWN, ""))?;
+        Ok(all.into_iter().map(|(_, k)| k).filter(|k| k.signature == signature).collect())
+    }
+
+    /// Adds to the hit/miss/time-saved counters.
+    pub fn count(&self, deltas: &[(&str, i64)]) -> Result<(), StoreError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        self.index.write(|w| {
+            for (name, d) in deltas {
+                w.add(name, *d);
+            }
+            Ok(())
+        })
+    }
+
+    pub fn artifact_states(&self, artifacts: &[Artifact]) -> Result<Vec<ArtifactState>, StoreError> {
+        let evicted: Vec<bool> = self.index.read(|r| {
+            artifacts
+                .iter()
+                .map(|a| r.exists(CF_EVICTED, &a.blake3.to_hex()))
+                .collect()
+        })?;
+        Ok(artifacts
+            .iter()
+            .zip(evicted)
+            .map(|(a, evicted)| ArtifactState {
+                artifact: a.clone(),
+                available: self.blobs.contains(&a.blake3),
+                evicted,
+            })
+            .collect())
+    }
+
+    /// Restores artifacts under `dest`, each at its name; every byte is
+    /// verified against its hash first.
+    pub fn restore(&self, artifacts: &[Artifact], dest: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let mut out = Vec::with_capacity(artifacts.len());
+        for a in artifacts {
+            let target = dest.join(safe_relative(&a.name));
+            match self.blobs.get_to_file(&a.blake3, &target) {
+                Err(StoreError::MissingBlob(_)) => return Err(StoreError::Evicted(a.name.clone())),
+                other => other?,
+            };
+            if a.executable {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| StoreError::io(&target, e))?;
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        let (records, counters) = self.index.read(|r| {
+            let mut records = BTreeMap::new();
+            for cf in [CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED] {
+                records.insert(cf.to_string(), r.count(cf)?);
+            }
+            Ok((records, r.counters()?.into_iter().collect()))
+        })?;
+        let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        Ok(Stats {
+            cache_dir: self.dir.clone(),
+            records,
+            blobs: blobs.len() as u64,
+            blob_bytes: blobs.iter().map(|b| b.stored_bytes).sum(),
+            counters,
+        })
+    }
+
+    /// Evicts least-recently-used blobs until the blobs take at most
+    /// `max_bytes`. Records stay; an evicted marker says why a blob is gone.
+    pub fn gc(&self, max_bytes: u64) -> Result<GcReport, StoreError> {
+        let mut blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        blobs.sort_by_key(|b| b.last_used);
+        let mut total: u64 = blobs.iter().map(|b| b.stored_bytes).sum();
+        let before = total;
+        let mut victims = Vec::new();
+        for b in &blobs {
+            if total <= max_bytes {
+                break;
+            }
+            total -= b.stored_bytes;
+            victims.push(b.key);
+        }
+        if !victims.is_empty() {
+            let time = now();
+            self.index.write(|w| {
+                for k in &victims {
+                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                }
+                Ok(())
+            })?;
+            for k in &victims {
+                let _ = self.blobs.remove(k);
+            }
+        }
+        let tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?;
+        Ok(GcReport {
+            evicted: victims.len(),
+            bytes_before: before,
+            bytes_after: total,
+            tmp_removed,
+        })
+    }
+
+    /// Checks that every record resolves and every blob hashes right.
+    pub fn verify(&self, repair: bool) -> Result<VerifyReport, StoreError> {
+        let mut report = VerifyReport::default();
+        let (builds, sigs, runs, evicted) = self.index.read(|r| {
+            Ok((
+                r.scan::<BuildRecord>(CF_BUILDS, "")?,
+                r.scan::<SignatureRecord>(CF_SIGNATURES, "")?,
+                r.scan::<RunRecord>(CF_RUNS, "")?,
+                r.scan::<u64>(CF_EVICTED, "")?,
+            ))
+        })?;
+        let evicted: std::collections::HashSet<String> = evicted.into_iter().map(|(k, _)| k).collect();
+        report.records = (builds.len() + sigs.len() + runs.len()) as u64;
+        let mut referenced: Vec<(String, Key)> = Vec::new();
+        for (k, b) in &builds {
+            referenced.extend(b.artifacts.iter().map(|a| (format!("builds/{k}"), a.blake3)));
+        }
+        for (k, s) in &sigs {
+            referenced.extend(s.artifacts.iter().map(|a| (format!("signatures/{k}"), a.blake3)));
+        }
+        for (k, r) in &runs {
+            referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
+        }
+        let mut newly_evicted = Vec::new();
+        for (record, key) in &referenced {
+            if !self.blobs.contains(key) && !evicted.contains(&key.to_hex()) {
+                report.problems.push(format!("{record} names blob {key}, which is missing"));
+                newly_evicted.push(*key);
+            }
+        }
+        let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        report.blobs = blobs.len() as u64;
+        for b in &blobs {
+            if let Err(problem) = self.blobs.check(&b.key) {
+                report.problems.push(format!("blob {} is corrupt: {problem}", b.key));
+                if repair {
+                    self.blobs.quarantine(&b.key);
+                    newly_evicted.push(b.key);
+                }
+            }
+        }
+        if repair && !newly_evicted.is_empty() {
+            // The records stay true: their artifacts are gone, say so.
+            let time = now();
+            self.index.write(|w| {
+                for k in &newly_evicted {
+                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                }
+                Ok(())
+            })?;
+            report.repaired = true;
+        }
+        if repair {
+            report.tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?;
+        }
+        Ok(report)
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Keeps artifact names inside the destination directory.
+fn safe_relative(name: &str) -> PathBuf {
+    Path::new(name)
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect()
+}
+
+pub fn run_key(signature: &str, test_key: &Key, run_id: &str) -> String {
+    format!("{signature}/{}/{run_id}", test_key.to_hex())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub cache_dir: PathBuf,
+    pub records: BTreeMap<String, u64>,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub counters: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    pub evicted: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub tmp_removed: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub blobs: u64,
+    pub problems: Vec<String>,
+    pub repaired: bool,
+    pub tmp_removed: usize,
+}
+
+impl VerifyReport {
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}

@@ -1,0 +1,150 @@
+//! The records kcache keeps, as stored (JSON) and as described by the
+//! schemas in `cache-schema/`. Each carries its schema id so a reader can
+//! refuse a version it does not know.
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::Key;
+
+pub const BUILD_SCHEMA: &str = "kcache/build/v1";
+pub const SIGNATURE_SCHEMA: &str = "kcache/signature/v1";
+pub const RUN_SCHEMA: &str = "kcache/run/v1";
+pub const KNOWN_SIGNATURE_SCHEMA: &str = "kcache/known-signature/v1";
+
+/// One artifact of a build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Artifact {
+    /// Path relative to the build tree (`vmlinux`, `arch/x86/boot/bzImage`).
+    pub name: String,
+    pub blake3: Key,
+    pub size: u64,
+    /// Restored with the executable bit (a bootable image, a test binary).
+    #[serde(default)]
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    Ok,
+    Failed,
+}
+
+/// What one build key produced. Keyed by the build key (and, when a build
+/// key ever yields two signatures, by the signature as well).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildRecord {
+    pub schema: String,
+    pub build_key: Key,
+    pub status: BuildStatus,
+    /// Kernel signature (status `ok` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+    /// The end of the build output (status `failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
+    pub commit: String,
+    pub tree: String,
+    pub config_digest: Key,
+    pub toolchain: String,
+    pub arch: String,
+    pub recipe_digest: Key,
+    pub build_seconds: f64,
+    pub host: String,
+    /// Unix seconds.
+    pub time: u64,
+}
+
+/// That a build key produced a signature: one record per (signature,
+/// build key), so concurrent writers never read-modify-write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignatureRecord {
+    pub schema: String,
+    pub signature: String,
+    pub build_key: Key,
+    pub commit: String,
+    pub artifacts: Vec<Artifact>,
+    pub time: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    Crash,
+    Infra,
+    BootFailed,
+    Skip,
+}
+
+/// One test run: append-only evidence, keyed by (signature, test key, run id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub schema: String,
+    pub signature: String,
+    pub test_key: Key,
+    /// Unique per run (time, host, process and a random part).
+    pub run_id: String,
+    pub outcome: Outcome,
+    /// Crash title (outcome `crash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub seconds: f64,
+    pub host: String,
+    pub time: u64,
+    /// The commit whose kernel was tested (evidence applies to its signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_blob: Option<Key>,
+    /// Where the run came from when not from a kcache test (`syzbot-log:FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A commit's signature learned without building it (from a syzbot log):
+/// good for equality and no-op reasoning, never for restoring artifacts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KnownSignature {
+    pub schema: String,
+    pub commit: String,
+    /// The compiler line the log names.
+    pub compiler: String,
+    pub signature: String,
+    pub source: String,
+    pub time: u64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// This machine's host name, for provenance.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A run id no other process or host will pick: time, host, pid, random.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut random = [0u8; 8];
+    let _ = getrandom(&mut random);
+    let tag = blake3::hash(format!("{}:{}", host(), std::process::id()).as_bytes());
+    format!("{nanos:032x}-{}-{}", &tag.to_hex()[..8], hex::encode(random))
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
