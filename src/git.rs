@@ -59,12 +59,18 @@ impl Repo {
 
     /// The full commit id a revision names.
     pub fn commit_id(&self, rev: &str) -> Result<String, GitError> {
-        Ok(self.run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?.trim().to_string())
+        Ok(self
+            .run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?
+            .trim()
+            .to_string())
     }
 
     /// The tree id of a commit: what decides a build.
     pub fn tree_id(&self, commit: &str) -> Result<String, GitError> {
-        Ok(self.run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?.trim().to_string())
+        Ok(self
+            .run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?
+            .trim()
+            .to_string())
     }
 
     /// Tree ids of many commits at once.
@@ -93,7 +99,12 @@ impl Repo {
 
     /// Commits reachable from `bad` and from none of `goods`, with git's
     /// bisection distances, best split first (`git rev-list --bisect-all`).
-    pub fn bisect_candidates(&self, bad: &str, goods: &[String], first_parent: bool) -> Result<Vec<Candidate>, GitError> {
+    pub fn bisect_candidates(
+        &self,
+        bad: &str,
+        goods: &[String],
+        first_parent: bool,
+    ) -> Result<Vec<Candidate>, GitError> {
         let mut args = vec!["rev-list", "--bisect-all"];
         if first_parent {
             args.push("--first-parent");

@@ -2,7 +2,7 @@
 //! is done by the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -14,7 +14,11 @@ use kcache::store::{self, Cache};
 use kcache::{signature, syzlog};
 
 #[derive(Parser)]
-#[command(name = "kcache", version, about = "Build cache and bisect accelerator for Linux kernels")]
+#[command(
+    name = "kcache",
+    version,
+    about = "Build cache and bisect accelerator for Linux kernels"
+)]
 struct Cli {
     /// Cache directory [default: $KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else ~/.cache/kcache]
     #[arg(long, global = true)]
@@ -306,7 +310,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key { inputs, json } => {
             let (_, resolved) = resolve_inputs(&inputs)?;
             if json {
-                println!("{}", serde_json::json!({ "build_key": resolved.key(), "inputs": resolved }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "build_key": resolved.key(), "inputs": resolved })
+                );
             } else {
                 println!("{}", resolved.key());
             }
@@ -320,7 +327,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cache = cache()?;
             let (commit, resolved) = resolve_inputs(&inputs)?;
-            let artifacts: Vec<(String, PathBuf)> = files.iter().map(|f| (artifact_name(&inputs.repo, f), f.clone())).collect();
+            let artifacts: Vec<(String, PathBuf)> = files
+                .iter()
+                .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
+                .collect();
             let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds)?;
             if json {
                 println!("{}", serde_json::to_string(&record)?);
@@ -361,7 +371,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 other => other?,
             };
             if json {
-                println!("{}", serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored })
+                );
             } else {
                 for p in restored {
                     println!("{}", p.display());
@@ -386,7 +399,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", kcache::report::lookup_text(&found));
             }
-            Ok(if found.found() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if found.found() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::RecordRun {
             signature,
@@ -476,11 +493,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{} record(s), {} blob(s): {}{}",
                     r.records,
                     r.blobs,
-                    if r.healthy() { "healthy".to_string() } else { format!("{} problem(s)", r.problems.len()) },
+                    if r.healthy() {
+                        "healthy".to_string()
+                    } else {
+                        format!("{} problem(s)", r.problems.len())
+                    },
                     if r.repaired { " (repaired)" } else { "" }
                 );
             }
-            Ok(if r.healthy() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Sign { json, files } => Ok(sign(&files, json)),
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
@@ -556,14 +581,18 @@ fn sign(files: &[PathBuf], json: bool) -> ExitCode {
     }
 }
 
-fn diff(a: &PathBuf, b: &PathBuf, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let report = signature::diff_files(a, b, if all { None } else { Some(20) })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", kcache::report::diff_text(&report, a, b));
     }
-    Ok(if report.equal { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn bisect_recipe(r: RecipeArgs) -> BisectRecipe {
@@ -613,11 +642,16 @@ fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
 /// An artifact's name: its path inside the repository, else its file name.
 fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
     let (Ok(repo), Ok(file)) = (repo.canonicalize(), file.canonicalize()) else {
-        return file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        return file
+            .file_name()
+            .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
     };
     match file.strip_prefix(&repo) {
         Ok(rel) => rel.to_string_lossy().into_owned(),
-        Err(_) => file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        Err(_) => file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -629,7 +663,9 @@ fn parse_key(s: &str) -> anyhow::Result<Key> {
 fn parse_size(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().with_context(|| format!("bad size {s:?}: use e.g. 50G, 500M or a byte count"))?;
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("bad size {s:?}: use e.g. 50G, 500M or a byte count"))?;
     let mult = match unit.to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
         "" => 1,
         "K" => 1 << 10,

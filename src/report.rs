@@ -94,7 +94,13 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
         hours(a.repeated_test_seconds)
     );
     for r in &a.repeated_tests {
-        let _ = writeln!(s, "    line {}: {} has the kernel of {}", r.line, short(&r.commit), short(&r.same_as));
+        let _ = writeln!(
+            s,
+            "    line {}: {} has the kernel of {}",
+            r.line,
+            short(&r.commit),
+            short(&r.same_as)
+        );
     }
     for i in &a.inconsistencies {
         let _ = writeln!(
@@ -113,7 +119,6 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
     }
     s
 }
-
 
 /// `kcache log replay` text output.
 pub fn replay_text(r: &ReplayReport) -> String {
@@ -158,7 +163,12 @@ pub fn bisect_text(s: &Summary) -> String {
             let _ = writeln!(out, "first bad commit: {commit} {subject}");
             let _ = writeln!(out, "culprit signature: {}", signature.as_deref().unwrap_or("(none)"));
             for (p, sig) in parents {
-                let _ = writeln!(out, "parent  signature: {} ({})", sig.as_deref().unwrap_or("(not built)"), short(p));
+                let _ = writeln!(
+                    out,
+                    "parent  signature: {} ({})",
+                    sig.as_deref().unwrap_or("(not built)"),
+                    short(p)
+                );
             }
         }
         Outcome::Inconclusive { candidates } => {
@@ -199,7 +209,11 @@ pub fn bisect_text(s: &Summary) -> String {
             step.eval.verdict.as_str(),
             how,
             step.eval.signature.as_deref().map_or("-", |s| &s[..s.len().min(12)]),
-            if step.eval.evidence.total() > 0 { describe(&step.eval.evidence) } else { String::new() }
+            if step.eval.evidence.total() > 0 {
+                describe(&step.eval.evidence)
+            } else {
+                String::new()
+            }
         );
     }
     out
@@ -213,7 +227,11 @@ pub fn lookup_text(l: &Lookup) -> String {
         return s;
     }
     if let Some(b) = &l.build {
-        let _ = writeln!(s, "build key: {} ({:?}), commit {}, {:.1}s on {}", b.build_key, b.status, b.commit, b.build_seconds, b.host);
+        let _ = writeln!(
+            s,
+            "build key: {} ({:?}), commit {}, {:.1}s on {}",
+            b.build_key, b.status, b.commit, b.build_seconds, b.host
+        );
         if let Some(tail) = &b.log_tail {
             let _ = writeln!(s, "build log tail:\n{tail}");
         }
@@ -222,18 +240,40 @@ pub fn lookup_text(l: &Lookup) -> String {
         let _ = writeln!(s, "signature: {sig}");
     }
     for a in &l.artifacts {
-        let state = if a.available { "available" } else if a.evicted { "evicted" } else { "MISSING" };
-        let _ = writeln!(s, "  artifact {} ({} bytes, {}) {state}", a.artifact.name, a.artifact.size, a.artifact.blake3);
+        let state = if a.available {
+            "available"
+        } else if a.evicted {
+            "evicted"
+        } else {
+            "MISSING"
+        };
+        let _ = writeln!(
+            s,
+            "  artifact {} ({} bytes, {}) {state}",
+            a.artifact.name, a.artifact.size, a.artifact.blake3
+        );
     }
     for b in &l.builds {
         let _ = writeln!(s, "  built by key {} (commit {})", b.build_key, short(&b.commit));
     }
     for k in &l.known {
-        let _ = writeln!(s, "  known from {}: commit {} with {}", k.source, short(&k.commit), k.compiler);
+        let _ = writeln!(
+            s,
+            "  known from {}: commit {} with {}",
+            k.source,
+            short(&k.commit),
+            k.compiler
+        );
     }
     for t in &l.tests {
         let verdict = t.verdict.map_or("none", |v| v.as_str());
-        let _ = writeln!(s, "  test key {}: {} run(s), verdict {verdict} ({})", t.test_key, t.runs, describe(&t.evidence));
+        let _ = writeln!(
+            s,
+            "  test key {}: {} run(s), verdict {verdict} ({})",
+            t.test_key,
+            t.runs,
+            describe(&t.evidence)
+        );
         for src in &t.sources {
             let _ = writeln!(s, "    from {src}");
         }

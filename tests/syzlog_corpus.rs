@@ -15,17 +15,36 @@ fn all_logs() -> Vec<PathBuf> {
 #[test]
 fn every_real_log_parses_and_reconciles() {
     let files = all_logs();
-    assert!(files.len() >= 466, "expected the seed and dev logs, found {}", files.len());
+    assert!(
+        files.len() >= 466,
+        "expected the seed and dev logs, found {}",
+        files.len()
+    );
     let mut culprits = 0;
     for path in &files {
         let log = syzlog::parse_file(path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!log.steps.is_empty() || matches!(log.ending, Ending::Error { .. }), "{}: no steps", path.display());
+        assert!(
+            !log.steps.is_empty() || matches!(log.ending, Ending::Error { .. }),
+            "{}: no steps",
+            path.display()
+        );
         if let Some(fbc) = log.trailer.as_ref().and_then(|t| t.first_bad_commit.as_deref()) {
-            assert_eq!(log.culprit(), Some(fbc), "{}: culprit differs from the trailer", path.display());
+            assert_eq!(
+                log.culprit(),
+                Some(fbc),
+                "{}: culprit differs from the trailer",
+                path.display()
+            );
             culprits += 1;
         }
-        assert_ne!(log.reconciles(), Some(false), "{}: {} steps do not reconcile with revisions tested {:?}",
-            path.display(), log.counted_steps(), log.revisions_tested);
+        assert_ne!(
+            log.reconciles(),
+            Some(false),
+            "{}: {} steps do not reconcile with revisions tested {:?}",
+            path.display(),
+            log.counted_steps(),
+            log.revisions_tested
+        );
     }
     assert!(culprits > 100, "only {culprits} culprits found");
 }
@@ -48,8 +67,13 @@ fn seed_002_locking_selftests_blame_is_rejected() {
     let log = syzlog::parse_file(&shared().join("seeds/002_9f5fff6f4365948f.txt")).unwrap();
     let a = syzlog::analyze(&log);
     assert_eq!(a.verdict, ResultVerdict::Reject);
-    assert!(a.findings.iter().any(|f| f.rule == "identical-culprit-parent-signature"));
-    let Ending::FirstBad(c) = &log.ending else { panic!("002 names a culprit") };
+    assert!(a
+        .findings
+        .iter()
+        .any(|f| f.rule == "identical-culprit-parent-signature"));
+    let Ending::FirstBad(c) = &log.ending else {
+        panic!("002 names a culprit")
+    };
     assert!(c.message.iter().any(|l| l.contains("local_lock inversion")));
 }
 
@@ -75,8 +99,14 @@ fn seed_000_structure() {
 fn broken_inputs_get_precise_errors() {
     assert_eq!(syzlog::parse(b"").unwrap_err(), ParseError::NoBisection);
     assert_eq!(syzlog::parse(b"hello\nworld\n").unwrap_err(), ParseError::NoBisection);
-    assert_eq!(syzlog::parse(b"testing commit \x00abc").unwrap_err(), ParseError::Binary(15));
-    assert!(matches!(syzlog::parse(b"bisecting cause \xff\xfe").unwrap_err(), ParseError::NotText(16)));
+    assert_eq!(
+        syzlog::parse(b"testing commit \x00abc").unwrap_err(),
+        ParseError::Binary(15)
+    );
+    assert!(matches!(
+        syzlog::parse(b"bisecting cause \xff\xfe").unwrap_err(),
+        ParseError::NotText(16)
+    ));
 }
 
 #[test]
@@ -92,7 +122,11 @@ fn truncated_logs_parse_as_unfinished() {
 fn replay_reports_bad_files_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a_garbage.txt"), b"\x00\x01binary").unwrap();
-    std::fs::copy(shared().join("seeds/000_e3960454e11cd2ea.txt"), dir.path().join("b.txt")).unwrap();
+    std::fs::copy(
+        shared().join("seeds/000_e3960454e11cd2ea.txt"),
+        dir.path().join("b.txt"),
+    )
+    .unwrap();
     let r = syzlog::replay(&syzlog::corpus_files(&[dir.path().to_path_buf()]).unwrap());
     assert_eq!(r.logs, 1);
     assert_eq!(r.unreadable.len(), 1);

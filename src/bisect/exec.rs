@@ -168,7 +168,13 @@ impl CommitEvaluator {
     }
 
     /// Builds (or reuses) and tests (or reuses) one commit.
-    pub fn evaluate(&mut self, repo: &Repo, cache: &Cache, commit: &str, progress: &mut dyn FnMut(&str)) -> Result<Evaluation, EvalError> {
+    pub fn evaluate(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
         let mut eval = self.build_only(repo, cache, commit, progress)?;
         let Some(signature) = eval.signature.clone() else {
             return Ok(eval);
@@ -194,7 +200,14 @@ impl CommitEvaluator {
         eval.verdict = eval.evidence.verdict().unwrap_or(Verdict::Skip);
         eval.runs = runs;
         cache.count(&[
-            (if eval.runs_done == 0 { counters::TEST_HITS } else { counters::TEST_MISSES }, 1),
+            (
+                if eval.runs_done == 0 {
+                    counters::TEST_HITS
+                } else {
+                    counters::TEST_MISSES
+                },
+                1,
+            ),
             (counters::SAVED_TEST_MS, (eval.saved_test_seconds * 1000.0) as i64),
         ])?;
         progress(&format!("  {} ({})", eval.verdict.as_str(), describe(&eval.evidence)));
@@ -202,7 +215,13 @@ impl CommitEvaluator {
     }
 
     /// Builds (or reuses) one commit and signs it; no test.
-    pub fn build_only(&mut self, repo: &Repo, cache: &Cache, commit: &str, progress: &mut dyn FnMut(&str)) -> Result<Evaluation, EvalError> {
+    pub fn build_only(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
         let tree = repo.tree_id(commit)?;
         let inputs = self.inputs_for_tree(&tree);
         let build_key = inputs.key();
@@ -231,7 +250,11 @@ impl CommitEvaluator {
                 };
                 progress(&format!(
                     "  build reused ({}, key {})",
-                    if r.status == BuildStatus::Ok { "signature known" } else { "known to fail" },
+                    if r.status == BuildStatus::Ok {
+                        "signature known"
+                    } else {
+                        "known to fail"
+                    },
                     &build_key.to_hex()[..12]
                 ));
                 cache.count(&[
@@ -257,7 +280,14 @@ impl CommitEvaluator {
         Ok(eval)
     }
 
-    fn build(&self, repo: &Repo, cache: &Cache, commit: &str, inputs: &BuildInputs, progress: &mut dyn FnMut(&str)) -> Result<BuildRecord, EvalError> {
+    fn build(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        inputs: &BuildInputs,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<BuildRecord, EvalError> {
         if !self.in_place {
             repo.ensure_worktree(&self.worktree, commit)?;
             git::checkout(&self.worktree, commit)?;

@@ -43,7 +43,17 @@ impl LogFile {
             let _ = writeln!(t, "kernel signature: {sig}");
         }
         if matches!(eval.build, BuildSource::Failed | BuildSource::KnownBroken) {
-            for line in eval.log_tail.as_deref().unwrap_or("").lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+            for line in eval
+                .log_tail
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 let _ = writeln!(t, "{line}");
             }
         }
@@ -77,7 +87,12 @@ impl LogFile {
             } => {
                 let _ = writeln!(t, "{commit} is the first bad commit");
                 let show = repo
-                    .run(&["show", "--stat", "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", commit])
+                    .run(&[
+                        "show",
+                        "--stat",
+                        "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B",
+                        commit,
+                    ])
                     .unwrap_or_default();
                 t.push_str(show.trim_end());
                 t.push_str("\n\n");
@@ -87,18 +102,36 @@ impl LogFile {
                 if let Some((_, Some(psig))) = parents.first() {
                     let _ = writeln!(t, "parent  signature: {psig}");
                 }
-                let _ = writeln!(t, "revisions tested: {tested}, total time: {} (build: {}, test: {})", go(wall), go(build), go(test));
+                let _ = writeln!(
+                    t,
+                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
+                    go(wall),
+                    go(build),
+                    go(test)
+                );
                 let _ = writeln!(t, "first bad commit: {commit} {subject}");
             }
             Outcome::Inconclusive { candidates } => {
-                let _ = writeln!(t, "revisions tested: {tested}, total time: {} (build: {}, test: {})", go(wall), go(build), go(test));
+                let _ = writeln!(
+                    t,
+                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
+                    go(wall),
+                    go(build),
+                    go(test)
+                );
                 let _ = writeln!(t, "bisection is inconclusive, the first bad commit could be any of:");
                 for c in candidates {
                     let _ = writeln!(t, "{c}");
                 }
             }
             Outcome::NoBoundary { reason } => {
-                let _ = writeln!(t, "revisions tested: {tested}, total time: {} (build: {}, test: {})", go(wall), go(build), go(test));
+                let _ = writeln!(
+                    t,
+                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
+                    go(wall),
+                    go(build),
+                    go(test)
+                );
                 let _ = writeln!(t, "error: {reason}");
             }
         }

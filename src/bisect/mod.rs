@@ -107,11 +107,11 @@ pub struct Totals {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub outcome: Outcome,
-    pub steps: Vec<Step>,
     pub totals: Totals,
     pub wall_seconds: f64,
     /// Things the user must know about this result.
     pub notes: Vec<String>,
+    pub steps: Vec<Step>,
 }
 
 /// Runs a bisection to its end. `progress` gets one line per event.
@@ -127,10 +127,7 @@ pub fn bisect(
     let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
     for g in &goods {
         if repo.is_ancestor(&bad, g)? {
-            return Err(BisectError::BadBeforeGood {
-                bad,
-                good: g.clone(),
-            });
+            return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
         }
     }
     let mut run = Run {
@@ -144,7 +141,8 @@ pub fn bisect(
         log: logfile::LogFile::new(opts.log.as_deref(), &bad),
     };
     let outcome = run.search(bad, goods, progress)?;
-    run.log.finish(&outcome, &run.steps, repo, start.elapsed().as_secs_f64())?;
+    run.log
+        .finish(&outcome, &run.steps, repo, start.elapsed().as_secs_f64())?;
     let totals = totals(&run.steps);
     Ok(Summary {
         outcome,
@@ -168,7 +166,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn search(&mut self, mut bad: String, mut goods: Vec<String>, progress: &mut dyn FnMut(&str)) -> Result<Outcome, BisectError> {
+    fn search(
+        &mut self,
+        mut bad: String,
+        mut goods: Vec<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Outcome, BisectError> {
         let mut skipped: HashSet<String> = HashSet::new();
         loop {
             let candidates = self.repo.bisect_candidates(&bad, &goods, self.opts.first_parent)?;
@@ -235,7 +238,11 @@ impl Run<'_> {
             .take(NEAR_BEST_LIMIT)
             .map(|c| c.commit.clone())
             .collect();
-        let mut chosen = open.iter().max_by_key(|c| c.dist).map(|c| c.commit.clone()).unwrap_or_default();
+        let mut chosen = open
+            .iter()
+            .max_by_key(|c| c.dist)
+            .map(|c| c.commit.clone())
+            .unwrap_or_default();
         if near.len() > 1 {
             let scores = self.evaluator.cache_scores(self.repo, self.cache, &near)?;
             let top = near
@@ -251,7 +258,12 @@ impl Run<'_> {
         Ok(chosen)
     }
 
-    fn evaluate(&mut self, commit: &str, purpose: Purpose, progress: &mut dyn FnMut(&str)) -> Result<Evaluation, BisectError> {
+    fn evaluate(
+        &mut self,
+        commit: &str,
+        purpose: Purpose,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, BisectError> {
         if let Some(e) = self.seen.get(commit) {
             return Ok(e.clone());
         }

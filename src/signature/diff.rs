@@ -112,7 +112,7 @@ fn index_of(all: &[HashedSection], s: &HashedSection) -> usize {
 }
 
 /// Keys items by (name, n-th occurrence of that name).
-fn occurrence_keys<'a, T>(items: &'a [T], name: impl Fn(&T) -> &str) -> Vec<((String, usize), &'a T)> {
+fn occurrence_keys<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<((String, usize), &T)> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     items
         .iter()
@@ -162,7 +162,12 @@ fn changed_symbols(
             Some(b) => {
                 seen_b.insert(key);
                 if symbol_bytes(fa, sa, a) != symbol_bytes(fb, sb, b) {
-                    out.push(symbol_change(a.name.clone(), Change::Changed, Some(a.size), Some(b.size)));
+                    out.push(symbol_change(
+                        a.name.clone(),
+                        Change::Changed,
+                        Some(a.size),
+                        Some(b.size),
+                    ));
                 }
             }
         }
@@ -192,5 +197,6 @@ fn symbol_bytes<'f>(file: &'f ElfFile, section: &HashedSection, sym: &Symbol) ->
     }
     let start = sym.value.checked_sub(section.section.addr)?;
     let end = start.checked_add(sym.size)?;
-    file.raw(&section.section).get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+    file.raw(&section.section)
+        .get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
 }

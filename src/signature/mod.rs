@@ -222,7 +222,7 @@ impl ElfFile {
         // which is the same contract every mmap-based hashing tool has.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| err(e.into()))?;
         let data: &[u8] = &map;
-        if data.len() < 4 || &data[..4] != elf::ELFMAG {
+        if data.len() < 4 || data[..4] != elf::ELFMAG[..] {
             return Err(err(Problem::NotElf("no ELF magic")));
         }
         let kind = FileKind::parse(data).map_err(|_| err(Problem::NotElf("unknown ELF class")))?;
@@ -341,11 +341,8 @@ impl ElfFile {
             // SAFETY: read-only file mapping; dropped pages are re-read from
             // the file on the next access, so no data is lost.
             let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    first,
-                    last - first,
-                )
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
             };
         }
     }
@@ -429,9 +426,9 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(data: &[u8], class: &'static str)
     let file_len = data.len() as u64;
     let mut sections = Vec::with_capacity(table.len().min(1 << 16));
     for (index, sh) in table.iter().enumerate() {
-        let name = table.section_name(endian, sh).map_err(|_| {
-            malformed(format!("section {index}: name offset outside the section name table"))
-        })?;
+        let name = table
+            .section_name(endian, sh)
+            .map_err(|_| malformed(format!("section {index}: name offset outside the section name table")))?;
         let name = String::from_utf8_lossy(name).into_owned();
         let sh_type = sh.sh_type(endian);
         let offset: u64 = sh.sh_offset(endian).into();

@@ -89,8 +89,8 @@ impl BlobStore {
         let tmp_path = tmp.path().to_path_buf();
         let io_err = |e| StoreError::io(&tmp_path, e);
         {
-            let mut enc = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()), ZSTD_LEVEL)
-                .map_err(io_err)?;
+            let mut enc =
+                zstd::Encoder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()), ZSTD_LEVEL).map_err(io_err)?;
             if size > MULTITHREAD_ABOVE {
                 let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
                 enc.multithread(workers).map_err(io_err)?;
@@ -113,7 +113,10 @@ impl BlobStore {
     /// Decompresses a blob into `dest` (written via a temp file and renamed),
     /// verifying its hash; a corrupt blob is quarantined and reported.
     pub fn get_to_file(&self, key: &Key, dest: &Path) -> Result<u64, StoreError> {
-        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| StoreError::io(dir, e))?;
         let size = {
@@ -206,7 +209,9 @@ impl BlobStore {
     pub fn quarantine(&self, key: &Key) -> Option<PathBuf> {
         let q = self.quarantine_dir();
         fs::create_dir_all(&q).ok()?;
-        let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let dest = q.join(format!("{}.{stamp}.zst", key.to_hex()));
         fs::rename(self.path_of(key), &dest).ok()?;
         Some(dest)
@@ -227,7 +232,11 @@ impl BlobStore {
             for entry in fs::read_dir(shard?.path())? {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".zst")).and_then(Key::from_hex) else {
+                let Some(key) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".zst"))
+                    .and_then(Key::from_hex)
+                else {
                     continue;
                 };
                 let meta = entry.metadata()?;
@@ -278,7 +287,9 @@ fn touch(path: &Path) {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
 }
 
 #[cfg(test)]

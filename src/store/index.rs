@@ -47,7 +47,9 @@ pub struct Writer<'a> {
 
 fn add_counter(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
     let decode = |b: &[u8]| b.try_into().map(i64::from_le_bytes).unwrap_or(0);
-    let total = operands.iter().fold(existing.map_or(0, decode), |acc, op| acc.wrapping_add(decode(op)));
+    let total = operands
+        .iter()
+        .fold(existing.map_or(0, decode), |acc, op| acc.wrapping_add(decode(op)));
     Some(total.to_le_bytes().to_vec())
 }
 
@@ -83,7 +85,9 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
 
 impl Index {
     pub fn new(path: &Path) -> Index {
-        Index { path: path.to_path_buf() }
+        Index {
+            path: path.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -259,11 +263,14 @@ pub trait Read {
 
     fn counter(&self, name: &str) -> Result<i64, StoreError> {
         let db = self.db();
-        let v = db.get_cf(cf(db, CF_COUNTERS), name.as_bytes()).map_err(|e| StoreError::Index {
-            path: db.path().to_path_buf(),
-            problem: e.to_string(),
-        })?;
-        Ok(v.and_then(|b| b.as_slice().try_into().ok()).map_or(0, i64::from_le_bytes))
+        let v = db
+            .get_cf(cf(db, CF_COUNTERS), name.as_bytes())
+            .map_err(|e| StoreError::Index {
+                path: db.path().to_path_buf(),
+                problem: e.to_string(),
+            })?;
+        Ok(v.and_then(|b| b.as_slice().try_into().ok())
+            .map_or(0, i64::from_le_bytes))
     }
 
     fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -286,7 +286,11 @@ impl Cache {
     /// Known signatures (from logs) equal to `signature`.
     pub fn known_with_signature(&self, signature: &str) -> Result<Vec<KnownSignature>, StoreError> {
         let all: Vec<(String, KnownSignature)> = self.index.read(|r| r.scan(CF_KNOWN, ""))?;
-        Ok(all.into_iter().map(|(_, k)| k).filter(|k| k.signature == signature).collect())
+        Ok(all
+            .into_iter()
+            .map(|(_, k)| k)
+            .filter(|k| k.signature == signature)
+            .collect())
     }
 
     /// Adds to the hit/miss/time-saved counters.
@@ -420,7 +424,9 @@ impl Cache {
         let mut newly_evicted = Vec::new();
         for (record, key) in &referenced {
             if !self.blobs.contains(key) && !evicted.contains(&key.to_hex()) {
-                report.problems.push(format!("{record} names blob {key}, which is missing"));
+                report
+                    .problems
+                    .push(format!("{record} names blob {key}, which is missing"));
                 newly_evicted.push(*key);
             }
         }

@@ -157,13 +157,21 @@ fn inconsistencies(log: &Log) -> Vec<Inconsistency> {
 
 fn findings(log: &Log, inconsistencies: &[Inconsistency]) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut add = |rule, severity, message: String| out.push(Finding { rule, severity, message });
+    let mut add = |rule, severity, message: String| {
+        out.push(Finding {
+            rule,
+            severity,
+            message,
+        })
+    };
     if let (Some(c), Some(p)) = (&log.culprit_signature, &log.parent_signature) {
         if c == p && log.culprit().is_some() {
             add(
                 "identical-culprit-parent-signature",
                 Severity::Reject,
-                format!("culprit and parent have the same kernel signature {c}: the commit cannot have changed the kernel"),
+                format!(
+                    "culprit and parent have the same kernel signature {c}: the commit cannot have changed the kernel"
+                ),
             );
         }
     }
@@ -178,7 +186,11 @@ fn findings(log: &Log, inconsistencies: &[Inconsistency]) -> Vec<Finding> {
         );
     }
     if log.flaky {
-        add("flaky-reproducer", Severity::Warning, "syzbot flagged the reproducer as flaky".into());
+        add(
+            "flaky-reproducer",
+            Severity::Warning,
+            "syzbot flagged the reproducer as flaky".into(),
+        );
     }
     let Ending::FirstBad(culprit) = &log.ending else {
         return out;
@@ -190,10 +202,18 @@ fn findings(log: &Log, inconsistencies: &[Inconsistency]) -> Vec<Finding> {
         .or_else(|| culprit.message.first().cloned())
         .unwrap_or_default();
     if !culprit.merge_parents.is_empty() || title.starts_with("Merge ") {
-        add("culprit-is-merge", Severity::Warning, format!("the culprit is a merge: {title}"));
+        add(
+            "culprit-is-merge",
+            Severity::Warning,
+            format!("the culprit is a merge: {title}"),
+        );
     }
     if is_release_title(&title) {
-        add("culprit-is-release", Severity::Warning, format!("the culprit is a release commit: {title}"));
+        add(
+            "culprit-is-release",
+            Severity::Warning,
+            format!("the culprit is a release commit: {title}"),
+        );
     }
     if let Some(area) = non_kernel_area(&culprit.files) {
         add(

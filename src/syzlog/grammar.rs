@@ -212,10 +212,22 @@ mod tests {
     #[test]
     fn outcomes() {
         assert_eq!(parse_outcome("OK"), RunOutcome::Ok);
-        assert_eq!(parse_outcome("crashed: WARNING in x"), RunOutcome::Crashed("WARNING in x".into()));
-        assert_eq!(parse_outcome("boot failed: can't ssh"), RunOutcome::BootFailed("can't ssh".into()));
-        assert!(matches!(parse_outcome("basic kernel testing failed: x"), RunOutcome::TestFailed(_)));
-        assert!(matches!(parse_outcome("failed: failed to run binary"), RunOutcome::Infra(_)));
+        assert_eq!(
+            parse_outcome("crashed: WARNING in x"),
+            RunOutcome::Crashed("WARNING in x".into())
+        );
+        assert_eq!(
+            parse_outcome("boot failed: can't ssh"),
+            RunOutcome::BootFailed("can't ssh".into())
+        );
+        assert!(matches!(
+            parse_outcome("basic kernel testing failed: x"),
+            RunOutcome::TestFailed(_)
+        ));
+        assert!(matches!(
+            parse_outcome("failed: failed to run binary"),
+            RunOutcome::Infra(_)
+        ));
     }
 
     #[test]

@@ -54,8 +54,8 @@ mod replay;
 
 pub use analyze::{analyze, Analysis, Finding, ResultVerdict, Severity};
 pub use parse::{
-    parse, CulpritCommit, Direction, Durations, Ending, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step,
-    Trailer, Verdict,
+    parse, CulpritCommit, Direction, Durations, Ending, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step, Trailer,
+    Verdict,
 };
 pub use replay::{corpus_files, replay, ReplayReport};
 

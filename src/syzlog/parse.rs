@@ -161,10 +161,16 @@ pub struct CulpritCommit {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Ending {
     FirstBad(CulpritCommit),
-    Inconclusive { candidates: Vec<String> },
+    Inconclusive {
+        candidates: Vec<String>,
+    },
     /// `the crash already happened on the oldest tested release`.
-    OldestRelease { commit_msg: Option<String> },
-    Error { message: String },
+    OldestRelease {
+        commit_msg: Option<String>,
+    },
+    Error {
+        message: String,
+    },
     /// The log stops before any result line (truncated or aborted).
     Unfinished,
 }
@@ -355,9 +361,12 @@ impl Parser {
             }
         } else if let Some(msg) = line.strip_prefix("error: ") {
             if self.ending.is_none() || matches!(self.ending, Some(Ending::Unfinished)) {
-                self.ending = Some(Ending::Error { message: msg.to_string() });
+                self.ending = Some(Ending::Error {
+                    message: msg.to_string(),
+                });
             }
-        } else if line.starts_with("reproducer seems to be flaky") || line.starts_with("Reproducer flagged being flaky") {
+        } else if line.starts_with("reproducer seems to be flaky") || line.starts_with("Reproducer flagged being flaky")
+        {
             self.flaky = true;
         } else if let Some(rest) = line.strip_prefix("first bad commit: ") {
             let t = self.trailer.get_or_insert_with(Trailer::default);
@@ -480,7 +489,11 @@ impl Parser {
             c.diffstat_summary = Some(line.trim().to_string());
             return true;
         }
-        if line.starts_with(" create mode") || line.starts_with(" delete mode") || line.starts_with(" rename ") || line.starts_with(" mode change") {
+        if line.starts_with(" create mode")
+            || line.starts_with(" delete mode")
+            || line.starts_with(" rename ")
+            || line.starts_with(" mode change")
+        {
             return true;
         }
         false
