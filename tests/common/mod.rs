@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests: the real kcache binary, real git
+//! repositories from `scripts/make-demo-repo.sh`, real gcc.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn kcache() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kcache"))
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shared() -> PathBuf {
+    root().join("../shared")
+}
+
+pub fn demo_test_script() -> String {
+    root().join("scripts/demo-test.sh").display().to_string()
+}
+
+/// Generates a demo repository; `settings` are DEMO_* variables.
+pub fn demo_repo(dir: &Path, settings: &[(&str, &str)]) -> PathBuf {
+    let repo = dir.join("repo");
+    let mut cmd = Command::new(root().join("scripts/make-demo-repo.sh"));
+    cmd.arg(&repo);
+    for (k, v) in settings {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("make-demo-repo.sh runs");
+    assert!(
+        out.status.success(),
+        "make-demo-repo.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo
+}
+
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The commit whose subject matches `pattern` (git --grep).
+pub fn commit_by_subject(repo: &Path, pattern: &str) -> String {
+    git(repo, &["log", "--format=%H", "-n", "1", &format!("--grep={pattern}")])
+}
+
+/// The commit `n` commits after the root (the generator's commit number).
+pub fn commit_number(repo: &Path, n: usize) -> String {
+    let all = git(repo, &["rev-list", "--reverse", "HEAD"]);
+    all.lines().nth(n).expect("commit exists").to_string()
+}
+
+pub fn root_commit(repo: &Path) -> String {
+    git(repo, &["rev-list", "--max-parents=0", "HEAD"])
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `kcache bisect --json` on the demo scripts.
+pub fn bisect_cmd(cache: &Path, repo: &Path, good: &str, bad: &str, runs: u32) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir")
+        .arg(cache)
+        .args(["bisect", "--repo"])
+        .arg(repo)
+        .args(["--good", good, "--bad", bad, "--build", "make -s vmlinux", "--test"])
+        .arg(demo_test_script())
+        .args(["--runs", &runs.to_string(), "--json"]);
+    c
+}
+
+pub fn totals(summary: &serde_json::Value, field: &str) -> u64 {
+    summary["totals"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
+}
