@@ -1,0 +1,151 @@
+//! Kernel signatures: the shared vectors, hostile input, and `diff` on real
+//! gcc builds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use kcache::signature::{self, ElfFile};
+
+fn vectors() -> Vec<(String, PathBuf)> {
+    let dir = shared().join("elf-vectors");
+    std::fs::read_to_string(dir.join("EXPECTED"))
+        .expect("EXPECTED is readable")
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(want, file)| (want.to_string(), dir.join(file)))
+        .collect()
+}
+
+#[test]
+fn every_vector_signs_as_expected_or_is_rejected() {
+    let v = vectors();
+    assert!(v.len() >= 12);
+    for (want, path) in v {
+        let got = signature::sign_file(&path);
+        if want == "error" {
+            let err = got.expect_err(&format!("{} must be rejected", path.display()));
+            let msg = err.to_string();
+            assert!(msg.contains(&*path.to_string_lossy()), "error names the file: {msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
+        } else {
+            assert_eq!(got.unwrap().to_hex(), want, "{}", path.display());
+        }
+    }
+}
+
+#[test]
+fn cli_prints_like_sha256sum_and_exits_2_on_bad_files() {
+    let dir = shared().join("elf-vectors");
+    let out = kcache().arg("sign").arg(dir.join("be32-ppc.elf")).arg(dir.join("vmlinux-6.1-tiny-i386.elf")).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].starts_with("d0d469886351c18448230c234ac27cd4f877df5b9f728c358ff5448599b3ece2  "));
+
+    let out = kcache()
+        .arg("sign")
+        .arg(dir.join("truncated.elf"))
+        .arg(dir.join("le64-x86-debug.elf"))
+        .arg(&dir) // a directory
+        .arg(dir.join("does-not-exist"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "the good file is still signed");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    assert!(stderr.contains("truncated.elf: malformed ELF"));
+    assert!(stderr.contains("is a directory"));
+    assert!(stderr.contains("does-not-exist: cannot read"));
+}
+
+#[test]
+fn json_lists_hashed_and_skipped_sections() {
+    let path = shared().join("elf-vectors/le64-aarch64.elf");
+    let out = run_ok(kcache().args(["sign", "--json"]).arg(&path));
+    let v = json(&out);
+    assert_eq!(v["signature"], "5da579f843c5cd3af421ce1520db831bd8b8bd9e1e59fdf5ac5196ff8a18bdc5");
+    assert_eq!(v["class"], "ELF64");
+    assert_eq!(v["endianness"], "little");
+    assert_eq!(v["machine"], "EM_AARCH64");
+    let skipped = v["skipped"].as_array().unwrap();
+    assert!(skipped.iter().any(|s| s["reason"] == "note"));
+    assert!(skipped.iter().any(|s| s["reason"] == "nobits"));
+    for s in v["sections"].as_array().unwrap() {
+        assert!(s["sha256"].as_str().unwrap().len() == 64 && s["name"].is_string() && s["type"].is_string());
+    }
+    // The outer digest is SHA-256 over the listed section digests in order.
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in v["sections"].as_array().unwrap() {
+        h.update(hex::decode(s["sha256"].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(hex::encode(h.finalize()), v["signature"].as_str().unwrap());
+}
+
+fn compile(dir: &Path, name: &str, source: &str, extra: &[&str]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    run_ok(Command::new("gcc").args(["-O2", "-fno-pie", "-no-pie"]).args(extra).arg(&src).arg("-o").arg(&out));
+    out
+}
+
+const PROGRAM: &str = r#"#include <stdio.h>
+int scale(int x) { return x * 3 + 1; }
+int offset(int x) { return x - 7; }
+int main(int argc, char **argv) { (void)argv; printf("%d %d\n", scale(argc), offset(argc)); return 0; }
+"#;
+
+#[test]
+fn diff_names_changed_symbols_and_ignores_comments_and_debug_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = compile(dir.path(), "base", PROGRAM, &["-g"]);
+    let comment = compile(dir.path(), "comment", &PROGRAM.replace("int offset", "/* why */\nint offset"), &[]);
+    let code = compile(dir.path(), "code", &PROGRAM.replace("x * 3 + 1", "x * 5 + 1"), &["-g"]);
+
+    // Comment-only change and no debug info: same signature, exit 0.
+    let out = kcache().arg("diff").arg(&base).arg(&comment).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signatures are equal"));
+
+    // A one-line code change: exit 1, .text changed, `scale` named.
+    let out = kcache().args(["diff", "--json"]).arg(&base).arg(&code).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["equal"], false);
+    let text = v["sections"].as_array().unwrap().iter().find(|s| s["name"] == ".text").expect(".text changed");
+    let names: Vec<&str> = text["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"scale"), "{names:?}");
+    assert!(!names.contains(&"offset"), "{names:?}");
+
+    let out = kcache().arg("diff").arg(&base).arg(dir.path().join("missing")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn hostile_headers_are_rejected_without_panic_or_huge_allocation() {
+    let good = std::fs::read(shared().join("elf-vectors/le64-x86-nodebug.elf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // e_shoff far past the end; e_shnum huge; a section size of 2^63.
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        ("shoff", Box::new(|b: &mut Vec<u8>| b[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes()))),
+        ("shnum", Box::new(|b: &mut Vec<u8>| b[0x3c..0x3e].copy_from_slice(&0xffffu16.to_le_bytes()))),
+        ("shentsize", Box::new(|b: &mut Vec<u8>| b[0x3a..0x3c].copy_from_slice(&1u16.to_le_bytes()))),
+        ("class", Box::new(|b: &mut Vec<u8>| b[4] = 9)),
+        ("magic-only", Box::new(|b: &mut Vec<u8>| b.truncate(4))),
+    ];
+    for (name, mutate) in cases {
+        let mut bytes = good.clone();
+        mutate(&mut bytes);
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = ElfFile::open(&path).and_then(|f| f.signature()).expect_err(name);
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
