@@ -433,7 +433,9 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(data: &[u8], class: &'static str)
         let sh_type = sh.sh_type(endian);
         let offset: u64 = sh.sh_offset(endian).into();
         let size: u64 = sh.sh_size(endian).into();
-        let in_file = sh_type != elf::SHT_NOBITS && sh_type != elf::SHT_NULL;
+        // Only NOBITS occupies no file bytes; anything else may be hashed
+        // (even a NULL-typed section with SHF_ALLOC), so it must fit.
+        let in_file = sh_type != elf::SHT_NOBITS;
         if in_file && offset.checked_add(size).is_none_or(|end| end > file_len) {
             return Err(malformed(format!(
                 "section {index} ({name}) claims bytes {offset}..{} but the file has {file_len}",

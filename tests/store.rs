@@ -1,0 +1,297 @@
+//! The cache on real files: put/get/lookup, schemas, corruption, gc,
+//! concurrent processes and SIGKILL at random moments.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use kcache::store::index::{Read, CF_BUILDS, CF_KNOWN, CF_RUNS, CF_SIGNATURES};
+use kcache::store::Cache;
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("cache-schema").join(name)).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Validates every record in the index against its schema.
+fn validate_all(cache_dir: &Path) -> usize {
+    let cache = Cache::open(cache_dir).unwrap();
+    let mut n = 0;
+    for (cf, file) in [
+        (CF_BUILDS, "build.v1.json"),
+        (CF_SIGNATURES, "signature.v1.json"),
+        (CF_RUNS, "run.v1.json"),
+        (CF_KNOWN, "known-signature.v1.json"),
+    ] {
+        let v = schema(file);
+        let records: Vec<(String, serde_json::Value)> = cache.index.read(|r| r.scan(cf, "")).unwrap();
+        for (key, record) in records {
+            let errors: Vec<String> = v.iter_errors(&record).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{cf}/{key} violates {file}: {errors:?}\n{record}");
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A git repo with one commit and a real gcc-built ELF in it.
+fn built_repo(dir: &Path) -> (PathBuf, PathBuf) {
+    let repo = dir.join("src");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("main.c"), "int main(void) { return 42; }\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "add", "main.c"]);
+    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"]);
+    let vmlinux = repo.join("vmlinux");
+    run_ok(Command::new("gcc").args(["-O2", "-g", "-o"]).arg(&vmlinux).arg(repo.join("main.c")));
+    (repo, vmlinux)
+}
+
+fn kc(cache: &Path) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir").arg(cache);
+    c
+}
+
+#[test]
+fn put_get_lookup_round_trip_and_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let extra = repo.join("System.map");
+    std::fs::write(&extra, "ffffffff81000000 T _stext\n").unwrap();
+    let inputs = ["--repo", repo.to_str().unwrap(), "--toolchain", "gcc (test) 1, GNU ld (test) 1"];
+
+    let put = json(&run_ok(kc(&cache).arg("put").args(inputs).arg(&vmlinux).arg(&extra).arg("--json")));
+    let sig = put["signature"].as_str().unwrap().to_string();
+    let signed = run_ok(kcache().arg("sign").arg(&vmlinux));
+    assert!(String::from_utf8_lossy(&signed.stdout).starts_with(&sig));
+    assert_eq!(put["artifacts"][0]["name"], "vmlinux");
+    assert_eq!(put["artifacts"][1]["name"], "System.map");
+
+    // The same artifacts again: no new blob bytes.
+    let before = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
+    run_ok(kc(&cache).arg("put").args(inputs).arg(&vmlinux).arg(&extra));
+    let after = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
+    assert_eq!(before, after);
+
+    // get restores identical bytes; key prints the same build key.
+    let key = String::from_utf8(run_ok(kc(&cache).arg("key").args(inputs)).stdout).unwrap().trim().to_string();
+    assert_eq!(put["build_key"], key.as_str());
+    let dest = dir.path().join("restored");
+    run_ok(kc(&cache).arg("get").args(inputs).arg("--dest").arg(&dest));
+    assert_eq!(std::fs::read(dest.join("vmlinux")).unwrap(), std::fs::read(&vmlinux).unwrap());
+    assert_eq!(std::fs::read(dest.join("System.map")).unwrap(), std::fs::read(&extra).unwrap());
+
+    // A miss exits 1.
+    let miss = kc(&cache).arg("get").args(["--build-key", &"0".repeat(64), "--dest"]).arg(&dest).output().unwrap();
+    assert_eq!(miss.status.code(), Some(1));
+
+    // Runs on the signature show up in lookup with a verdict.
+    for outcome in ["ok", "ok", "crash"] {
+        let mut c = kc(&cache);
+        c.args(["record-run", "--signature", &sig, "--test-cmd", "repro", "--outcome", outcome]);
+        if outcome == "crash" {
+            c.args(["--title", "KASAN: use-after-free in foo"]);
+        }
+        run_ok(&mut c);
+    }
+    let l = json(&run_ok(kc(&cache).args(["lookup", "--signature", &sig, "--json"])));
+    assert_eq!(l["tests"][0]["runs"], 3);
+    assert_eq!(l["tests"][0]["verdict"], "bad");
+    assert_eq!(l["tests"][0]["evidence"]["titles"][0], "KASAN: use-after-free in foo");
+    let l = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &key, "--json"])));
+    assert_eq!(l["artifacts"][0]["available"], true);
+
+    let bad = kc(&cache).args(["record-run", "--signature", &sig, "--test-cmd", "x", "--outcome", "maybe"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown outcome"));
+
+    assert!(validate_all(&cache) >= 5);
+    assert!(kc(&cache).arg("verify").status().unwrap().success());
+}
+
+#[test]
+fn build_failures_are_recorded_and_schema_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let cache = Cache::open(&cache_dir).unwrap();
+    let inputs = kcache::key::BuildInputs {
+        tree: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+        config_digest: kcache::key::digest(b"CONFIG_KASAN=y"),
+        toolchain: "gcc 12".into(),
+        arch: "x86_64".into(),
+        recipe_digest: kcache::key::digest(b"make"),
+    };
+    let commit = "e4b8954074f6d0db01c8c97d338a67f9389c042f";
+    cache.put_build_failure(commit, &inputs, "net/x.c:1:2: error: oops", 12.5).unwrap();
+    let r = cache.build(&inputs.key()).unwrap().unwrap();
+    assert_eq!(r.status, kcache::store::BuildStatus::Failed);
+    assert!(r.log_tail.unwrap().contains("error: oops"));
+    validate_all(&cache_dir);
+}
+
+fn blob_files(cache: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(cache.join("blobs")).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn corrupt_truncated_and_deleted_blobs_are_detected_never_returned() {
+    for damage in ["garbage", "truncate", "delete"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (repo, vmlinux) = built_repo(dir.path());
+        let inputs = ["--repo", repo.to_str().unwrap(), "--toolchain", "t"];
+        run_ok(kc(&cache).arg("put").args(inputs).arg(&vmlinux));
+        let blob = blob_files(&cache).pop().unwrap();
+        match damage {
+            "garbage" => std::fs::write(&blob, b"this is not zstd at all").unwrap(),
+            "truncate" => {
+                let bytes = std::fs::read(&blob).unwrap();
+                std::fs::write(&blob, &bytes[..bytes.len() / 2]).unwrap();
+            }
+            _ => std::fs::remove_file(&blob).unwrap(),
+        }
+        let verify = kc(&cache).arg("verify").output().unwrap();
+        assert_eq!(verify.status.code(), Some(1), "{damage}: verify must fail");
+        let report = String::from_utf8_lossy(&verify.stdout);
+        assert!(report.contains(blob.file_stem().unwrap().to_str().unwrap().trim_end_matches(".zst")), "{report}");
+
+        let dest = dir.path().join("out");
+        let get = kc(&cache).arg("get").args(inputs).arg("--dest").arg(&dest).output().unwrap();
+        assert_ne!(get.status.code(), Some(0), "{damage}: a damaged blob is never returned");
+        assert!(!dest.join("vmlinux").exists(), "{damage}: nothing half-written is left");
+
+        // --repair quarantines and marks the artifact evicted; exits 1 (it found a problem).
+        let repair = kc(&cache).args(["verify", "--repair"]).output().unwrap();
+        assert_eq!(repair.status.code(), Some(1));
+        let healthy = kc(&cache).arg("verify").output().unwrap();
+        assert!(healthy.status.success(), "{damage}: {}", String::from_utf8_lossy(&healthy.stdout));
+        let l = json(&run_ok(kc(&cache).arg("lookup").args(inputs).arg("--json")));
+        assert_eq!(l["artifacts"][0]["available"], false);
+        assert_eq!(l["build"]["status"], "ok", "the record (signature) stays");
+    }
+}
+
+#[test]
+fn gc_evicts_least_recently_used_artifacts_and_keeps_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let art = dir.path().join(format!("big{i}"));
+        let data: Vec<u8> = (0..300_000u32).flat_map(|x| (x ^ (i * 7919)).to_le_bytes()).collect();
+        std::fs::write(&art, data).unwrap();
+        let put = json(&run_ok(
+            kc(&cache).arg("put").args(["--repo", repo.to_str().unwrap(), "--toolchain", &format!("t{i}")]).arg(&vmlinux).arg(&art).arg("--json"),
+        ));
+        keys.push(put["build_key"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Use the first build again: it becomes the most recently used.
+    run_ok(kc(&cache).args(["get", "--build-key", &keys[0], "--dest"]).arg(dir.path().join("g")));
+    let total = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
+    let r = json(&run_ok(kc(&cache).args(["gc", "--max-size", &(total / 2).to_string(), "--json"])));
+    assert!(r["evicted"].as_u64().unwrap() >= 1);
+    assert!(r["bytes_after"].as_u64().unwrap() <= total / 2);
+    let first = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &keys[0], "--json"])));
+    assert!(first["artifacts"].as_array().unwrap().iter().all(|a| a["available"] == true), "{first}");
+    let second = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &keys[1], "--json"])));
+    assert!(second["artifacts"].as_array().unwrap().iter().any(|a| a["evicted"] == true), "{second}");
+    assert!(second["signature"].is_string(), "the signature is kept after eviction");
+    assert!(kc(&cache).arg("verify").status().unwrap().success(), "evicted is not corrupt");
+    let get = kc(&cache).args(["get", "--build-key", &keys[1], "--dest"]).arg(dir.path().join("h")).output().unwrap();
+    assert_eq!(get.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&get.stderr).contains("evicted"));
+    assert!(kc(&cache).args(["gc", "--max-size", "12Q"]).output().unwrap().status.code() == Some(2));
+}
+
+#[test]
+fn four_writers_and_a_reader_share_one_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let mut children = Vec::new();
+    for w in 0..4 {
+        let script = format!(
+            "for i in $(seq 15); do {k} --cache-dir {c} put --repo {r} --toolchain w{w}-$i {v} >/dev/null || exit 1; \
+             {k} --cache-dir {c} record-run --signature {s} --test-key {t} --outcome ok >/dev/null || exit 1; done",
+            k = env!("CARGO_BIN_EXE_kcache"),
+            c = cache.display(),
+            r = repo.display(),
+            v = vmlinux.display(),
+            s = "ab".repeat(32),
+            t = "cd".repeat(32),
+        );
+        children.push(Command::new("sh").arg("-c").arg(script).stderr(Stdio::piped()).spawn().unwrap());
+    }
+    for _ in 0..20 {
+        run_ok(kc(&cache).args(["stats", "--json"]));
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stats = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert_eq!(stats["records"]["builds"], 60);
+    assert_eq!(stats["records"]["runs"], 60);
+}
+
+#[test]
+fn sigkill_at_random_moments_never_corrupts_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let art = dir.path().join("artifact");
+    let mut succeeded = Vec::new();
+    let mut state: u64 = 0x9e3779b97f4a7c15;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..200u64 {
+        // A distinct ~2 MB artifact each time, so every put writes a blob.
+        let data: Vec<u8> = (0..500_000u64).flat_map(|x| ((x * 2654435761) ^ i).to_le_bytes()[..4].to_vec()).collect();
+        std::fs::write(&art, &data).unwrap();
+        let toolchain = format!("kill-{i}");
+        let mut child = kc(&cache)
+            .arg("put")
+            .args(["--repo", repo.to_str().unwrap(), "--toolchain", &toolchain])
+            .arg(&vmlinux)
+            .arg(&art)
+            .args(["--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rand() % 40_000));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            succeeded.push((v["build_key"].as_str().unwrap().to_string(), data));
+        }
+    }
+    let verify = kc(&cache).arg("verify").output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(!succeeded.is_empty(), "some puts completed");
+    assert!(succeeded.len() < 200, "some puts were killed");
+    for (key, data) in &succeeded {
+        let dest = dir.path().join("check");
+        run_ok(kc(&cache).args(["get", "--build-key", key, "--dest"]).arg(&dest));
+        assert_eq!(&std::fs::read(dest.join("artifact")).unwrap(), data);
+    }
+    validate_all(&cache);
+}
