@@ -12,18 +12,20 @@
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity |
 //! | [`bisect`]    | commit selection, evidence and verdicts, the driver, `lookup` |
+//! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //!
 //! # Layering
 //!
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
 //! `store` uses `signature` (to sign what it stores) and `key`. `bisect`
-//! sits on `store`, `git` and `kernel`; `report` only renders. Nothing
+//! sits on `store`, `git` and `kernel`; `import` joins `syzlog` to `store`; `report` only renders. Nothing
 //! below the CLI prints except through [`notice`]. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
 pub mod bisect;
 pub mod git;
+pub mod import;
 pub mod kernel;
 pub mod key;
 pub mod report;

@@ -238,6 +238,13 @@ enum LogCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Load logs into the cache: commit signatures (for equality reasoning) and test runs.
+    Import {
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// A corpus in file-name order, as if one shared cache had seen it all.
     Replay {
         #[arg(long)]
@@ -511,6 +518,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
+        Command::Log(LogCommand::Import { json, files }) => log_import(&cache()?, &files, json),
     }
 }
 
@@ -539,6 +547,31 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Imports every log; a bad file is reported and the rest still imported.
+fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for path in files {
+        let report = syzlog::parse_file(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|log| Ok(kcache::import::import_log(cache, &log, path)?));
+        match report {
+            Ok(r) if json => println!("{}", serde_json::json!({ "path": path, "import": r })),
+            Ok(r) => println!(
+                "{}: {} known signature(s), {} run(s){}",
+                path.display(),
+                r.known_signatures,
+                r.runs,
+                r.test_key.map(|k| format!(" under test key {k}")).unwrap_or_default()
+            ),
+            Err(e) => {
+                eprintln!("kcache: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {

@@ -39,7 +39,12 @@ fn every_vector_signs_as_expected_or_is_rejected() {
 #[test]
 fn cli_prints_like_sha256sum_and_exits_2_on_bad_files() {
     let dir = shared().join("elf-vectors");
-    let out = kcache().arg("sign").arg(dir.join("be32-ppc.elf")).arg(dir.join("vmlinux-6.1-tiny-i386.elf")).output().unwrap();
+    let out = kcache()
+        .arg("sign")
+        .arg(dir.join("be32-ppc.elf"))
+        .arg(dir.join("vmlinux-6.1-tiny-i386.elf"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -69,7 +74,10 @@ fn json_lists_hashed_and_skipped_sections() {
     let path = shared().join("elf-vectors/le64-aarch64.elf");
     let out = run_ok(kcache().args(["sign", "--json"]).arg(&path));
     let v = json(&out);
-    assert_eq!(v["signature"], "5da579f843c5cd3af421ce1520db831bd8b8bd9e1e59fdf5ac5196ff8a18bdc5");
+    assert_eq!(
+        v["signature"],
+        "5da579f843c5cd3af421ce1520db831bd8b8bd9e1e59fdf5ac5196ff8a18bdc5"
+    );
     assert_eq!(v["class"], "ELF64");
     assert_eq!(v["endianness"], "little");
     assert_eq!(v["machine"], "EM_AARCH64");
@@ -92,7 +100,14 @@ fn compile(dir: &Path, name: &str, source: &str, extra: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, source).unwrap();
     let out = dir.join(name);
-    run_ok(Command::new("gcc").args(["-O2", "-fno-pie", "-no-pie"]).args(extra).arg(&src).arg("-o").arg(&out));
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-fno-pie", "-no-pie"])
+            .args(extra)
+            .arg(&src)
+            .arg("-o")
+            .arg(&out),
+    );
     out
 }
 
@@ -106,7 +121,12 @@ int main(int argc, char **argv) { (void)argv; printf("%d %d\n", scale(argc), off
 fn diff_names_changed_symbols_and_ignores_comments_and_debug_info() {
     let dir = tempfile::tempdir().unwrap();
     let base = compile(dir.path(), "base", PROGRAM, &["-g"]);
-    let comment = compile(dir.path(), "comment", &PROGRAM.replace("int offset", "/* why */\nint offset"), &[]);
+    let comment = compile(
+        dir.path(),
+        "comment",
+        &PROGRAM.replace("int offset", "/* why */\nint offset"),
+        &[],
+    );
     let code = compile(dir.path(), "code", &PROGRAM.replace("x * 3 + 1", "x * 5 + 1"), &["-g"]);
 
     // Comment-only change and no debug info: same signature, exit 0.
@@ -115,16 +135,36 @@ fn diff_names_changed_symbols_and_ignores_comments_and_debug_info() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("signatures are equal"));
 
     // A one-line code change: exit 1, .text changed, `scale` named.
-    let out = kcache().args(["diff", "--json"]).arg(&base).arg(&code).output().unwrap();
+    let out = kcache()
+        .args(["diff", "--json"])
+        .arg(&base)
+        .arg(&code)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     assert_eq!(v["equal"], false);
-    let text = v["sections"].as_array().unwrap().iter().find(|s| s["name"] == ".text").expect(".text changed");
-    let names: Vec<&str> = text["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let text = v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == ".text")
+        .expect(".text changed");
+    let names: Vec<&str> = text["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"scale"), "{names:?}");
     assert!(!names.contains(&"offset"), "{names:?}");
 
-    let out = kcache().arg("diff").arg(&base).arg(dir.path().join("missing")).output().unwrap();
+    let out = kcache()
+        .arg("diff")
+        .arg(&base)
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -134,9 +174,18 @@ fn hostile_headers_are_rejected_without_panic_or_huge_allocation() {
     let dir = tempfile::tempdir().unwrap();
     // e_shoff far past the end; e_shnum huge; a section size of 2^63.
     let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("shoff", Box::new(|b: &mut Vec<u8>| b[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes()))),
-        ("shnum", Box::new(|b: &mut Vec<u8>| b[0x3c..0x3e].copy_from_slice(&0xffffu16.to_le_bytes()))),
-        ("shentsize", Box::new(|b: &mut Vec<u8>| b[0x3a..0x3c].copy_from_slice(&1u16.to_le_bytes()))),
+        (
+            "shoff",
+            Box::new(|b: &mut Vec<u8>| b[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes())),
+        ),
+        (
+            "shnum",
+            Box::new(|b: &mut Vec<u8>| b[0x3c..0x3e].copy_from_slice(&0xffffu16.to_le_bytes())),
+        ),
+        (
+            "shentsize",
+            Box::new(|b: &mut Vec<u8>| b[0x3a..0x3c].copy_from_slice(&1u16.to_le_bytes())),
+        ),
         ("class", Box::new(|b: &mut Vec<u8>| b[4] = 9)),
         ("magic-only", Box::new(|b: &mut Vec<u8>| b.truncate(4))),
     ];

@@ -9,10 +9,15 @@ use proptest::prelude::*;
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/elf-vectors");
-    ["le64-x86-debug.elf", "be32-ppc.elf", "be64-s390x.elf", "le64-aarch64.elf"]
-        .iter()
-        .map(|f| std::fs::read(dir.join(f)).expect("vector readable"))
-        .collect()
+    [
+        "le64-x86-debug.elf",
+        "be32-ppc.elf",
+        "be64-s390x.elf",
+        "le64-aarch64.elf",
+    ]
+    .iter()
+    .map(|f| std::fs::read(dir.join(f)).expect("vector readable"))
+    .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -66,4 +71,30 @@ proptest! {
             Err(e) => prop_assert!(e.to_string().contains("fuzzed.elf")),
         }
     }
+}
+
+/// The first failure the fuzzer found: a section retyped to SHT_NULL kept
+/// SHF_ALLOC and claimed bytes far past the end of the file.
+#[test]
+fn null_typed_allocated_section_past_the_end_is_rejected() {
+    let mut bytes = seeds()[1].clone();
+    apply(
+        &mut bytes,
+        &Mutation::Word {
+            at: 18239682618767278688,
+            value: 0,
+        },
+    );
+    apply(
+        &mut bytes,
+        &Mutation::Word {
+            at: 17673561032652977033,
+            value: u64::MAX,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fuzzed.elf");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = kcache::signature::sign_file(&path).unwrap_err();
+    assert!(err.to_string().contains("claims bytes"), "{err}");
 }

@@ -44,9 +44,26 @@ fn built_repo(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(repo.join("main.c"), "int main(void) { return 42; }\n").unwrap();
     git(&repo, &["init", "-q"]);
     git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "add", "main.c"]);
-    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    );
     let vmlinux = repo.join("vmlinux");
-    run_ok(Command::new("gcc").args(["-O2", "-g", "-o"]).arg(&vmlinux).arg(repo.join("main.c")));
+    run_ok(
+        Command::new("gcc")
+            .args(["-O2", "-g", "-o"])
+            .arg(&vmlinux)
+            .arg(repo.join("main.c")),
+    );
     (repo, vmlinux)
 }
 
@@ -63,9 +80,21 @@ fn put_get_lookup_round_trip_and_schemas() {
     let (repo, vmlinux) = built_repo(dir.path());
     let extra = repo.join("System.map");
     std::fs::write(&extra, "ffffffff81000000 T _stext\n").unwrap();
-    let inputs = ["--repo", repo.to_str().unwrap(), "--toolchain", "gcc (test) 1, GNU ld (test) 1"];
+    let inputs = [
+        "--repo",
+        repo.to_str().unwrap(),
+        "--toolchain",
+        "gcc (test) 1, GNU ld (test) 1",
+    ];
 
-    let put = json(&run_ok(kc(&cache).arg("put").args(inputs).arg(&vmlinux).arg(&extra).arg("--json")));
+    let put = json(&run_ok(
+        kc(&cache)
+            .arg("put")
+            .args(inputs)
+            .arg(&vmlinux)
+            .arg(&extra)
+            .arg("--json"),
+    ));
     let sig = put["signature"].as_str().unwrap().to_string();
     let signed = run_ok(kcache().arg("sign").arg(&vmlinux));
     assert!(String::from_utf8_lossy(&signed.stdout).starts_with(&sig));
@@ -73,27 +102,53 @@ fn put_get_lookup_round_trip_and_schemas() {
     assert_eq!(put["artifacts"][1]["name"], "System.map");
 
     // The same artifacts again: no new blob bytes.
-    let before = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
+    let before = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"]
+        .as_u64()
+        .unwrap();
     run_ok(kc(&cache).arg("put").args(inputs).arg(&vmlinux).arg(&extra));
-    let after = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
+    let after = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"]
+        .as_u64()
+        .unwrap();
     assert_eq!(before, after);
 
     // get restores identical bytes; key prints the same build key.
-    let key = String::from_utf8(run_ok(kc(&cache).arg("key").args(inputs)).stdout).unwrap().trim().to_string();
+    let key = String::from_utf8(run_ok(kc(&cache).arg("key").args(inputs)).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     assert_eq!(put["build_key"], key.as_str());
     let dest = dir.path().join("restored");
     run_ok(kc(&cache).arg("get").args(inputs).arg("--dest").arg(&dest));
-    assert_eq!(std::fs::read(dest.join("vmlinux")).unwrap(), std::fs::read(&vmlinux).unwrap());
-    assert_eq!(std::fs::read(dest.join("System.map")).unwrap(), std::fs::read(&extra).unwrap());
+    assert_eq!(
+        std::fs::read(dest.join("vmlinux")).unwrap(),
+        std::fs::read(&vmlinux).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dest.join("System.map")).unwrap(),
+        std::fs::read(&extra).unwrap()
+    );
 
     // A miss exits 1.
-    let miss = kc(&cache).arg("get").args(["--build-key", &"0".repeat(64), "--dest"]).arg(&dest).output().unwrap();
+    let miss = kc(&cache)
+        .arg("get")
+        .args(["--build-key", &"0".repeat(64), "--dest"])
+        .arg(&dest)
+        .output()
+        .unwrap();
     assert_eq!(miss.status.code(), Some(1));
 
     // Runs on the signature show up in lookup with a verdict.
     for outcome in ["ok", "ok", "crash"] {
         let mut c = kc(&cache);
-        c.args(["record-run", "--signature", &sig, "--test-cmd", "repro", "--outcome", outcome]);
+        c.args([
+            "record-run",
+            "--signature",
+            &sig,
+            "--test-cmd",
+            "repro",
+            "--outcome",
+            outcome,
+        ]);
         if outcome == "crash" {
             c.args(["--title", "KASAN: use-after-free in foo"]);
         }
@@ -106,7 +161,18 @@ fn put_get_lookup_round_trip_and_schemas() {
     let l = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &key, "--json"])));
     assert_eq!(l["artifacts"][0]["available"], true);
 
-    let bad = kc(&cache).args(["record-run", "--signature", &sig, "--test-cmd", "x", "--outcome", "maybe"]).output().unwrap();
+    let bad = kc(&cache)
+        .args([
+            "record-run",
+            "--signature",
+            &sig,
+            "--test-cmd",
+            "x",
+            "--outcome",
+            "maybe",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown outcome"));
 
@@ -127,7 +193,9 @@ fn build_failures_are_recorded_and_schema_valid() {
         recipe_digest: kcache::key::digest(b"make"),
     };
     let commit = "e4b8954074f6d0db01c8c97d338a67f9389c042f";
-    cache.put_build_failure(commit, &inputs, "net/x.c:1:2: error: oops", 12.5).unwrap();
+    cache
+        .put_build_failure(commit, &inputs, "net/x.c:1:2: error: oops", 12.5)
+        .unwrap();
     let r = cache.build(&inputs.key()).unwrap().unwrap();
     assert_eq!(r.status, kcache::store::BuildStatus::Failed);
     assert!(r.log_tail.unwrap().contains("error: oops"));
@@ -164,10 +232,19 @@ fn corrupt_truncated_and_deleted_blobs_are_detected_never_returned() {
         let verify = kc(&cache).arg("verify").output().unwrap();
         assert_eq!(verify.status.code(), Some(1), "{damage}: verify must fail");
         let report = String::from_utf8_lossy(&verify.stdout);
-        assert!(report.contains(blob.file_stem().unwrap().to_str().unwrap().trim_end_matches(".zst")), "{report}");
+        assert!(
+            report.contains(blob.file_stem().unwrap().to_str().unwrap().trim_end_matches(".zst")),
+            "{report}"
+        );
 
         let dest = dir.path().join("out");
-        let get = kc(&cache).arg("get").args(inputs).arg("--dest").arg(&dest).output().unwrap();
+        let get = kc(&cache)
+            .arg("get")
+            .args(inputs)
+            .arg("--dest")
+            .arg(&dest)
+            .output()
+            .unwrap();
         assert_ne!(get.status.code(), Some(0), "{damage}: a damaged blob is never returned");
         assert!(!dest.join("vmlinux").exists(), "{damage}: nothing half-written is left");
 
@@ -175,7 +252,11 @@ fn corrupt_truncated_and_deleted_blobs_are_detected_never_returned() {
         let repair = kc(&cache).args(["verify", "--repair"]).output().unwrap();
         assert_eq!(repair.status.code(), Some(1));
         let healthy = kc(&cache).arg("verify").output().unwrap();
-        assert!(healthy.status.success(), "{damage}: {}", String::from_utf8_lossy(&healthy.stdout));
+        assert!(
+            healthy.status.success(),
+            "{damage}: {}",
+            String::from_utf8_lossy(&healthy.stdout)
+        );
         let l = json(&run_ok(kc(&cache).arg("lookup").args(inputs).arg("--json")));
         assert_eq!(l["artifacts"][0]["available"], false);
         assert_eq!(l["build"]["status"], "ok", "the record (signature) stays");
@@ -193,27 +274,72 @@ fn gc_evicts_least_recently_used_artifacts_and_keeps_records() {
         let data: Vec<u8> = (0..300_000u32).flat_map(|x| (x ^ (i * 7919)).to_le_bytes()).collect();
         std::fs::write(&art, data).unwrap();
         let put = json(&run_ok(
-            kc(&cache).arg("put").args(["--repo", repo.to_str().unwrap(), "--toolchain", &format!("t{i}")]).arg(&vmlinux).arg(&art).arg("--json"),
+            kc(&cache)
+                .arg("put")
+                .args(["--repo", repo.to_str().unwrap(), "--toolchain", &format!("t{i}")])
+                .arg(&vmlinux)
+                .arg(&art)
+                .arg("--json"),
         ));
         keys.push(put["build_key"].as_str().unwrap().to_string());
         std::thread::sleep(Duration::from_millis(20));
     }
     // Use the first build again: it becomes the most recently used.
-    run_ok(kc(&cache).args(["get", "--build-key", &keys[0], "--dest"]).arg(dir.path().join("g")));
-    let total = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"].as_u64().unwrap();
-    let r = json(&run_ok(kc(&cache).args(["gc", "--max-size", &(total / 2).to_string(), "--json"])));
+    run_ok(
+        kc(&cache)
+            .args(["get", "--build-key", &keys[0], "--dest"])
+            .arg(dir.path().join("g")),
+    );
+    let total = json(&run_ok(kc(&cache).args(["stats", "--json"])))["blob_bytes"]
+        .as_u64()
+        .unwrap();
+    let r = json(&run_ok(kc(&cache).args([
+        "gc",
+        "--max-size",
+        &(total / 2).to_string(),
+        "--json",
+    ])));
     assert!(r["evicted"].as_u64().unwrap() >= 1);
     assert!(r["bytes_after"].as_u64().unwrap() <= total / 2);
     let first = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &keys[0], "--json"])));
-    assert!(first["artifacts"].as_array().unwrap().iter().all(|a| a["available"] == true), "{first}");
+    assert!(
+        first["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["available"] == true),
+        "{first}"
+    );
     let second = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &keys[1], "--json"])));
-    assert!(second["artifacts"].as_array().unwrap().iter().any(|a| a["evicted"] == true), "{second}");
+    assert!(
+        second["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["evicted"] == true),
+        "{second}"
+    );
     assert!(second["signature"].is_string(), "the signature is kept after eviction");
-    assert!(kc(&cache).arg("verify").status().unwrap().success(), "evicted is not corrupt");
-    let get = kc(&cache).args(["get", "--build-key", &keys[1], "--dest"]).arg(dir.path().join("h")).output().unwrap();
+    assert!(
+        kc(&cache).arg("verify").status().unwrap().success(),
+        "evicted is not corrupt"
+    );
+    let get = kc(&cache)
+        .args(["get", "--build-key", &keys[1], "--dest"])
+        .arg(dir.path().join("h"))
+        .output()
+        .unwrap();
     assert_eq!(get.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&get.stderr).contains("evicted"));
-    assert!(kc(&cache).args(["gc", "--max-size", "12Q"]).output().unwrap().status.code() == Some(2));
+    assert!(
+        kc(&cache)
+            .args(["gc", "--max-size", "12Q"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(2)
+    );
 }
 
 #[test]
@@ -233,7 +359,14 @@ fn four_writers_and_a_reader_share_one_cache() {
             s = "ab".repeat(32),
             t = "cd".repeat(32),
         );
-        children.push(Command::new("sh").arg("-c").arg(script).stderr(Stdio::piped()).spawn().unwrap());
+        children.push(
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
     }
     for _ in 0..20 {
         run_ok(kc(&cache).args(["stats", "--json"]));
@@ -263,7 +396,9 @@ fn sigkill_at_random_moments_never_corrupts_the_cache() {
     };
     for i in 0..200u64 {
         // A distinct ~2 MB artifact each time, so every put writes a blob.
-        let data: Vec<u8> = (0..500_000u64).flat_map(|x| ((x * 2654435761) ^ i).to_le_bytes()[..4].to_vec()).collect();
+        let data: Vec<u8> = (0..500_000u64)
+            .flat_map(|x| ((x * 2654435761) ^ i).to_le_bytes()[..4].to_vec())
+            .collect();
         std::fs::write(&art, &data).unwrap();
         let toolchain = format!("kill-{i}");
         let mut child = kc(&cache)

@@ -132,3 +132,44 @@ fn replay_reports_bad_files_and_goes_on() {
     assert_eq!(r.unreadable.len(), 1);
     assert!(r.unreadable[0].contains("a_garbage.txt") && r.unreadable[0].contains("NUL byte"));
 }
+
+#[test]
+fn import_makes_log_signatures_and_runs_visible_to_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let seed = shared().join("seeds/000_e3960454e11cd2ea.txt");
+    let kc = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kcache"));
+        c.arg("--cache-dir").arg(&cache);
+        c
+    };
+    for _ in 0..2 {
+        // Twice: importing the same log again adds nothing.
+        let out = kc().args(["log", "import", "--json"]).arg(&seed).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Four commits, one binary (seed 000): all four are known under that signature.
+    let sig = "27df1ac1b14a3e005719d80b0062d732dec127a7f9bf39fbde85c8f967cd9072";
+    let out = kc().args(["lookup", "--json", "--signature", sig]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut commits: Vec<&str> = v["known"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["commit"].as_str().unwrap())
+        .collect();
+    commits.sort();
+    assert_eq!(commits.len(), 4, "{v}");
+    assert!(commits.contains(&"f06bd8a1471d490a800a9a29614485f9e68b4562"));
+    assert_eq!(v["tests"].as_array().unwrap().len(), 1);
+    assert_eq!(v["tests"][0]["verdict"], "bad");
+    assert_eq!(v["tests"][0]["sources"][0], "syzbot-log:000_e3960454e11cd2ea.txt");
+    // 10 + 10 + 1 + 1 runs on this signature (two steps spelled out, two `all runs`).
+    assert_eq!(v["tests"][0]["runs"], 22);
+    let garbage = dir.path().join("garbage.txt");
+    std::fs::write(&garbage, "hello").unwrap();
+    let out = kc().args(["log", "import"]).arg(&garbage).arg(&seed).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.txt"));
+}
