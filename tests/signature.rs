@@ -173,7 +173,8 @@ fn hostile_headers_are_rejected_without_panic_or_huge_allocation() {
     let good = std::fs::read(shared().join("elf-vectors/le64-x86-nodebug.elf")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // e_shoff far past the end; e_shnum huge; a section size of 2^63.
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutate)> = vec![
         (
             "shoff",
             Box::new(|b: &mut Vec<u8>| b[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes())),

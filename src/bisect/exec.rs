@@ -142,29 +142,31 @@ impl CommitEvaluator {
     /// broken, 0 nothing, 1 the build, 2 the build and enough test runs.
     pub fn cache_scores(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<i8>, EvalError> {
         let trees = repo.tree_ids(commits)?;
-        let mut out = Vec::with_capacity(commits.len());
-        for c in commits {
-            let Some((_, tree)) = trees.iter().find(|(cc, _)| cc == c) else {
-                out.push(0);
-                continue;
-            };
-            let key = self.inputs_for_tree(tree).key();
-            let score = match cache.build(&key)? {
-                None => 0,
-                Some(b) if b.status == BuildStatus::Failed => -1,
-                Some(b) => {
-                    let sig = b.signature.unwrap_or_default();
-                    let runs = cache.runs(&sig, &self.test_key)?;
-                    if Evidence::of(&runs).needs_more(self.recipe.runs) {
-                        1
-                    } else {
-                        2
+        let wanted = self.recipe.runs;
+        let scores = cache.view(|v| {
+            let mut out = Vec::with_capacity(commits.len());
+            for c in commits {
+                let Some((_, tree)) = trees.iter().find(|(cc, _)| cc == c) else {
+                    out.push(0);
+                    continue;
+                };
+                let score = match v.build(&self.inputs_for_tree(tree).key())? {
+                    None => 0,
+                    Some(b) if b.status == BuildStatus::Failed => -1,
+                    Some(b) => {
+                        let runs = v.runs(&b.signature.unwrap_or_default(), &self.test_key)?;
+                        if Evidence::of(&runs).needs_more(wanted) {
+                            1
+                        } else {
+                            2
+                        }
                     }
-                }
-            };
-            out.push(score);
-        }
-        Ok(out)
+                };
+                out.push(score);
+            }
+            Ok(out)
+        })?;
+        Ok(scores)
     }
 
     /// Builds (or reuses) and tests (or reuses) one commit.

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
 use crate::key::Key;
-use crate::store::{ArtifactState, BuildRecord, Cache, KnownSignature, SignatureRecord, StoreError};
+use crate::store::{ArtifactState, BuildRecord, Cache, KnownSignature, SignatureRecord, StoreError, View};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestEvidence {
@@ -36,32 +36,38 @@ impl Lookup {
 }
 
 pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
-    let build = cache.build(key)?;
-    match build.as_ref().and_then(|b| b.signature.clone()) {
-        Some(sig) => {
-            let mut l = by_signature(cache, &sig)?;
-            l.artifacts = cache.artifact_states(&build.as_ref().map(|b| b.artifacts.clone()).unwrap_or_default())?;
-            l.build = build;
-            Ok(l)
+    cache.view(|v| {
+        let build = v.build(key)?;
+        match build.as_ref().and_then(|b| b.signature.clone()) {
+            Some(sig) => {
+                let mut l = signature_view(v, &sig)?;
+                l.artifacts = v.artifact_states(&build.as_ref().map(|b| b.artifacts.clone()).unwrap_or_default())?;
+                l.build = build;
+                Ok(l)
+            }
+            None => Ok(Lookup {
+                build,
+                signature: None,
+                artifacts: Vec::new(),
+                builds: Vec::new(),
+                known: Vec::new(),
+                tests: Vec::new(),
+            }),
         }
-        None => Ok(Lookup {
-            build,
-            signature: None,
-            artifacts: Vec::new(),
-            builds: Vec::new(),
-            known: Vec::new(),
-            tests: Vec::new(),
-        }),
-    }
+    })
 }
 
 pub fn by_signature(cache: &Cache, signature: &str) -> Result<Lookup, StoreError> {
-    let builds = cache.builds_with_signature(signature)?;
+    cache.view(|v| signature_view(v, signature))
+}
+
+fn signature_view(v: &View, signature: &str) -> Result<Lookup, StoreError> {
+    let builds = v.builds_with_signature(signature)?;
     let artifacts = match builds.first() {
-        Some(b) => cache.artifact_states(&b.artifacts)?,
+        Some(b) => v.artifact_states(&b.artifacts)?,
         None => Vec::new(),
     };
-    let tests = cache
+    let tests = v
         .runs_by_test_key(signature)?
         .into_iter()
         .map(|(test_key, runs)| {
@@ -83,7 +89,7 @@ pub fn by_signature(cache: &Cache, signature: &str) -> Result<Lookup, StoreError
         signature: Some(signature.to_string()),
         artifacts,
         builds,
-        known: cache.known_with_signature(signature)?,
+        known: v.known_with_signature(signature)?,
         tests,
     })
 }

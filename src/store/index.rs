@@ -22,9 +22,18 @@ pub const CF_BUILDS: &str = "builds";
 pub const CF_SIGNATURES: &str = "signatures";
 pub const CF_RUNS: &str = "runs";
 pub const CF_KNOWN: &str = "known_signatures";
+pub const CF_KNOWN_BY_SIGNATURE: &str = "known_by_signature";
 pub const CF_EVICTED: &str = "evicted";
 pub const CF_COUNTERS: &str = "counters";
-const ALL_CFS: &[&str] = &[CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED, CF_COUNTERS];
+const ALL_CFS: &[&str] = &[
+    CF_BUILDS,
+    CF_SIGNATURES,
+    CF_RUNS,
+    CF_KNOWN,
+    CF_KNOWN_BY_SIGNATURE,
+    CF_EVICTED,
+    CF_COUNTERS,
+];
 
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const REPORT_WAIT_AFTER: Duration = Duration::from_secs(1);
@@ -67,6 +76,9 @@ fn db_options() -> Options {
     o.create_if_missing(true);
     o.create_missing_column_families(true);
     o.set_max_open_files(256);
+    // Opens are frequent and short (see the module docs): skip the work a
+    // long-lived process would amortize.
+    o.set_skip_stats_update_on_db_open(true);
     o.set_keep_log_file_num(2);
     o
 }
@@ -151,8 +163,14 @@ impl Index {
             match DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
                 Ok(db) => return Ok(db),
                 Err(e) => {
+                    if e.to_string().contains("olumn famil") {
+                        // A cache made by an older kcache: a write open adds
+                        // the missing column families.
+                        drop(self.open_rw()?);
+                    } else {
+                        std::thread::sleep(Duration::from_millis(5 * (attempt + 1)));
+                    }
                     last = Some(e);
-                    std::thread::sleep(Duration::from_millis(5 * (attempt + 1)));
                 }
             }
         }

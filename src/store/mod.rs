@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::key::{BuildInputs, Key};
 use crate::signature;
 pub use blob::BlobStore;
-use index::{Index, Read, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_RUNS, CF_SIGNATURES};
+use index::{Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_RUNS, CF_SIGNATURES};
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -226,16 +226,6 @@ impl Cache {
         })
     }
 
-    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
-        self.index.read(|r| r.get(CF_BUILDS, &key.to_hex()))
-    }
-
-    pub fn builds_with_signature(&self, signature: &str) -> Result<Vec<SignatureRecord>, StoreError> {
-        self.index
-            .read(|r| r.scan(CF_SIGNATURES, &format!("{signature}/")))
-            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
-    }
-
     /// Appends one run. Run ids are unique, so this never overwrites.
     pub fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         self.record_runs(std::slice::from_ref(run))
@@ -250,47 +240,37 @@ impl Cache {
         })
     }
 
-    /// Every run on a signature under one test key, oldest first.
-    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
-        self.index
-            .read(|r| r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex())))
-            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
-    }
-
-    /// Every run on a signature, grouped by test key.
-    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<Key, Vec<RunRecord>>, StoreError> {
-        let all: Vec<(String, RunRecord)> = self.index.read(|r| r.scan(CF_RUNS, &format!("{signature}/")))?;
-        let mut out: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
-        for (_, run) in all {
-            out.entry(run.test_key).or_default().push(run);
-        }
-        Ok(out)
-    }
-
     pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
         self.index.write(|w| {
             for k in known {
-                let key = format!("{}/{}", k.commit, crate::key::digest(k.compiler.as_bytes()).to_hex());
-                w.put(CF_KNOWN, &key, k);
+                let compiler = crate::key::digest(k.compiler.as_bytes()).to_hex();
+                w.put(CF_KNOWN, &format!("{}/{compiler}", k.commit), k);
+                w.put(
+                    CF_KNOWN_BY_SIGNATURE,
+                    &format!("{}/{}/{compiler}", k.signature, k.commit),
+                    k,
+                );
             }
             Ok(())
         })
     }
 
-    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
-        self.index
-            .read(|r| r.scan(CF_KNOWN, &format!("{commit}/")))
-            .map(|v| v.into_iter().map(|(_, rec)| rec).collect())
+    /// Runs several reads on one read-only open of the index.
+    pub fn view<T>(&self, f: impl FnOnce(&View) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.index.read(|r| f(&View { r, blobs: &self.blobs }))
     }
 
-    /// Known signatures (from logs) equal to `signature`.
-    pub fn known_with_signature(&self, signature: &str) -> Result<Vec<KnownSignature>, StoreError> {
-        let all: Vec<(String, KnownSignature)> = self.index.read(|r| r.scan(CF_KNOWN, ""))?;
-        Ok(all
-            .into_iter()
-            .map(|(_, k)| k)
-            .filter(|k| k.signature == signature)
-            .collect())
+    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+        self.view(|v| v.build(key))
+    }
+
+    /// Every run on a signature under one test key, oldest first.
+    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
+        self.view(|v| v.runs(signature, test_key))
+    }
+
+    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
+        self.view(|v| v.known_signatures(commit))
     }
 
     /// Adds to the hit/miss/time-saved counters.
@@ -304,24 +284,6 @@ impl Cache {
             }
             Ok(())
         })
-    }
-
-    pub fn artifact_states(&self, artifacts: &[Artifact]) -> Result<Vec<ArtifactState>, StoreError> {
-        let evicted: Vec<bool> = self.index.read(|r| {
-            artifacts
-                .iter()
-                .map(|a| r.exists(CF_EVICTED, &a.blake3.to_hex()))
-                .collect()
-        })?;
-        Ok(artifacts
-            .iter()
-            .zip(evicted)
-            .map(|(a, evicted)| ArtifactState {
-                artifact: a.clone(),
-                available: self.blobs.contains(&a.blake3),
-                evicted,
-            })
-            .collect())
     }
 
     /// Restores artifacts under `dest`, each at its name; every byte is
@@ -462,6 +424,64 @@ impl Cache {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Reads against one open of the index (see [`Cache::view`]).
+pub struct View<'a> {
+    r: &'a Reader,
+    blobs: &'a BlobStore,
+}
+
+impl View<'_> {
+    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+        self.r.get(CF_BUILDS, &key.to_hex())
+    }
+
+    pub fn builds_with_signature(&self, signature: &str) -> Result<Vec<SignatureRecord>, StoreError> {
+        Ok(values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?))
+    }
+
+    /// Every run on a signature under one test key, oldest first.
+    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(values(
+            self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?,
+        ))
+    }
+
+    /// Every run on a signature, grouped by test key.
+    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<Key, Vec<RunRecord>>, StoreError> {
+        let mut out: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
+        for run in values::<RunRecord>(self.r.scan(CF_RUNS, &format!("{signature}/"))?) {
+            out.entry(run.test_key).or_default().push(run);
+        }
+        Ok(out)
+    }
+
+    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
+        Ok(values(self.r.scan(CF_KNOWN, &format!("{commit}/"))?))
+    }
+
+    /// Commits known (from logs) to have produced `signature`.
+    pub fn known_with_signature(&self, signature: &str) -> Result<Vec<KnownSignature>, StoreError> {
+        Ok(values(self.r.scan(CF_KNOWN_BY_SIGNATURE, &format!("{signature}/"))?))
+    }
+
+    pub fn artifact_states(&self, artifacts: &[Artifact]) -> Result<Vec<ArtifactState>, StoreError> {
+        artifacts
+            .iter()
+            .map(|a| {
+                Ok(ArtifactState {
+                    artifact: a.clone(),
+                    available: self.blobs.contains(&a.blake3),
+                    evicted: self.r.exists(CF_EVICTED, &a.blake3.to_hex())?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn values<T>(pairs: Vec<(String, T)>) -> Vec<T> {
+    pairs.into_iter().map(|(_, v)| v).collect()
 }
 
 /// Keeps artifact names inside the destination directory.
