@@ -28,3 +28,18 @@ pub fn toolchain_identity() -> String {
 pub fn host_arch() -> String {
     std::env::consts::ARCH.to_string()
 }
+
+/// The toolchain identity a command prints (its lines joined by `, `), for
+/// setups where the compiler is not `$CC` (a cross compiler, a container).
+pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!("`{cmd}` failed with {}", out.status)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.is_empty() {
+        return Err(std::io::Error::other(format!("`{cmd}` printed nothing")));
+    }
+    Ok(lines.join(", "))
+}

@@ -40,8 +40,11 @@ struct InputArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "toolchain_cmd")]
     toolchain: Option<String>,
+    /// A command that prints the toolchain identity (its lines are joined by ", ").
+    #[arg(long)]
+    toolchain_cmd: Option<String>,
     /// Target architecture [default: this machine's].
     #[arg(long)]
     arch: Option<String>,
@@ -80,8 +83,11 @@ struct RecipeArgs {
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
     /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "toolchain_cmd")]
     toolchain: Option<String>,
+    /// A command that prints the toolchain identity (its lines are joined by ", ").
+    #[arg(long)]
+    toolchain_cmd: Option<String>,
     /// Target architecture [default: this machine's].
     #[arg(long)]
     arch: Option<String>,
@@ -281,14 +287,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cache = cache()?;
             let repo = Repo::open(&repo)?;
             let worktree = bisect::worktree_dir(&cache, repo.dir());
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe), worktree, false)?;
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, worktree, false)?;
             let opts = bisect::Options {
                 goods: good,
                 bad,
                 first_parent,
                 log,
             };
-            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut |line| eprintln!("{line}"))?;
+            let start = std::time::Instant::now();
+            let mut progress = |line: &str| eprintln!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
+            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -302,7 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let repo = Repo::open(&here)?;
             let top = PathBuf::from(repo.run(&["rev-parse", "--show-toplevel"])?.trim());
             let repo = Repo::open(&top)?;
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe), top, true)?;
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, top, true)?;
             let head = repo.commit_id("HEAD")?;
             let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"))?;
             if json {
@@ -628,8 +636,17 @@ fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn bisect_recipe(r: RecipeArgs) -> BisectRecipe {
-    BisectRecipe {
+/// `--toolchain`, else what `--toolchain-cmd` prints, else `$CC`/`$LD` versions.
+fn toolchain(explicit: Option<String>, cmd: Option<&str>) -> anyhow::Result<String> {
+    match (explicit, cmd) {
+        (Some(t), _) => Ok(t),
+        (None, Some(c)) => kcache::kernel::toolchain_from_command(c).context("--toolchain-cmd"),
+        (None, None) => Ok(kcache::kernel::toolchain_identity()),
+    }
+}
+
+fn bisect_recipe(r: RecipeArgs) -> anyhow::Result<BisectRecipe> {
+    Ok(BisectRecipe {
         build: r.build,
         test: r.test,
         config: r.config,
@@ -637,9 +654,9 @@ fn bisect_recipe(r: RecipeArgs) -> BisectRecipe {
         runs: r.runs.max(1),
         test_key_files: r.test_key_files,
         key_files: r.key_files,
-        toolchain: r.toolchain.unwrap_or_else(kcache::kernel::toolchain_identity),
+        toolchain: toolchain(r.toolchain, r.toolchain_cmd.as_deref())?,
         arch: r.arch.unwrap_or_else(kcache::kernel::host_arch),
-    }
+    })
 }
 
 /// The commit id and build inputs named on the command line.
@@ -665,7 +682,7 @@ fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
         BuildInputs {
             tree: repo.tree_id(&commit)?,
             config_digest,
-            toolchain: a.toolchain.clone().unwrap_or_else(kcache::kernel::toolchain_identity),
+            toolchain: toolchain(a.toolchain.clone(), a.toolchain_cmd.as_deref())?,
             arch: a.arch.clone().unwrap_or_else(kcache::kernel::host_arch),
             recipe_digest: recipe.digest(),
         },

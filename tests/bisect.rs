@@ -56,6 +56,24 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
 }
 
 #[test]
+fn a_related_range_reuses_the_builds_and_tests_it_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let good = root_commit(&repo);
+    let first = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 10)));
+    // Another bisection of the same bug with a different bad end (seeds 001
+    // and 002 share 13 commits this way).
+    let second = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD~7", 10)));
+    assert_eq!(second["outcome"]["commit"], first["outcome"]["commit"]);
+    assert!(totals(&second, "builds_reused") > 0, "{second}");
+    assert!(
+        totals(&second, "builds_done") < totals(&first, "builds_done"),
+        "{second}"
+    );
+}
+
+#[test]
 fn a_comment_only_commit_reuses_its_neighbours_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = SMALL.to_vec();

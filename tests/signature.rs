@@ -199,3 +199,90 @@ fn hostile_headers_are_rejected_without_panic_or_huge_allocation() {
         assert!(err.to_string().contains(name), "{err}");
     }
 }
+
+/// Rewrites `.rodata` of a real ELF as an `SHF_COMPRESSED` section (payload
+/// appended at the end of the file): the signature must not change, since
+/// syzkaller (Go's debug/elf) hashes compressed sections decompressed.
+fn with_compressed_rodata(orig: &[u8], ch_type: u32, payload: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let hdr = object::elf::FileHeader64::<object::Endianness>::parse(orig).unwrap();
+    let endian = hdr.endian().unwrap();
+    let sections = hdr.sections(endian, orig).unwrap();
+    let (index, sh) = sections
+        .iter()
+        .enumerate()
+        .find(|(_, s)| sections.section_name(endian, s).unwrap() == b".rodata")
+        .expect("the vector has .rodata");
+    let content = sh.data(endian, orig).unwrap();
+    let mut chdr = Vec::new();
+    chdr.extend_from_slice(&ch_type.to_le_bytes());
+    chdr.extend_from_slice(&0u32.to_le_bytes());
+    chdr.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    chdr.extend_from_slice(&sh.sh_addralign(endian).to_le_bytes());
+    let mut out = orig.to_vec();
+    while out.len() % 8 != 0 {
+        out.push(0);
+    }
+    let offset = out.len() as u64;
+    out.extend_from_slice(&chdr);
+    out.extend_from_slice(&payload(content));
+    let size = out.len() as u64 - offset;
+    let at = hdr.e_shoff(endian) as usize + index * hdr.e_shentsize(endian) as usize;
+    let flags = sh.sh_flags(endian) | u64::from(object::elf::SHF_COMPRESSED);
+    out[at + 8..at + 16].copy_from_slice(&flags.to_le_bytes());
+    out[at + 24..at + 32].copy_from_slice(&offset.to_le_bytes());
+    out[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+    out
+}
+
+#[test]
+fn compressed_allocated_sections_are_hashed_decompressed() {
+    use std::io::Write;
+    let path = shared().join("elf-vectors/le64-x86-nodebug.elf");
+    let orig = std::fs::read(&path).unwrap();
+    let want = signature::sign_file(&path).unwrap();
+    let zlib = |c: &[u8]| {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(c).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = |c: &[u8]| zstd::encode_all(c, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Half a stream cannot yield ch_size bytes. (A stream missing only its
+    // trailing checksum still does, and Go accepts it as well.)
+    let cut = |v: Vec<u8>| v[..v.len() / 2].to_vec();
+    let zlib_cut = |c: &[u8]| cut(zlib(c));
+    let zstd_cut = |c: &[u8]| cut(zstd(c));
+    use object::elf::{ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD};
+    for (name, ch_type, bytes, broken) in [
+        (
+            "zlib.elf",
+            ELFCOMPRESS_ZLIB,
+            with_compressed_rodata(&orig, ELFCOMPRESS_ZLIB, zlib),
+            with_compressed_rodata(&orig, ELFCOMPRESS_ZLIB, zlib_cut),
+        ),
+        (
+            "zstd.elf",
+            ELFCOMPRESS_ZSTD,
+            with_compressed_rodata(&orig, ELFCOMPRESS_ZSTD, zstd),
+            with_compressed_rodata(&orig, ELFCOMPRESS_ZSTD, zstd_cut),
+        ),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let report = ElfFile::open(&p).unwrap().report().unwrap();
+        assert_eq!(report.signature, want, "{name} (type {ch_type})");
+        assert!(report
+            .sections
+            .iter()
+            .any(|s| s.section.name == ".rodata" && s.section.uncompressed_size.is_some()));
+        // A truncated stream is an error naming the file and the section.
+        let q = dir.path().join(format!("broken-{name}"));
+        std::fs::write(&q, &broken).unwrap();
+        let err = signature::sign_file(&q).unwrap_err().to_string();
+        assert!(
+            err.contains("broken-") && err.contains(".rodata") && !err.contains("claims bytes"),
+            "{err}"
+        );
+    }
+}

@@ -177,7 +177,7 @@ fn put_get_lookup_round_trip_and_schemas() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown outcome"));
 
     assert!(validate_all(&cache) >= 5);
-    assert!(kc(&cache).arg("verify").status().unwrap().success());
+    assert!(kc(&cache).arg("verify").output().unwrap().status.success());
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn gc_evicts_least_recently_used_artifacts_and_keeps_records() {
     );
     assert!(second["signature"].is_string(), "the signature is kept after eviction");
     assert!(
-        kc(&cache).arg("verify").status().unwrap().success(),
+        kc(&cache).arg("verify").output().unwrap().status.success(),
         "evicted is not corrupt"
     );
     let get = kc(&cache)
