@@ -220,7 +220,7 @@ fn with_compressed_rodata(orig: &[u8], ch_type: u32, payload: impl Fn(&[u8]) -> 
     chdr.extend_from_slice(&(content.len() as u64).to_le_bytes());
     chdr.extend_from_slice(&sh.sh_addralign(endian).to_le_bytes());
     let mut out = orig.to_vec();
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let offset = out.len() as u64;
