@@ -526,60 +526,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
-        Command::Log(LogCommand::Import { json, files }) => log_import(&cache()?, &files, json),
+        Command::Log(LogCommand::Import { json, files }) => Ok(log_import(&cache()?, &files, json)),
     }
 }
 
-/// Analyzes every log; a bad file is reported and the rest still analyzed.
 fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
-    let mut failed = false;
-    for path in files {
-        match syzlog::parse_file(path) {
-            Ok(log) => {
-                let analysis = syzlog::analyze(&log);
-                if json {
-                    let doc = serde_json::json!({ "path": path, "analysis": analysis });
-                    println!("{doc}");
-                } else {
-                    print!("{}", kcache::report::analysis_text(path, &analysis));
-                }
-            }
-            Err(e) => {
-                eprintln!("kcache: {e}");
-                failed = true;
-            }
+    each_file(files, |path| {
+        let analysis = syzlog::analyze(&syzlog::parse_file(path)?);
+        if json {
+            println!("{}", serde_json::json!({ "path": path, "analysis": analysis }));
+        } else {
+            print!("{}", kcache::report::analysis_text(path, &analysis));
         }
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    }
+        Ok(())
+    })
 }
 
-/// Imports every log; a bad file is reported and the rest still imported.
-fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let mut failed = false;
-    for path in files {
-        let report = syzlog::parse_file(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|log| Ok(kcache::import::import_log(cache, &log, path)?));
-        match report {
-            Ok(r) if json => println!("{}", serde_json::json!({ "path": path, "import": r })),
-            Ok(r) => println!(
+fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
+    each_file(files, |path| {
+        let r = kcache::import::import_log(cache, &syzlog::parse_file(path)?, path)?;
+        if json {
+            println!("{}", serde_json::json!({ "path": path, "import": r }));
+        } else {
+            println!(
                 "{}: {} known signature(s), {} run(s){}",
                 path.display(),
                 r.known_signatures,
                 r.runs,
                 r.test_key.map(|k| format!(" under test key {k}")).unwrap_or_default()
-            ),
-            Err(e) => {
-                eprintln!("kcache: {e:#}");
-                failed = true;
-            }
+            );
         }
-    }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        Ok(())
+    })
 }
 
 fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
@@ -596,23 +574,14 @@ fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Signs every file; a bad file is reported and the rest still signed.
-fn sign(files: &[PathBuf], json: bool) -> ExitCode {
+/// Runs `f` on every file; a failure is reported and the rest still done.
+/// Exit 2 if any file failed.
+fn each_file(files: &[PathBuf], mut f: impl FnMut(&PathBuf) -> anyhow::Result<()>) -> ExitCode {
     let mut failed = false;
-    let mut out = std::io::stdout().lock();
     for path in files {
-        let result = signature::ElfFile::open(path).and_then(|f| f.report());
-        match result {
-            Ok(report) if json => {
-                let _ = writeln!(out, "{}", serde_json::to_string(&report).expect("report serializes"));
-            }
-            Ok(report) => {
-                let _ = writeln!(out, "{}  {}", report.signature, path.display());
-            }
-            Err(e) => {
-                eprintln!("kcache: {e}");
-                failed = true;
-            }
+        if let Err(e) = f(path) {
+            eprintln!("kcache: {e:#}");
+            failed = true;
         }
     }
     if failed {
@@ -620,6 +589,19 @@ fn sign(files: &[PathBuf], json: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn sign(files: &[PathBuf], json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    each_file(files, |path| {
+        let report = signature::ElfFile::open(path).and_then(|f| f.report())?;
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        } else {
+            writeln!(out, "{}  {}", report.signature, path.display())?;
+        }
+        Ok(())
+    })
 }
 
 fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {

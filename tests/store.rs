@@ -394,11 +394,26 @@ fn sigkill_at_random_moments_never_corrupts_the_cache() {
         state ^= state << 17;
         state
     };
-    for i in 0..200u64 {
-        // A distinct ~2 MB artifact each time, so every put writes a blob.
-        let data: Vec<u8> = (0..500_000u64)
+    // A distinct ~2 MB artifact each time, so every put writes a blob.
+    let artifact = |i: u64| -> Vec<u8> {
+        (0..500_000u64)
             .flat_map(|x| ((x * 2654435761) ^ i).to_le_bytes()[..4].to_vec())
-            .collect();
+            .collect()
+    };
+    // Kill within 1.5x the time of an uninterrupted put, whatever the load:
+    // about a third complete, the rest die at every stage of a put.
+    std::fs::write(&art, artifact(u64::MAX)).unwrap();
+    let start = std::time::Instant::now();
+    run_ok(
+        kc(&cache)
+            .arg("put")
+            .args(["--repo", repo.to_str().unwrap(), "--toolchain", "warm-up"])
+            .arg(&vmlinux)
+            .arg(&art),
+    );
+    let window = (start.elapsed().as_micros() as u64 * 3 / 2).max(1000);
+    for i in 0..200u64 {
+        let data = artifact(i);
         std::fs::write(&art, &data).unwrap();
         let toolchain = format!("kill-{i}");
         let mut child = kc(&cache)
@@ -411,7 +426,7 @@ fn sigkill_at_random_moments_never_corrupts_the_cache() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rand() % 40_000));
+        std::thread::sleep(Duration::from_micros(rand() % window));
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         if out.status.success() {

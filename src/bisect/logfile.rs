@@ -78,6 +78,12 @@ impl LogFile {
         let build: f64 = steps.iter().map(|s| s.eval.build_seconds).sum();
         let test: f64 = steps.iter().map(|s| s.eval.test_seconds).sum();
         let tested = steps.iter().filter(|s| s.purpose == Purpose::Bisect).count();
+        let revisions = format!(
+            "revisions tested: {tested}, total time: {} (build: {}, test: {})",
+            go(wall),
+            go(build),
+            go(test)
+        );
         match outcome {
             Outcome::Culprit {
                 commit,
@@ -102,36 +108,18 @@ impl LogFile {
                 if let Some((_, Some(psig))) = parents.first() {
                     let _ = writeln!(t, "parent  signature: {psig}");
                 }
-                let _ = writeln!(
-                    t,
-                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
-                    go(wall),
-                    go(build),
-                    go(test)
-                );
+                let _ = writeln!(t, "{revisions}");
                 let _ = writeln!(t, "first bad commit: {commit} {subject}");
             }
             Outcome::Inconclusive { candidates } => {
-                let _ = writeln!(
-                    t,
-                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
-                    go(wall),
-                    go(build),
-                    go(test)
-                );
+                let _ = writeln!(t, "{revisions}");
                 let _ = writeln!(t, "bisection is inconclusive, the first bad commit could be any of:");
                 for c in candidates {
                     let _ = writeln!(t, "{c}");
                 }
             }
             Outcome::NoBoundary { reason } => {
-                let _ = writeln!(
-                    t,
-                    "revisions tested: {tested}, total time: {} (build: {}, test: {})",
-                    go(wall),
-                    go(build),
-                    go(test)
-                );
+                let _ = writeln!(t, "{revisions}");
                 let _ = writeln!(t, "error: {reason}");
             }
         }

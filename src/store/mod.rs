@@ -140,21 +140,10 @@ impl Cache {
             });
         }
         let record = BuildRecord {
-            schema: BUILD_SCHEMA.into(),
-            build_key: inputs.key(),
             status: BuildStatus::Ok,
             signature: Some(signature),
             artifacts: stored,
-            log_tail: None,
-            commit: commit.into(),
-            tree: inputs.tree.clone(),
-            config_digest: inputs.config_digest,
-            toolchain: inputs.toolchain.clone(),
-            arch: inputs.arch.clone(),
-            recipe_digest: inputs.recipe_digest,
-            build_seconds,
-            host: host(),
-            time: now(),
+            ..build_record(commit, inputs, build_seconds)
         };
         self.write_build(&record)?;
         Ok(record)
@@ -169,21 +158,8 @@ impl Cache {
         build_seconds: f64,
     ) -> Result<BuildRecord, StoreError> {
         let record = BuildRecord {
-            schema: BUILD_SCHEMA.into(),
-            build_key: inputs.key(),
-            status: BuildStatus::Failed,
-            signature: None,
-            artifacts: Vec::new(),
             log_tail: Some(log_tail.to_string()),
-            commit: commit.into(),
-            tree: inputs.tree.clone(),
-            config_digest: inputs.config_digest,
-            toolchain: inputs.toolchain.clone(),
-            arch: inputs.arch.clone(),
-            recipe_digest: inputs.recipe_digest,
-            build_seconds,
-            host: host(),
-            time: now(),
+            ..build_record(commit, inputs, build_seconds)
         };
         self.write_build(&record)?;
         Ok(record)
@@ -418,6 +394,27 @@ impl Cache {
             report.tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?;
         }
         Ok(report)
+    }
+}
+
+/// A failed build record for these inputs; callers fill in a success.
+fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
+    BuildRecord {
+        schema: BUILD_SCHEMA.into(),
+        build_key: inputs.key(),
+        status: BuildStatus::Failed,
+        signature: None,
+        artifacts: Vec::new(),
+        log_tail: None,
+        commit: commit.into(),
+        tree: inputs.tree.clone(),
+        config_digest: inputs.config_digest,
+        toolchain: inputs.toolchain.clone(),
+        arch: inputs.arch.clone(),
+        recipe_digest: inputs.recipe_digest,
+        build_seconds,
+        host: host(),
+        time: now(),
     }
 }
 
