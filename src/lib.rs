@@ -7,7 +7,8 @@
 //! |---------------|---------|
 //! | [`signature`] | syzkaller-compatible kernel signatures of ELF files; `diff` explains why two differ |
 //! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
-//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, gc, verify |
+//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, gc, verify; the remote tier (`remote`, `upload`) |
+//! | [`config`]    | effective settings: command line, environment, config file |
 //! | [`syzlog`]    | syzbot bisection logs: parser, per-log analysis, corpus replay |
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity |
@@ -24,6 +25,7 @@
 //! only parses arguments, calls the library and prints; it holds no logic.
 
 pub mod bisect;
+pub mod config;
 pub mod git;
 pub mod import;
 pub mod kernel;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator, Verdict};
 use kcache::git::Repo;
 use kcache::key::{BuildInputs, Key, TestInputs};
-use kcache::store::{self, Cache};
+use kcache::store::{self, Cache, RemoteMode};
 use kcache::{signature, syzlog};
 
 #[derive(Parser)]
@@ -20,9 +20,15 @@ use kcache::{signature, syzlog};
     about = "Build cache and bisect accelerator for Linux kernels"
 )]
 struct Cli {
-    /// Cache directory [default: $KCACHE_DIR, else $XDG_CACHE_HOME/kcache, else ~/.cache/kcache]
+    /// Cache directory [default: $KCACHE_DIR, else the config file's, else $XDG_CACHE_HOME/kcache, else ~/.cache/kcache]
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
+    /// Team cache: s3://bucket/prefix, gs://bucket/prefix or file:///dir [default: $KCACHE_REMOTE, else the config file's]
+    #[arg(long, global = true)]
+    remote: Option<String>,
+    /// read-write, or read-only for clients that must only reuse [default: $KCACHE_REMOTE_MODE, else the config file's, else read-write]
+    #[arg(long, global = true)]
+    remote_mode: Option<RemoteMode>,
     #[command(subcommand)]
     command: Command,
 }
@@ -225,6 +231,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The effective settings (cache directory, remote, endpoint), secrets masked.
+    Config {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload everything the remote does not have yet (queued while it was down).
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every record and blob; exit non-zero on any problem.
     Verify {
         /// Quarantine corrupt blobs and mark lost artifacts as evicted.
@@ -272,9 +288,45 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cache_dir = cli.cache_dir.clone().unwrap_or_else(store::default_cache_dir);
-    let cache = || Cache::open(&cache_dir).context("cannot open the cache");
+    let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
+    let cache = || open_cache(&settings);
     match cli.command {
+        Command::Config { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+            } else {
+                print!("{}", kcache::report::settings_text(&settings));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { json } => {
+            let cache = cache()?;
+            if cache.remote().is_none() {
+                bail!(
+                    "no remote configured: give --remote, KCACHE_REMOTE or `remote` in {}",
+                    settings.config_file.display()
+                );
+            }
+            let r = cache.sync()?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "uploaded {}, failed {}, still queued {}",
+                    r.uploaded,
+                    r.failed.len(),
+                    r.still_pending
+                );
+                for f in &r.failed {
+                    eprintln!("kcache: upload failed: {f}");
+                }
+            }
+            Ok(if r.still_pending == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Bisect {
             repo,
             good,
@@ -296,7 +348,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let start = std::time::Instant::now();
             let mut progress = |line: &str| eprintln!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
-            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress)?;
+            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress);
+            finish_uploads(&cache);
+            let summary = summary?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -312,7 +366,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let repo = Repo::open(&top)?;
             let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, top, true)?;
             let head = repo.commit_id("HEAD")?;
-            let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"))?;
+            let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"));
+            finish_uploads(&cache);
+            let eval = eval?;
             if json {
                 println!("{}", serde_json::to_string(&eval)?);
             }
@@ -346,7 +402,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
                 .collect();
-            let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds)?;
+            let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds);
+            finish_uploads(&cache);
+            let record = record?;
             if json {
                 println!("{}", serde_json::to_string(&record)?);
             } else {
@@ -378,7 +436,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
                 return Ok(ExitCode::from(1));
             }
-            let restored = match cache.restore(&record.artifacts, &dest) {
+            let restored = cache.restore(&record.artifacts, &dest);
+            finish_uploads(&cache);
+            let restored = match restored {
                 Err(store::StoreError::Evicted(name)) => {
                     eprintln!("kcache: artifact {name} of build {key} was evicted");
                     return Ok(ExitCode::from(1));
@@ -466,7 +526,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 log_blob,
                 source: None,
             };
-            cache.record_run(&run)?;
+            let recorded = cache.record_run(&run);
+            finish_uploads(&cache);
+            recorded?;
             if json {
                 println!("{}", serde_json::to_string(&run)?);
             } else {
@@ -526,7 +588,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
-        Command::Log(LogCommand::Import { json, files }) => Ok(log_import(&cache()?, &files, json)),
+        Command::Log(LogCommand::Import { json, files }) => {
+            let cache = cache()?;
+            let code = log_import(&cache, &files, json);
+            finish_uploads(&cache);
+            Ok(code)
+        }
     }
 }
 
@@ -624,6 +691,28 @@ fn toolchain(explicit: Option<String>, cmd: Option<&str>) -> anyhow::Result<Stri
         (Some(t), _) => Ok(t),
         (None, Some(c)) => kcache::kernel::toolchain_from_command(c).context("--toolchain-cmd"),
         (None, None) => Ok(kcache::kernel::toolchain_identity()),
+    }
+}
+
+fn open_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
+    let remote = match &s.remote {
+        Some(url) => Some(store::Remote::open(url, s.remote_mode)?),
+        None => None,
+    };
+    Cache::open_with_remote(&s.cache_dir, remote).context("cannot open the cache")
+}
+
+/// Waits for uploads to the remote and says what could not be uploaded.
+fn finish_uploads(cache: &Cache) {
+    match cache.finish() {
+        Ok(r) if !r.failed.is_empty() || r.still_pending > 0 => eprintln!(
+            "kcache: {} upload(s) done, {} failed, {} still queued: run `kcache sync` when the remote is back",
+            r.uploaded,
+            r.failed.len(),
+            r.still_pending
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("kcache: {e}"),
     }
 }
 

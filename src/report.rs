@@ -298,3 +298,25 @@ pub fn stats_text(st: &Stats) -> String {
     }
     s
 }
+
+/// `kcache config` text output.
+pub fn settings_text(s: &crate::config::Settings) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "config file: {}{}",
+        s.config_file.display(),
+        if s.config_file_exists { "" } else { " (none)" }
+    );
+    let _ = writeln!(out, "cache_dir: {} ({:?})", s.cache_dir.display(), s.cache_dir_from);
+    match &s.remote {
+        Some(r) => {
+            let _ = writeln!(out, "remote: {r} ({:?}), {:?}", s.remote_from, s.remote_mode);
+        }
+        None => out.push_str("remote: none\n"),
+    }
+    for (k, v) in &s.remote_environment {
+        let _ = writeln!(out, "  {k}={v}");
+    }
+    out
+}

@@ -181,7 +181,7 @@ impl CommitEvaluator {
         let Some(signature) = eval.signature.clone() else {
             return Ok(eval);
         };
-        let mut runs = cache.runs(&signature, &self.test_key)?;
+        let mut runs = cache.runs_shared(&signature, &self.test_key, self.recipe.runs)?;
         let before = Evidence::of(&runs);
         let reused = before.total();
         eval.saved_test_seconds = runs.iter().map(|r| r.seconds).sum();

@@ -36,6 +36,9 @@ impl Lookup {
 }
 
 pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
+    if let Some(sig) = cache.build(key)?.and_then(|b| b.signature) {
+        cache.pull_runs(&sig, None)?;
+    }
     cache.view(|v| {
         let build = v.build(key)?;
         match build.as_ref().and_then(|b| b.signature.clone()) {
@@ -58,6 +61,7 @@ pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
 }
 
 pub fn by_signature(cache: &Cache, signature: &str) -> Result<Lookup, StoreError> {
+    cache.pull_runs(signature, None)?;
     cache.view(|v| signature_view(v, signature))
 }
 

@@ -166,6 +166,27 @@ impl BlobStore {
         }
     }
 
+    /// A temp file in this store's `tmp/`, for a blob arriving from elsewhere.
+    pub fn incoming(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let tmp_dir = self.tmp_dir();
+        fs::create_dir_all(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))?;
+        tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))
+    }
+
+    /// Moves a compressed blob that arrived in `file` into place, after
+    /// checking that it decompresses to bytes that hash to `key`. A blob
+    /// that fails is dropped, never installed.
+    pub fn install_verified(&self, key: &Key, file: tempfile::NamedTempFile) -> Result<(), String> {
+        file.as_file().sync_all().map_err(|e| e.to_string())?;
+        let reopened = File::open(file.path()).map_err(|e| e.to_string())?;
+        verify_stream(key, reopened, &mut io::sink()).map_err(|e| e.to_string())??;
+        let dest = self.path_of(key);
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        file.persist(&dest).map_err(|e| e.error.to_string())?;
+        sync_dir(dir).map_err(|e| e.to_string())
+    }
+
     /// Outer error: the blob cannot be opened; inner: it is corrupt.
     fn stream(&self, key: &Key, out: &mut dyn Write) -> Result<Result<u64, String>, StoreError> {
         let path = self.path_of(key);
@@ -174,35 +195,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(*key)),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        let mut hasher = blake3::Hasher::new();
-        // A failure to write `out` is the destination's problem, not the
-        // blob's: it must not get a good blob quarantined.
-        let mut sink_error = None;
-        let copied = (|| -> io::Result<u64> {
-            let mut dec = zstd::Decoder::new(file)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            loop {
-                let n = dec.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(total);
-                }
-                hasher.update(&buf[..n]);
-                if let Err(e) = out.write_all(&buf[..n]) {
-                    sink_error = Some(e);
-                    return Ok(total);
-                }
-                total += n as u64;
-            }
-        })();
-        if let Some(e) = sink_error {
-            return Err(StoreError::io(Path::new("(restore destination)"), e));
-        }
-        Ok(match copied {
-            Ok(n) if *hasher.finalize().as_bytes() == key.0 => Ok(n),
-            Ok(_) => Err("content does not hash to its name".to_string()),
-            Err(e) => Err(format!("cannot decompress: {e}")),
-        })
+        verify_stream(key, file, out)
     }
 
     /// Moves a blob aside so it is never read again; returns where it went.
@@ -277,6 +270,40 @@ pub struct BlobEntry {
     pub key: Key,
     pub stored_bytes: u64,
     pub last_used: SystemTime,
+}
+
+/// Decompresses `file` into `out` while hashing. Outer error: writing `out`
+/// failed; inner error: the blob is corrupt.
+fn verify_stream(key: &Key, file: File, out: &mut dyn Write) -> Result<Result<u64, String>, StoreError> {
+    let mut hasher = blake3::Hasher::new();
+    // A failure to write `out` is the destination's problem, not the
+    // blob's: it must not get a good blob quarantined.
+    let mut sink_error = None;
+    let copied = (|| -> io::Result<u64> {
+        let mut dec = zstd::Decoder::new(file)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = dec.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            hasher.update(&buf[..n]);
+            if let Err(e) = out.write_all(&buf[..n]) {
+                sink_error = Some(e);
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    })();
+    if let Some(e) = sink_error {
+        return Err(StoreError::io(Path::new("(restore destination)"), e));
+    }
+    Ok(match copied {
+        Ok(n) if *hasher.finalize().as_bytes() == key.0 => Ok(n),
+        Ok(_) => Err("content does not hash to its name".to_string()),
+        Err(e) => Err(format!("cannot decompress: {e}")),
+    })
 }
 
 /// Marks a blob as just used, for least-recently-used eviction.

@@ -24,6 +24,8 @@ pub const CF_RUNS: &str = "runs";
 pub const CF_KNOWN: &str = "known_signatures";
 pub const CF_KNOWN_BY_SIGNATURE: &str = "known_by_signature";
 pub const CF_EVICTED: &str = "evicted";
+/// Local writes not yet uploaded to the remote (`build/<key>`, `run/<key>`).
+pub const CF_PENDING: &str = "pending_upload";
 pub const CF_COUNTERS: &str = "counters";
 const ALL_CFS: &[&str] = &[
     CF_BUILDS,
@@ -32,6 +34,7 @@ const ALL_CFS: &[&str] = &[
     CF_KNOWN,
     CF_KNOWN_BY_SIGNATURE,
     CF_EVICTED,
+    CF_PENDING,
     CF_COUNTERS,
 ];
 

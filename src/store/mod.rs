@@ -13,6 +13,8 @@
 pub mod blob;
 pub mod index;
 pub mod records;
+pub mod remote;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,12 @@ use serde::Serialize;
 use crate::key::{BuildInputs, Key};
 use crate::signature;
 pub use blob::BlobStore;
-use index::{Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_RUNS, CF_SIGNATURES};
+use index::{
+    Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_RUNS, CF_SIGNATURES,
+};
 pub use records::*;
+pub use remote::{Mode as RemoteMode, Remote};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,6 +56,8 @@ pub enum StoreError {
     Sign(#[from] signature::SignError),
     #[error("artifact {0} was evicted from the cache")]
     Evicted(String),
+    #[error("remote {url}: {problem}")]
+    Remote { url: String, problem: String },
 }
 
 impl StoreError {
@@ -83,13 +91,20 @@ pub mod counters {
     pub const SAVED_BUILD_MS: &str = "saved_build_ms";
     pub const SAVED_TEST_MS: &str = "saved_test_ms";
     pub const DETERMINISM_CONFLICTS: &str = "determinism_conflicts";
+    pub const REMOTE_HITS: &str = "remote_hits";
+    pub const REMOTE_MISSES: &str = "remote_misses";
+    pub const REMOTE_ERRORS: &str = "remote_errors";
+    pub const REMOTE_BYTES_DOWN: &str = "remote_bytes_down";
+    pub const REMOTE_BYTES_UP: &str = "remote_bytes_up";
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
     pub blobs: BlobStore,
     pub index: Index,
+    remote: Option<Arc<Remote>>,
+    uploads: Arc<upload::Uploads>,
 }
 
 /// A build's artifacts with whether each can still be restored.
@@ -103,12 +118,28 @@ pub struct ArtifactState {
 
 impl Cache {
     pub fn open(dir: &Path) -> Result<Cache, StoreError> {
+        Cache::open_with_remote(dir, None)
+    }
+
+    /// A cache with a remote tier behind the local one.
+    pub fn open_with_remote(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         Ok(Cache {
             dir: dir.to_path_buf(),
             blobs: BlobStore::new(dir),
             index: Index::new(&dir.join("index")),
+            remote: remote.map(Arc::new),
+            uploads: Arc::default(),
         })
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
+    }
+
+    /// The remote, when this process may write to it.
+    fn writable_remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref().filter(|r| r.writable())
     }
 
     pub fn dir(&self) -> &Path {
@@ -167,17 +198,21 @@ impl Cache {
 
     fn write_build(&self, record: &BuildRecord) -> Result<(), StoreError> {
         let key = record.build_key.to_hex();
-        self.index.write(|w| {
+        // Someone else's build of the same inputs, to check determinism against.
+        if self.build_local(&record.build_key)?.is_none() {
+            self.build_from_remote(&record.build_key)?;
+        }
+        let mut conflict = None;
+        let pending = self.index.write(|w| {
             let existing: Option<BuildRecord> = w.get(CF_BUILDS, &key)?;
+            let mut stored_under = key.clone();
             match (&existing, &record.signature) {
                 (Some(old), Some(sig)) if old.signature.as_ref().is_some_and(|s| s != sig) => {
                     // Same inputs, different code: keep both, say so loudly.
-                    crate::notice(&format!(
-                        "NON-REPRODUCIBLE BUILD: build key {key} produced signature {} before and {sig} now",
-                        old.signature.as_deref().unwrap_or("?")
-                    ));
-                    w.put(CF_BUILDS, &format!("{key}/{sig}"), record);
+                    stored_under = format!("{key}/{sig}");
+                    w.put(CF_BUILDS, &stored_under, record);
                     w.add(counters::DETERMINISM_CONFLICTS, 1);
+                    conflict = Some(old.clone());
                 }
                 (Some(old), _) if old.status == BuildStatus::Ok && record.status == BuildStatus::Failed => {
                     // A flaky build failure must not hide a known good build.
@@ -198,8 +233,113 @@ impl Cache {
             for a in &record.artifacts {
                 w.delete(CF_EVICTED, &a.blake3.to_hex());
             }
-            Ok(())
-        })
+            Ok(self.writable_remote().map(|_| {
+                let p = upload::pending_build(&stored_under);
+                w.put(CF_PENDING, &p, &0u8);
+                p
+            }))
+        })?;
+        if let Some(old) = conflict {
+            crate::notice(&self.describe_nondeterminism(&old, record));
+        }
+        self.upload_later(pending.into_iter().collect());
+        Ok(())
+    }
+
+    /// The loud warning for a build key that produced two signatures,
+    /// naming the sections that differ when both vmlinux files can be had.
+    fn describe_nondeterminism(&self, old: &BuildRecord, new: &BuildRecord) -> String {
+        let mut msg = format!(
+            "NON-REPRODUCIBLE BUILD: build key {} produced signature {} (commit {}, {}) and now {}",
+            old.build_key,
+            old.signature.as_deref().unwrap_or("?"),
+            old.commit,
+            old.host,
+            new.signature.as_deref().unwrap_or("?")
+        );
+        let sections = (|| -> Option<Vec<String>> {
+            let dir = tempfile::tempdir_in(&self.dir).ok()?;
+            let a = self
+                .restore(old.artifacts.get(..1)?, &dir.path().join("a"))
+                .ok()?
+                .pop()?;
+            let b = self
+                .restore(new.artifacts.get(..1)?, &dir.path().join("b"))
+                .ok()?
+                .pop()?;
+            let diff = signature::diff_files(&a, &b, Some(0)).ok()?;
+            Some(diff.sections.into_iter().map(|s| s.name).collect())
+        })();
+        if let Some(sections) = sections {
+            msg.push_str(&format!("; sections that differ: {}", sections.join(", ")));
+        }
+        msg
+    }
+
+    fn build_local(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+        self.view(|v| v.build(key))
+    }
+
+    /// Build records for `key` from the remote, backfilled into the local
+    /// index (their blobs stay remote until needed). Returns the first.
+    fn build_from_remote(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+        let Some(remote) = &self.remote else { return Ok(None) };
+        let hex = key.to_hex();
+        let mut found: Vec<BuildRecord> = remote
+            .records::<BuildRecord>(&format!("builds/{hex}"))
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.build_key == *key && r.schema == BUILD_SCHEMA)
+            .collect();
+        // A successful build first: a flaky failure must not hide it.
+        found.sort_by_key(|r| (r.status != BuildStatus::Ok, r.time));
+        let Some(first) = found.first().cloned() else {
+            return Ok(None);
+        };
+        let first_sig = first.signature.clone();
+        let conflicts = self.index.write(|w| {
+            let mut conflicts = 0;
+            for (i, r) in found.iter().enumerate() {
+                let under = if i == 0 {
+                    hex.clone()
+                } else {
+                    format!("{hex}/{}", r.signature.as_deref().unwrap_or("failed"))
+                };
+                if i > 0 && r.signature.is_some() && r.signature != first_sig {
+                    conflicts += 1;
+                    w.add(counters::DETERMINISM_CONFLICTS, 1);
+                }
+                w.put(CF_BUILDS, &under, r);
+                if let Some(sig) = &r.signature {
+                    let sr = SignatureRecord {
+                        schema: SIGNATURE_SCHEMA.into(),
+                        signature: sig.clone(),
+                        build_key: r.build_key,
+                        commit: r.commit.clone(),
+                        artifacts: r.artifacts.clone(),
+                        time: r.time,
+                    };
+                    w.put(CF_SIGNATURES, &format!("{sig}/{hex}"), &sr);
+                }
+                for a in &r.artifacts {
+                    if !self.blobs.contains(&a.blake3) {
+                        // Not in the local tier: restore fetches it.
+                        w.put(CF_EVICTED, &a.blake3.to_hex(), &0u64);
+                    }
+                }
+            }
+            Ok(conflicts)
+        })?;
+        if conflicts > 0 {
+            for r in found
+                .iter()
+                .skip(1)
+                .filter(|r| r.signature.is_some() && r.signature != first_sig)
+            {
+                crate::notice(&self.describe_nondeterminism(&first, r));
+            }
+        }
+        Ok(Some(first))
     }
 
     /// Appends one run. Run ids are unique, so this never overwrites.
@@ -208,12 +348,117 @@ impl Cache {
     }
 
     pub fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
-        self.index.write(|w| {
+        let upload = self.writable_remote().is_some();
+        let pending = self.index.write(|w| {
+            let mut pending = Vec::new();
             for run in runs {
-                w.put(CF_RUNS, &run_key(&run.signature, &run.test_key, &run.run_id), run);
+                let key = run_key(&run.signature, &run.test_key, &run.run_id);
+                w.put(CF_RUNS, &key, run);
+                if upload {
+                    let p = upload::pending_run(&key);
+                    w.put(CF_PENDING, &p, &0u8);
+                    pending.push(p);
+                }
             }
-            Ok(())
-        })
+            Ok(pending)
+        })?;
+        self.upload_later(pending);
+        Ok(())
+    }
+
+    /// Runs on a signature under a test key from both tiers: the remote is
+    /// asked only when the local runs are fewer than `wanted` and show no
+    /// crash. Remote runs are backfilled into the local index.
+    pub fn runs_shared(&self, signature: &str, test_key: &Key, wanted: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let runs = self.runs(signature, test_key)?;
+        let settled = runs.iter().any(|r| r.outcome == Outcome::Crash) || runs.len() >= wanted as usize;
+        if settled || self.pull_runs(signature, Some(test_key))? == 0 {
+            return Ok(runs);
+        }
+        self.runs(signature, test_key)
+    }
+
+    /// Copies the remote's runs on `signature` (under one test key, or
+    /// all) into the local index; returns how many were new.
+    pub fn pull_runs(&self, signature: &str, test_key: Option<&Key>) -> Result<usize, StoreError> {
+        let Some(remote) = &self.remote else { return Ok(0) };
+        let dir = match test_key {
+            Some(k) => format!("runs/{signature}/{}", k.to_hex()),
+            None => format!("runs/{signature}"),
+        };
+        let local: std::collections::HashSet<String> = self
+            .index
+            .read(|r| r.scan::<RunRecord>(CF_RUNS, &format!("{dir}/").replacen("runs/", "", 1)))?
+            .into_iter()
+            .map(|(_, r)| r.run_id)
+            .collect();
+        let fresh: Vec<RunRecord> = remote
+            .records::<RunRecord>(&dir)
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.signature == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA)
+            .filter(|r| !local.contains(&r.run_id))
+            .collect();
+        if !fresh.is_empty() {
+            self.index.write(|w| {
+                for r in &fresh {
+                    w.put(CF_RUNS, &run_key(&r.signature, &r.test_key, &r.run_id), r);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(fresh.len())
+    }
+
+    /// Starts uploading these pending entries in the background.
+    fn upload_later(&self, pending: Vec<String>) {
+        if let Some(remote) = self.writable_remote() {
+            if !pending.is_empty() {
+                self.uploads.start(remote.clone(), self.clone_local(), pending);
+            }
+        }
+    }
+
+    /// This cache without its remote (what upload tasks read from).
+    fn clone_local(&self) -> Cache {
+        Cache {
+            dir: self.dir.clone(),
+            blobs: self.blobs.clone(),
+            index: self.index.clone(),
+            remote: None,
+            uploads: Arc::default(),
+        }
+    }
+
+    /// Uploads everything still queued (from this or earlier processes).
+    pub fn sync(&self) -> Result<upload::SyncReport, StoreError> {
+        let Some(remote) = self.writable_remote() else {
+            return Ok(upload::SyncReport::default());
+        };
+        let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
+        self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
+        let _ = remote;
+        self.finish()
+    }
+
+    /// Waits for this process's uploads and records the remote traffic.
+    /// Call before exiting; what could not be uploaded stays queued.
+    pub fn finish(&self) -> Result<upload::SyncReport, StoreError> {
+        let Some(remote) = &self.remote else {
+            return Ok(upload::SyncReport::default());
+        };
+        let mut report = self.uploads.wait(remote);
+        report.still_pending = self.index.read(|r| r.count(CF_PENDING))?;
+        let t = &remote.traffic;
+        let take = |a: &std::sync::atomic::AtomicU64| a.swap(0, std::sync::atomic::Ordering::Relaxed) as i64;
+        self.count(&[
+            (counters::REMOTE_HITS, take(&t.hits)),
+            (counters::REMOTE_MISSES, take(&t.misses)),
+            (counters::REMOTE_ERRORS, take(&t.errors)),
+            (counters::REMOTE_BYTES_DOWN, take(&t.bytes_down)),
+            (counters::REMOTE_BYTES_UP, take(&t.bytes_up)),
+        ])?;
+        Ok(report)
     }
 
     pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
@@ -236,8 +481,12 @@ impl Cache {
         self.index.read(|r| f(&View { r, blobs: &self.blobs }))
     }
 
+    /// The build record for `key`: local tier, else the remote (backfilled).
     pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
-        self.view(|v| v.build(key))
+        match self.build_local(key)? {
+            Some(r) => Ok(Some(r)),
+            None => self.build_from_remote(key),
+        }
     }
 
     /// Every run on a signature under one test key, oldest first.
@@ -268,6 +517,16 @@ impl Cache {
         let mut out = Vec::with_capacity(artifacts.len());
         for a in artifacts {
             let target = dest.join(safe_relative(&a.name));
+            if !self.blobs.contains(&a.blake3) {
+                if let Some(remote) = &self.remote {
+                    if remote.fetch_blob(&a.blake3, &self.blobs)? {
+                        self.index.write(|w| {
+                            w.delete(CF_EVICTED, &a.blake3.to_hex());
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
             match self.blobs.get_to_file(&a.blake3, &target) {
                 Err(StoreError::MissingBlob(_)) => return Err(StoreError::Evicted(a.name.clone())),
                 other => other?,
@@ -285,7 +544,7 @@ impl Cache {
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let (records, counters) = self.index.read(|r| {
             let mut records = BTreeMap::new();
-            for cf in [CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED] {
+            for cf in [CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED, CF_PENDING] {
                 records.insert(cf.to_string(), r.count(cf)?);
             }
             Ok((records, r.counters()?.into_iter().collect()))

@@ -1,0 +1,176 @@
+//! Effective settings: command line, else environment, else the config file
+//! (`$XDG_CONFIG_HOME/kcache/config.toml`, else `~/.config/kcache/config.toml`),
+//! else defaults.
+//!
+//! ```toml
+//! cache_dir = "/var/cache/kcache"
+//! remote = "s3://team-kernels/kcache"
+//! remote_mode = "read-write"          # or "read-only"
+//! s3_endpoint = "https://s3.example.com"   # AWS_ENDPOINT wins when set
+//! s3_region = "us-east-1"                  # AWS_REGION wins when set
+//! s3_allow_http = false                    # AWS_ALLOW_HTTP wins when set
+//! ```
+//! Credentials are never read from the file: they come from the usual
+//! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, GCS's
+//! `GOOGLE_SERVICE_ACCOUNT`, ...).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::RemoteMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    cache_dir: Option<PathBuf>,
+    remote: Option<String>,
+    remote_mode: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_allow_http: Option<bool>,
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    CommandLine,
+    Environment,
+    ConfigFile,
+    Default,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub config_file: PathBuf,
+    pub config_file_exists: bool,
+    pub cache_dir: PathBuf,
+    pub cache_dir_from: Source,
+    pub remote: Option<String>,
+    pub remote_from: Source,
+    pub remote_mode: RemoteMode,
+    /// Endpoint, region and the like, with secrets masked.
+    pub remote_environment: Vec<(String, String)>,
+}
+
+pub fn config_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+                .join(".config")
+        });
+    base.join("kcache").join("config.toml")
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
+        Err(e) => Err(ConfigError::File {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Resolves the settings. Endpoint settings from the file are exported to
+/// this process's environment (unless already set) for the S3 client.
+pub fn load(
+    cli_cache_dir: Option<PathBuf>,
+    cli_remote: Option<String>,
+    cli_mode: Option<RemoteMode>,
+) -> Result<Settings, ConfigError> {
+    let path = config_file();
+    let file = read_file(&path)?;
+    let (cache_dir, cache_dir_from) = match (cli_cache_dir, env("KCACHE_DIR"), &file.cache_dir) {
+        (Some(d), _, _) => (d, Source::CommandLine),
+        (None, Some(_), _) => (crate::store::default_cache_dir(), Source::Environment),
+        (None, None, Some(d)) => (d.clone(), Source::ConfigFile),
+        (None, None, None) => (crate::store::default_cache_dir(), Source::Default),
+    };
+    let (remote, remote_from) = match (cli_remote, env("KCACHE_REMOTE"), &file.remote) {
+        (Some(r), _, _) => (Some(r), Source::CommandLine),
+        (None, Some(r), _) => (Some(r), Source::Environment),
+        (None, None, Some(r)) => (Some(r.clone()), Source::ConfigFile),
+        (None, None, None) => (None, Source::Default),
+    };
+    let mode_text = env("KCACHE_REMOTE_MODE").or(file.remote_mode.clone());
+    let remote_mode = match (cli_mode, mode_text) {
+        (Some(m), _) => m,
+        (None, Some(t)) => t.parse().map_err(ConfigError::Invalid)?,
+        (None, None) => RemoteMode::ReadWrite,
+    };
+    export_default("AWS_ENDPOINT", file.s3_endpoint.as_deref());
+    export_default("AWS_REGION", file.s3_region.as_deref());
+    export_default(
+        "AWS_ALLOW_HTTP",
+        file.s3_allow_http.map(|b| if b { "true" } else { "false" }),
+    );
+    Ok(Settings {
+        config_file_exists: path.exists(),
+        config_file: path,
+        cache_dir,
+        cache_dir_from,
+        remote,
+        remote_from,
+        remote_mode,
+        remote_environment: remote_environment(),
+    })
+}
+
+fn export_default(name: &str, value: Option<&str>) {
+    if let (None, Some(v)) = (env(name), value) {
+        // Single-threaded at this point: nothing else reads the environment.
+        std::env::set_var(name, v);
+    }
+}
+
+/// The remote-related environment, secrets shown only as set or not.
+fn remote_environment() -> Vec<(String, String)> {
+    const PLAIN: &[&str] = &[
+        "AWS_ENDPOINT",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ALLOW_HTTP",
+    ];
+    const SECRET: &[&str] = &[
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "GOOGLE_SERVICE_ACCOUNT",
+        "GOOGLE_SERVICE_ACCOUNT_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ];
+    let mut out = Vec::new();
+    for name in PLAIN {
+        if let Some(v) = env(name) {
+            out.push((name.to_string(), v));
+        }
+    }
+    for name in SECRET {
+        if env(name).is_some() {
+            out.push((name.to_string(), "(set)".to_string()));
+        }
+    }
+    out
+}

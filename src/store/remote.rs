@@ -1,0 +1,382 @@
+//! The remote tier: an object store a team shares (S3 and compatible
+//! servers, GCS, or a directory on a shared file system), behind the local
+//! tier.
+//!
+//! Layout under the URL's prefix (see `cache-schema/README.md`):
+//! `blobs/<hh>/<key>.zst` hold the local blob files byte for byte, and every
+//! record is a small JSON object whose name ends in the BLAKE3 of its body
+//! (`builds/<build key>/<signature|failed>.<h>.json`,
+//! `signatures/<signature>/<build key>.<h>.json`,
+//! `runs/<signature>/<test key>/<run id>.<h>.json`). Every byte read from the
+//! remote is checked against the hash in its name before use; an object that
+//! fails is reported and ignored. Objects are only ever created, never
+//! rewritten, so correctness never depends on conditional writes (Garage
+//! ignores `If-None-Match`).
+//!
+//! A remote that cannot be reached (refused, timeout, 5xx) is reported once;
+//! kcache then works from the local tier for the rest of the process, and
+//! the writes it could not upload stay queued in the index for `kcache sync`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{BlobStore, StoreError};
+use crate::key::Key;
+
+/// Whether this client may write to the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    ReadWrite,
+    /// For untrusted clients (patch-testing jobs): reuse, never write.
+    ReadOnly,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "read-write" => Ok(Mode::ReadWrite),
+            "read-only" => Ok(Mode::ReadOnly),
+            _ => Err(format!("unknown remote mode {s:?}: use read-write or read-only")),
+        }
+    }
+}
+
+/// Per-process traffic counters (added to the index's counters at exit).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub errors: AtomicU64,
+    pub bytes_down: AtomicU64,
+    pub bytes_up: AtomicU64,
+}
+
+pub struct Remote {
+    url: String,
+    mode: Mode,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Always `Some` until dropped (see `Drop`).
+    rt: Option<tokio::runtime::Runtime>,
+    down: AtomicBool,
+    pub traffic: Traffic,
+}
+
+fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Remote {
+        url: url.to_string(),
+        problem: e.to_string(),
+    }
+}
+
+/// How long to wait on a remote before calling it down: a bisection must
+/// not stall on an unreachable bucket.
+fn client_options() -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(60))
+}
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
+
+impl Remote {
+    /// Connects to `url`: `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `file:///dir`. Credentials and endpoints come from the usual
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_ENDPOINT`/`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`,
+    /// `GOOGLE_SERVICE_ACCOUNT`, ...).
+    pub fn open(url: &str, mode: Mode) -> Result<Remote, StoreError> {
+        let parsed = url::Url::parse(url).map_err(|e| remote_err(url, format!("not a URL: {e}")))?;
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
+            "s3" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .with_client_options(client_options())
+                    .with_retry(retry());
+                if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                    b = b.with_endpoint(endpoint);
+                }
+                (
+                    Arc::new(b.build().map_err(|e| remote_err(url, e))?),
+                    ObjectPath::from(parsed.path()),
+                )
+            }
+            "gs" => {
+                let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .with_client_options(client_options())
+                    .with_retry(retry());
+                (
+                    Arc::new(b.build().map_err(|e| remote_err(url, e))?),
+                    ObjectPath::from(parsed.path()),
+                )
+            }
+            "file" => {
+                let dir = parsed.to_file_path().map_err(|_| remote_err(url, "not a local path"))?;
+                std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| remote_err(url, e))?;
+                (Arc::new(fs), ObjectPath::default())
+            }
+            other => {
+                return Err(remote_err(
+                    url,
+                    format!("unsupported scheme {other}: use s3://, gs:// or file://"),
+                ))
+            }
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| remote_err(url, e))?;
+        Ok(Remote {
+            url: url.to_string(),
+            mode,
+            store,
+            prefix,
+            rt: Some(rt),
+            down: AtomicBool::new(false),
+            traffic: Traffic::default(),
+        })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("runtime lives as long as the remote")
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime().handle().clone()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn writable(&self) -> bool {
+        self.mode == Mode::ReadWrite
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    fn path(&self, rel: &str) -> ObjectPath {
+        rel.split('/').fold(self.prefix.clone(), |p, part| p.clone().join(part))
+    }
+
+    /// Records a failure; the first one that looks like an outage is said
+    /// once and turns the remote off for this process.
+    fn failed(&self, what: &str, e: &object_store::Error) {
+        self.traffic.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(e, object_store::Error::NotFound { .. }) {
+            return;
+        }
+        if !self.down.swap(true, Ordering::Relaxed) {
+            crate::notice(&format!(
+                "remote {} is unavailable ({what}: {e}); working from the local cache, \
+                 uploads stay queued for `kcache sync`",
+                self.url
+            ));
+        }
+    }
+
+    fn bad_object(&self, path: &ObjectPath, problem: &str) {
+        self.traffic.errors.fetch_add(1, Ordering::Relaxed);
+        crate::notice(&format!("remote object {}/{path} ignored: {problem}", self.url));
+    }
+
+    /// Downloads blob `key` into the local store after verifying it.
+    /// `Ok(false)`: the remote does not have it (or is down).
+    pub fn fetch_blob(&self, key: &Key, local: &BlobStore) -> Result<bool, StoreError> {
+        if self.is_down() {
+            return Ok(false);
+        }
+        let path = self.path(&blob_rel(key));
+        let mut file = local.incoming()?;
+        let fetched = self.runtime().block_on(async {
+            let result = self.store.get(&path).await?;
+            let mut stream = result.into_stream();
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                std::io::Write::write_all(file.as_file_mut(), &chunk).map_err(|e| object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                })?;
+                n += chunk.len() as u64;
+            }
+            Ok::<u64, object_store::Error>(n)
+        });
+        let bytes = match fetched {
+            Ok(n) => n,
+            Err(object_store::Error::NotFound { .. }) => {
+                self.traffic.misses.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => {
+                self.failed("download", &e);
+                return Ok(false);
+            }
+        };
+        self.traffic.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+        if let Err(problem) = local.install_verified(key, file) {
+            self.bad_object(&path, &format!("blob does not verify: {problem}"));
+            return Ok(false);
+        }
+        self.traffic.hits.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Uploads a local blob unless the remote has it already.
+    pub async fn push_blob(&self, key: &Key, local: &BlobStore) -> Result<(), object_store::Error> {
+        let path = self.path(&blob_rel(key));
+        if self.store.head(&path).await.is_ok() {
+            return Ok(());
+        }
+        let bytes = tokio::fs::read(local.path_of(key))
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })?;
+        let n = bytes.len() as u64;
+        self.store.put(&path, bytes.into()).await?;
+        self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Uploads a record as `<dir>/<stem>.<hash>.json`.
+    pub async fn push_record<T: Serialize>(
+        &self,
+        dir: &str,
+        stem: &str,
+        record: &T,
+    ) -> Result<(), object_store::Error> {
+        let body = serde_json::to_vec(record).expect("records serialize");
+        let name = format!("{dir}/{stem}.{}.json", body_hash(&body));
+        let n = body.len() as u64;
+        self.store.put(&self.path(&name), body.into()).await?;
+        self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every record under `dir` that verifies and parses, with its stem
+    /// (object name without `.<hash>.json`). Bad objects are reported and
+    /// skipped; an unreachable remote gives nothing.
+    pub fn records<T: DeserializeOwned>(&self, dir: &str) -> Vec<(String, T)> {
+        if self.is_down() {
+            return Vec::new();
+        }
+        let prefix = self.path(dir);
+        let listed: Result<Vec<ObjectPath>, object_store::Error> = self.runtime().block_on(async {
+            let mut out = Vec::new();
+            let mut list = self.store.list(Some(&prefix));
+            while let Some(meta) = list.next().await {
+                out.push(meta?.location);
+            }
+            Ok(out)
+        });
+        let paths = match listed {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed("list", &e);
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for path in paths {
+            let Some((stem, hash)) = split_name(path.filename().unwrap_or("")) else {
+                continue;
+            };
+            let body = match self
+                .runtime()
+                .block_on(async { self.store.get(&path).await?.bytes().await })
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.failed("download", &e);
+                    continue;
+                }
+            };
+            self.traffic.bytes_down.fetch_add(body.len() as u64, Ordering::Relaxed);
+            if body_hash(&body) != hash {
+                self.bad_object(&path, "content does not match the hash in its name");
+                continue;
+            }
+            match serde_json::from_slice(&body) {
+                Ok(record) => out.push((stem.to_string(), record)),
+                Err(e) => self.bad_object(&path, &format!("not a valid record: {e}")),
+            }
+        }
+        if out.is_empty() {
+            self.traffic.misses.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.traffic.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Runs an upload future on this remote's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime().block_on(f)
+    }
+
+    pub(crate) fn note_failure(&self, what: &str, e: &object_store::Error) {
+        self.failed(what, e);
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // The last reference may go away inside an upload task, where a
+        // blocking runtime drop would panic.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub fn blob_rel(key: &Key) -> String {
+    let hex = key.to_hex();
+    format!("blobs/{}/{hex}.zst", &hex[..2])
+}
+
+/// The first 32 hex digits of BLAKE3 of a record body.
+fn body_hash(body: &[u8]) -> String {
+    blake3::hash(body).to_hex()[..32].to_string()
+}
+
+/// `<stem>.<32 hex>.json` → (stem, hash).
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_suffix(".json")?;
+    let (stem, hash) = rest.rsplit_once('.')?;
+    (hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some((stem, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_names_carry_their_hash() {
+        let h = body_hash(b"{}");
+        assert_eq!(split_name(&format!("abc.{h}.json")), Some(("abc", h.as_str())));
+        assert_eq!(split_name("abc.json"), None);
+        assert_eq!(split_name("abc.zz.json"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! Uploads to the remote tier.
+//!
+//! A local write that the remote should see also writes a `pending_upload`
+//! entry, in the same index batch, so nothing is lost if the process dies
+//! or the remote is down. Entries are uploaded in the background with
+//! bounded concurrency and retries with backoff (blobs first, then the
+//! record that names them) and deleted once the remote has them. `kcache
+//! sync` uploads whatever earlier processes left queued.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::index::{Read, CF_BUILDS, CF_PENDING, CF_RUNS};
+use super::{BuildRecord, Cache, Remote, RunRecord, SignatureRecord, SIGNATURE_SCHEMA};
+
+/// Uploads in flight at once.
+const CONCURRENCY: usize = 4;
+const ATTEMPTS: u32 = 4;
+
+pub fn pending_build(index_key: &str) -> String {
+    format!("build/{index_key}")
+}
+
+pub fn pending_run(index_key: &str) -> String {
+    format!("run/{index_key}")
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub uploaded: usize,
+    pub failed: Vec<String>,
+    /// Entries still queued after this process's uploads ended.
+    pub still_pending: u64,
+}
+
+/// An upload in flight: the pending entry and its task.
+type Task = (String, JoinHandle<Result<(), String>>);
+
+pub struct Uploads {
+    tasks: Mutex<Vec<Task>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Uploads {
+    fn default() -> Uploads {
+        Uploads {
+            tasks: Mutex::default(),
+            permits: Arc::new(Semaphore::new(CONCURRENCY)),
+        }
+    }
+}
+
+impl Uploads {
+    /// Starts uploading `pending` entries; returns at once.
+    pub fn start(&self, remote: Arc<Remote>, local: Cache, pending: Vec<String>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in pending {
+            let (remote2, local2, permits) = (remote.clone(), local.clone(), self.permits.clone());
+            let name = entry.clone();
+            let handle = remote.handle().spawn(async move {
+                let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+                upload_with_retries(&remote2, &local2, &entry).await
+            });
+            tasks.push((name, handle));
+        }
+    }
+
+    /// Waits for every upload started so far.
+    pub fn wait(&self, remote: &Remote) -> SyncReport {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut report = SyncReport::default();
+        for (name, handle) in tasks {
+            match remote.block_on(handle) {
+                Ok(Ok(())) => report.uploaded += 1,
+                Ok(Err(e)) => report.failed.push(format!("{name}: {e}")),
+                Err(e) => report.failed.push(format!("{name}: {e}")),
+            }
+        }
+        report
+    }
+}
+
+async fn upload_with_retries(remote: &Remote, local: &Cache, entry: &str) -> Result<(), String> {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=ATTEMPTS {
+        if remote.is_down() {
+            return Err("remote unavailable; left queued".into());
+        }
+        match upload_one(remote, local, entry).await {
+            Ok(()) => {
+                let (local, entry) = (local.clone(), entry.to_string());
+                return tokio::task::spawn_blocking(move || {
+                    local.index.write(|w| {
+                        w.delete(CF_PENDING, &entry);
+                        Ok(())
+                    })
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string());
+            }
+            Err(e) if attempt == ATTEMPTS => {
+                remote.note_failure("upload", &e);
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Reads a local record off the async workers.
+async fn local_record<T: serde::de::DeserializeOwned + Send + 'static>(
+    local: &Cache,
+    cf: &'static str,
+    key: &str,
+) -> Result<Option<T>, object_store::Error> {
+    let (local, key) = (local.clone(), key.to_string());
+    tokio::task::spawn_blocking(move || local.index.read(|r| r.get(cf, &key)))
+        .await
+        .map_err(generic)?
+        .map_err(generic)
+}
+
+fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "kcache",
+        source: Box::new(e),
+    }
+}
+
+async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), object_store::Error> {
+    let Some((kind, key)) = entry.split_once('/') else {
+        return Ok(());
+    };
+    match kind {
+        "build" => {
+            let Some(record) = local_record::<BuildRecord>(local, CF_BUILDS, key).await? else {
+                return Ok(());
+            };
+            for a in &record.artifacts {
+                // A blob evicted locally before it was uploaded cannot be
+                // sent; the record (its signature) is still worth sharing.
+                if local.blobs.contains(&a.blake3) {
+                    remote.push_blob(&a.blake3, &local.blobs).await?;
+                }
+            }
+            let build_key = record.build_key.to_hex();
+            let stem = record.signature.clone().unwrap_or_else(|| "failed".into());
+            remote
+                .push_record(&format!("builds/{build_key}"), &stem, &record)
+                .await?;
+            if let Some(sig) = &record.signature {
+                let sr = SignatureRecord {
+                    schema: SIGNATURE_SCHEMA.into(),
+                    signature: sig.clone(),
+                    build_key: record.build_key,
+                    commit: record.commit.clone(),
+                    artifacts: record.artifacts.clone(),
+                    time: record.time,
+                };
+                remote
+                    .push_record(&format!("signatures/{sig}"), &build_key, &sr)
+                    .await?;
+            }
+            Ok(())
+        }
+        "run" => {
+            let Some(run) = local_record::<RunRecord>(local, CF_RUNS, key).await? else {
+                return Ok(());
+            };
+            let dir = format!("runs/{}/{}", run.signature, run.test_key.to_hex());
+            remote.push_record(&dir, &run.run_id, &run).await
+        }
+        _ => Ok(()),
+    }
+}
