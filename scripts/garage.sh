@@ -8,6 +8,7 @@
 #   scripts/garage.sh stop DIR                stop every node
 #   scripts/garage.sh kill-node DIR N         SIGKILL node N (1-3)
 #   scripts/garage.sh start-node DIR N        start node N again
+#   scripts/garage.sh restart DIR             start all stopped nodes, reconnect them, wait until healthy
 #
 # Node i (1-3) listens on BASE_PORT+10*(i-1) (S3 API), +1 (RPC) and +3 (admin),
 # all on 127.0.0.1. The S3 endpoint in DIR/env is node 1's.
@@ -82,6 +83,7 @@ start() { # DIR [BASE_PORT]
   for n in 1 2 3; do
     ids+=("$("$garage" -c "$(node_cfg "$dir" "$n")" node id -q)")
   done
+  printf '%s\n' "${ids[@]}" > "$dir/ids"
   g node connect "${ids[1]}" > /dev/null
   g node connect "${ids[2]}" > /dev/null
   for id in "${ids[@]}"; do
@@ -108,6 +110,29 @@ EOF
   echo "garage: 3 nodes up in $dir; bucket kcache; source $dir/env"
 }
 
+connect_all() { # DIR: every running node to every other (a restarted node forgets its peers)
+  local dir=$1 n
+  for n in 1 2 3; do
+    [ -f "$dir/node$n.pid" ] || continue
+    while read -r id; do
+      "$garage" -c "$(node_cfg "$dir" "$n")" node connect "$id" > /dev/null 2>&1 || true
+    done < "$dir/ids"
+  done
+}
+
+wait_healthy() { # DIR COUNT
+  local dir=$1 want=$2
+  for _ in $(seq 150); do
+    connect_all "$dir"
+    local healthy
+    healthy=$("$garage" -c "$(node_cfg "$dir" 1)" status 2>/dev/null | sed -n '/HEALTHY NODES/,/FAILED NODES/p' | grep -c '127\.0\.0\.1' || true)
+    [ "$healthy" -ge "$want" ] && return
+    sleep 0.2
+  done
+  echo "garage.sh: the cluster in $dir did not become healthy" >&2
+  exit 1
+}
+
 stop() { # DIR
   local dir=$1
   for n in 1 2 3; do
@@ -124,6 +149,17 @@ case ${1:-} in
   start) install; start "$2" "${3:-}" ;;
   stop) stop "$2" ;;
   kill-node) kill -9 "$(cat "$2/node$3.pid")"; rm -f "$2/node$3.pid" ;;
-  start-node) dir=$(cd "$2" && pwd); start_node "$dir" "$3" ;;
+  start-node)
+    dir=$(cd "$2" && pwd)
+    start_node "$dir" "$3"
+    connect_all "$dir"
+    ;;
+  restart)
+    dir=$(cd "$2" && pwd)
+    for n in 1 2 3; do
+      [ -f "$dir/node$n.pid" ] || start_node "$dir" "$n"
+    done
+    wait_healthy "$dir" 3
+    ;;
   *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

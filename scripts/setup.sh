@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh Debian machine: system packages, then the
-# release build of kcache. Safe to run again (everything is incremental).
+# One-time setup on a fresh Debian machine: system packages, the release
+# build of kcache, and Garage for the remote-cache tests. Safe to run again
+# (everything is incremental and cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,6 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
 cargo build --release --locked
 echo "kcache built: $CARGO_TARGET_DIR/release/kcache"
+# The S3-compatible server the remote-cache tests run against (built once, cached).
+scripts/garage.sh install
+echo "garage: ${KCACHE_TOOLS:-$HOME/.cache/kcache-tools}/bin/garage"

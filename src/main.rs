@@ -68,9 +68,9 @@ struct RecipeArgs {
     /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG and KCACHE_COMMIT.
     #[arg(long)]
     build: String,
-    /// Test command, run --runs times with KCACHE_ARTIFACTS, KCACHE_SIGNATURE,
-    /// KCACHE_COMMIT, KCACHE_RUN. Exit 0 ok, 125 cannot test, 1-127 crash
-    /// (a stdout line `crash: TITLE` names it).
+    /// Test command, run --runs times in the directory of restored artifacts
+    /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
+    /// Exit 0 ok, 125 cannot test, 1-127 crash (a stdout line `crash: TITLE` names it).
     #[arg(long)]
     test: String,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).

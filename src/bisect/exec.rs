@@ -389,8 +389,10 @@ impl CommitEvaluator {
 
     fn run_test(&self, commit: &str, signature: &str, artifacts: &Path, run: u32) -> Result<RunRecord, EvalError> {
         let start = Instant::now();
+        // The artifacts directory exists whether the kernel was built here,
+        // restored from the local cache or fetched from the remote.
         let mut child = shell(&self.recipe.test)
-            .current_dir(&self.worktree)
+            .current_dir(artifacts)
             .env("KCACHE_ARTIFACTS", artifacts)
             .env("KCACHE_SIGNATURE", signature)
             .env("KCACHE_COMMIT", commit)

@@ -81,9 +81,12 @@ fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
 /// How long to wait on a remote before calling it down: a bisection must
 /// not stall on an unreachable bucket.
 fn client_options() -> ClientOptions {
+    // These replace the options `from_env` read, so carry AWS_ALLOW_HTTP over.
+    let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(60))
+        .with_allow_http(allow_http)
 }
 
 fn retry() -> RetryConfig {

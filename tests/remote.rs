@@ -1,0 +1,397 @@
+//! The team cache against a real S3 server: a 3-node Garage cluster on
+//! loopback (replication factor 3), started by `scripts/garage.sh` for each
+//! test and stopped afterwards.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running cluster; stopped on drop (also when a test fails).
+struct Garage {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Garage {
+    fn start(slot: u16) -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        // Distinct ports per test and per concurrent test run.
+        let base = 20000 + (std::process::id() % 200) as u16 * 100 + slot * 10 * 3;
+        let out = Command::new(root().join("scripts/garage.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(base.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage.sh start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Garage { dir, env }
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new(root().join("scripts/garage.sh"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn kill_node(&self, n: u32) {
+        self.script(&["kill-node", self.dir.path().to_str().unwrap(), &n.to_string()]);
+    }
+
+    fn stop_all(&self) {
+        self.script(&["stop", self.dir.path().to_str().unwrap()]);
+    }
+
+    fn restart(&self) {
+        self.script(&["restart", self.dir.path().to_str().unwrap()]);
+    }
+
+    /// kcache with this cluster's credentials and a cache dir.
+    fn kcache(&self, cache: &Path, prefix: &str) -> Command {
+        let mut c = kcache();
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--remote")
+            .arg(format!("s3://kcache/{prefix}"));
+        c
+    }
+
+    /// Every object name under `prefix` in the bucket.
+    fn objects(&self, prefix: &str) -> Vec<String> {
+        use futures::StreamExt;
+        use object_store::ObjectStore;
+        let get = |k: &str| self.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("kcache")
+            .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
+            .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
+            .with_endpoint(get("AWS_ENDPOINT"))
+            .with_region(get("AWS_REGION"))
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = object_store::path::Path::from(prefix);
+            let mut out = Vec::new();
+            let mut list = store.list(Some(&p));
+            while let Some(meta) = list.next().await {
+                out.push(meta.unwrap().location.to_string());
+            }
+            out.sort();
+            out
+        })
+    }
+
+    /// Overwrites one object with other bytes.
+    fn tamper(&self, name: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+        let get = |k: &str| self.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("kcache")
+            .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
+            .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
+            .with_endpoint(get("AWS_ENDPOINT"))
+            .with_region(get("AWS_REGION"))
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(store.put(&object_store::path::Path::from(name), bytes.to_vec().into()))
+            .unwrap();
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/garage.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+const REPO: &[(&str, &str)] = &[
+    ("DEMO_COMMITS", "40"),
+    ("DEMO_REGRESSION", "27"),
+    ("DEMO_BREAK_FROM", "10"),
+    ("DEMO_BREAK_TO", "13"),
+];
+
+fn bisect(garage: &Garage, cache: &Path, prefix: &str, repo: &Path) -> (serde_json::Value, String) {
+    let mut c = garage.kcache(cache, prefix);
+    c.args(["bisect", "--repo"]).arg(repo).args([
+        "--good",
+        &root_commit(repo),
+        "--bad",
+        "HEAD",
+        "--build",
+        "make -s vmlinux",
+        "--test",
+        &demo_test_script(),
+        "--runs",
+        "5",
+        "--json",
+    ]);
+    let out = run_ok(&mut c);
+    (json(&out), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn culprit_build_key(summary: &serde_json::Value) -> String {
+    let culprit = summary["outcome"]["commit"].as_str().unwrap();
+    summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["commit"] == culprit)
+        .unwrap()["build_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn output_of(c: &mut Command) -> Output {
+    c.stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn team_members_share_builds_tests_and_artifacts() {
+    let garage = Garage::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    let (a_cache, b_cache) = (dir.path().join("a"), dir.path().join("b"));
+
+    let (a, _) = bisect(&garage, &a_cache, "team", &repo);
+    assert!(totals(&a, "builds_done") > 0);
+    // One record per build (identical kernels share a blob).
+    assert_eq!(garage.objects("team/builds").len(), totals(&a, "builds_done") as usize);
+    assert!(!garage.objects("team/blobs").is_empty());
+
+    let (b, _) = bisect(&garage, &b_cache, "team", &repo);
+    assert_eq!(b["outcome"]["commit"], a["outcome"]["commit"]);
+    assert_eq!(totals(&b, "builds_done"), 0, "{b}");
+    assert_eq!(totals(&b, "runs_done"), 0, "{b}");
+
+    // B restores A's artifacts from the remote, verified, byte for byte.
+    let key = culprit_build_key(&a);
+    let (from_a, from_b) = (dir.path().join("from-a"), dir.path().join("from-b"));
+    run_ok(
+        kcache()
+            .arg("--cache-dir")
+            .arg(&a_cache)
+            .args(["get", "--build-key", &key, "--dest"])
+            .arg(&from_a),
+    );
+    run_ok(
+        garage
+            .kcache(&b_cache, "team")
+            .args(["get", "--build-key", &key, "--dest"])
+            .arg(&from_b),
+    );
+    assert_eq!(
+        std::fs::read(from_a.join("vmlinux")).unwrap(),
+        std::fs::read(from_b.join("vmlinux")).unwrap()
+    );
+    let stats = json(&run_ok(garage.kcache(&b_cache, "team").args(["stats", "--json"])));
+    assert!(stats["counters"]["remote_hits"].as_i64().unwrap() > 0, "{stats}");
+    assert!(stats["counters"]["remote_bytes_down"].as_i64().unwrap() > 0, "{stats}");
+    assert!(output_of(kcache().arg("--cache-dir").arg(&b_cache).arg("verify"))
+        .status
+        .success());
+}
+
+#[test]
+fn a_read_only_member_reuses_and_writes_nothing() {
+    let garage = Garage::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    bisect(&garage, &dir.path().join("a"), "ro", &repo);
+    let before = garage.objects("ro");
+
+    let ro = dir.path().join("ro");
+    let mut c = garage.kcache(&ro, "ro");
+    c.args(["--remote-mode", "read-only"]);
+    c.args(["bisect", "--repo"]).arg(&repo).args([
+        "--good",
+        &root_commit(&repo),
+        "--bad",
+        "HEAD",
+        "--build",
+        "make -s vmlinux",
+        "--test",
+        &demo_test_script(),
+        "--runs",
+        "5",
+        "--json",
+    ]);
+    let reused = json(&run_ok(&mut c));
+    assert_eq!(totals(&reused, "builds_done"), 0);
+    assert_eq!(totals(&reused, "runs_done"), 0);
+
+    // New work (a different test: new runs) stays local.
+    let mut c = garage.kcache(&ro, "ro");
+    c.args(["--remote-mode", "read-only", "bisect", "--repo"])
+        .arg(&repo)
+        .args([
+            "--good",
+            &root_commit(&repo),
+            "--bad",
+            "HEAD",
+            "--build",
+            "make -s vmlinux",
+            "--test",
+            &format!("{} ", demo_test_script()),
+            "--runs",
+            "2",
+            "--json",
+        ]);
+    let fresh = json(&run_ok(&mut c));
+    assert!(totals(&fresh, "runs_done") > 0);
+    assert_eq!(garage.objects("ro"), before, "a read-only member wrote to the remote");
+    let stats = json(&run_ok(kcache().arg("--cache-dir").arg(&ro).args(["stats", "--json"])));
+    assert_eq!(stats["records"]["pending_upload"], 0);
+}
+
+#[test]
+fn corrupted_remote_objects_are_detected_and_ignored() {
+    let garage = Garage::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    let (a, _) = bisect(&garage, &dir.path().join("a"), "bad", &repo);
+    let key = culprit_build_key(&a);
+    let blobs = garage.objects("bad/blobs");
+    let runs = garage.objects("bad/runs");
+    for b in &blobs {
+        garage.tamper(b, b"not the blob you are looking for");
+    }
+    garage.tamper(&runs[0], br#"{"schema":"kcache/run/v1","outcome":"crash"}"#);
+
+    let b_cache = dir.path().join("b");
+    let out = output_of(
+        garage
+            .kcache(&b_cache, "bad")
+            .args(["get", "--build-key", &key, "--dest"])
+            .arg(dir.path().join("out")),
+    );
+    assert_eq!(out.status.code(), Some(1), "a corrupt blob is never returned");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ignored") && stderr.contains("does not verify"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/vmlinux").exists());
+    let (_, stderr) = bisect(&garage, &b_cache, "bad", &repo);
+    assert!(stderr.contains("does not match the hash in its name"), "{stderr}");
+    let verify = output_of(kcache().arg("--cache-dir").arg(&b_cache).arg("verify"));
+    assert!(
+        verify.status.success(),
+        "the local tier is not poisoned: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+#[test]
+fn a_killed_node_does_not_stop_reads_or_writes() {
+    let garage = Garage::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    garage.kill_node(3);
+    let (a, stderr) = bisect(&garage, &dir.path().join("a"), "node", &repo);
+    assert!(!stderr.contains("unavailable"), "{stderr}");
+    let (b, _) = bisect(&garage, &dir.path().join("b"), "node", &repo);
+    assert_eq!(b["outcome"]["commit"], a["outcome"]["commit"]);
+    assert_eq!(totals(&b, "builds_done"), 0);
+    assert_eq!(totals(&b, "runs_done"), 0);
+}
+
+#[test]
+fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
+    let garage = Garage::start(4);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    let a_cache = dir.path().join("a");
+    let mut c = garage.kcache(&a_cache, "down");
+    c.args(["bisect", "--repo"]).arg(&repo).args([
+        "--good",
+        &root_commit(&repo),
+        "--bad",
+        "HEAD",
+        "--build",
+        "make -s vmlinux",
+        "--test",
+        &demo_test_script(),
+        "--runs",
+        "5",
+        "--json",
+    ]);
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Stop the whole cluster once the bisection has built two kernels.
+    let stderr = child.stderr.take().unwrap();
+    let (built_two, wait_for_it) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all: Vec<String> = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("built in") && all.iter().filter(|l| l.contains("built in")).count() == 1 {
+                let _ = built_two.send(());
+            }
+            all.push(line);
+        }
+        all
+    });
+    let _ = wait_for_it.recv_timeout(Duration::from_secs(120));
+    garage.stop_all();
+    let out = child.wait_with_output().unwrap();
+    let stderr = lines.join().unwrap().join("\n");
+    assert!(out.status.success(), "{stderr}");
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        a["outcome"]["commit"],
+        commit_by_subject(&repo, "grow the pool").as_str()
+    );
+    assert!(stderr.contains("unavailable"), "the outage is reported: {stderr}");
+    assert!(stderr.contains("still queued"), "{stderr}");
+
+    garage.restart();
+    // The restarted nodes take a moment to find each other again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let synced = loop {
+        let out = output_of(garage.kcache(&a_cache, "down").args(["sync", "--json"]));
+        if out.status.success() || Instant::now() > deadline {
+            break json(&out);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(synced["still_pending"], 0, "{synced}");
+    let (b, _) = bisect(&garage, &dir.path().join("b"), "down", &repo);
+    assert_eq!(totals(&b, "builds_done"), 0, "{b}");
+    assert_eq!(totals(&b, "runs_done"), 0, "{b}");
+}
