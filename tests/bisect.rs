@@ -415,3 +415,17 @@ fn git_bisect_run_kcache_exec_agrees_with_kcache_bisect() {
         .expect(&text);
     assert_eq!(summary["outcome"]["commit"], culprit);
 }
+
+#[test]
+fn a_relative_cache_dir_works_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let good = root_commit(&repo);
+    let mut cmd = bisect_cmd(Path::new("relative-cache"), &repo, &good, "HEAD", 3);
+    let summary = json(&run_ok(cmd.current_dir(dir.path())));
+    assert_eq!(
+        summary["outcome"]["commit"],
+        commit_by_subject(&repo, "grow the pool").as_str()
+    );
+    assert!(dir.path().join("relative-cache/index").is_dir());
+}

@@ -124,6 +124,9 @@ impl Cache {
     /// A cache with a remote tier behind the local one.
     pub fn open_with_remote(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        // Absolute, so paths under it mean the same from any directory
+        // (git resolves a worktree path relative to the repository).
+        let dir = &std::fs::canonicalize(dir).map_err(|e| StoreError::io(dir, e))?;
         Ok(Cache {
             dir: dir.to_path_buf(),
             blobs: BlobStore::new(dir),
