@@ -395,3 +395,78 @@ fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
     assert_eq!(totals(&b, "builds_done"), 0, "{b}");
     assert_eq!(totals(&b, "runs_done"), 0, "{b}");
 }
+
+#[test]
+fn a_non_reproducible_build_is_kept_twice_and_reported() {
+    let garage = Garage::start(5);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("src");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+    );
+    // The same inputs built twice with different code: as if a timestamp or
+    // a random seed leaked into the kernel.
+    let build = |name: &str, value: u32| {
+        let src = dir.path().join(format!("{name}.c"));
+        std::fs::write(
+            &src,
+            format!("int stamp(void) {{ return {value}; }}\nint main(void) {{ return stamp(); }}\n"),
+        )
+        .unwrap();
+        let out = dir.path().join(name);
+        run_ok(Command::new("gcc").args(["-O1", "-o"]).arg(&out).arg(&src));
+        out
+    };
+    let (one, two) = (build("one", 1), build("two", 2));
+    let put = |cache: &str, elf: &Path| {
+        let mut c = garage.kcache(&dir.path().join(cache), "det");
+        c.args([
+            "put",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--toolchain",
+            "gcc (same) 1",
+            "--json",
+        ])
+        .arg(elf);
+        run_ok(&mut c)
+    };
+    let a = json(&put("a", &one));
+    let b_out = put("b", &two);
+    let b = json(&b_out);
+    assert_eq!(a["build_key"], b["build_key"]);
+    assert_ne!(a["signature"], b["signature"]);
+    let warning = String::from_utf8_lossy(&b_out.stderr);
+    assert!(warning.contains("NON-REPRODUCIBLE BUILD"), "{warning}");
+    assert!(
+        warning.contains(a["signature"].as_str().unwrap()) && warning.contains(b["signature"].as_str().unwrap()),
+        "{warning}"
+    );
+    assert!(warning.contains(".text"), "the differing section is named: {warning}");
+    let stats = json(&run_ok(
+        kcache()
+            .arg("--cache-dir")
+            .arg(dir.path().join("b"))
+            .args(["stats", "--json"]),
+    ));
+    assert_eq!(stats["counters"]["determinism_conflicts"], 1, "{stats}");
+    let key = a["build_key"].as_str().unwrap();
+    assert_eq!(
+        garage.objects(&format!("det/builds/{key}")).len(),
+        2,
+        "both results are kept"
+    );
+}

@@ -258,7 +258,20 @@ impl Remote {
                 source: Box::new(e),
             })?;
         let n = bytes.len() as u64;
-        self.store.put(&path, bytes.into()).await?;
+        if n <= MULTIPART_ABOVE {
+            self.store.put(&path, bytes.into()).await?;
+        } else {
+            // Large blobs go up in parts: progress, and no single-PUT size limit.
+            let bar = progress_bar(n, &format!("uploading {}", &key.to_hex()[..12]));
+            let mut upload = object_store::WriteMultipart::new(self.store.put_multipart(&path).await?);
+            for part in bytes.chunks(PART) {
+                upload.wait_for_capacity(4).await?;
+                upload.write(part);
+                bar.inc(part.len() as u64);
+            }
+            upload.finish().await?;
+            bar.finish_and_clear();
+        }
         self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -352,6 +365,24 @@ impl Drop for Remote {
             rt.shutdown_background();
         }
     }
+}
+
+/// Blobs above this size are uploaded in parts of `PART` bytes.
+const MULTIPART_ABOVE: u64 = 32 << 20;
+const PART: usize = 8 << 20;
+
+/// A transfer progress bar on stderr; hidden when stderr is not a terminal
+/// or the transfer is small.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if len < 16 << 20 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}") {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
 }
 
 pub fn blob_rel(key: &Key) -> String {
