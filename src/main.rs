@@ -33,6 +33,35 @@ struct Cli {
     command: Command,
 }
 
+/// The toolchain and target: part of the build key.
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
+    #[arg(long, conflicts_with = "toolchain_cmd")]
+    toolchain: Option<String>,
+    /// A command that prints the toolchain identity (its lines are joined by ", ").
+    #[arg(long)]
+    toolchain_cmd: Option<String>,
+    /// Target architecture [default: this machine's].
+    #[arg(long)]
+    arch: Option<String>,
+}
+
+impl TargetArgs {
+    /// `--toolchain`, else what `--toolchain-cmd` prints, else `$CC`/`$LD` versions.
+    fn toolchain(&self) -> anyhow::Result<String> {
+        match (&self.toolchain, &self.toolchain_cmd) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(c)) => kcache::kernel::toolchain_from_command(c).context("--toolchain-cmd"),
+            (None, None) => Ok(kcache::kernel::toolchain_identity()),
+        }
+    }
+
+    fn arch(&self) -> String {
+        self.arch.clone().unwrap_or_else(kcache::kernel::host_arch)
+    }
+}
+
 /// What decides a build (the build key), for the cache commands.
 #[derive(Args, Clone)]
 struct InputArgs {
@@ -45,15 +74,8 @@ struct InputArgs {
     /// The kernel config the build used.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
-    #[arg(long, conflicts_with = "toolchain_cmd")]
-    toolchain: Option<String>,
-    /// A command that prints the toolchain identity (its lines are joined by ", ").
-    #[arg(long)]
-    toolchain_cmd: Option<String>,
-    /// Target architecture [default: this machine's].
-    #[arg(long)]
-    arch: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// The build command (part of the recipe; use the same as `bisect --build`).
     #[arg(long, default_value = "")]
     build_cmd: String,
@@ -88,15 +110,8 @@ struct RecipeArgs {
     /// Files that are part of the build recipe: part of the build key.
     #[arg(long = "key-file")]
     key_files: Vec<PathBuf>,
-    /// Toolchain identity [default: first lines of `$CC --version` and `$LD --version`].
-    #[arg(long, conflicts_with = "toolchain_cmd")]
-    toolchain: Option<String>,
-    /// A command that prints the toolchain identity (its lines are joined by ", ").
-    #[arg(long)]
-    toolchain_cmd: Option<String>,
-    /// Target architecture [default: this machine's].
-    #[arg(long)]
-    arch: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 #[derive(Subcommand)]
@@ -685,15 +700,6 @@ fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `--toolchain`, else what `--toolchain-cmd` prints, else `$CC`/`$LD` versions.
-fn toolchain(explicit: Option<String>, cmd: Option<&str>) -> anyhow::Result<String> {
-    match (explicit, cmd) {
-        (Some(t), _) => Ok(t),
-        (None, Some(c)) => kcache::kernel::toolchain_from_command(c).context("--toolchain-cmd"),
-        (None, None) => Ok(kcache::kernel::toolchain_identity()),
-    }
-}
-
 fn open_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
     let remote = match &s.remote {
         Some(url) => Some(store::Remote::open(url, s.remote_mode)?),
@@ -725,8 +731,8 @@ fn bisect_recipe(r: RecipeArgs) -> anyhow::Result<BisectRecipe> {
         runs: r.runs.max(1),
         test_key_files: r.test_key_files,
         key_files: r.key_files,
-        toolchain: toolchain(r.toolchain, r.toolchain_cmd.as_deref())?,
-        arch: r.arch.unwrap_or_else(kcache::kernel::host_arch),
+        toolchain: r.target.toolchain()?,
+        arch: r.target.arch(),
     })
 }
 
@@ -753,8 +759,8 @@ fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
         BuildInputs {
             tree: repo.tree_id(&commit)?,
             config_digest,
-            toolchain: toolchain(a.toolchain.clone(), a.toolchain_cmd.as_deref())?,
-            arch: a.arch.clone().unwrap_or_else(kcache::kernel::host_arch),
+            toolchain: a.target.toolchain()?,
+            arch: a.target.arch(),
             recipe_digest: recipe.digest(),
         },
     ))

@@ -78,12 +78,10 @@ impl Garage {
         c
     }
 
-    /// Every object name under `prefix` in the bucket.
-    fn objects(&self, prefix: &str) -> Vec<String> {
-        use futures::StreamExt;
-        use object_store::ObjectStore;
+    /// A client for the cluster's bucket, for looking behind kcache's back.
+    fn bucket(&self) -> object_store::aws::AmazonS3 {
         let get = |k: &str| self.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
-        let store = object_store::aws::AmazonS3Builder::new()
+        object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("kcache")
             .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
             .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
@@ -91,7 +89,14 @@ impl Garage {
             .with_region(get("AWS_REGION"))
             .with_allow_http(true)
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Every object name under `prefix` in the bucket.
+    fn objects(&self, prefix: &str) -> Vec<String> {
+        use futures::StreamExt;
+        use object_store::ObjectStore;
+        let store = self.bucket();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -111,16 +116,7 @@ impl Garage {
     /// Overwrites one object with other bytes.
     fn tamper(&self, name: &str, bytes: &[u8]) {
         use object_store::ObjectStoreExt;
-        let get = |k: &str| self.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("kcache")
-            .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
-            .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
-            .with_endpoint(get("AWS_ENDPOINT"))
-            .with_region(get("AWS_REGION"))
-            .with_allow_http(true)
-            .build()
-            .unwrap();
+        let store = self.bucket();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -222,16 +222,8 @@ impl Cache {
                 }
                 _ => w.put(CF_BUILDS, &key, record),
             }
-            if let Some(sig) = &record.signature {
-                let sr = SignatureRecord {
-                    schema: SIGNATURE_SCHEMA.into(),
-                    signature: sig.clone(),
-                    build_key: record.build_key,
-                    commit: record.commit.clone(),
-                    artifacts: record.artifacts.clone(),
-                    time: record.time,
-                };
-                w.put(CF_SIGNATURES, &format!("{sig}/{key}"), &sr);
+            if let Some(sr) = record.signature_record() {
+                w.put(CF_SIGNATURES, &format!("{}/{key}", sr.signature), &sr);
             }
             for a in &record.artifacts {
                 w.delete(CF_EVICTED, &a.blake3.to_hex());
@@ -313,16 +305,8 @@ impl Cache {
                     w.add(counters::DETERMINISM_CONFLICTS, 1);
                 }
                 w.put(CF_BUILDS, &under, r);
-                if let Some(sig) = &r.signature {
-                    let sr = SignatureRecord {
-                        schema: SIGNATURE_SCHEMA.into(),
-                        signature: sig.clone(),
-                        build_key: r.build_key,
-                        commit: r.commit.clone(),
-                        artifacts: r.artifacts.clone(),
-                        time: r.time,
-                    };
-                    w.put(CF_SIGNATURES, &format!("{sig}/{hex}"), &sr);
+                if let Some(sr) = r.signature_record() {
+                    w.put(CF_SIGNATURES, &format!("{}/{hex}", sr.signature), &sr);
                 }
                 for a in &r.artifacts {
                     if !self.blobs.contains(&a.blake3) {

@@ -57,6 +57,20 @@ pub struct BuildRecord {
     pub time: u64,
 }
 
+impl BuildRecord {
+    /// The signature record this build implies (none for a failed build).
+    pub fn signature_record(&self) -> Option<SignatureRecord> {
+        Some(SignatureRecord {
+            schema: SIGNATURE_SCHEMA.into(),
+            signature: self.signature.clone()?,
+            build_key: self.build_key,
+            commit: self.commit.clone(),
+            artifacts: self.artifacts.clone(),
+            time: self.time,
+        })
+    }
+}
+
 /// That a build key produced a signature: one record per (signature,
 /// build key), so concurrent writers never read-modify-write.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

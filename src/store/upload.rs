@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::index::{Read, CF_BUILDS, CF_PENDING, CF_RUNS};
-use super::{BuildRecord, Cache, Remote, RunRecord, SignatureRecord, SIGNATURE_SCHEMA};
+use super::{BuildRecord, Cache, Remote, RunRecord};
 
 /// Uploads in flight at once.
 const CONCURRENCY: usize = 4;
@@ -157,17 +157,9 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
             remote
                 .push_record(&format!("builds/{build_key}"), &stem, &record)
                 .await?;
-            if let Some(sig) = &record.signature {
-                let sr = SignatureRecord {
-                    schema: SIGNATURE_SCHEMA.into(),
-                    signature: sig.clone(),
-                    build_key: record.build_key,
-                    commit: record.commit.clone(),
-                    artifacts: record.artifacts.clone(),
-                    time: record.time,
-                };
+            if let Some(sr) = record.signature_record() {
                 remote
-                    .push_record(&format!("signatures/{sig}"), &build_key, &sr)
+                    .push_record(&format!("signatures/{}", sr.signature), &build_key, &sr)
                     .await?;
             }
             Ok(())
