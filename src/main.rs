@@ -354,7 +354,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cache = cache()?;
             let repo = Repo::open(&repo)?;
             let worktree = bisect::worktree_dir(&cache, repo.dir());
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, worktree, false)?;
+            let state = bisect::state_dir(&cache, repo.dir());
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, worktree, state, false)?;
             let opts = bisect::Options {
                 goods: good,
                 bad,
@@ -379,7 +380,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let repo = Repo::open(&here)?;
             let top = PathBuf::from(repo.run(&["rev-parse", "--show-toplevel"])?.trim());
             let repo = Repo::open(&top)?;
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, top, true)?;
+            let state = bisect::state_dir(&cache, &top);
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, top, state, true)?;
             let head = repo.commit_id("HEAD")?;
             let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"));
             finish_uploads(&cache);

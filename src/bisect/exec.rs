@@ -88,12 +88,21 @@ pub struct CommitEvaluator {
     recipe_digest: Key,
     test_key: Key,
     worktree: PathBuf,
+    /// Where the build log and the config copy go (never inside the user's tree).
+    state: PathBuf,
     /// Build in `worktree` as is (no checkout): `kcache exec` under `git bisect run`.
     in_place: bool,
 }
 
 impl CommitEvaluator {
-    pub fn new(recipe: Recipe, worktree: PathBuf, in_place: bool) -> Result<CommitEvaluator, EvalError> {
+    /// `worktree` is where builds run; `state` holds the build log and the
+    /// config copy; `in_place` builds whatever is checked out in `worktree`.
+    pub fn new(
+        recipe: Recipe,
+        worktree: PathBuf,
+        state: PathBuf,
+        in_place: bool,
+    ) -> Result<CommitEvaluator, EvalError> {
         let config_digest = match &recipe.config {
             Some(p) => key::file_digest(p).map_err(io_err(format!("config {}", p.display())))?,
             None => key::digest(b""),
@@ -116,6 +125,7 @@ impl CommitEvaluator {
             recipe_digest,
             test_key,
             worktree,
+            state,
             in_place,
         })
     }
@@ -186,7 +196,10 @@ impl CommitEvaluator {
         let reused = before.total();
         eval.saved_test_seconds = runs.iter().map(|r| r.seconds).sum();
         if before.needs_more(self.recipe.runs) {
-            let record = cache.build(&eval.build_key)?.expect("just built or reused");
+            let record = cache.build(&eval.build_key)?.ok_or_else(|| EvalError::Io {
+                what: format!("build record {}", eval.build_key),
+                source: std::io::Error::other("vanished from the cache while testing"),
+            })?;
             let new_runs = self.test(repo, cache, commit, &record, &signature, reused, progress)?;
             eval.runs_done = new_runs.len() as u32;
             eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
@@ -294,7 +307,7 @@ impl CommitEvaluator {
             repo.ensure_worktree(&self.worktree, commit)?;
             git::checkout(&self.worktree, commit)?;
         }
-        let state = self.state_dir();
+        let state = self.state.clone();
         std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
         let mut cmd = shell(&self.recipe.build);
         cmd.current_dir(&self.worktree).env("KCACHE_COMMIT", commit);
@@ -338,12 +351,6 @@ impl CommitEvaluator {
             self.recipe.artifacts.clone()
         };
         names.into_iter().map(|n| (n.clone(), self.worktree.join(&n))).collect()
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        let mut s = self.worktree.clone().into_os_string();
-        s.push(".state");
-        PathBuf::from(s)
     }
 
     #[allow(clippy::too_many_arguments)]

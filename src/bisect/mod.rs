@@ -362,7 +362,15 @@ pub fn short(commit: &str) -> &str {
 /// Where a bisection keeps its worktree: one per repository, under the
 /// cache, so warm runs find their build outputs again.
 pub fn worktree_dir(cache: &Cache, repo: &Path) -> PathBuf {
+    cache.dir().join("worktrees").join(repo_tag(repo))
+}
+
+/// Where builds of a repository keep their log and config copy.
+pub fn state_dir(cache: &Cache, repo: &Path) -> PathBuf {
+    cache.dir().join("worktrees").join(format!("{}.state", repo_tag(repo)))
+}
+
+fn repo_tag(repo: &Path) -> String {
     let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
-    let tag = crate::key::digest(canonical.to_string_lossy().as_bytes()).to_hex();
-    cache.dir().join("worktrees").join(&tag[..16])
+    crate::key::digest(canonical.to_string_lossy().as_bytes()).to_hex()[..16].to_string()
 }
