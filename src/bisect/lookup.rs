@@ -36,8 +36,11 @@ impl Lookup {
 }
 
 pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
-    if let Some(sig) = cache.build(key)?.and_then(|b| b.signature) {
-        cache.pull_runs(&sig, None)?;
+    if cache.remote().is_some() {
+        // Read through to the remote: the build, then every run on its kernel.
+        if let Some(sig) = cache.build(key)?.and_then(|b| b.signature) {
+            cache.pull_runs(&sig, None)?;
+        }
     }
     cache.view(|v| {
         let build = v.build(key)?;
