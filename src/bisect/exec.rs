@@ -130,14 +130,6 @@ impl CommitEvaluator {
         })
     }
 
-    pub fn test_key(&self) -> Key {
-        self.test_key
-    }
-
-    pub fn toolchain(&self) -> &str {
-        &self.recipe.toolchain
-    }
-
     pub fn inputs_for_tree(&self, tree: &str) -> BuildInputs {
         BuildInputs {
             tree: tree.to_string(),

@@ -2,13 +2,17 @@
 //!
 //! Many kcache processes share one cache directory (four bisections and a
 //! `kcache stats`, say), and RocksDB lets only one process open a database
-//! for writing. So no process keeps it open: readers open it read-only,
-//! which takes no lock and never waits, and writers open it for the
-//! moment of one atomic, fsynced write batch, retrying with backoff while
-//! another writer holds the lock. Writes take milliseconds, so waits are
-//! short; one longer than a second is reported, and after
-//! [`LOCK_TIMEOUT`] the write fails with a clear error instead of hanging.
+//! for writing. So no process keeps it open: writers open it for the moment
+//! of one atomic, fsynced write batch, readers open it read-only for the
+//! moment of their reads. An advisory lock beside the index (`index.lock`)
+//! orders the two: shared for readers, exclusive for writers. Without it a
+//! read-only open racing a write open (which flushes and deletes the
+//! write-ahead log it recovers) can miss records that exist. Writes take
+//! milliseconds, so waits are short; one longer than a second is reported,
+//! and after [`LOCK_TIMEOUT`] the operation fails with a clear error
+//! instead of hanging.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,8 +51,8 @@ pub struct Index {
 }
 
 /// A read-only view of the index.
-pub struct Reader {
-    db: DB,
+pub struct Reader<'a> {
+    db: &'a DB,
 }
 
 /// Writes gathered into one atomic batch.
@@ -116,99 +120,138 @@ impl Index {
         }
     }
 
-    /// Opens the index for writing, waiting (bounded) for other writers.
-    fn open_rw(&self) -> Result<DB, StoreError> {
+    /// Takes the advisory lock beside the index: shared for readers,
+    /// exclusive for writers; waits are bounded and reported.
+    fn lock(&self, exclusive: bool) -> Result<File, StoreError> {
+        let path = self.path.with_extension("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
         let start = Instant::now();
-        let mut delay = Duration::from_millis(2);
+        let mut delay = Duration::from_millis(1);
         let mut reported = false;
         loop {
-            match DB::open_cf_descriptors(&db_options(), &self.path, descriptors()) {
-                Ok(db) => {
+            let attempt = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            match attempt {
+                Ok(()) => {
                     if reported {
                         crate::notice(&format!(
                             "got the cache index after waiting {:.1}s",
                             start.elapsed().as_secs_f64()
                         ));
                     }
-                    return Ok(db);
+                    return Ok(file);
                 }
-                Err(e) if is_lock_error(&e) => {
-                    let waited = start.elapsed();
-                    if waited > LOCK_TIMEOUT {
-                        return Err(StoreError::Busy {
-                            path: self.path.clone(),
-                            waited,
-                        });
-                    }
-                    if waited > REPORT_WAIT_AFTER && !reported {
-                        crate::notice(&format!(
-                            "waiting for the cache index {}: another kcache process is writing",
-                            self.path.display()
-                        ));
-                        reported = true;
-                    }
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_millis(50));
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+            }
+            let waited = start.elapsed();
+            if waited > LOCK_TIMEOUT {
+                return Err(StoreError::Busy {
+                    path: self.path.clone(),
+                    waited,
+                });
+            }
+            if waited > REPORT_WAIT_AFTER && !reported {
+                crate::notice(&format!(
+                    "waiting for the cache index {}: another kcache process is using it",
+                    self.path.display()
+                ));
+                reported = true;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Opens the index for writing under the exclusive lock. RocksDB's own
+    /// lock is then free but for a process that does not take ours.
+    fn open_rw(&self) -> Result<Open, StoreError> {
+        let lock = self.lock(true)?;
+        let start = Instant::now();
+        loop {
+            match DB::open_cf_descriptors(&db_options(), &self.path, descriptors()) {
+                Ok(db) => return Ok(Open { db, _lock: lock }),
+                Err(e) if is_lock_error(&e) && start.elapsed() < LOCK_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(self.db_err(e)),
             }
         }
     }
 
-    /// Opens the index read-only. Takes no lock; a writer replacing files
-    /// under us can make an open fail, so a few retries are allowed.
-    fn open_ro(&self) -> Result<DB, StoreError> {
-        if !self.path.join("CURRENT").exists() {
-            drop(self.open_rw()?);
-        }
-        let mut last = None;
-        for attempt in 0..20u64 {
+    /// Opens the index read-only under the shared lock.
+    fn open_ro(&self) -> Result<Open, StoreError> {
+        for first in [true, false] {
+            if !self.path.join("CURRENT").exists() {
+                drop(self.open_rw()?);
+            }
+            let lock = self.lock(false)?;
             match DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
-                Ok(db) => return Ok(db),
-                Err(e) => {
-                    if e.to_string().contains("olumn famil") {
-                        // A cache made by an older kcache: a write open adds
-                        // the missing column families.
-                        drop(self.open_rw()?);
-                    } else {
-                        std::thread::sleep(Duration::from_millis(5 * (attempt + 1)));
-                    }
-                    last = Some(e);
+                Ok(db) => return Ok(Open { db, _lock: lock }),
+                Err(e) if first && e.to_string().contains("olumn famil") => {
+                    // A cache made by an older kcache: a write open adds the
+                    // missing column families (not while we hold the shared lock).
+                    drop(lock);
+                    drop(self.open_rw()?);
                 }
+                Err(e) => return Err(self.db_err(e)),
             }
         }
-        Err(self.db_err(last.expect("at least one attempt")))
+        unreachable_open(&self.path)
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Reader) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let reader = Reader { db: self.open_ro()? };
-        f(&reader)
+        let open = self.open_ro()?;
+        f(&Reader { db: &open.db })
     }
 
     /// Runs `f` and commits everything it wrote as one fsynced batch.
     pub fn write<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let db = self.open_rw()?;
+        let open = self.open_rw()?;
         let mut w = Writer {
-            db: &db,
+            db: &open.db,
             batch: WriteBatch::default(),
         };
         let result = f(&mut w)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
+        open.db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
         Ok(result)
     }
 
     /// Runs `f` with the index open for writing (and reading) for a while:
-    /// bulk loads and benchmarks. Other writers wait meanwhile.
+    /// bulk loads and benchmarks. Everyone else waits meanwhile.
     pub fn session<R>(&self, f: impl FnOnce(&Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let db = self.open_rw()?;
+        let open = self.open_rw()?;
         let w = Writer {
-            db: &db,
+            db: &open.db,
             batch: WriteBatch::default(),
         };
         f(&w)
     }
+}
+
+/// An open database and the advisory lock it was opened under; the
+/// database closes before the lock is released (fields drop in order).
+struct Open {
+    db: DB,
+    _lock: File,
+}
+
+fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
+    Err(StoreError::Index {
+        path: path.to_path_buf(),
+        problem: "column families still missing after a write open".into(),
+    })
 }
 
 fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
@@ -309,9 +352,9 @@ pub trait Read {
     }
 }
 
-impl Read for Reader {
+impl Read for Reader<'_> {
     fn db(&self) -> &DB {
-        &self.db
+        self.db
     }
 }
 

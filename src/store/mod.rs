@@ -481,10 +481,6 @@ impl Cache {
         self.view(|v| v.runs(signature, test_key))
     }
 
-    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
-        self.view(|v| v.known_signatures(commit))
-    }
-
     /// Adds to the hit/miss/time-saved counters.
     pub fn count(&self, deltas: &[(&str, i64)]) -> Result<(), StoreError> {
         if deltas.is_empty() {
@@ -671,7 +667,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Reads against one open of the index (see [`Cache::view`]).
 pub struct View<'a> {
-    r: &'a Reader,
+    r: &'a Reader<'a>,
     blobs: &'a BlobStore,
 }
 
@@ -698,10 +694,6 @@ impl View<'_> {
             out.entry(run.test_key).or_default().push(run);
         }
         Ok(out)
-    }
-
-    pub fn known_signatures(&self, commit: &str) -> Result<Vec<KnownSignature>, StoreError> {
-        Ok(values(self.r.scan(CF_KNOWN, &format!("{commit}/"))?))
     }
 
     /// Commits known (from logs) to have produced `signature`.

@@ -86,47 +86,55 @@ impl Uploads {
 
 async fn upload_with_retries(remote: &Remote, local: &Cache, entry: &str) -> Result<(), String> {
     let mut delay = Duration::from_millis(200);
-    for attempt in 1..=ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         if remote.is_down() {
             return Err("remote unavailable; left queued".into());
         }
         match upload_one(remote, local, entry).await {
-            Ok(()) => {
-                let (local, entry) = (local.clone(), entry.to_string());
-                return tokio::task::spawn_blocking(move || {
-                    local.index.write(|w| {
-                        w.delete(CF_PENDING, &entry);
-                        Ok(())
-                    })
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string());
-            }
-            Err(e) if attempt == ATTEMPTS => {
+            Ok(()) => return forget_pending(local, entry).await,
+            Err(e) if attempt >= ATTEMPTS => {
                 remote.note_failure("upload", &e);
                 return Err(e.to_string());
             }
             Err(_) => {
                 tokio::time::sleep(delay).await;
                 delay *= 4;
+                attempt += 1;
             }
         }
     }
-    unreachable!("the last attempt returns")
 }
 
-/// Reads a local record off the async workers.
+/// Drops an uploaded entry from the queue (off the async workers).
+async fn forget_pending(local: &Cache, entry: &str) -> Result<(), String> {
+    let (local, entry) = (local.clone(), entry.to_string());
+    tokio::task::spawn_blocking(move || {
+        local.index.write(|w| {
+            w.delete(CF_PENDING, &entry);
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Reads a queued record off the async workers. It was written in the same
+/// batch as its queue entry and records are never deleted, so not finding
+/// it is an error to retry, never a reason to drop the entry.
 async fn local_record<T: serde::de::DeserializeOwned + Send + 'static>(
     local: &Cache,
     cf: &'static str,
     key: &str,
-) -> Result<Option<T>, object_store::Error> {
+) -> Result<T, object_store::Error> {
     let (local, key) = (local.clone(), key.to_string());
+    let missing = format!("queued record {cf}/{key} is not in the local index");
     tokio::task::spawn_blocking(move || local.index.read(|r| r.get(cf, &key)))
         .await
         .map_err(generic)?
-        .map_err(generic)
+        .map_err(generic)?
+        .ok_or_else(|| generic(std::io::Error::other(missing)))
 }
 
 fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
@@ -142,9 +150,7 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
     };
     match kind {
         "build" => {
-            let Some(record) = local_record::<BuildRecord>(local, CF_BUILDS, key).await? else {
-                return Ok(());
-            };
+            let record = local_record::<BuildRecord>(local, CF_BUILDS, key).await?;
             for a in &record.artifacts {
                 // A blob evicted locally before it was uploaded cannot be
                 // sent; the record (its signature) is still worth sharing.
@@ -165,9 +171,7 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
             Ok(())
         }
         "run" => {
-            let Some(run) = local_record::<RunRecord>(local, CF_RUNS, key).await? else {
-                return Ok(());
-            };
+            let run = local_record::<RunRecord>(local, CF_RUNS, key).await?;
             let dir = format!("runs/{}/{}", run.signature, run.test_key.to_hex());
             remote.push_record(&dir, &run.run_id, &run).await
         }
