@@ -142,6 +142,21 @@ impl Repo {
     }
 
     /// Creates (or reuses) a detached worktree at `path`.
+    /// What changed between two commits' trees, renames as delete + add
+    /// (plumbing, so no user diff settings apply).
+    pub fn changed_files(&self, a: &str, b: &str) -> Result<Vec<Change>, GitError> {
+        let out = self.run(&["diff-tree", "-r", "-z", "--no-renames", "--name-status", a, b])?;
+        let mut fields = out.split('\0').filter(|f| !f.is_empty());
+        let mut changes = Vec::new();
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            changes.push(Change {
+                status: status.chars().next().unwrap_or('M'),
+                path: path.to_string(),
+            });
+        }
+        Ok(changes)
+    }
+
     pub fn ensure_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
         if path.join(".git").exists() {
             return Ok(());
@@ -151,6 +166,14 @@ impl Repo {
         self.run(&["worktree", "add", "--force", "--detach", &p, commit])?;
         Ok(())
     }
+}
+
+/// One entry of `git diff-tree --name-status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `A`dded, `D`eleted, `M`odified, `T`ype changed.
+    pub status: char,
+    pub path: String,
 }
 
 /// Checks out `commit` in a worktree, keeping untracked build outputs so

@@ -87,9 +87,13 @@ struct InputArgs {
 /// The user's build and test, for `bisect` and `exec`.
 #[derive(Args, Clone)]
 struct RecipeArgs {
-    /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG and KCACHE_COMMIT.
+    /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG, KCACHE_COMMIT and KCACHE_CACHE_DIR.
+    #[arg(long, required_unless_present = "kbuild", conflicts_with = "kbuild")]
+    build: Option<String>,
+    /// Build with kcache's reproducible kbuild recipe (scripts/kbuild.sh): --config, olddefconfig,
+    /// vmlinux and boot image with pinned KBUILD_* settings; artifacts in kcache-out/.
     #[arg(long)]
-    build: String,
+    kbuild: bool,
     /// Test command, run --runs times in the directory of restored artifacts
     /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
     /// Exit 0 ok, 125 cannot test, 1-127 crash (a stdout line `crash: TITLE` names it).
@@ -154,6 +158,10 @@ enum Command {
         /// Write a syzkaller-style log here.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Build every commit the bisection needs instead of predicting no-op
+        /// commits from kbuild input sets.
+        #[arg(long)]
+        no_predict: bool,
         #[arg(long)]
         json: bool,
     },
@@ -349,18 +357,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             recipe,
             first_parent,
             log,
+            no_predict,
             json,
         } => {
             let cache = cache()?;
             let repo = Repo::open(&repo)?;
             let worktree = bisect::worktree_dir(&cache, repo.dir());
             let state = bisect::state_dir(&cache, repo.dir());
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, worktree, state, false)?;
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, worktree, state, false)?;
             let opts = bisect::Options {
                 goods: good,
                 bad,
                 first_parent,
                 log,
+                predict: !no_predict,
             };
             let start = std::time::Instant::now();
             let mut progress = |line: &str| eprintln!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
@@ -381,7 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let top = PathBuf::from(repo.run(&["rev-parse", "--show-toplevel"])?.trim());
             let repo = Repo::open(&top)?;
             let state = bisect::state_dir(&cache, &top);
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe)?, top, state, true)?;
+            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, top, state, true)?;
             let head = repo.commit_id("HEAD")?;
             let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"));
             finish_uploads(&cache);
@@ -724,18 +734,44 @@ fn finish_uploads(cache: &Cache) {
     }
 }
 
-fn bisect_recipe(r: RecipeArgs) -> anyhow::Result<BisectRecipe> {
+fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
+    let (build, toolchain, artifacts) = match r.build {
+        Some(build) => (build, r.target.toolchain()?, r.artifacts),
+        None => kbuild_recipe(&r, cache)?,
+    };
     Ok(BisectRecipe {
-        build: r.build,
+        build,
         test: r.test,
         config: r.config,
-        artifacts: r.artifacts,
+        artifacts,
         runs: r.runs.max(1),
         test_key_files: r.test_key_files,
         key_files: r.key_files,
-        toolchain: r.target.toolchain()?,
+        toolchain,
         arch: r.target.arch(),
     })
+}
+
+/// `--kbuild`: the embedded recipe; its `--identity` (compiler, linker,
+/// module-signing certificate, recipe digest) is the toolchain identity.
+fn kbuild_recipe(r: &RecipeArgs, cache: &Cache) -> anyhow::Result<(String, String, Vec<String>)> {
+    let (script, build) = kcache::kernel::install_kbuild_recipe(cache.dir())
+        .with_context(|| format!("installing the kbuild recipe in {}", cache.dir().display()))?;
+    let toolchain = match (&r.target.toolchain, &r.target.toolchain_cmd) {
+        (None, None) => kcache::kernel::toolchain_from_command(&format!(
+            "KCACHE_CACHE_DIR='{}' bash '{}' --identity",
+            cache.dir().display(),
+            script.display()
+        ))
+        .context("kbuild recipe --identity")?,
+        _ => r.target.toolchain()?,
+    };
+    let artifacts = if r.artifacts.is_empty() {
+        kcache::kernel::KBUILD_ARTIFACTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        r.artifacts.clone()
+    };
+    Ok((build, toolchain, artifacts))
 }
 
 /// The commit id and build inputs named on the command line.

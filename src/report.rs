@@ -187,9 +187,16 @@ pub fn bisect_text(s: &Summary) -> String {
     let t = &s.totals;
     let _ = writeln!(
         out,
-        "steps: {}; builds: {} done ({} failed), {} reused; test runs: {} done, {} reused",
-        t.steps, t.builds_done, t.builds_failed, t.builds_reused, t.runs_done, t.runs_reused
+        "steps: {}; builds: {} done ({} failed), {} reused, {} predicted; test runs: {} done, {} reused",
+        t.steps, t.builds_done, t.builds_failed, t.builds_reused, t.builds_predicted, t.runs_done, t.runs_reused
     );
+    if t.prediction_contradictions > 0 {
+        let _ = writeln!(
+            out,
+            "PREDICTION CONTRADICTED {} time(s): prediction was turned off (see the notes)",
+            t.prediction_contradictions
+        );
+    }
     let _ = writeln!(
         out,
         "time: build {:.1}s, test {:.1}s, wall {:.1}s; saved: build {:.1}s, test {:.1}s",
@@ -201,6 +208,7 @@ pub fn bisect_text(s: &Summary) -> String {
             BuildSource::Reused => "reused",
             BuildSource::Failed => "build failed",
             BuildSource::KnownBroken => "known broken",
+            BuildSource::Predicted => "predicted",
         };
         let _ = writeln!(
             out,

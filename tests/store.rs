@@ -8,34 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use kcache::store::index::{Read, CF_BUILDS, CF_KNOWN, CF_RUNS, CF_SIGNATURES};
 use kcache::store::Cache;
-
-fn schema(name: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root().join("cache-schema").join(name)).unwrap();
-    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
-}
-
-/// Validates every record in the index against its schema.
-fn validate_all(cache_dir: &Path) -> usize {
-    let cache = Cache::open(cache_dir).unwrap();
-    let mut n = 0;
-    for (cf, file) in [
-        (CF_BUILDS, "build.v1.json"),
-        (CF_SIGNATURES, "signature.v1.json"),
-        (CF_RUNS, "run.v1.json"),
-        (CF_KNOWN, "known-signature.v1.json"),
-    ] {
-        let v = schema(file);
-        let records: Vec<(String, serde_json::Value)> = cache.index.read(|r| r.scan(cf, "")).unwrap();
-        for (key, record) in records {
-            let errors: Vec<String> = v.iter_errors(&record).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{cf}/{key} violates {file}: {errors:?}\n{record}");
-            n += 1;
-        }
-    }
-    n
-}
 
 /// A git repo with one commit and a real gcc-built ELF in it.
 fn built_repo(dir: &Path) -> (PathBuf, PathBuf) {

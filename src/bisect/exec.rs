@@ -9,7 +9,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
+use super::predict::Reference;
 use crate::git::{self, GitError, Repo};
+use crate::kernel::inputs;
 use crate::key::{self, BuildInputs, Key, TestInputs};
 use crate::store::{self, counters, BuildRecord, BuildStatus, Cache, Outcome, RunRecord, StoreError};
 
@@ -59,6 +61,9 @@ pub enum BuildSource {
     Failed,
     /// Known to fail to build: skipped without building.
     KnownBroken,
+    /// Not built: no file an already-built commit's build read differs,
+    /// so this commit has that build's kernel (see `predict`).
+    Predicted,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +79,13 @@ pub struct Evaluation {
     pub test_seconds: f64,
     pub saved_build_seconds: f64,
     pub saved_test_seconds: f64,
+    /// The commit whose build this one's was predicted equal to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_from: Option<String>,
+    /// The build record holding this kernel's artifacts when it is not
+    /// `build_key`'s own (a predicted build).
+    #[serde(skip)]
+    pub reference_key: Option<Key>,
     /// The runs behind the verdict, oldest first (for the log).
     #[serde(skip)]
     pub runs: Vec<RunRecord>,
@@ -92,6 +104,10 @@ pub struct CommitEvaluator {
     state: PathBuf,
     /// Build in `worktree` as is (no checkout): `kcache exec` under `git bisect run`.
     in_place: bool,
+    /// Off when the user says so or after a contradicted prediction.
+    predict: bool,
+    /// Builds of this bisection with an input set, newest first.
+    references: Vec<(Key, Reference)>,
 }
 
 impl CommitEvaluator {
@@ -127,7 +143,18 @@ impl CommitEvaluator {
             worktree,
             state,
             in_place,
+            predict: true,
+            references: Vec::new(),
         })
+    }
+
+    /// Turns no-op prediction on or off (it starts on).
+    pub fn set_prediction(&mut self, on: bool) {
+        self.predict = on;
+    }
+
+    pub fn predicts(&self) -> bool {
+        self.predict
     }
 
     pub fn inputs_for_tree(&self, tree: &str) -> BuildInputs {
@@ -179,7 +206,7 @@ impl CommitEvaluator {
         commit: &str,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
-        let mut eval = self.build_only(repo, cache, commit, progress)?;
+        let mut eval = self.build_or_predict(repo, cache, commit, true, progress)?;
         let Some(signature) = eval.signature.clone() else {
             return Ok(eval);
         };
@@ -188,8 +215,9 @@ impl CommitEvaluator {
         let reused = before.total();
         eval.saved_test_seconds = runs.iter().map(|r| r.seconds).sum();
         if before.needs_more(self.recipe.runs) {
-            let record = cache.build(&eval.build_key)?.ok_or_else(|| EvalError::Io {
-                what: format!("build record {}", eval.build_key),
+            let record_key = eval.reference_key.unwrap_or(eval.build_key);
+            let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
+                what: format!("build record {record_key}"),
                 source: std::io::Error::other("vanished from the cache while testing"),
             })?;
             let new_runs = self.test(repo, cache, commit, &record, &signature, reused, progress)?;
@@ -221,12 +249,23 @@ impl CommitEvaluator {
         Ok(eval)
     }
 
-    /// Builds (or reuses) one commit and signs it; no test.
+    /// Builds (or reuses) one commit and signs it; no test, no prediction.
     pub fn build_only(
         &mut self,
         repo: &Repo,
         cache: &Cache,
         commit: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
+        self.build_or_predict(repo, cache, commit, false, progress)
+    }
+
+    fn build_or_predict(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        may_predict: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
         let tree = repo.tree_id(commit)?;
@@ -244,6 +283,8 @@ impl CommitEvaluator {
             test_seconds: 0.0,
             saved_build_seconds: 0.0,
             saved_test_seconds: 0.0,
+            predicted_from: None,
+            reference_key: None,
             runs: Vec::new(),
             log_tail: None,
         };
@@ -268,23 +309,99 @@ impl CommitEvaluator {
                     (counters::BUILD_HITS, 1),
                     (counters::SAVED_BUILD_MS, (r.build_seconds * 1000.0) as i64),
                 ])?;
+                if self.predict && r.status == BuildStatus::Ok {
+                    self.remember_reference(cache, &r)?;
+                }
                 r
             }
-            None => {
-                let r = self.build(repo, cache, commit, &inputs, progress)?;
-                eval.build_seconds = r.build_seconds;
-                eval.build = if r.status == BuildStatus::Ok {
-                    BuildSource::Built
-                } else {
-                    BuildSource::Failed
-                };
-                cache.count(&[(counters::BUILD_MISSES, 1)])?;
-                r
-            }
+            None if may_predict && self.predict => match self.predict_from_references(repo, commit, progress)? {
+                Some((reference_key, reference)) => {
+                    eval.build = BuildSource::Predicted;
+                    eval.signature = Some(reference.signature.clone());
+                    eval.predicted_from = Some(reference.commit.clone());
+                    eval.reference_key = Some(reference_key);
+                    cache.count(&[(counters::BUILDS_PREDICTED, 1)])?;
+                    return Ok(eval);
+                }
+                None => self.build_and_count(repo, cache, commit, &inputs, &mut eval, progress)?,
+            },
+            None => self.build_and_count(repo, cache, commit, &inputs, &mut eval, progress)?,
         };
         eval.signature = record.signature.clone();
         eval.log_tail = record.log_tail.clone();
         Ok(eval)
+    }
+
+    fn build_and_count(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        inputs: &BuildInputs,
+        eval: &mut Evaluation,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<BuildRecord, EvalError> {
+        let r = self.build(repo, cache, commit, inputs, progress)?;
+        eval.build_seconds = r.build_seconds;
+        eval.build = if r.status == BuildStatus::Ok {
+            BuildSource::Built
+        } else {
+            BuildSource::Failed
+        };
+        cache.count(&[(counters::BUILD_MISSES, 1)])?;
+        if r.status == BuildStatus::Ok {
+            self.remember_reference(cache, &r)?;
+        }
+        Ok(r)
+    }
+
+    /// Makes a successful build with a recorded input set available for
+    /// predicting other commits, newest first.
+    fn remember_reference(&mut self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
+        if self.references.iter().any(|(k, _)| *k == record.build_key) {
+            return Ok(());
+        }
+        let (Some(signature), Some(set)) = (&record.signature, cache.input_set(&record.build_key)?) else {
+            return Ok(());
+        };
+        let reference = Reference::new(record.commit.clone(), signature.clone(), &set);
+        self.references.insert(0, (record.build_key, reference));
+        Ok(())
+    }
+
+    /// The first reference build whose kernel this commit provably shares.
+    fn predict_from_references(
+        &self,
+        repo: &Repo,
+        commit: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<(Key, &Reference)>, EvalError> {
+        let mut first_blocker = None;
+        for (key, reference) in &self.references {
+            let changes = repo.changed_files(&reference.commit, commit)?;
+            match reference.blocker(&changes) {
+                None => {
+                    progress(&format!(
+                        "  predicted: same kernel as {} ({} file(s) changed, none read by its build), signature {}",
+                        &reference.commit[..reference.commit.len().min(12)],
+                        changes.len(),
+                        &reference.signature[..reference.signature.len().min(12)]
+                    ));
+                    return Ok(Some((*key, reference)));
+                }
+                Some(b) if first_blocker.is_none() => first_blocker = Some((reference.commit.clone(), b)),
+                Some(_) => {}
+            }
+        }
+        if let Some((reference, b)) = first_blocker {
+            progress(&format!(
+                "  not predictable from {}: {} ({})",
+                &reference[..reference.len().min(12)],
+                b.path,
+                b.why
+            ));
+        }
+        Ok(None)
     }
 
     fn build(
@@ -302,7 +419,9 @@ impl CommitEvaluator {
         let state = self.state.clone();
         std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
         let mut cmd = shell(&self.recipe.build);
-        cmd.current_dir(&self.worktree).env("KCACHE_COMMIT", commit);
+        cmd.current_dir(&self.worktree)
+            .env("KCACHE_COMMIT", commit)
+            .env("KCACHE_CACHE_DIR", cache.dir());
         if let Some(cfg) = &self.recipe.config {
             let copy = state.join("config");
             std::fs::copy(cfg, &copy).map_err(io_err(format!("config {}", cfg.display())))?;
@@ -329,11 +448,24 @@ impl CommitEvaluator {
             return Ok(cache.put_build_failure(commit, inputs, &tail, seconds)?);
         }
         let record = cache.put_build(commit, inputs, &self.artifact_paths(), seconds)?;
+        self.record_input_set(cache, &record)?;
         progress(&format!(
             "  built in {seconds:.1}s, signature {}",
             &record.signature.as_deref().unwrap_or("")[..12]
         ));
         Ok(record)
+    }
+
+    /// Keeps what a kbuild build read, for predicting other commits.
+    fn record_input_set(&self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
+        let set = inputs::record(&self.worktree, record.build_key, &record.commit).map_err(|e| EvalError::Io {
+            what: format!("input set of {}", e.path.display()),
+            source: e.source,
+        })?;
+        if let Some(set) = set {
+            cache.put_input_set(&set)?;
+        }
+        Ok(())
     }
 
     fn artifact_paths(&self) -> Vec<(String, PathBuf)> {
@@ -364,8 +496,9 @@ impl CommitEvaluator {
         if let Err(StoreError::Evicted(_)) = restored {
             // Artifacts gone: build again to test.
             progress("  artifacts were evicted: rebuilding to test");
+            // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
-            let fresh = self.build(repo, cache, commit, &inputs, progress)?;
+            let fresh = self.build(repo, cache, &record.commit, &inputs, progress)?;
             cache.restore(&fresh.artifacts, artifacts_dir.path())?;
         } else {
             restored?;

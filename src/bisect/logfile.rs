@@ -39,6 +39,12 @@ impl LogFile {
             let _ = writeln!(t, "parent commit {commit} wasn't tested");
         }
         let _ = writeln!(t, "testing commit {commit}");
+        if let Some(reference) = &eval.predicted_from {
+            let _ = writeln!(
+                t,
+                "# kcache: predicted, not built: no file read by the build of {reference} differs"
+            );
+        }
         if let Some(sig) = &eval.signature {
             let _ = writeln!(t, "kernel signature: {sig}");
         }

@@ -9,6 +9,13 @@
 //! one whose signature equals the culprit's inherits the culprit's verdict
 //! and bisection continues to a real signature boundary.
 //!
+//! A commit whose diff against an already-built commit touches nothing
+//! that build read (its kbuild input set) is *predicted* to have that
+//! build's kernel and is neither built nor tested (`predict`). The culprit
+//! and its parents are always really built; a real build that contradicts
+//! a prediction is reported, counted, and the bisection starts over from
+//! its real evidence with prediction off.
+//!
 //! All state lives in the cache: a bisection killed at any point and run
 //! again replays every completed build and run from it and carries on.
 
@@ -16,6 +23,7 @@ pub mod evidence;
 pub mod exec;
 mod logfile;
 pub mod lookup;
+pub mod predict;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +46,8 @@ pub enum BisectError {
     Git(#[from] GitError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("bad commit {bad} is an ancestor of good commit {good}: nothing to bisect")]
     BadBeforeGood { bad: String, good: String },
     #[error("cannot write the log {}: {source}", path.display())]
@@ -50,6 +60,8 @@ pub struct Options {
     pub bad: String,
     pub first_parent: bool,
     pub log: Option<PathBuf>,
+    /// No-op prediction from kbuild input sets.
+    pub predict: bool,
 }
 
 /// Why a commit was evaluated.
@@ -96,6 +108,10 @@ pub struct Totals {
     pub builds_done: usize,
     pub builds_reused: usize,
     pub builds_failed: usize,
+    /// Steps whose kernel was predicted, not built.
+    pub builds_predicted: usize,
+    /// Predictions a real build contradicted (each turns prediction off).
+    pub prediction_contradictions: usize,
     pub runs_done: u32,
     pub runs_reused: u32,
     pub build_seconds: f64,
@@ -130,6 +146,7 @@ pub fn bisect(
             return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
         }
     }
+    evaluator.set_prediction(opts.predict);
     let mut run = Run {
         repo,
         cache,
@@ -139,11 +156,20 @@ pub fn bisect(
         seen: HashMap::new(),
         notes: Vec::new(),
         log: logfile::LogFile::new(opts.log.as_deref(), &bad),
+        contradictions: 0,
     };
-    let outcome = run.search(bad, goods, progress)?;
+    let outcome = loop {
+        if let Some(outcome) = run.search(bad.clone(), goods.clone(), progress)? {
+            break outcome;
+        }
+        // A prediction was wrong: forget every prediction and redo the
+        // search from real evidence (replayed from the cache).
+        run.seen.retain(|_, e| e.build != exec::BuildSource::Predicted);
+    };
     run.log
         .finish(&outcome, &run.steps, repo, start.elapsed().as_secs_f64())?;
-    let totals = totals(&run.steps);
+    let mut totals = totals(&run.steps);
+    totals.prediction_contradictions = run.contradictions;
     Ok(Summary {
         outcome,
         totals,
@@ -163,15 +189,18 @@ struct Run<'a> {
     seen: HashMap<String, Evaluation>,
     notes: Vec<String>,
     log: logfile::LogFile,
+    contradictions: usize,
 }
 
 impl Run<'_> {
+    /// `None`: a prediction was contradicted; search again.
     fn search(
         &mut self,
         mut bad: String,
         mut goods: Vec<String>,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<Outcome, BisectError> {
+    ) -> Result<Option<Outcome>, BisectError> {
+        let contradictions = self.contradictions;
         let mut skipped: HashSet<String> = HashSet::new();
         loop {
             let candidates = self.repo.bisect_candidates(&bad, &goods, self.opts.first_parent)?;
@@ -187,10 +216,14 @@ impl Run<'_> {
                     .map(|c| c.commit.clone())
                     .collect();
                 if stuck.len() > 1 {
-                    return Ok(Outcome::Inconclusive { candidates: stuck });
+                    return Ok(Some(Outcome::Inconclusive { candidates: stuck }));
                 }
-                match self.check_culprit(&bad, progress)? {
-                    None => return self.culprit_outcome(&bad),
+                let same_kernel_parent = self.check_culprit(&bad, progress)?;
+                if self.contradictions > contradictions {
+                    return Ok(None);
+                }
+                match same_kernel_parent {
+                    None => return self.culprit_outcome(&bad).map(Some),
                     Some(parent) => {
                         // The parent has the culprit's kernel, hence its
                         // verdict: move the bad end there and go on, unless
@@ -202,14 +235,14 @@ impl Run<'_> {
                             }
                         }
                         if !blocking.is_empty() {
-                            return Ok(Outcome::NoBoundary {
+                            return Ok(Some(Outcome::NoBoundary {
                                 reason: format!(
                                     "commit {bad} was judged bad but has the same kernel signature as its parent {parent}, \
                                      which is (an ancestor of) good commit {}: the good and bad verdicts contradict each \
                                      other on identical kernels, so no commit in the range can be blamed",
                                     blocking[0]
                                 ),
-                            });
+                            }));
                         }
                         bad = parent;
                         continue;
@@ -264,15 +297,21 @@ impl Run<'_> {
         purpose: Purpose,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, BisectError> {
-        if let Some(e) = self.seen.get(commit) {
-            return Ok(e.clone());
-        }
+        let predicted = match self.seen.get(commit) {
+            // The culprit and its parents are never left predicted.
+            Some(e) if purpose == Purpose::SignatureCheck && e.build == exec::BuildSource::Predicted => Some(e.clone()),
+            Some(e) => return Ok(e.clone()),
+            None => None,
+        };
         let subject = self.repo.subject(commit).unwrap_or_default();
         progress(&format!("[{}] {} {}", self.steps.len() + 1, short(commit), subject));
-        let eval = match purpose {
+        let mut eval = match purpose {
             Purpose::Bisect => self.evaluator.evaluate(self.repo, self.cache, commit, progress)?,
             Purpose::SignatureCheck => self.evaluator.build_only(self.repo, self.cache, commit, progress)?,
         };
+        if let Some(p) = predicted {
+            self.check_prediction(commit, &p, &mut eval, progress)?;
+        }
         self.log.step(commit, &eval, purpose)?;
         self.steps.push(Step {
             commit: commit.to_string(),
@@ -284,10 +323,47 @@ impl Run<'_> {
         Ok(eval)
     }
 
+    /// Compares a real build with the prediction made for it: equal, the
+    /// commit keeps its verdict; different, prediction was wrong.
+    fn check_prediction(
+        &mut self,
+        commit: &str,
+        predicted: &Evaluation,
+        real: &mut Evaluation,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), BisectError> {
+        if real.signature == predicted.signature {
+            real.verdict = predicted.verdict;
+            real.evidence = predicted.evidence.clone();
+            return Ok(());
+        }
+        let note = format!(
+            "PREDICTION CONTRADICTED: {} was predicted to have the kernel of {} (signature {}), but its real build has \
+             signature {}. This is a kcache bug (a file the build read is missing from the recorded input set); \
+             prediction is off for the rest of this bisection, which starts over from real builds",
+            short(commit),
+            predicted.predicted_from.as_deref().map_or("?", short),
+            predicted.signature.as_deref().unwrap_or("-"),
+            real.signature.as_deref().unwrap_or("none (build failed)")
+        );
+        crate::notice(&note);
+        progress(&note);
+        self.notes.push(note);
+        self.contradictions += 1;
+        self.evaluator.set_prediction(false);
+        self.cache
+            .count(&[(crate::store::counters::PREDICTION_CONTRADICTIONS, 1)])?;
+        Ok(())
+    }
+
     /// Builds the culprit's parents; returns a parent whose signature
     /// equals the culprit's, if any.
     fn check_culprit(&mut self, culprit: &str, progress: &mut dyn FnMut(&str)) -> Result<Option<String>, BisectError> {
+        let contradictions = self.contradictions;
         let culprit_sig = self.evaluate(culprit, Purpose::SignatureCheck, progress)?.signature;
+        if self.contradictions > contradictions {
+            return Ok(None);
+        }
         let mut parents = self.repo.parents(culprit)?;
         if self.opts.first_parent {
             parents.truncate(1);
@@ -309,7 +385,7 @@ impl Run<'_> {
         Ok(None)
     }
 
-    fn culprit_outcome(&mut self, culprit: &str) -> Result<Outcome, BisectError> {
+    fn culprit_outcome(&self, culprit: &str) -> Result<Outcome, BisectError> {
         let mut parents = self.repo.parents(culprit)?;
         if self.opts.first_parent {
             parents.truncate(1);
@@ -344,6 +420,7 @@ fn totals(steps: &[Step]) -> Totals {
                 t.builds_failed += 1;
             }
             exec::BuildSource::Reused | exec::BuildSource::KnownBroken => t.builds_reused += 1,
+            exec::BuildSource::Predicted => t.builds_predicted += 1,
         }
         t.runs_done += e.runs_done;
         t.runs_reused += e.runs_reused;

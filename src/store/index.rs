@@ -31,6 +31,8 @@ pub const CF_EVICTED: &str = "evicted";
 /// Local writes not yet uploaded to the remote (`build/<key>`, `run/<key>`).
 pub const CF_PENDING: &str = "pending_upload";
 pub const CF_COUNTERS: &str = "counters";
+/// What each kbuild build read (`kcache.input-set.v1`), by build key.
+pub const CF_INPUT_SETS: &str = "input_sets";
 const ALL_CFS: &[&str] = &[
     CF_BUILDS,
     CF_SIGNATURES,
@@ -40,6 +42,7 @@ const ALL_CFS: &[&str] = &[
     CF_EVICTED,
     CF_PENDING,
     CF_COUNTERS,
+    CF_INPUT_SETS,
 ];
 
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);

@@ -26,7 +26,8 @@ use crate::key::{BuildInputs, Key};
 use crate::signature;
 pub use blob::BlobStore;
 use index::{
-    Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_RUNS, CF_SIGNATURES,
+    Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_RUNS,
+    CF_SIGNATURES,
 };
 pub use records::*;
 pub use remote::{Mode as RemoteMode, Remote};
@@ -91,6 +92,8 @@ pub mod counters {
     pub const SAVED_BUILD_MS: &str = "saved_build_ms";
     pub const SAVED_TEST_MS: &str = "saved_test_ms";
     pub const DETERMINISM_CONFLICTS: &str = "determinism_conflicts";
+    pub const BUILDS_PREDICTED: &str = "builds_predicted";
+    pub const PREDICTION_CONTRADICTIONS: &str = "prediction_contradictions";
     pub const REMOTE_HITS: &str = "remote_hits";
     pub const REMOTE_MISSES: &str = "remote_misses";
     pub const REMOTE_ERRORS: &str = "remote_errors";
@@ -479,6 +482,19 @@ impl Cache {
     /// Every run on a signature under one test key, oldest first.
     pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
         self.view(|v| v.runs(signature, test_key))
+    }
+
+    /// Records what a build read (local only: prediction needs the build's
+    /// worktree history, which a remote member does not share).
+    pub fn put_input_set(&self, set: &InputSet) -> Result<(), StoreError> {
+        self.index.write(|w| {
+            w.put(CF_INPUT_SETS, &set.build_key.to_hex(), set);
+            Ok(())
+        })
+    }
+
+    pub fn input_set(&self, build_key: &Key) -> Result<Option<InputSet>, StoreError> {
+        self.index.read(|r| r.get(CF_INPUT_SETS, &build_key.to_hex()))
     }
 
     /// Adds to the hit/miss/time-saved counters.

@@ -10,6 +10,7 @@ pub const BUILD_SCHEMA: &str = "kcache/build/v1";
 pub const SIGNATURE_SCHEMA: &str = "kcache/signature/v1";
 pub const RUN_SCHEMA: &str = "kcache/run/v1";
 pub const KNOWN_SIGNATURE_SCHEMA: &str = "kcache/known-signature/v1";
+pub const INPUT_SET_SCHEMA: &str = "kcache/input-set/v1";
 
 /// One artifact of a build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -161,4 +162,19 @@ pub fn new_run_id() -> String {
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// What one build read from its tree, as paths relative to the tree root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSet {
+    pub schema: String,
+    pub build_key: Key,
+    pub commit: String,
+    /// False when the build read files kbuild does not list (see
+    /// `kernel::inputs::incomplete_reason`): such a set never predicts anything.
+    pub complete: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_reason: Option<String>,
+    /// Sorted, unique, relative to the tree root.
+    pub files: Vec<String>,
 }

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kcache::store::index::{self as idx, Read};
+
 pub fn kcache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kcache"))
 }
@@ -122,4 +124,31 @@ pub fn totals(summary: &serde_json::Value, field: &str) -> u64 {
     summary["totals"][field]
         .as_u64()
         .unwrap_or_else(|| panic!("totals.{field} in {summary}"))
+}
+
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("cache-schema").join(name)).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Validates every record in the index against its schema.
+pub fn validate_all(cache_dir: &Path) -> usize {
+    let cache = kcache::store::Cache::open(cache_dir).unwrap();
+    let mut n = 0;
+    for (cf, file) in [
+        (idx::CF_BUILDS, "build.v1.json"),
+        (idx::CF_SIGNATURES, "signature.v1.json"),
+        (idx::CF_RUNS, "run.v1.json"),
+        (idx::CF_KNOWN, "known-signature.v1.json"),
+        (idx::CF_INPUT_SETS, "input-set.v1.json"),
+    ] {
+        let v = schema(file);
+        let records: Vec<(String, serde_json::Value)> = cache.index.read(|r| r.scan(cf, "")).unwrap();
+        for (key, record) in records {
+            let errors: Vec<String> = v.iter_errors(&record).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{cf}/{key} violates {file}: {errors:?}\n{record}");
+            n += 1;
+        }
+    }
+    n
 }

@@ -1,5 +1,7 @@
-//! Kernel build helpers: the toolchain identity that goes into build keys.
+//! Kernel build helpers: the toolchain identity that goes into build keys,
+//! kcache's reproducible kbuild recipe, and (`inputs`) what a kbuild build read.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// First line of `PROG --version`, or why it could not be had.
@@ -43,3 +45,38 @@ pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
     }
     Ok(lines.join(", "))
 }
+
+/// The kbuild recipe (`scripts/kbuild.sh`), embedded so `--kbuild` works
+/// wherever the binary is.
+pub const KBUILD_SCRIPT: &str = include_str!("../../scripts/kbuild.sh");
+
+/// The artifacts the kbuild recipe leaves, vmlinux (the signed one) first.
+pub const KBUILD_ARTIFACTS: &[&str] = &[
+    "kcache-out/vmlinux",
+    "kcache-out/boot-image",
+    "kcache-out/System.map",
+    "kcache-out/config",
+];
+
+/// Writes the embedded kbuild recipe into the cache (once per version)
+/// and returns the build command that runs it. The command names the
+/// script by its digest and finds it through `KCACHE_CACHE_DIR`, which
+/// kcache sets for builds, so the command, hence the build key, is the same
+/// in every cache.
+pub fn install_kbuild_recipe(cache_dir: &Path) -> std::io::Result<(PathBuf, String)> {
+    let name = format!(
+        "kbuild-{}.sh",
+        &crate::key::digest(KBUILD_SCRIPT.as_bytes()).to_hex()[..16]
+    );
+    let dir = cache_dir.join("kbuild");
+    let path = dir.join(&name);
+    if !path.is_file() {
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+        std::io::Write::write_all(&mut tmp, KBUILD_SCRIPT.as_bytes())?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+    }
+    Ok((path, format!("bash \"$KCACHE_CACHE_DIR/kbuild/{name}\"")))
+}
+
+pub mod inputs;

@@ -1,0 +1,255 @@
+//! No-op prediction without a kernel: a real gcc build that leaves kbuild's
+//! `.cmd` records (written the way kbuild's fixdep writes them, from gcc's
+//! own dependency output), a real git history, real bisections.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Compiles every top-level `*.c` with `-Wp,-MMD` and turns each
+/// dependency file into a kbuild-format `.NAME.o.cmd` (cmd_, source_,
+/// deps_), then links `vmlinux`. `LEAK_DATA=1` also compiles in
+/// `data/value.txt` without recording it: the input-set blind spot the
+/// contradiction test needs.
+const BUILD_SH: &str = r#"#!/bin/sh
+set -e
+extra=""
+if [ -n "$LEAK_DATA" ]; then extra="-DVALUE=$(cat data/value.txt)"; fi
+objs=""
+for c in *.c; do
+  o=${c%.c}.o
+  cmd="gcc -Wp,-MMD,.$o.d -Iinc -O2 $extra -c -o $o $c"
+  $cmd
+  {
+    echo "cmd_$o := $cmd"
+    echo
+    echo "source_$o := $c"
+    echo
+    echo "deps_$o := \\"
+    sed -e '1s/^[^:]*://' -e 's/\\$//' .$o.d | tr ' ' '\n' | grep -v '^$' | grep -v "^$c$" |
+      sed 's/^/  /; s/$/ \\/'
+    echo
+    echo "$o: \$(deps_$o)"
+  } > .$o.cmd
+  rm .$o.d
+  objs="$objs $o"
+done
+gcc -o vmlinux $objs
+"#;
+
+const TEST_SH: &str = r#"#!/bin/sh
+out=$("$KCACHE_ARTIFACTS/vmlinux")
+if [ "$out" = ok ]; then exit 0; fi
+echo "crash: BUG: $out"
+exit 1
+"#;
+
+struct Toy {
+    repo: PathBuf,
+    build: String,
+    test: String,
+}
+
+fn commit(repo: &Path, subject: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(
+        repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            subject,
+        ],
+    );
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn write(repo: &Path, path: &str, text: &str) {
+    let p = repo.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+const COMMITS: usize = 40;
+
+/// A history of COMMITS commits after the base: documentation, an unbuilt
+/// driver, a new header beside the built ones, and (commit `regression`)
+/// the change that breaks the kernel, which is in `main.c` or, with
+/// `in_data`, only in `data/value.txt`.
+fn toy_history(dir: &Path, regression: usize, in_data: bool) -> Toy {
+    let repo = one_commit_repo(&dir.join("toy"));
+    write(
+        &repo,
+        "main.c",
+        "#include <stdio.h>\n#include \"a.h\"\nint main(void) { puts(status()); return 0; }\n",
+    );
+    write(
+        &repo,
+        "a.c",
+        "#include \"a.h\"\n#ifndef VALUE\n#define VALUE 1\n#endif\nconst char *status(void) { return VALUE ? \"ok\" : \"broken\"; }\n",
+    );
+    write(&repo, "inc/a.h", "const char *status(void);\n");
+    write(&repo, "data/value.txt", "1\n");
+    write(&repo, "drivers/unused.c", "int unused;\n");
+    write(&repo, "Documentation/guide.txt", "v0\n");
+    commit(&repo, "base");
+    for i in 1..=COMMITS {
+        if i == regression {
+            if in_data {
+                write(&repo, "data/value.txt", "0\n");
+            } else {
+                write(
+                    &repo,
+                    "a.c",
+                    "#include \"a.h\"\nconst char *status(void) { return \"broken\"; }\n",
+                );
+            }
+            commit(&repo, "the regression");
+            continue;
+        }
+        if i == 7 {
+            write(&repo, "inc/new.h", "/* could shadow an include */\n");
+        } else if i % 3 == 0 {
+            write(&repo, "drivers/unused.c", &format!("int unused = {i};\n"));
+        } else {
+            write(&repo, "Documentation/guide.txt", &format!("v{i}\n"));
+        }
+        commit(&repo, &format!("change {i}"));
+    }
+    let build = dir.join("build.sh");
+    let test = dir.join("test.sh");
+    std::fs::write(&build, BUILD_SH).unwrap();
+    std::fs::write(&test, TEST_SH).unwrap();
+    Toy {
+        repo,
+        build: format!("sh {}", build.display()),
+        test: format!("sh {}", test.display()),
+    }
+}
+
+fn bisect(cache: &Path, toy: &Toy, extra: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let good = commit_by_subject(&toy.repo, "^base$");
+    let mut cmd = kcache();
+    cmd.arg("--cache-dir")
+        .arg(cache)
+        .args(["bisect", "--repo"])
+        .arg(&toy.repo)
+        .args([
+            "--good", &good, "--bad", "HEAD", "--build", &toy.build, "--test", &toy.test,
+        ])
+        .args(["--runs", "2", "--json", "--toolchain", "gcc test"])
+        .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    json(&run_ok(&mut cmd))
+}
+
+fn steps_with(summary: &serde_json::Value, build: &str) -> Vec<serde_json::Value> {
+    summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["build"] == build)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let toy = toy_history(dir.path(), 29, false);
+    let regression = commit_by_subject(&toy.repo, "the regression");
+    let cache = dir.path().join("cache");
+    let log = dir.path().join("bisect.log");
+    let log_arg = log.display().to_string();
+    let predicted = bisect(&cache, &toy, &["--log", &log_arg], &[]);
+    assert_eq!(predicted["outcome"]["commit"], regression.as_str(), "{predicted:#}");
+    let n_predicted = totals(&predicted, "builds_predicted");
+    assert!(n_predicted > 0, "{predicted:#}");
+    for s in steps_with(&predicted, "predicted") {
+        assert!(
+            s["predicted_from"].is_string(),
+            "a predicted step names its reference: {s}"
+        );
+        assert_eq!(s["purpose"], "bisect");
+    }
+    // The culprit and its parent are real builds with different signatures.
+    let parent = git(&toy.repo, &["rev-parse", &format!("{regression}^")]);
+    for c in [&regression, &parent] {
+        let real = predicted["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["commit"] == c.as_str() && s["build"] == "built");
+        assert!(real, "{c} really built: {predicted:#}");
+    }
+    assert_ne!(predicted["outcome"]["signature"], predicted["outcome"]["parents"][0][1]);
+    assert_eq!(totals(&predicted, "prediction_contradictions"), 0);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("predicted, not built"));
+    // Input sets were recorded, and they are what the schema says.
+    let sets: Vec<(String, serde_json::Value)> = kcache::store::Cache::open(&cache)
+        .unwrap()
+        .index
+        .read(|r| {
+            use kcache::store::index::Read;
+            r.scan(kcache::store::index::CF_INPUT_SETS, "")
+        })
+        .unwrap();
+    assert!(!sets.is_empty());
+    let files = sets[0].1["files"].as_array().unwrap();
+    assert!(
+        files.iter().any(|f| f == "inc/a.h") && files.iter().any(|f| f == "a.c"),
+        "{files:?}"
+    );
+    validate_all(&cache);
+
+    // The same bisection without prediction: same answer, more builds.
+    let plain = bisect(&dir.path().join("cache2"), &toy, &["--no-predict"], &[]);
+    assert_eq!(plain["outcome"]["commit"], regression.as_str());
+    assert_eq!(totals(&plain, "builds_predicted"), 0);
+    assert!(
+        totals(&plain, "builds_done") > totals(&predicted, "builds_done"),
+        "prediction saved builds: {} vs {}",
+        totals(&plain, "builds_done"),
+        totals(&predicted, "builds_done")
+    );
+
+    // Warm: nothing built, nothing run.
+    let warm = bisect(&cache, &toy, &[], &[]);
+    assert_eq!(warm["outcome"]["commit"], regression.as_str());
+    assert_eq!(totals(&warm, "builds_done"), 0, "{warm:#}");
+    assert_eq!(totals(&warm, "runs_done"), 0, "{warm:#}");
+}
+
+#[test]
+fn a_contradicted_prediction_is_loud_and_the_bisection_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    // The regression is in a file the build reads but does not record.
+    let toy = toy_history(dir.path(), 13, true);
+    let regression = commit_by_subject(&toy.repo, "the regression");
+    let cache = dir.path().join("cache");
+    let out = bisect(&cache, &toy, &[], &[("LEAK_DATA", "1")]);
+    assert_eq!(totals(&out, "prediction_contradictions"), 1, "{out:#}");
+    assert!(
+        out["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("PREDICTION CONTRADICTED")),
+        "{out:#}"
+    );
+    assert_eq!(
+        out["outcome"]["commit"],
+        regression.as_str(),
+        "recovered the right culprit: {out:#}"
+    );
+    let stats = run_ok(kcache().arg("--cache-dir").arg(&cache).args(["stats", "--json"]));
+    assert!(String::from_utf8_lossy(&stats.stdout).contains("\"prediction_contradictions\": 1"));
+}
