@@ -429,3 +429,27 @@ fn a_relative_cache_dir_works_from_any_directory() {
     );
     assert!(dir.path().join("relative-cache/index").is_dir());
 }
+
+#[test]
+fn two_bisections_of_one_repository_share_the_worktree_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let good = root_commit(&repo);
+    let regression = commit_by_subject(&repo, "grow the pool");
+    let children: Vec<_> = [("HEAD", 10), ("HEAD~3", 7)]
+        .iter()
+        .map(|(bad, runs)| {
+            bisect_cmd(&cache, &repo, &good, bad, *runs)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json(&out)["outcome"]["commit"], regression.as_str());
+    }
+}

@@ -412,12 +412,16 @@ impl CommitEvaluator {
         inputs: &BuildInputs,
         progress: &mut dyn FnMut(&str),
     ) -> Result<BuildRecord, EvalError> {
+        let state = self.state.clone();
+        std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
+        // Held from checkout to input-set record: another bisection of the
+        // same repository shares the worktree and must not switch commits
+        // under this build.
+        let _worktree_lock = lock_worktree(&state, progress)?;
         if !self.in_place {
             repo.ensure_worktree(&self.worktree, commit)?;
             git::checkout(&self.worktree, commit)?;
         }
-        let state = self.state.clone();
-        std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
         let mut cmd = shell(&self.recipe.build);
         cmd.current_dir(&self.worktree)
             .env("KCACHE_COMMIT", commit)
@@ -573,6 +577,28 @@ impl CommitEvaluator {
             source: None,
         })
     }
+}
+
+/// An exclusive lock on a repository's worktree, waited for (builds are
+/// long) and reported when another process holds it.
+fn lock_worktree(state: &Path, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
+    let path = state.join("worktree.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(format!("worktree lock {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            progress("  waiting for the worktree: another kcache process is building in it");
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(format!("worktree lock {}", path.display()))(e)),
+    }
+    file.lock()
+        .map_err(io_err(format!("worktree lock {}", path.display())))?;
+    Ok(file)
 }
 
 fn shell(script: &str) -> Command {

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The real-kernel benchmark: bisect Debian's linux 6.1.176-1 patch series
+# (166 commits, scripts/kernel-history.sh) for the patch that disables Yama
+# at boot (scripts/kernel-boot-test.sh, qemu-system-x86_64 under TCG), built
+# with kcache's kbuild recipe and the small config scripts/kernel-bench.config.
+#
+#   scripts/bench-kernel.sh [WORKDIR]      (default ~/.cache/kcache-bench/run)
+#
+# Four bisections of the same range, side by side: plain `git bisect run`
+# with the same build and test scripts, kcache cold, kcache warm (the same
+# range again), kcache cold with --no-predict. Every signature kcache
+# reports, built or predicted, is checked against the ground truth
+# scripts/kernel-bench-truth.tsv (every commit built once; remake it with
+# scripts/kernel-truth.sh). Not part of CI: it builds kernels for an hour.
+# Needs: qemu-system-x86_64, flex, bison, bc, libelf-dev, libssl-dev, cpio.
+#
+# Environment: BENCH_RUNS (boots per kernel, default 3), KCACHE (binary).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bench=${KCACHE_BENCH:-$HOME/.cache/kcache-bench}
+work=${1:-$bench/run}
+runs=${BENCH_RUNS:-3}
+target=${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}
+kcache=${KCACHE:-$target/release/kcache}
+config=$here/kernel-bench.config
+truth=$here/kernel-bench-truth.tsv
+test_cmd=$here/kernel-boot-test.sh
+[ -x "$kcache" ] || { echo "bench-kernel: no kcache at $kcache; run scripts/setup.sh" >&2; exit 2; }
+command -v qemu-system-x86_64 >/dev/null || { echo "bench-kernel: install qemu-system-x86" >&2; exit 2; }
+
+repo=$bench/linux
+"$here/kernel-history.sh" "$repo" >&2
+good=$(git -C "$repo" rev-list --max-parents=0 HEAD)
+bad=$(git -C "$repo" rev-parse HEAD)
+rm -rf "$work"
+mkdir -p "$work"
+table=$work/table
+printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
+
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
+field() { grep -o "\"$1\": [0-9][0-9]*" "$2" | head -n 1 | awk '{print $2}'; }
+
+bisect_kcache() {
+  local label=$1 cache=$2
+  shift 2
+  local t0 t1 culprit
+  t0=$(date +%s.%N)
+  "$kcache" --cache-dir "$cache" bisect --repo "$repo" --good "$good" --bad "$bad" --kbuild \
+    --config "$config" --test "$test_cmd" --runs "$runs" --json --log "$work/$label.log" "$@" \
+    >"$work/$label.json" 2>"$work/$label.progress"
+  t1=$(date +%s.%N)
+  culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"].get("commit","-"))' "$work/$label.json")
+  printf '%-22s %6s %6s %9s %6s %8ss  %s\n' "$label" "$(field steps "$work/$label.json")" \
+    "$(field builds_done "$work/$label.json")" "$(field builds_predicted "$work/$label.json")" \
+    "$(field runs_done "$work/$label.json")" "$(elapsed "$t0" "$t1")" \
+    "${culprit:0:12} $(git -C "$repo" log -1 --format=%s "$culprit" 2>/dev/null)" >>"$table"
+}
+
+bisect_plain() {
+  local clone=$work/plain t0 t1 culprit
+  git clone -q --shared "$repo" "$clone"
+  cat >"$work/plain-step.sh" <<EOF
+#!/bin/sh
+echo build >> "$work/plain-counts"
+KCACHE_CONFIG="$config" KCACHE_CACHE_DIR="$work/plain-keys" "$here/kbuild.sh" >>"$work/plain-build.log" 2>&1 || exit 125
+i=0
+while [ \$i -lt $runs ]; do
+  echo run >> "$work/plain-counts"
+  KCACHE_ARTIFACTS=. "$test_cmd"; rc=\$?
+  [ \$rc -eq 0 ] || exit \$rc
+  i=\$((i + 1))
+done
+exit 0
+EOF
+  chmod +x "$work/plain-step.sh"
+  : >"$work/plain-counts"
+  t0=$(date +%s.%N)
+  (cd "$clone" && git bisect start "$bad" "$good" && git bisect run "$work/plain-step.sh") >"$work/plain.progress" 2>&1
+  t1=$(date +%s.%N)
+  culprit=$(grep -o '^[0-9a-f]\{40\} is the first bad commit' "$work/plain.progress" | cut -d' ' -f1)
+  printf '%-22s %6s %6s %9s %6s %8ss  %s\n' "plain git bisect run" "$(grep -c build "$work/plain-counts")" \
+    "$(grep -c build "$work/plain-counts")" 0 "$(grep -c run "$work/plain-counts")" "$(elapsed "$t0" "$t1")" \
+    "${culprit:0:12} $(git -C "$repo" log -1 --format=%s "$culprit" 2>/dev/null)" >>"$table"
+}
+
+# Every signature a kcache run reports (built, reused or predicted) must be
+# the commit's true signature.
+check_against_truth() {
+  python3 - "$truth" "$work"/kcache-*.json <<'EOF'
+import json, sys
+truth = {}
+for line in open(sys.argv[1]):
+    i, commit, sig, _ = line.rstrip("\n").split("\t", 3)
+    truth[commit] = sig
+bad = 0
+for path in sys.argv[2:]:
+    steps = json.load(open(path))["steps"]
+    for s in steps:
+        want = truth.get(s["commit"])
+        got = s.get("signature") or "-"
+        if want is None:
+            print(f"{path}: {s['commit'][:12]} is not in the truth map"); bad += 1
+        elif want != got:
+            print(f"{path}: {s['commit'][:12]} {s['build']}: signature {got[:16]}, truth {want[:16]}"); bad += 1
+    predicted = sum(s["build"] == "predicted" for s in steps)
+    print(f"{path.rsplit('/', 1)[-1]}: {len(steps)} steps, {predicted} predicted, all match the truth" if bad == 0 else "")
+sys.exit(1 if bad else 0)
+EOF
+}
+
+bisect_plain
+bisect_kcache kcache-cold "$work/cache"
+bisect_kcache kcache-warm "$work/cache"
+bisect_kcache kcache-cold-no-predict "$work/cache-np" --no-predict
+cat "$table"
+if [ -s "$truth" ]; then
+  check_against_truth
+else
+  echo "bench-kernel: no ground truth at $truth (scripts/kernel-truth.sh makes it)" >&2
+fi
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
