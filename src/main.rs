@@ -96,7 +96,7 @@ struct RecipeArgs {
     kbuild: bool,
     /// Test command, run --runs times in the directory of restored artifacts
     /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
-    /// Exit 0 ok, 125 cannot test, 1-127 crash (a stdout line `crash: TITLE` names it).
+    /// Exit 0 ok, 125 cannot test, 1-124 crash (a stdout line `crash: TITLE` names it); 126/127 (the shell could not run it) stop with an error.
     #[arg(long)]
     test: String,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).

@@ -453,3 +453,29 @@ fn two_bisections_of_one_repository_share_the_worktree_safely() {
         assert_eq!(json(&out)["outcome"]["commit"], regression.as_str());
     }
 }
+
+#[test]
+fn a_test_the_shell_cannot_run_stops_the_bisection_and_records_no_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let good = root_commit(&repo);
+    let out = kcache()
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["bisect", "--repo"])
+        .arg(&repo)
+        .args(["--good", &good, "--bad", "HEAD", "--build", "make -s vmlinux"])
+        .args(["--test", "scripts/no-such-test.sh", "--runs", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("exit status 127") && stderr.contains("absolute path"),
+        "{stderr}"
+    );
+    let stats = run_ok(kcache().arg("--cache-dir").arg(&cache).args(["stats", "--json"]));
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["records"]["runs"], 0, "{stats}");
+}

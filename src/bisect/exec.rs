@@ -26,7 +26,7 @@ pub enum EvalError {
     Git(#[from] GitError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
-    #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-127 (crash)")]
+    #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
     TestAborted { commit: String, run: u32, how: String },
 }
 
@@ -550,6 +550,21 @@ impl CommitEvaluator {
         let outcome = match status.code() {
             Some(0) => Outcome::Ok,
             Some(125) => Outcome::Infra,
+            // sh's "cannot execute" and "not found": a broken test setup
+            // (a relative path, say: tests run in the artifacts directory),
+            // never a crash of the kernel.
+            Some(c @ (126 | 127)) => {
+                return Err(EvalError::TestAborted {
+                    commit: commit.to_string(),
+                    run,
+                    how: format!(
+                        "exit status {c}: the shell could not run `{}` (tests run in the artifacts directory {}; \
+                         give the test command as an absolute path)",
+                        self.recipe.test,
+                        artifacts.display()
+                    ),
+                })
+            }
             Some(c) if (1..128).contains(&c) => Outcome::Crash,
             other => {
                 return Err(EvalError::TestAborted {
