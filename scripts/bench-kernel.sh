@@ -59,23 +59,12 @@ bisect_kcache() {
 bisect_plain() {
   local clone=$work/plain t0 t1 culprit
   git clone -q --shared "$repo" "$clone"
-  cat >"$work/plain-step.sh" <<EOF
-#!/bin/sh
-echo build >> "$work/plain-counts"
-KCACHE_CONFIG="$config" KCACHE_CACHE_DIR="$work/plain-keys" "$here/kbuild.sh" >>"$work/plain-build.log" 2>&1 || exit 125
-i=0
-while [ \$i -lt $runs ]; do
-  echo run >> "$work/plain-counts"
-  KCACHE_ARTIFACTS=. "$test_cmd"; rc=\$?
-  [ \$rc -eq 0 ] || exit \$rc
-  i=\$((i + 1))
-done
-exit 0
-EOF
-  chmod +x "$work/plain-step.sh"
   : >"$work/plain-counts"
   t0=$(date +%s.%N)
-  (cd "$clone" && git bisect start "$bad" "$good" && git bisect run "$work/plain-step.sh") >"$work/plain.progress" 2>&1
+  (cd "$clone" && git bisect start "$bad" "$good" &&
+    PLAIN_BUILD="KCACHE_CONFIG='$config' KCACHE_CACHE_DIR='$work/plain-keys' '$here/kbuild.sh'" \
+      PLAIN_TEST="'$test_cmd'" PLAIN_RUNS=$runs PLAIN_COUNTS=$work/plain-counts PLAIN_LOG=$work/plain-build.log \
+      git bisect run "$here/plain-bisect-step.sh") >"$work/plain.progress" 2>&1
   t1=$(date +%s.%N)
   culprit=$(grep -o '^[0-9a-f]\{40\} is the first bad commit' "$work/plain.progress" | cut -d' ' -f1)
   printf '%-22s %6s %6s %9s %6s %8ss  %s\n' "plain git bisect run" "$(grep -c build "$work/plain-counts")" \

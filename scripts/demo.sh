@@ -50,24 +50,10 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 bisect_plain() {
   local clone=$work/plain
   git clone -q "$repo" "$clone"
-  cat >"$work/plain-step.sh" <<EOF
-#!/bin/sh
-echo build >> "$work/plain-counts"
-$build >/dev/null 2>&1 || exit 125
-i=0
-while [ \$i -lt $runs ]; do
-  echo run >> "$work/plain-counts"
-  out=\$(KCACHE_ARTIFACTS=. KCACHE_RUN=\$i "$test_cmd"); rc=\$?
-  [ \$rc -eq 125 ] && exit 125
-  [ \$rc -ne 0 ] && exit 1
-  i=\$((i + 1))
-done
-exit 0
-EOF
-  chmod +x "$work/plain-step.sh"
   : >"$work/plain-counts"
   local t0=$(date +%s.%N)
-  (cd "$clone" && git bisect start "$bad" "$good" >/dev/null && git bisect run "$work/plain-step.sh" >"$work/plain.log" 2>&1)
+  (cd "$clone" && git bisect start "$bad" "$good" >/dev/null && PLAIN_BUILD=$build PLAIN_TEST=$test_cmd PLAIN_RUNS=$runs PLAIN_COUNTS=$work/plain-counts \
+    git bisect run "$here/plain-bisect-step.sh" >"$work/plain.log" 2>&1)
   local t1=$(date +%s.%N)
   local culprit=$(grep -m1 'is the first bad commit' "$work/plain.log" | cut -c1-12)
   local steps=$(grep -c '^running' "$work/plain.log" || true)

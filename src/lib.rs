@@ -11,15 +11,16 @@
 //! | [`config`]    | effective settings: command line, environment, config file |
 //! | [`syzlog`]    | syzbot bisection logs: parser, per-log analysis, corpus replay |
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
-//! | [`kernel`]    | kbuild helpers: toolchain identity |
-//! | [`bisect`]    | commit selection, evidence and verdicts, the driver, `lookup` |
+//! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
+//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the driver, `lookup` |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //!
 //! # Layering
 //!
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
-//! `store` uses `signature` (to sign what it stores) and `key`. `bisect`
+//! `store` uses `signature` (to sign what it stores) and `key`; `kernel` uses
+//! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git` and `kernel`; `import` joins `syzlog` to `store`; `report` only renders. Nothing
 //! below the CLI prints except through [`notice`]. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.

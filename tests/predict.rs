@@ -52,24 +52,6 @@ struct Toy {
     test: String,
 }
 
-fn commit(repo: &Path, subject: &str) -> String {
-    git(repo, &["add", "-A"]);
-    git(
-        repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            subject,
-        ],
-    );
-    git(repo, &["rev-parse", "HEAD"])
-}
-
 fn write(repo: &Path, path: &str, text: &str) {
     let p = repo.join(path);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -98,7 +80,7 @@ fn toy_history(dir: &Path, regression: usize, in_data: bool) -> Toy {
     write(&repo, "data/value.txt", "1\n");
     write(&repo, "drivers/unused.c", "int unused;\n");
     write(&repo, "Documentation/guide.txt", "v0\n");
-    commit(&repo, "base");
+    commit_all(&repo, "base");
     for i in 1..=COMMITS {
         if i == regression {
             if in_data {
@@ -110,7 +92,7 @@ fn toy_history(dir: &Path, regression: usize, in_data: bool) -> Toy {
                     "#include \"a.h\"\nconst char *status(void) { return \"broken\"; }\n",
                 );
             }
-            commit(&repo, "the regression");
+            commit_all(&repo, "the regression");
             continue;
         }
         if i == 7 {
@@ -120,7 +102,7 @@ fn toy_history(dir: &Path, regression: usize, in_data: bool) -> Toy {
         } else {
             write(&repo, "Documentation/guide.txt", &format!("v{i}\n"));
         }
-        commit(&repo, &format!("change {i}"));
+        commit_all(&repo, &format!("change {i}"));
     }
     let build = dir.join("build.sh");
     let test = dir.join("test.sh");

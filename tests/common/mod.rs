@@ -44,8 +44,15 @@ pub fn demo_repo(dir: &Path, settings: &[(&str, &str)]) -> PathBuf {
 pub fn one_commit_repo(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "-q"]);
+    commit_all(dir, "init");
+    dir.to_path_buf()
+}
+
+/// Commits everything in the work tree (or nothing); returns the commit id.
+pub fn commit_all(repo: &Path, subject: &str) -> String {
+    git(repo, &["add", "-A"]);
     git(
-        dir,
+        repo,
         &[
             "-c",
             "user.name=t",
@@ -55,10 +62,10 @@ pub fn one_commit_repo(dir: &Path) -> PathBuf {
             "-q",
             "--allow-empty",
             "-m",
-            "init",
+            subject,
         ],
     );
-    dir.to_path_buf()
+    git(repo, &["rev-parse", "HEAD"])
 }
 
 pub fn git(repo: &Path, args: &[&str]) -> String {
