@@ -4,7 +4,8 @@
 # at boot (scripts/kernel-boot-test.sh, qemu-system-x86_64 under TCG), built
 # with kcache's kbuild recipe and the small config scripts/kernel-bench.config.
 #
-#   scripts/bench-kernel.sh [WORKDIR]      (default ~/.cache/kcache-bench/run)
+#   scripts/bench-kernel.sh                 the four bisections (work: ~/.cache/kcache-bench/run)
+#   scripts/bench-kernel.sh --reproducible  build HEAD twice from clean trees, compare
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -18,7 +19,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bench=${KCACHE_BENCH:-$HOME/.cache/kcache-bench}
-work=${1:-$bench/run}
+work=$bench/run
 runs=${BENCH_RUNS:-3}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}
 kcache=${KCACHE:-$target/release/kcache}
@@ -32,10 +33,7 @@ repo=$bench/linux
 "$here/kernel-history.sh" "$repo" >&2
 good=$(git -C "$repo" rev-list --max-parents=0 HEAD)
 bad=$(git -C "$repo" rev-parse HEAD)
-rm -rf "$work"
-mkdir -p "$work"
 table=$work/table
-printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 field() { grep -o "\"$1\": [0-9][0-9]*" "$2" | head -n 1 | awk '{print $2}'; }
@@ -72,6 +70,22 @@ bisect_plain() {
     "${culprit:0:12} $(git -C "$repo" log -1 --format=%s "$culprit" 2>/dev/null)" >>"$table"
 }
 
+# The recipe's promise: the same commit built twice from clean trees (two
+# fresh clones, two different paths) gives the same signature.
+check_reproducible() {
+  local commit=$1 sigs=()
+  for n in 1 2; do
+    local tree=$bench/repro/clean-$n
+    git clone -q --shared --no-checkout "$repo" "$tree"
+    git -C "$tree" checkout -q --detach "$commit"
+    (cd "$tree" && KCACHE_CONFIG=$config KCACHE_CACHE_DIR=$bench/repro/keys "$here/kbuild.sh" >"$tree.log" 2>&1)
+    sigs+=("$("$kcache" sign "$tree/kcache-out/vmlinux" | cut -d' ' -f1)")
+    rm -rf "$tree"
+  done
+  echo "reproducible build of ${commit:0:12} from two clean trees: ${sigs[0]:0:16} ${sigs[1]:0:16}"
+  [ "${sigs[0]}" = "${sigs[1]}" ] || { echo "bench-kernel: NOT REPRODUCIBLE" >&2; return 1; }
+}
+
 # Every signature a kcache run reports (built, reused or predicted) must be
 # the commit's true signature.
 check_against_truth() {
@@ -97,6 +111,14 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+if [ "${1:-}" = --reproducible ]; then
+  rm -rf "$bench/repro" && mkdir -p "$bench/repro"
+  check_reproducible "$bad"
+  exit
+fi
+rm -rf "$work"
+mkdir -p "$work"
+printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
 bisect_plain
 bisect_kcache kcache-cold "$work/cache"
 bisect_kcache kcache-warm "$work/cache"

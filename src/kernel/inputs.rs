@@ -31,6 +31,7 @@ pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputS
     if cmd_files.is_empty() {
         return Ok(None);
     }
+    let real_tree = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
     let mut files = BTreeSet::new();
     for path in &cmd_files {
         let text = std::fs::read(path).map_err(|source| InputsError {
@@ -42,7 +43,7 @@ pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputS
             .and_then(|d| d.strip_prefix(tree).ok())
             .unwrap_or(Path::new(""));
         for candidate in referenced_paths(&String::from_utf8_lossy(&text)) {
-            if let Some(rel) = resolve(tree, dir, &candidate) {
+            if let Some(rel) = resolve(tree, &real_tree, dir, &candidate) {
                 files.insert(rel);
             }
         }
@@ -142,10 +143,15 @@ fn command_words(cmd: &str) -> impl Iterator<Item = String> + '_ {
 /// The tree-relative form of a path named in a `.cmd` file in `dir`, if it
 /// is a file inside the tree. Relative names are tried from the tree root
 /// (kbuild's working directory) and then from `dir` (tools/ builds).
-fn resolve(tree: &Path, dir: &Path, name: &str) -> Option<String> {
+fn resolve(tree: &Path, real_tree: &Path, dir: &Path, name: &str) -> Option<String> {
     let path = Path::new(name);
     let candidates: Vec<PathBuf> = if path.is_absolute() {
-        vec![path.strip_prefix(tree).ok()?.to_path_buf()]
+        // tools/ builds write absolute paths, from the real (canonical) tree path.
+        let inside = path
+            .strip_prefix(tree)
+            .ok()
+            .or_else(|| path.strip_prefix(real_tree).ok())?;
+        vec![inside.to_path_buf()]
     } else {
         vec![path.to_path_buf(), dir.join(path)]
     };
@@ -234,7 +240,13 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
     fn record_resolves_relative_to_the_root_then_the_cmd_dir() {
         let tree = tempfile::tempdir().unwrap();
         let t = tree.path();
-        for f in ["kernel/a.c", "include/linux/x.h", "tools/objtool/check.c", "README"] {
+        for f in [
+            "kernel/a.c",
+            "include/linux/x.h",
+            "tools/objtool/check.c",
+            "tools/include/t.h",
+            "README",
+        ] {
             std::fs::create_dir_all(t.join(f).parent().unwrap()).unwrap();
             std::fs::write(t.join(f), "x").unwrap();
         }
@@ -243,7 +255,7 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
             "source_kernel/a.o := kernel/a.c\ndeps_kernel/a.o := \\\n  include/linux/x.h \\\n  include/generated/gone.h \\\n\n",
         )
         .unwrap();
-        let abs = t.join("tools/objtool/check.c");
+        let abs = t.join("tools/include/t.h");
         std::fs::write(
             t.join("tools/objtool/.check.o.cmd"),
             format!(
@@ -253,7 +265,22 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
         )
         .unwrap();
         let set = record(t, crate::key::digest(b"k"), "c0ffee").unwrap().unwrap();
-        assert_eq!(set.files, ["include/linux/x.h", "kernel/a.c", "tools/objtool/check.c"]);
+        assert_eq!(
+            set.files,
+            [
+                "include/linux/x.h",
+                "kernel/a.c",
+                "tools/include/t.h",
+                "tools/objtool/check.c"
+            ]
+        );
+        // The tree reached through a symlink: absolute paths are the real ones.
+        let link = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(t, link.path().join("tree")).unwrap();
+        let via_link = record(&link.path().join("tree"), crate::key::digest(b"k"), "c0ffee")
+            .unwrap()
+            .unwrap();
+        assert_eq!(via_link.files, set.files);
         assert!(set.complete);
         std::fs::write(t.join(".config"), "CONFIG_IKHEADERS=y\n").unwrap();
         assert!(!record(t, crate::key::digest(b"k"), "c0ffee").unwrap().unwrap().complete);
