@@ -6,6 +6,7 @@
 #
 #   scripts/bench-kernel.sh                 the four bisections (work: ~/.cache/kcache-bench/run)
 #   scripts/bench-kernel.sh --reproducible  build HEAD twice from clean trees, compare
+#   scripts/bench-kernel.sh --check         check the last run's signatures against the truth again
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -13,7 +14,7 @@
 # reports, built or predicted, is checked against the ground truth
 # scripts/kernel-bench-truth.tsv (every commit built once; remake it with
 # scripts/kernel-truth.sh). Not part of CI: it builds kernels for an hour.
-# Needs: qemu-system-x86_64, flex, bison, bc, libelf-dev, libssl-dev, cpio.
+# Needs what `scripts/setup.sh --kernel` installs (kbuild tools, openssl, qemu-system-x86).
 #
 # Environment: BENCH_RUNS (boots per kernel, default 3), KCACHE (binary).
 set -euo pipefail
@@ -111,6 +112,10 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+if [ "${1:-}" = --check ]; then
+  check_against_truth
+  exit
+fi
 if [ "${1:-}" = --reproducible ]; then
   rm -rf "$bench/repro" && mkdir -p "$bench/repro"
   check_reproducible "$bad"

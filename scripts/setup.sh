@@ -2,6 +2,10 @@
 # One-time setup on a fresh Debian machine: system packages, the release
 # build of kcache, and Garage for the remote-cache tests. Safe to run again
 # (everything is incremental and cached).
+#
+#   scripts/setup.sh            what the tests need
+#   scripts/setup.sh --kernel   also what real kernel builds and the kernel
+#                               benchmark need (kbuild tools, openssl, qemu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +17,11 @@ command -v cmp >/dev/null || need+=(diffutils)
 # librocksdb-sys generates its bindings with libclang.
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null || need+=(g++)
+if [ "${1:-}" = --kernel ]; then
+  for p in flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
+  done
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

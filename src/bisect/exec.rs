@@ -153,10 +153,6 @@ impl CommitEvaluator {
         self.predict = on;
     }
 
-    pub fn predicts(&self) -> bool {
-        self.predict
-    }
-
     pub fn inputs_for_tree(&self, tree: &str) -> BuildInputs {
         BuildInputs {
             tree: tree.to_string(),

@@ -5,9 +5,15 @@
 //! - does not modify, delete or retype a file of the build's input set,
 //! - adds no file in a directory that holds an input (it could shadow an
 //!   `#include` or be picked up by a Makefile wildcard), and
-//! - touches no build driver: a Makefile, Kbuild, Kconfig or tools `Build`
-//!   file anywhere, anything under `scripts/`, or a top-level file other
-//!   than the few that no build reads (`MAINTAINERS`, `README`, ...).
+//! - touches no build driver: a Makefile, Kbuild, tools `Build` or `*.mk`
+//!   file in a directory the build descended into or above one (and a
+//!   Kbuild file beside an input: `include/asm-generic/Kbuild`), anything
+//!   under `scripts/`, `tools/build/` or `tools/scripts/` (kbuild's and
+//!   the tools build's own machinery), or a top-level file other than the
+//!   few that no build reads (`MAINTAINERS`, `README`, ...). Kconfig files
+//!   need no rule of their own: the input set lists every one that was
+//!   read (from `include/config/auto.conf.cmd`); a set without that list
+//!   treats every Kconfig file as a driver.
 //!
 //! Every rule errs towards building: a false "unsafe" costs one build, a
 //! false "safe" would be a wrong verdict. The bisection driver still builds
@@ -48,7 +54,12 @@ pub struct Reference {
     pub commit: String,
     pub signature: String,
     files: HashSet<String>,
+    /// Directories holding an input (a new file there could shadow one).
     dirs: HashSet<String>,
+    /// Directories kbuild descended into, and every directory above them.
+    build_dirs: HashSet<String>,
+    /// Whether the set lists the Kconfig files read.
+    lists_kconfig: bool,
     complete: bool,
 }
 
@@ -56,11 +67,21 @@ impl Reference {
     pub fn new(commit: String, signature: String, set: &InputSet) -> Reference {
         let files: HashSet<String> = set.files.iter().cloned().collect();
         let dirs = files.iter().map(|f| parent_dir(f).to_string()).collect();
+        let mut build_dirs = HashSet::from([String::new()]);
+        for d in &set.dirs {
+            let mut dir = d.as_str();
+            while build_dirs.insert(dir.to_string()) {
+                dir = parent_dir(dir);
+            }
+        }
+        let lists_kconfig = files.iter().any(|f| file_name(f).starts_with("Kconfig"));
         Reference {
             commit,
             signature,
             files,
             dirs,
+            build_dirs,
+            lists_kconfig,
             complete: set.complete,
         }
     }
@@ -75,7 +96,7 @@ impl Reference {
             });
         }
         changes.iter().find_map(|c| {
-            let why = if is_build_driver(&c.path) {
+            let why = if self.is_build_driver(&c.path) {
                 "a Makefile, Kconfig or build script changed"
             } else if self.files.contains(&c.path) {
                 "a file the build read changed"
@@ -92,18 +113,36 @@ impl Reference {
     }
 }
 
-/// Files that steer every build, whether or not a `.cmd` file lists them.
-pub fn is_build_driver(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    if !path.contains('/') {
-        return !INERT_TOP_LEVEL.contains(&path);
+impl Reference {
+    /// Files that steer this build though no `.cmd` file lists them.
+    fn is_build_driver(&self, path: &str) -> bool {
+        if !path.contains('/') {
+            return !INERT_TOP_LEVEL.contains(&path);
+        }
+        if ["scripts/", "tools/build/", "tools/scripts/"]
+            .iter()
+            .any(|d| path.starts_with(d))
+        {
+            return true;
+        }
+        let name = file_name(path);
+        if name.starts_with("Kconfig") && !self.lists_kconfig {
+            return true;
+        }
+        let dir = parent_dir(path);
+        // include/asm-generic/Kbuild and the like list headers that
+        // wrappers are generated for: read for the headers beside them.
+        if name.starts_with("Kbuild") && self.dirs.contains(dir) {
+            return true;
+        }
+        let makefile =
+            name.starts_with("Makefile") || name.starts_with("Kbuild") || name == "Build" || name.ends_with(".mk");
+        makefile && self.build_dirs.contains(dir)
     }
-    path.starts_with("scripts/")
-        || name.starts_with("Makefile")
-        || name.starts_with("Kbuild")
-        || name.starts_with("Kconfig")
-        || name == "Build"
-        || name.ends_with(".mk")
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 fn parent_dir(path: &str) -> &str {
@@ -116,6 +155,10 @@ mod tests {
     use crate::kernel::inputs::INPUT_SET_SCHEMA;
 
     fn reference(files: &[&str]) -> Reference {
+        reference_in(files, &["kernel", "fs", "arch/x86/kernel", "tools/objtool"])
+    }
+
+    fn reference_in(files: &[&str], dirs: &[&str]) -> Reference {
         let set = InputSet {
             schema: INPUT_SET_SCHEMA.into(),
             build_key: crate::key::digest(b"r"),
@@ -123,6 +166,7 @@ mod tests {
             complete: true,
             incomplete_reason: None,
             files: files.iter().map(|s| s.to_string()).collect(),
+            dirs: dirs.iter().map(|s| s.to_string()).collect(),
         };
         Reference::new("r".into(), "sig".into(), &set)
     }
@@ -168,21 +212,43 @@ mod tests {
     }
 
     #[test]
-    fn build_drivers_block_even_when_no_cmd_file_lists_them() {
-        let r = reference(&[]);
+    fn makefiles_of_the_directories_the_build_visited_block() {
+        let r = reference(&["arch/x86/Kconfig", "init/Kconfig", "include/asm-generic/bug.h"]);
         for p in [
             "Makefile",
-            "drivers/net/Makefile",
-            "drivers/net/Kconfig",
             "fs/Kbuild",
-            "scripts/setlocalversion",
-            "tools/objtool/Build",
-            "localversion-debian",
+            "arch/x86/kernel/Makefile",
+            "arch/x86/Makefile",
             "arch/x86/Makefile_32.cpu",
+            "arch/Makefile.inc",
+            "scripts/setlocalversion",
+            "scripts/Makefile.build",
+            "tools/objtool/Build",
+            "tools/build/Makefile.build",
+            "tools/scripts/Makefile.include",
+            "localversion-debian",
+            "include/asm-generic/Kbuild",
         ] {
             assert!(r.blocker(&[change('M', p)]).is_some(), "{p}");
         }
-        assert!(r.blocker(&[change('M', ".mailmap")]).is_none());
+        // Not read by this build: other architectures, documentation, a
+        // driver directory it never descended into, an unread Kconfig.
+        for p in [
+            ".mailmap",
+            "Documentation/Makefile",
+            "arch/alpha/lib/Makefile",
+            "arch/arm/boot/dts/Makefile",
+            "drivers/net/ethernet/microsoft/mana/Makefile",
+            "drivers/net/Kconfig",
+        ] {
+            assert!(r.blocker(&[change('M', p)]).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn without_the_kconfig_list_every_kconfig_blocks() {
+        let r = reference_in(&["kernel/fork.c"], &["kernel"]);
+        assert!(r.blocker(&[change('M', "drivers/net/Kconfig")]).is_some());
     }
 
     #[test]
@@ -194,6 +260,7 @@ mod tests {
             complete: false,
             incomplete_reason: Some("x".into()),
             files: vec![],
+            dirs: vec![],
         };
         assert!(Reference::new("r".into(), "s".into(), &set).blocker(&[]).is_some());
         set.complete = true;

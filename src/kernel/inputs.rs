@@ -7,8 +7,9 @@
 //! lists every Kconfig file read (`deps_config :=`). The union of those,
 //! plus any file the commands name on their command lines (linker scripts,
 //! awk scripts, opcode maps), is what the build read from the tree.
-//! Makefiles are not listed anywhere; the prediction rules treat every
-//! Makefile, Kbuild, Kconfig and `scripts/` file as an input of every build.
+//! Makefiles are not listed anywhere, but kbuild reads the Makefile (or
+//! Kbuild file) of every directory it descends into, and those are the
+//! directories that hold `.cmd` files: the set records them too.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -33,6 +34,7 @@ pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputS
     }
     let real_tree = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
     let mut files = BTreeSet::new();
+    let mut dirs = BTreeSet::new();
     for path in &cmd_files {
         let text = std::fs::read(path).map_err(|source| InputsError {
             path: path.clone(),
@@ -56,6 +58,7 @@ pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputS
         complete: reason.is_none(),
         incomplete_reason: reason,
         files: files.into_iter().collect(),
+        dirs: dirs.into_iter().collect(),
     }))
 }
 

@@ -543,7 +543,15 @@ impl Cache {
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let (records, counters) = self.index.read(|r| {
             let mut records = BTreeMap::new();
-            for cf in [CF_BUILDS, CF_SIGNATURES, CF_RUNS, CF_KNOWN, CF_EVICTED, CF_PENDING] {
+            for cf in [
+                CF_BUILDS,
+                CF_SIGNATURES,
+                CF_RUNS,
+                CF_KNOWN,
+                CF_EVICTED,
+                CF_PENDING,
+                CF_INPUT_SETS,
+            ] {
                 records.insert(cf.to_string(), r.count(cf)?);
             }
             Ok((records, r.counters()?.into_iter().collect()))

@@ -177,4 +177,9 @@ pub struct InputSet {
     pub incomplete_reason: Option<String>,
     /// Sorted, unique, relative to the tree root.
     pub files: Vec<String>,
+    /// The directories kbuild descended into (each holds a `.cmd` file),
+    /// sorted, relative to the tree root (`""` is the root): their
+    /// Makefiles and Kbuild files are inputs of the build.
+    #[serde(default)]
+    pub dirs: Vec<String>,
 }
