@@ -80,7 +80,7 @@ cd "$repo"
 git init -q -b master .
 git config commit.gpgsign false
 git config gc.auto 0
-upstream_date=$(date -R -r Makefile)
+upstream_date=$(TZ=UTC date -R -r Makefile)
 git add -A
 GIT_AUTHOR_NAME="Linux upstream" GIT_AUTHOR_EMAIL="linux-kernel@vger.kernel.org" \
   GIT_COMMITTER_NAME="kcache bench" GIT_COMMITTER_EMAIL="kcache@bench.invalid" \

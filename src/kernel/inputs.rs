@@ -44,6 +44,9 @@ pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputS
             .parent()
             .and_then(|d| d.strip_prefix(tree).ok())
             .unwrap_or(Path::new(""));
+        if path.file_name().is_some_and(|n| n != "auto.conf.cmd") {
+            dirs.insert(dir.to_string_lossy().into_owned());
+        }
         for candidate in referenced_paths(&String::from_utf8_lossy(&text)) {
             if let Some(rel) = resolve(tree, &real_tree, dir, &candidate) {
                 files.insert(rel);
@@ -284,6 +287,7 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
             .unwrap()
             .unwrap();
         assert_eq!(via_link.files, set.files);
+        assert_eq!(set.dirs, ["kernel", "tools/objtool"]);
         assert!(set.complete);
         std::fs::write(t.join(".config"), "CONFIG_IKHEADERS=y\n").unwrap();
         assert!(!record(t, crate::key::digest(b"k"), "c0ffee").unwrap().unwrap().complete);
