@@ -97,7 +97,7 @@ impl Reference {
         }
         changes.iter().find_map(|c| {
             let why = if self.is_build_driver(&c.path) {
-                "a Makefile, Kconfig or build script changed"
+                "a Makefile or build script the build reads changed"
             } else if self.files.contains(&c.path) {
                 "a file the build read changed"
             } else if c.status == 'A' && self.dirs.contains(parent_dir(&c.path)) {
