@@ -6,7 +6,8 @@
 #
 #   scripts/bench-kernel.sh                 the four bisections (work: ~/.cache/kcache-bench/run)
 #   scripts/bench-kernel.sh --reproducible  build HEAD twice from clean trees, compare
-#   scripts/bench-kernel.sh --check         check the last run's signatures against the truth again
+#   scripts/bench-kernel.sh --check         check the last run's signatures, and every prediction its
+#                                           input sets allow over the whole history, against the truth
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -87,6 +88,32 @@ check_reproducible() {
   [ "${sigs[0]}" = "${sigs[1]}" ] || { echo "bench-kernel: NOT REPRODUCIBLE" >&2; return 1; }
 }
 
+# Every prediction the cold run's input sets allow, over the whole history:
+# each (reference build, commit) pair judged "same kernel" must have equal
+# true signatures. A stricter test than the bisections' own steps.
+check_all_predictions() {
+  git -C "$repo" rev-list HEAD |
+    xargs "$kcache" --cache-dir "$work/cache" predict --repo "$repo" --json >"$work/predict-all.jsonl"
+  python3 - "$truth" "$work/predict-all.jsonl" <<'EOF'
+import json, sys
+truth = {l.split("\t")[1]: l.split("\t")[2] for l in open(sys.argv[1])}
+pairs = equal = same = wrong = 0
+for line in open(sys.argv[2]):
+    d = json.loads(line)
+    for r in d["references"]:
+        pairs += 1
+        equal += truth[d["commit"]] == truth[r["reference"]]
+        if r["same_kernel"]:
+            same += 1
+            if truth[d["commit"]] != truth[r["reference"]]:
+                wrong += 1
+                print(f"WRONG: {d['commit'][:12]} predicted equal to {r['reference'][:12]}")
+print(f"all predictions: {pairs} (reference, commit) pairs, {equal} with equal true signatures, "
+      f"{same} predicted equal, {wrong} of them wrong")
+sys.exit(1 if wrong else 0)
+EOF
+}
+
 # Every signature a kcache run reports (built, reused or predicted) must be
 # the commit's true signature.
 check_against_truth() {
@@ -114,6 +141,7 @@ EOF
 
 if [ "${1:-}" = --check ]; then
   check_against_truth
+  check_all_predictions
   exit
 fi
 if [ "${1:-}" = --reproducible ]; then
@@ -131,6 +159,7 @@ bisect_kcache kcache-cold-no-predict "$work/cache-np" --no-predict
 cat "$table"
 if [ -s "$truth" ]; then
   check_against_truth
+  check_all_predictions
 else
   echo "bench-kernel: no ground truth at $truth (scripts/kernel-truth.sh makes it)" >&2
 fi

@@ -216,6 +216,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which of the cache's kbuild builds each commit provably shares its kernel with
+    /// (no-op prediction). Only builds of the same recipe and config predict each other.
+    Predict {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Commits (any revision git understands).
+        #[arg(required = true)]
+        commits: Vec<String>,
+        /// One JSON object per commit with every reference's judgement.
+        #[arg(long)]
+        json: bool,
+    },
     /// Record one test run on a signature (append-only evidence).
     RecordRun {
         #[arg(long)]
@@ -480,6 +492,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 for p in restored {
                     println!("{}", p.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict { repo, commits, json } => {
+            let cache = cache()?;
+            let repo = Repo::open(&repo)?;
+            let references = bisect::predict::references_in_cache(&cache)?;
+            for rev in commits {
+                let commit = repo.commit_id(&rev)?;
+                let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
+                if json {
+                    let judged: Vec<_> = judged
+                        .iter()
+                        .map(|(r, b)| {
+                            serde_json::json!({
+                                "reference": r.commit, "signature": r.signature, "same_kernel": b.is_none(), "blocker": b
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::json!({ "commit": commit, "references": judged }));
+                } else {
+                    print!("{}", kcache::report::prediction_text(&commit, &judged));
                 }
             }
             Ok(ExitCode::SUCCESS)

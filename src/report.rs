@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::bisect::lookup::Lookup;
+use crate::bisect::predict::Blocker;
 use crate::bisect::{exec::describe, exec::BuildSource, short, Outcome, Summary};
 use crate::signature::{diff::Change, DiffReport};
 use crate::store::Stats;
@@ -327,4 +328,29 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
         let _ = writeln!(out, "  {k}={v}");
     }
     out
+}
+
+/// `kcache predict`: the first reference that predicts the commit, else
+/// why the nearest one does not.
+pub fn prediction_text(commit: &str, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
+    let same = judged.iter().find(|(_, b)| b.is_none());
+    match (same, judged.first()) {
+        (Some((r, _)), _) => format!(
+            "{}  same kernel as {} (signature {}): nothing its build read changed\n",
+            short(commit),
+            short(&r.commit),
+            r.signature
+        ),
+        (None, Some((r, Some(b)))) => format!(
+            "{}  not predictable from {}: {} ({})\n",
+            short(commit),
+            short(&r.commit),
+            b.path,
+            b.why
+        ),
+        _ => format!(
+            "{}  not predictable: the cache has no kbuild build with an input set\n",
+            short(commit)
+        ),
+    }
 }

@@ -192,6 +192,34 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     );
     validate_all(&cache);
 
+    // `kcache predict`: the regression has no predecessor's kernel, a
+    // documentation change right after it has the regression's.
+    let doc_after = git(&toy.repo, &["rev-list", "--reverse", &format!("{regression}..HEAD")]);
+    let doc_after = doc_after.lines().next().unwrap();
+    let out = run_ok(
+        kcache()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["predict", "--json", "--repo"])
+            .arg(&toy.repo)
+            .args([doc_after, &parent]),
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let same_as = |v: &serde_json::Value| -> Vec<String> {
+        v["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["same_kernel"] == true)
+            .map(|r| r["reference"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(same_as(&lines[0]).contains(&regression), "{lines:?}");
+    assert!(!same_as(&lines[1]).contains(&regression), "{lines:?}");
+
     // The same bisection without prediction: same answer, more builds.
     let plain = bisect(&dir.path().join("cache2"), &toy, &["--no-predict"], &[]);
     assert_eq!(plain["outcome"]["commit"], regression.as_str());

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
-use super::predict::Reference;
+use super::predict::{self, Prediction, Reference};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
 use crate::key::{self, BuildInputs, Key, TestInputs};
@@ -107,7 +107,7 @@ pub struct CommitEvaluator {
     /// Off when the user says so or after a contradicted prediction.
     predict: bool,
     /// Builds of this bisection with an input set, newest first.
-    references: Vec<(Key, Reference)>,
+    references: Vec<Reference>,
 }
 
 impl CommitEvaluator {
@@ -311,11 +311,11 @@ impl CommitEvaluator {
                 r
             }
             None if may_predict && self.predict => match self.predict_from_references(repo, commit, progress)? {
-                Some((reference_key, reference)) => {
+                Some(reference) => {
                     eval.build = BuildSource::Predicted;
                     eval.signature = Some(reference.signature.clone());
                     eval.predicted_from = Some(reference.commit.clone());
-                    eval.reference_key = Some(reference_key);
+                    eval.reference_key = Some(reference.build_key);
                     cache.count(&[(counters::BUILDS_PREDICTED, 1)])?;
                     return Ok(eval);
                 }
@@ -354,14 +354,14 @@ impl CommitEvaluator {
     /// Makes a successful build with a recorded input set available for
     /// predicting other commits, newest first.
     fn remember_reference(&mut self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
-        if self.references.iter().any(|(k, _)| *k == record.build_key) {
+        if self.references.iter().any(|r| r.build_key == record.build_key) {
             return Ok(());
         }
         let (Some(signature), Some(set)) = (&record.signature, cache.input_set(&record.build_key)?) else {
             return Ok(());
         };
         let reference = Reference::new(record.commit.clone(), signature.clone(), &set);
-        self.references.insert(0, (record.build_key, reference));
+        self.references.insert(0, reference);
         Ok(())
     }
 
@@ -371,33 +371,28 @@ impl CommitEvaluator {
         repo: &Repo,
         commit: &str,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<Option<(Key, &Reference)>, EvalError> {
-        let mut first_blocker = None;
-        for (key, reference) in &self.references {
-            let changes = repo.changed_files(&reference.commit, commit)?;
-            match reference.blocker(&changes) {
-                None => {
+    ) -> Result<Option<&Reference>, EvalError> {
+        match predict::predict(repo, &self.references, commit)? {
+            Prediction::Same { reference, changed } => {
+                progress(&format!(
+                    "  predicted: same kernel as {} ({changed} file(s) changed, none read by its build), signature {}",
+                    super::short(&reference.commit),
+                    super::short(&reference.signature)
+                ));
+                Ok(Some(reference))
+            }
+            Prediction::Unknown { blocker } => {
+                if let Some((reference, b)) = blocker {
                     progress(&format!(
-                        "  predicted: same kernel as {} ({} file(s) changed, none read by its build), signature {}",
-                        &reference.commit[..reference.commit.len().min(12)],
-                        changes.len(),
-                        &reference.signature[..reference.signature.len().min(12)]
+                        "  not predictable from {}: {} ({})",
+                        super::short(&reference.commit),
+                        b.path,
+                        b.why
                     ));
-                    return Ok(Some((*key, reference)));
                 }
-                Some(b) if first_blocker.is_none() => first_blocker = Some((reference.commit.clone(), b)),
-                Some(_) => {}
+                Ok(None)
             }
         }
-        if let Some((reference, b)) = first_blocker {
-            progress(&format!(
-                "  not predictable from {}: {} ({})",
-                &reference[..reference.len().min(12)],
-                b.path,
-                b.why
-            ));
-        }
-        Ok(None)
     }
 
     fn build(

@@ -25,7 +25,11 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 pub use crate::git::Change;
+use crate::git::{GitError, Repo};
 use crate::kernel::inputs::InputSet;
+use crate::key::Key;
+use crate::store::index::{Read, CF_INPUT_SETS};
+use crate::store::{BuildRecord, Cache, StoreError};
 
 /// Top-level files that no kernel build reads.
 const INERT_TOP_LEVEL: &[&str] = &[
@@ -53,6 +57,7 @@ pub struct Blocker {
 pub struct Reference {
     pub commit: String,
     pub signature: String,
+    pub build_key: Key,
     files: HashSet<String>,
     /// Directories holding an input (a new file there could shadow one).
     dirs: HashSet<String>,
@@ -78,6 +83,7 @@ impl Reference {
         Reference {
             commit,
             signature,
+            build_key: set.build_key,
             files,
             dirs,
             build_dirs,
@@ -111,6 +117,64 @@ impl Reference {
             })
         })
     }
+}
+
+/// What prediction says of one commit.
+pub enum Prediction<'r> {
+    /// Same kernel as this reference's; `changed` files differ, none read.
+    Same { reference: &'r Reference, changed: usize },
+    /// No reference predicts it; the blocker is the first reference's.
+    Unknown { blocker: Option<(&'r Reference, Blocker)> },
+}
+
+/// Tries the references in order (the caller puts the nearest first).
+pub fn predict<'r>(repo: &Repo, references: &'r [Reference], commit: &str) -> Result<Prediction<'r>, GitError> {
+    let mut first_blocker = None;
+    for reference in references {
+        let changes = repo.changed_files(&reference.commit, commit)?;
+        match reference.blocker(&changes) {
+            None => {
+                return Ok(Prediction::Same {
+                    reference,
+                    changed: changes.len(),
+                })
+            }
+            Some(b) if first_blocker.is_none() => first_blocker = Some((reference, b)),
+            Some(_) => {}
+        }
+    }
+    Ok(Prediction::Unknown { blocker: first_blocker })
+}
+
+/// Every reference's judgement of one commit: `None` means "same kernel".
+pub fn judge_all<'r>(
+    repo: &Repo,
+    references: &'r [Reference],
+    commit: &str,
+) -> Result<Vec<(&'r Reference, Option<Blocker>)>, GitError> {
+    references
+        .iter()
+        .map(|r| Ok((r, r.blocker(&repo.changed_files(&r.commit, commit)?))))
+        .collect()
+}
+
+/// Every successful build in the cache with a recorded input set. Only
+/// builds of one recipe and config predict each other: callers that mix
+/// configs must compare build inputs themselves.
+pub fn references_in_cache(cache: &Cache) -> Result<Vec<Reference>, StoreError> {
+    let sets: Vec<(String, InputSet)> = cache.index.read(|r| r.scan(CF_INPUT_SETS, ""))?;
+    let mut out = Vec::new();
+    for (_, set) in sets {
+        if let Some(BuildRecord {
+            signature: Some(signature),
+            commit,
+            ..
+        }) = cache.build(&set.build_key)?
+        {
+            out.push(Reference::new(commit, signature, &set));
+        }
+    }
+    Ok(out)
 }
 
 impl Reference {
