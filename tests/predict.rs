@@ -175,6 +175,9 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     assert_ne!(predicted["outcome"]["signature"], predicted["outcome"]["parents"][0][1]);
     assert_eq!(totals(&predicted, "prediction_contradictions"), 0);
     assert!(std::fs::read_to_string(&log).unwrap().contains("predicted, not built"));
+    // The log with predicted steps still reads back with kcache's own parser.
+    let parsed = kcache::syzlog::parse_file(&log).unwrap();
+    assert_eq!(parsed.culprit(), Some(regression.as_str()));
     // Input sets were recorded, and they are what the schema says.
     let sets: Vec<(String, serde_json::Value)> = kcache::store::Cache::open(&cache)
         .unwrap()

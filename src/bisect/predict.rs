@@ -28,7 +28,6 @@ pub use crate::git::Change;
 use crate::git::{GitError, Repo};
 use crate::kernel::inputs::InputSet;
 use crate::key::Key;
-use crate::store::index::{Read, CF_INPUT_SETS};
 use crate::store::{BuildRecord, Cache, StoreError};
 
 /// Top-level files that no kernel build reads.
@@ -162,19 +161,21 @@ pub fn judge_all<'r>(
 /// builds of one recipe and config predict each other: callers that mix
 /// configs must compare build inputs themselves.
 pub fn references_in_cache(cache: &Cache) -> Result<Vec<Reference>, StoreError> {
-    let sets: Vec<(String, InputSet)> = cache.index.read(|r| r.scan(CF_INPUT_SETS, ""))?;
-    let mut out = Vec::new();
-    for (_, set) in sets {
-        if let Some(BuildRecord {
-            signature: Some(signature),
-            commit,
-            ..
-        }) = cache.build(&set.build_key)?
-        {
-            out.push(Reference::new(commit, signature, &set));
+    // One index open for the whole scan: the sets and their build records.
+    cache.view(|v| {
+        let mut out = Vec::new();
+        for set in v.input_sets()? {
+            if let Some(BuildRecord {
+                signature: Some(signature),
+                commit,
+                ..
+            }) = v.build(&set.build_key)?
+            {
+                out.push(Reference::new(commit, signature, &set));
+            }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 impl Reference {

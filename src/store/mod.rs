@@ -700,6 +700,11 @@ impl View<'_> {
         self.r.get(CF_BUILDS, &key.to_hex())
     }
 
+    /// Every recorded input set, by build key.
+    pub fn input_sets(&self) -> Result<Vec<InputSet>, StoreError> {
+        Ok(values(self.r.scan(CF_INPUT_SETS, "")?))
+    }
+
     pub fn builds_with_signature(&self, signature: &str) -> Result<Vec<SignatureRecord>, StoreError> {
         Ok(values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?))
     }
