@@ -72,6 +72,10 @@ start_node() { # DIR NODE
 g() { "$garage" -c "$(node_cfg "$dir" 1)" "$@"; }
 
 start() { # DIR [BASE_PORT]
+  if [ ! -x "$garage" ]; then
+    echo "garage.sh: Garage is not built ($garage): run scripts/garage.sh install (about 15 minutes, once)" >&2
+    exit 1
+  fi
   dir=$(mkdir -p "$1" && cd "$1" && pwd)
   echo "${2:-3900}" > "$dir/base_port"
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/rpc_secret"

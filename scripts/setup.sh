@@ -1,37 +1,55 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh Debian machine: system packages, the release
-# build of kcache, and Garage for the remote-cache tests. Safe to run again
-# (everything is incremental and cached).
+# One-time setup on a fresh Debian machine: the system packages kcache's build
+# and tests need, then the release build of kcache. Safe to run again
+# (installs only what is missing; the build is incremental).
 #
-#   scripts/setup.sh            what the tests need
-#   scripts/setup.sh --kernel   also what real kernel builds and the kernel
-#                               benchmark need (kbuild tools, openssl, qemu)
+#   scripts/setup.sh                   packages + release build (the quick start)
+#   scripts/setup.sh --kernel          also what real kernel builds and the kernel
+#                                      benchmark need (kbuild tools, openssl, qemu)
+#   scripts/setup.sh --print-packages  the packages plain setup installs, one a line
+#                                      (.ci/run checks the build needs nothing else)
+#
+# Packages are decided by name with dpkg-query, never by looking for files: a
+# file glob once matched libclang-cpp.so (shipped by the image) and skipped
+# libclang-dev, which bindgen needs (see scripts/check-packages.sh).
+# Garage, the S3 server of the remote tests, is not built here: scripts/test.sh
+# builds it the first time the remote tests need it (scripts/garage.sh install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the build and the test suite use, by Debian package:
+#   git, make, diffutils (cmp)   the demo, the tests' real git histories and builds
+#   gcc, g++                     the C/C++ parts of RocksDB, zstd, lz4, aws-lc; the tests' toy kernels
+#   libclang-dev                 librocksdb-sys generates its bindings with libclang (bindgen)
+#   binutils                     objcopy/strip in the signature tests
+packages=(git make diffutils gcc g++ libclang-dev binutils)
+kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
+
+case "${1:-}" in
+  --print-packages) printf '%s\n' "${packages[@]}"; exit 0 ;;
+  --print-kernel-packages) printf '%s\n' "${kernel_packages[@]}"; exit 0 ;;
+  --kernel) packages+=("${kernel_packages[@]}") ;;
+  "") ;;
+  *) echo "setup.sh: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+esac
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
 need=()
-command -v git >/dev/null || need+=(git)
-command -v gcc >/dev/null || need+=(gcc)
-command -v make >/dev/null || need+=(make)
-command -v cmp >/dev/null || need+=(diffutils)
-# librocksdb-sys generates its bindings with libclang.
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
-command -v g++ >/dev/null || need+=(g++)
-if [ "${1:-}" = --kernel ]; then
-  for p in flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
-  done
-fi
+for p in "${packages[@]}"; do
+  installed "$p" || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Nothing the build or the tests use may come from a package not named above.
+scripts/check-packages.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
 cargo build --release --locked
 echo "kcache built: $CARGO_TARGET_DIR/release/kcache"
-# The S3-compatible server the remote-cache tests run against (built once, cached).
-scripts/garage.sh install
-echo "garage: ${KCACHE_TOOLS:-$HOME/.cache/kcache-tools}/bin/garage"

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
+# The remote tests run against Garage: built once (about 15 minutes on 2 cores)
+# the first time they need it, then cached in ~/.cache/kcache-tools.
+scripts/garage.sh install
 cargo test --release --locked

@@ -15,6 +15,7 @@
 //! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the driver, `lookup` |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
+//! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
 //!
 //! # Layering
 //!
@@ -26,6 +27,7 @@
 //! only parses arguments, calls the library and prints; it holds no logic.
 
 pub mod bisect;
+pub mod child;
 pub mod config;
 pub mod git;
 pub mod import;

@@ -105,9 +105,19 @@ struct RecipeArgs {
     /// Artifacts to keep, relative to the tree; the first is signed [default: vmlinux].
     #[arg(long = "artifact")]
     artifacts: Vec<String>,
-    /// Test runs per kernel.
-    #[arg(long, default_value_t = 10)]
+    /// Test runs per kernel (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    /// Kill a build (with everything it started) after this many seconds; a
+    /// timed-out build is not recorded as the commit's failure.
+    #[arg(long, value_name = "SECONDS")]
+    build_timeout: Option<f64>,
+    /// Kill a test run after this many seconds; it counts as no information.
+    #[arg(long, value_name = "SECONDS")]
+    test_timeout: Option<f64>,
+    /// Build commits the cache records as failing to build, instead of skipping them.
+    #[arg(long)]
+    retry_failed: bool,
     /// Files that decide the test outcome (reproducer, image): part of the test key.
     #[arg(long = "test-key-file")]
     test_key_files: Vec<PathBuf>,
@@ -162,6 +172,20 @@ enum Command {
         /// commits from kbuild input sets.
         #[arg(long)]
         no_predict: bool,
+        /// Bisect with a throwaway cache (nothing is reused or kept): when the
+        /// cache cannot be used.
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the build records of a build key (or of a commit and its build
+    /// inputs), so the next bisection builds it again. Test runs stay.
+    Forget {
+        #[command(flatten)]
+        inputs: InputArgs,
+        #[arg(long)]
+        build_key: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -311,13 +335,24 @@ enum LogCommand {
     },
 }
 
+/// Exit statuses, the same for every subcommand (README "Exit status").
+/// 0: success, the positive answer (a culprit, equal signatures, a hit, healthy).
+/// A negative answer: signatures differ, a cache miss, a cache with
+/// problems, a log whose result is rejected.
+const EXIT_NEGATIVE: u8 = 1;
+/// An error: bad input, an unreadable file, a cache that cannot be opened.
+const EXIT_ERROR: u8 = 2;
+/// A bisection that ended without naming a culprit (inconclusive, or no
+/// commit in the range changed the kernel).
+const EXIT_NO_CULPRIT: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kcache: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
@@ -325,6 +360,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
     let cache = || open_cache(&settings);
+    // Commands that only read: the cache must exist already.
+    let existing = || open_existing_cache(&settings);
     match cli.command {
         Command::Config { json } => {
             if json {
@@ -370,9 +407,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             first_parent,
             log,
             no_predict,
+            no_cache,
             json,
         } => {
-            let cache = cache()?;
+            let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
+            let cache = match &throwaway {
+                Some(dir) => Cache::open(dir.path())?,
+                None => cache()?,
+            };
             let repo = Repo::open(&repo)?;
             let worktree = bisect::worktree_dir(&cache, repo.dir());
             let state = bisect::state_dir(&cache, repo.dir());
@@ -394,7 +436,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", kcache::report::bisect_text(&summary));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(match summary.outcome {
+                bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_NO_CULPRIT),
+            })
         }
         Command::Exec { recipe, json } => {
             let cache = cache()?;
@@ -462,7 +507,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dest,
             json,
         } => {
-            let cache = cache()?;
+            let cache = existing()?;
             let key = match build_key {
                 Some(k) => parse_key(&k)?,
                 None => resolve_inputs(&inputs)?.1.key(),
@@ -496,8 +541,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Forget {
+            inputs,
+            build_key,
+            json,
+        } => {
+            let cache = existing()?;
+            let key = match build_key {
+                Some(k) => parse_key(&k)?,
+                None => resolve_inputs(&inputs)?.1.key(),
+            };
+            let forgotten = cache.forget_build(&key)?;
+            if json {
+                println!("{}", serde_json::json!({ "build_key": key, "forgotten": forgotten }));
+            } else {
+                println!("{key}: forgot {forgotten} build record(s)");
+            }
+            Ok(if forgotten > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_NEGATIVE)
+            })
+        }
         Command::Predict { repo, commits, json } => {
-            let cache = cache()?;
+            let cache = existing()?;
             let repo = Repo::open(&repo)?;
             let references = bisect::predict::references_in_cache(&cache)?;
             for rev in commits {
@@ -525,7 +592,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             signature,
             json,
         } => {
-            let cache = cache()?;
+            let cache = existing()?;
             let found = match (build_key, signature) {
                 (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig)?,
                 (Some(k), None) => bisect::lookup::by_build_key(&cache, &parse_key(&k)?)?,
@@ -599,7 +666,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { json } => {
-            let stats = cache()?.stats()?;
+            let stats = existing()?.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
@@ -609,7 +676,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gc { max_size, json } => {
             let max = parse_size(&max_size)?;
-            let r = cache()?.gc(max)?;
+            let r = existing()?.gc(max)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -621,7 +688,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { repair, json } => {
-            let r = cache()?.verify(repair)?;
+            let r = existing()?.verify(repair)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -660,20 +727,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
-    each_file(files, |path| {
-        let analysis = syzlog::analyze(&syzlog::parse_file(path)?);
+    let mut rejected = false;
+    let code = each_file(files, |path| {
+        let log = parse_log(path)?;
+        let analysis = syzlog::analyze(&log);
+        rejected |= analysis.verdict == syzlog::ResultVerdict::Reject;
         if json {
             println!("{}", serde_json::json!({ "path": path, "analysis": analysis }));
         } else {
             print!("{}", kcache::report::analysis_text(path, &analysis));
         }
         Ok(())
-    })
+    });
+    if code == ExitCode::SUCCESS && rejected {
+        ExitCode::from(EXIT_NEGATIVE)
+    } else {
+        code
+    }
+}
+
+/// Parses a log, warning once if console output held binary bytes.
+fn parse_log(path: &Path) -> Result<syzlog::Log, syzlog::LogFileError> {
+    let log = syzlog::parse_file(path)?;
+    if let Some(w) = syzlog::garbled_warning(path, &log) {
+        kcache::notice(&format!("warning: {w}"));
+    }
+    Ok(log)
 }
 
 fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
     each_file(files, |path| {
-        let r = kcache::import::import_log(cache, &syzlog::parse_file(path)?, path)?;
+        let r = kcache::import::import_log(cache, &parse_log(path)?, path)?;
         if json {
             println!("{}", serde_json::json!({ "path": path, "import": r }));
         } else {
@@ -692,6 +776,9 @@ fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
 fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let files = syzlog::corpus_files(dirs)?;
     let report = syzlog::replay(&files);
+    for w in &report.warnings {
+        kcache::notice(&format!("warning: {w}"));
+    }
     for e in &report.unreadable {
         eprintln!("kcache: {e}");
     }
@@ -700,7 +787,11 @@ fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", kcache::report::replay_text(&report));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_ERROR)
+    })
 }
 
 /// Runs `f` on every file; a failure is reported and the rest still done.
@@ -748,11 +839,26 @@ fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn open_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
-    let remote = match &s.remote {
+    let cache = Cache::open_with_remote(&s.cache_dir, open_remote(s)?).context("cannot open the cache")?;
+    cache.clean_stale();
+    Ok(cache)
+}
+
+/// For commands that only read. Without a remote the local cache must
+/// exist (a typo is an error, not a new empty cache); with one, an empty
+/// local tier is the normal start of a team member.
+fn open_existing_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
+    if s.remote.is_some() {
+        return open_cache(s);
+    }
+    Ok(Cache::open_existing(&s.cache_dir, None)?)
+}
+
+fn open_remote(s: &kcache::config::Settings) -> anyhow::Result<Option<store::Remote>> {
+    Ok(match &s.remote {
         Some(url) => Some(store::Remote::open(url, s.remote_mode)?),
         None => None,
-    };
-    Cache::open_with_remote(&s.cache_dir, remote).context("cannot open the cache")
+    })
 }
 
 /// Waits for uploads to the remote and says what could not be uploaded.
@@ -779,12 +885,23 @@ fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
         test: r.test,
         config: r.config,
         artifacts,
-        runs: r.runs.max(1),
+        runs: r.runs,
         test_key_files: r.test_key_files,
         key_files: r.key_files,
         toolchain,
         arch: r.target.arch(),
+        build_timeout: seconds(r.build_timeout, "--build-timeout")?,
+        test_timeout: seconds(r.test_timeout, "--test-timeout")?,
+        retry_failed: r.retry_failed,
     })
+}
+
+fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    match s {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        Some(s) => bail!("{what} {s}: give a positive number of seconds"),
+    }
 }
 
 /// `--kbuild`: the embedded recipe; its `--identity` (compiler, linker,

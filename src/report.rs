@@ -73,6 +73,7 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
         ResultVerdict::Warn => "WARN",
         ResultVerdict::Reject => "REJECT",
         ResultVerdict::NoCulprit => "NO CULPRIT",
+        ResultVerdict::Truncated => "TRUNCATED (the log stops before any result)",
     };
     let _ = writeln!(s, "{}: {verdict}", path.display());
     if let Some(c) = &a.culprit {
@@ -137,6 +138,9 @@ pub fn replay_text(r: &ReplayReport) -> String {
         r.reusable_tests, r.reusable_test_hours, r.total_test_hours
     );
     let _ = writeln!(s, "rejected results: {} {:?}", r.rejected.len(), r.rejected);
+    if !r.truncated.is_empty() {
+        let _ = writeln!(s, "truncated logs (no result): {} {:?}", r.truncated.len(), r.truncated);
+    }
     let _ = writeln!(
         s,
         "logs with a signature judged good and bad: {} {:?}",
@@ -209,6 +213,7 @@ pub fn bisect_text(s: &Summary) -> String {
             BuildSource::Reused => "reused",
             BuildSource::Failed => "build failed",
             BuildSource::KnownBroken => "known broken",
+            BuildSource::TransientFailure => "build failed (transient, not recorded)",
             BuildSource::Predicted => "predicted",
         };
         let _ = writeln!(

@@ -231,7 +231,7 @@ fn a_flaky_test_never_makes_kcache_blame_a_no_op_commit() {
             "1",
             "--json",
         ]);
-    let summary = json(&run_ok(&mut cmd));
+    let summary = json(&run_ended(&mut cmd));
     if summary["outcome"]["kind"] == "culprit" {
         let sig = &summary["outcome"]["signature"];
         for parent in summary["outcome"]["parents"].as_array().unwrap() {
@@ -275,13 +275,10 @@ fn the_culprit_is_never_a_commit_with_its_parents_kernel() {
         ],
     );
     let comment_only = child.lines().next().unwrap().to_string();
-    let summary = json(&run_ok(&mut bisect_cmd(
-        &dir.path().join("cache"),
-        &repo,
-        &regression,
-        &comment_only,
-        10,
-    )));
+    let summary = json(&run_status(
+        &mut bisect_cmd(&dir.path().join("cache"), &repo, &regression, &comment_only, 10),
+        3,
+    ));
     assert_eq!(summary["outcome"]["kind"], "no_boundary", "{summary}");
     assert!(summary["steps"]
         .as_array()
@@ -303,7 +300,10 @@ fn a_build_failure_range_gives_the_inconclusive_list() {
         ],
     );
     let cache = dir.path().join("cache");
-    let summary = json(&run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 3)));
+    let summary = json(&run_status(
+        &mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 3),
+        3,
+    ));
     assert_eq!(summary["outcome"]["kind"], "inconclusive", "{summary}");
     let mut got: Vec<String> = summary["outcome"]["candidates"]
         .as_array()
@@ -319,7 +319,10 @@ fn a_build_failure_range_gives_the_inconclusive_list() {
         "commits 20..29 cannot be built and 30 is the first bad one that can"
     );
     // Known-broken commits are skipped next time without building.
-    let again = json(&run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 3)));
+    let again = json(&run_status(
+        &mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 3),
+        3,
+    ));
     assert_eq!(totals(&again, "builds_done"), 0);
 }
 

@@ -10,7 +10,7 @@ use common::*;
 use kcache::signature::{self, ElfFile};
 
 fn vectors() -> Vec<(String, PathBuf)> {
-    let dir = shared().join("elf-vectors");
+    let dir = shared_file("elf-vectors");
     std::fs::read_to_string(dir.join("EXPECTED"))
         .expect("EXPECTED is readable")
         .lines()
@@ -38,7 +38,7 @@ fn every_vector_signs_as_expected_or_is_rejected() {
 
 #[test]
 fn cli_prints_like_sha256sum_and_exits_2_on_bad_files() {
-    let dir = shared().join("elf-vectors");
+    let dir = shared_file("elf-vectors");
     let out = kcache()
         .arg("sign")
         .arg(dir.join("be32-ppc.elf"))
@@ -71,7 +71,7 @@ fn cli_prints_like_sha256sum_and_exits_2_on_bad_files() {
 
 #[test]
 fn json_lists_hashed_and_skipped_sections() {
-    let path = shared().join("elf-vectors/le64-aarch64.elf");
+    let path = shared_file("elf-vectors/le64-aarch64.elf");
     let out = run_ok(kcache().args(["sign", "--json"]).arg(&path));
     let v = json(&out);
     assert_eq!(
@@ -170,7 +170,7 @@ fn diff_names_changed_symbols_and_ignores_comments_and_debug_info() {
 
 #[test]
 fn hostile_headers_are_rejected_without_panic_or_huge_allocation() {
-    let good = std::fs::read(shared().join("elf-vectors/le64-x86-nodebug.elf")).unwrap();
+    let good = std::fs::read(shared_file("elf-vectors/le64-x86-nodebug.elf")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // e_shoff far past the end; e_shnum huge; a section size of 2^63.
     type Mutate = Box<dyn Fn(&mut Vec<u8>)>;
@@ -238,7 +238,7 @@ fn with_compressed_rodata(orig: &[u8], ch_type: u32, payload: impl Fn(&[u8]) -> 
 #[test]
 fn compressed_allocated_sections_are_hashed_decompressed() {
     use std::io::Write;
-    let path = shared().join("elf-vectors/le64-x86-nodebug.elf");
+    let path = shared_file("elf-vectors/le64-x86-nodebug.elf");
     let orig = std::fs::read(&path).unwrap();
     let want = signature::sign_file(&path).unwrap();
     let zlib = |c: &[u8]| {

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 
+mod common;
+
 fn seeds() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/elf-vectors");
+    let dir: PathBuf = common::shared_file("elf-vectors");
     [
         "le64-x86-debug.elf",
         "be32-ppc.elf",

@@ -325,6 +325,11 @@ fn four_writers_and_a_reader_share_one_cache() {
                 .unwrap(),
         );
     }
+    // Reading commands never create a cache: start reading once a writer made it.
+    let start = std::time::Instant::now();
+    while !cache.join("index").is_dir() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     for _ in 0..20 {
         run_ok(kc(&cache).args(["stats", "--json"]));
     }

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use kcache::syzlog::{self, Ending, ParseError, Purpose, ResultVerdict, Runs};
 
+mod common;
+
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bisect-logs")
+    common::shared_file("bisect-logs")
 }
 
 fn all_logs() -> Vec<PathBuf> {
@@ -99,14 +101,42 @@ fn seed_000_structure() {
 fn broken_inputs_get_precise_errors() {
     assert_eq!(syzlog::parse(b"").unwrap_err(), ParseError::NoBisection);
     assert_eq!(syzlog::parse(b"hello\nworld\n").unwrap_err(), ParseError::NoBisection);
+    // Binary through and through: not a log, and the error says binary.
     assert_eq!(
-        syzlog::parse(b"testing commit \x00abc").unwrap_err(),
-        ParseError::Binary(15)
+        syzlog::parse(b"\x7fELF\x02\x01\x00\x00\nmore\x00\xff\n").unwrap_err(),
+        ParseError::Binary { first_line: 1 }
     );
-    assert!(matches!(
-        syzlog::parse(b"bisecting cause \xff\xfe").unwrap_err(),
-        ParseError::NotText(16)
-    ));
+}
+
+/// Kernels print NUL bytes and Latin-1 to the console (`Unexpected user
+/// alpha2: \0\0`): such a log is still a log, read lossily, and the lines
+/// that held the bytes are counted once.
+#[test]
+fn binary_bytes_in_console_output_are_read_lossily() {
+    let text = std::fs::read(shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    let clean = syzlog::parse(&text).unwrap();
+    assert!(clean.garbled.is_none());
+    // Insert garbage into a crash report line, after the first step.
+    let cut = text.windows(5).position(|w| w == b"run #").expect("the seed has runs");
+    let mut dirty = text[..cut].to_vec();
+    dirty.extend_from_slice(b"cfg80211: Unexpected user alpha2: \x00\x00\nLatin-1 caf\xe9 \xff\xfe\n");
+    dirty.extend_from_slice(&text[cut..]);
+    let log = syzlog::parse(&dirty).expect("a log with binary console output parses");
+    let line = text[..cut].iter().filter(|&&b| b == b'\n').count() + 1;
+    assert_eq!(
+        log.garbled,
+        Some(syzlog::Garbled {
+            first_line: line,
+            lines: 2
+        })
+    );
+    assert_eq!(log.steps.len(), clean.steps.len());
+    assert_eq!(log.culprit(), clean.culprit());
+    assert_eq!(
+        syzlog::analyze(&log).verdict,
+        syzlog::analyze(&clean).verdict,
+        "the garbage changes nothing in the analysis"
+    );
 }
 
 #[test]
@@ -130,7 +160,7 @@ fn replay_reports_bad_files_and_goes_on() {
     let r = syzlog::replay(&syzlog::corpus_files(&[dir.path().to_path_buf()]).unwrap());
     assert_eq!(r.logs, 1);
     assert_eq!(r.unreadable.len(), 1);
-    assert!(r.unreadable[0].contains("a_garbage.txt") && r.unreadable[0].contains("NUL byte"));
+    assert!(r.unreadable[0].contains("a_garbage.txt") && r.unreadable[0].contains("binary data"));
 }
 
 #[test]
@@ -172,4 +202,74 @@ fn import_makes_log_signatures_and_runs_visible_to_lookup() {
     let out = kc().args(["log", "import"]).arg(&garbage).arg(&seed).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.txt"));
+}
+
+/// What a user sees from `kcache log`: one warning naming the file and line
+/// for binary console output, one line per error (not the same text three
+/// times), a missing directory named, a truncated log called truncated, and
+/// distinct exit statuses (0 fine, 1 a rejected result, 2 an unreadable log).
+#[test]
+fn log_commands_warn_once_name_what_is_missing_and_exit_by_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kcache"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let seed = shared().join("seeds/000_e3960454e11cd2ea.txt");
+    let mut text = std::fs::read(&seed).unwrap();
+    text.extend_from_slice(b"Unexpected user alpha2: \x00\x00\nsecond \xe9\n");
+    let dirty = dir.path().join("dirty.txt");
+    std::fs::write(&dirty, &text).unwrap();
+    let out = kc(&["log".as_ref(), "analyze".as_ref(), dirty.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = std::str::from_utf8(&std::fs::read(&seed).unwrap())
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(stderr.matches("warning:").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("dirty.txt:{}: 2 line(s)", lines + 1)),
+        "{stderr}"
+    );
+
+    // Seed 002 blames a commit with its parent's signature: REJECT, exit 1.
+    let reject = shared().join("seeds/002_9f5fff6f4365948f.txt");
+    let out = kc(&["log".as_ref(), "analyze".as_ref(), reject.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REJECT"));
+
+    let elf = dir.path().join("not-a-log.bin");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\x00\x00\x00").unwrap();
+    let out = kc(&["log".as_ref(), "analyze".as_ref(), elf.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "one line per error: {stderr}");
+    assert_eq!(stderr.matches("binary data").count(), 1, "{stderr}");
+    assert!(stderr.contains("not-a-log.bin"), "{stderr}");
+
+    let truncated = dir.path().join("truncated.txt");
+    let full = std::fs::read(shared().join("seeds/001_7c9f106649ff4028.txt")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let out = kc(&["log".as_ref(), "analyze".as_ref(), truncated.as_os_str()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TRUNCATED"));
+
+    let missing = dir.path().join("no-such-dir");
+    let out = kc(&["log".as_ref(), "replay".as_ref(), missing.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no-such-dir"), "{stderr}");
+
+    // Replay with an unreadable log still reports the rest, and exits 2.
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::copy(&elf, corpus.join("a.bin")).unwrap();
+    std::fs::copy(&seed, corpus.join("b.txt")).unwrap();
+    let out = kc(&["log".as_ref(), "replay".as_ref(), corpus.as_os_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("logs: 1 (1 unreadable)"));
 }

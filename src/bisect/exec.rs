@@ -1,15 +1,15 @@
 //! Evaluating one commit through the cache: reuse what is known, build and
 //! test what is not, record everything as it completes.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
 use super::predict::{self, Prediction, Reference};
+use crate::child::{self, Ending};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
 use crate::key::{self, BuildInputs, Key, TestInputs};
@@ -48,6 +48,14 @@ pub struct Recipe {
     pub key_files: Vec<PathBuf>,
     pub toolchain: String,
     pub arch: String,
+    /// A build running longer is killed (with everything it started) and
+    /// counts as a transient failure: not cached.
+    pub build_timeout: Option<Duration>,
+    /// A test run running longer is killed and gives no information.
+    pub test_timeout: Option<Duration>,
+    /// Build commits whose inputs are recorded as failing, instead of
+    /// skipping them.
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +69,9 @@ pub enum BuildSource {
     Failed,
     /// Known to fail to build: skipped without building.
     KnownBroken,
+    /// Failed now for a reason that is not the commit's (a missing tool,
+    /// a signal, a timeout, a missing artifact): reported, not cached.
+    TransientFailure,
     /// Not built: no file an already-built commit's build read differs,
     /// so this commit has that build's kernel (see `predict`).
     Predicted,
@@ -91,6 +102,47 @@ pub struct Evaluation {
     pub runs: Vec<RunRecord>,
     #[serde(skip)]
     pub log_tail: Option<String>,
+    /// Why the build failed, when it did now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<BuildFailure>,
+}
+
+/// A build that failed in this process: why, and where its log is.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BuildFailure {
+    /// Cached as the commit's own failure (compiler output, exit 1-125),
+    /// or transient (anything else; not cached, tried again next time).
+    pub deterministic: bool,
+    pub reason: String,
+    pub log: PathBuf,
+    /// The last lines of the log.
+    pub tail: String,
+}
+
+impl BuildFailure {
+    /// The last few non-empty lines, with commit ids and numbers blurred, so
+    /// that failures of different commits for one cause compare equal.
+    pub fn signature_tail(&self) -> String {
+        let lines: Vec<&str> = self.tail.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|l| {
+                l.split(|c: char| c.is_whitespace() || c == ':')
+                    .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "#" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// What a build run gave.
+enum Built {
+    /// Built and stored.
+    Ok(Box<BuildRecord>),
+    /// Failed; recorded in the cache only when `failure.deterministic`.
+    Failed { failure: BuildFailure, seconds: f64 },
 }
 
 /// Evaluates commits with one recipe; owns the worktree it builds in.
@@ -194,6 +246,26 @@ impl CommitEvaluator {
         Ok(scores)
     }
 
+    /// What the cache already says of a commit's kernel under this test,
+    /// without building or testing: its signature and pooled runs.
+    pub fn cached_evidence(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+    ) -> Result<Option<(String, Evidence)>, EvalError> {
+        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
+        let Some(signature) = cache.build(&key)?.and_then(|b| b.signature) else {
+            return Ok(None);
+        };
+        let evidence = Evidence::of(&cache.runs(&signature, &self.test_key)?);
+        // Too few runs to call it good yet: a bisection would test more.
+        if evidence.needs_more(self.recipe.runs) {
+            return Ok(None);
+        }
+        Ok(Some((signature, evidence)))
+    }
+
     /// Builds (or reuses) and tests (or reuses) one commit.
     pub fn evaluate(
         &mut self,
@@ -207,25 +279,33 @@ impl CommitEvaluator {
             return Ok(eval);
         };
         let mut runs = cache.runs_shared(&signature, &self.test_key, self.recipe.runs)?;
-        let before = Evidence::of(&runs);
-        let reused = before.total();
-        eval.saved_test_seconds = runs.iter().map(|r| r.seconds).sum();
-        if before.needs_more(self.recipe.runs) {
-            let record_key = eval.reference_key.unwrap_or(eval.build_key);
-            let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
-                what: format!("build record {record_key}"),
-                source: std::io::Error::other("vanished from the cache while testing"),
-            })?;
-            let new_runs = self.test(repo, cache, commit, &record, &signature, reused, progress)?;
-            eval.runs_done = new_runs.len() as u32;
-            eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
-            runs.extend(new_runs);
-        } else {
+        let mut reused = Evidence::of(&runs).total();
+        if Evidence::of(&runs).needs_more(self.recipe.runs) {
+            // One tester per kernel and test: a concurrent bisection testing
+            // the same kernel finishes first, and its runs are pooled here.
+            let lock = claim(cache, &format!("test-{signature}-{}", self.test_key.to_hex()), progress)?;
+            runs = cache.runs(&signature, &self.test_key)?;
+            reused = Evidence::of(&runs).total();
+            if Evidence::of(&runs).needs_more(self.recipe.runs) {
+                let record_key = eval.reference_key.unwrap_or(eval.build_key);
+                let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
+                    what: format!("build record {record_key}"),
+                    source: std::io::Error::other("vanished from the cache while testing"),
+                })?;
+                let new_runs = self.test(repo, cache, commit, &record, &signature, &runs, progress)?;
+                eval.runs_done = new_runs.len() as u32;
+                eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
+                runs.extend(new_runs);
+            }
+            drop(lock);
+        }
+        if eval.runs_done == 0 {
             progress(&format!(
                 "  reused {reused} test run(s) of signature {}",
-                &signature[..signature.len().min(12)]
+                short_hex(&signature)
             ));
         }
+        eval.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
         eval.runs_reused = reused;
         eval.evidence = Evidence::of(&runs);
         eval.verdict = eval.evidence.verdict().unwrap_or(Verdict::Skip);
@@ -283,72 +363,106 @@ impl CommitEvaluator {
             reference_key: None,
             runs: Vec::new(),
             log_tail: None,
+            failure: None,
         };
-        let record = match cache.build(&build_key)? {
-            Some(r) => {
-                eval.saved_build_seconds = r.build_seconds;
-                eval.build = if r.status == BuildStatus::Ok {
-                    BuildSource::Reused
-                } else {
-                    BuildSource::KnownBroken
-                };
-                progress(&format!(
-                    "  build reused ({}, key {})",
-                    if r.status == BuildStatus::Ok {
-                        "signature known"
-                    } else {
-                        "known to fail"
-                    },
-                    &build_key.to_hex()[..12]
-                ));
-                cache.count(&[
-                    (counters::BUILD_HITS, 1),
-                    (counters::SAVED_BUILD_MS, (r.build_seconds * 1000.0) as i64),
-                ])?;
-                if self.predict && r.status == BuildStatus::Ok {
-                    self.remember_reference(cache, &r)?;
-                }
-                r
+        if let Some(r) = self.known_build(cache, &build_key, progress)? {
+            self.reuse(cache, r, &mut eval, progress)?;
+            return Ok(eval);
+        }
+        if may_predict && self.predict {
+            if let Some(reference) = self.predict_from_references(repo, commit, progress)? {
+                eval.build = BuildSource::Predicted;
+                eval.signature = Some(reference.signature.clone());
+                eval.predicted_from = Some(reference.commit.clone());
+                eval.reference_key = Some(reference.build_key);
+                cache.count(&[(counters::BUILDS_PREDICTED, 1)])?;
+                return Ok(eval);
             }
-            None if may_predict && self.predict => match self.predict_from_references(repo, commit, progress)? {
-                Some(reference) => {
-                    eval.build = BuildSource::Predicted;
-                    eval.signature = Some(reference.signature.clone());
-                    eval.predicted_from = Some(reference.commit.clone());
-                    eval.reference_key = Some(reference.build_key);
-                    cache.count(&[(counters::BUILDS_PREDICTED, 1)])?;
-                    return Ok(eval);
-                }
-                None => self.build_and_count(repo, cache, commit, &inputs, &mut eval, progress)?,
-            },
-            None => self.build_and_count(repo, cache, commit, &inputs, &mut eval, progress)?,
-        };
-        eval.signature = record.signature.clone();
-        eval.log_tail = record.log_tail.clone();
+        }
+        // One builder per build key across processes and clones: whoever
+        // waited here finds the other's record and reuses it. The claim is
+        // a lock, so a builder that dies releases it.
+        let claim = claim(cache, &format!("build-{}", build_key.to_hex()), progress)?;
+        if let Some(r) = self.known_build(cache, &build_key, progress)? {
+            self.reuse(cache, r, &mut eval, progress)?;
+            return Ok(eval);
+        }
+        let built = self.build(repo, cache, commit, &inputs, progress)?;
+        drop(claim);
+        cache.count(&[(counters::BUILD_MISSES, 1)])?;
+        match built {
+            Built::Ok(r) => {
+                eval.build_seconds = r.build_seconds;
+                self.remember_reference(cache, &r)?;
+                eval.build = BuildSource::Built;
+                eval.signature = r.signature.clone();
+            }
+            Built::Failed { failure, seconds } => {
+                eval.build_seconds = seconds;
+                eval.build = if failure.deterministic {
+                    BuildSource::Failed
+                } else {
+                    BuildSource::TransientFailure
+                };
+                eval.log_tail = Some(failure.tail.clone());
+                eval.failure = Some(failure);
+            }
+        }
         Ok(eval)
     }
 
-    fn build_and_count(
-        &mut self,
-        repo: &Repo,
+    /// The cache's build record for a key, unless it is a failure the user
+    /// asked to retry.
+    fn known_build(
+        &self,
         cache: &Cache,
-        commit: &str,
-        inputs: &BuildInputs,
+        key: &Key,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<BuildRecord>, EvalError> {
+        match cache.build(key)? {
+            Some(r) if r.status != BuildStatus::Ok && self.recipe.retry_failed => {
+                progress(&format!(
+                    "  retrying a recorded build failure (--retry-failed, key {})",
+                    short_hex(&key.to_hex())
+                ));
+                Ok(None)
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn reuse(
+        &mut self,
+        cache: &Cache,
+        r: BuildRecord,
         eval: &mut Evaluation,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<BuildRecord, EvalError> {
-        let r = self.build(repo, cache, commit, inputs, progress)?;
-        eval.build_seconds = r.build_seconds;
+    ) -> Result<(), EvalError> {
+        eval.saved_build_seconds = r.build_seconds;
         eval.build = if r.status == BuildStatus::Ok {
-            BuildSource::Built
+            BuildSource::Reused
         } else {
-            BuildSource::Failed
+            BuildSource::KnownBroken
         };
-        cache.count(&[(counters::BUILD_MISSES, 1)])?;
-        if r.status == BuildStatus::Ok {
+        progress(&format!(
+            "  build reused ({}, key {})",
+            if r.status == BuildStatus::Ok {
+                "signature known"
+            } else {
+                "known to fail; --retry-failed builds it again"
+            },
+            short_hex(&r.build_key.to_hex())
+        ));
+        cache.count(&[
+            (counters::BUILD_HITS, 1),
+            (counters::SAVED_BUILD_MS, (r.build_seconds * 1000.0) as i64),
+        ])?;
+        if self.predict && r.status == BuildStatus::Ok {
             self.remember_reference(cache, &r)?;
         }
-        Ok(r)
+        eval.signature = r.signature.clone();
+        eval.log_tail = r.log_tail.clone();
+        Ok(())
     }
 
     /// Makes a successful build with a recorded input set available for
@@ -395,62 +509,6 @@ impl CommitEvaluator {
         }
     }
 
-    fn build(
-        &self,
-        repo: &Repo,
-        cache: &Cache,
-        commit: &str,
-        inputs: &BuildInputs,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<BuildRecord, EvalError> {
-        let state = self.state.clone();
-        std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
-        // Held from checkout to input-set record: another bisection of the
-        // same repository shares the worktree and must not switch commits
-        // under this build.
-        let _worktree_lock = lock_worktree(&state, progress)?;
-        if !self.in_place {
-            repo.ensure_worktree(&self.worktree, commit)?;
-            git::checkout(&self.worktree, commit)?;
-        }
-        let mut cmd = shell(&self.recipe.build);
-        cmd.current_dir(&self.worktree)
-            .env("KCACHE_COMMIT", commit)
-            .env("KCACHE_CACHE_DIR", cache.dir());
-        if let Some(cfg) = &self.recipe.config {
-            let copy = state.join("config");
-            std::fs::copy(cfg, &copy).map_err(io_err(format!("config {}", cfg.display())))?;
-            cmd.env("KCACHE_CONFIG", &copy);
-        }
-        progress("  building...");
-        let start = Instant::now();
-        let log_path = state.join("build.log");
-        let log = std::fs::File::create(&log_path).map_err(io_err(format!("build log {}", log_path.display())))?;
-        let status = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io_err("build log"))?)
-            .stderr(log)
-            .status()
-            .map_err(io_err(format!("build command `{}`", self.recipe.build)))?;
-        let seconds = start.elapsed().as_secs_f64();
-        let missing = self.artifact_paths().into_iter().find(|(_, p)| !p.is_file());
-        if !status.success() || missing.is_some() {
-            let mut tail = tail_of(&log_path);
-            if let (true, Some((name, _))) = (status.success(), &missing) {
-                tail.push_str(&format!("\nkcache: the build exited 0 but produced no {name}"));
-            }
-            progress(&format!("  build FAILED in {seconds:.1}s ({status})"));
-            return Ok(cache.put_build_failure(commit, inputs, &tail, seconds)?);
-        }
-        let record = cache.put_build(commit, inputs, &self.artifact_paths(), seconds)?;
-        self.record_input_set(cache, &record)?;
-        progress(&format!(
-            "  built in {seconds:.1}s, signature {}",
-            &record.signature.as_deref().unwrap_or("")[..12]
-        ));
-        Ok(record)
-    }
-
     /// Keeps what a kbuild build read, for predicting other commits.
     fn record_input_set(&self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
         let set = inputs::record(&self.worktree, record.build_key, &record.commit).map_err(|e| EvalError::Io {
@@ -472,6 +530,91 @@ impl CommitEvaluator {
         names.into_iter().map(|n| (n.clone(), self.worktree.join(&n))).collect()
     }
 
+    fn build(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        inputs: &BuildInputs,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Built, EvalError> {
+        let state = self.state.clone();
+        std::fs::create_dir_all(&state).map_err(io_err(format!("state dir {}", state.display())))?;
+        // Held from checkout to input-set record: another bisection of the
+        // same repository shares the worktree and must not switch commits
+        // under this build.
+        let _worktree_lock = lock_file(
+            &state.join("worktree.lock"),
+            "the worktree: another kcache process is building in it",
+            progress,
+        )?;
+        if !self.in_place {
+            repo.ensure_worktree(&self.worktree, commit)?;
+            git::checkout(&self.worktree, commit)?;
+        }
+        let mut env = vec![
+            ("KCACHE_COMMIT", commit.into()),
+            ("KCACHE_CACHE_DIR", cache.dir().as_os_str().to_owned()),
+        ];
+        if let Some(cfg) = &self.recipe.config {
+            let copy = state.join("config");
+            std::fs::copy(cfg, &copy).map_err(io_err(format!("config {}", cfg.display())))?;
+            env.push(("KCACHE_CONFIG", copy.into_os_string()));
+        }
+        progress("  building...");
+        let start = Instant::now();
+        let log_path = state.join("build.log");
+        let ending = child::run(
+            &child::Spec {
+                script: &self.recipe.build,
+                dir: &self.worktree,
+                env,
+                timeout: self.recipe.build_timeout,
+                log: Some(log_path.clone()),
+            },
+            |_| {},
+        )
+        .map_err(io_err(format!("build command `{}`", self.recipe.build)))?;
+        let seconds = start.elapsed().as_secs_f64();
+        let missing = self.artifact_paths().into_iter().find(|(_, p)| !p.is_file());
+        if ending == Ending::Exited(0) && missing.is_none() {
+            let record = cache.put_build(commit, inputs, &self.artifact_paths(), seconds)?;
+            self.record_input_set(cache, &record)?;
+            progress(&format!(
+                "  built in {seconds:.1}s, signature {}",
+                short_hex(record.signature.as_deref().unwrap_or(""))
+            ));
+            return Ok(Built::Ok(Box::new(record)));
+        }
+        let mut tail = tail_of(&log_path);
+        if let (Ending::Exited(0), Some((name, path))) = (ending, &missing) {
+            tail.push_str(&format!(
+                "\nkcache: the build exited 0 but produced no {name} ({})",
+                path.display()
+            ));
+        }
+        let (deterministic, reason) = classify_failure(ending, &tail);
+        // Kept apart from build.log, which the next build overwrites.
+        let kept = state.join(format!("build-failed-{}.log", short_hex(commit)));
+        let log = match std::fs::copy(&log_path, &kept) {
+            Ok(_) => kept,
+            Err(_) => log_path,
+        };
+        let failure = BuildFailure {
+            deterministic,
+            reason,
+            log,
+            tail,
+        };
+        progress(&failure_report(&failure, seconds));
+        if deterministic {
+            cache.put_build_failure(commit, inputs, &failure.tail, seconds)?;
+        }
+        Ok(Built::Failed { failure, seconds })
+    }
+
+    /// Runs the test until the pooled runs and the new ones are enough or
+    /// one crashed. The caller holds the kernel's test claim.
     #[allow(clippy::too_many_arguments)]
     fn test(
         &self,
@@ -480,71 +623,106 @@ impl CommitEvaluator {
         commit: &str,
         record: &BuildRecord,
         signature: &str,
-        already: u32,
+        pooled: &[RunRecord],
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let artifacts_dir = tempfile::Builder::new()
-            .prefix("artifacts-")
+            .prefix(ARTIFACTS_PREFIX)
             .tempdir_in(cache.dir())
             .map_err(io_err("artifacts dir"))?;
+        // Held while testing: `Cache::clean_stale` leaves a locked directory alone.
+        let in_use = artifacts_dir.path().join(store::ARTIFACTS_LOCK);
+        let _in_use = std::fs::File::create(&in_use)
+            .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
+            .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
         let restored = cache.restore(&record.artifacts, artifacts_dir.path());
         if let Err(StoreError::Evicted(_)) = restored {
             // Artifacts gone: build again to test.
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
-            let fresh = self.build(repo, cache, &record.commit, &inputs, progress)?;
-            cache.restore(&fresh.artifacts, artifacts_dir.path())?;
+            match self.build(repo, cache, &record.commit, &inputs, progress)? {
+                Built::Ok(fresh) => {
+                    cache.restore(&fresh.artifacts, artifacts_dir.path())?;
+                }
+                _ => {
+                    progress("  the rebuild failed: no test");
+                    return Ok(Vec::new());
+                }
+            }
         } else {
             restored?;
         }
-        let mut out = Vec::new();
         let wanted = self.recipe.runs;
-        progress(&format!("  testing {} run(s)...", wanted - already));
-        for run in already..wanted {
-            let r = self.run_test(commit, signature, artifacts_dir.path(), run)?;
-            cache.record_run(&r)?;
-            let crashed = r.outcome == Outcome::Crash;
-            out.push(r);
-            if crashed {
-                // A crash decides the verdict; more runs cannot change it.
-                break;
+        let mut evidence = Evidence::of(pooled);
+        let mut out = Vec::new();
+        let mut run = evidence.total();
+        progress(&format!("  testing {} run(s)...", wanted.saturating_sub(run)));
+        while evidence.needs_more(wanted) {
+            match self.run_test(commit, signature, artifacts_dir.path(), run)? {
+                Some(r) => {
+                    cache.record_run(&r)?;
+                    out.push(r);
+                }
+                None => progress(&format!(
+                    "  run {run} timed out after {}s: no information (not recorded)",
+                    self.recipe.test_timeout.unwrap_or_default().as_secs_f64()
+                )),
             }
+            run += 1;
+            if run >= wanted.saturating_mul(2).max(wanted + 2) {
+                break; // timeouts: do not loop forever on a hung kernel
+            }
+            // No other process adds runs meanwhile: the caller holds this
+            // kernel's test claim.
+            evidence = Evidence::of(&pooled.iter().chain(&out).cloned().collect::<Vec<_>>());
         }
         Ok(out)
     }
 
-    fn run_test(&self, commit: &str, signature: &str, artifacts: &Path, run: u32) -> Result<RunRecord, EvalError> {
+    /// One run of the test; `None` when it timed out (no information).
+    fn run_test(
+        &self,
+        commit: &str,
+        signature: &str,
+        artifacts: &Path,
+        run: u32,
+    ) -> Result<Option<RunRecord>, EvalError> {
         let start = Instant::now();
+        let mut title = None;
         // The artifacts directory exists whether the kernel was built here,
         // restored from the local cache or fetched from the remote.
-        let mut child = shell(&self.recipe.test)
-            .current_dir(artifacts)
-            .env("KCACHE_ARTIFACTS", artifacts)
-            .env("KCACHE_SIGNATURE", signature)
-            .env("KCACHE_COMMIT", commit)
-            .env("KCACHE_RUN", run.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(io_err(format!("test command `{}`", self.recipe.test)))?;
-        let mut title = None;
-        if let Some(stdout) = child.stdout.take() {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let ending = child::run(
+            &child::Spec {
+                script: &self.recipe.test,
+                dir: artifacts,
+                env: vec![
+                    ("KCACHE_ARTIFACTS", artifacts.as_os_str().to_owned()),
+                    ("KCACHE_SIGNATURE", signature.into()),
+                    ("KCACHE_COMMIT", commit.into()),
+                    ("KCACHE_RUN", run.to_string().into()),
+                ],
+                timeout: self.recipe.test_timeout,
+                log: None,
+            },
+            |line| {
                 if let Some(t) = line.strip_prefix("crash: ") {
                     title = Some(t.trim().to_string());
                 }
-            }
-        }
-        let status = child.wait().map_err(io_err("test command"))?;
-        let outcome = match status.code() {
-            Some(0) => Outcome::Ok,
-            Some(125) => Outcome::Infra,
+            },
+        )
+        .map_err(io_err(format!("test command `{}`", self.recipe.test)))?;
+        let code = match ending {
+            Ending::TimedOut(_) => return Ok(None),
+            Ending::Exited(code) => code,
+        };
+        let outcome = match code {
+            0 => Outcome::Ok,
+            125 => Outcome::Infra,
             // sh's "cannot execute" and "not found": a broken test setup
             // (a relative path, say: tests run in the artifacts directory),
             // never a crash of the kernel.
-            Some(c @ (126 | 127)) => {
+            c @ (126 | 127) => {
                 return Err(EvalError::TestAborted {
                     commit: commit.to_string(),
                     run,
@@ -556,19 +734,19 @@ impl CommitEvaluator {
                     ),
                 })
             }
-            Some(c) if (1..128).contains(&c) => Outcome::Crash,
-            other => {
+            c if (1..128).contains(&c) => Outcome::Crash,
+            c => {
                 return Err(EvalError::TestAborted {
                     commit: commit.to_string(),
                     run,
-                    how: other.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit status {c}")),
+                    how: format!("exit status {c} (killed by signal {})", c - 128),
                 })
             }
         };
         if outcome == Outcome::Crash && title.is_none() {
-            title = Some(format!("crash (exit status {})", status.code().unwrap_or(0)));
+            title = Some(format!("crash (exit status {code})"));
         }
-        Ok(RunRecord {
+        Ok(Some(RunRecord {
             schema: store::RUN_SCHEMA.into(),
             signature: signature.to_string(),
             test_key: self.test_key,
@@ -581,36 +759,102 @@ impl CommitEvaluator {
             commit: Some(commit.to_string()),
             log_blob: None,
             source: None,
-        })
+        }))
     }
 }
 
-/// An exclusive lock on a repository's worktree, waited for (builds are
-/// long) and reported when another process holds it.
-fn lock_worktree(state: &Path, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
-    let path = state.join("worktree.lock");
+/// Prefix of the directories tests run in under the cache: removed when a
+/// killed kcache left them behind (`store::Cache::clean_stale`).
+pub const ARTIFACTS_PREFIX: &str = crate::store::ARTIFACTS_PREFIX;
+
+/// Whether a failed build is the commit's own failure, and why. Only a
+/// build command that exited 1-125 on its own after compiler or linker
+/// diagnostics is; a signal, a timeout, a missing tool (126/127, `not
+/// found`), running out of memory or disk, or a missing artifact is the
+/// machine's, and is not cached.
+pub fn classify_failure(ending: Ending, tail: &str) -> (bool, String) {
+    const MACHINE: &[(&str, &str)] = &[
+        ("command not found", "a command was not found"),
+        (": not found", "a command was not found"),
+        ("Error 127", "a command was not found"),
+        ("Error 126", "a command could not be executed"),
+        ("Killed", "a process was killed (out of memory?)"),
+        ("Error 137", "a process was killed (out of memory?)"),
+        ("internal compiler error", "the compiler crashed"),
+        ("Cannot allocate memory", "out of memory"),
+        ("virtual memory exhausted", "out of memory"),
+        ("No space left on device", "out of disk space"),
+        ("produced no ", "an artifact was not produced (check --artifact)"),
+    ];
+    const COMPILER: &[&str] = &["error:", "undefined reference", "multiple definition of", "ERROR:"];
+    match ending {
+        Ending::TimedOut(limit) => (
+            false,
+            format!("timed out after {}s (--build-timeout)", limit.as_secs_f64()),
+        ),
+        Ending::Exited(c @ (126 | 127)) => (false, format!("exit status {c}: the build command could not be run")),
+        Ending::Exited(c) if c >= 128 => (false, format!("killed by signal {}", c - 128)),
+        Ending::Exited(c) => {
+            if let Some((_, why)) = MACHINE.iter().find(|(pat, _)| tail.contains(pat)) {
+                (false, format!("exit status {c}: {why}"))
+            } else if COMPILER.iter().any(|pat| tail.contains(pat)) {
+                (true, format!("exit status {c} with compiler errors"))
+            } else {
+                (false, format!("exit status {c} without compiler errors"))
+            }
+        }
+    }
+}
+
+/// What the user sees of a failed build: why, the log's last lines, where it is.
+fn failure_report(f: &BuildFailure, seconds: f64) -> String {
+    let lines: Vec<&str> = f.tail.lines().collect();
+    let last = &lines[lines.len().saturating_sub(5)..];
+    format!(
+        "  build FAILED in {seconds:.1}s: {} ({})\n{}\n  full log: {}",
+        f.reason,
+        if f.deterministic {
+            "recorded: this commit fails to build"
+        } else {
+            "not the commit's fault: not recorded, tried again next time"
+        },
+        last.iter().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n"),
+        f.log.display()
+    )
+}
+
+/// Waits for a claim (a lock under `<cache>/locks/`) that another kcache
+/// process may hold; the OS releases it when its holder dies.
+fn claim(cache: &Cache, name: &str, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
+    let dir = cache.dir().join("locks");
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("lock directory {}", dir.display())))?;
+    lock_file(
+        &dir.join(format!("{name}.lock")),
+        "another kcache process is doing the same work; its result will be reused",
+        progress,
+    )
+}
+
+/// An exclusive lock on a file, waited for (builds are long) and reported
+/// when another process holds it.
+fn lock_file(path: &Path, waiting_for: &str, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
     let file = std::fs::File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(io_err(format!("worktree lock {}", path.display())))?;
+        .open(path)
+        .map_err(io_err(format!("lock {}", path.display())))?;
     match file.try_lock() {
         Ok(()) => return Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            progress("  waiting for the worktree: another kcache process is building in it");
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(format!("worktree lock {}", path.display()))(e)),
+        Err(std::fs::TryLockError::WouldBlock) => progress(&format!("  waiting: {waiting_for}")),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(format!("lock {}", path.display()))(e)),
     }
-    file.lock()
-        .map_err(io_err(format!("worktree lock {}", path.display())))?;
+    file.lock().map_err(io_err(format!("lock {}", path.display())))?;
     Ok(file)
 }
 
-fn shell(script: &str) -> Command {
-    let mut c = Command::new("sh");
-    c.arg("-c").arg(script);
-    c
+fn short_hex(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
 }
 
 fn digests(files: &[PathBuf]) -> Result<Vec<(String, Key)>, EvalError> {

@@ -48,7 +48,10 @@ impl LogFile {
         if let Some(sig) = &eval.signature {
             let _ = writeln!(t, "kernel signature: {sig}");
         }
-        if matches!(eval.build, BuildSource::Failed | BuildSource::KnownBroken) {
+        if matches!(
+            eval.build,
+            BuildSource::Failed | BuildSource::KnownBroken | BuildSource::TransientFailure
+        ) {
             for line in eval
                 .log_tail
                 .as_deref()

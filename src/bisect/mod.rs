@@ -52,7 +52,31 @@ pub enum BisectError {
     BadBeforeGood { bad: String, good: String },
     #[error("cannot write the log {}: {source}", path.display())]
     Log { path: PathBuf, source: std::io::Error },
+    #[error("the {side} commit {commit} is not {side} by the cache's own evidence: its kernel {} already has {} \
+             under this test, which makes it {}; check the range (or the test) before bisecting",
+        short(signature), exec::describe(evidence), verdict.as_str())]
+    EndpointContradicted {
+        side: &'static str,
+        commit: String,
+        signature: String,
+        evidence: Evidence,
+        verdict: Verdict,
+    },
+    #[error("stopping early: {builds} builds in a row failed the same way ({reason}), none succeeded{}; \
+             the last lines of {}:\n{tail}\nfix the build (or --retry-failed once it is fixed) and run again",
+        if *bad_checked { ", the bad commit's own build included" } else { "" }, log.display())]
+    BuildsFailing {
+        builds: usize,
+        reason: String,
+        bad_checked: bool,
+        log: PathBuf,
+        tail: String,
+    },
 }
+
+/// Builds that failed the same way in a row before any succeeded: after
+/// [`FAILURE_STREAK`] of them the build, not the commits, is broken.
+const FAILURE_STREAK: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -146,6 +170,8 @@ pub fn bisect(
             return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
         }
     }
+    check_endpoints(repo, cache, evaluator, &bad, &goods)?;
+    cache.clean_stale();
     evaluator.set_prediction(opts.predict);
     let mut run = Run {
         repo,
@@ -157,6 +183,9 @@ pub fn bisect(
         notes: Vec::new(),
         log: logfile::LogFile::new(opts.log.as_deref(), &bad),
         contradictions: 0,
+        failures: Vec::new(),
+        any_built: false,
+        bad_checked: false,
     };
     let outcome = loop {
         if let Some(outcome) = run.search(bad.clone(), goods.clone(), progress)? {
@@ -179,6 +208,35 @@ pub fn bisect(
     })
 }
 
+/// Stops before searching when the cache's pooled runs already contradict
+/// an endpoint: a bad commit whose kernel tested good, or a good one whose
+/// kernel crashed. Only evidence already in the cache is read.
+fn check_endpoints(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &CommitEvaluator,
+    bad: &str,
+    goods: &[String],
+) -> Result<(), BisectError> {
+    let sides =
+        std::iter::once((bad, "bad", Verdict::Good)).chain(goods.iter().map(|g| (g.as_str(), "good", Verdict::Bad)));
+    for (commit, side, contradiction) in sides {
+        let Some((signature, evidence)) = evaluator.cached_evidence(repo, cache, commit)? else {
+            continue;
+        };
+        if evidence.verdict() == Some(contradiction) {
+            return Err(BisectError::EndpointContradicted {
+                side,
+                commit: commit.to_string(),
+                signature,
+                evidence,
+                verdict: contradiction,
+            });
+        }
+    }
+    Ok(())
+}
+
 struct Run<'a> {
     repo: &'a Repo,
     cache: &'a Cache,
@@ -190,6 +248,11 @@ struct Run<'a> {
     notes: Vec<String>,
     log: logfile::LogFile,
     contradictions: usize,
+    /// Failed builds of this bisection so far, while none has succeeded.
+    failures: Vec<exec::BuildFailure>,
+    any_built: bool,
+    /// The bad commit was built to tell a broken range from a broken build.
+    bad_checked: bool,
 }
 
 impl Run<'_> {
@@ -251,6 +314,7 @@ impl Run<'_> {
             }
             let pick = self.choose(&open)?;
             let eval = self.evaluate(&pick, Purpose::Bisect, progress)?;
+            self.stop_if_every_build_fails(&bad, progress)?;
             match eval.verdict {
                 Verdict::Bad => bad = pick,
                 Verdict::Good => goods.push(pick),
@@ -259,6 +323,42 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// After [`FAILURE_STREAK`] builds that failed the same way and none
+    /// that succeeded, the build itself is broken: a transient cause (a
+    /// missing tool, a timeout) stops at once; a compiler error stops when
+    /// the bad commit fails the same way too (else it is a broken stretch
+    /// of the range, which bisection skips over, as `git bisect` does).
+    fn stop_if_every_build_fails(&mut self, bad: &str, progress: &mut dyn FnMut(&str)) -> Result<(), BisectError> {
+        if self.any_built || self.failures.len() < FAILURE_STREAK {
+            return Ok(());
+        }
+        let last = &self.failures[self.failures.len() - FAILURE_STREAK..];
+        let tail = last[0].signature_tail();
+        if last.iter().any(|f| f.signature_tail() != tail) {
+            return Ok(());
+        }
+        let all_transient = last.iter().all(|f| !f.deterministic);
+        if !all_transient {
+            if self.bad_checked {
+                return Ok(());
+            }
+            self.bad_checked = true;
+            progress("  every build so far failed the same way: building the bad commit to tell a broken range from a broken build");
+            let eval = self.evaluate(bad, Purpose::SignatureCheck, progress)?;
+            if eval.signature.is_some() {
+                return Ok(());
+            }
+        }
+        let f = self.failures.last().expect("a streak").clone();
+        Err(BisectError::BuildsFailing {
+            builds: self.failures.len(),
+            reason: f.reason,
+            bad_checked: self.bad_checked,
+            log: f.log,
+            tail: f.tail,
+        })
     }
 
     /// Picks the best split, preferring among nearly-best commits one
@@ -312,6 +412,20 @@ impl Run<'_> {
         if let Some(p) = predicted {
             self.check_prediction(commit, &p, &mut eval, progress)?;
         }
+        match &eval.failure {
+            Some(f) if !self.any_built => self.failures.push(f.clone()),
+            _ => {}
+        }
+        if eval.build == exec::BuildSource::KnownBroken && !self.any_built {
+            // A recorded failure: the same cause as when it was recorded.
+            self.failures.push(exec::BuildFailure {
+                deterministic: true,
+                reason: "recorded build failure".into(),
+                log: PathBuf::from("(the cache's record)"),
+                tail: eval.log_tail.clone().unwrap_or_default(),
+            });
+        }
+        self.any_built |= eval.signature.is_some() && eval.build != exec::BuildSource::Predicted;
         self.log.step(commit, &eval, purpose)?;
         self.steps.push(Step {
             commit: commit.to_string(),
@@ -415,7 +529,7 @@ fn totals(steps: &[Step]) -> Totals {
         let e = &s.eval;
         match e.build {
             exec::BuildSource::Built => t.builds_done += 1,
-            exec::BuildSource::Failed => {
+            exec::BuildSource::Failed | exec::BuildSource::TransientFailure => {
                 t.builds_done += 1;
                 t.builds_failed += 1;
             }

@@ -48,6 +48,8 @@ pub enum Problem {
     Io(#[from] io::Error),
     #[error("is a directory, not an ELF file")]
     Directory,
+    #[error("is not a regular file ({0}), not an ELF file")]
+    NotRegular(&'static str),
     #[error("empty file, not an ELF file")]
     Empty,
     #[error("not an ELF file ({0})")]
@@ -62,6 +64,28 @@ impl SignError {
             path: path.to_path_buf(),
             problem: problem.into(),
         }
+    }
+}
+
+/// Whether `s` is a kernel signature as syzkaller prints them: 64 hex
+/// digits (SHA-256), or 40 in logs from the SHA-1 era.
+pub fn is_signature(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What a special file is, or `None` for a regular file or directory.
+fn special_file(kind: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        None
     }
 }
 
@@ -210,6 +234,11 @@ impl ElfFile {
     /// Maps `path` and validates its header and every section header.
     pub fn open(path: &Path) -> Result<ElfFile, SignError> {
         let err = |p: Problem| SignError::new(path, p);
+        // Looked at before opening: opening a FIFO blocks until a writer comes.
+        let kind = std::fs::metadata(path).map_err(|e| err(e.into()))?.file_type();
+        if let Some(what) = special_file(&kind) {
+            return Err(err(Problem::NotRegular(what)));
+        }
         let file = File::open(path).map_err(|e| err(e.into()))?;
         let meta = file.metadata().map_err(|e| err(e.into()))?;
         if meta.is_dir() {

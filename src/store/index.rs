@@ -33,7 +33,7 @@ pub const CF_PENDING: &str = "pending_upload";
 pub const CF_COUNTERS: &str = "counters";
 /// What each kbuild build read (`kcache.input-set.v1`), by build key.
 pub const CF_INPUT_SETS: &str = "input_sets";
-const ALL_CFS: &[&str] = &[
+pub const ALL_CFS: &[&str] = &[
     CF_BUILDS,
     CF_SIGNATURES,
     CF_RUNS,
@@ -117,23 +117,53 @@ impl Index {
     }
 
     fn db_err(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Index {
-            path: self.path.clone(),
-            problem: e.to_string(),
-        }
+        index_error(&self.path, e)
+    }
+
+    /// Whether the index directory holds a database (or the remains of one).
+    fn has_database_files(&self) -> bool {
+        std::fs::read_dir(&self.path).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".sst") || name.starts_with("MANIFEST-") || name.ends_with(".log")
+            })
+        })
+    }
+
+    /// Runs RocksDB's repair on the index (under the exclusive lock): it
+    /// salvages every record still readable and drops what is not.
+    pub fn repair(&self) -> Result<(), StoreError> {
+        let _lock = self.lock(true)?;
+        DB::repair(&db_options(), &self.path).map_err(|e| self.db_err(e))?;
+        // Repair keeps the column families it finds; a write open adds any
+        // it lost.
+        drop(DB::open_cf_descriptors(&db_options(), &self.path, descriptors()).map_err(|e| self.db_err(e))?);
+        Ok(())
     }
 
     /// Takes the advisory lock beside the index: shared for readers,
-    /// exclusive for writers; waits are bounded and reported.
-    fn lock(&self, exclusive: bool) -> Result<File, StoreError> {
+    /// exclusive for writers; waits are bounded and reported. A reader of a
+    /// cache it may not write (a read-only mirror, a container layer) takes
+    /// the shared lock through a read-only open, or none where the lock
+    /// file cannot exist: then no kcache can be writing there either.
+    fn lock(&self, exclusive: bool) -> Result<Option<File>, StoreError> {
         let path = self.path.with_extension("lock");
-        let file = File::options()
+        let opened = File::options()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
+            .open(&path);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if !exclusive && is_read_only(&e) => match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::io(&path, e)),
+            },
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
         let mut reported = false;
@@ -151,7 +181,7 @@ impl Index {
                             start.elapsed().as_secs_f64()
                         ));
                     }
-                    return Ok(file);
+                    return Ok(Some(file));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
@@ -179,6 +209,11 @@ impl Index {
     /// lock is then free but for a process that does not take ours.
     fn open_rw(&self) -> Result<Open, StoreError> {
         let lock = self.lock(true)?;
+        // Without CURRENT, RocksDB would start an empty database beside the
+        // old files: every record silently gone.
+        if !self.path.join("CURRENT").exists() && self.has_database_files() {
+            return Err(self.db_err("Corruption: CURRENT is missing but database files remain"));
+        }
         let start = Instant::now();
         loop {
             match DB::open_cf_descriptors(&db_options(), &self.path, descriptors()) {
@@ -196,6 +231,9 @@ impl Index {
         for first in [true, false] {
             if !self.path.join("CURRENT").exists() {
                 drop(self.open_rw()?);
+            }
+            if std::fs::metadata(self.path.join("CURRENT")).is_ok_and(|m| m.len() == 0) {
+                return Err(self.db_err("Corruption: CURRENT file is empty"));
             }
             let lock = self.lock(false)?;
             match DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
@@ -247,7 +285,12 @@ impl Index {
 /// database closes before the lock is released (fields drop in order).
 struct Open {
     db: DB,
-    _lock: File,
+    _lock: Option<File>,
+}
+
+/// Errors that mean "you may not write here", not "something is broken".
+fn is_read_only(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
 fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
@@ -255,6 +298,32 @@ fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
         path: path.to_path_buf(),
         problem: "column families still missing after a write open".into(),
     })
+}
+
+/// A RocksDB error as a store error: damage (corruption, a missing or
+/// truncated file) gets its own variant, which tells the user what to do.
+fn index_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    let problem = e.to_string();
+    const DAMAGE: &[&str] = &[
+        "Corruption",
+        "No such file",
+        "checksum",
+        "MANIFEST",
+        "CURRENT",
+        "truncated",
+        "Invalid argument",
+    ];
+    if DAMAGE.iter().any(|d| problem.contains(d)) {
+        StoreError::IndexDamaged {
+            path: path.to_path_buf(),
+            problem,
+        }
+    } else {
+        StoreError::Index {
+            path: path.to_path_buf(),
+            problem,
+        }
+    }
 }
 
 fn cf<'d>(db: &'d DB, name: &str) -> &'d rocksdb::ColumnFamily {
@@ -278,10 +347,7 @@ pub trait Read {
         match db.get_cf(cf(db, cf_name), key.as_bytes()) {
             Ok(Some(bytes)) => decode(cf_name, key.as_bytes(), &bytes).map(Some),
             Ok(None) => Ok(None),
-            Err(e) => Err(StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            }),
+            Err(e) => Err(index_error(db.path(), e)),
         }
     }
 
@@ -289,10 +355,7 @@ pub trait Read {
         let db = self.db();
         db.get_pinned_cf(cf(db, cf_name), key.as_bytes())
             .map(|v| v.is_some())
-            .map_err(|e| StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            })
+            .map_err(|e| index_error(db.path(), e))
     }
 
     /// Every (key, record) whose key starts with `prefix`, in key order.
@@ -301,10 +364,7 @@ pub trait Read {
         let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
         let mut out = Vec::new();
         for item in db.iterator_cf(cf(db, cf_name), mode) {
-            let (k, v) = item.map_err(|e| StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            })?;
+            let (k, v) = item.map_err(|e| index_error(db.path(), e))?;
             if !k.starts_with(prefix.as_bytes()) {
                 break;
             }
@@ -319,10 +379,7 @@ pub trait Read {
         let db = self.db();
         let mut n = 0;
         for item in db.iterator_cf(cf(db, cf_name), IteratorMode::Start) {
-            item.map_err(|e| StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            })?;
+            item.map_err(|e| index_error(db.path(), e))?;
             n += 1;
         }
         Ok(n)
@@ -332,22 +389,27 @@ pub trait Read {
         let db = self.db();
         let v = db
             .get_cf(cf(db, CF_COUNTERS), name.as_bytes())
-            .map_err(|e| StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            })?;
+            .map_err(|e| index_error(db.path(), e))?;
         Ok(v.and_then(|b| b.as_slice().try_into().ok())
             .map_or(0, i64::from_le_bytes))
+    }
+
+    /// Every (key, raw value) of a column family.
+    fn raw(&self, cf_name: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db();
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf(db, cf_name), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| index_error(db.path(), e))?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let db = self.db();
         let mut out = Vec::new();
         for item in db.iterator_cf(cf(db, CF_COUNTERS), IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| StoreError::Index {
-                path: db.path().to_path_buf(),
-                problem: e.to_string(),
-            })?;
+            let (k, v) = item.map_err(|e| index_error(db.path(), e))?;
             let value = v.as_ref().try_into().map_or(0, i64::from_le_bytes);
             out.push((String::from_utf8_lossy(&k).into_owned(), value));
         }
@@ -390,18 +452,14 @@ impl Writer<'_> {
         opts.disable_wal(true);
         self.db
             .put_cf_opt(cf(self.db, cf_name), key.as_bytes(), bytes, &opts)
-            .map_err(|e| StoreError::Index {
-                path: self.db.path().to_path_buf(),
-                problem: e.to_string(),
-            })
+            .map_err(|e| index_error(self.db.path(), e))
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
         for name in ALL_CFS {
-            self.db.flush_cf(cf(self.db, name)).map_err(|e| StoreError::Index {
-                path: self.db.path().to_path_buf(),
-                problem: e.to_string(),
-            })?;
+            self.db
+                .flush_cf(cf(self.db, name))
+                .map_err(|e| index_error(self.db.path(), e))?;
         }
         Ok(())
     }

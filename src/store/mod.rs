@@ -30,6 +30,9 @@ use index::{
     CF_SIGNATURES,
 };
 pub use records::*;
+
+/// The lock file inside a test's artifacts directory, held while it runs.
+pub const ARTIFACTS_LOCK: &str = ".kcache-in-use";
 pub use remote::{Mode as RemoteMode, Remote};
 use std::sync::Arc;
 
@@ -39,6 +42,16 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("cache index {}: {problem}", path.display())]
     Index { path: PathBuf, problem: String },
+    #[error("cache index {} is damaged: {problem}\n  \
+             `kcache verify --repair` salvages what RocksDB can still read and says what was lost;\n  \
+             or move the cache aside (`mv {} {}.damaged`: the next kcache starts an empty cache there),\n  \
+             or bisect without the cache (`kcache bisect --no-cache ...`)",
+        path.display(), cache_of(path).display(), cache_of(path).display())]
+    IndexDamaged { path: PathBuf, problem: String },
+    #[error("{0:?} is not a kernel signature (40 or 64 lowercase hex digits)")]
+    BadSignature(String),
+    #[error("no kcache cache at {}: nothing was ever stored there (check --cache-dir / KCACHE_DIR)", .0.display())]
+    NoCache(PathBuf),
     #[error("cache index {}: still locked by another kcache process after {:.0}s", path.display(), waited.as_secs_f64())]
     Busy { path: PathBuf, waited: Duration },
     #[error("blob {0} is missing")]
@@ -60,6 +73,14 @@ pub enum StoreError {
     #[error("remote {url}: {problem}")]
     Remote { url: String, problem: String },
 }
+
+/// The cache directory of an index path (`<cache>/index`).
+fn cache_of(index: &Path) -> &Path {
+    index.parent().unwrap_or(index)
+}
+
+/// Prefix of the directories tests run in under the cache.
+pub const ARTIFACTS_PREFIX: &str = "artifacts-";
 
 impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
@@ -124,12 +145,24 @@ impl Cache {
         Cache::open_with_remote(dir, None)
     }
 
+    /// A cache that must already exist (commands that only read: a typo in
+    /// `--cache-dir` is an error, not a new empty cache).
+    pub fn open_existing(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
+        if !dir.join("index").is_dir() {
+            return Err(StoreError::NoCache(dir.to_path_buf()));
+        }
+        Cache::open_with_remote(dir, remote)
+    }
+
     /// A cache with a remote tier behind the local one.
     pub fn open_with_remote(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         // Absolute, so paths under it mean the same from any directory
         // (git resolves a worktree path relative to the repository).
         let dir = &std::fs::canonicalize(dir).map_err(|e| StoreError::io(dir, e))?;
+        if let Some(r) = &remote {
+            r.remember_outages_in(dir.join("remote-down"), false);
+        }
         Ok(Cache {
             dir: dir.to_path_buf(),
             blobs: BlobStore::new(dir),
@@ -338,6 +371,9 @@ impl Cache {
     }
 
     pub fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        if let Some(bad) = runs.iter().find(|r| !signature::is_signature(&r.signature)) {
+            return Err(StoreError::BadSignature(bad.signature.clone()));
+        }
         let upload = self.writable_remote().is_some();
         let pending = self.index.write(|w| {
             let mut pending = Vec::new();
@@ -425,6 +461,9 @@ impl Cache {
         let Some(remote) = self.writable_remote() else {
             return Ok(upload::SyncReport::default());
         };
+        // An explicit sync tries the remote even if it was down a minute ago.
+        remote.remember_outages_in(self.dir.join("remote-down"), true);
+        remote.reset_down();
         let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
         self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
         let _ = remote;
@@ -540,6 +579,74 @@ impl Cache {
         Ok(out)
     }
 
+    /// After a repair: records that still do not parse are deleted (and
+    /// named in the report).
+    fn drop_unreadable_records(&self, report: &mut VerifyReport) -> Result<(), StoreError> {
+        let bad = self.index.read(|r| {
+            let mut bad = Vec::new();
+            for cf in index::ALL_CFS.iter().filter(|cf| **cf != index::CF_COUNTERS) {
+                for (k, v) in r.raw(cf)? {
+                    if serde_json::from_slice::<serde_json::Value>(&v).is_err() {
+                        bad.push((cf.to_string(), k));
+                    }
+                }
+            }
+            Ok(bad)
+        })?;
+        if bad.is_empty() {
+            return Ok(());
+        }
+        self.index.write(|w| {
+            for (cf, k) in &bad {
+                w.delete(cf, k);
+            }
+            Ok(())
+        })?;
+        for (cf, k) in bad {
+            report
+                .problems
+                .push(format!("record {cf}/{k} was unreadable and is deleted"));
+        }
+        Ok(())
+    }
+
+    /// What a repair kept and lost, and what the blobs still tell: an
+    /// artifact no record names any more was a build whose record was lost;
+    /// its kernel signature is recomputed from the blob.
+    fn salvage_report(&self, before: Option<RecordCounts>, after: RecordCounts) -> Result<Salvage, StoreError> {
+        let named: std::collections::HashSet<Key> = self.view(|v| {
+            let builds: Vec<(String, BuildRecord)> = v.r.scan(CF_BUILDS, "")?;
+            Ok(builds
+                .into_iter()
+                .flat_map(|(_, b)| b.artifacts.into_iter().map(|a| a.blake3))
+                .collect())
+        })?;
+        let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        let mut orphans = Vec::new();
+        for b in blobs.iter().filter(|b| !named.contains(&b.key)) {
+            let dir = tempfile::tempdir_in(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+            let file = dir.path().join("blob");
+            let signature = self
+                .blobs
+                .get_to_file(&b.key, &file)
+                .ok()
+                .and_then(|_| signature::sign_file(&file).ok())
+                .map(|s| s.to_hex());
+            orphans.push(OrphanBlob { blob: b.key, signature });
+        }
+        let lost = before.as_ref().map(|b| {
+            b.iter()
+                .map(|(cf, n)| (cf.clone(), n.saturating_sub(*after.get(cf).unwrap_or(&0))))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        });
+        Ok(Salvage {
+            kept: after,
+            lost,
+            orphan_blobs: orphans,
+        })
+    }
+
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let (records, counters) = self.index.read(|r| {
             let mut records = BTreeMap::new();
@@ -593,7 +700,7 @@ impl Cache {
                 let _ = self.blobs.remove(k);
             }
         }
-        let tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?;
+        let tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))? + self.clean_stale();
         Ok(GcReport {
             evicted: victims.len(),
             bytes_before: before,
@@ -602,9 +709,77 @@ impl Cache {
         })
     }
 
+    /// Removes the artifact copies of tests that a killed kcache left
+    /// behind (each a whole vmlinux). A directory in use is locked by its
+    /// test and kept; so is one created in the last minute, whose test may
+    /// not have locked it yet.
+    pub fn clean_stale(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_name().to_string_lossy().starts_with(ARTIFACTS_PREFIX) || !path.is_dir() {
+                continue;
+            }
+            let young = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < Duration::from_secs(60));
+            let in_use = match std::fs::File::open(path.join(ARTIFACTS_LOCK)) {
+                Ok(f) => f.try_lock_shared().is_err(),
+                Err(_) => young,
+            };
+            if !in_use && std::fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Deletes the build records (success or failure) of a build key, so
+    /// the next bisection builds it again. Runs stay: they belong to the
+    /// kernel signature, not the build.
+    pub fn forget_build(&self, key: &Key) -> Result<usize, StoreError> {
+        let hex = key.to_hex();
+        self.index.write(|w| {
+            let records: Vec<(String, BuildRecord)> = w.scan(CF_BUILDS, &hex)?;
+            for (k, r) in &records {
+                w.delete(CF_BUILDS, k);
+                if let Some(sig) = &r.signature {
+                    w.delete(CF_SIGNATURES, &format!("{sig}/{hex}"));
+                }
+            }
+            w.delete(CF_INPUT_SETS, &hex);
+            Ok(records.len())
+        })
+    }
+
     /// Checks that every record resolves and every blob hashes right.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
+        if repair {
+            report.tmp_removed += self.clean_stale();
+        }
+        match self.index.read(read_every_record) {
+            Ok(_) => {}
+            Err(e @ (StoreError::IndexDamaged { .. } | StoreError::BadRecord { .. })) if repair => {
+                report
+                    .problems
+                    .push(e.to_string().lines().next().unwrap_or("").to_string());
+                let before = self.index.read(read_every_record).ok();
+                self.index.repair()?;
+                report.repaired = true;
+                self.drop_unreadable_records(&mut report)?;
+                let after = self.index.read(read_every_record)?;
+                report.salvage = Some(self.salvage_report(before, after)?);
+            }
+            Err(e @ StoreError::BadRecord { .. }) => report.problems.push(e.to_string()),
+            Err(e) => return Err(e),
+        }
         let (builds, sigs, runs, evicted) = self.index.read(|r| {
             Ok((
                 r.scan::<BuildRecord>(CF_BUILDS, "")?,
@@ -624,6 +799,12 @@ impl Cache {
         }
         for (k, r) in &runs {
             referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
+            if !signature::is_signature(&r.signature) {
+                report.problems.push(format!(
+                    "runs/{k} is on {:?}, which is not a kernel signature",
+                    r.signature
+                ));
+            }
         }
         let mut newly_evicted = Vec::new();
         for (record, key) in &referenced {
@@ -784,6 +965,44 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     pub repaired: bool,
     pub tmp_removed: usize,
+    /// What `--repair` of a damaged index kept and lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salvage: Option<Salvage>,
+}
+
+/// Records per column family.
+pub type RecordCounts = BTreeMap<String, u64>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Salvage {
+    pub kept: RecordCounts,
+    /// Records lost per column family, when the damaged index could still
+    /// be counted before the repair.
+    pub lost: Option<RecordCounts>,
+    /// Artifacts no record names any more (their build records were lost),
+    /// with the kernel signature recomputed from the blob where it is an ELF.
+    pub orphan_blobs: Vec<OrphanBlob>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrphanBlob {
+    pub blob: Key,
+    pub signature: Option<String>,
+}
+
+/// Reads every record of every column family (every block is read and
+/// its checksum checked) and counts them; values must parse.
+fn read_every_record(r: &Reader) -> Result<RecordCounts, StoreError> {
+    let mut counts = RecordCounts::new();
+    for cf in index::ALL_CFS {
+        let n = if *cf == index::CF_COUNTERS {
+            r.counters()?.len() as u64
+        } else {
+            r.scan::<serde_json::Value>(cf, "")?.len() as u64
+        };
+        counts.insert(cf.to_string(), n);
+    }
+    Ok(counts)
 }
 
 impl VerifyReport {

@@ -16,10 +16,17 @@
 //! A remote that cannot be reached (refused, timeout, 5xx) is reported once;
 //! kcache then works from the local tier for the rest of the process, and
 //! the writes it could not upload stay queued in the index for `kcache sync`.
+//! Timeouts suit a cache, not a download manager: 2 s to connect, 5 s
+//! without a byte read, one retry; a request without an answer after 2 s is
+//! said while it is being waited for. The outage is remembered in the cache
+//! directory (`remote-down`) for [`DOWN_MEMORY`], so the next processes
+//! (every step of `git bisect run kcache exec`) do not pay the timeouts
+//! again; `kcache sync` tries regardless.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -68,8 +75,15 @@ pub struct Remote {
     /// Always `Some` until dropped (see `Drop`).
     rt: Option<tokio::runtime::Runtime>,
     down: AtomicBool,
+    /// Where an outage is remembered across processes (set by the cache).
+    down_marker: Mutex<Option<PathBuf>>,
     pub traffic: Traffic,
 }
+
+/// How long an outage is remembered across processes.
+pub const DOWN_MEMORY: Duration = Duration::from_secs(300);
+/// When a request without an answer is said to be waited for.
+const SLOW_AFTER: Duration = Duration::from_secs(2);
 
 fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Remote {
@@ -83,16 +97,19 @@ fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
 fn client_options() -> ClientOptions {
     // These replace the options `from_env` read, so carry AWS_ALLOW_HTTP over.
     let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    // No overall limit (a large blob takes what it takes), but a stall is
+    // noticed: 5 s without a byte.
     ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(60))
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_read_timeout(Duration::from_secs(5))
+        .with_timeout_disabled()
         .with_allow_http(allow_http)
 }
 
 fn retry() -> RetryConfig {
     RetryConfig {
-        max_retries: 2,
-        retry_timeout: Duration::from_secs(10),
+        max_retries: 1,
+        retry_timeout: Duration::from_secs(8),
         ..RetryConfig::default()
     }
 }
@@ -154,7 +171,46 @@ impl Remote {
             prefix,
             rt: Some(rt),
             down: AtomicBool::new(false),
+            down_marker: Mutex::new(None),
             traffic: Traffic::default(),
+        })
+    }
+
+    /// Remembers outages in `marker` and honours one remembered there: a
+    /// remote found down less than [`DOWN_MEMORY`] ago is not asked again
+    /// (unless `retry_now`, as `kcache sync` does).
+    pub fn remember_outages_in(&self, marker: PathBuf, retry_now: bool) {
+        if !retry_now {
+            if let Some(age) = outage_age(&marker, &self.url) {
+                self.down.store(true, Ordering::Relaxed);
+                crate::notice(&format!(
+                    "remote {} did not answer {}s ago: working from the local cache for another {}s \
+                     (`kcache sync` tries it now)",
+                    self.url,
+                    age.as_secs(),
+                    DOWN_MEMORY.saturating_sub(age).as_secs()
+                ));
+            }
+        }
+        *self.down_marker.lock().unwrap_or_else(|e| e.into_inner()) = Some(marker);
+    }
+
+    /// Runs a request, saying so when it has no answer after [`SLOW_AFTER`].
+    fn wait<F: std::future::Future>(&self, what: &str, fut: F) -> F::Output {
+        self.runtime().block_on(async {
+            let fut = std::pin::pin!(fut);
+            let slow = std::pin::pin!(tokio::time::sleep(SLOW_AFTER));
+            match futures::future::select(fut, slow).await {
+                futures::future::Either::Left((out, _)) => out,
+                futures::future::Either::Right((_, fut)) => {
+                    crate::notice(&format!(
+                        "waiting for remote {} ({what}): no answer after {}s",
+                        self.url,
+                        SLOW_AFTER.as_secs()
+                    ));
+                    fut.await
+                }
+            }
         })
     }
 
@@ -172,6 +228,11 @@ impl Remote {
 
     pub fn writable(&self) -> bool {
         self.mode == Mode::ReadWrite
+    }
+
+    /// Forgets an outage (an explicit retry).
+    pub fn reset_down(&self) {
+        self.down.store(false, Ordering::Relaxed);
     }
 
     pub fn is_down(&self) -> bool {
@@ -195,6 +256,9 @@ impl Remote {
                  uploads stay queued for `kcache sync`",
                 self.url
             ));
+            if let Some(marker) = &*self.down_marker.lock().unwrap_or_else(|e| e.into_inner()) {
+                remember_outage(marker, &self.url);
+            }
         }
     }
 
@@ -211,7 +275,7 @@ impl Remote {
         }
         let path = self.path(&blob_rel(key));
         let mut file = local.incoming()?;
-        let fetched = self.runtime().block_on(async {
+        let fetched = self.wait("download", async {
             let result = self.store.get(&path).await?;
             let mut stream = result.into_stream();
             let mut n = 0u64;
@@ -299,7 +363,7 @@ impl Remote {
             return Vec::new();
         }
         let prefix = self.path(dir);
-        let listed: Result<Vec<ObjectPath>, object_store::Error> = self.runtime().block_on(async {
+        let listed: Result<Vec<ObjectPath>, object_store::Error> = self.wait("list", async {
             let mut out = Vec::new();
             let mut list = self.store.list(Some(&prefix));
             while let Some(meta) = list.next().await {
@@ -319,10 +383,10 @@ impl Remote {
             let Some((stem, hash)) = split_name(path.filename().unwrap_or("")) else {
                 continue;
             };
-            let body = match self
-                .runtime()
-                .block_on(async { self.store.get(&path).await?.bytes().await })
-            {
+            if self.is_down() {
+                break;
+            }
+            let body = match self.wait("download", async { self.store.get(&path).await?.bytes().await }) {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed("download", &e);
@@ -383,6 +447,27 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `<url> <unix seconds>`: written atomically, best effort (a read-only
+/// cache just does not remember).
+fn remember_outage(marker: &std::path::Path, url: &str) {
+    let tmp = marker.with_extension("tmp");
+    if std::fs::write(&tmp, format!("{url} {}\n", unix_now())).is_ok() {
+        let _ = std::fs::rename(&tmp, marker);
+    }
+}
+
+/// How long ago `url` was found down, if within [`DOWN_MEMORY`].
+fn outage_age(marker: &std::path::Path, url: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    let (marked_url, since) = text.trim().rsplit_once(' ')?;
+    let age = Duration::from_secs(unix_now().checked_sub(since.parse().ok()?)?);
+    (marked_url == url && age < DOWN_MEMORY).then_some(age)
 }
 
 pub fn blob_rel(key: &Key) -> String {

@@ -33,6 +33,8 @@ pub enum ResultVerdict {
     Reject,
     /// The bisection named no single culprit.
     NoCulprit,
+    /// The log stops before any result: truncated, or the bisection was aborted.
+    Truncated,
 }
 
 /// A test a signature cache would have skipped.
@@ -84,7 +86,9 @@ pub fn analyze(log: &Log) -> Analysis {
         .unwrap_or(0.0);
     let inconsistencies = inconsistencies(log);
     let findings = findings(log, &inconsistencies);
-    let verdict = if log.culprit().is_none() {
+    let verdict = if matches!(log.ending, Ending::Unfinished) {
+        ResultVerdict::Truncated
+    } else if log.culprit().is_none() {
         ResultVerdict::NoCulprit
     } else if findings.iter().any(|f| f.severity == Severity::Reject) {
         ResultVerdict::Reject

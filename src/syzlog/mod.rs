@@ -2,7 +2,9 @@
 //!
 //! # Accepted grammar
 //!
-//! A log is UTF-8 text without NUL bytes. Lines are matched by prefix; any
+//! A log is text; console output inside it may hold any bytes (NUL bytes
+//! and Latin-1 that kernels print), which are read as U+FFFD and counted in
+//! [`Log::garbled`] so the caller can warn once. Lines are matched by prefix; any
 //! other line (kernel console output, crash reports, git's chatter) is
 //! skipped, so logs from 2019 to today parse with one grammar:
 //!
@@ -35,7 +37,7 @@
 //! next blank line or step-level line. `git bisect`'s `[H] subject` line
 //! names the next step's title. A log without any ending is `Unfinished`
 //! (truncated or aborted), not an error; only input that cannot be a
-//! bisection log (binary, not UTF-8, no bisection line at all) is an error.
+//! bisection log (no bisection line at all) is an error.
 //!
 //! # `revisions tested`
 //!
@@ -54,37 +56,51 @@ mod replay;
 
 pub use analyze::{analyze, Analysis, Finding, ResultVerdict, Severity};
 pub use parse::{
-    parse, CulpritCommit, Direction, Durations, Ending, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step, Trailer,
-    Verdict,
+    parse, CulpritCommit, Direction, Durations, Ending, Garbled, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step,
+    Trailer, Verdict,
 };
 pub use replay::{corpus_files, replay, ReplayReport};
 
 use std::path::Path;
 
-/// A log file that could not be read or parsed, with the reason.
+/// A log file that could not be read or parsed, with the reason. The
+/// problem is part of this error's own message, not a `source`: error
+/// chains printed in full would otherwise say it twice.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {problem}", path.display())]
 pub struct LogFileError {
     pub path: std::path::PathBuf,
-    pub source: LogFileProblem,
+    pub problem: LogFileProblem,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogFileProblem {
     #[error("cannot read: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("{0}")]
-    Parse(#[from] ParseError),
+    Parse(ParseError),
 }
 
 /// Reads and parses one log file.
 pub fn parse_file(path: &Path) -> Result<Log, LogFileError> {
-    let wrap = |source: LogFileProblem| LogFileError {
+    let wrap = |problem: LogFileProblem| LogFileError {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| wrap(e.into()))?;
-    parse(&bytes).map_err(|e| wrap(e.into()))
+    let bytes = std::fs::read(path).map_err(|e| wrap(LogFileProblem::Io(e)))?;
+    parse(&bytes).map_err(|e| wrap(LogFileProblem::Parse(e)))
+}
+
+/// The one warning for a log read lossily, naming the file and first line.
+pub fn garbled_warning(path: &Path, log: &Log) -> Option<String> {
+    log.garbled.map(|g| {
+        format!(
+            "{}:{}: {} line(s) with NUL or non-UTF-8 bytes (console output), read with U+FFFD in their place",
+            path.display(),
+            g.first_line,
+            g.lines
+        )
+    })
 }
 
 impl Log {

@@ -7,12 +7,20 @@ use super::grammar::*;
 /// Why a file is not a bisection log at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    #[error("binary data (NUL byte at offset {0}), not a bisection log")]
-    Binary(usize),
-    #[error("not valid UTF-8 text at byte {0}, not a bisection log")]
-    NotText(usize),
+    #[error("binary data from line {first_line} on and no 'bisecting ... commit starting from' or 'testing commit' line: not a syzbot bisection log")]
+    Binary { first_line: usize },
     #[error("no 'bisecting ... commit starting from' or 'testing commit' line: not a syzbot bisection log")]
     NoBisection,
+}
+
+/// Lines that held NUL bytes or bytes that are not UTF-8 (a kernel printed
+/// them to the console: `Unexpected user alpha2: \0\0`, Latin-1 text).
+/// They were read with each such byte as U+FFFD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Garbled {
+    /// The first such line, 1-based.
+    pub first_line: usize,
+    pub lines: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -207,6 +215,9 @@ pub struct Log {
     /// `reproducer seems to be flaky` / `Reproducer flagged being flaky`.
     pub flaky: bool,
     pub trailer: Option<Trailer>,
+    /// Lines read lossily (binary bytes in console output), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub garbled: Option<Garbled>,
 }
 
 #[derive(Default)]
@@ -223,17 +234,34 @@ enum Mode {
 }
 
 /// Parses a whole log. Unknown lines (kernel output, reports) are skipped;
-/// only input that cannot be a bisection log at all is an error.
+/// only input that cannot be a bisection log at all is an error. Console
+/// output may hold any bytes: a line with NUL or non-UTF-8 bytes is read
+/// with each of them as U+FFFD and counted in [`Log::garbled`].
 pub fn parse(bytes: &[u8]) -> Result<Log, ParseError> {
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
-        return Err(ParseError::Binary(pos));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| ParseError::NotText(e.valid_up_to()))?;
     let mut p = Parser::default();
-    for (i, line) in text.lines().enumerate() {
+    let mut garbled: Option<Garbled> = None;
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = decode_line(raw);
+        if matches!(line, std::borrow::Cow::Owned(_)) {
+            let g = garbled.get_or_insert(Garbled {
+                first_line: i + 1,
+                lines: 0,
+            });
+            g.lines += 1;
+        }
         p.line(i + 1, line.trim_end_matches('\r'));
     }
-    p.finish()
+    p.finish(garbled)
+}
+
+/// A line as text: borrowed when it is clean UTF-8 without NUL bytes,
+/// else with every NUL and every invalid sequence as U+FFFD.
+fn decode_line(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(text) if !text.contains('\0') => std::borrow::Cow::Borrowed(text),
+        Ok(text) => std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}")),
+        Err(_) => std::borrow::Cow::Owned(String::from_utf8_lossy(raw).replace('\0', "\u{FFFD}")),
+    }
 }
 
 #[derive(Default)]
@@ -499,9 +527,14 @@ impl Parser {
         false
     }
 
-    fn finish(self) -> Result<Log, ParseError> {
+    fn finish(self, garbled: Option<Garbled>) -> Result<Log, ParseError> {
         if self.start_commit.is_none() && self.steps.is_empty() {
-            return Err(ParseError::NoBisection);
+            return Err(match garbled {
+                Some(g) => ParseError::Binary {
+                    first_line: g.first_line,
+                },
+                None => ParseError::NoBisection,
+            });
         }
         Ok(Log {
             direction: self.direction,
@@ -515,6 +548,7 @@ impl Parser {
             durations: self.durations,
             flaky: self.flaky,
             trailer: self.trailer,
+            garbled,
         })
     }
 }

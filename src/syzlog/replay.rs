@@ -24,6 +24,10 @@ pub struct Eras {
 pub struct ReplayReport {
     pub logs: usize,
     pub unreadable: Vec<String>,
+    /// One line per log read lossily (binary bytes in console output).
+    pub warnings: Vec<String>,
+    /// Logs that stop before any result (truncated or aborted).
+    pub truncated: Vec<String>,
     pub steps: usize,
     pub tested_steps: usize,
     pub reusable_builds: usize,
@@ -45,8 +49,9 @@ pub fn corpus_files(dirs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
             files.push(dir.clone());
             continue;
         }
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
+        let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("log directory {}: {e}", dir.display()));
+        for entry in std::fs::read_dir(dir).map_err(named)? {
+            let path = entry.map_err(named)?.path();
             if path.is_file() {
                 files.push(path);
             }
@@ -67,7 +72,10 @@ pub fn replay(files: &[PathBuf]) -> ReplayReport {
     let mut built: HashSet<(String, String)> = HashSet::new();
     for (path, result) in parsed {
         match result {
-            Ok(log) => replay_log(&mut report, &mut built, path, &log),
+            Ok(log) => {
+                report.warnings.extend(super::garbled_warning(path, &log));
+                replay_log(&mut report, &mut built, path, &log)
+            }
             Err(e) => report.unreadable.push(e),
         }
     }
@@ -95,6 +103,9 @@ fn replay_log(report: &mut ReplayReport, built: &mut HashSet<(String, String)>, 
     let repeats = repeated_tests(log).len();
     report.reusable_tests += repeats;
     report.reusable_test_hours += repeats as f64 * avg_test / 3600.0;
+    if analysis.verdict == ResultVerdict::Truncated {
+        report.truncated.push(name.clone());
+    }
     if analysis.verdict == ResultVerdict::Reject {
         report.rejected.push(name.clone());
     }

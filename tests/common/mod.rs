@@ -15,8 +15,31 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The project's shared test data (`shared/` beside the repository, as CI
+/// clones it; `KCACHE_SHARED` elsewhere). A test that needs it and cannot
+/// find it stops with one line saying what is missing and where it was looked
+/// for, instead of an unexplained "No such file or directory".
 pub fn shared() -> PathBuf {
-    root().join("../shared")
+    let dir = std::env::var_os("KCACHE_SHARED").map_or_else(|| root().join("../shared"), PathBuf::from);
+    assert!(
+        dir.is_dir(),
+        "test data missing: this test reads the shared data directory, expected at {} \
+         (beside the repository, as CI has it; or set KCACHE_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+/// A file under [`shared`], which must exist.
+pub fn shared_file(rel: &str) -> PathBuf {
+    let path = shared().join(rel);
+    assert!(
+        path.exists(),
+        "test data missing: {} (part of the shared data at {})",
+        path.display(),
+        shared().display()
+    );
+    path
 }
 
 pub fn demo_test_script() -> String {
@@ -103,6 +126,32 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A bisection that ended: with a culprit (exit 0) or without one (exit 3).
+pub fn run_ended(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{cmd:?} failed ({:?}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd`, which must exit with `code`; returns its output.
+pub fn run_status(cmd: &mut Command, code: i32) -> Output {
+    let out = cmd.output().expect("command runs");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,0 +1,580 @@
+//! Faults a new user runs into (issue 11): transient build failures, builds
+//! and tests that hang, concurrent bisections of one range, a damaged or
+//! read-only index, a silent remote, bad arguments. Real git, real gcc,
+//! real RocksDB, a real (silent) TCP server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SMALL: &[(&str, &str)] = &[
+    ("DEMO_COMMITS", "40"),
+    ("DEMO_REGRESSION", "25"),
+    ("DEMO_BREAK_FROM", "5"),
+    ("DEMO_BREAK_TO", "7"),
+];
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn kc(cache: &Path) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir").arg(cache);
+    c
+}
+
+fn stats(cache: &Path) -> serde_json::Value {
+    json(&run_ok(kc(cache).args(["stats", "--json"])))
+}
+
+fn counter(stats: &serde_json::Value, name: &str) -> i64 {
+    stats["counters"][name].as_i64().unwrap_or(0)
+}
+
+/// A bisection of the demo range with this build command.
+fn bisect_with_build(cache: &Path, repo: &Path, build: &str, extra: &[&str]) -> Command {
+    let mut c = kc(cache);
+    c.args(["bisect", "--repo"])
+        .arg(repo)
+        .args([
+            "--good",
+            &root_commit(repo),
+            "--bad",
+            "HEAD",
+            "--build",
+            build,
+            "--test",
+        ])
+        .arg(demo_test_script())
+        .args(["--runs", "2", "--json"])
+        .args(extra);
+    c
+}
+
+#[test]
+fn a_missing_tool_is_not_cached_and_stops_the_bisection_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    // `make` runs a compiler that does not exist: exit 127 inside make.
+    let out = run_status(
+        &mut bisect_with_build(&cache, &repo, "make -s vmlinux CC=no-such-compiler-kcache", &[]),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("stopping early: 3 builds in a row failed the same way"),
+        "{err}"
+    );
+    assert!(err.contains("a command was not found"), "{err}");
+    assert!(err.contains("full log:"), "the log's path is shown: {err}");
+    assert_eq!(stats(&cache)["records"]["builds"], 0, "nothing cached: {err}");
+
+    // Fixed: every commit builds; nothing was remembered as broken.
+    let summary = json(&run_ok(&mut bisect_with_build(&cache, &repo, "make -s vmlinux", &[])));
+    assert_eq!(summary["outcome"]["commit"], commit_number(&repo, 25).as_str());
+    let err = stderr(&run_ok(&mut bisect_with_build(&cache, &repo, "make -s vmlinux", &[])));
+    assert!(!err.contains("known to fail"), "{err}");
+}
+
+#[test]
+fn a_wrong_artifact_name_is_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let out = run_status(
+        &mut bisect_with_build(&cache, &repo, "make -s vmlinux", &["--artifact", "vmlinux.typo"]),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(err.contains("produced no vmlinux.typo"), "{err}");
+    assert!(err.contains("not the commit's fault"), "{err}");
+    assert_eq!(stats(&cache)["records"]["builds"], 0);
+}
+
+#[test]
+fn recorded_failures_are_retried_on_request_and_can_be_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let flag = dir.path().join("fixed");
+    // A compiler error until `fixed` exists: deterministic as far as kcache can tell.
+    let build = format!(
+        "test -e {} || {{ echo 'kernel/sched.c:1:1: error: expected identifier'; exit 1; }}; make -s vmlinux",
+        flag.display()
+    );
+    let out = run_status(&mut bisect_with_build(&cache, &repo, &build, &[]), 2);
+    assert!(
+        stderr(&out).contains("the bad commit's own build included"),
+        "{}",
+        stderr(&out)
+    );
+    let recorded = stats(&cache)["records"]["builds"].as_u64().unwrap();
+    assert!(recorded >= 4, "compiler errors are recorded: {recorded}");
+
+    std::fs::write(&flag, "").unwrap();
+    // Without --retry-failed the recorded failures stand.
+    let out = run_status(&mut bisect_with_build(&cache, &repo, &build, &[]), 2);
+    assert!(stderr(&out).contains("known to fail; --retry-failed builds it again"));
+    // With it, they are built again and the culprit is found.
+    let summary = json(&run_ok(&mut bisect_with_build(
+        &cache,
+        &repo,
+        &build,
+        &["--retry-failed"],
+    )));
+    assert_eq!(summary["outcome"]["commit"], commit_number(&repo, 25).as_str());
+
+    // `forget` drops a build record; the next bisection builds that commit again.
+    // The culprit: every bisection of the range evaluates it.
+    let key = summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["commit"] == summary["outcome"]["commit"])
+        .map(|s| s["build_key"].as_str().unwrap().to_string())
+        .unwrap();
+    let out = run_ok(kc(&cache).args(["forget", "--build-key", &key, "--json"]));
+    assert_eq!(json(&out)["forgotten"], 1);
+    run_status(kc(&cache).args(["forget", "--build-key", &key]), 1);
+    let again = json(&run_ok(&mut bisect_with_build(&cache, &repo, &build, &[])));
+    let step = again["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["build_key"] == key.as_str())
+        .unwrap_or_else(|| panic!("the forgotten commit is evaluated again: {again}"));
+    assert_eq!(step["build"], "built", "{again}");
+}
+
+#[test]
+fn a_hung_build_and_a_hung_test_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let start = Instant::now();
+    let out = run_status(
+        &mut bisect_with_build(&cache, &repo, "sleep 60", &["--build-timeout", "0.5"]),
+        2,
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(stderr(&out).contains("timed out after 0.5s"), "{}", stderr(&out));
+    assert_eq!(stats(&cache)["records"]["builds"], 0);
+
+    // Every run hangs: no information, so every step is skipped, nothing
+    // recorded as a crash or as ok.
+    let hang = dir.path().join("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&hang));
+    let mut cmd = kc(&cache);
+    cmd.args(["bisect", "--repo"])
+        .arg(&repo)
+        .args([
+            "--good",
+            &commit_number(&repo, 20),
+            "--bad",
+            "HEAD",
+            "--build",
+            "make -s vmlinux",
+        ])
+        .arg("--test")
+        .arg(&hang)
+        .args(["--runs", "1", "--test-timeout", "0.3", "--json"]);
+    let start = Instant::now();
+    let out = run_status(&mut cmd, 3);
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(stderr(&out).contains("timed out after 0.3s"), "{}", stderr(&out));
+    assert_eq!(stats(&cache)["records"]["runs"], 0);
+}
+
+/// `kill -9` of kcache takes the test it was running (and the test's
+/// children) with it.
+#[test]
+fn a_killed_kcache_leaves_no_test_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let pids = dir.path().join("pids");
+    let test = dir.path().join("hang.sh");
+    std::fs::write(
+        &test,
+        format!("#!/bin/sh\nsleep 300 &\necho $! >> {}\nwait\n", pids.display()),
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&test));
+    let mut child = kc(&cache)
+        .args(["bisect", "--repo"])
+        .arg(&repo)
+        .args([
+            "--good",
+            &root_commit(&repo),
+            "--bad",
+            "HEAD",
+            "--build",
+            "make -s vmlinux",
+            "--test",
+        ])
+        .arg(&test)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !pids.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = std::fs::read_to_string(&pids)
+        .expect("the test started")
+        .trim()
+        .to_string();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(&pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(&pid), "the test's sleep {pid} outlived kcache");
+
+    // The artifacts copy that test ran in is removed by the next kcache.
+    let stale = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("artifacts-"))
+            .count()
+    };
+    assert_eq!(stale(), 1, "the killed test's artifacts are left behind");
+    run_ok(kc(&cache).args(["gc", "--max-size", "10G"]));
+    assert_eq!(stale(), 0);
+}
+
+fn alive(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();
+    state.is_some() && state != Some('Z')
+}
+
+/// Bisections of one range at once, from one repository and from separate
+/// clones, do the builds and test runs of one bisection between them.
+#[test]
+fn concurrent_bisections_of_one_range_build_and_test_each_kernel_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let good = root_commit(&repo);
+    let reference = json(&run_ok(&mut bisect_cmd(
+        &dir.path().join("ref"),
+        &repo,
+        &good,
+        "HEAD",
+        4,
+    )));
+    let (builds, runs) = (totals(&reference, "builds_done"), totals(&reference, "runs_done"));
+
+    let cache = dir.path().join("cache");
+    let mut repos: Vec<PathBuf> = vec![repo.clone(), repo.clone()];
+    for i in 0..2 {
+        let clone = dir.path().join(format!("clone{i}"));
+        run_ok(Command::new("git").args(["clone", "-q"]).arg(&repo).arg(&clone));
+        repos.push(clone);
+    }
+    let children: Vec<_> = repos
+        .iter()
+        .map(|r| {
+            bisect_cmd(&cache, r, &good, "HEAD", 4)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut built = 0;
+    let mut ran = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let s = json(&out);
+        assert_eq!(s["outcome"]["commit"], reference["outcome"]["commit"]);
+        built += totals(&s, "builds_done");
+        ran += totals(&s, "runs_done");
+    }
+    assert_eq!(built, builds, "4 bisections together built each kernel once");
+    assert_eq!(ran, runs, "and ran the test as often as one bisection");
+    assert_eq!(counter(&stats(&cache), "build_misses"), builds as i64);
+}
+
+fn index_files(cache: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(cache.join("index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A cache with a finished bisection in it.
+fn bisected_cache(dir: &Path) -> (PathBuf, PathBuf) {
+    let repo = demo_repo(dir, SMALL);
+    let cache = dir.join("cache");
+    run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2));
+    (repo, cache)
+}
+
+#[test]
+fn a_truncated_current_file_is_reported_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = bisected_cache(dir.path());
+    let builds = stats(&cache)["records"]["builds"].as_u64().unwrap();
+    std::fs::write(cache.join("index/CURRENT"), "").unwrap();
+    for args in [&["stats"][..], &["verify"], &["lookup", "--signature", &"a".repeat(64)]] {
+        let out = run_status(kc(&cache).args(args), 2);
+        let err = stderr(&out);
+        assert!(err.contains("is damaged"), "{args:?}: {err}");
+        assert!(
+            err.contains("kcache verify --repair") && err.contains(".damaged"),
+            "{err}"
+        );
+    }
+    let out = run_status(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2), 2);
+    assert!(stderr(&out).contains("--no-cache"), "{}", stderr(&out));
+    let out = run_status(kc(&cache).args(["verify", "--repair", "--json"]), 1);
+    let report = json(&out);
+    assert_eq!(report["repaired"], true, "{report}");
+    assert_eq!(report["salvage"]["kept"]["builds"], builds, "{report}");
+    run_ok(kc(&cache).args(["verify"]));
+    let warm = json(&run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2)));
+    assert_eq!(totals(&warm, "builds_done"), 0);
+}
+
+#[test]
+fn a_deleted_sst_file_is_repaired_and_the_loss_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = bisected_cache(dir.path());
+    let ssts = index_files(&cache, "sst");
+    assert!(!ssts.is_empty());
+    for f in &ssts {
+        std::fs::remove_file(f).unwrap();
+    }
+    let out = run_status(kc(&cache).args(["stats"]), 2);
+    assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
+    let report = json(&run_status(kc(&cache).args(["verify", "--repair", "--json"]), 1));
+    assert_eq!(report["repaired"], true, "{report}");
+    // Build records lived in the deleted files: their artifacts are named by
+    // no record now, and the report gives each one's kernel signature.
+    let orphans = report["salvage"]["orphan_blobs"].as_array().unwrap();
+    assert!(
+        orphans
+            .iter()
+            .any(|o| o["signature"].as_str().is_some_and(|s| s.len() == 64)),
+        "{report}"
+    );
+    run_ok(kc(&cache).args(["verify"]));
+    // The cache works again (rebuilding what was lost).
+    let again = json(&run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2)));
+    assert_eq!(again["outcome"]["commit"], commit_number(&repo, 25).as_str());
+}
+
+#[test]
+fn damage_inside_an_sst_file_is_found_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cache) = bisected_cache(dir.path());
+    // Overwrite the middle of every table file: data blocks of every column
+    // family, the counters' included.
+    for f in index_files(&cache, "sst") {
+        let mut bytes = std::fs::read(&f).unwrap();
+        let mid = bytes.len() / 3;
+        let end = (mid + 64).min(bytes.len());
+        for b in &mut bytes[mid..end] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&f, bytes).unwrap();
+    }
+    let out = kc(&cache).args(["verify"]).output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "verify must not call a damaged index healthy"
+    );
+    let out = kc(&cache).args(["verify", "--repair"]).output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    run_ok(kc(&cache).args(["verify"]));
+    run_ok(kc(&cache).args(["stats"]));
+}
+
+#[test]
+fn a_bisection_can_run_without_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let mut cmd = bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2);
+    cmd.arg("--no-cache");
+    let s = json(&run_ok(&mut cmd));
+    assert_eq!(s["outcome"]["commit"], commit_number(&repo, 25).as_str());
+    assert!(!cache.exists(), "--no-cache writes nothing to the cache");
+}
+
+/// A cache the user may read but not write (a shared mirror): reads work.
+#[test]
+fn a_read_only_cache_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cache) = bisected_cache(dir.path());
+    let sig = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert!(sig["records"]["builds"].as_u64().unwrap() > 0);
+    // A read-only bind mount in a private user and mount namespace (root
+    // ignores file modes, so chmod would prove nothing).
+    let script = format!(
+        "mount --bind -o ro {c} {c} && mount -o remount,bind,ro {c} && touch {c}/probe 2>/dev/null && exit 9; \
+         {k} --cache-dir {c} stats --json && {k} --cache-dir {c} verify",
+        c = cache.display(),
+        k = env!("CARGO_BIN_EXE_kcache")
+    );
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"));
+}
+
+/// An S3 endpoint that accepts connections and never answers.
+#[test]
+fn a_silent_remote_costs_seconds_once_and_is_remembered() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s); // accept, read nothing, answer nothing
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let get = |cache: &Path| {
+        let mut c = kc(cache);
+        c.args([
+            "--remote",
+            "s3://bucket/kcache",
+            "get",
+            "--build-key",
+            &"ab".repeat(32),
+            "--dest",
+        ])
+        .arg(dir.path().join("out"))
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_REGION", "garage");
+        c
+    };
+    run_ok(kc(&cache).args([
+        "record-run",
+        "--signature",
+        &"c".repeat(64),
+        "--test-key",
+        &"d".repeat(64),
+        "--outcome",
+        "ok",
+    ]));
+    let start = Instant::now();
+    let out = run_status(&mut get(&cache), 1);
+    let first = start.elapsed();
+    let err = stderr(&out);
+    assert!(first < Duration::from_secs(30), "took {first:?}: {err}");
+    assert!(err.contains("waiting for remote"), "{err}");
+    assert!(err.contains("is unavailable"), "{err}");
+    let start = Instant::now();
+    let out = run_status(&mut get(&cache), 1);
+    let second = start.elapsed();
+    assert!(second < Duration::from_secs(2), "the outage is remembered: {second:?}");
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // `sign` on a FIFO: an error at once, not a hang.
+    let fifo = dir.path().join("fifo");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let start = Instant::now();
+    let out = run_status(kcache().arg("sign").arg(&fifo), 2);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(stderr(&out).contains("FIFO"), "{}", stderr(&out));
+
+    let out = run_status(
+        kc(&cache).args([
+            "bisect", "--repo", ".", "--good", "a", "--bad", "b", "--build", "x", "--test", "y", "--runs", "0",
+        ]),
+        2,
+    );
+    assert!(stderr(&out).contains("--runs"), "{}", stderr(&out));
+
+    let out = run_status(
+        kc(&cache).args([
+            "record-run",
+            "--signature",
+            "abc",
+            "--test-key",
+            &"d".repeat(64),
+            "--outcome",
+            "ok",
+        ]),
+        2,
+    );
+    assert!(stderr(&out).contains("not a kernel signature"), "{}", stderr(&out));
+
+    let typo = dir.path().join("cahce");
+    for args in [
+        &["stats"][..],
+        &["lookup", "--signature", &"a".repeat(64)],
+        &["verify"],
+        &["gc", "--max-size", "1G"],
+    ] {
+        let out = run_status(kc(&typo).args(args), 2);
+        assert!(
+            stderr(&out).contains("no kcache cache at"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!typo.exists(), "reading a cache never creates one");
+}
+
+/// A bad endpoint whose kernel the cache already knows to be good (or a
+/// good one known to crash) stops the bisection before it blames anything.
+#[test]
+fn endpoints_the_cache_contradicts_stop_the_bisection() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let good = root_commit(&repo);
+    let first = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 3)));
+    let tested = |verdict: &str| {
+        first["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["verdict"] == verdict && s["purpose"] == "bisect")
+            .map(|s| s["commit"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("a {verdict} step in {first}"))
+    };
+    let (known_good, known_bad) = (tested("good"), tested("bad"));
+    let out = run_status(&mut bisect_cmd(&cache, &repo, &good, &known_good, 3), 2);
+    assert!(stderr(&out).contains("the bad commit"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not bad"), "{}", stderr(&out));
+    let out = run_status(&mut bisect_cmd(&cache, &repo, &known_bad, "HEAD", 3), 2);
+    assert!(stderr(&out).contains("the good commit"), "{}", stderr(&out));
+}
