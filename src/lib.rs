@@ -12,7 +12,8 @@
 //! | [`syzlog`]    | syzbot bisection logs: parser, per-log analysis, corpus replay |
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
-//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the driver, `lookup` |
+//! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
+//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup` |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
@@ -29,6 +30,7 @@
 pub mod bisect;
 pub mod child;
 pub mod config;
+pub mod crash;
 pub mod git;
 pub mod import;
 pub mod kernel;

@@ -19,11 +19,13 @@
 //! All state lives in the cache: a bisection killed at any point and run
 //! again replays every completed build and run from it and carries on.
 
+pub mod bayes;
 pub mod evidence;
 pub mod exec;
 mod logfile;
 pub mod lookup;
 pub mod predict;
+pub mod sim;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,402 @@
+//! A simulated history for measuring bisection policies in-process: a
+//! known culprit, spans of commits with identical kernels, stretches that
+//! do not build, a reproducer that matches with probability `p` per run on
+//! a bad kernel, and an unrelated crash with probability `e` per run on
+//! every kernel. Seeded, so every trial can be replayed.
+//!
+//! The noisy search runs here through the same [`bayes::search`] the CLI
+//! uses; [`classic`] is today's rule (any crash is bad, half the runs ok is
+//! good, no-op parents inherit the verdict) on the same line of commits,
+//! and [`plain`] is `git bisect` (one build and one verdict per step).
+//!
+//! Invariant: deterministic for a seed; touches no file, process or cache.
+
+use serde::Serialize;
+
+use super::bayes::{self, Kernel, Oracle};
+use crate::crash::{RunClass, Target};
+
+/// SplitMix64: small, fast, good enough for simulation, seedable.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// The shape of one simulated bisection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting {
+    /// Commits after the good endpoint (the range length).
+    pub commits: usize,
+    /// Fraction of commits that leave the kernel unchanged.
+    pub noop: f64,
+    /// Per-run chance that a bad kernel's run matches the target.
+    pub p: f64,
+    /// Per-run chance of an unrelated crash, on every kernel.
+    pub e: f64,
+    /// Fraction of commits in broken-build stretches.
+    pub broken: f64,
+    pub runs: u32,
+    pub build_seconds: f64,
+    pub run_seconds: f64,
+}
+
+/// One simulated history with its truth.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Kernel id per commit (0 = the good endpoint's).
+    pub kernel: Vec<u32>,
+    pub broken: Vec<bool>,
+    pub culprit: usize,
+    pub p: f64,
+    pub e: f64,
+    pub build_seconds: f64,
+    pub run_seconds: f64,
+}
+
+pub const TARGET_TITLE: &str = "KASAN: slab-out-of-bounds Read in target_function";
+pub const OTHER_TITLE: &str = "WARNING in unrelated_function";
+
+impl History {
+    pub fn generate(s: &Setting, rng: &mut Rng) -> History {
+        let n = s.commits;
+        let mut kernel = vec![0u32; n + 1];
+        let mut id = 0;
+        for k in kernel.iter_mut().skip(1) {
+            if rng.uniform() >= s.noop {
+                id += 1;
+            }
+            *k = id;
+        }
+        // Broken stretches: a few runs of consecutive commits.
+        let mut broken = vec![false; n + 1];
+        let want = (s.broken * n as f64).round() as usize;
+        let mut placed = 0;
+        while placed < want {
+            let len = (want - placed).min(1 + rng.below(8.max(want / 3)));
+            let start = 1 + rng.below(n.saturating_sub(len).max(1));
+            for b in broken.iter_mut().skip(start).take(len).filter(|b| !**b) {
+                *b = true;
+                placed += 1;
+            }
+        }
+        // The culprit changes the kernel, builds, and so does its parent
+        // (else no bisection could name it).
+        let changing: Vec<usize> = (1..n)
+            .filter(|&i| kernel[i] != kernel[i - 1] && !broken[i] && !broken[i - 1])
+            .collect();
+        let culprit = if changing.is_empty() {
+            n
+        } else {
+            changing[rng.below(changing.len())]
+        };
+        broken[n] = false;
+        History {
+            kernel,
+            broken,
+            culprit,
+            p: s.p,
+            e: s.e,
+            build_seconds: s.build_seconds,
+            run_seconds: s.run_seconds,
+        }
+    }
+
+    /// Whether commit i's kernel has the bug: the culprit's kernel, and every
+    /// later one (kernel ids increase, so equal ids are on one side).
+    pub fn bad(&self, i: usize) -> bool {
+        self.kernel[i] >= self.kernel[self.culprit]
+    }
+
+    fn signature(&self, i: usize) -> String {
+        format!("{:064x}", self.kernel[i] as u64 + 1)
+    }
+
+    /// One run on commit i's kernel: a title when it crashed.
+    pub fn run(&self, i: usize, rng: &mut Rng) -> Option<&'static str> {
+        if rng.uniform() < self.e {
+            return Some(OTHER_TITLE);
+        }
+        (self.bad(i) && rng.uniform() < self.p).then_some(TARGET_TITLE)
+    }
+}
+
+/// The simulation as an [`Oracle`]: nothing cached at the start; every
+/// kernel's runs pooled by signature.
+pub struct SimOracle<'h> {
+    pub history: &'h History,
+    pub rng: Rng,
+    built: Vec<bool>,
+    /// Raw titles (None: ok) per kernel id.
+    runs: std::collections::HashMap<u32, Vec<Option<&'static str>>>,
+}
+
+impl<'h> SimOracle<'h> {
+    pub fn new(history: &'h History, seed: u64) -> SimOracle<'h> {
+        SimOracle {
+            history,
+            rng: Rng::new(seed),
+            built: vec![false; history.kernel.len()],
+            runs: Default::default(),
+        }
+    }
+
+    fn classify(target: &Target, title: Option<&str>) -> RunClass {
+        match title {
+            None => RunClass::Ok,
+            Some(t) => target.classify(crate::store::Outcome::Crash, Some(t)),
+        }
+    }
+}
+
+impl Oracle for SimOracle<'_> {
+    type Error = std::convert::Infallible;
+
+    fn known(&mut self, _i: usize) -> Result<Kernel, Self::Error> {
+        Ok(Kernel::Unknown)
+    }
+
+    fn build(&mut self, i: usize) -> Result<Kernel, Self::Error> {
+        self.built[i] = true;
+        Ok(if self.history.broken[i] {
+            Kernel::Broken
+        } else {
+            Kernel::Signed(self.history.signature(i))
+        })
+    }
+
+    fn build_cost(&self, i: usize) -> f64 {
+        if self.built[i] {
+            0.0
+        } else {
+            self.history.build_seconds
+        }
+    }
+
+    fn run_cost(&self) -> f64 {
+        self.history.run_seconds
+    }
+
+    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+        let id = u32::from_str_radix(&signature[48..], 16).unwrap_or(1) - 1;
+        Ok(self
+            .runs
+            .get(&id)
+            .map(|v| v.iter().map(|t| Self::classify(target, *t)).collect())
+            .unwrap_or_default())
+    }
+
+    fn run(&mut self, i: usize, _sig: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let title = self.history.run(i, &mut self.rng);
+            self.runs.entry(self.history.kernel[i]).or_default().push(title);
+            let class = Self::classify(target, title);
+            out.push(class);
+            if class == RunClass::Match {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one policy did on one history.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Trial {
+    pub culprit: Option<usize>,
+    pub right: bool,
+    pub builds: u32,
+    pub runs: u32,
+}
+
+/// The noisy search on a history, the target title known (syzbot knows it).
+pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
+    let mut oracle = SimOracle::new(h, seed);
+    let out = match bayes::search(model, Target::new([TARGET_TITLE]), h.kernel.len(), &mut oracle) {
+        Ok(o) => o,
+        Err(never) => match never {},
+    };
+    let culprit = match out.ending {
+        bayes::Ending::Culprit { index, .. } => Some(index),
+        _ => None,
+    };
+    Trial {
+        culprit,
+        right: culprit == Some(h.culprit),
+        builds: out.builds,
+        runs: out.runs,
+    }
+}
+
+/// Today's rule on a line: pooled runs per kernel, any crash bad, half the
+/// runs ok good, else skip; a culprit whose parent has its kernel passes
+/// the blame to the parent (never a no-op culprit).
+pub fn classic(h: &History, runs: u32, seed: u64) -> Trial {
+    bisect_line(h, runs, seed, true)
+}
+
+/// `git bisect run` with the same test: one build and `runs` runs (stop at
+/// the first crash) per step, no pooling, no signature check.
+pub fn plain(h: &History, runs: u32, seed: u64) -> Trial {
+    bisect_line(h, runs, seed, false)
+}
+
+struct Line<'h> {
+    h: &'h History,
+    runs: u32,
+    pooled: bool,
+    rng: Rng,
+    built: Vec<bool>,
+    /// Runs per kernel (or per commit without pooling): (crashes, oks).
+    pool: std::collections::HashMap<u32, (u32, u32)>,
+    t: Trial,
+}
+
+impl Line<'_> {
+    fn build(&mut self, i: usize) {
+        if !self.built[i] {
+            self.built[i] = true;
+            self.t.builds += 1;
+        }
+    }
+
+    /// Bad (`Some(true)`), good, or skip (`None`) by the old rule.
+    fn verdict(&mut self, i: usize) -> Option<bool> {
+        self.build(i);
+        if self.h.broken[i] {
+            return None;
+        }
+        let key = if self.pooled {
+            self.h.kernel[i]
+        } else {
+            i as u32 + 1_000_000
+        };
+        let e = self.pool.entry(key).or_default();
+        while e.0 == 0 && e.0 + e.1 < self.runs {
+            self.t.runs += 1;
+            match self.h.run(i, &mut self.rng) {
+                Some(_) => e.0 += 1,
+                None => e.1 += 1,
+            }
+        }
+        Some(e.0 > 0)
+    }
+}
+
+fn bisect_line(h: &History, runs: u32, seed: u64, pooled: bool) -> Trial {
+    let n = h.kernel.len() - 1;
+    let mut l = Line {
+        h,
+        runs,
+        pooled,
+        rng: Rng::new(seed),
+        built: vec![false; n + 1],
+        pool: Default::default(),
+        t: Trial::default(),
+    };
+    let (mut lo, mut hi) = (0usize, n);
+    let mut skipped = std::collections::HashSet::new();
+    loop {
+        let open: Vec<usize> = (lo + 1..hi).filter(|i| !skipped.contains(i)).collect();
+        if open.is_empty() {
+            if (lo + 1..hi).any(|i| skipped.contains(&i)) {
+                return l.t; // inconclusive
+            }
+            if pooled {
+                // The culprit's parent: the same kernel inherits the verdict.
+                let parent = hi - 1;
+                l.build(hi);
+                l.build(parent);
+                if h.kernel[parent] == h.kernel[hi] && !h.broken[parent] {
+                    if parent == lo {
+                        return l.t; // no boundary
+                    }
+                    hi = parent;
+                    continue;
+                }
+            }
+            l.t.culprit = Some(hi);
+            l.t.right = hi == h.culprit;
+            return l.t;
+        }
+        // The midpoint of the open commits (git bisect's choice on a line).
+        let mid = open[open.len() / 2];
+        match l.verdict(mid) {
+            Some(true) => hi = mid,
+            Some(false) => lo = mid,
+            None => {
+                skipped.insert(mid);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(p: f64, e: f64) -> Setting {
+        Setting {
+            commits: 300,
+            noop: 0.2,
+            p,
+            e,
+            broken: 0.02,
+            runs: 10,
+            build_seconds: 600.0,
+            run_seconds: 60.0,
+        }
+    }
+
+    #[test]
+    fn histories_are_deterministic_and_sane() {
+        let s = setting(1.0, 0.0);
+        let a = History::generate(&s, &mut Rng::new(7));
+        let b = History::generate(&s, &mut Rng::new(7));
+        assert_eq!(a.kernel, b.kernel);
+        assert_eq!(a.culprit, b.culprit);
+        assert!(!a.broken[a.culprit] && a.kernel[a.culprit] != a.kernel[a.culprit - 1]);
+        assert!(!a.bad(0) && a.bad(300));
+    }
+
+    #[test]
+    fn with_a_perfect_reproducer_every_policy_is_right() {
+        for seed in 0..20 {
+            let h = History::generate(&setting(1.0, 0.0), &mut Rng::new(seed));
+            let model = bayes::Model::default();
+            assert!(bayes(&h, &model, seed).right, "bayes, seed {seed}");
+            assert!(classic(&h, 10, seed).right, "classic, seed {seed}");
+        }
+    }
+
+    #[test]
+    fn the_noisy_search_survives_flakiness_and_unrelated_crashes() {
+        let mut right = 0;
+        for seed in 0..30 {
+            let h = History::generate(&setting(0.3, 0.02), &mut Rng::new(seed));
+            right += bayes(&h, &bayes::Model::default(), seed).right as u32;
+        }
+        assert!(right >= 28, "{right}/30");
+    }
+}

@@ -1,0 +1,311 @@
+//! Crash identity: which bug a test run hit, against the bisection's target.
+//!
+//! A run keeps its raw title forever; what it *means* is decided when a
+//! verdict is needed, against the target titles of that bisection, so
+//! evidence pooled by a bisection with another target is re-classified,
+//! never thrown away.
+//!
+//! Invariant: pure functions of titles and outcomes; knows nothing of the
+//! cache, git or the search.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Outcome, RunRecord};
+
+/// What a run says about the target bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunClass {
+    /// A crash whose title matches a target title.
+    Match,
+    /// A crash with another title: another bug; does not make a kernel bad.
+    Other,
+    /// No crash.
+    Ok,
+    /// Infrastructure trouble, a boot failure, cannot test: says nothing.
+    NoInfo,
+}
+
+/// Normalizes a crash title the way syzkaller's report titles are made
+/// comparable: numbers that vary between runs and builds become
+/// placeholders, inlining and compiler-clone decorations go, and the
+/// duplicate counter syzbot appends (`WARNING in f (2)`) is dropped. What
+/// distinguishes bugs stays: the bug type, the access (`Read`/`Write`) and
+/// the function.
+///
+/// - `0x...` hex numbers become `ADDR`; numbers standing alone (not part of
+///   an identifier like `put_timespec64`) become `NUM`; a number after a
+///   source file's `:` becomes `LINE` (`kernel BUG at fs/inode.c:LINE!`);
+/// - ` [inline]`, ` (inlined)` / `inlined` words go; `.isra.N`,
+///   `.constprop.N`, `.part.N`, `.cold` suffixes of function names go;
+/// - a trailing ` (N)` goes; runs of white space become one space.
+pub fn normalize_title(title: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for word in title.split_whitespace() {
+        if word == "[inline]" || word == "(inlined)" || word == "inlined" {
+            continue;
+        }
+        words.push(normalize_word(word));
+    }
+    if let Some(last) = words.last() {
+        let counter = last.strip_prefix('(').and_then(|w| w.strip_suffix(')'));
+        if counter.is_some_and(|c| c == "NUM") && words.len() > 1 {
+            words.pop();
+        }
+    }
+    words.join(" ")
+}
+
+fn normalize_word(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let chars: Vec<char> = word.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let prev_ident = i > 0 && (chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_');
+        if c.is_ascii_digit() && !prev_ident {
+            let start = i;
+            let hex = c == '0' && chars.get(i + 1).is_some_and(|&x| x == 'x' || x == 'X');
+            if hex {
+                i += 2;
+                while i < chars.len() && chars[i].is_ascii_hexdigit() {
+                    i += 1;
+                }
+            } else {
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            // A number glued to letters after it is part of an identifier.
+            if i < chars.len() && (chars[i].is_ascii_alphabetic() || chars[i] == '_') && !hex {
+                out.extend(&chars[start..i]);
+                continue;
+            }
+            let after_file = start > 0 && chars[start - 1] == ':' && out.contains('.');
+            out.push_str(if hex {
+                "ADDR"
+            } else if after_file {
+                "LINE"
+            } else {
+                "NUM"
+            });
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    strip_clone_suffix(&out)
+}
+
+/// `f.isra.0` -> `f`, `f.constprop.3+0x1` -> `f+ADDR` is handled by the
+/// caller's number pass; here only the compiler-clone suffixes go.
+fn strip_clone_suffix(word: &str) -> String {
+    let mut w = word.to_string();
+    for suffix in [
+        ".isra.NUM",
+        ".constprop.NUM",
+        ".part.NUM",
+        ".cold",
+        ".isra",
+        ".constprop",
+        ".part",
+    ] {
+        while let Some(pos) = w.find(suffix) {
+            w.replace_range(pos..pos + suffix.len(), "");
+        }
+    }
+    w
+}
+
+/// The titles a bisection is after, normalized.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub titles: Vec<String>,
+}
+
+impl Target {
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(titles: I) -> Target {
+        let mut t: Vec<String> = titles.into_iter().map(|s| normalize_title(s.as_ref())).collect();
+        t.sort();
+        t.dedup();
+        Target { titles: t }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.titles.is_empty()
+    }
+
+    pub fn matches(&self, title: &str) -> bool {
+        let n = normalize_title(title);
+        self.titles.contains(&n)
+    }
+
+    /// What one run says about this target. A crash without a title
+    /// matches only an empty target (nothing to tell bugs apart by).
+    pub fn classify(&self, outcome: Outcome, title: Option<&str>) -> RunClass {
+        match outcome {
+            Outcome::Ok => RunClass::Ok,
+            Outcome::Infra | Outcome::BootFailed | Outcome::Skip => RunClass::NoInfo,
+            Outcome::Crash => match title {
+                _ if self.is_empty() => RunClass::Match,
+                Some(t) if self.matches(t) => RunClass::Match,
+                _ => RunClass::Other,
+            },
+        }
+    }
+
+    /// The target a set of crashes points at: every title that makes up at
+    /// least `share` of the crashes and was seen at least twice (or the
+    /// only crash seen, when there is one). An unrelated crash seen once
+    /// among many does not become a target. `None` when no title dominates.
+    pub fn learn(titles: &[&str], share: f64) -> Option<Target> {
+        if titles.is_empty() {
+            return None;
+        }
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for t in titles {
+            let n = normalize_title(t);
+            match counts.iter_mut().find(|(k, _)| *k == n) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((n, 1)),
+            }
+        }
+        let total = titles.len() as f64;
+        let dominant: Vec<String> = counts
+            .iter()
+            .filter(|(_, c)| (*c as f64) >= share * total && (*c >= 2 || titles.len() == 1))
+            .map(|(t, _)| t.clone())
+            .collect();
+        (!dominant.is_empty()).then_some(Target { titles: dominant })
+    }
+}
+
+/// Counts of run classes on one kernel under one target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounts {
+    pub matched: u32,
+    pub other: u32,
+    pub ok: u32,
+    pub no_info: u32,
+    /// Titles of the `other` crashes, in order of first appearance.
+    pub other_titles: Vec<String>,
+}
+
+impl ClassCounts {
+    pub fn of(target: &Target, runs: &[RunRecord]) -> ClassCounts {
+        let mut c = ClassCounts::default();
+        for r in runs {
+            match target.classify(r.outcome, r.title.as_deref()) {
+                RunClass::Match => c.matched += 1,
+                RunClass::Ok => c.ok += 1,
+                RunClass::NoInfo => c.no_info += 1,
+                RunClass::Other => {
+                    c.other += 1;
+                    let t = r.title.clone().unwrap_or_else(|| "crash".into());
+                    if !c.other_titles.contains(&t) {
+                        c.other_titles.push(t);
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    pub fn total(&self) -> u32 {
+        self.matched + self.other + self.ok + self.no_info
+    }
+
+    /// Runs that say something about the target: a match or a clean run.
+    /// A run that crashed with another bug may have hidden the target
+    /// (the kernel died first), so it counts as neither.
+    pub fn informative(&self) -> u32 {
+        self.matched + self.ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_normalize_like_syzkaller() {
+        let cases = [
+            // Real titles from ../shared/bisect-logs: identifiers keep their digits.
+            (
+                "INFO: rcu detected stall in sys_sendfile64",
+                "INFO: rcu detected stall in sys_sendfile64",
+            ),
+            (
+                "BUG: unable to handle kernel paging request in bpf_trace_run3",
+                "BUG: unable to handle kernel paging request in bpf_trace_run3",
+            ),
+            ("WARNING in kvm_wait (2)", "WARNING in kvm_wait"),
+            (
+                "kernel BUG at fs/ext4/inode.c:1234!",
+                "kernel BUG at fs/ext4/inode.c:LINE!",
+            ),
+            (
+                "general protection fault in f2fs_commit_atomic_write",
+                "general protection fault in f2fs_commit_atomic_write",
+            ),
+            (
+                "KASAN: use-after-free Read in afs_manage_cell.isra.0",
+                "KASAN: use-after-free Read in afs_manage_cell",
+            ),
+            ("WARNING in __queue_work [inline]", "WARNING in __queue_work"),
+            (
+                "BUG: Bad page state in process syz-executor.0  pfn:0x12345",
+                "BUG: Bad page state in process syz-executor.NUM pfn:ADDR",
+            ),
+            (
+                "unregister_netdevice: waiting for lo to become free. Usage count = 2",
+                "unregister_netdevice: waiting for lo to become free. Usage count = NUM",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_title(raw), want, "{raw}");
+        }
+        // What tells bugs apart stays.
+        assert_ne!(
+            normalize_title("KASAN: use-after-free Read in f"),
+            normalize_title("KASAN: use-after-free Write in f")
+        );
+        assert_ne!(normalize_title("WARNING in f"), normalize_title("WARNING in g"));
+        assert_eq!(
+            normalize_title("KASAN: slab-out-of-bounds Read in ath9k_hif_usb_rx_cb"),
+            normalize_title("KASAN:  slab-out-of-bounds Read in ath9k_hif_usb_rx_cb (3)")
+        );
+    }
+
+    #[test]
+    fn classification_against_a_target() {
+        let t = Target::new(["KASAN: use-after-free Read in link_path_walk"]);
+        assert_eq!(
+            t.classify(Outcome::Crash, Some("KASAN: use-after-free Read in link_path_walk (2)")),
+            RunClass::Match
+        );
+        assert_eq!(t.classify(Outcome::Crash, Some("WARNING in kvm_wait")), RunClass::Other);
+        assert_eq!(t.classify(Outcome::Crash, None), RunClass::Other);
+        assert_eq!(t.classify(Outcome::Ok, None), RunClass::Ok);
+        assert_eq!(t.classify(Outcome::Infra, None), RunClass::NoInfo);
+        assert_eq!(t.classify(Outcome::BootFailed, Some("x")), RunClass::NoInfo);
+        assert_eq!(Target::default().classify(Outcome::Crash, None), RunClass::Match);
+    }
+
+    #[test]
+    fn a_lone_unrelated_crash_does_not_become_the_target() {
+        let real = "KASAN: use-after-free Read in f";
+        let t = Target::learn(&[real, real, "WARNING in g", real, real], 0.3).unwrap();
+        assert_eq!(t, Target::new([real]));
+        // Two bugs, both frequent: both are the target.
+        let t = Target::learn(&[real, "WARNING in g", real, "WARNING in g"], 0.3).unwrap();
+        assert_eq!(t.titles.len(), 2);
+        // One crash only: it is all there is.
+        assert_eq!(
+            Target::learn(&["WARNING in g"], 0.3).unwrap(),
+            Target::new(["WARNING in g"])
+        );
+        // Nothing dominates: unclear, test more.
+        assert!(Target::learn(&["a in f", "b in g", "c in h"], 0.3).is_none());
+    }
+}
