@@ -128,6 +128,56 @@ struct RecipeArgs {
     target: TargetArgs,
 }
 
+/// How the bisection decides.
+#[derive(Args, Clone)]
+struct SearchArgs {
+    /// bayes: a posterior over the first bad kernel, robust to flaky reproducers and
+    /// unrelated crashes; classic: any crash is bad, half the runs ok is good (git bisect's rule).
+    #[arg(long, value_enum, default_value_t = Policy::Bayes)]
+    policy: Policy,
+    /// The crash being bisected (repeatable); other crashes do not make a kernel bad.
+    /// Default: the titles that dominate the bad commit's crashes (it is built and tested for it).
+    #[arg(long = "crash-title", value_name = "TITLE")]
+    crash_titles: Vec<String>,
+    /// Name a culprit only when its probability reaches this.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Stop after this many test runs and report the credible set.
+    #[arg(long)]
+    max_runs: Option<u32>,
+    /// Stop after this many builds and report the credible set.
+    #[arg(long)]
+    max_builds: Option<u32>,
+    /// Seconds a build is assumed to take until one is measured.
+    #[arg(long, default_value_t = 600.0)]
+    build_cost: f64,
+    /// Seconds a test run is assumed to take until one is measured.
+    #[arg(long, default_value_t = 60.0)]
+    run_cost: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Policy {
+    Bayes,
+    Classic,
+}
+
+impl SearchArgs {
+    fn noisy(&self) -> anyhow::Result<bisect::noisy::NoisyOptions> {
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            bail!("--confidence {}: give a probability between 0.5 and 1", self.confidence);
+        }
+        Ok(bisect::noisy::NoisyOptions {
+            crash_titles: self.crash_titles.clone(),
+            confidence: self.confidence,
+            max_runs: self.max_runs,
+            max_builds: self.max_builds,
+            build_cost: self.build_cost,
+            run_cost: self.run_cost,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the syzkaller kernel signature of each ELF file, like sha256sum.
@@ -176,6 +226,8 @@ enum Command {
         /// cache cannot be used.
         #[arg(long)]
         no_cache: bool,
+        #[command(flatten)]
+        search: SearchArgs,
         #[arg(long)]
         json: bool,
     },
@@ -408,6 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log,
             no_predict,
             no_cache,
+            search,
             json,
         } => {
             let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
@@ -428,7 +481,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let start = std::time::Instant::now();
             let mut progress = |line: &str| eprintln!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
-            let summary = bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress);
+            let summary = match search.policy {
+                Policy::Classic => bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress),
+                Policy::Bayes => {
+                    bisect::noisy::bisect(&repo, &cache, &mut evaluator, &opts, &search.noisy()?, &mut progress)
+                }
+            };
             finish_uploads(&cache);
             let summary = summary?;
             if json {

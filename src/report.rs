@@ -155,6 +155,37 @@ pub fn replay_text(r: &ReplayReport) -> String {
     s
 }
 
+/// The noisy search's view: probability, credible set, kernels' runs.
+fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
+    if let Some(p) = r.probability {
+        let _ = writeln!(out, "probability: {p:.3}");
+    }
+    if let Some(why) = &r.undecided {
+        let _ = writeln!(out, "undecided: {why}");
+    }
+    let _ = writeln!(out, "target: {}", r.target.join(" | "));
+    let set: Vec<&str> = r.credible_set.iter().map(|c| short(c)).collect();
+    let _ = writeln!(out, "credible set (95%): {}", set.join(" "));
+    for k in &r.kernels {
+        let commits: Vec<&str> = k.commits.iter().map(|c| short(c)).collect();
+        let _ = writeln!(
+            out,
+            "  kernel {} ({}): {} match, {} other, {} ok, {} no info{}",
+            short(&k.signature),
+            commits.join(" "),
+            k.counts.matched,
+            k.counts.other,
+            k.counts.ok,
+            k.counts.no_info,
+            if k.counts.other_titles.is_empty() {
+                String::new()
+            } else {
+                format!("; other crashes: {}", k.counts.other_titles.join(" | "))
+            }
+        );
+    }
+}
+
 /// `kcache bisect` summary.
 pub fn bisect_text(s: &Summary) -> String {
     let mut out = String::new();
@@ -185,6 +216,9 @@ pub fn bisect_text(s: &Summary) -> String {
         Outcome::NoBoundary { reason } => {
             let _ = writeln!(out, "no culprit: {reason}");
         }
+    }
+    if let Some(search) = &s.search {
+        search_text(&mut out, search);
     }
     for n in &s.notes {
         let _ = writeln!(out, "note: {n}");

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `kcache bisect --policy classic`: the tests of the classic driver's own
+/// guarantees (step-for-step reuse, resumption) pin it.
+fn classic_cmd(cache: &Path, repo: &Path, good: &str, bad: &str, runs: u32) -> Command {
+    let mut c = bisect_cmd(cache, repo, good, bad, runs);
+    c.args(["--policy", "classic"]);
+    c
+}
+
 const SMALL: &[(&str, &str)] = &[
     ("DEMO_COMMITS", "60"),
     ("DEMO_REGRESSION", "41"),
@@ -23,7 +31,7 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     let good = root_commit(&repo);
     let log = dir.path().join("bisect.log");
     let cold = json(&run_ok(
-        bisect_cmd(&cache, &repo, &good, "HEAD", 10).arg("--log").arg(&log),
+        classic_cmd(&cache, &repo, &good, "HEAD", 10).arg("--log").arg(&log),
     ));
     let regression = commit_by_subject(&repo, "grow the pool");
     assert_eq!(cold["outcome"]["kind"], "culprit");
@@ -36,7 +44,7 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     );
     assert_ne!(&cold["outcome"]["signature"], parent_sig);
 
-    let warm = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 10)));
+    let warm = json(&run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10)));
     assert_eq!(warm["outcome"]["commit"], regression.as_str());
     assert_eq!(totals(&warm, "builds_done"), 0, "{warm}");
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm}");
@@ -61,10 +69,10 @@ fn a_related_range_reuses_the_builds_and_tests_it_shares() {
     let repo = demo_repo(dir.path(), SMALL);
     let cache = dir.path().join("cache");
     let good = root_commit(&repo);
-    let first = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 10)));
+    let first = json(&run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10)));
     // Another bisection of the same bug with a different bad end (seeds 001
     // and 002 share 13 commits this way).
-    let second = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD~7", 10)));
+    let second = json(&run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD~7", 10)));
     assert_eq!(second["outcome"]["commit"], first["outcome"]["commit"]);
     assert!(totals(&second, "builds_reused") > 0, "{second}");
     assert!(
@@ -276,7 +284,7 @@ fn the_culprit_is_never_a_commit_with_its_parents_kernel() {
     );
     let comment_only = child.lines().next().unwrap().to_string();
     let summary = json(&run_status(
-        &mut bisect_cmd(&dir.path().join("cache"), &repo, &regression, &comment_only, 10),
+        &mut classic_cmd(&dir.path().join("cache"), &repo, &regression, &comment_only, 10),
         3,
     ));
     assert_eq!(summary["outcome"]["kind"], "no_boundary", "{summary}");
@@ -332,7 +340,7 @@ fn kill_9_mid_bisection_then_rerun_repeats_nothing() {
     let repo = demo_repo(dir.path(), SMALL);
     let good = root_commit(&repo);
     // Reference: an uninterrupted cold bisection in its own cache.
-    let reference = json(&run_ok(&mut bisect_cmd(
+    let reference = json(&run_ok(&mut classic_cmd(
         &dir.path().join("ref"),
         &repo,
         &good,
@@ -341,7 +349,7 @@ fn kill_9_mid_bisection_then_rerun_repeats_nothing() {
     )));
 
     let cache = dir.path().join("cache");
-    let mut child = bisect_cmd(&cache, &repo, &good, "HEAD", 10)
+    let mut child = classic_cmd(&cache, &repo, &good, "HEAD", 10)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -377,7 +385,7 @@ fn kill_9_mid_bisection_then_rerun_repeats_nothing() {
         "the killed bisection had stored some builds: {stats}"
     );
 
-    let rerun = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 10)));
+    let rerun = json(&run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10)));
     assert_eq!(rerun["outcome"]["commit"], reference["outcome"]["commit"]);
     assert_eq!(
         totals(&rerun, "builds_done") + builds_before,

@@ -53,6 +53,11 @@ fn bisect_with_build(cache: &Path, repo: &Path, build: &str, extra: &[&str]) -> 
         .arg(demo_test_script())
         .args(["--runs", "2", "--json"])
         .args(extra);
+    // The stop-early rule and the failure bookkeeping are the classic
+    // driver's; the noisy search is run explicitly where it is tested.
+    if !extra.contains(&"bayes") {
+        c.args(["--policy", "classic"]);
+    }
     c
 }
 
@@ -73,6 +78,23 @@ fn a_missing_tool_is_not_cached_and_stops_the_bisection_early() {
     );
     assert!(err.contains("a command was not found"), "{err}");
     assert!(err.contains("full log:"), "the log's path is shown: {err}");
+    assert_eq!(stats(&cache)["records"]["builds"], 0, "nothing cached: {err}");
+    // The noisy search builds the bad commit first (to learn the target) and
+    // stops there, saying why.
+    let out = run_status(
+        &mut bisect_with_build(
+            &cache,
+            &repo,
+            "make -s vmlinux CC=no-such-compiler-kcache",
+            &["--policy", "bayes"],
+        ),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not build: exit status 2: a command was not found"),
+        "{err}"
+    );
     assert_eq!(stats(&cache)["records"]["builds"], 0, "nothing cached: {err}");
 
     // Fixed: every commit builds; nothing was remembered as broken.
@@ -184,7 +206,7 @@ fn a_hung_build_and_a_hung_test_time_out() {
         ])
         .arg("--test")
         .arg(&hang)
-        .args(["--runs", "1", "--test-timeout", "0.3", "--json"]);
+        .args(["--runs", "1", "--test-timeout", "0.3", "--json", "--policy", "classic"]);
     let start = Instant::now();
     let out = run_status(&mut cmd, 3);
     assert!(start.elapsed() < Duration::from_secs(60));
@@ -266,13 +288,9 @@ fn concurrent_bisections_of_one_range_build_and_test_each_kernel_once() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), SMALL);
     let good = root_commit(&repo);
-    let reference = json(&run_ok(&mut bisect_cmd(
-        &dir.path().join("ref"),
-        &repo,
-        &good,
-        "HEAD",
-        4,
-    )));
+    let reference = json(&run_ok(
+        bisect_cmd(&dir.path().join("ref"), &repo, &good, "HEAD", 4).args(["--policy", "classic"]),
+    ));
     let (builds, runs) = (totals(&reference, "builds_done"), totals(&reference, "runs_done"));
 
     let cache = dir.path().join("cache");
@@ -286,6 +304,7 @@ fn concurrent_bisections_of_one_range_build_and_test_each_kernel_once() {
         .iter()
         .map(|r| {
             bisect_cmd(&cache, r, &good, "HEAD", 4)
+                .args(["--policy", "classic"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -126,6 +126,9 @@ fn bisect(cache: &Path, toy: &Toy, extra: &[&str], env: &[(&str, &str)]) -> serd
             "--good", &good, "--bad", "HEAD", "--build", &toy.build, "--test", &toy.test,
         ])
         .args(["--runs", "2", "--json", "--toolchain", "gcc test"])
+        // No-op prediction is the classic driver's (the noisy search builds
+        // every commit it tests).
+        .args(["--policy", "classic"])
         .args(extra);
     for (k, v) in env {
         cmd.env(k, v);

@@ -402,16 +402,47 @@ impl Search<'_> {
             .collect()
     }
 
+    /// Per commit: the chance its build fails, from its nearest commit with
+    /// a known outcome (a broken one makes a break likely, 0.8; else 0.05).
+    fn broken_odds(&self) -> Vec<f64> {
+        let n = self.kernels.len();
+        let mut nearest: Vec<(usize, bool)> = vec![(usize::MAX, false); n];
+        let mut last: Option<(usize, bool)> = None;
+        for i in 0..n {
+            if self.kernels[i] != Kernel::Unknown {
+                last = Some((i, self.kernels[i] == Kernel::Broken));
+            }
+            if let Some((j, b)) = last {
+                nearest[i] = (i - j, b);
+            }
+        }
+        last = None;
+        for i in (0..n).rev() {
+            if self.kernels[i] != Kernel::Unknown {
+                last = Some((i, self.kernels[i] == Kernel::Broken));
+            }
+            if let Some((j, b)) = last {
+                if j - i < nearest[i].0 {
+                    nearest[i] = (j - i, b);
+                }
+            }
+        }
+        nearest.iter().map(|&(_, b)| if b { 0.8 } else { 0.05 }).collect()
+    }
+
     /// Picks the next position to test, or `Done`.
     fn next<O: Oracle>(&self, oracle: &O, post: &Posterior) -> Action {
         let n = self.model.runs;
         let info = self.information(post, n);
         let run = oracle.run_cost().max(1e-6);
+        let broken_odds = self.broken_odds();
         let mut best: Option<(usize, f64)> = None;
         for (t, gain) in info.iter().enumerate() {
             if *gain < MIN_GAIN || self.kernels[t] == Kernel::Broken {
                 continue;
             }
+            // Builds break in stretches: next to a broken commit, expect another.
+            let gain = gain * (1.0 - broken_odds[t]);
             let build = match self.kernels[t] {
                 Kernel::Signed(_) => 0.0,
                 _ => oracle.build_cost(t),

@@ -292,7 +292,12 @@ impl CommitEvaluator {
                     what: format!("build record {record_key}"),
                     source: std::io::Error::other("vanished from the cache while testing"),
                 })?;
-                let new_runs = self.test(repo, cache, commit, &record, &signature, &runs, progress)?;
+                let want = self.recipe.runs - reused;
+                // A crash decides the old rule's verdict; more runs cannot change it.
+                let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
+                let new_runs = self.test(
+                    repo, cache, commit, &record, &signature, reused, want, &crashed, progress,
+                )?;
                 eval.runs_done = new_runs.len() as u32;
                 eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
                 runs.extend(new_runs);
@@ -613,8 +618,9 @@ impl CommitEvaluator {
         Ok(Built::Failed { failure, seconds })
     }
 
-    /// Runs the test until the pooled runs and the new ones are enough or
-    /// one crashed. The caller holds the kernel's test claim.
+    /// Runs the test up to `want` times (run numbers from `first_run`),
+    /// stopping after a run for which `stop` is true. The caller holds the
+    /// kernel's test claim.
     #[allow(clippy::too_many_arguments)]
     fn test(
         &self,
@@ -623,7 +629,9 @@ impl CommitEvaluator {
         commit: &str,
         record: &BuildRecord,
         signature: &str,
-        pooled: &[RunRecord],
+        first_run: u32,
+        want: u32,
+        stop: &dyn Fn(&RunRecord) -> bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let artifacts_dir = tempfile::Builder::new()
@@ -653,31 +661,80 @@ impl CommitEvaluator {
         } else {
             restored?;
         }
-        let wanted = self.recipe.runs;
-        let mut evidence = Evidence::of(pooled);
         let mut out = Vec::new();
-        let mut run = evidence.total();
-        progress(&format!("  testing {} run(s)...", wanted.saturating_sub(run)));
-        while evidence.needs_more(wanted) {
+        progress(&format!("  testing {want} run(s)..."));
+        // Timed-out runs are not recorded: bound the attempts on a hung kernel.
+        let attempts = want.saturating_mul(2).max(want + 2);
+        for run in first_run..first_run + attempts {
+            if out.len() as u32 >= want {
+                break;
+            }
             match self.run_test(commit, signature, artifacts_dir.path(), run)? {
                 Some(r) => {
                     cache.record_run(&r)?;
+                    let done = stop(&r);
                     out.push(r);
+                    if done {
+                        break;
+                    }
                 }
                 None => progress(&format!(
                     "  run {run} timed out after {}s: no information (not recorded)",
                     self.recipe.test_timeout.unwrap_or_default().as_secs_f64()
                 )),
             }
-            run += 1;
-            if run >= wanted.saturating_mul(2).max(wanted + 2) {
-                break; // timeouts: do not loop forever on a hung kernel
-            }
-            // No other process adds runs meanwhile: the caller holds this
-            // kernel's test claim.
-            evidence = Evidence::of(&pooled.iter().chain(&out).cloned().collect::<Vec<_>>());
         }
         Ok(out)
+    }
+
+    /// Runs the test on a built kernel up to `want` times, stopping after a
+    /// run for which `stop` is true; every run is recorded as it completes.
+    /// Holds the kernel's test claim, so concurrent testers take turns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn test_batch(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        signature: &str,
+        want: u32,
+        stop: &dyn Fn(&RunRecord) -> bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<RunRecord>, EvalError> {
+        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
+        let record = cache.build(&key)?.ok_or_else(|| EvalError::Io {
+            what: format!("build record {key} of {commit}"),
+            source: std::io::Error::other("not in the cache: build the commit before testing it"),
+        })?;
+        let _claim = claim(cache, &format!("test-{signature}-{}", self.test_key.to_hex()), progress)?;
+        let first = cache.runs(signature, &self.test_key)?.len() as u32;
+        self.test(repo, cache, commit, &record, signature, first, want, stop, progress)
+    }
+
+    /// The test key runs are pooled under.
+    pub fn test_key(&self) -> Key {
+        self.test_key
+    }
+
+    /// Test runs per kernel the user asked for.
+    pub fn runs_wanted(&self) -> u32 {
+        self.recipe.runs
+    }
+
+    /// The local tier's build record for a commit (no remote request).
+    pub fn cached_build_local(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+    ) -> Result<Option<BuildRecord>, EvalError> {
+        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
+        Ok(cache.view(|v| v.build(&key))?)
+    }
+
+    /// The cache's build record for a commit under this recipe, if any.
+    pub fn cached_build(&self, repo: &Repo, cache: &Cache, commit: &str) -> Result<Option<BuildRecord>, EvalError> {
+        Ok(cache.build(&self.inputs_for_tree(&repo.tree_id(commit)?).key())?)
     }
 
     /// One run of the test; `None` when it timed out (no information).

@@ -24,6 +24,7 @@ pub mod evidence;
 pub mod exec;
 mod logfile;
 pub mod lookup;
+pub mod noisy;
 pub mod predict;
 pub mod sim;
 
@@ -52,6 +53,8 @@ pub enum BisectError {
     Store(#[from] crate::store::StoreError),
     #[error("bad commit {bad} is an ancestor of good commit {good}: nothing to bisect")]
     BadBeforeGood { bad: String, good: String },
+    #[error("no target crash to bisect: {0}")]
+    NoTarget(String),
     #[error("cannot write the log {}: {source}", path.display())]
     Log { path: PathBuf, source: std::io::Error },
     #[error("the {side} commit {commit} is not {side} by the cache's own evidence: its kernel {} already has {} \
@@ -154,6 +157,9 @@ pub struct Summary {
     /// Things the user must know about this result.
     pub notes: Vec<String>,
     pub steps: Vec<Step>,
+    /// The noisy search's posterior view (absent under `--policy classic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<noisy::SearchReport>,
 }
 
 /// Runs a bisection to its end. `progress` gets one line per event.
@@ -165,13 +171,7 @@ pub fn bisect(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
     let start = Instant::now();
-    let bad = repo.commit_id(&opts.bad)?;
-    let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
-    for g in &goods {
-        if repo.is_ancestor(&bad, g)? {
-            return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
-        }
-    }
+    let (bad, goods) = resolve_endpoints(repo, opts)?;
     check_endpoints(repo, cache, evaluator, &bad, &goods)?;
     cache.clean_stale();
     evaluator.set_prediction(opts.predict);
@@ -207,7 +207,21 @@ pub fn bisect(
         steps: run.steps,
         wall_seconds: start.elapsed().as_secs_f64(),
         notes: run.notes,
+        search: None,
     })
+}
+
+/// The bad and good commits as ids; the bad one must not be an ancestor of
+/// a good one.
+fn resolve_endpoints(repo: &Repo, opts: &Options) -> Result<(String, Vec<String>), BisectError> {
+    let bad = repo.commit_id(&opts.bad)?;
+    let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
+    for g in &goods {
+        if repo.is_ancestor(&bad, g)? {
+            return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
+        }
+    }
+    Ok((bad, goods))
 }
 
 /// Stops before searching when the cache's pooled runs already contradict

@@ -1,0 +1,433 @@
+//! The noisy search ([`super::bayes`]) on a real repository: the range is
+//! the bad commit's first-parent line down to the good side, commits are
+//! built and tested through the cache ([`CommitEvaluator`]), and runs are
+//! pooled per kernel as in every kcache bisection.
+//!
+//! Invariant: only adapts git and the cache to [`bayes::Oracle`]; every
+//! decision is `bayes`'s.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::bayes::{self, Kernel, Oracle};
+use super::exec::{BuildSource, Evaluation};
+use super::{logfile, BisectError, CommitEvaluator, Evidence, Options, Outcome, Purpose, Step, Summary, Verdict};
+use crate::crash::{ClassCounts, RunClass, Target};
+use crate::git::Repo;
+use crate::store::{Cache, RunRecord};
+
+/// Up to this many commits, what the remote knows of every commit is asked
+/// before the search starts.
+const REMOTE_LOOKUP_LIMIT: usize = 500;
+
+/// Settings of the noisy search that the user gives.
+#[derive(Debug, Clone)]
+pub struct NoisyOptions {
+    /// `--crash-title`: the target; empty: learned from the bad commit.
+    pub crash_titles: Vec<String>,
+    pub confidence: f64,
+    pub max_runs: Option<u32>,
+    pub max_builds: Option<u32>,
+    /// Estimates of a build's and a run's seconds before any is measured.
+    pub build_cost: f64,
+    pub run_cost: f64,
+}
+
+impl Default for NoisyOptions {
+    fn default() -> NoisyOptions {
+        NoisyOptions {
+            crash_titles: Vec::new(),
+            confidence: 0.95,
+            max_runs: None,
+            max_builds: None,
+            build_cost: 600.0,
+            run_cost: 60.0,
+        }
+    }
+}
+
+/// What the noisy search adds to a bisection's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    pub policy: &'static str,
+    /// The normalized titles runs were matched against.
+    pub target: Vec<String>,
+    /// The culprit's probability (or "no culprit"'s), when one was named.
+    pub probability: Option<f64>,
+    /// The fewest commits holding 95% of the posterior, most likely first.
+    pub credible_set: Vec<String>,
+    /// Why the search stopped without a culprit, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
+    /// Per kernel: its commits in the range and its runs under the target.
+    pub kernels: Vec<KernelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReport {
+    pub signature: String,
+    pub commits: Vec<String>,
+    #[serde(flatten)]
+    pub counts: ClassCounts,
+}
+
+struct GitOracle<'a> {
+    repo: &'a Repo,
+    cache: &'a Cache,
+    evaluator: &'a mut CommitEvaluator,
+    line: Vec<String>,
+    steps: Vec<Step>,
+    log: logfile::LogFile,
+    progress: &'a mut dyn FnMut(&str),
+    build_seconds: (f64, u32),
+    run_seconds: (f64, u32),
+    estimates: (f64, f64),
+    /// Evaluations made (builds), by index.
+    evals: Vec<Option<Evaluation>>,
+}
+
+impl GitOracle<'_> {
+    fn subject(&self, i: usize) -> String {
+        self.repo.subject(&self.line[i]).unwrap_or_default()
+    }
+
+    fn kernel_of(eval: &Evaluation) -> Kernel {
+        match &eval.signature {
+            Some(s) => Kernel::Signed(s.clone()),
+            None => Kernel::Broken,
+        }
+    }
+
+    fn record_step(&mut self, i: usize, eval: Evaluation, purpose: Purpose) -> Result<(), BisectError> {
+        self.log.step(&self.line[i], &eval, purpose)?;
+        let subject = self.subject(i);
+        self.steps.push(Step {
+            commit: self.line[i].clone(),
+            subject,
+            purpose,
+            eval,
+        });
+        Ok(())
+    }
+}
+
+impl Oracle for GitOracle<'_> {
+    type Error = BisectError;
+
+    fn known(&mut self, i: usize) -> Result<Kernel, BisectError> {
+        // Each remote look-up is a request: a long line asks the local tier
+        // only (the remote is still asked for every commit the search builds).
+        let record = if self.line.len() <= REMOTE_LOOKUP_LIMIT {
+            self.evaluator.cached_build(self.repo, self.cache, &self.line[i])?
+        } else {
+            self.evaluator
+                .cached_build_local(self.repo, self.cache, &self.line[i])?
+        };
+        Ok(match record {
+            Some(r) => match r.signature {
+                Some(s) => Kernel::Signed(s),
+                None => Kernel::Broken,
+            },
+            None => Kernel::Unknown,
+        })
+    }
+
+    fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
+        if let Some(e) = &self.evals[i] {
+            return Ok(Self::kernel_of(e));
+        }
+        let line = format!(
+            "[{}] {} {}",
+            self.steps.len() + 1,
+            super::short(&self.line[i]),
+            self.subject(i)
+        );
+        (self.progress)(&line);
+        let eval = self
+            .evaluator
+            .build_only(self.repo, self.cache, &self.line[i], &mut *self.progress)?;
+        if eval.build == BuildSource::Built {
+            self.build_seconds.0 += eval.build_seconds;
+            self.build_seconds.1 += 1;
+        }
+        let kernel = Self::kernel_of(&eval);
+        self.evals[i] = Some(eval.clone());
+        self.record_step(i, eval, Purpose::Bisect)?;
+        Ok(kernel)
+    }
+
+    fn build_cost(&self, i: usize) -> f64 {
+        if self.evals[i].is_some() {
+            return 0.0;
+        }
+        match self.build_seconds {
+            (total, n) if n > 0 => total / n as f64,
+            _ => self.estimates.0,
+        }
+    }
+
+    fn run_cost(&self) -> f64 {
+        match self.run_seconds {
+            (total, n) if n > 0 => (total / n as f64).max(1e-3),
+            _ => self.estimates.1,
+        }
+    }
+
+    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, BisectError> {
+        // The remote is asked too while the local runs are fewer than a batch.
+        let wanted = self.evaluator.runs_wanted();
+        let runs = self.cache.runs_shared(signature, &self.evaluator.test_key(), wanted)?;
+        Ok(runs
+            .iter()
+            .map(|r| target.classify(r.outcome, r.title.as_deref()))
+            .collect())
+    }
+
+    fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, BisectError> {
+        let start = Instant::now();
+        let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+        let runs = self.evaluator.test_batch(
+            self.repo,
+            self.cache,
+            &self.line[i],
+            signature,
+            n,
+            &matched,
+            &mut *self.progress,
+        )?;
+        let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
+        self.run_seconds.0 += seconds;
+        self.run_seconds.1 += runs.len() as u32;
+        let classes: Vec<RunClass> = runs
+            .iter()
+            .map(|r| target.classify(r.outcome, r.title.as_deref()))
+            .collect();
+        let counts = ClassCounts::of(target, &runs);
+        (self.progress)(&format!(
+            "  {} run(s) on {}: {} match, {} other crash, {} ok, {} no info ({:.1}s)",
+            runs.len(),
+            super::short(&self.line[i]),
+            counts.matched,
+            counts.other,
+            counts.ok,
+            counts.no_info,
+            start.elapsed().as_secs_f64()
+        ));
+        let mut eval = self.evals[i].clone().unwrap_or_else(|| placeholder(signature));
+        eval.verdict = if counts.matched > 0 {
+            Verdict::Bad
+        } else if counts.ok > 0 {
+            Verdict::Good
+        } else {
+            Verdict::Skip
+        };
+        eval.evidence = Evidence::of(&runs);
+        eval.runs_done = runs.len() as u32;
+        eval.test_seconds = seconds;
+        eval.runs = runs;
+        eval.build = BuildSource::Reused;
+        eval.build_seconds = 0.0;
+        self.record_step(i, eval, Purpose::Bisect)?;
+        Ok(classes)
+    }
+}
+
+fn placeholder(signature: &str) -> Evaluation {
+    Evaluation {
+        build_key: crate::key::digest(b""),
+        build: BuildSource::Reused,
+        signature: Some(signature.to_string()),
+        verdict: Verdict::Skip,
+        evidence: Evidence::default(),
+        runs_done: 0,
+        runs_reused: 0,
+        build_seconds: 0.0,
+        test_seconds: 0.0,
+        saved_build_seconds: 0.0,
+        saved_test_seconds: 0.0,
+        predicted_from: None,
+        reference_key: None,
+        runs: Vec::new(),
+        log_tail: None,
+        failure: None,
+    }
+}
+
+/// The bad commit's first-parent line down to the good side: index 0 is
+/// the first commit reachable from a good commit (assumed good).
+fn first_parent_line(repo: &Repo, bad: &str, goods: &[String]) -> Result<Vec<String>, BisectError> {
+    let mut args = vec!["rev-list", "--first-parent", "--reverse", bad];
+    let nots: Vec<String> = goods.iter().map(|g| format!("^{g}")).collect();
+    args.extend(nots.iter().map(String::as_str));
+    let listed: Vec<String> = repo.run(&args)?.lines().map(str::to_string).collect();
+    let Some(oldest) = listed.first() else {
+        return Ok(vec![bad.to_string()]);
+    };
+    let parent = repo
+        .parents(oldest)?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| goods[0].clone());
+    let mut line = vec![parent];
+    line.extend(listed);
+    Ok(line)
+}
+
+/// The target: `--crash-title`, else the titles that dominate the bad
+/// commit's crashes (its kernel is built and tested for it, up to three
+/// batches while no title dominates).
+fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Target, BisectError> {
+    if !noisy.crash_titles.is_empty() {
+        return Ok(Target::new(&noisy.crash_titles));
+    }
+    let bad = o.line.len() - 1;
+    let Kernel::Signed(sig) = o.build(bad)? else {
+        let failure = o.evals[bad].as_ref().and_then(|e| e.failure.clone());
+        return Err(BisectError::NoTarget(format!(
+            "the bad commit {} does not build{}",
+            super::short(&o.line[bad]),
+            failure.map_or_else(
+                || " (a recorded failure; --retry-failed builds it again)".to_string(),
+                |f| format!(": {}; the last lines of {}:\n{}", f.reason, f.log.display(), f.tail)
+            )
+        )));
+    };
+    for _ in 0..3 {
+        let runs_now = o.cache.runs_shared(&sig, &o.evaluator.test_key(), runs)?;
+        let titles: Vec<&str> = runs_now
+            .iter()
+            .filter(|r| r.outcome == crate::store::Outcome::Crash)
+            .map(|r| r.title.as_deref().unwrap_or("crash"))
+            .collect();
+        if let Some(t) = Target::learn(&titles, 0.3) {
+            if titles.len() >= 2 || runs_now.len() as u32 >= runs {
+                (o.progress)(&format!("  target: {}", t.titles.join(" | ")));
+                return Ok(t);
+            }
+        }
+        // Runs without stopping at a crash: the titles' shares matter here.
+        o.evaluator
+            .test_batch(o.repo, o.cache, &o.line[bad], &sig, runs, &|_| false, &mut *o.progress)?;
+    }
+    Err(BisectError::NoTarget(format!(
+        "the bad commit {} does not show one dominant crash in {} runs: give --crash-title",
+        super::short(&o.line[bad]),
+        o.cache.runs(&sig, &o.evaluator.test_key())?.len()
+    )))
+}
+
+/// Runs the noisy search on a repository.
+pub fn bisect(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &mut CommitEvaluator,
+    opts: &Options,
+    noisy: &NoisyOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Summary, BisectError> {
+    let start = Instant::now();
+    let (bad, goods) = super::resolve_endpoints(repo, opts)?;
+    super::check_endpoints(repo, cache, evaluator, &bad, &goods)?;
+    cache.clean_stale();
+    evaluator.set_prediction(false);
+    let line = first_parent_line(repo, &bad, &goods)?;
+    let runs = evaluator.runs_wanted();
+    let len = line.len();
+    let mut oracle = GitOracle {
+        repo,
+        cache,
+        evaluator,
+        line,
+        steps: Vec::new(),
+        log: logfile::LogFile::new(opts.log.as_deref(), &bad),
+        progress,
+        build_seconds: (0.0, 0),
+        run_seconds: (0.0, 0),
+        estimates: (noisy.build_cost, noisy.run_cost),
+        evals: vec![None; len],
+    };
+    (oracle.progress)(&format!(
+        "noisy search over {} commits (first-parent line), confidence {}",
+        len - 1,
+        noisy.confidence
+    ));
+    let target = learn_target(&mut oracle, noisy, runs)?;
+    let model = bayes::Model {
+        confidence: noisy.confidence,
+        runs,
+        max_runs: noisy.max_runs,
+        max_builds: noisy.max_builds,
+        ..bayes::Model::default()
+    };
+    let out = bayes::search(&model, target.clone(), len, &mut oracle)?;
+    let commit_of = |i: usize| oracle.line[i].clone();
+    let (outcome, probability, undecided) = match &out.ending {
+        bayes::Ending::Culprit { index, probability } => {
+            let commit = commit_of(*index);
+            let parent = commit_of(index - 1);
+            let sig_of = |i: usize| {
+                out.kernels
+                    .iter()
+                    .find(|k| k.commits.contains(&i))
+                    .map(|k| k.signature.clone())
+            };
+            (
+                Outcome::Culprit {
+                    subject: repo.subject(&commit).unwrap_or_default(),
+                    signature: sig_of(*index),
+                    parents: vec![(parent, sig_of(index - 1))],
+                    commit,
+                },
+                Some(*probability),
+                None,
+            )
+        }
+        bayes::Ending::NoCulprit { probability } => (
+            Outcome::NoBoundary {
+                reason: format!(
+                    "with probability {probability:.3} no commit in the range brought the target crash \
+                     (it does not reproduce on the bad side)"
+                ),
+            },
+            Some(*probability),
+            None,
+        ),
+        bayes::Ending::Undecided { why, credible, .. } => (
+            Outcome::Inconclusive {
+                candidates: credible.iter().map(|&i| commit_of(i)).collect(),
+            },
+            None,
+            Some(why.clone()),
+        ),
+    };
+    let mut kernels = Vec::new();
+    for k in &out.kernels {
+        let runs = cache.runs(&k.signature, &oracle.evaluator.test_key())?;
+        kernels.push(KernelReport {
+            signature: k.signature.clone(),
+            commits: k.commits.iter().map(|&i| commit_of(i)).collect(),
+            counts: ClassCounts::of(&target, &runs),
+        });
+    }
+    let report = SearchReport {
+        policy: "bayes",
+        target: target.titles.clone(),
+        probability,
+        credible_set: out.credible.iter().map(|&i| commit_of(i)).collect(),
+        undecided,
+        kernels,
+    };
+    oracle
+        .log
+        .finish(&outcome, &oracle.steps, repo, start.elapsed().as_secs_f64())?;
+    let totals = super::totals(&oracle.steps);
+    Ok(Summary {
+        outcome,
+        totals,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        notes: Vec::new(),
+        steps: oracle.steps,
+        search: Some(report),
+    })
+}
