@@ -407,23 +407,24 @@ impl Search<'_> {
     fn broken_odds(&self) -> Vec<f64> {
         let n = self.kernels.len();
         let mut nearest: Vec<(usize, bool)> = vec![(usize::MAX, false); n];
+        // Two sweeps: the nearest known commit on the left, then on the right.
         let mut last: Option<(usize, bool)> = None;
-        for i in 0..n {
-            if self.kernels[i] != Kernel::Unknown {
-                last = Some((i, self.kernels[i] == Kernel::Broken));
+        for (i, (k, near)) in self.kernels.iter().zip(nearest.iter_mut()).enumerate() {
+            if *k != Kernel::Unknown {
+                last = Some((i, *k == Kernel::Broken));
             }
             if let Some((j, b)) = last {
-                nearest[i] = (i - j, b);
+                *near = (i - j, b);
             }
         }
         last = None;
-        for i in (0..n).rev() {
-            if self.kernels[i] != Kernel::Unknown {
-                last = Some((i, self.kernels[i] == Kernel::Broken));
+        for (i, (k, near)) in self.kernels.iter().zip(nearest.iter_mut()).enumerate().rev() {
+            if *k != Kernel::Unknown {
+                last = Some((i, *k == Kernel::Broken));
             }
             if let Some((j, b)) = last {
-                if j - i < nearest[i].0 {
-                    nearest[i] = (j - i, b);
+                if j - i < near.0 {
+                    *near = (j - i, b);
                 }
             }
         }
