@@ -566,10 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let cache = existing()?;
-            let key = match build_key {
-                Some(k) => parse_key(&k)?,
-                None => resolve_inputs(&inputs)?.1.key(),
-            };
+            let key = build_key_of(build_key.as_deref(), &inputs)?;
             let Some(record) = cache.build(&key)? else {
                 eprintln!("kcache: no build with key {key}");
                 return Ok(ExitCode::from(1));
@@ -605,10 +602,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let cache = existing()?;
-            let key = match build_key {
-                Some(k) => parse_key(&k)?,
-                None => resolve_inputs(&inputs)?.1.key(),
-            };
+            let key = build_key_of(build_key.as_deref(), &inputs)?;
             let forgotten = cache.forget_build(&key)?;
             if json {
                 println!("{}", serde_json::json!({ "build_key": key, "forgotten": forgotten }));
@@ -1027,6 +1021,14 @@ fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+    }
+}
+
+/// `--build-key`, else the key of the commit and build inputs given.
+fn build_key_of(build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<Key> {
+    match build_key {
+        Some(k) => parse_key(k),
+        None => Ok(resolve_inputs(inputs)?.1.key()),
     }
 }
 

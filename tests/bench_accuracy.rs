@@ -112,3 +112,136 @@ fn accuracy_grid() {
         println!("target missed: {m}");
     }
 }
+
+/// What `p` and `e` look like in practice, read from the run outcomes of
+/// the real syzbot logs in `../shared/bisect-logs/dev` (and their labels):
+/// on commits where the log's own crash showed, the share of informative
+/// runs that showed it (`p`); on every tested commit, the share of runs that
+/// crashed with another title (`e`), and how often a commit without the
+/// target crash showed another one.
+#[test]
+#[ignore = "benchmark: reads the shared dev logs"]
+fn dev_log_noise() {
+    use kcache::crash::Target;
+    use kcache::syzlog::{self, RunOutcome, Runs};
+    let shared = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bisect-logs");
+    let labels: std::collections::HashMap<String, String> = std::fs::read_to_string(shared.join("dev-labels.tsv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.to_string(), f.next()?.to_string()))
+        })
+        .collect();
+    let files = syzlog::corpus_files(&[shared.join("dev")]).unwrap();
+    let mut p_bad: Vec<f64> = Vec::new();
+    let (mut runs, mut other_runs) = (0u64, 0u64);
+    let (mut clean_steps, mut clean_with_other) = (0u64, 0u64);
+    let mut by_label: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for f in &files {
+        let Ok(log) = syzlog::parse_file(f) else { continue };
+        let Some(title) = log.original_crash() else { continue };
+        let target = Target::new([title]);
+        let name = f.file_stem().unwrap().to_string_lossy().to_string();
+        let label = labels.get(&name).cloned().unwrap_or_else(|| "unlabelled".into());
+        for step in &log.steps {
+            let Runs::Each(each) = &step.runs else { continue };
+            let (mut m, mut o, mut ok) = (0u32, 0u32, 0u32);
+            for r in each {
+                runs += 1;
+                match &r.outcome {
+                    RunOutcome::Ok => ok += 1,
+                    RunOutcome::Crashed(t) if target.matches(t) => m += 1,
+                    RunOutcome::Crashed(_) => {
+                        o += 1;
+                        other_runs += 1;
+                    }
+                    _ => {}
+                }
+            }
+            let entry = by_label.entry(label.clone()).or_default();
+            entry.0 += 1;
+            if m > 0 && m + ok >= 5 {
+                p_bad.push(m as f64 / (m + ok) as f64);
+            }
+            if m == 0 {
+                clean_steps += 1;
+                if o > 0 {
+                    clean_with_other += 1;
+                    entry.1 += 1;
+                }
+            }
+        }
+    }
+    p_bad.sort_by(f64::total_cmp);
+    let q = |x: f64| {
+        p_bad
+            .get(((p_bad.len() as f64 - 1.0) * x) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let below = |t: f64| p_bad.iter().filter(|p| **p < t).count() as f64 / p_bad.len().max(1) as f64;
+    println!(
+        "logs: {}; steps with per-run outcomes on bad commits (>= 5 informative runs): {}",
+        files.len(),
+        p_bad.len()
+    );
+    println!(
+        "p on bad commits: p10 {:.2}, p25 {:.2}, median {:.2}, p75 {:.2}; below 0.5: {:.0}%, below 0.3: {:.0}%",
+        q(0.1),
+        q(0.25),
+        q(0.5),
+        q(0.75),
+        below(0.5) * 100.0,
+        below(0.3) * 100.0
+    );
+    println!(
+        "e: {:.2}% of {runs} runs crashed with another title; {:.1}% of {clean_steps} steps without the target crash showed another",
+        other_runs as f64 / runs.max(1) as f64 * 100.0,
+        clean_with_other as f64 / clean_steps.max(1) as f64 * 100.0
+    );
+    for (label, (steps, other)) in &by_label {
+        println!("  {label}: {steps} tested steps, {other} without the target crash but with another");
+    }
+}
+
+/// The cells nearest to what the dev logs show (see `dev_log_noise`): the
+/// median and the lower quartile of p on bad commits, and e as high as the
+/// share of runs with another title there (an upper bound: it counts
+/// "no output" and title variants too).
+#[test]
+#[ignore = "benchmark: run with --ignored"]
+fn dev_like_cells() {
+    let trials: u64 = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    println!("| commits | no-op | p | e | classic acc | bayes acc | classic runs | bayes runs | classic builds | bayes builds | git bisect builds |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (p, e) in [(0.7, 0.02), (0.2, 0.02), (0.7, 0.25), (0.2, 0.25)] {
+        let s = Setting {
+            commits: 300,
+            noop: 0.9,
+            p,
+            e,
+            broken: 0.02,
+            runs: 10,
+            build_seconds: 600.0,
+            run_seconds: 60.0,
+        };
+        let c = run_cell(&s, trials);
+        let t = trials as f64;
+        println!(
+            "| 300 | 90% | {p} | {:.0}% | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            e * 100.0,
+            c.right[0] as f64 / t,
+            c.right[1] as f64 / t,
+            c.runs[0] as f64 / t,
+            c.runs[1] as f64 / t,
+            c.builds[0] as f64 / t,
+            c.builds[1] as f64 / t,
+            c.plain_builds as f64 / t,
+        );
+    }
+}

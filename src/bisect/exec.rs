@@ -107,6 +107,30 @@ pub struct Evaluation {
     pub failure: Option<BuildFailure>,
 }
 
+impl Evaluation {
+    /// Nothing known yet of the build with this key: no signature, no runs.
+    pub fn empty(build_key: Key) -> Evaluation {
+        Evaluation {
+            build_key,
+            build: BuildSource::Reused,
+            signature: None,
+            verdict: Verdict::Skip,
+            evidence: Evidence::default(),
+            runs_done: 0,
+            runs_reused: 0,
+            build_seconds: 0.0,
+            test_seconds: 0.0,
+            saved_build_seconds: 0.0,
+            saved_test_seconds: 0.0,
+            predicted_from: None,
+            reference_key: None,
+            runs: Vec::new(),
+            log_tail: None,
+            failure: None,
+        }
+    }
+}
+
 /// A build that failed in this process: why, and where its log is.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BuildFailure {
@@ -352,24 +376,7 @@ impl CommitEvaluator {
         let tree = repo.tree_id(commit)?;
         let inputs = self.inputs_for_tree(&tree);
         let build_key = inputs.key();
-        let mut eval = Evaluation {
-            build_key,
-            build: BuildSource::Reused,
-            signature: None,
-            verdict: Verdict::Skip,
-            evidence: Evidence::default(),
-            runs_done: 0,
-            runs_reused: 0,
-            build_seconds: 0.0,
-            test_seconds: 0.0,
-            saved_build_seconds: 0.0,
-            saved_test_seconds: 0.0,
-            predicted_from: None,
-            reference_key: None,
-            runs: Vec::new(),
-            log_tail: None,
-            failure: None,
-        };
+        let mut eval = Evaluation::empty(build_key);
         if let Some(r) = self.known_build(cache, &build_key, progress)? {
             self.reuse(cache, r, &mut eval, progress)?;
             return Ok(eval);

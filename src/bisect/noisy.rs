@@ -85,6 +85,10 @@ struct GitOracle<'a> {
     estimates: (f64, f64),
     /// Evaluations made (builds), by index.
     evals: Vec<Option<Evaluation>>,
+    /// Whether a commit's build already shows in a step.
+    reported: Vec<bool>,
+    /// What the cache knew of every commit before the search (one look-up).
+    known: Vec<Kernel>,
 }
 
 impl GitOracle<'_> {
@@ -112,25 +116,43 @@ impl GitOracle<'_> {
     }
 }
 
-impl Oracle for GitOracle<'_> {
-    type Error = BisectError;
-
-    fn known(&mut self, i: usize) -> Result<Kernel, BisectError> {
-        // Each remote look-up is a request: a long line asks the local tier
-        // only (the remote is still asked for every commit the search builds).
-        let record = if self.line.len() <= REMOTE_LOOKUP_LIMIT {
-            self.evaluator.cached_build(self.repo, self.cache, &self.line[i])?
-        } else {
-            self.evaluator
-                .cached_build_local(self.repo, self.cache, &self.line[i])?
-        };
-        Ok(match record {
+impl GitOracle<'_> {
+    /// What the cache knows of every commit of the line: one read of the
+    /// local index; the remote is asked for the rest only on short lines
+    /// (each commit is a request).
+    fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
+        let kernel = |r: Option<crate::store::BuildRecord>| match r {
             Some(r) => match r.signature {
                 Some(s) => Kernel::Signed(s),
                 None => Kernel::Broken,
             },
             None => Kernel::Unknown,
-        })
+        };
+        let trees = self.repo.tree_ids(&self.line)?;
+        let keys: Vec<crate::key::Key> = trees
+            .iter()
+            .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
+            .collect();
+        let local = self
+            .cache
+            .view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
+        let mut out: Vec<Kernel> = local.into_iter().map(kernel).collect();
+        if self.cache.remote().is_some() && self.line.len() <= REMOTE_LOOKUP_LIMIT {
+            for (i, k) in out.iter_mut().enumerate() {
+                if *k == Kernel::Unknown {
+                    *k = kernel(self.cache.build(&keys[i])?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Oracle for GitOracle<'_> {
+    type Error = BisectError;
+
+    fn known(&mut self, i: usize) -> Result<Kernel, BisectError> {
+        Ok(self.known.get(i).cloned().unwrap_or(Kernel::Unknown))
     }
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
@@ -153,7 +175,12 @@ impl Oracle for GitOracle<'_> {
         }
         let kernel = Self::kernel_of(&eval);
         self.evals[i] = Some(eval.clone());
-        self.record_step(i, eval, Purpose::Bisect)?;
+        // A kernel's build shows in the step of its first test batch; a
+        // build that failed is a step of its own (it will not be tested).
+        if kernel == Kernel::Broken {
+            self.reported[i] = true;
+            self.record_step(i, eval, Purpose::Bisect)?;
+        }
         Ok(kernel)
     }
 
@@ -214,7 +241,11 @@ impl Oracle for GitOracle<'_> {
             counts.no_info,
             start.elapsed().as_secs_f64()
         ));
-        let mut eval = self.evals[i].clone().unwrap_or_else(|| placeholder(signature));
+        let mut eval = match &self.evals[i] {
+            Some(built) if !self.reported[i] => built.clone(),
+            _ => placeholder(signature),
+        };
+        self.reported[i] = true;
         eval.verdict = if counts.matched > 0 {
             Verdict::Bad
         } else if counts.ok > 0 {
@@ -226,31 +257,16 @@ impl Oracle for GitOracle<'_> {
         eval.runs_done = runs.len() as u32;
         eval.test_seconds = seconds;
         eval.runs = runs;
-        eval.build = BuildSource::Reused;
-        eval.build_seconds = 0.0;
         self.record_step(i, eval, Purpose::Bisect)?;
         Ok(classes)
     }
 }
 
+/// A step for runs on a kernel this search did not build (it was known).
 fn placeholder(signature: &str) -> Evaluation {
     Evaluation {
-        build_key: crate::key::digest(b""),
-        build: BuildSource::Reused,
         signature: Some(signature.to_string()),
-        verdict: Verdict::Skip,
-        evidence: Evidence::default(),
-        runs_done: 0,
-        runs_reused: 0,
-        build_seconds: 0.0,
-        test_seconds: 0.0,
-        saved_build_seconds: 0.0,
-        saved_test_seconds: 0.0,
-        predicted_from: None,
-        reference_key: None,
-        runs: Vec::new(),
-        log_tail: None,
-        failure: None,
+        ..Evaluation::empty(crate::key::digest(b""))
     }
 }
 
@@ -346,7 +362,10 @@ pub fn bisect(
         run_seconds: (0.0, 0),
         estimates: (noisy.build_cost, noisy.run_cost),
         evals: vec![None; len],
+        reported: vec![false; len],
+        known: Vec::new(),
     };
+    oracle.known = oracle.look_up_all()?;
     (oracle.progress)(&format!(
         "noisy search over {} commits (first-parent line), confidence {}",
         len - 1,
@@ -361,6 +380,14 @@ pub fn bisect(
         ..bayes::Model::default()
     };
     let out = bayes::search(&model, target.clone(), len, &mut oracle)?;
+    // Builds the search made but never tested (a parent built for the
+    // boundary check whose kernel had runs already) are steps too.
+    for i in 0..len {
+        if let (Some(e), false) = (&oracle.evals[i], oracle.reported[i]) {
+            let e = e.clone();
+            oracle.record_step(i, e, Purpose::SignatureCheck)?;
+        }
+    }
     let commit_of = |i: usize| oracle.line[i].clone();
     let (outcome, probability, undecided) = match &out.ending {
         bayes::Ending::Culprit { index, probability } => {
