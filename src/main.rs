@@ -289,6 +289,9 @@ enum Command {
         build_key: Option<String>,
         #[arg(long)]
         signature: Option<String>,
+        /// Classify the runs against this crash (repeatable), as `bisect` does.
+        #[arg(long = "crash-title", value_name = "TITLE")]
+        crash_titles: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -642,13 +645,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inputs,
             build_key,
             signature,
+            crash_titles,
             json,
         } => {
             let cache = existing()?;
+            let target = (!crash_titles.is_empty()).then(|| kcache::crash::Target::new(&crash_titles));
             let found = match (build_key, signature) {
-                (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig)?,
-                (Some(k), None) => bisect::lookup::by_build_key(&cache, &parse_key(&k)?)?,
-                (None, None) => bisect::lookup::by_build_key(&cache, &resolve_inputs(&inputs)?.1.key())?,
+                (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig, target.as_ref())?,
+                (k, None) => {
+                    bisect::lookup::by_build_key(&cache, &build_key_of(k.as_deref(), &inputs)?, target.as_ref())?
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&found)?);

@@ -322,6 +322,21 @@ pub fn lookup_text(l: &Lookup) -> String {
             t.runs,
             describe(&t.evidence)
         );
+        if let Some(c) = &t.classes {
+            let _ = writeln!(
+                s,
+                "    against the target: {} match, {} other crash, {} ok, {} no info{}",
+                c.matched,
+                c.other,
+                c.ok,
+                c.no_info,
+                if c.other_titles.is_empty() {
+                    String::new()
+                } else {
+                    format!("; other crashes: {}", c.other_titles.join(" | "))
+                }
+            );
+        }
         for src in &t.sources {
             let _ = writeln!(s, "    from {src}");
         }

@@ -134,6 +134,28 @@ fn the_target_is_learned_from_the_bad_commit_and_the_log_parses_back() {
     );
     let parsed = kcache::syzlog::parse_file(&log).unwrap();
     assert_eq!(parsed.culprit(), s["outcome"]["commit"].as_str());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("# kcache: probability: "), "{text}");
+    assert!(text.contains("# kcache: credible set (95%): "), "{text}");
+
+    // `lookup` classifies a kernel's pooled runs against a crash title, as
+    // the search did; another title re-classifies the same runs.
+    let sig = s["outcome"]["signature"].as_str().unwrap();
+    let lookup = |title: &str| {
+        let out = run_ok(kcache().arg("--cache-dir").arg(&cache).args([
+            "lookup",
+            "--json",
+            "--signature",
+            sig,
+            "--crash-title",
+            title,
+        ]));
+        json(&out)["tests"][0]["classes"].clone()
+    };
+    let as_target = lookup("BUG: KASAN: slab-out-of-bounds in mm_init");
+    assert!(as_target["matched"].as_u64().unwrap() >= 1, "{as_target}");
+    let other = lookup("WARNING in unrelated_function");
+    assert_eq!(other["other"], as_target["matched"], "{other} {as_target}");
 }
 
 #[test]

@@ -82,6 +82,12 @@ impl LogFile {
         self.save()
     }
 
+    /// A `# kcache:` comment line (syzkaller's parsers skip it).
+    pub fn note(&mut self, line: &str) -> Result<(), BisectError> {
+        let _ = writeln!(self.text, "# kcache: {line}");
+        self.save()
+    }
+
     pub fn finish(&mut self, outcome: &Outcome, steps: &[Step], repo: &Repo, wall: f64) -> Result<(), BisectError> {
         let t = &mut self.text;
         let build: f64 = steps.iter().map(|s| s.eval.build_seconds).sum();

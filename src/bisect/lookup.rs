@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
+use crate::crash::{ClassCounts, Target};
 use crate::key::Key;
 use crate::store::{ArtifactState, BuildRecord, Cache, KnownSignature, SignatureRecord, StoreError, View};
 
@@ -15,6 +16,10 @@ pub struct TestEvidence {
     pub verdict: Option<Verdict>,
     /// Where imported runs came from (`syzbot-log:...`), if any.
     pub sources: Vec<String>,
+    /// The runs classified against a target (`--crash-title`), as the noisy
+    /// search sees them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassCounts>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +40,7 @@ impl Lookup {
     }
 }
 
-pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
+pub fn by_build_key(cache: &Cache, key: &Key, target: Option<&Target>) -> Result<Lookup, StoreError> {
     if cache.remote().is_some() {
         // Read through to the remote: the build, then every run on its kernel.
         if let Some(sig) = cache.build(key)?.and_then(|b| b.signature) {
@@ -46,7 +51,7 @@ pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
         let build = v.build(key)?;
         match build.as_ref().and_then(|b| b.signature.clone()) {
             Some(sig) => {
-                let mut l = signature_view(v, &sig)?;
+                let mut l = signature_view(v, &sig, target)?;
                 l.artifacts = v.artifact_states(&build.as_ref().map(|b| b.artifacts.clone()).unwrap_or_default())?;
                 l.build = build;
                 Ok(l)
@@ -63,12 +68,12 @@ pub fn by_build_key(cache: &Cache, key: &Key) -> Result<Lookup, StoreError> {
     })
 }
 
-pub fn by_signature(cache: &Cache, signature: &str) -> Result<Lookup, StoreError> {
+pub fn by_signature(cache: &Cache, signature: &str, target: Option<&Target>) -> Result<Lookup, StoreError> {
     cache.pull_runs(signature, None)?;
-    cache.view(|v| signature_view(v, signature))
+    cache.view(|v| signature_view(v, signature, target))
 }
 
-fn signature_view(v: &View, signature: &str) -> Result<Lookup, StoreError> {
+fn signature_view(v: &View, signature: &str, target: Option<&Target>) -> Result<Lookup, StoreError> {
     let builds = v.builds_with_signature(signature)?;
     let artifacts = match builds.first() {
         Some(b) => v.artifact_states(&b.artifacts)?,
@@ -88,6 +93,7 @@ fn signature_view(v: &View, signature: &str) -> Result<Lookup, StoreError> {
                 verdict: evidence.verdict(),
                 evidence,
                 sources,
+                classes: target.map(|t| ClassCounts::of(t, &runs)),
             }
         })
         .collect();

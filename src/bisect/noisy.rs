@@ -333,6 +333,31 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
     )))
 }
 
+/// The search's view as `# kcache:` lines of the syzkaller-style log.
+fn log_lines(r: &SearchReport) -> Vec<String> {
+    let mut out = vec![format!("target: {}", r.target.join(" | "))];
+    if let Some(p) = r.probability {
+        out.push(format!("probability: {p:.4}"));
+    }
+    out.push(format!("credible set (95%): {}", r.credible_set.join(" ")));
+    for k in &r.kernels {
+        out.push(format!(
+            "kernel {}: {} match, {} other, {} ok, {} no info{}",
+            k.signature,
+            k.counts.matched,
+            k.counts.other,
+            k.counts.ok,
+            k.counts.no_info,
+            if k.counts.other_titles.is_empty() {
+                String::new()
+            } else {
+                format!("; other crashes: {}", k.counts.other_titles.join(" | "))
+            }
+        ));
+    }
+    out
+}
+
 /// Runs the noisy search on a repository.
 pub fn bisect(
     repo: &Repo,
@@ -445,6 +470,9 @@ pub fn bisect(
         undecided,
         kernels,
     };
+    for line in log_lines(&report) {
+        oracle.log.note(&line)?;
+    }
     oracle
         .log
         .finish(&outcome, &oracle.steps, repo, start.elapsed().as_secs_f64())?;
