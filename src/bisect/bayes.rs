@@ -39,6 +39,9 @@ const P_GRID: usize = 20;
 /// search is as sure as its tests can make it.
 const MIN_GAIN: f64 = 0.005;
 
+/// A kernel tested before gets `runs / RETEST_SHARE` more runs at a time.
+const RETEST_SHARE: u32 = 2;
+
 fn p_at(j: usize) -> f64 {
     (j + 1) as f64 / P_GRID as f64
 }
@@ -369,8 +372,8 @@ fn entropy2(q: f64) -> f64 {
 /// The next thing to do.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Action {
-    /// Build commit i (if needed) and test it.
-    Test(usize),
+    /// Build commit i (if needed) and test it with a batch of runs.
+    Test(usize, u32),
     Done,
 }
 
@@ -433,30 +436,35 @@ impl Search<'_> {
 
     /// Picks the next position to test, or `Done`.
     fn next<O: Oracle>(&self, oracle: &O, post: &Posterior) -> Action {
-        let n = self.model.runs;
-        let info = self.information(post, n);
+        // A new kernel gets a full batch; one with runs already gets more in
+        // smaller steps (it is usually near the boundary, being confirmed).
+        let (full, retest) = (self.model.runs, (self.model.runs / RETEST_SHARE).max(1));
+        let info_full = self.information(post, full);
+        let info_retest = self.information(post, retest);
         let run = oracle.run_cost().max(1e-6);
         let broken_odds = self.broken_odds();
-        let mut best: Option<(usize, f64)> = None;
-        for (t, gain) in info.iter().enumerate() {
-            if *gain < MIN_GAIN || self.kernels[t] == Kernel::Broken {
-                continue;
-            }
-            // Builds break in stretches: next to a broken commit, expect another.
-            let gain = gain * (1.0 - broken_odds[t]);
-            let build = match self.kernels[t] {
-                Kernel::Signed(_) => 0.0,
-                _ => oracle.build_cost(t),
+        let mut best: Option<(usize, u32, f64)> = None;
+        for t in 0..self.kernels.len() {
+            let (gain, batch, build) = match self.kernels[t] {
+                Kernel::Broken => continue,
+                Kernel::Signed(_) => (info_retest[t], retest, 0.0),
+                Kernel::Unknown => {
+                    if self.model.max_builds.is_some_and(|m| self.builds >= m) && oracle.build_cost(t) > 0.0 {
+                        continue;
+                    }
+                    // Builds break in stretches: next to a broken commit, expect another.
+                    (info_full[t] * (1.0 - broken_odds[t]), full, oracle.build_cost(t))
+                }
             };
-            if build > 0.0 && self.model.max_builds.is_some_and(|m| self.builds >= m) {
+            if gain < MIN_GAIN {
                 continue;
             }
-            let score = gain / (build + run * n as f64);
-            if best.is_none_or(|(_, s)| score > s) {
-                best = Some((t, score));
+            let score = gain / (build + run * batch as f64);
+            if best.is_none_or(|(_, _, s)| score > s) {
+                best = Some((t, batch, score));
             }
         }
-        best.map_or(Action::Done, |(t, _)| Action::Test(t))
+        best.map_or(Action::Done, |(t, batch, _)| Action::Test(t, batch))
     }
 
     /// Tests position `t` with one batch (building it first if needed).
@@ -580,8 +588,8 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
             continue;
         }
         match s.next(oracle, &post) {
-            Action::Test(t) => {
-                if !s.test(oracle, t, model.runs)? && s.out_of_budget().is_none() && s.kernels[t] != Kernel::Broken {
+            Action::Test(t, batch) => {
+                if !s.test(oracle, t, batch)? && s.out_of_budget().is_none() && s.kernels[t] != Kernel::Broken {
                     let (credible, mass) = post.credible(0.95);
                     break Ending::Undecided {
                         why: "--max-builds spent".into(),
