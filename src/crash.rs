@@ -215,6 +215,18 @@ impl ClassCounts {
         self.matched + self.other + self.ok + self.no_info
     }
 
+    /// `N match, N other, N ok, N no info[; other crashes: A | B]`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} match, {} other, {} ok, {} no info",
+            self.matched, self.other, self.ok, self.no_info
+        );
+        if !self.other_titles.is_empty() {
+            s.push_str(&format!("; other crashes: {}", self.other_titles.join(" | ")));
+        }
+        s
+    }
+
     /// Runs that say something about the target: a match or a clean run.
     /// A run that crashed with another bug may have hidden the target
     /// (the kernel died first), so it counts as neither.

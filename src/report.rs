@@ -170,18 +170,10 @@ fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
         let commits: Vec<&str> = k.commits.iter().map(|c| short(c)).collect();
         let _ = writeln!(
             out,
-            "  kernel {} ({}): {} match, {} other, {} ok, {} no info{}",
+            "  kernel {} ({}): {}",
             short(&k.signature),
             commits.join(" "),
-            k.counts.matched,
-            k.counts.other,
-            k.counts.ok,
-            k.counts.no_info,
-            if k.counts.other_titles.is_empty() {
-                String::new()
-            } else {
-                format!("; other crashes: {}", k.counts.other_titles.join(" | "))
-            }
+            k.counts.describe()
         );
     }
 }
@@ -323,19 +315,7 @@ pub fn lookup_text(l: &Lookup) -> String {
             describe(&t.evidence)
         );
         if let Some(c) = &t.classes {
-            let _ = writeln!(
-                s,
-                "    against the target: {} match, {} other crash, {} ok, {} no info{}",
-                c.matched,
-                c.other,
-                c.ok,
-                c.no_info,
-                if c.other_titles.is_empty() {
-                    String::new()
-                } else {
-                    format!("; other crashes: {}", c.other_titles.join(" | "))
-                }
-            );
+            let _ = writeln!(s, "    against the target: {}", c.describe());
         }
         for src in &t.sources {
             let _ = writeln!(s, "    from {src}");

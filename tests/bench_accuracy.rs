@@ -52,13 +52,33 @@ fn run_cell(s: &Setting, trials: u64) -> Cell {
     c
 }
 
+/// A cell: 2% of commits in broken stretches, 10 runs a batch, builds
+/// 600 s and runs 60 s.
+fn setting(commits: usize, noop: f64, p: f64, e: f64) -> Setting {
+    Setting {
+        commits,
+        noop,
+        p,
+        e,
+        broken: 0.02,
+        runs: 10,
+        build_seconds: 600.0,
+        run_seconds: 60.0,
+    }
+}
+
+/// Trials per cell: `BENCH_TRIALS`, else 200.
+fn trials() -> u64 {
+    std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
 #[test]
 #[ignore = "benchmark: run with --ignored (minutes)"]
 fn accuracy_grid() {
-    let trials: u64 = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let trials = trials();
     let only_small = std::env::var("BENCH_SMALL").is_ok();
     println!("trials per cell: {trials}; runs per kernel: 10; 2% of commits in broken-build stretches");
     println!(
@@ -73,16 +93,7 @@ fn accuracy_grid() {
         for noop in [0.2, 0.9] {
             for p in [1.0, 0.7, 0.5, 0.3, 0.15] {
                 for e in [0.0, 0.005, 0.02] {
-                    let s = Setting {
-                        commits,
-                        noop,
-                        p,
-                        e,
-                        broken: 0.02,
-                        runs: 10,
-                        build_seconds: 600.0,
-                        run_seconds: 60.0,
-                    };
+                    let s = setting(commits, noop, p, e);
                     let c = run_cell(&s, trials);
                     let t = trials as f64;
                     let acc = [c.right[0] as f64 / t, c.right[1] as f64 / t];
@@ -213,23 +224,11 @@ fn dev_log_noise() {
 #[test]
 #[ignore = "benchmark: run with --ignored"]
 fn dev_like_cells() {
-    let trials: u64 = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let trials = trials();
     println!("| commits | no-op | p | e | classic acc | bayes acc | classic runs | bayes runs | classic builds | bayes builds | git bisect builds |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (p, e) in [(0.7, 0.02), (0.2, 0.02), (0.7, 0.25), (0.2, 0.25)] {
-        let s = Setting {
-            commits: 300,
-            noop: 0.9,
-            p,
-            e,
-            broken: 0.02,
-            runs: 10,
-            build_seconds: 600.0,
-            run_seconds: 60.0,
-        };
+        let s = setting(300, 0.9, p, e);
         let c = run_cell(&s, trials);
         let t = trials as f64;
         println!(

@@ -38,21 +38,8 @@ fn counter(stats: &serde_json::Value, name: &str) -> i64 {
 
 /// A bisection of the demo range with this build command.
 fn bisect_with_build(cache: &Path, repo: &Path, build: &str, extra: &[&str]) -> Command {
-    let mut c = kc(cache);
-    c.args(["bisect", "--repo"])
-        .arg(repo)
-        .args([
-            "--good",
-            &root_commit(repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            build,
-            "--test",
-        ])
-        .arg(demo_test_script())
-        .args(["--runs", "2", "--json"])
-        .args(extra);
+    let mut c = bisect_with(cache, repo, &root_commit(repo), "HEAD", build, &demo_test_script());
+    c.args(["--runs", "2", "--json"]).args(extra);
     // The stop-early rule and the failure bookkeeping are the classic
     // driver's; the noisy search is run explicitly where it is tested.
     if !extra.contains(&"bayes") {
@@ -193,20 +180,9 @@ fn a_hung_build_and_a_hung_test_time_out() {
     let hang = dir.path().join("hang.sh");
     std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
     run_ok(Command::new("chmod").arg("+x").arg(&hang));
-    let mut cmd = kc(&cache);
-    cmd.args(["bisect", "--repo"])
-        .arg(&repo)
-        .args([
-            "--good",
-            &commit_number(&repo, 20),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-        ])
-        .arg("--test")
-        .arg(&hang)
-        .args(["--runs", "1", "--test-timeout", "0.3", "--json", "--policy", "classic"]);
+    let good = commit_number(&repo, 20);
+    let mut cmd = bisect_with(&cache, &repo, &good, "HEAD", "make -s vmlinux", hang.to_str().unwrap());
+    cmd.args(["--runs", "1", "--test-timeout", "0.3", "--json", "--policy", "classic"]);
     let start = Instant::now();
     let out = run_status(&mut cmd, 3);
     assert!(start.elapsed() < Duration::from_secs(60));
@@ -229,23 +205,18 @@ fn a_killed_kcache_leaves_no_test_running() {
     )
     .unwrap();
     run_ok(Command::new("chmod").arg("+x").arg(&test));
-    let mut child = kc(&cache)
-        .args(["bisect", "--repo"])
-        .arg(&repo)
-        .args([
-            "--good",
-            &root_commit(&repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-            "--test",
-        ])
-        .arg(&test)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = bisect_with(
+        &cache,
+        &repo,
+        &root_commit(&repo),
+        "HEAD",
+        "make -s vmlinux",
+        test.to_str().unwrap(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let start = Instant::now();
     while !pids.exists() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));

@@ -45,23 +45,15 @@ exit 0
 }
 
 fn noisy_bisect(cache: &Path, repo: &Path, test: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut c = kcache();
-    c.arg("--cache-dir")
-        .arg(cache)
-        .args(["bisect", "--repo"])
-        .arg(repo)
-        .args([
-            "--good",
-            &root_commit(repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-            "--test",
-        ])
-        .arg(test)
-        .args(["--runs", "10", "--json"])
-        .args(extra);
+    let mut c = bisect_with(
+        cache,
+        repo,
+        &root_commit(repo),
+        "HEAD",
+        "make -s vmlinux",
+        test.to_str().unwrap(),
+    );
+    c.args(["--runs", "10", "--json"]).args(extra);
     json(&run_ok(&mut c))
 }
 
@@ -163,22 +155,16 @@ fn a_budget_ends_with_the_credible_set() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
     let test = noisy_test(dir.path());
-    let mut c = kcache();
-    c.arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args(["bisect", "--repo"])
-        .arg(&repo)
-        .args([
-            "--good",
-            &root_commit(&repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-            "--test",
-        ])
-        .arg(&test)
-        .args(["--runs", "10", "--json", "--max-builds", "2"])
+    let cache = dir.path().join("cache");
+    let mut c = bisect_with(
+        &cache,
+        &repo,
+        &root_commit(&repo),
+        "HEAD",
+        "make -s vmlinux",
+        test.to_str().unwrap(),
+    );
+    c.args(["--runs", "10", "--json", "--max-builds", "2"])
         .args(["--crash-title", "BUG: KASAN: slab-out-of-bounds in mm_init"]);
     let s = json(&run_status(&mut c, 3));
     assert_eq!(s["outcome"]["kind"], "inconclusive", "{s}");

@@ -341,19 +341,7 @@ fn log_lines(r: &SearchReport) -> Vec<String> {
     }
     out.push(format!("credible set (95%): {}", r.credible_set.join(" ")));
     for k in &r.kernels {
-        out.push(format!(
-            "kernel {}: {} match, {} other, {} ok, {} no info{}",
-            k.signature,
-            k.counts.matched,
-            k.counts.other,
-            k.counts.ok,
-            k.counts.no_info,
-            if k.counts.other_titles.is_empty() {
-                String::new()
-            } else {
-                format!("; other crashes: {}", k.counts.other_titles.join(" | "))
-            }
-        ));
+        out.push(format!("kernel {}: {}", k.signature, k.counts.describe()));
     }
     out
 }

@@ -163,16 +163,21 @@ pub fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// `kcache bisect --json` on the demo scripts.
-pub fn bisect_cmd(cache: &Path, repo: &Path, good: &str, bad: &str, runs: u32) -> Command {
+/// `kcache bisect` of `repo` from `good` to `bad` with this build and test.
+pub fn bisect_with(cache: &Path, repo: &Path, good: &str, bad: &str, build: &str, test: &str) -> Command {
     let mut c = kcache();
     c.arg("--cache-dir")
         .arg(cache)
         .args(["bisect", "--repo"])
         .arg(repo)
-        .args(["--good", good, "--bad", bad, "--build", "make -s vmlinux", "--test"])
-        .arg(demo_test_script())
-        .args(["--runs", &runs.to_string(), "--json"]);
+        .args(["--good", good, "--bad", bad, "--build", build, "--test", test]);
+    c
+}
+
+/// `kcache bisect --json` on the demo scripts.
+pub fn bisect_cmd(cache: &Path, repo: &Path, good: &str, bad: &str, runs: u32) -> Command {
+    let mut c = bisect_with(cache, repo, good, bad, "make -s vmlinux", &demo_test_script());
+    c.args(["--runs", &runs.to_string(), "--json"]);
     c
 }
 
