@@ -45,7 +45,10 @@ bisect_kcache() {
   shift 2
   local t0 t1 culprit
   t0=$(date +%s.%N)
+  # The classic driver: the README's kernel figures measure no-op prediction,
+  # which the noisy search does not use (yet). BENCH_POLICY=bayes to compare.
   "$kcache" --cache-dir "$cache" bisect --repo "$repo" --good "$good" --bad "$bad" --kbuild \
+    --policy "${BENCH_POLICY:-classic}" \
     --config "$config" --test "$test_cmd" --runs "$runs" --json --log "$work/$label.log" "$@" \
     >"$work/$label.json" 2>"$work/$label.progress"
   t1=$(date +%s.%N)
