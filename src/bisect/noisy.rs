@@ -133,17 +133,15 @@ impl GitOracle<'_> {
             .iter()
             .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
             .collect();
-        let local = self
-            .cache
-            .view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
-        let mut out: Vec<Kernel> = local.into_iter().map(kernel).collect();
-        if self.cache.remote().is_some() && self.line.len() <= REMOTE_LOOKUP_LIMIT {
-            for (i, k) in out.iter_mut().enumerate() {
-                if *k == Kernel::Unknown {
-                    *k = kernel(self.cache.build(&keys[i])?);
-                }
-            }
-        }
+        // The remote's answers come in parallel, and only for short lines
+        // (each commit is a listing).
+        let records = if self.line.len() <= REMOTE_LOOKUP_LIMIT {
+            self.cache.builds(&keys)?
+        } else {
+            self.cache
+                .view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?
+        };
+        let out: Vec<Kernel> = records.into_iter().map(kernel).collect();
         Ok(out)
     }
 }

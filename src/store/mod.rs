@@ -315,9 +315,33 @@ impl Cache {
     /// index (their blobs stay remote until needed). Returns the first.
     fn build_from_remote(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
         let Some(remote) = &self.remote else { return Ok(None) };
+        let found = remote.records::<BuildRecord>(&format!("builds/{}", key.to_hex()));
+        self.backfill_builds(key, found)
+    }
+
+    /// Build records for many keys: the local tier in one read, the misses
+    /// from the remote in parallel (backfilled), in the order of `keys`.
+    pub fn builds(&self, keys: &[Key]) -> Result<Vec<Option<BuildRecord>>, StoreError> {
+        let mut out = self.view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
+        let Some(remote) = &self.remote else { return Ok(out) };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        let dirs: Vec<String> = missing
+            .iter()
+            .map(|&i| format!("builds/{}", keys[i].to_hex()))
+            .collect();
+        for (i, found) in missing.into_iter().zip(remote.records_many::<BuildRecord>(&dirs)) {
+            if !found.is_empty() {
+                out[i] = self.backfill_builds(&keys[i], found)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps the remote's build records for `key` in the local index (their
+    /// blobs stay remote until needed); returns the one to use.
+    fn backfill_builds(&self, key: &Key, found: Vec<(String, BuildRecord)>) -> Result<Option<BuildRecord>, StoreError> {
         let hex = key.to_hex();
-        let mut found: Vec<BuildRecord> = remote
-            .records::<BuildRecord>(&format!("builds/{hex}"))
+        let mut found: Vec<BuildRecord> = found
             .into_iter()
             .map(|(_, r)| r)
             .filter(|r| r.build_key == *key && r.schema == BUILD_SCHEMA)

@@ -80,6 +80,9 @@ pub struct Remote {
     pub traffic: Traffic,
 }
 
+/// Record listings in flight at once (a team member's first look at a range).
+const PARALLEL_LISTS: usize = 16;
+
 /// How long an outage is remembered across processes.
 pub const DOWN_MEMORY: Duration = Duration::from_secs(300);
 /// When a request without an answer is said to be waited for.
@@ -362,15 +365,35 @@ impl Remote {
         if self.is_down() {
             return Vec::new();
         }
+        self.wait("list", self.fetch_records(dir))
+    }
+
+    /// [`Remote::records`] of many directories, fetched [`PARALLEL_LISTS`]
+    /// at a time; one answer per directory, in order.
+    pub fn records_many<T: DeserializeOwned>(&self, dirs: &[String]) -> Vec<Vec<(String, T)>> {
+        if self.is_down() {
+            return dirs.iter().map(|_| Vec::new()).collect();
+        }
+        self.wait(
+            "list",
+            futures::stream::iter(dirs)
+                .map(|d| self.fetch_records(d))
+                .buffered(PARALLEL_LISTS)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn fetch_records<T: DeserializeOwned>(&self, dir: &str) -> Vec<(String, T)> {
         let prefix = self.path(dir);
-        let listed: Result<Vec<ObjectPath>, object_store::Error> = self.wait("list", async {
+        let listed: Result<Vec<ObjectPath>, object_store::Error> = async {
             let mut out = Vec::new();
             let mut list = self.store.list(Some(&prefix));
             while let Some(meta) = list.next().await {
                 out.push(meta?.location);
             }
             Ok(out)
-        });
+        }
+        .await;
         let paths = match listed {
             Ok(p) => p,
             Err(e) => {
@@ -386,7 +409,7 @@ impl Remote {
             if self.is_down() {
                 break;
             }
-            let body = match self.wait("download", async { self.store.get(&path).await?.bytes().await }) {
+            let body = match async { self.store.get(&path).await?.bytes().await }.await {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed("download", &e);
