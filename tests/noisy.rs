@@ -168,8 +168,53 @@ fn a_budget_ends_with_the_credible_set() {
         .args(["--crash-title", "BUG: KASAN: slab-out-of-bounds in mm_init"]);
     let s = json(&run_status(&mut c, 3));
     assert_eq!(s["outcome"]["kind"], "inconclusive", "{s}");
-    assert!(s["search"]["undecided"].as_str().unwrap().contains("budget"), "{s}");
+    assert!(
+        s["search"]["undecided"].as_str().unwrap().contains("--max-builds"),
+        "{s}"
+    );
     let set = s["search"]["credible_set"].as_array().unwrap();
     assert!(set.len() > 1, "{s}");
     assert!(totals(&s, "builds_done") <= 2);
+}
+
+/// Tests that tell nothing (every run hangs) end the search with the
+/// credible set instead of retrying the same commit forever.
+#[test]
+fn tests_that_tell_nothing_end_the_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(
+        dir.path(),
+        &[
+            ("DEMO_COMMITS", "12"),
+            ("DEMO_REGRESSION", "6"),
+            ("DEMO_BREAK_FROM", "2"),
+            ("DEMO_BREAK_TO", "3"),
+        ],
+    );
+    let hang = dir.path().join("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
+    run_ok(std::process::Command::new("chmod").arg("+x").arg(&hang));
+    let cache = dir.path().join("cache");
+    let mut c = bisect_with(
+        &cache,
+        &repo,
+        &root_commit(&repo),
+        "HEAD",
+        "make -s vmlinux",
+        hang.to_str().unwrap(),
+    );
+    c.args([
+        "--runs",
+        "1",
+        "--test-timeout",
+        "0.2",
+        "--json",
+        "--crash-title",
+        "BUG: x",
+    ]);
+    let start = std::time::Instant::now();
+    let s = json(&run_status(&mut c, 3));
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(s["outcome"]["kind"], "inconclusive", "{s}");
+    assert_eq!(totals(&s, "runs_done"), 0, "timed-out runs are not recorded: {s}");
 }

@@ -181,6 +181,9 @@ pub struct Search<'m> {
     builds: u32,
     runs: u32,
     seconds: f64,
+    /// Commits whose last batch said nothing (every run timed out, could not
+    /// boot, or crashed with another bug): not chosen again.
+    untestable: Vec<bool>,
 }
 
 /// The posterior: P(first bad = k) for k in 0..=n (0 is always 0) and P(none).
@@ -202,6 +205,7 @@ impl<'m> Search<'m> {
             builds: 0,
             runs: 0,
             seconds: 0.0,
+            untestable: vec![false; len],
         }
     }
 
@@ -445,6 +449,9 @@ impl Search<'_> {
         let broken_odds = self.broken_odds();
         let mut best: Option<(usize, u32, f64)> = None;
         for t in 0..self.kernels.len() {
+            if self.untestable[t] {
+                continue;
+            }
             let (gain, batch, build) = match self.kernels[t] {
                 Kernel::Broken => continue,
                 Kernel::Signed(_) => (info_retest[t], retest, 0.0),
@@ -495,6 +502,11 @@ impl Search<'_> {
         self.runs += classes.len() as u32;
         self.seconds += classes.len() as f64 * oracle.run_cost();
         self.counts_mut(&sig).add(&classes);
+        // A batch that moved nothing would be chosen again and again.
+        if !classes.iter().any(|c| matches!(c, RunClass::Match | RunClass::Ok)) {
+            self.untestable[t] = true;
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -565,6 +577,14 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
             let (credible, mass) = post.credible(0.95);
             break Ending::Undecided { why, credible, mass };
         }
+        if prob >= model.confidence && [k - 1, k].iter().any(|&i| s.kernels[i] == Kernel::Broken) {
+            let (credible, mass) = post.credible(0.95);
+            break Ending::Undecided {
+                why: "the most likely culprit or its parent does not build: the boundary cannot be checked".into(),
+                credible,
+                mass,
+            };
+        }
         if prob >= model.confidence {
             match s.boundary_gap(&post, k) {
                 None => {
@@ -575,10 +595,12 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
                 }
                 Some((i, _)) if s.kernels[i] == Kernel::Unknown => s.ensure_built(oracle, i)?,
                 Some((i, runs)) => {
-                    if !s.test(oracle, i, runs)? {
+                    if !s.test(oracle, i, runs)? && s.out_of_budget().is_none() {
                         let (credible, mass) = post.credible(0.95);
                         break Ending::Undecided {
-                            why: "the boundary cannot be checked".into(),
+                            why: "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
+                                  other crashes)"
+                                .into(),
                             credible,
                             mass,
                         };
@@ -589,19 +611,18 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
         }
         match s.next(oracle, &post) {
             Action::Test(t, batch) => {
-                if !s.test(oracle, t, batch)? && s.out_of_budget().is_none() && s.kernels[t] != Kernel::Broken {
-                    let (credible, mass) = post.credible(0.95);
-                    break Ending::Undecided {
-                        why: "--max-builds spent".into(),
-                        credible,
-                        mass,
-                    };
-                }
+                // A commit that cannot be built or tested is excluded from
+                // then on, so the search always ends.
+                s.test(oracle, t, batch)?;
             }
             Action::Done => {
                 let (credible, mass) = post.credible(0.95);
                 break Ending::Undecided {
-                    why: "no test can tell more (untestable commits, or a budget)".into(),
+                    why: if s.model.max_builds.is_some_and(|m| s.builds >= m) {
+                        "--max-builds spent".into()
+                    } else {
+                        "no test can tell more (commits that do not build or cannot be tested)".into()
+                    },
                     credible,
                     mass,
                 };
