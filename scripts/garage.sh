@@ -104,6 +104,16 @@ start() { # DIR [BASE_PORT]
   local key_id secret
   key_id=$(grep -i 'key id' "$dir/key.txt" | awk '{print $NF}')
   secret=$(grep -i 'secret key' "$dir/key.txt" | awk '{print $NF}')
+  # Every node's S3 API must answer: a port taken by another process leaves
+  # a node up without its API, which tests would see as a flaky remote.
+  for n in 1 2 3; do
+    local s3port
+    s3port=$(port "$dir" "$n" 0)
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$s3port") 2>/dev/null; then
+      echo "garage.sh: node $n's S3 API does not listen on 127.0.0.1:$s3port (port taken?); see $dir/node$n.log" >&2
+      exit 1
+    fi
+  done
   cat > "$dir/env" <<EOF
 export AWS_ACCESS_KEY_ID=$key_id
 export AWS_SECRET_ACCESS_KEY=$secret

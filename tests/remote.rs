@@ -19,8 +19,12 @@ struct Garage {
 impl Garage {
     fn start(slot: u16) -> Garage {
         let dir = tempfile::tempdir().unwrap();
-        // Distinct ports per test and per concurrent test run.
-        let base = 20000 + (std::process::id() % 200) as u16 * 100 + slot * 10 * 3;
+        // Distinct ports per test and per concurrent test run, all below
+        // Linux's ephemeral range (32768-60999): a port there can be taken
+        // by any outgoing connection, and a node whose S3 port was taken
+        // starts without its API (the cause of rare "error sending request"
+        // failures). 60 runs x 6 slots x 3 nodes fit in 20000-31999.
+        let base = 20000 + (std::process::id() % 60) as u16 * 200 + slot * 10 * 3;
         let out = Command::new(root().join("scripts/garage.sh"))
             .arg("start")
             .arg(dir.path())
