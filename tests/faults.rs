@@ -488,7 +488,8 @@ fn a_silent_remote_costs_seconds_once_and_is_remembered() {
     let start = Instant::now();
     let out = run_status(&mut get(&cache), 1);
     let second = start.elapsed();
-    assert!(second < Duration::from_secs(2), "the outage is remembered: {second:?}");
+    // The first run waited out the timeouts (over 5 s); this one asks nobody.
+    assert!(second < Duration::from_secs(5), "the outage is remembered: {second:?}");
     assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
 }
 
