@@ -563,9 +563,44 @@ fn endpoints_the_cache_contradicts_stop_the_bisection() {
             .unwrap_or_else(|| panic!("a {verdict} step in {first}"))
     };
     let (known_good, known_bad) = (tested("good"), tested("bad"));
-    let out = run_status(&mut bisect_cmd(&cache, &repo, &good, &known_good, 3), 2);
+    // The classic rule: any crash is bad, enough ok runs are good.
+    let classic = |good: &str, bad: &str| {
+        let mut c = bisect_cmd(&cache, &repo, good, bad, 3);
+        c.args(["--policy", "classic"]);
+        run_status(&mut c, 2)
+    };
+    let out = classic(&good, &known_good);
     assert!(stderr(&out).contains("the bad commit"), "{}", stderr(&out));
     assert!(stderr(&out).contains("is not bad"), "{}", stderr(&out));
+    let out = classic(&known_bad, "HEAD");
+    assert!(stderr(&out).contains("the good commit"), "{}", stderr(&out));
+
+    // The noisy search: a good commit whose kernel crashed with the target
+    // twice stops it (once could be the error rate)...
+    let title = "BUG: KASAN: slab-out-of-bounds in mm_init";
+    let sig = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["commit"] == known_bad.as_str())
+        .and_then(|s| s["signature"].as_str())
+        .unwrap()
+        .to_string();
+    let test = demo_test_script();
+    run_ok(kc(&cache).args([
+        "record-run",
+        "--signature",
+        &sig,
+        "--test-cmd",
+        &test,
+        "--outcome",
+        "crash",
+        "--title",
+        title,
+    ]));
     let out = run_status(&mut bisect_cmd(&cache, &repo, &known_bad, "HEAD", 3), 2);
     assert!(stderr(&out).contains("the good commit"), "{}", stderr(&out));
+    // ...and a bad commit that does not crash has no target to bisect.
+    let out = run_status(&mut bisect_cmd(&cache, &repo, &good, &known_good, 3), 2);
+    assert!(stderr(&out).contains("no target crash"), "{}", stderr(&out));
 }

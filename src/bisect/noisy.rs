@@ -344,6 +344,31 @@ fn log_lines(r: &SearchReport) -> Vec<String> {
     out
 }
 
+/// A good commit whose kernel the cache already saw crash with the target
+/// (twice: once could be the error rate) stops the search before it blames
+/// anything. Other crashes there are no contradiction; a bad side that does
+/// not reproduce is the search's own "no culprit" answer.
+fn check_good_side(o: &GitOracle, goods: &[String], target: &Target) -> Result<(), BisectError> {
+    for g in goods {
+        let Some(record) = o.evaluator.cached_build_local(o.repo, o.cache, g)? else {
+            continue;
+        };
+        let Some(signature) = record.signature else { continue };
+        let runs = o.cache.runs(&signature, &o.evaluator.test_key())?;
+        let counts = ClassCounts::of(target, &runs);
+        if counts.matched >= 2 {
+            return Err(BisectError::EndpointContradicted {
+                side: "good",
+                commit: g.clone(),
+                signature,
+                evidence: Evidence::of(&runs),
+                verdict: Verdict::Bad,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs the noisy search on a repository.
 pub fn bisect(
     repo: &Repo,
@@ -355,7 +380,6 @@ pub fn bisect(
 ) -> Result<Summary, BisectError> {
     let start = Instant::now();
     let (bad, goods) = super::resolve_endpoints(repo, opts)?;
-    super::check_endpoints(repo, cache, evaluator, &bad, &goods)?;
     cache.clean_stale();
     evaluator.set_prediction(false);
     let line = first_parent_line(repo, &bad, &goods)?;
@@ -383,6 +407,7 @@ pub fn bisect(
         noisy.confidence
     ));
     let target = learn_target(&mut oracle, noisy, runs)?;
+    check_good_side(&oracle, &goods, &target)?;
     let model = bayes::Model {
         confidence: noisy.confidence,
         runs,
