@@ -195,20 +195,26 @@ impl ClassCounts {
     pub fn of(target: &Target, runs: &[RunRecord]) -> ClassCounts {
         let mut c = ClassCounts::default();
         for r in runs {
-            match target.classify(r.outcome, r.title.as_deref()) {
-                RunClass::Match => c.matched += 1,
-                RunClass::Ok => c.ok += 1,
-                RunClass::NoInfo => c.no_info += 1,
-                RunClass::Other => {
-                    c.other += 1;
-                    let t = r.title.clone().unwrap_or_else(|| "crash".into());
-                    if !c.other_titles.contains(&t) {
-                        c.other_titles.push(t);
-                    }
+            let class = target.classify(r.outcome, r.title.as_deref());
+            c.add(class);
+            if class == RunClass::Other {
+                let t = r.title.clone().unwrap_or_else(|| "crash".into());
+                if !c.other_titles.contains(&t) {
+                    c.other_titles.push(t);
                 }
             }
         }
         c
+    }
+
+    /// Counts one run of this class (its title, if any, is not kept).
+    pub fn add(&mut self, class: RunClass) {
+        match class {
+            RunClass::Match => self.matched += 1,
+            RunClass::Other => self.other += 1,
+            RunClass::Ok => self.ok += 1,
+            RunClass::NoInfo => self.no_info += 1,
+        }
     }
 
     pub fn total(&self) -> u32 {

@@ -390,8 +390,9 @@ enum LogCommand {
     },
 }
 
-/// Exit statuses, the same for every subcommand (README "Exit status").
-/// 0: success, the positive answer (a culprit, equal signatures, a hit, healthy).
+// Exit statuses, the same for every subcommand (README "Exit status"); 0 is
+// success, the positive answer (a culprit, equal signatures, a hit, healthy).
+
 /// A negative answer: signatures differ, a cache miss, a cache with
 /// problems, a log whose result is rejected.
 const EXIT_NEGATIVE: u8 = 1;
@@ -451,7 +452,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if r.still_pending == 0 {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_NEGATIVE)
             })
         }
         Command::Bisect {
@@ -572,18 +573,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let key = build_key_of(build_key.as_deref(), &inputs)?;
             let Some(record) = cache.build(&key)? else {
                 eprintln!("kcache: no build with key {key}");
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(EXIT_NEGATIVE));
             };
             if record.status != store::BuildStatus::Ok {
                 eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(EXIT_NEGATIVE));
             }
             let restored = cache.restore(&record.artifacts, &dest);
             finish_uploads(&cache);
             let restored = match restored {
                 Err(store::StoreError::Evicted(name)) => {
                     eprintln!("kcache: artifact {name} of build {key} was evicted");
-                    return Ok(ExitCode::from(1));
+                    return Ok(ExitCode::from(EXIT_NEGATIVE));
                 }
                 other => other?,
             };
@@ -664,7 +665,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if found.found() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_NEGATIVE)
             })
         }
         Command::RecordRun {
@@ -768,7 +769,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if r.healthy() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_NEGATIVE)
             })
         }
         Command::Sign { json, files } => Ok(sign(&files, json)),
@@ -863,7 +864,7 @@ fn each_file(files: &[PathBuf], mut f: impl FnMut(&PathBuf) -> anyhow::Result<()
         }
     }
     if failed {
-        ExitCode::from(2)
+        ExitCode::from(EXIT_ERROR)
     } else {
         ExitCode::SUCCESS
     }
@@ -892,7 +893,7 @@ fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     Ok(if report.equal {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(EXIT_NEGATIVE)
     })
 }
 

@@ -30,7 +30,7 @@
 
 use serde::Serialize;
 
-use crate::crash::{RunClass, Target};
+use crate::crash::{ClassCounts, RunClass, Target};
 
 /// The prior over `p`, the rate at which a run on a bad kernel matches.
 const P_GRID: usize = 20;
@@ -55,6 +55,13 @@ pub enum Kernel {
     Signed(String),
     /// Cannot be built: no information, ever.
     Broken,
+}
+
+impl Kernel {
+    /// A built kernel by its signature; no signature: it does not build.
+    pub fn of_signature(signature: Option<String>) -> Kernel {
+        signature.map_or(Kernel::Broken, Kernel::Signed)
+    }
 }
 
 /// A range of commits, oldest first: index 0 is the good endpoint.
@@ -112,28 +119,6 @@ impl Default for Model {
     }
 }
 
-/// Pooled evidence on one kernel.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Counts {
-    pub matched: u32,
-    pub other: u32,
-    pub ok: u32,
-    pub no_info: u32,
-}
-
-impl Counts {
-    fn add(&mut self, classes: &[RunClass]) {
-        for c in classes {
-            match c {
-                RunClass::Match => self.matched += 1,
-                RunClass::Other => self.other += 1,
-                RunClass::Ok => self.ok += 1,
-                RunClass::NoInfo => self.no_info += 1,
-            }
-        }
-    }
-}
-
 /// How the search ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -157,7 +142,7 @@ pub struct KernelEvidence {
     pub signature: String,
     /// Commits of the range with this kernel (indices).
     pub commits: Vec<usize>,
-    pub counts: Counts,
+    pub counts: ClassCounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,7 +162,7 @@ pub struct Search<'m> {
     target: Target,
     kernels: Vec<Kernel>,
     /// Evidence by signature, in first-seen order.
-    evidence: Vec<(String, Counts)>,
+    evidence: Vec<(String, ClassCounts)>,
     builds: u32,
     runs: u32,
     seconds: f64,
@@ -213,15 +198,23 @@ impl<'m> Search<'m> {
         self.kernels.len() - 1
     }
 
-    fn counts_mut(&mut self, sig: &str) -> &mut Counts {
+    fn counts_mut(&mut self, sig: &str) -> &mut ClassCounts {
         if let Some(i) = self.evidence.iter().position(|(s, _)| s == sig) {
             return &mut self.evidence[i].1;
         }
-        self.evidence.push((sig.to_string(), Counts::default()));
+        self.evidence.push((sig.to_string(), ClassCounts::default()));
         &mut self.evidence.last_mut().expect("just pushed").1
     }
 
-    fn counts(&self, sig: &str) -> Counts {
+    /// Adds runs (their classes) to a kernel's evidence.
+    fn record(&mut self, sig: &str, classes: &[RunClass]) {
+        let counts = self.counts_mut(sig);
+        for c in classes {
+            counts.add(*c);
+        }
+    }
+
+    fn counts(&self, sig: &str) -> ClassCounts {
         self.evidence
             .iter()
             .find(|(s, _)| s == sig)
@@ -234,7 +227,7 @@ impl<'m> Search<'m> {
         if let Kernel::Signed(sig) = &k {
             if !self.evidence.iter().any(|(s, _)| s == sig) {
                 let pooled = oracle.pooled(sig, &self.target)?;
-                self.counts_mut(sig).add(&pooled);
+                self.record(sig, &pooled);
             }
         }
         self.kernels[i] = k;
@@ -316,6 +309,18 @@ impl<'m> Search<'m> {
         }
         none /= total;
         Posterior { mass, none, p_weights }
+    }
+}
+
+impl Ending {
+    /// Stopped without a culprit: the credible set instead.
+    fn undecided(post: &Posterior, why: impl Into<String>) -> Ending {
+        let (credible, mass) = post.credible(0.95);
+        Ending::Undecided {
+            why: why.into(),
+            credible,
+            mass,
+        }
     }
 }
 
@@ -501,7 +506,7 @@ impl Search<'_> {
         let classes = oracle.run(t, &sig, budget, &self.target)?;
         self.runs += classes.len() as u32;
         self.seconds += classes.len() as f64 * oracle.run_cost();
-        self.counts_mut(&sig).add(&classes);
+        self.record(&sig, &classes);
         // A batch that moved nothing would be chosen again and again.
         if !classes.iter().any(|c| matches!(c, RunClass::Match | RunClass::Ok)) {
             self.untestable[t] = true;
@@ -574,58 +579,47 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
             break Ending::NoCulprit { probability: post.none };
         }
         if let Some(why) = s.out_of_budget() {
-            let (credible, mass) = post.credible(0.95);
-            break Ending::Undecided { why, credible, mass };
+            break Ending::undecided(&post, why);
         }
-        if prob >= model.confidence && [k - 1, k].iter().any(|&i| s.kernels[i] == Kernel::Broken) {
-            let (credible, mass) = post.credible(0.95);
-            break Ending::Undecided {
-                why: "the most likely culprit or its parent does not build: the boundary cannot be checked".into(),
-                credible,
-                mass,
-            };
-        }
-        if prob >= model.confidence {
-            match s.boundary_gap(&post, k) {
-                None => {
-                    break Ending::Culprit {
-                        index: k,
-                        probability: prob,
-                    }
+        if prob < model.confidence {
+            match s.next(oracle, &post) {
+                // A commit that cannot be built or tested is excluded from
+                // then on, so the search always ends.
+                Action::Test(t, batch) => s.test(oracle, t, batch).map(drop)?,
+                Action::Done if s.model.max_builds.is_some_and(|m| s.builds >= m) => {
+                    break Ending::undecided(&post, "--max-builds spent")
                 }
-                Some((i, _)) if s.kernels[i] == Kernel::Unknown => s.ensure_built(oracle, i)?,
-                Some((i, runs)) => {
-                    if !s.test(oracle, i, runs)? && s.out_of_budget().is_none() {
-                        let (credible, mass) = post.credible(0.95);
-                        break Ending::Undecided {
-                            why: "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
-                                  other crashes)"
-                                .into(),
-                            credible,
-                            mass,
-                        };
-                    }
+                Action::Done => {
+                    break Ending::undecided(
+                        &post,
+                        "no test can tell more (commits that do not build or cannot be tested)",
+                    )
                 }
             }
             continue;
         }
-        match s.next(oracle, &post) {
-            Action::Test(t, batch) => {
-                // A commit that cannot be built or tested is excluded from
-                // then on, so the search always ends.
-                s.test(oracle, t, batch)?;
+        if [k - 1, k].iter().any(|&i| s.kernels[i] == Kernel::Broken) {
+            break Ending::undecided(
+                &post,
+                "the most likely culprit or its parent does not build: the boundary cannot be checked",
+            );
+        }
+        match s.boundary_gap(&post, k) {
+            None => {
+                break Ending::Culprit {
+                    index: k,
+                    probability: prob,
+                }
             }
-            Action::Done => {
-                let (credible, mass) = post.credible(0.95);
-                break Ending::Undecided {
-                    why: if s.model.max_builds.is_some_and(|m| s.builds >= m) {
-                        "--max-builds spent".into()
-                    } else {
-                        "no test can tell more (commits that do not build or cannot be tested)".into()
-                    },
-                    credible,
-                    mass,
-                };
+            Some((i, _)) if s.kernels[i] == Kernel::Unknown => s.ensure_built(oracle, i)?,
+            Some((i, runs)) => {
+                if !s.test(oracle, i, runs)? && s.out_of_budget().is_none() {
+                    break Ending::undecided(
+                        &post,
+                        "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
+                         other crashes)",
+                    );
+                }
             }
         }
     };
@@ -695,8 +689,8 @@ mod tests {
         let mut s = Search::new(&model, Target::new(["BUG in f"]), 11);
         s.kernels[5] = Kernel::Signed("a".into());
         let before = s.posterior().mass;
-        s.counts_mut("a").add(&[RunClass::Other; 10]);
-        s.counts_mut("a").add(&[RunClass::NoInfo; 5]);
+        s.record("a", &[RunClass::Other; 10]);
+        s.record("a", &[RunClass::NoInfo; 5]);
         assert_eq!(s.posterior().mass, before);
     }
 

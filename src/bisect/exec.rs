@@ -278,8 +278,7 @@ impl CommitEvaluator {
         cache: &Cache,
         commit: &str,
     ) -> Result<Option<(String, Evidence)>, EvalError> {
-        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
-        let Some(signature) = cache.build(&key)?.and_then(|b| b.signature) else {
+        let Some(signature) = cache.build(&self.key_of(repo, commit)?)?.and_then(|b| b.signature) else {
             return Ok(None);
         };
         let evidence = Evidence::of(&cache.runs(&signature, &self.test_key)?);
@@ -302,31 +301,28 @@ impl CommitEvaluator {
         let Some(signature) = eval.signature.clone() else {
             return Ok(eval);
         };
-        let mut runs = cache.runs_shared(&signature, &self.test_key, self.recipe.runs)?;
+        let wanted = self.recipe.runs;
+        let mut runs = cache.runs_shared(&signature, &self.test_key, wanted)?;
         let mut reused = Evidence::of(&runs).total();
-        if Evidence::of(&runs).needs_more(self.recipe.runs) {
-            // One tester per kernel and test: a concurrent bisection testing
-            // the same kernel finishes first, and its runs are pooled here.
-            let lock = claim(cache, &format!("test-{signature}-{}", self.test_key.to_hex()), progress)?;
-            runs = cache.runs(&signature, &self.test_key)?;
-            reused = Evidence::of(&runs).total();
-            if Evidence::of(&runs).needs_more(self.recipe.runs) {
-                let record_key = eval.reference_key.unwrap_or(eval.build_key);
-                let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
-                    what: format!("build record {record_key}"),
-                    source: std::io::Error::other("vanished from the cache while testing"),
-                })?;
-                let want = self.recipe.runs - reused;
-                // A crash decides the old rule's verdict; more runs cannot change it.
-                let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
-                let new_runs = self.test(
-                    repo, cache, commit, &record, &signature, reused, want, &crashed, progress,
-                )?;
-                eval.runs_done = new_runs.len() as u32;
-                eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
-                runs.extend(new_runs);
-            }
-            drop(lock);
+        if Evidence::of(&runs).needs_more(wanted) {
+            let record_key = eval.reference_key.unwrap_or(eval.build_key);
+            let more = |pooled: &[RunRecord]| {
+                let e = Evidence::of(pooled);
+                if e.needs_more(wanted) {
+                    wanted - e.total()
+                } else {
+                    0
+                }
+            };
+            // A crash decides the old rule's verdict; more runs cannot change it.
+            let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
+            let (pooled, new_runs) =
+                self.test_claimed(repo, cache, commit, record_key, &signature, &more, &crashed, progress)?;
+            reused = pooled.len() as u32;
+            eval.runs_done = new_runs.len() as u32;
+            eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
+            runs = pooled;
+            runs.extend(new_runs);
         }
         if eval.runs_done == 0 {
             progress(&format!(
@@ -696,7 +692,6 @@ impl CommitEvaluator {
 
     /// Runs the test on a built kernel up to `want` times, stopping after a
     /// run for which `stop` is true; every run is recorded as it completes.
-    /// Holds the kernel's test claim, so concurrent testers take turns.
     #[allow(clippy::too_many_arguments)]
     pub fn test_batch(
         &self,
@@ -708,14 +703,46 @@ impl CommitEvaluator {
         stop: &dyn Fn(&RunRecord) -> bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
-        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
-        let record = cache.build(&key)?.ok_or_else(|| EvalError::Io {
-            what: format!("build record {key} of {commit}"),
-            source: std::io::Error::other("not in the cache: build the commit before testing it"),
-        })?;
+        let key = self.key_of(repo, commit)?;
+        let (_, new_runs) = self.test_claimed(repo, cache, commit, key, signature, &|_| want, stop, progress)?;
+        Ok(new_runs)
+    }
+
+    /// Under the kernel's test claim (one tester per kernel and test across
+    /// processes: a concurrent bisection testing it finishes first, and its
+    /// runs are pooled here): the pooled runs, then `more(pooled)` new runs
+    /// on the artifacts of build `record_key`, stopping after a run for
+    /// which `stop` is true.
+    #[allow(clippy::too_many_arguments)]
+    fn test_claimed(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        record_key: Key,
+        signature: &str,
+        more: &dyn Fn(&[RunRecord]) -> u32,
+        stop: &dyn Fn(&RunRecord) -> bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Vec<RunRecord>, Vec<RunRecord>), EvalError> {
         let _claim = claim(cache, &format!("test-{signature}-{}", self.test_key.to_hex()), progress)?;
-        let first = cache.runs(signature, &self.test_key)?.len() as u32;
-        self.test(repo, cache, commit, &record, signature, first, want, stop, progress)
+        let pooled = cache.runs(signature, &self.test_key)?;
+        let want = more(&pooled);
+        if want == 0 {
+            return Ok((pooled, Vec::new()));
+        }
+        let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
+            what: format!("build record {record_key} of {commit}"),
+            source: std::io::Error::other("not in the cache: the kernel must be built before it is tested"),
+        })?;
+        let first = pooled.len() as u32;
+        let new_runs = self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?;
+        Ok((pooled, new_runs))
+    }
+
+    /// The build key of a commit under this recipe.
+    fn key_of(&self, repo: &Repo, commit: &str) -> Result<Key, EvalError> {
+        Ok(self.inputs_for_tree(&repo.tree_id(commit)?).key())
     }
 
     /// The test key runs are pooled under.
@@ -735,13 +762,8 @@ impl CommitEvaluator {
         cache: &Cache,
         commit: &str,
     ) -> Result<Option<BuildRecord>, EvalError> {
-        let key = self.inputs_for_tree(&repo.tree_id(commit)?).key();
+        let key = self.key_of(repo, commit)?;
         Ok(cache.view(|v| v.build(&key))?)
-    }
-
-    /// The cache's build record for a commit under this recipe, if any.
-    pub fn cached_build(&self, repo: &Repo, cache: &Cache, commit: &str) -> Result<Option<BuildRecord>, EvalError> {
-        Ok(cache.build(&self.inputs_for_tree(&repo.tree_id(commit)?).key())?)
     }
 
     /// One run of the test; `None` when it timed out (no information).

@@ -96,13 +96,6 @@ impl GitOracle<'_> {
         self.repo.subject(&self.line[i]).unwrap_or_default()
     }
 
-    fn kernel_of(eval: &Evaluation) -> Kernel {
-        match &eval.signature {
-            Some(s) => Kernel::Signed(s.clone()),
-            None => Kernel::Broken,
-        }
-    }
-
     fn record_step(&mut self, i: usize, eval: Evaluation, purpose: Purpose) -> Result<(), BisectError> {
         self.log.step(&self.line[i], &eval, purpose)?;
         let subject = self.subject(i);
@@ -114,20 +107,11 @@ impl GitOracle<'_> {
         });
         Ok(())
     }
-}
 
-impl GitOracle<'_> {
     /// What the cache knows of every commit of the line: one read of the
     /// local index; the remote is asked for the rest only on short lines
     /// (each commit is a request).
     fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
-        let kernel = |r: Option<crate::store::BuildRecord>| match r {
-            Some(r) => match r.signature {
-                Some(s) => Kernel::Signed(s),
-                None => Kernel::Broken,
-            },
-            None => Kernel::Unknown,
-        };
         let trees = self.repo.tree_ids(&self.line)?;
         let keys: Vec<crate::key::Key> = trees
             .iter()
@@ -135,14 +119,11 @@ impl GitOracle<'_> {
             .collect();
         // The remote's answers come in parallel, and only for short lines
         // (each commit is a listing).
-        let records = if self.line.len() <= REMOTE_LOOKUP_LIMIT {
-            self.cache.builds(&keys)?
-        } else {
-            self.cache
-                .view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?
-        };
-        let out: Vec<Kernel> = records.into_iter().map(kernel).collect();
-        Ok(out)
+        let records = self.cache.builds(&keys, self.line.len() <= REMOTE_LOOKUP_LIMIT)?;
+        Ok(records
+            .into_iter()
+            .map(|r| r.map_or(Kernel::Unknown, |r| Kernel::of_signature(r.signature)))
+            .collect())
     }
 }
 
@@ -155,7 +136,7 @@ impl Oracle for GitOracle<'_> {
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
         if let Some(e) = &self.evals[i] {
-            return Ok(Self::kernel_of(e));
+            return Ok(Kernel::of_signature(e.signature.clone()));
         }
         let line = format!(
             "[{}] {} {}",
@@ -171,7 +152,7 @@ impl Oracle for GitOracle<'_> {
             self.build_seconds.0 += eval.build_seconds;
             self.build_seconds.1 += 1;
         }
-        let kernel = Self::kernel_of(&eval);
+        let kernel = Kernel::of_signature(eval.signature.clone());
         self.evals[i] = Some(eval.clone());
         // A kernel's build shows in the step of its first test batch; a
         // build that failed is a step of its own (it will not be tested).
@@ -210,33 +191,45 @@ impl Oracle for GitOracle<'_> {
     }
 
     fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, BisectError> {
-        let start = Instant::now();
         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+        let runs = self.batch(i, signature, n, &matched, target)?;
+        Ok(runs
+            .iter()
+            .map(|r| target.classify(r.outcome, r.title.as_deref()))
+            .collect())
+    }
+}
+
+impl GitOracle<'_> {
+    /// Up to `n` runs on commit `i`'s kernel (stopping after `stop`), shown
+    /// and logged as one step, the commit's build with its first batch.
+    fn batch(
+        &mut self,
+        i: usize,
+        signature: &str,
+        n: u32,
+        stop: &dyn Fn(&RunRecord) -> bool,
+        target: &Target,
+    ) -> Result<Vec<RunRecord>, BisectError> {
+        let start = Instant::now();
         let runs = self.evaluator.test_batch(
             self.repo,
             self.cache,
             &self.line[i],
             signature,
             n,
-            &matched,
+            stop,
             &mut *self.progress,
         )?;
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
         self.run_seconds.0 += seconds;
         self.run_seconds.1 += runs.len() as u32;
-        let classes: Vec<RunClass> = runs
-            .iter()
-            .map(|r| target.classify(r.outcome, r.title.as_deref()))
-            .collect();
         let counts = ClassCounts::of(target, &runs);
         (self.progress)(&format!(
-            "  {} run(s) on {}: {} match, {} other crash, {} ok, {} no info ({:.1}s)",
+            "  {} run(s) on {}: {} ({:.1}s)",
             runs.len(),
             super::short(&self.line[i]),
-            counts.matched,
-            counts.other,
-            counts.ok,
-            counts.no_info,
+            counts.describe(),
             start.elapsed().as_secs_f64()
         ));
         let mut eval = match &self.evals[i] {
@@ -254,9 +247,9 @@ impl Oracle for GitOracle<'_> {
         eval.evidence = Evidence::of(&runs);
         eval.runs_done = runs.len() as u32;
         eval.test_seconds = seconds;
-        eval.runs = runs;
+        eval.runs = runs.clone();
         self.record_step(i, eval, Purpose::Bisect)?;
-        Ok(classes)
+        Ok(runs)
     }
 }
 
@@ -321,8 +314,8 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
             }
         }
         // Runs without stopping at a crash: the titles' shares matter here.
-        o.evaluator
-            .test_batch(o.repo, o.cache, &o.line[bad], &sig, runs, &|_| false, &mut *o.progress)?;
+        // (Until there is a target, every crash counts as a match.)
+        o.batch(bad, &sig, runs, &|_| false, &Target::default())?;
     }
     Err(BisectError::NoTarget(format!(
         "the bad commit {} does not show one dominant crash in {} runs: give --crash-title",

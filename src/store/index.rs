@@ -232,9 +232,6 @@ impl Index {
             if !self.path.join("CURRENT").exists() {
                 drop(self.open_rw()?);
             }
-            if std::fs::metadata(self.path.join("CURRENT")).is_ok_and(|m| m.len() == 0) {
-                return Err(self.db_err("Corruption: CURRENT file is empty"));
-            }
             let lock = self.lock(false)?;
             match DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
                 Ok(db) => return Ok(Open { db, _lock: lock }),

@@ -43,7 +43,7 @@ pub enum StoreError {
     #[error("cache index {}: {problem}", path.display())]
     Index { path: PathBuf, problem: String },
     #[error("cache index {} is damaged: {problem}\n  \
-             `kcache verify --repair` salvages what RocksDB can still read and says what was lost;\n  \
+             `kcache verify --repair` salvages what RocksDB can still read and names the artifacts whose records were lost;\n  \
              or move the cache aside (`mv {} {}.damaged`: the next kcache starts an empty cache there),\n  \
              or bisect without the cache (`kcache bisect --no-cache ...`)",
         path.display(), cache_of(path).display(), cache_of(path).display())]
@@ -161,7 +161,7 @@ impl Cache {
         // (git resolves a worktree path relative to the repository).
         let dir = &std::fs::canonicalize(dir).map_err(|e| StoreError::io(dir, e))?;
         if let Some(r) = &remote {
-            r.remember_outages_in(dir.join("remote-down"), false);
+            r.remember_outages_in(dir.join("remote-down"));
         }
         Ok(Cache {
             dir: dir.to_path_buf(),
@@ -321,9 +321,12 @@ impl Cache {
 
     /// Build records for many keys: the local tier in one read, the misses
     /// from the remote in parallel (backfilled), in the order of `keys`.
-    pub fn builds(&self, keys: &[Key]) -> Result<Vec<Option<BuildRecord>>, StoreError> {
+    /// `ask_remote: false` reads the local tier only.
+    pub fn builds(&self, keys: &[Key], ask_remote: bool) -> Result<Vec<Option<BuildRecord>>, StoreError> {
         let mut out = self.view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
-        let Some(remote) = &self.remote else { return Ok(out) };
+        let Some(remote) = self.remote.as_ref().filter(|_| ask_remote) else {
+            return Ok(out);
+        };
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
         let dirs: Vec<String> = missing
             .iter()
@@ -486,7 +489,6 @@ impl Cache {
             return Ok(upload::SyncReport::default());
         };
         // An explicit sync tries the remote even if it was down a minute ago.
-        remote.remember_outages_in(self.dir.join("remote-down"), true);
         remote.reset_down();
         let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
         self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
@@ -634,10 +636,10 @@ impl Cache {
         Ok(())
     }
 
-    /// What a repair kept and lost, and what the blobs still tell: an
+    /// What a repair kept, and what the blobs still tell of what it lost: an
     /// artifact no record names any more was a build whose record was lost;
     /// its kernel signature is recomputed from the blob.
-    fn salvage_report(&self, before: Option<RecordCounts>, after: RecordCounts) -> Result<Salvage, StoreError> {
+    fn salvage_report(&self, after: RecordCounts) -> Result<Salvage, StoreError> {
         let named: std::collections::HashSet<Key> = self.view(|v| {
             let builds: Vec<(String, BuildRecord)> = v.r.scan(CF_BUILDS, "")?;
             Ok(builds
@@ -658,15 +660,8 @@ impl Cache {
                 .map(|s| s.to_hex());
             orphans.push(OrphanBlob { blob: b.key, signature });
         }
-        let lost = before.as_ref().map(|b| {
-            b.iter()
-                .map(|(cf, n)| (cf.clone(), n.saturating_sub(*after.get(cf).unwrap_or(&0))))
-                .filter(|(_, n)| *n > 0)
-                .collect()
-        });
         Ok(Salvage {
             kept: after,
-            lost,
             orphan_blobs: orphans,
         })
     }
@@ -794,12 +789,11 @@ impl Cache {
                 report
                     .problems
                     .push(e.to_string().lines().next().unwrap_or("").to_string());
-                let before = self.index.read(read_every_record).ok();
                 self.index.repair()?;
                 report.repaired = true;
                 self.drop_unreadable_records(&mut report)?;
                 let after = self.index.read(read_every_record)?;
-                report.salvage = Some(self.salvage_report(before, after)?);
+                report.salvage = Some(self.salvage_report(after)?);
             }
             Err(e @ StoreError::BadRecord { .. }) => report.problems.push(e.to_string()),
             Err(e) => return Err(e),
@@ -989,7 +983,8 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     pub repaired: bool,
     pub tmp_removed: usize,
-    /// What `--repair` of a damaged index kept and lost.
+    /// What `--repair` of a damaged index kept, and the artifacts whose
+    /// records it lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salvage: Option<Salvage>,
 }
@@ -1000,9 +995,6 @@ pub type RecordCounts = BTreeMap<String, u64>;
 #[derive(Debug, Clone, Serialize)]
 pub struct Salvage {
     pub kept: RecordCounts,
-    /// Records lost per column family, when the damaged index could still
-    /// be counted before the repair.
-    pub lost: Option<RecordCounts>,
     /// Artifacts no record names any more (their build records were lost),
     /// with the kernel signature recomputed from the blob where it is an ELF.
     pub orphan_blobs: Vec<OrphanBlob>,

@@ -181,19 +181,17 @@ impl Remote {
 
     /// Remembers outages in `marker` and honours one remembered there: a
     /// remote found down less than [`DOWN_MEMORY`] ago is not asked again
-    /// (unless `retry_now`, as `kcache sync` does).
-    pub fn remember_outages_in(&self, marker: PathBuf, retry_now: bool) {
-        if !retry_now {
-            if let Some(age) = outage_age(&marker, &self.url) {
-                self.down.store(true, Ordering::Relaxed);
-                crate::notice(&format!(
-                    "remote {} did not answer {}s ago: working from the local cache for another {}s \
-                     (`kcache sync` tries it now)",
-                    self.url,
-                    age.as_secs(),
-                    DOWN_MEMORY.saturating_sub(age).as_secs()
-                ));
-            }
+    /// (`kcache sync` asks regardless: [`Remote::reset_down`]).
+    pub fn remember_outages_in(&self, marker: PathBuf) {
+        if let Some(age) = outage_age(&marker, &self.url) {
+            self.down.store(true, Ordering::Relaxed);
+            crate::notice(&format!(
+                "remote {} did not answer {}s ago: working from the local cache for another {}s \
+                 (`kcache sync` tries it now)",
+                self.url,
+                age.as_secs(),
+                DOWN_MEMORY.saturating_sub(age).as_secs()
+            ));
         }
         *self.down_marker.lock().unwrap_or_else(|e| e.into_inner()) = Some(marker);
     }
