@@ -5,13 +5,14 @@
 #
 #   scripts/demo.sh [WORKDIR]        (default: /tmp/kcache-demo)
 #
-# Environment: DEMO_RUNS (test runs per kernel, default 10), KCACHE (the
-# kcache binary, default: the release build), and the DEMO_* settings of
-# scripts/make-demo-repo.sh.
+# Environment: DEMO_RUNS (test runs per kernel, default 10), DEMO_POLICY
+# (kcache's --policy, default bayes), KCACHE (the kcache binary, default:
+# the release build), and the DEMO_* settings of scripts/make-demo-repo.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${1:-/tmp/kcache-demo}
 runs=${DEMO_RUNS:-10}
+policy=${DEMO_POLICY:-bayes}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}
 kcache=${KCACHE:-$target/release/kcache}
 [ -x "$kcache" ] || { echo "demo: no kcache binary at $kcache; run scripts/setup.sh first" >&2; exit 2; }
@@ -32,19 +33,19 @@ bisect_kcache() {
   local label=$1
   local t0=$(date +%s.%N)
   "$kcache" --cache-dir "$cache" bisect --repo "$repo" --good "$good" --bad "$bad" \
-    --build "$build" --test "$test_cmd" --runs "$runs" --json --log "$work/$label.log" \
+    --build "$build" --test "$test_cmd" --runs "$runs" --policy "$policy" --json --log "$work/$label.log" \
     >"$work/$label.json" 2>"$work/$label.progress"
   local t1=$(date +%s.%N)
   local culprit
   culprit=$(grep -o '"commit": "[0-9a-f]*"' "$work/$label.json" | head -n 1 | cut -d'"' -f4)
-  printf '%-16s %5s %7s %6s %8.1fs  %s\n' "$label" "$(field steps "$work/$label.json")" \
+  printf '%-16s %5s %7s %6s %8.2fs  %s\n' "$label" "$(field steps "$work/$label.json")" \
     "$(field builds_done "$work/$label.json")" "$(field runs_done "$work/$label.json")" \
     "$(elapsed "$t0" "$t1")" "${culprit:0:12}" >>"$work/table"
 }
 
 # A number from the summary's "totals" (the only place these keys hold numbers).
 field() { grep -o "\"$1\": [0-9][0-9]*" "$2" | head -n 1 | awk '{print $2}'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # Plain git bisect: every step builds and runs the test, like syzbot without a cache.
 bisect_plain() {
@@ -57,7 +58,7 @@ bisect_plain() {
   local t1=$(date +%s.%N)
   local culprit=$(grep -m1 'is the first bad commit' "$work/plain.log" | cut -c1-12)
   local steps=$(grep -c '^running' "$work/plain.log" || true)
-  printf '%-16s %5s %7s %6s %8.1fs  %s\n' "git bisect run" "$steps" "$(grep -cx build "$work/plain-counts")" \
+  printf '%-16s %5s %7s %6s %8.2fs  %s\n' "git bisect run" "$steps" "$(grep -cx build "$work/plain-counts")" \
     "$(grep -cx run "$work/plain-counts")" "$(elapsed "$t0" "$t1")" "${culprit:-none}" >>"$work/table"
 }
 

@@ -3,8 +3,10 @@
 //!
 //! Each command runs in a process group of its own, led by a small `sh`
 //! that kcache's death reaches: the kernel sends it SIGTERM when kcache
-//! exits for any reason, `kill -9` included (`PR_SET_PDEATHSIG`), and its
-//! trap kills the whole group — `make`, the compilers, a hung qemu. A
+//! exits for any reason, `kill -9` included (`PR_SET_PDEATHSIG`, set by
+//! util-linux's `setpriv` so that the child is started with `posix_spawn`:
+//! a `fork` of kcache's address space cost more than a toy test run), and
+//! its trap kills the whole group — `make`, the compilers, a hung qemu. A
 //! timeout kills the same group from kcache's side.
 //!
 //! Invariant: knows nothing of builds, tests or the cache; it only runs a
@@ -41,17 +43,19 @@ pub struct Spec<'a> {
 
 /// The wrapper: the user's script runs as a child of a guard shell that
 /// leads the process group; on SIGTERM or SIGHUP the guard kills the group.
+/// `$2` is kcache's pid: a guard whose parent is already someone else was
+/// orphaned before `setpriv` armed the death signal, and must not run.
 const GUARD: &str = r#"trap 'trap - TERM HUP; kill -KILL 0' TERM HUP
+[ "$PPID" = "$2" ] || exit 1
 sh -c "$1" &
 wait $!"#;
 
 /// Runs `spec`; every stdout line goes to `on_stdout` when there is no log.
 pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Ending> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(GUARD)
-        .arg("kcache-guard")
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "TERM", "--", "sh", "-c", GUARD, "kcache-guard"])
         .arg(spec.script)
+        .arg(std::process::id().to_string())
         .current_dir(spec.dir)
         .stdin(Stdio::null())
         .process_group(0);
@@ -66,20 +70,6 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
         None => {
             cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         }
-    }
-    let parent = std::process::id();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // kcache died before the prctl: nobody would send the signal.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;

@@ -4,8 +4,10 @@
 //! git's own (`rev-list --bisect-all`), and worktrees, hooks and the user's
 //! configuration behave exactly as they do for `git bisect`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 #[error("git {args} (in {}): {problem}", dir.display())]
@@ -18,6 +20,15 @@ pub struct GitError {
 #[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
+    /// Tree ids and subjects of full commit ids already asked for: a
+    /// commit id names them for ever, and each question is a git process.
+    known: Arc<Mutex<HashMap<String, Known>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    tree: String,
+    subject: String,
 }
 
 /// A candidate commit with git's bisection distance (higher splits better).
@@ -29,7 +40,10 @@ pub struct Candidate {
 
 impl Repo {
     pub fn open(dir: &Path) -> Result<Repo, GitError> {
-        let repo = Repo { dir: dir.to_path_buf() };
+        let repo = Repo {
+            dir: dir.to_path_buf(),
+            known: Arc::default(),
+        };
         repo.run(&["rev-parse", "--git-dir"])?;
         Ok(repo)
     }
@@ -67,25 +81,66 @@ impl Repo {
 
     /// The tree id of a commit: what decides a build.
     pub fn tree_id(&self, commit: &str) -> Result<String, GitError> {
-        Ok(self
-            .run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?
-            .trim()
-            .to_string())
+        Ok(self.known(commit)?.tree)
     }
 
     /// Tree ids of many commits at once.
     pub fn tree_ids(&self, commits: &[String]) -> Result<Vec<(String, String)>, GitError> {
-        if commits.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %T"];
-        args.extend(commits.iter().map(String::as_str));
-        Ok(self
-            .run(&args)?
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(c, t)| (c.to_string(), t.to_string()))
+        self.learn(commits)?;
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(commits
+            .iter()
+            .filter_map(|c| known.get(c).map(|k| (c.clone(), k.tree.clone())))
             .collect())
+    }
+
+    /// What git says of a commit, asked once per commit id.
+    fn known(&self, commit: &str) -> Result<Known, GitError> {
+        let full = if is_full_id(commit) {
+            commit.to_string()
+        } else {
+            self.commit_id(commit)?
+        };
+        self.learn(std::slice::from_ref(&full))?;
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(&full).cloned().ok_or_else(|| GitError {
+            dir: self.dir.clone(),
+            args: format!("log {full}"),
+            problem: "git printed nothing for this commit".into(),
+        })
+    }
+
+    /// Asks git, in one process, for the commits not yet known.
+    fn learn(&self, commits: &[String]) -> Result<(), GitError> {
+        let missing: Vec<&str> = {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            commits
+                .iter()
+                .filter(|c| !known.contains_key(*c))
+                .map(String::as_str)
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %T %s"];
+        args.extend(&missing);
+        let out = self.run(&args)?;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for line in out.lines() {
+            let mut parts = line.splitn(3, ' ');
+            if let (Some(c), Some(t)) = (parts.next(), parts.next()) {
+                let subject = parts.next().unwrap_or("").to_string();
+                known.insert(
+                    c.to_string(),
+                    Known {
+                        tree: t.to_string(),
+                        subject,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn parents(&self, commit: &str) -> Result<Vec<String>, GitError> {
@@ -94,7 +149,7 @@ impl Repo {
     }
 
     pub fn subject(&self, commit: &str) -> Result<String, GitError> {
-        Ok(self.run(&["log", "-1", "--format=%s", commit])?.trim().to_string())
+        Ok(self.known(commit)?.subject)
     }
 
     /// Commits reachable from `bad` and from none of `goods`, with git's
@@ -181,7 +236,13 @@ pub struct Change {
 pub fn checkout(worktree: &Path, commit: &str) -> Result<(), GitError> {
     Repo {
         dir: worktree.to_path_buf(),
+        known: Arc::default(),
     }
     .run(&["checkout", "--quiet", "--force", "--detach", commit])
     .map(|_| ())
+}
+
+/// A full (40 or 64 hex digit) commit id, as opposed to a revision name.
+fn is_full_id(rev: &str) -> bool {
+    matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -13,10 +13,16 @@ use crate::child::{self, Ending};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
 use crate::key::{self, BuildInputs, Key, TestInputs};
-use crate::store::{self, counters, BuildRecord, BuildStatus, Cache, Outcome, RunRecord, StoreError};
+use crate::store::{self, BuildRecord, BuildStatus, Cache, Counter, InputSet, Outcome, RunRecord, StoreError};
 
 /// Lines of build output kept in a failure record.
 const LOG_TAIL_LINES: usize = 40;
+
+/// How long completed runs may wait to be written. Runs are written in one
+/// batch per kernel when they are quick (an index open costs milliseconds,
+/// a toy run less), and each on its own when a run takes longer than this:
+/// a killed bisection loses at most this much testing.
+const RUN_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -163,8 +169,8 @@ impl BuildFailure {
 
 /// What a build run gave.
 enum Built {
-    /// Built and stored.
-    Ok(Box<BuildRecord>),
+    /// Built and stored, with what the build read (kbuild builds).
+    Ok(Box<BuildRecord>, Option<InputSet>),
     /// Failed; recorded in the cache only when `failure.deterministic`.
     Failed { failure: BuildFailure, seconds: f64 },
 }
@@ -302,7 +308,15 @@ impl CommitEvaluator {
             return Ok(eval);
         };
         let wanted = self.recipe.runs;
-        let mut runs = cache.runs_shared(&signature, &self.test_key, wanted)?;
+        // A kernel this process just built has no local runs unless another
+        // commit had it too; the claimed read below finds those, so only a
+        // remote is worth a look first.
+        let fresh = eval.build == BuildSource::Built && cache.remote().is_none();
+        let mut runs = if fresh {
+            Vec::new()
+        } else {
+            cache.runs_shared(&signature, &self.test_key, wanted)?
+        };
         let mut reused = Evidence::of(&runs).total();
         if Evidence::of(&runs).needs_more(wanted) {
             let record_key = eval.reference_key.unwrap_or(eval.build_key);
@@ -338,14 +352,14 @@ impl CommitEvaluator {
         cache.count(&[
             (
                 if eval.runs_done == 0 {
-                    counters::TEST_HITS
+                    Counter::TestHits
                 } else {
-                    counters::TEST_MISSES
+                    Counter::TestMisses
                 },
                 1,
             ),
-            (counters::SAVED_TEST_MS, (eval.saved_test_seconds * 1000.0) as i64),
-        ])?;
+            (Counter::SavedTestMs, (eval.saved_test_seconds * 1000.0) as i64),
+        ]);
         progress(&format!("  {} ({})", eval.verdict.as_str(), describe(&eval.evidence)));
         Ok(eval)
     }
@@ -383,7 +397,7 @@ impl CommitEvaluator {
                 eval.signature = Some(reference.signature.clone());
                 eval.predicted_from = Some(reference.commit.clone());
                 eval.reference_key = Some(reference.build_key);
-                cache.count(&[(counters::BUILDS_PREDICTED, 1)])?;
+                cache.count(&[(Counter::BuildsPredicted, 1)]);
                 return Ok(eval);
             }
         }
@@ -397,11 +411,13 @@ impl CommitEvaluator {
         }
         let built = self.build(repo, cache, commit, &inputs, progress)?;
         drop(claim);
-        cache.count(&[(counters::BUILD_MISSES, 1)])?;
+        cache.count(&[(Counter::BuildMisses, 1)]);
         match built {
-            Built::Ok(r) => {
+            Built::Ok(r, set) => {
                 eval.build_seconds = r.build_seconds;
-                self.remember_reference(cache, &r)?;
+                if let Some(set) = set {
+                    self.add_reference(&r, &set);
+                }
                 eval.build = BuildSource::Built;
                 eval.signature = r.signature.clone();
             }
@@ -462,9 +478,9 @@ impl CommitEvaluator {
             short_hex(&r.build_key.to_hex())
         ));
         cache.count(&[
-            (counters::BUILD_HITS, 1),
-            (counters::SAVED_BUILD_MS, (r.build_seconds * 1000.0) as i64),
-        ])?;
+            (Counter::BuildHits, 1),
+            (Counter::SavedBuildMs, (r.build_seconds * 1000.0) as i64),
+        ]);
         if self.predict && r.status == BuildStatus::Ok {
             self.remember_reference(cache, &r)?;
         }
@@ -479,12 +495,18 @@ impl CommitEvaluator {
         if self.references.iter().any(|r| r.build_key == record.build_key) {
             return Ok(());
         }
-        let (Some(signature), Some(set)) = (&record.signature, cache.input_set(&record.build_key)?) else {
-            return Ok(());
-        };
-        let reference = Reference::new(record.commit.clone(), signature.clone(), &set);
-        self.references.insert(0, reference);
+        if let Some(set) = cache.input_set(&record.build_key)? {
+            self.add_reference(record, &set);
+        }
         Ok(())
+    }
+
+    fn add_reference(&mut self, record: &BuildRecord, set: &InputSet) {
+        let Some(signature) = &record.signature else { return };
+        if self.references.iter().all(|r| r.build_key != record.build_key) {
+            let reference = Reference::new(record.commit.clone(), signature.clone(), set);
+            self.references.insert(0, reference);
+        }
     }
 
     /// The first reference build whose kernel this commit provably shares.
@@ -518,15 +540,15 @@ impl CommitEvaluator {
     }
 
     /// Keeps what a kbuild build read, for predicting other commits.
-    fn record_input_set(&self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
+    fn record_input_set(&self, cache: &Cache, record: &BuildRecord) -> Result<Option<InputSet>, EvalError> {
         let set = inputs::record(&self.worktree, record.build_key, &record.commit).map_err(|e| EvalError::Io {
             what: format!("input set of {}", e.path.display()),
             source: e.source,
         })?;
-        if let Some(set) = set {
-            cache.put_input_set(&set)?;
+        if let Some(set) = &set {
+            cache.put_input_set(set)?;
         }
-        Ok(())
+        Ok(set)
     }
 
     fn artifact_paths(&self) -> Vec<(String, PathBuf)> {
@@ -587,12 +609,12 @@ impl CommitEvaluator {
         let missing = self.artifact_paths().into_iter().find(|(_, p)| !p.is_file());
         if ending == Ending::Exited(0) && missing.is_none() {
             let record = cache.put_build(commit, inputs, &self.artifact_paths(), seconds)?;
-            self.record_input_set(cache, &record)?;
+            let set = self.record_input_set(cache, &record)?;
             progress(&format!(
                 "  built in {seconds:.1}s, signature {}",
                 short_hex(record.signature.as_deref().unwrap_or(""))
             ));
-            return Ok(Built::Ok(Box::new(record)));
+            return Ok(Built::Ok(Box::new(record), set));
         }
         let mut tail = tail_of(&log_path);
         if let (Ending::Exited(0), Some((name, path))) = (ending, &missing) {
@@ -653,7 +675,7 @@ impl CommitEvaluator {
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
             match self.build(repo, cache, &record.commit, &inputs, progress)? {
-                Built::Ok(fresh) => {
+                Built::Ok(fresh, _) => {
                     cache.restore(&fresh.artifacts, artifacts_dir.path())?;
                 }
                 _ => {
@@ -665,6 +687,8 @@ impl CommitEvaluator {
             restored?;
         }
         let mut out = Vec::new();
+        let mut unsaved = 0;
+        let mut saved_at = Instant::now();
         progress(&format!("  testing {want} run(s)..."));
         // Timed-out runs are not recorded: bound the attempts on a hung kernel.
         let attempts = want.saturating_mul(2).max(want + 2);
@@ -672,22 +696,35 @@ impl CommitEvaluator {
             if out.len() as u32 >= want {
                 break;
             }
-            match self.run_test(commit, signature, artifacts_dir.path(), run)? {
-                Some(r) => {
-                    cache.record_run(&r)?;
-                    let done = stop(&r);
-                    out.push(r);
-                    if done {
-                        break;
-                    }
-                }
-                None => progress(&format!(
+            let ran = self.run_test(commit, signature, artifacts_dir.path(), run);
+            let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
+                progress(&format!(
                     "  run {run} timed out after {}s: no information (not recorded)",
                     self.recipe.test_timeout.unwrap_or_default().as_secs_f64()
-                )),
+                ));
+                continue;
+            };
+            let done = stop(&r);
+            out.push(r);
+            unsaved += 1;
+            if saved_at.elapsed() >= RUN_SAVE_INTERVAL {
+                cache.record_runs(&out[out.len() - unsaved..])?;
+                (unsaved, saved_at) = (0, Instant::now());
+            }
+            if done {
+                break;
             }
         }
+        cache.record_runs(&out[out.len() - unsaved..])?;
         Ok(out)
+    }
+
+    /// Best effort on the way out of a failed test batch: the runs that
+    /// did complete are evidence worth keeping.
+    fn save_runs(&self, cache: &Cache, runs: &[RunRecord]) {
+        if let Err(e) = cache.record_runs(runs) {
+            crate::notice(&format!("kcache: {} completed run(s) not recorded: {e}", runs.len()));
+        }
     }
 
     /// Runs the test on a built kernel up to `want` times, stopping after a
@@ -726,12 +763,16 @@ impl CommitEvaluator {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(Vec<RunRecord>, Vec<RunRecord>), EvalError> {
         let _claim = claim(cache, &format!("test-{signature}-{}", self.test_key.to_hex()), progress)?;
-        let pooled = cache.runs(signature, &self.test_key)?;
+        let (pooled, local) = cache.view(|v| Ok((v.runs(signature, &self.test_key)?, v.build(&record_key)?)))?;
         let want = more(&pooled);
         if want == 0 {
             return Ok((pooled, Vec::new()));
         }
-        let record = cache.build(&record_key)?.ok_or_else(|| EvalError::Io {
+        let record = match local {
+            Some(r) => Some(r),
+            None => cache.build(&record_key)?,
+        };
+        let record = record.ok_or_else(|| EvalError::Io {
             what: format!("build record {record_key} of {commit}"),
             source: std::io::Error::other("not in the cache: the kernel must be built before it is tested"),
         })?;

@@ -482,7 +482,7 @@ impl Run<'_> {
         self.contradictions += 1;
         self.evaluator.set_prediction(false);
         self.cache
-            .count(&[(crate::store::counters::PREDICTION_CONTRADICTIONS, 1)])?;
+            .count(&[(crate::store::Counter::PredictionContradictions, 1)]);
         Ok(())
     }
 

@@ -16,7 +16,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WaitForCompactOptions, WriteBatch, WriteOptions, DB,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -90,6 +92,9 @@ fn db_options() -> Options {
     // long-lived process would amortize.
     o.set_skip_stats_update_on_db_open(true);
     o.set_keep_log_file_num(2);
+    // RocksDB opens table files with up to 16 threads per column family by
+    // default: a hundred thread spawns per open, most of an open's cost here.
+    o.set_max_file_opening_threads(1);
     o
 }
 
@@ -263,6 +268,7 @@ impl Index {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         open.db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
+        settle(&open.db);
         Ok(result)
     }
 
@@ -276,6 +282,18 @@ impl Index {
         };
         f(&w)
     }
+}
+
+/// Lets the compactions the open scheduled finish before the close
+/// cancels them. Every write open turns the previous writer's log into
+/// level-0 tables; left alone they pile up (three per write), and every
+/// later open reads them all.
+fn settle(db: &DB) {
+    let mut opts = WaitForCompactOptions::default();
+    opts.set_timeout(2_000_000);
+    // A compaction that fails or times out leaves more tables to open,
+    // nothing wrong: the batch is already durable.
+    let _ = db.wait_for_compact(&opts);
 }
 
 /// An open database and the advisory lock it was opened under; the
@@ -436,9 +454,9 @@ impl Writer<'_> {
         self.batch.delete_cf(cf(self.db, cf_name), key.as_bytes());
     }
 
-    pub fn add(&mut self, counter: &str, delta: i64) {
+    pub fn add(&mut self, counter: super::Counter, delta: i64) {
         self.batch
-            .merge_cf(cf(self.db, CF_COUNTERS), counter.as_bytes(), delta.to_le_bytes());
+            .merge_cf(cf(self.db, CF_COUNTERS), counter.name().as_bytes(), delta.to_le_bytes());
     }
 
     /// Writes one record immediately, unsynced (bulk loads only; a session

@@ -11,6 +11,7 @@
 //! by `verify`).
 
 pub mod blob;
+pub mod counters;
 pub mod index;
 pub mod records;
 pub mod remote;
@@ -25,6 +26,8 @@ use serde::Serialize;
 use crate::key::{BuildInputs, Key};
 use crate::signature;
 pub use blob::BlobStore;
+pub use counters::Counter;
+use counters::Pending;
 use index::{
     Index, Read, Reader, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_RUNS,
     CF_SIGNATURES,
@@ -104,24 +107,6 @@ pub fn default_cache_dir() -> PathBuf {
     home.join(".cache").join("kcache")
 }
 
-/// Counter names in the index (`kcache stats`).
-pub mod counters {
-    pub const BUILD_HITS: &str = "build_hits";
-    pub const BUILD_MISSES: &str = "build_misses";
-    pub const TEST_HITS: &str = "test_hits";
-    pub const TEST_MISSES: &str = "test_misses";
-    pub const SAVED_BUILD_MS: &str = "saved_build_ms";
-    pub const SAVED_TEST_MS: &str = "saved_test_ms";
-    pub const DETERMINISM_CONFLICTS: &str = "determinism_conflicts";
-    pub const BUILDS_PREDICTED: &str = "builds_predicted";
-    pub const PREDICTION_CONTRADICTIONS: &str = "prediction_contradictions";
-    pub const REMOTE_HITS: &str = "remote_hits";
-    pub const REMOTE_MISSES: &str = "remote_misses";
-    pub const REMOTE_ERRORS: &str = "remote_errors";
-    pub const REMOTE_BYTES_DOWN: &str = "remote_bytes_down";
-    pub const REMOTE_BYTES_UP: &str = "remote_bytes_up";
-}
-
 #[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
@@ -129,6 +114,30 @@ pub struct Cache {
     pub index: Index,
     remote: Option<Arc<Remote>>,
     uploads: Arc<upload::Uploads>,
+    counts: Arc<Counts>,
+}
+
+/// Counter deltas not yet written, and where they go: written with the
+/// next record, or when the last handle on the cache drops.
+struct Counts {
+    index: Index,
+    pending: Pending,
+}
+
+impl Drop for Counts {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            // Counters are statistics: a cache that cannot take them now
+            // (read-only, damaged) loses them rather than failing the exit.
+            let deltas = self.pending.take();
+            let _ = self.index.write(|w| {
+                for (c, d) in deltas {
+                    w.add(c, d);
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 /// A build's artifacts with whether each can still be restored.
@@ -169,6 +178,10 @@ impl Cache {
             index: Index::new(&dir.join("index")),
             remote: remote.map(Arc::new),
             uploads: Arc::default(),
+            counts: Arc::new(Counts {
+                index: Index::new(&dir.join("index")),
+                pending: Pending::default(),
+            }),
         })
     }
 
@@ -238,11 +251,11 @@ impl Cache {
     fn write_build(&self, record: &BuildRecord) -> Result<(), StoreError> {
         let key = record.build_key.to_hex();
         // Someone else's build of the same inputs, to check determinism against.
-        if self.build_local(&record.build_key)?.is_none() {
+        if self.remote.is_some() && self.build_local(&record.build_key)?.is_none() {
             self.build_from_remote(&record.build_key)?;
         }
         let mut conflict = None;
-        let pending = self.index.write(|w| {
+        let pending = self.write(|w| {
             let existing: Option<BuildRecord> = w.get(CF_BUILDS, &key)?;
             let mut stored_under = key.clone();
             match (&existing, &record.signature) {
@@ -250,7 +263,7 @@ impl Cache {
                     // Same inputs, different code: keep both, say so loudly.
                     stored_under = format!("{key}/{sig}");
                     w.put(CF_BUILDS, &stored_under, record);
-                    w.add(counters::DETERMINISM_CONFLICTS, 1);
+                    w.add(Counter::DeterminismConflicts, 1);
                     conflict = Some(old.clone());
                 }
                 (Some(old), _) if old.status == BuildStatus::Ok && record.status == BuildStatus::Failed => {
@@ -355,7 +368,7 @@ impl Cache {
             return Ok(None);
         };
         let first_sig = first.signature.clone();
-        let conflicts = self.index.write(|w| {
+        let conflicts = self.write(|w| {
             let mut conflicts = 0;
             for (i, r) in found.iter().enumerate() {
                 let under = if i == 0 {
@@ -365,7 +378,7 @@ impl Cache {
                 };
                 if i > 0 && r.signature.is_some() && r.signature != first_sig {
                     conflicts += 1;
-                    w.add(counters::DETERMINISM_CONFLICTS, 1);
+                    w.add(Counter::DeterminismConflicts, 1);
                 }
                 w.put(CF_BUILDS, &under, r);
                 if let Some(sr) = r.signature_record() {
@@ -398,11 +411,14 @@ impl Cache {
     }
 
     pub fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
         if let Some(bad) = runs.iter().find(|r| !signature::is_signature(&r.signature)) {
             return Err(StoreError::BadSignature(bad.signature.clone()));
         }
         let upload = self.writable_remote().is_some();
-        let pending = self.index.write(|w| {
+        let pending = self.write(|w| {
             let mut pending = Vec::new();
             for run in runs {
                 let key = run_key(&run.signature, &run.test_key, &run.run_id);
@@ -453,7 +469,7 @@ impl Cache {
             .filter(|r| !local.contains(&r.run_id))
             .collect();
         if !fresh.is_empty() {
-            self.index.write(|w| {
+            self.write(|w| {
                 for r in &fresh {
                     w.put(CF_RUNS, &run_key(&r.signature, &r.test_key, &r.run_id), r);
                 }
@@ -480,6 +496,7 @@ impl Cache {
             index: self.index.clone(),
             remote: None,
             uploads: Arc::default(),
+            counts: self.counts.clone(),
         }
     }
 
@@ -507,17 +524,17 @@ impl Cache {
         let t = &remote.traffic;
         let take = |a: &std::sync::atomic::AtomicU64| a.swap(0, std::sync::atomic::Ordering::Relaxed) as i64;
         self.count(&[
-            (counters::REMOTE_HITS, take(&t.hits)),
-            (counters::REMOTE_MISSES, take(&t.misses)),
-            (counters::REMOTE_ERRORS, take(&t.errors)),
-            (counters::REMOTE_BYTES_DOWN, take(&t.bytes_down)),
-            (counters::REMOTE_BYTES_UP, take(&t.bytes_up)),
-        ])?;
+            (Counter::RemoteHits, take(&t.hits)),
+            (Counter::RemoteMisses, take(&t.misses)),
+            (Counter::RemoteErrors, take(&t.errors)),
+            (Counter::RemoteBytesDown, take(&t.bytes_down)),
+            (Counter::RemoteBytesUp, take(&t.bytes_up)),
+        ]);
         Ok(report)
     }
 
     pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
-        self.index.write(|w| {
+        self.write(|w| {
             for k in known {
                 let compiler = crate::key::digest(k.compiler.as_bytes()).to_hex();
                 w.put(CF_KNOWN, &format!("{}/{compiler}", k.commit), k);
@@ -552,7 +569,7 @@ impl Cache {
     /// Records what a build read (local only: prediction needs the build's
     /// worktree history, which a remote member does not share).
     pub fn put_input_set(&self, set: &InputSet) -> Result<(), StoreError> {
-        self.index.write(|w| {
+        self.write(|w| {
             w.put(CF_INPUT_SETS, &set.build_key.to_hex(), set);
             Ok(())
         })
@@ -562,17 +579,25 @@ impl Cache {
         self.index.read(|r| r.get(CF_INPUT_SETS, &build_key.to_hex()))
     }
 
-    /// Adds to the hit/miss/time-saved counters.
-    pub fn count(&self, deltas: &[(&str, i64)]) -> Result<(), StoreError> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        self.index.write(|w| {
-            for (name, d) in deltas {
-                w.add(name, *d);
+    /// Adds to the hit/miss/time-saved counters: no I/O now, the deltas
+    /// are written with the next record (see [`counters`]).
+    pub fn count(&self, deltas: &[(Counter, i64)]) {
+        self.counts.pending.add(deltas);
+    }
+
+    /// One fsynced index batch: what `f` writes plus the pending counters.
+    fn write<R>(&self, f: impl FnOnce(&mut index::Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let deltas = self.counts.pending.take();
+        let written = self.index.write(|w| {
+            for &(c, d) in &deltas {
+                w.add(c, d);
             }
-            Ok(())
-        })
+            f(w)
+        });
+        if written.is_err() {
+            self.counts.pending.add(&deltas);
+        }
+        written
     }
 
     /// Restores artifacts under `dest`, each at its name; every byte is
@@ -584,7 +609,7 @@ impl Cache {
             if !self.blobs.contains(&a.blake3) {
                 if let Some(remote) = &self.remote {
                     if remote.fetch_blob(&a.blake3, &self.blobs)? {
-                        self.index.write(|w| {
+                        self.write(|w| {
                             w.delete(CF_EVICTED, &a.blake3.to_hex());
                             Ok(())
                         })?;
@@ -622,7 +647,7 @@ impl Cache {
         if bad.is_empty() {
             return Ok(());
         }
-        self.index.write(|w| {
+        self.write(|w| {
             for (cf, k) in &bad {
                 w.delete(cf, k);
             }
@@ -709,7 +734,7 @@ impl Cache {
         }
         if !victims.is_empty() {
             let time = now();
-            self.index.write(|w| {
+            self.write(|w| {
                 for k in &victims {
                     w.put(CF_EVICTED, &k.to_hex(), &time);
                 }
@@ -764,7 +789,7 @@ impl Cache {
     /// kernel signature, not the build.
     pub fn forget_build(&self, key: &Key) -> Result<usize, StoreError> {
         let hex = key.to_hex();
-        self.index.write(|w| {
+        self.write(|w| {
             let records: Vec<(String, BuildRecord)> = w.scan(CF_BUILDS, &hex)?;
             for (k, r) in &records {
                 w.delete(CF_BUILDS, k);
@@ -847,7 +872,7 @@ impl Cache {
         if repair && !newly_evicted.is_empty() {
             // The records stay true: their artifacts are gone, say so.
             let time = now();
-            self.index.write(|w| {
+            self.write(|w| {
                 for k in &newly_evicted {
                     w.put(CF_EVICTED, &k.to_hex(), &time);
                 }
