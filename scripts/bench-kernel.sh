@@ -2,7 +2,7 @@
 # The real-kernel benchmark: bisect Debian's linux 6.1.176-1 patch series
 # (166 commits, scripts/kernel-history.sh) for the patch that disables Yama
 # at boot (scripts/kernel-boot-test.sh, qemu-system-x86_64 under TCG), built
-# with kcache's kbuild recipe and the small config scripts/kernel-bench.config.
+# with kcache's kbuild recipe and the small config scripts/kernel/bench.config.
 #
 #   scripts/bench-kernel.sh                 the four bisections (work: ~/.cache/kcache-bench/run)
 #   scripts/bench-kernel.sh --reproducible  build HEAD twice from clean trees, compare
@@ -13,7 +13,7 @@
 # with the same build and test scripts, kcache cold, kcache warm (the same
 # range again), kcache cold with --no-predict. Every signature kcache
 # reports, built or predicted, is checked against the ground truth
-# scripts/kernel-bench-truth.tsv (every commit built once; remake it with
+# scripts/kernel/bench-truth.tsv (every commit built once; remake it with
 # scripts/kernel-truth.sh). Not part of CI: it builds kernels for an hour.
 # Needs what `scripts/setup.sh --kernel` installs (kbuild tools, openssl, qemu-system-x86).
 #
@@ -25,8 +25,8 @@ work=$bench/run
 runs=${BENCH_RUNS:-3}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}
 kcache=${KCACHE:-$target/release/kcache}
-config=$here/kernel-bench.config
-truth=$here/kernel-bench-truth.tsv
+config=$here/kernel/bench.config
+truth=$here/kernel/bench-truth.tsv
 test_cmd=$here/kernel-boot-test.sh
 [ -x "$kcache" ] || { echo "bench-kernel: no kcache at $kcache; run scripts/setup.sh" >&2; exit 2; }
 command -v qemu-system-x86_64 >/dev/null || { echo "bench-kernel: install qemu-system-x86" >&2; exit 2; }
@@ -65,7 +65,7 @@ bisect_plain() {
   : >"$work/plain-counts"
   t0=$(date +%s.%N)
   (cd "$clone" && git bisect start "$bad" "$good" &&
-    PLAIN_BUILD="KCACHE_CONFIG='$config' KCACHE_CACHE_DIR='$work/plain-keys' '$here/kbuild.sh'" \
+    PLAIN_BUILD="KCACHE_CONFIG='$config' KCACHE_CACHE_DIR='$work/plain-keys' '$here/kernel/kbuild.sh'" \
       PLAIN_TEST="'$test_cmd'" PLAIN_RUNS=$runs PLAIN_COUNTS=$work/plain-counts PLAIN_LOG=$work/plain-build.log \
       git bisect run "$here/plain-bisect-step.sh") >"$work/plain.progress" 2>&1
   t1=$(date +%s.%N)
@@ -83,7 +83,7 @@ check_reproducible() {
     local tree=$bench/repro/clean-$n
     git clone -q --shared --no-checkout "$repo" "$tree"
     git -C "$tree" checkout -q --detach "$commit"
-    (cd "$tree" && KCACHE_CONFIG=$config KCACHE_CACHE_DIR=$bench/repro/keys "$here/kbuild.sh" >"$tree.log" 2>&1)
+    (cd "$tree" && KCACHE_CONFIG=$config KCACHE_CACHE_DIR=$bench/repro/keys "$here/kernel/kbuild.sh" >"$tree.log" 2>&1)
     sigs+=("$("$kcache" sign "$tree/kcache-out/vmlinux" | cut -d' ' -f1)")
     rm -rf "$tree"
   done

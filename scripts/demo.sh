@@ -34,7 +34,7 @@ bisect_kcache() {
   local t0=$(date +%s.%N)
   "$kcache" --cache-dir "$cache" bisect --repo "$repo" --good "$good" --bad "$bad" \
     --build "$build" --test "$test_cmd" --runs "$runs" --policy "$policy" --json --log "$work/$label.log" \
-    >"$work/$label.json" 2>"$work/$label.progress"
+    >"$work/$label.json" 2>"$work/$label.stderr"
   local t1=$(date +%s.%N)
   local culprit
   culprit=$(grep -o '"commit": "[0-9a-f]*"' "$work/$label.json" | head -n 1 | cut -d'"' -f4)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ground truth for the kernel benchmark: the signature of every commit of the
-# history under the benchmark config, built once each with scripts/kbuild.sh,
+# history under the benchmark config, built once each with scripts/kernel/kbuild.sh,
 # oldest first, incrementally in one tree (as a bisection's worktree does).
 #
 #   scripts/kernel-truth.sh REPO CONFIG OUT.tsv
@@ -24,7 +24,7 @@ git -C "$repo" rev-list --reverse HEAD | while read -r commit; do
   git -C "$tree" fetch -q "$repo" "$commit" 2>/dev/null || true
   git -C "$tree" checkout -q --force --detach "$commit"
   start=$(date +%s)
-  if (cd "$tree" && KCACHE_CONFIG=$config "$here/kbuild.sh" >"$tree.log" 2>&1); then
+  if (cd "$tree" && KCACHE_CONFIG=$config "$here/kernel/kbuild.sh" >"$tree.log" 2>&1); then
     sig=$("$kcache" sign "$tree/kcache-out/vmlinux" | cut -d' ' -f1)
   else
     sig=-

@@ -48,6 +48,13 @@ impl Repo {
         Ok(repo)
     }
 
+    /// The repository whose work tree holds `dir` (`git bisect run` runs
+    /// its command somewhere inside it), opened at its top level.
+    pub fn discover(dir: &Path) -> Result<Repo, GitError> {
+        let top = Repo::open(dir)?.run(&["rev-parse", "--show-toplevel"])?;
+        Repo::open(Path::new(top.trim()))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -146,6 +153,16 @@ impl Repo {
     pub fn parents(&self, commit: &str) -> Result<Vec<String>, GitError> {
         let out = self.run(&["rev-list", "--parents", "-n", "1", commit])?;
         Ok(out.split_whitespace().skip(1).map(str::to_string).collect())
+    }
+
+    /// `git show --stat` of a commit in the form syzbot quotes a culprit.
+    pub fn show_stat(&self, commit: &str) -> Result<String, GitError> {
+        self.run(&[
+            "show",
+            "--stat",
+            "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B",
+            commit,
+        ])
     }
 
     pub fn subject(&self, commit: &str) -> Result<String, GitError> {

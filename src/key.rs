@@ -6,7 +6,7 @@
 //! the same way. `cache-schema/README.md` documents it for other tools.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,29 @@ pub fn file_digest(path: &Path) -> std::io::Result<Key> {
     Ok(Key(*h.finalize().as_bytes()))
 }
 
+/// A key file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// (path as named, BLAKE3 of its content) for each file: what a key
+/// records of the files the user names.
+pub fn file_digests(files: &[PathBuf]) -> Result<Vec<(String, Key)>, FileError> {
+    files
+        .iter()
+        .map(|f| {
+            let d = file_digest(f).map_err(|source| FileError {
+                path: f.clone(),
+                source,
+            })?;
+            Ok((f.to_string_lossy().into_owned(), d))
+        })
+        .collect()
+}
+
 /// BLAKE3 of bytes.
 pub fn digest(bytes: &[u8]) -> Key {
     Key(*blake3::hash(bytes).as_bytes())
@@ -154,6 +177,15 @@ pub struct TestInputs {
 }
 
 impl TestInputs {
+    /// A test command and the files it depends on, digested now.
+    pub fn from_files(command: String, files: &[PathBuf], settings: Vec<String>) -> Result<TestInputs, FileError> {
+        Ok(TestInputs {
+            command,
+            files: file_digests(files)?,
+            settings,
+        })
+    }
+
     pub fn key(&self) -> Key {
         let mut e = Encoder::new(TEST_DOMAIN);
         e.field("command", self.command.as_bytes());

@@ -7,13 +7,13 @@
 //! |---------------|---------|
 //! | [`signature`] | syzkaller-compatible kernel signatures of ELF files; `diff` explains why two differ |
 //! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
-//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, gc, verify; the remote tier (`remote`, `upload`) |
+//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
 //! | [`config`]    | effective settings: command line, environment, config file |
-//! | [`syzlog`]    | syzbot bisection logs: parser, per-log analysis, corpus replay |
+//! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
-//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup` |
+//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
@@ -23,8 +23,10 @@
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
 //! `store` uses `signature` (to sign what it stores) and `key`; `kernel` uses
 //! `key` and `store`'s input-set record. `bisect`
-//! sits on `store`, `git` and `kernel`; `import` joins `syzlog` to `store`; `report` only renders. Nothing
-//! below the CLI prints except through [`notice`]. The CLI (`src/main.rs`)
+//! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
+//! writer it calls, never the log's syntax); `import` joins `syzlog` to
+//! `store`; `report` only renders. Nothing below the CLI prints except
+//! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
 pub mod bisect;
@@ -44,15 +46,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
-/// Silences [`notice`] (for `--json` consumers that parse stderr too).
+/// Silences [`notice`] (under `--json`: stderr then carries only errors
+/// and [`warn`]ings, never progress).
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
-/// A message the user must see even though it is not an error: a lock
-/// wait, a non-reproducible build. Goes to stderr.
+/// Information the user should see while it happens, not a problem: a
+/// lock wait, a slow remote. Goes to stderr unless quiet.
 pub fn notice(message: &str) {
     if !QUIET.load(Ordering::Relaxed) {
         eprintln!("kcache: {message}");
     }
+}
+
+/// A problem that did not stop the command: a non-reproducible build, a
+/// remote that is down or served a bad object, runs that could not be
+/// recorded. Always goes to stderr, `--json` or not.
+pub fn warn(message: &str) {
+    eprintln!("kcache: {message}");
 }

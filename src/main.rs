@@ -29,6 +29,9 @@ struct Cli {
     /// read-write, or read-only for clients that must only reuse [default: $KCACHE_REMOTE_MODE, else the config file's, else read-write]
     #[arg(long, global = true)]
     remote_mode: Option<RemoteMode>,
+    /// Show progress and notices on stderr even under --json (which holds them back)
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,7 +93,7 @@ struct RecipeArgs {
     /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG, KCACHE_COMMIT and KCACHE_CACHE_DIR.
     #[arg(long, required_unless_present = "kbuild", conflicts_with = "kbuild")]
     build: Option<String>,
-    /// Build with kcache's reproducible kbuild recipe (scripts/kbuild.sh): --config, olddefconfig,
+    /// Build with kcache's reproducible kbuild recipe (scripts/kernel/kbuild.sh): --config, olddefconfig,
     /// vmlinux and boot image with pinned KBUILD_* settings; artifacts in kcache-out/.
     #[arg(long)]
     kbuild: bool,
@@ -181,188 +184,236 @@ impl SearchArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Print the syzkaller kernel signature of each ELF file, like sha256sum.
-    Sign {
-        /// One JSON object per file with every hashed and skipped section.
-        #[arg(long)]
-        json: bool,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Sign(SignArgs),
     /// Which sections and symbols differ between two builds.
     /// Exit 0: same signature, 1: different, 2: error.
-    Diff {
-        a: PathBuf,
-        b: PathBuf,
-        /// List every changed symbol, not just the first 20 per section.
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Diff(DiffArgs),
     /// syzbot bisection logs.
     #[command(subcommand)]
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
-    Bisect {
-        #[arg(long)]
-        repo: PathBuf,
-        #[arg(long, required = true)]
-        good: Vec<String>,
-        #[arg(long)]
-        bad: String,
-        #[command(flatten)]
-        recipe: RecipeArgs,
-        /// Follow only the first parent of merges.
-        #[arg(long)]
-        first_parent: bool,
-        /// Write a syzkaller-style log here.
-        #[arg(long)]
-        log: Option<PathBuf>,
-        /// Build every commit the bisection needs instead of predicting no-op
-        /// commits from kbuild input sets.
-        #[arg(long)]
-        no_predict: bool,
-        /// Bisect with a throwaway cache (nothing is reused or kept): when the
-        /// cache cannot be used.
-        #[arg(long)]
-        no_cache: bool,
-        #[command(flatten)]
-        search: SearchArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Bisect(BisectArgs),
     /// Forget the build records of a build key (or of a commit and its build
     /// inputs), so the next bisection builds it again. Test runs stay.
-    Forget {
-        #[command(flatten)]
-        inputs: InputArgs,
-        #[arg(long)]
-        build_key: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Forget(ForgetArgs),
     /// Evaluate HEAD of the current tree with the cache; exit 0 good, 1 bad,
     /// 125 skip: for `git bisect run kcache exec ...`.
-    Exec {
-        #[command(flatten)]
-        recipe: RecipeArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Exec(ExecArgs),
     /// Print the build key of a commit and inputs.
-    Key {
-        #[command(flatten)]
-        inputs: InputArgs,
-        #[arg(long)]
-        json: bool,
-    },
+    Key(KeyArgs),
     /// Store a build: signs the vmlinux, stores it and the other artifacts.
-    Put {
-        #[command(flatten)]
-        inputs: InputArgs,
-        /// The vmlinux (signed) followed by other artifacts to keep.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Seconds the build took (for time-saved figures).
-        #[arg(long, default_value_t = 0.0)]
-        build_seconds: f64,
-        #[arg(long)]
-        json: bool,
-    },
+    Put(PutArgs),
     /// Restore a build's artifacts into a directory; exit 1 on a miss.
-    Get {
-        #[command(flatten)]
-        inputs: InputArgs,
-        /// Look up by build key instead of commit and inputs.
-        #[arg(long)]
-        build_key: Option<String>,
-        #[arg(long)]
-        dest: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Get(GetArgs),
     /// What the cache knows about a build key, a commit and inputs, or a signature.
-    Lookup {
-        #[command(flatten)]
-        inputs: InputArgs,
-        #[arg(long)]
-        build_key: Option<String>,
-        #[arg(long)]
-        signature: Option<String>,
-        /// Classify the runs against this crash (repeatable), as `bisect` does.
-        #[arg(long = "crash-title", value_name = "TITLE")]
-        crash_titles: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Lookup(LookupArgs),
     /// Which of the cache's kbuild builds each commit provably shares its kernel with
     /// (no-op prediction). Only builds of the same recipe and config predict each other.
-    Predict {
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// Commits (any revision git understands).
-        #[arg(required = true)]
-        commits: Vec<String>,
-        /// One JSON object per commit with every reference's judgement.
-        #[arg(long)]
-        json: bool,
-    },
+    Predict(PredictArgs),
     /// Record one test run on a signature (append-only evidence).
-    RecordRun {
-        #[arg(long)]
-        signature: String,
-        /// The test key (64 hex), or give --test-cmd and --test-key-file to derive it.
-        #[arg(long)]
-        test_key: Option<String>,
-        #[arg(long)]
-        test_cmd: Option<String>,
-        #[arg(long = "test-key-file")]
-        test_key_files: Vec<PathBuf>,
-        /// ok, crash, infra, boot-failed or skip.
-        #[arg(long)]
-        outcome: String,
-        #[arg(long)]
-        title: Option<String>,
-        #[arg(long, default_value_t = 0.0)]
-        seconds: f64,
-        #[arg(long)]
-        commit: Option<String>,
-        /// A log of the run, stored as a blob.
-        #[arg(long)]
-        log: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    RecordRun(RecordRunArgs),
     /// Records, blobs, bytes, hits, misses and time saved.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
+    Stats(StatsArgs),
     /// Evict least-recently-used artifacts until the blobs fit in SIZE (50G, 500M, 1024).
-    Gc {
-        #[arg(long)]
-        max_size: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Gc(GcArgs),
     /// The effective settings (cache directory, remote, endpoint), secrets masked.
-    Config {
-        #[arg(long)]
-        json: bool,
-    },
+    Config(ConfigArgs),
     /// Upload everything the remote does not have yet (queued while it was down).
-    Sync {
-        #[arg(long)]
-        json: bool,
-    },
+    Sync(SyncArgs),
     /// Check every record and blob; exit non-zero on any problem.
-    Verify {
-        /// Quarantine corrupt blobs and mark lost artifacts as evicted.
-        #[arg(long)]
-        repair: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// One JSON object per file with every hashed and skipped section.
+    #[arg(long)]
+    json: bool,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    a: PathBuf,
+    b: PathBuf,
+    /// List every changed symbol, not just the first 20 per section.
+    #[arg(long)]
+    all: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BisectArgs {
+    #[arg(long)]
+    repo: PathBuf,
+    #[arg(long, required = true)]
+    good: Vec<String>,
+    #[arg(long)]
+    bad: String,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Follow only the first parent of merges.
+    #[arg(long)]
+    first_parent: bool,
+    /// Write a syzkaller-style log here.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Build every commit the bisection needs instead of predicting no-op
+    /// commits from kbuild input sets.
+    #[arg(long)]
+    no_predict: bool,
+    /// Bisect with a throwaway cache (nothing is reused or kept): when the
+    /// cache cannot be used.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    search: SearchArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[arg(long)]
+    build_key: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PutArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// The vmlinux (signed) followed by other artifacts to keep.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Seconds the build took (for time-saved figures).
+    #[arg(long, default_value_t = 0.0)]
+    build_seconds: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GetArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// Look up by build key instead of commit and inputs.
+    #[arg(long)]
+    build_key: Option<String>,
+    #[arg(long)]
+    dest: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LookupArgs {
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[arg(long)]
+    build_key: Option<String>,
+    #[arg(long)]
+    signature: Option<String>,
+    /// Classify the runs against this crash (repeatable), as `bisect` does.
+    #[arg(long = "crash-title", value_name = "TITLE")]
+    crash_titles: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Commits (any revision git understands).
+    #[arg(required = true)]
+    commits: Vec<String>,
+    /// One JSON object per commit with every reference's judgement.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RecordRunArgs {
+    #[arg(long)]
+    signature: String,
+    /// The test key (64 hex), or give --test-cmd and --test-key-file to derive it.
+    #[arg(long)]
+    test_key: Option<String>,
+    #[arg(long)]
+    test_cmd: Option<String>,
+    #[arg(long = "test-key-file")]
+    test_key_files: Vec<PathBuf>,
+    /// ok, crash, infra, boot-failed or skip.
+    #[arg(long)]
+    outcome: String,
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long, default_value_t = 0.0)]
+    seconds: f64,
+    #[arg(long)]
+    commit: Option<String>,
+    /// A log of the run, stored as a blob.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    #[arg(long)]
+    max_size: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Quarantine corrupt blobs and mark lost artifacts as evicted.
+    #[arg(long)]
+    repair: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -413,371 +464,60 @@ fn main() -> ExitCode {
     }
 }
 
+impl Command {
+    /// `--json`: stdout is one JSON document and stderr says nothing but
+    /// errors (no progress, no notices).
+    fn json(&self) -> bool {
+        use Command as C;
+        match self {
+            C::Sign(SignArgs { json, .. })
+            | C::Diff(DiffArgs { json, .. })
+            | C::Bisect(BisectArgs { json, .. })
+            | C::Forget(ForgetArgs { json, .. })
+            | C::Exec(ExecArgs { json, .. })
+            | C::Key(KeyArgs { json, .. })
+            | C::Put(PutArgs { json, .. })
+            | C::Get(GetArgs { json, .. })
+            | C::Lookup(LookupArgs { json, .. })
+            | C::Predict(PredictArgs { json, .. })
+            | C::RecordRun(RecordRunArgs { json, .. })
+            | C::Stats(StatsArgs { json })
+            | C::Gc(GcArgs { json, .. })
+            | C::Config(ConfigArgs { json })
+            | C::Sync(SyncArgs { json })
+            | C::Verify(VerifyArgs { json, .. }) => *json,
+            C::Log(
+                LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
+            ) => *json,
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = cli.command.json() && !cli.verbose;
+    kcache::set_quiet(quiet);
     let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
-    let cache = || open_cache(&settings);
-    // Commands that only read: the cache must exist already.
-    let existing = || open_existing_cache(&settings);
     match cli.command {
-        Command::Config { json } => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&settings)?);
-            } else {
-                print!("{}", kcache::report::settings_text(&settings));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Sync { json } => {
-            let cache = cache()?;
-            if cache.remote().is_none() {
-                bail!(
-                    "no remote configured: give --remote, KCACHE_REMOTE or `remote` in {}",
-                    settings.config_file.display()
-                );
-            }
-            let r = cache.sync()?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!(
-                    "uploaded {}, failed {}, still queued {}",
-                    r.uploaded,
-                    r.failed.len(),
-                    r.still_pending
-                );
-                for f in &r.failed {
-                    eprintln!("kcache: upload failed: {f}");
-                }
-            }
-            Ok(if r.still_pending == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_NEGATIVE)
-            })
-        }
-        Command::Bisect {
-            repo,
-            good,
-            bad,
-            recipe,
-            first_parent,
-            log,
-            no_predict,
-            no_cache,
-            search,
-            json,
-        } => {
-            let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
-            let cache = match &throwaway {
-                Some(dir) => Cache::open(dir.path())?,
-                None => cache()?,
-            };
-            let repo = Repo::open(&repo)?;
-            let worktree = bisect::worktree_dir(&cache, repo.dir());
-            let state = bisect::state_dir(&cache, repo.dir());
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, worktree, state, false)?;
-            let opts = bisect::Options {
-                goods: good,
-                bad,
-                first_parent,
-                log,
-                predict: !no_predict,
-            };
-            let start = std::time::Instant::now();
-            let mut progress = |line: &str| eprintln!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
-            let summary = match search.policy {
-                Policy::Classic => bisect::bisect(&repo, &cache, &mut evaluator, &opts, &mut progress),
-                Policy::Bayes => {
-                    bisect::noisy::bisect(&repo, &cache, &mut evaluator, &opts, &search.noisy()?, &mut progress)
-                }
-            };
-            finish_uploads(&cache);
-            let summary = summary?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                print!("{}", kcache::report::bisect_text(&summary));
-            }
-            Ok(match summary.outcome {
-                bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_NO_CULPRIT),
-            })
-        }
-        Command::Exec { recipe, json } => {
-            let cache = cache()?;
-            let here = std::env::current_dir()?;
-            let repo = Repo::open(&here)?;
-            let top = PathBuf::from(repo.run(&["rev-parse", "--show-toplevel"])?.trim());
-            let repo = Repo::open(&top)?;
-            let state = bisect::state_dir(&cache, &top);
-            let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, top, state, true)?;
-            let head = repo.commit_id("HEAD")?;
-            let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| eprintln!("{line}"));
-            finish_uploads(&cache);
-            let eval = eval?;
-            if json {
-                println!("{}", serde_json::to_string(&eval)?);
-            }
-            Ok(ExitCode::from(match eval.verdict {
-                Verdict::Good => 0,
-                Verdict::Bad => 1,
-                Verdict::Skip => 125,
-            }))
-        }
-        Command::Key { inputs, json } => {
-            let (_, resolved) = resolve_inputs(&inputs)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "build_key": resolved.key(), "inputs": resolved })
-                );
-            } else {
-                println!("{}", resolved.key());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Put {
-            inputs,
-            files,
-            build_seconds,
-            json,
-        } => {
-            let cache = cache()?;
-            let (commit, resolved) = resolve_inputs(&inputs)?;
-            let artifacts: Vec<(String, PathBuf)> = files
-                .iter()
-                .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
-                .collect();
-            let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds);
-            finish_uploads(&cache);
-            let record = record?;
-            if json {
-                println!("{}", serde_json::to_string(&record)?);
-            } else {
-                println!(
-                    "{}  {}  {} artifact(s)",
-                    record.build_key,
-                    record.signature.as_deref().unwrap_or(""),
-                    record.artifacts.len()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Get {
-            inputs,
-            build_key,
-            dest,
-            json,
-        } => {
-            let cache = existing()?;
-            let key = build_key_of(build_key.as_deref(), &inputs)?;
-            let Some(record) = cache.build(&key)? else {
-                eprintln!("kcache: no build with key {key}");
-                return Ok(ExitCode::from(EXIT_NEGATIVE));
-            };
-            if record.status != store::BuildStatus::Ok {
-                eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
-                return Ok(ExitCode::from(EXIT_NEGATIVE));
-            }
-            let restored = cache.restore(&record.artifacts, &dest);
-            finish_uploads(&cache);
-            let restored = match restored {
-                Err(store::StoreError::Evicted(name)) => {
-                    eprintln!("kcache: artifact {name} of build {key} was evicted");
-                    return Ok(ExitCode::from(EXIT_NEGATIVE));
-                }
-                other => other?,
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored })
-                );
-            } else {
-                for p in restored {
-                    println!("{}", p.display());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Forget {
-            inputs,
-            build_key,
-            json,
-        } => {
-            let cache = existing()?;
-            let key = build_key_of(build_key.as_deref(), &inputs)?;
-            let forgotten = cache.forget_build(&key)?;
-            if json {
-                println!("{}", serde_json::json!({ "build_key": key, "forgotten": forgotten }));
-            } else {
-                println!("{key}: forgot {forgotten} build record(s)");
-            }
-            Ok(if forgotten > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_NEGATIVE)
-            })
-        }
-        Command::Predict { repo, commits, json } => {
-            let cache = existing()?;
-            let repo = Repo::open(&repo)?;
-            let references = bisect::predict::references_in_cache(&cache)?;
-            for rev in commits {
-                let commit = repo.commit_id(&rev)?;
-                let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
-                if json {
-                    let judged: Vec<_> = judged
-                        .iter()
-                        .map(|(r, b)| {
-                            serde_json::json!({
-                                "reference": r.commit, "signature": r.signature, "same_kernel": b.is_none(), "blocker": b
-                            })
-                        })
-                        .collect();
-                    println!("{}", serde_json::json!({ "commit": commit, "references": judged }));
-                } else {
-                    print!("{}", kcache::report::prediction_text(&commit, &judged));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Lookup {
-            inputs,
-            build_key,
-            signature,
-            crash_titles,
-            json,
-        } => {
-            let cache = existing()?;
-            let target = (!crash_titles.is_empty()).then(|| kcache::crash::Target::new(&crash_titles));
-            let found = match (build_key, signature) {
-                (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig, target.as_ref())?,
-                (k, None) => {
-                    bisect::lookup::by_build_key(&cache, &build_key_of(k.as_deref(), &inputs)?, target.as_ref())?
-                }
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&found)?);
-            } else {
-                print!("{}", kcache::report::lookup_text(&found));
-            }
-            Ok(if found.found() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_NEGATIVE)
-            })
-        }
-        Command::RecordRun {
-            signature,
-            test_key,
-            test_cmd,
-            test_key_files,
-            outcome,
-            title,
-            seconds,
-            commit,
-            log,
-            json,
-        } => {
-            let cache = cache()?;
-            let test_key = match (test_key, test_cmd) {
-                (Some(k), _) => parse_key(&k)?,
-                (None, Some(cmd)) => TestInputs {
-                    command: cmd,
-                    files: test_key_files
-                        .iter()
-                        .map(|f| Ok((f.to_string_lossy().into_owned(), kcache::key::file_digest(f)?)))
-                        .collect::<std::io::Result<_>>()?,
-                    settings: Vec::new(),
-                }
-                .key(),
-                (None, None) => bail!("give --test-key or --test-cmd"),
-            };
-            let outcome: store::Outcome = serde_json::from_value(serde_json::Value::String(outcome.clone()))
-                .with_context(|| format!("unknown outcome {outcome:?}: use ok, crash, infra, boot-failed or skip"))?;
-            let log_blob = match log {
-                Some(p) => Some(cache.blobs.put_file(&p)?.key),
-                None => None,
-            };
-            let run = store::RunRecord {
-                schema: store::RUN_SCHEMA.into(),
-                signature,
-                test_key,
-                run_id: store::new_run_id(),
-                outcome,
-                title,
-                seconds,
-                host: store::host(),
-                time: store::now(),
-                commit,
-                log_blob,
-                source: None,
-            };
-            let recorded = cache.record_run(&run);
-            finish_uploads(&cache);
-            recorded?;
-            if json {
-                println!("{}", serde_json::to_string(&run)?);
-            } else {
-                println!("{}", run.run_id);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Stats { json } => {
-            let stats = existing()?.stats()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                print!("{}", kcache::report::stats_text(&stats));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Gc { max_size, json } => {
-            let max = parse_size(&max_size)?;
-            let r = existing()?.gc(max)?;
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!(
-                    "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
-                    r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Verify { repair, json } => {
-            let r = existing()?.verify(repair)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                for p in &r.problems {
-                    println!("problem: {p}");
-                }
-                println!(
-                    "{} record(s), {} blob(s): {}{}",
-                    r.records,
-                    r.blobs,
-                    if r.healthy() {
-                        "healthy".to_string()
-                    } else {
-                        format!("{} problem(s)", r.problems.len())
-                    },
-                    if r.repaired { " (repaired)" } else { "" }
-                );
-            }
-            Ok(if r.healthy() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_NEGATIVE)
-            })
-        }
-        Command::Sign { json, files } => Ok(sign(&files, json)),
-        Command::Diff { a, b, all, json } => diff(&a, &b, all, json),
+        Command::Config(args) => config_cmd(&settings, args),
+        Command::Sync(args) => sync_cmd(&settings, args),
+        Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
+        Command::Exec(args) => exec_cmd(&settings, args, quiet),
+        Command::Key(args) => key_cmd(args),
+        Command::Put(args) => put_cmd(&settings, args),
+        Command::Get(args) => get_cmd(&settings, args),
+        Command::Forget(args) => forget_cmd(&settings, args),
+        Command::Predict(args) => predict_cmd(&settings, args),
+        Command::Lookup(args) => lookup_cmd(&settings, args),
+        Command::RecordRun(args) => record_run_cmd(&settings, args),
+        Command::Stats(args) => stats_cmd(&settings, args),
+        Command::Gc(args) => gc_cmd(&settings, args),
+        Command::Verify(args) => verify_cmd(&settings, args),
+        Command::Sign(SignArgs { json, files }) => Ok(sign(&files, json)),
+        Command::Diff(DiffArgs { a, b, all, json }) => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
         Command::Log(LogCommand::Import { json, files }) => {
-            let cache = cache()?;
+            let cache = open_cache(&settings)?;
             let code = log_import(&cache, &files, json);
             finish_uploads(&cache);
             Ok(code)
@@ -809,7 +549,7 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
 fn parse_log(path: &Path) -> Result<syzlog::Log, syzlog::LogFileError> {
     let log = syzlog::parse_file(path)?;
     if let Some(w) = syzlog::garbled_warning(path, &log) {
-        kcache::notice(&format!("warning: {w}"));
+        kcache::warn(&format!("warning: {w}"));
     }
     Ok(log)
 }
@@ -836,7 +576,7 @@ fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let files = syzlog::corpus_files(dirs)?;
     let report = syzlog::replay(&files);
     for w in &report.warnings {
-        kcache::notice(&format!("warning: {w}"));
+        kcache::warn(&format!("warning: {w}"));
     }
     for e in &report.unreadable {
         eprintln!("kcache: {e}");
@@ -993,11 +733,7 @@ fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
         Some(p) => kcache::key::file_digest(p).with_context(|| format!("config {}", p.display()))?,
         None => kcache::key::digest(b""),
     };
-    let key_files = a
-        .key_files
-        .iter()
-        .map(|f| Ok((f.to_string_lossy().into_owned(), kcache::key::file_digest(f)?)))
-        .collect::<std::io::Result<_>>()?;
+    let key_files = kcache::key::file_digests(&a.key_files)?;
     let recipe = kcache::key::Recipe {
         command: a.build_cmd.clone(),
         make_vars: Vec::new(),
@@ -1059,4 +795,377 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
         _ => bail!("bad size {s:?}: use e.g. 50G, 500M or a byte count"),
     };
     n.checked_mul(mult).with_context(|| format!("size {s:?} is too large"))
+}
+
+fn config_cmd(settings: &kcache::config::Settings, args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let ConfigArgs { json } = args;
+    if json {
+        println!("{}", serde_json::to_string_pretty(settings)?);
+    } else {
+        print!("{}", kcache::report::settings_text(settings));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sync_cmd(settings: &kcache::config::Settings, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let SyncArgs { json } = args;
+    let cache = open_cache(settings)?;
+    if cache.remote().is_none() {
+        bail!(
+            "no remote configured: give --remote, KCACHE_REMOTE or `remote` in {}",
+            settings.config_file.display()
+        );
+    }
+    let r = cache.sync()?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "uploaded {}, failed {}, still queued {}",
+            r.uploaded,
+            r.failed.len(),
+            r.still_pending
+        );
+        for f in &r.failed {
+            eprintln!("kcache: upload failed: {f}");
+        }
+    }
+    Ok(if r.still_pending == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NEGATIVE)
+    })
+}
+
+fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let BisectArgs {
+        repo,
+        good,
+        bad,
+        recipe,
+        first_parent,
+        log,
+        no_predict,
+        no_cache,
+        search,
+        json,
+    } = args;
+    let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
+    let cache = match &throwaway {
+        Some(dir) => Cache::open(dir.path())?,
+        None => open_cache(settings)?,
+    };
+    let repo = Repo::open(&repo)?;
+    let worktree = bisect::worktree_dir(&cache, repo.dir());
+    let state = bisect::state_dir(&cache, repo.dir());
+    let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, worktree, state, false)?;
+    let opts = bisect::Options {
+        goods: good,
+        bad,
+        first_parent,
+        log,
+        predict: !no_predict,
+    };
+    let summary = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
+    finish_uploads(&cache);
+    let summary = summary?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", kcache::report::bisect_text(&summary));
+    }
+    Ok(match summary.outcome {
+        bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_NO_CULPRIT),
+    })
+}
+
+/// Runs the chosen search, printing timestamped progress to stderr; when
+/// `quiet` (`--json` without `-v`) the progress is held back and printed
+/// only if the bisection fails, as the story of the error.
+fn search_with_progress(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &mut CommitEvaluator,
+    opts: &bisect::Options,
+    search: &SearchArgs,
+    quiet: bool,
+) -> anyhow::Result<bisect::Summary> {
+    let start = std::time::Instant::now();
+    let mut held = Vec::new();
+    let mut progress = |line: &str| {
+        let line = format!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
+        if quiet {
+            held.push(line);
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    let summary = match search.policy {
+        Policy::Classic => bisect::bisect(repo, cache, evaluator, opts, &mut progress),
+        Policy::Bayes => bisect::noisy::bisect(repo, cache, evaluator, opts, &search.noisy()?, &mut progress),
+    };
+    if summary.is_err() {
+        held.iter().for_each(|line| eprintln!("{line}"));
+    }
+    Ok(summary?)
+}
+
+fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let ExecArgs { recipe, json } = args;
+    let cache = open_cache(settings)?;
+    let repo = Repo::discover(&std::env::current_dir()?)?;
+    let state = bisect::state_dir(&cache, repo.dir());
+    let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, repo.dir().into(), state, true)?;
+    let head = repo.commit_id("HEAD")?;
+    let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| {
+        if !quiet {
+            eprintln!("{line}")
+        }
+    });
+    finish_uploads(&cache);
+    let eval = eval?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+    }
+    Ok(ExitCode::from(match eval.verdict {
+        Verdict::Good => 0,
+        Verdict::Bad => 1,
+        Verdict::Skip => 125,
+    }))
+}
+
+fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let KeyArgs { inputs, json } = args;
+    let (_, resolved) = resolve_inputs(&inputs)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "build_key": resolved.key(), "inputs": resolved })
+        );
+    } else {
+        println!("{}", resolved.key());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result<ExitCode> {
+    let PutArgs {
+        inputs,
+        files,
+        build_seconds,
+        json,
+    } = args;
+    let cache = open_cache(settings)?;
+    let (commit, resolved) = resolve_inputs(&inputs)?;
+    let artifacts: Vec<(String, PathBuf)> = files
+        .iter()
+        .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
+        .collect();
+    let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds);
+    finish_uploads(&cache);
+    let record = record?;
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        println!(
+            "{}  {}  {} artifact(s)",
+            record.build_key,
+            record.signature.as_deref().unwrap_or(""),
+            record.artifacts.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result<ExitCode> {
+    let GetArgs {
+        inputs,
+        build_key,
+        dest,
+        json,
+    } = args;
+    let cache = open_existing_cache(settings)?;
+    let key = build_key_of(build_key.as_deref(), &inputs)?;
+    let Some(record) = cache.build(&key)? else {
+        eprintln!("kcache: no build with key {key}");
+        return Ok(ExitCode::from(EXIT_NEGATIVE));
+    };
+    if record.status != store::BuildStatus::Ok {
+        eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
+        return Ok(ExitCode::from(EXIT_NEGATIVE));
+    }
+    let restored = cache.restore(&record.artifacts, &dest);
+    finish_uploads(&cache);
+    let restored = match restored {
+        Err(store::StoreError::Evicted(name)) => {
+            eprintln!("kcache: artifact {name} of build {key} was evicted");
+            return Ok(ExitCode::from(EXIT_NEGATIVE));
+        }
+        other => other?,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored })
+        );
+    } else {
+        for p in restored {
+            println!("{}", p.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let ForgetArgs {
+        inputs,
+        build_key,
+        json,
+    } = args;
+    let cache = open_existing_cache(settings)?;
+    let key = build_key_of(build_key.as_deref(), &inputs)?;
+    let forgotten = cache.forget_build(&key)?;
+    if json {
+        println!("{}", serde_json::json!({ "build_key": key, "forgotten": forgotten }));
+    } else {
+        println!("{key}: forgot {forgotten} build record(s)");
+    }
+    Ok(if forgotten > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NEGATIVE)
+    })
+}
+
+fn predict_cmd(settings: &kcache::config::Settings, args: PredictArgs) -> anyhow::Result<ExitCode> {
+    let PredictArgs { repo, commits, json } = args;
+    let cache = open_existing_cache(settings)?;
+    let repo = Repo::open(&repo)?;
+    let references = bisect::predict::references_in_cache(&cache)?;
+    for rev in commits {
+        let commit = repo.commit_id(&rev)?;
+        let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
+        if json {
+            let prediction = bisect::predict::CommitPrediction::new(&commit, &judged);
+            println!("{}", serde_json::to_string(&prediction)?);
+        } else {
+            print!("{}", kcache::report::prediction_text(&commit, &judged));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::Result<ExitCode> {
+    let LookupArgs {
+        inputs,
+        build_key,
+        signature,
+        crash_titles,
+        json,
+    } = args;
+    let cache = open_existing_cache(settings)?;
+    let target = (!crash_titles.is_empty()).then(|| kcache::crash::Target::new(&crash_titles));
+    let found = match (build_key, signature) {
+        (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig, target.as_ref())?,
+        (k, None) => bisect::lookup::by_build_key(&cache, &build_key_of(k.as_deref(), &inputs)?, target.as_ref())?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print!("{}", kcache::report::lookup_text(&found));
+    }
+    Ok(if found.found() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NEGATIVE)
+    })
+}
+
+fn record_run_cmd(settings: &kcache::config::Settings, args: RecordRunArgs) -> anyhow::Result<ExitCode> {
+    let RecordRunArgs {
+        signature,
+        test_key,
+        test_cmd,
+        test_key_files,
+        outcome,
+        title,
+        seconds,
+        commit,
+        log,
+        json,
+    } = args;
+    let cache = open_cache(settings)?;
+    let test_key = match (test_key, test_cmd) {
+        (Some(k), _) => parse_key(&k)?,
+        (None, Some(cmd)) => TestInputs::from_files(cmd, &test_key_files, Vec::new())?.key(),
+        (None, None) => bail!("give --test-key or --test-cmd"),
+    };
+    let outcome: store::Outcome = serde_json::from_value(serde_json::Value::String(outcome.clone()))
+        .with_context(|| format!("unknown outcome {outcome:?}: use ok, crash, infra, boot-failed or skip"))?;
+    let mut run = store::RunRecord::new(&signature, test_key, outcome, title, seconds, commit.as_deref());
+    run.log_blob = log.map(|p| cache.put_blob(&p)).transpose()?;
+    let recorded = cache.record_run(&run);
+    finish_uploads(&cache);
+    recorded?;
+    if json {
+        println!("{}", serde_json::to_string(&run)?);
+    } else {
+        println!("{}", run.run_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats_cmd(settings: &kcache::config::Settings, args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let StatsArgs { json } = args;
+    let stats = open_existing_cache(settings)?.stats()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", kcache::report::stats_text(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc_cmd(settings: &kcache::config::Settings, args: GcArgs) -> anyhow::Result<ExitCode> {
+    let GcArgs { max_size, json } = args;
+    let max = parse_size(&max_size)?;
+    let r = open_existing_cache(settings)?.gc(max)?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
+            r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_cmd(settings: &kcache::config::Settings, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let VerifyArgs { repair, json } = args;
+    let r = open_existing_cache(settings)?.verify(repair)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for p in &r.problems {
+            println!("problem: {p}");
+        }
+        println!(
+            "{} record(s), {} blob(s): {}{}",
+            r.records,
+            r.blobs,
+            if r.healthy() {
+                "healthy".to_string()
+            } else {
+                format!("{} problem(s)", r.problems.len())
+            },
+            if r.repaired { " (repaired)" } else { "" }
+        );
+    }
+    Ok(if r.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NEGATIVE)
+    })
 }

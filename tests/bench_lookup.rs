@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use kcache::key::{digest, BuildInputs};
-use kcache::store::index::CF_BUILDS;
 use kcache::store::{BuildRecord, BuildStatus, Cache, BUILD_SCHEMA};
 
 fn inputs(i: u64) -> BuildInputs {
@@ -48,31 +47,26 @@ fn lookup_latency_with_a_million_build_records() {
     if !marker.exists() {
         let start = Instant::now();
         cache
-            .index
-            .session(|w| {
-                for i in 0..n {
-                    let inp = inputs(i);
-                    let record = BuildRecord {
-                        schema: BUILD_SCHEMA.into(),
-                        build_key: inp.key(),
-                        status: BuildStatus::Ok,
-                        signature: Some(format!("{:064x}", i * 7919)),
-                        artifacts: Vec::new(),
-                        log_tail: None,
-                        commit: format!("{:040x}", i + 1),
-                        tree: inp.tree.clone(),
-                        config_digest: inp.config_digest,
-                        toolchain: inp.toolchain.clone(),
-                        arch: inp.arch.clone(),
-                        recipe_digest: inp.recipe_digest,
-                        build_seconds: 420.0,
-                        host: "bench".into(),
-                        time: 1_700_000_000 + i,
-                    };
-                    w.put_now(CF_BUILDS, &record.build_key.to_hex(), &record)?;
+            .bulk_load_builds((0..n).map(|i| {
+                let inp = inputs(i);
+                BuildRecord {
+                    schema: BUILD_SCHEMA.into(),
+                    build_key: inp.key(),
+                    status: BuildStatus::Ok,
+                    signature: Some(format!("{:064x}", i * 7919)),
+                    artifacts: Vec::new(),
+                    log_tail: None,
+                    commit: format!("{:040x}", i + 1),
+                    tree: inp.tree.clone(),
+                    config_digest: inp.config_digest,
+                    toolchain: inp.toolchain.clone(),
+                    arch: inp.arch.clone(),
+                    recipe_digest: inp.recipe_digest,
+                    build_seconds: 420.0,
+                    host: "bench".into(),
+                    time: 1_700_000_000 + i,
                 }
-                w.flush()
-            })
+            }))
             .unwrap();
         std::fs::write(&marker, b"").unwrap();
         eprintln!("filled {n} build records in {:.1}s", start.elapsed().as_secs_f64());

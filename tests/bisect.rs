@@ -51,6 +51,7 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     assert_eq!(totals(&warm, "builds_reused"), totals(&cold, "steps"));
 
     // The syzkaller-style log reads back with kcache's own parser.
+    assert_log_matches(&log, &cold);
     let parsed = kcache::syzlog::parse_file(&log).unwrap();
     assert_eq!(parsed.culprit(), Some(regression.as_str()));
     assert_eq!(

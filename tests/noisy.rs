@@ -124,6 +124,7 @@ fn the_target_is_learned_from_the_bad_commit_and_the_log_parses_back() {
         s["outcome"]["commit"],
         commit_by_subject(&repo, "grow the pool").as_str()
     );
+    assert_log_matches(&log, &s);
     let parsed = kcache::syzlog::parse_file(&log).unwrap();
     assert_eq!(parsed.culprit(), s["outcome"]["commit"].as_str());
     let text = std::fs::read_to_string(&log).unwrap();

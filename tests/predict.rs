@@ -184,11 +184,7 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     // Input sets were recorded, and they are what the schema says.
     let sets: Vec<(String, serde_json::Value)> = kcache::store::Cache::open(&cache)
         .unwrap()
-        .index
-        .read(|r| {
-            use kcache::store::index::Read;
-            r.scan(kcache::store::index::CF_INPUT_SETS, "")
-        })
+        .raw_records(kcache::store::index::CF_INPUT_SETS)
         .unwrap();
     assert!(!sets.is_empty());
     let files = sets[0].1["files"].as_array().unwrap();

@@ -318,6 +318,8 @@ fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
     let repo = demo_repo(dir.path(), REPO);
     let a_cache = dir.path().join("a");
     let mut c = bisect_cmd(&garage, &a_cache, "down", &repo, &demo_test_script(), "5");
+    // -v: the progress this test watches shows live under --json.
+    c.arg("-v");
     let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Stop the whole cluster once the bisection has built two kernels.
     let stderr = child.stderr.take().unwrap();

@@ -5,23 +5,8 @@ use serde::Serialize;
 
 use crate::store::{Outcome, RunRecord};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Good,
-    Bad,
-    Skip,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Good => "good",
-            Verdict::Bad => "bad",
-            Verdict::Skip => "skip",
-        }
-    }
-}
+/// A bisection step's verdict: the log format's (one type for both).
+pub use crate::syzlog::Verdict;
 
 /// Counts of run outcomes on one (signature, test key).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]

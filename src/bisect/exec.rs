@@ -723,7 +723,7 @@ impl CommitEvaluator {
     /// did complete are evidence worth keeping.
     fn save_runs(&self, cache: &Cache, runs: &[RunRecord]) {
         if let Err(e) = cache.record_runs(runs) {
-            crate::notice(&format!("kcache: {} completed run(s) not recorded: {e}", runs.len()));
+            crate::warn(&format!("{} completed run(s) not recorded: {e}", runs.len()));
         }
     }
 
@@ -873,20 +873,10 @@ impl CommitEvaluator {
         if outcome == Outcome::Crash && title.is_none() {
             title = Some(format!("crash (exit status {code})"));
         }
-        Ok(Some(RunRecord {
-            schema: store::RUN_SCHEMA.into(),
-            signature: signature.to_string(),
-            test_key: self.test_key,
-            run_id: store::new_run_id(),
-            outcome,
-            title: if outcome == Outcome::Crash { title } else { None },
-            seconds: start.elapsed().as_secs_f64(),
-            host: store::host(),
-            time: store::now(),
-            commit: Some(commit.to_string()),
-            log_blob: None,
-            source: None,
-        }))
+        let title = if outcome == Outcome::Crash { title } else { None };
+        let seconds = start.elapsed().as_secs_f64();
+        let run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
+        Ok(Some(run))
     }
 }
 
@@ -985,13 +975,10 @@ fn short_hex(hex: &str) -> &str {
 }
 
 fn digests(files: &[PathBuf]) -> Result<Vec<(String, Key)>, EvalError> {
-    files
-        .iter()
-        .map(|f| {
-            let d = key::file_digest(f).map_err(io_err(format!("{}", f.display())))?;
-            Ok((f.to_string_lossy().into_owned(), d))
-        })
-        .collect()
+    key::file_digests(files).map_err(|e| EvalError::Io {
+        what: e.path.display().to_string(),
+        source: e.source,
+    })
 }
 
 fn tail_of(path: &Path) -> String {

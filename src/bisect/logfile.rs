@@ -1,158 +1,116 @@
-//! `--log FILE`: a syzkaller-style bisection log, written as the bisection
-//! goes (so a killed bisection leaves a readable log) and readable by
-//! kcache's own log parser.
+//! `--log FILE`: a bisection's steps and result handed to the syzkaller-log
+//! writer (`syzlog::LogWriter`, which owns the format).
+//!
+//! Invariant: no log syntax here; only the mapping from a bisection's
+//! evaluations and outcome to the format's model.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::exec::BuildSource;
 use super::{BisectError, Evaluation, Outcome, Purpose, Step};
 use crate::git::Repo;
 use crate::store::Outcome as RunOutcome;
+use crate::syzlog::{self, CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
-pub struct LogFile {
-    path: Option<PathBuf>,
-    text: String,
-}
+/// How many lines of a failed build's output the log quotes.
+const BUILD_ERROR_LINES: usize = 5;
+
+pub struct LogFile(LogWriter);
 
 impl LogFile {
     pub fn new(path: Option<&Path>, bad: &str) -> LogFile {
-        let mut log = LogFile {
-            path: path.map(Path::to_path_buf),
-            text: String::new(),
-        };
-        let _ = writeln!(log.text, "bisecting cause commit starting from {bad}");
-        log
+        LogFile(LogWriter::new(path, bad))
     }
 
-    fn save(&self) -> Result<(), BisectError> {
-        let Some(path) = &self.path else { return Ok(()) };
-        std::fs::write(path, &self.text).map_err(|source| BisectError::Log {
-            path: path.clone(),
+    fn saved(&self, written: std::io::Result<()>) -> Result<(), BisectError> {
+        written.map_err(|source| BisectError::Log {
+            path: self.0.path().map(Path::to_path_buf).unwrap_or_default(),
             source,
         })
     }
 
     pub fn step(&mut self, commit: &str, eval: &Evaluation, purpose: Purpose) -> Result<(), BisectError> {
-        let t = &mut self.text;
-        if purpose == Purpose::SignatureCheck {
-            let _ = writeln!(t, "parent commit {commit} wasn't tested");
-        }
-        let _ = writeln!(t, "testing commit {commit}");
-        if let Some(reference) = &eval.predicted_from {
-            let _ = writeln!(
-                t,
-                "# kcache: predicted, not built: no file read by the build of {reference} differs"
-            );
-        }
-        if let Some(sig) = &eval.signature {
-            let _ = writeln!(t, "kernel signature: {sig}");
-        }
-        if matches!(
-            eval.build,
-            BuildSource::Failed | BuildSource::KnownBroken | BuildSource::TransientFailure
-        ) {
-            for line in eval
-                .log_tail
-                .as_deref()
-                .unwrap_or("")
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                let _ = writeln!(t, "{line}");
-            }
-        }
-        for (i, r) in eval.runs.iter().enumerate() {
-            let outcome = match r.outcome {
-                RunOutcome::Ok => "OK".to_string(),
-                RunOutcome::Crash => format!("crashed: {}", r.title.as_deref().unwrap_or("crash")),
-                RunOutcome::Infra => "failed: could not test".to_string(),
-                RunOutcome::BootFailed => "boot failed: boot failed".to_string(),
-                RunOutcome::Skip => "failed: skipped".to_string(),
-            };
-            let _ = writeln!(t, "run #{i}: {outcome}");
-        }
-        if purpose == Purpose::Bisect {
-            let _ = writeln!(t, "# git bisect {} {commit}", eval.verdict.as_str());
-        }
-        self.save()
+        let entry = StepEntry {
+            commit,
+            purpose: match purpose {
+                Purpose::Bisect => syzlog::Purpose::Bisect,
+                Purpose::SignatureCheck => syzlog::Purpose::CulpritParent,
+            },
+            notes: eval
+                .predicted_from
+                .iter()
+                .map(|r| format!("predicted, not built: no file read by the build of {r} differs"))
+                .collect(),
+            signature: eval.signature.as_deref(),
+            build_errors: build_errors(eval),
+            runs: eval
+                .runs
+                .iter()
+                .map(|r| run_outcome(r.outcome, r.title.as_deref()))
+                .collect(),
+            verdict: (purpose == Purpose::Bisect).then_some(eval.verdict),
+        };
+        let written = self.0.step(&entry);
+        self.saved(written)
     }
 
     /// A `# kcache:` comment line (syzkaller's parsers skip it).
     pub fn note(&mut self, line: &str) -> Result<(), BisectError> {
-        let _ = writeln!(self.text, "# kcache: {line}");
-        self.save()
+        let written = self.0.note(line);
+        self.saved(written)
     }
 
     pub fn finish(&mut self, outcome: &Outcome, steps: &[Step], repo: &Repo, wall: f64) -> Result<(), BisectError> {
-        let t = &mut self.text;
-        let build: f64 = steps.iter().map(|s| s.eval.build_seconds).sum();
-        let test: f64 = steps.iter().map(|s| s.eval.test_seconds).sum();
-        let tested = steps.iter().filter(|s| s.purpose == Purpose::Bisect).count();
-        let revisions = format!(
-            "revisions tested: {tested}, total time: {} (build: {}, test: {})",
-            go(wall),
-            go(build),
-            go(test)
-        );
-        match outcome {
+        let totals = Totals {
+            tested: steps.iter().filter(|s| s.purpose == Purpose::Bisect).count(),
+            wall_seconds: wall,
+            build_seconds: steps.iter().map(|s| s.eval.build_seconds).sum(),
+            test_seconds: steps.iter().map(|s| s.eval.test_seconds).sum(),
+        };
+        let show;
+        let ending = match outcome {
             Outcome::Culprit {
                 commit,
                 subject,
                 signature,
                 parents,
             } => {
-                let _ = writeln!(t, "{commit} is the first bad commit");
-                let show = repo
-                    .run(&[
-                        "show",
-                        "--stat",
-                        "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B",
-                        commit,
-                    ])
-                    .unwrap_or_default();
-                t.push_str(show.trim_end());
-                t.push_str("\n\n");
-                if let Some(sig) = signature {
-                    let _ = writeln!(t, "culprit signature: {sig}");
-                }
-                if let Some((_, Some(psig))) = parents.first() {
-                    let _ = writeln!(t, "parent  signature: {psig}");
-                }
-                let _ = writeln!(t, "{revisions}");
-                let _ = writeln!(t, "first bad commit: {commit} {subject}");
+                show = repo.show_stat(commit).unwrap_or_default();
+                EndingEntry::Culprit(CulpritEntry {
+                    commit,
+                    subject,
+                    show: &show,
+                    signature: signature.as_deref(),
+                    parent_signature: parents.first().and_then(|(_, s)| s.as_deref()),
+                })
             }
-            Outcome::Inconclusive { candidates } => {
-                let _ = writeln!(t, "{revisions}");
-                let _ = writeln!(t, "bisection is inconclusive, the first bad commit could be any of:");
-                for c in candidates {
-                    let _ = writeln!(t, "{c}");
-                }
-            }
-            Outcome::NoBoundary { reason } => {
-                let _ = writeln!(t, "{revisions}");
-                let _ = writeln!(t, "error: {reason}");
-            }
-        }
-        self.save()
+            Outcome::Inconclusive { candidates } => EndingEntry::Inconclusive(candidates),
+            Outcome::NoBoundary { reason } => EndingEntry::Error(reason),
+        };
+        let written = self.0.finish(&ending, totals);
+        self.saved(written)
     }
 }
 
-/// A Go `time.Duration` string, as syzkaller prints durations.
-fn go(seconds: f64) -> String {
-    let total = seconds.max(0.0);
-    let h = (total / 3600.0).floor();
-    let m = ((total - h * 3600.0) / 60.0).floor();
-    let s = total - h * 3600.0 - m * 60.0;
-    if h > 0.0 {
-        format!("{h}h{m}m{s:.3}s")
-    } else if m > 0.0 {
-        format!("{m}m{s:.3}s")
-    } else {
-        format!("{s:.3}s")
+/// The last lines of a failed build's output.
+fn build_errors(eval: &Evaluation) -> Vec<&str> {
+    if !matches!(
+        eval.build,
+        BuildSource::Failed | BuildSource::KnownBroken | BuildSource::TransientFailure
+    ) {
+        return Vec::new();
+    }
+    let lines: Vec<&str> = eval.log_tail.as_deref().unwrap_or("").lines().collect();
+    lines[lines.len().saturating_sub(BUILD_ERROR_LINES)..].to_vec()
+}
+
+/// A stored run's outcome in the log's terms.
+fn run_outcome(outcome: RunOutcome, title: Option<&str>) -> syzlog::RunOutcome {
+    match outcome {
+        RunOutcome::Ok => syzlog::RunOutcome::Ok,
+        RunOutcome::Crash => syzlog::RunOutcome::Crashed(title.unwrap_or("crash").to_string()),
+        RunOutcome::Infra => syzlog::RunOutcome::Infra("could not test".into()),
+        RunOutcome::BootFailed => syzlog::RunOutcome::BootFailed("boot failed".into()),
+        RunOutcome::Skip => syzlog::RunOutcome::Infra("skipped".into()),
     }
 }

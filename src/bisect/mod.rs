@@ -476,7 +476,7 @@ impl Run<'_> {
             predicted.signature.as_deref().unwrap_or("-"),
             real.signature.as_deref().unwrap_or("none (build failed)")
         );
-        crate::notice(&note);
+        crate::warn(&note);
         progress(&note);
         self.notes.push(note);
         self.contradictions += 1;

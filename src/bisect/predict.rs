@@ -52,6 +52,39 @@ pub struct Blocker {
     pub why: &'static str,
 }
 
+/// What `kcache predict --json` prints for one commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitPrediction {
+    pub commit: String,
+    pub references: Vec<Judgement>,
+}
+
+/// One reference build's say on a commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Judgement {
+    pub reference: String,
+    pub signature: String,
+    pub same_kernel: bool,
+    pub blocker: Option<Blocker>,
+}
+
+impl CommitPrediction {
+    pub fn new(commit: &str, judged: &[(&Reference, Option<Blocker>)]) -> CommitPrediction {
+        CommitPrediction {
+            commit: commit.to_string(),
+            references: judged
+                .iter()
+                .map(|(r, b)| Judgement {
+                    reference: r.commit.clone(),
+                    signature: r.signature.clone(),
+                    same_kernel: b.is_none(),
+                    blocker: b.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A reference build's input set, indexed for the rules.
 pub struct Reference {
     pub commit: String,

@@ -46,9 +46,9 @@ pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
     Ok(lines.join(", "))
 }
 
-/// The kbuild recipe (`scripts/kbuild.sh`), embedded so `--kbuild` works
+/// The kbuild recipe (`scripts/kernel/kbuild.sh`), embedded so `--kbuild` works
 /// wherever the binary is.
-pub const KBUILD_SCRIPT: &str = include_str!("../../scripts/kbuild.sh");
+pub const KBUILD_SCRIPT: &str = include_str!("../../scripts/kernel/kbuild.sh");
 
 /// The artifacts the kbuild recipe leaves, vmlinux (the signed one) first.
 pub const KBUILD_ARTIFACTS: &[&str] = &[

@@ -110,8 +110,8 @@ pub fn default_cache_dir() -> PathBuf {
 #[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
-    pub blobs: BlobStore,
-    pub index: Index,
+    blobs: BlobStore,
+    index: Index,
     remote: Option<Arc<Remote>>,
     uploads: Arc<upload::Uploads>,
     counts: Arc<Counts>,
@@ -284,7 +284,7 @@ impl Cache {
             }))
         })?;
         if let Some(old) = conflict {
-            crate::notice(&self.describe_nondeterminism(&old, record));
+            crate::warn(&self.describe_nondeterminism(&old, record));
         }
         self.upload_later(pending.into_iter().collect());
         Ok(())
@@ -399,7 +399,7 @@ impl Cache {
                 .skip(1)
                 .filter(|r| r.signature.is_some() && r.signature != first_sig)
             {
-                crate::notice(&self.describe_nondeterminism(&first, r));
+                crate::warn(&self.describe_nondeterminism(&first, r));
             }
         }
         Ok(Some(first))
@@ -564,6 +564,27 @@ impl Cache {
     /// Every run on a signature under one test key, oldest first.
     pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
         self.view(|v| v.runs(signature, test_key))
+    }
+
+    /// Every record of one column family, undecoded (schema checks, tools).
+    pub fn raw_records<T: serde::de::DeserializeOwned>(&self, cf: &str) -> Result<Vec<(String, T)>, StoreError> {
+        self.index.read(|r| r.scan(cf, ""))
+    }
+
+    /// Writes many build records in one unsynced session, then flushes
+    /// (benchmark fills: no per-record fsync, no upload).
+    pub fn bulk_load_builds(&self, records: impl IntoIterator<Item = BuildRecord>) -> Result<(), StoreError> {
+        self.index.session(|w| {
+            for record in records {
+                w.put_now(CF_BUILDS, &record.build_key.to_hex(), &record)?;
+            }
+            w.flush()
+        })
+    }
+
+    /// Stores one file as a blob (a run's log, say); returns its key.
+    pub fn put_blob(&self, path: &Path) -> Result<Key, StoreError> {
+        Ok(self.blobs.put_file(path)?.key)
     }
 
     /// Records what a build read (local only: prediction needs the build's

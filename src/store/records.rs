@@ -119,6 +119,33 @@ pub struct RunRecord {
     pub source: Option<String>,
 }
 
+impl RunRecord {
+    /// A run done here and now (not imported from a log), with a fresh id.
+    pub fn new(
+        signature: &str,
+        test_key: Key,
+        outcome: Outcome,
+        title: Option<String>,
+        seconds: f64,
+        commit: Option<&str>,
+    ) -> RunRecord {
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            signature: signature.to_string(),
+            test_key,
+            run_id: new_run_id(),
+            outcome,
+            title,
+            seconds,
+            host: host(),
+            time: now(),
+            commit: commit.map(str::to_string),
+            log_blob: None,
+            source: None,
+        }
+    }
+}
+
 /// A commit's signature learned without building it (from a syzbot log):
 /// good for equality and no-op reasoning, never for restoring artifacts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -185,7 +185,7 @@ impl Remote {
     pub fn remember_outages_in(&self, marker: PathBuf) {
         if let Some(age) = outage_age(&marker, &self.url) {
             self.down.store(true, Ordering::Relaxed);
-            crate::notice(&format!(
+            crate::warn(&format!(
                 "remote {} did not answer {}s ago: working from the local cache for another {}s \
                  (`kcache sync` tries it now)",
                 self.url,
@@ -252,7 +252,7 @@ impl Remote {
             return;
         }
         if !self.down.swap(true, Ordering::Relaxed) {
-            crate::notice(&format!(
+            crate::warn(&format!(
                 "remote {} is unavailable ({what}: {e}); working from the local cache, \
                  uploads stay queued for `kcache sync`",
                 self.url
@@ -265,7 +265,7 @@ impl Remote {
 
     fn bad_object(&self, path: &ObjectPath, problem: &str) {
         self.traffic.errors.fetch_add(1, Ordering::Relaxed);
-        crate::notice(&format!("remote object {}/{path} ignored: {problem}", self.url));
+        crate::warn(&format!("remote object {}/{path} ignored: {problem}", self.url));
     }
 
     /// Downloads blob `key` into the local store after verifying it.

@@ -1,7 +1,28 @@
 //! Recognizers for single log lines. Each returns `None` for any line that
 //! is not of its form, so the parser can try them in turn.
 
-use super::parse::{Direction, Durations, RunOutcome, Verdict};
+use super::model::{Direction, Durations, RunOutcome, Verdict};
+
+// The words both the reader and the writer (`write.rs`) use.
+pub const TESTING_COMMIT: &str = "testing commit ";
+pub const KERNEL_SIGNATURE: &str = "kernel signature: ";
+pub const RUN: &str = "run #";
+pub const GIT_BISECT: &str = "# git bisect ";
+pub const PARENT_COMMIT: &str = "parent commit ";
+pub const NOT_TESTED: &str = " wasn't tested";
+pub const TESTING_RELEASE: &str = "testing release ";
+pub const FIRST_BAD: &str = " is the first bad commit";
+pub const CULPRIT_SIGNATURE: &str = "culprit signature: ";
+pub const PARENT_SIGNATURE: &str = "parent  signature: ";
+pub const REVISIONS_TESTED: &str = "revisions tested: ";
+pub const FIRST_BAD_COMMIT: &str = "first bad commit: ";
+pub const INCONCLUSIVE: &str = "bisection is inconclusive, the first bad commit could be any of:";
+pub const ERROR: &str = "error: ";
+const OK: &str = "OK";
+const CRASHED: &str = "crashed: ";
+const BOOT_FAILED: &str = "boot failed: ";
+const TEST_FAILED: &str = "basic kernel testing failed: ";
+const FAILED: &str = "failed: ";
 
 /// A full 40-hex git commit hash.
 pub fn full_hash(s: &str) -> Option<&str> {
@@ -23,7 +44,7 @@ pub fn bisecting_line(line: &str) -> Option<(Direction, &str)> {
 /// `testing commit H`, `testing commit H gcc`, `testing commit H with COMPILER`.
 /// Returns the compiler only when the line spells it out.
 pub fn testing_commit_line(line: &str) -> Option<(&str, Option<&str>)> {
-    let rest = line.strip_prefix("testing commit ")?;
+    let rest = line.strip_prefix(TESTING_COMMIT)?;
     let (hash, tail) = rest.split_once(' ').unwrap_or((rest, ""));
     let hash = full_hash(hash)?;
     let compiler = tail.trim().strip_prefix("with ").map(str::trim);
@@ -32,7 +53,7 @@ pub fn testing_commit_line(line: &str) -> Option<(&str, Option<&str>)> {
 
 /// `run #N: OUTCOME`.
 pub fn run_line(line: &str) -> Option<(u32, RunOutcome)> {
-    let rest = line.strip_prefix("run #")?;
+    let rest = line.strip_prefix(RUN)?;
     let (n, outcome) = rest.split_once(": ")?;
     Some((n.parse().ok()?, parse_outcome(outcome)))
 }
@@ -40,33 +61,41 @@ pub fn run_line(line: &str) -> Option<(u32, RunOutcome)> {
 /// The outcome after `run #N: ` or `all runs: `.
 pub fn parse_outcome(s: &str) -> RunOutcome {
     let s = s.trim_end();
-    if s == "OK" {
+    if s == OK {
         return RunOutcome::Ok;
     }
     let prefixed = |p: &str| s.strip_prefix(p).map(str::to_string);
-    if let Some(t) = prefixed("crashed: ") {
+    if let Some(t) = prefixed(CRASHED) {
         RunOutcome::Crashed(t)
-    } else if let Some(t) = prefixed("boot failed: ") {
+    } else if let Some(t) = prefixed(BOOT_FAILED) {
         RunOutcome::BootFailed(t)
-    } else if let Some(t) = prefixed("basic kernel testing failed: ") {
+    } else if let Some(t) = prefixed(TEST_FAILED) {
         RunOutcome::TestFailed(t)
-    } else if let Some(t) = prefixed("failed: ") {
+    } else if let Some(t) = prefixed(FAILED) {
         RunOutcome::Infra(t)
     } else {
         RunOutcome::Infra(s.to_string())
     }
 }
 
+/// A run's outcome as `run #N: ` shows it: what [`parse_outcome`] reads.
+pub fn format_outcome(o: &RunOutcome) -> String {
+    match o {
+        RunOutcome::Ok => OK.to_string(),
+        RunOutcome::Crashed(t) => format!("{CRASHED}{t}"),
+        RunOutcome::BootFailed(t) => format!("{BOOT_FAILED}{t}"),
+        RunOutcome::TestFailed(t) => format!("{TEST_FAILED}{t}"),
+        RunOutcome::Infra(t) => format!("{FAILED}{t}"),
+    }
+}
+
 /// `# git bisect good|bad|skip H`.
 pub fn verdict_line(line: &str) -> Option<(Verdict, &str)> {
-    let rest = line.strip_prefix("# git bisect ")?;
+    let rest = line.strip_prefix(GIT_BISECT)?;
     let (word, hash) = rest.split_once(' ')?;
-    let v = match word {
-        "good" => Verdict::Good,
-        "bad" => Verdict::Bad,
-        "skip" => Verdict::Skip,
-        _ => return None,
-    };
+    let v = [Verdict::Good, Verdict::Bad, Verdict::Skip]
+        .into_iter()
+        .find(|v| v.as_str() == word)?;
     Some((v, full_hash(hash.trim())?))
 }
 
@@ -79,7 +108,7 @@ pub fn bisect_pick_line(line: &str) -> Option<(&str, &str)> {
 
 /// `revisions tested: N, total time: D (build: D, test: D)`.
 pub fn revisions_line(line: &str) -> Option<(u32, Option<Durations>)> {
-    let rest = line.strip_prefix("revisions tested: ")?;
+    let rest = line.strip_prefix(REVISIONS_TESTED)?;
     let (count, rest) = rest.split_once(',').unwrap_or((rest, ""));
     let count = count.trim().parse().ok()?;
     let durations = (|| {
@@ -94,6 +123,22 @@ pub fn revisions_line(line: &str) -> Option<(u32, Option<Durations>)> {
         })
     })();
     Some((count, durations))
+}
+
+/// A Go `time.Duration` string, as syzkaller prints durations: what
+/// [`go_duration`] reads.
+pub fn go_duration_text(seconds: f64) -> String {
+    let total = seconds.max(0.0);
+    let h = (total / 3600.0).floor();
+    let m = ((total - h * 3600.0) / 60.0).floor();
+    let s = total - h * 3600.0 - m * 60.0;
+    if h > 0.0 {
+        format!("{h}h{m}m{s:.3}s")
+    } else if m > 0.0 {
+        format!("{m}m{s:.3}s")
+    } else {
+        format!("{s:.3}s")
+    }
 }
 
 /// Seconds in a Go `time.Duration` string such as `3h18m19.106s` or `0s`.

@@ -1,4 +1,5 @@
-//! syzbot bisection logs: parse, analyze, replay a corpus.
+//! syzbot bisection logs: the format's one owner. Read (`parse`), write
+//! (`write`, kcache's own `--log`), analyze, replay a corpus.
 //!
 //! # Accepted grammar
 //!
@@ -51,15 +52,18 @@
 
 mod analyze;
 mod grammar;
+mod model;
 mod parse;
 mod replay;
+mod write;
 
 pub use analyze::{analyze, Analysis, Finding, ResultVerdict, Severity};
-pub use parse::{
-    parse, CulpritCommit, Direction, Durations, Ending, Garbled, Log, ParseError, Purpose, Run, RunOutcome, Runs, Step,
-    Trailer, Verdict,
+pub use model::{
+    CulpritCommit, Direction, Durations, Ending, Garbled, Log, Purpose, Run, RunOutcome, Runs, Step, Trailer, Verdict,
 };
+pub use parse::{parse, ParseError};
 pub use replay::{corpus_files, replay, ReplayReport};
+pub use write::{CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
 use std::path::Path;
 

@@ -1,8 +1,7 @@
 //! The parser: one pass over the lines, a small state machine.
 
-use serde::Serialize;
-
 use super::grammar::*;
+use super::model::*;
 
 /// Why a file is not a bisection log at all.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -11,213 +10,6 @@ pub enum ParseError {
     Binary { first_line: usize },
     #[error("no 'bisecting ... commit starting from' or 'testing commit' line: not a syzbot bisection log")]
     NoBisection,
-}
-
-/// Lines that held NUL bytes or bytes that are not UTF-8 (a kernel printed
-/// them to the console: `Unexpected user alpha2: \0\0`, Latin-1 text).
-/// They were read with each such byte as U+FFFD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Garbled {
-    /// The first such line, 1-based.
-    pub first_line: usize,
-    pub lines: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Cause,
-    Fix,
-    #[default]
-    Unknown,
-}
-
-/// Why a commit was tested.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
-pub enum Purpose {
-    /// The commit the bisection starts from (the crash must reproduce there).
-    Original,
-    /// A release tag tried while looking for a good starting point.
-    Release(String),
-    /// A commit `git bisect` chose.
-    Bisect,
-    /// The culprit's parent, built after the fact to compare signatures.
-    CulpritParent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "outcome", content = "title")]
-pub enum RunOutcome {
-    Ok,
-    Crashed(String),
-    BootFailed(String),
-    /// `basic kernel testing failed: ...`: the kernel is broken in another way.
-    TestFailed(String),
-    /// `failed: ...`: infrastructure trouble, says nothing about the kernel.
-    Infra(String),
-}
-
-impl RunOutcome {
-    pub fn crash_title(&self) -> Option<&str> {
-        match self {
-            RunOutcome::Crashed(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-/// The test results of a step: individual runs or the `all runs:` shorthand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Runs {
-    None,
-    Each(Vec<Run>),
-    All(RunOutcome),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Run {
-    pub index: u32,
-    #[serde(flatten)]
-    pub outcome: RunOutcome,
-    /// Continuation lines of a multi-line infrastructure error.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Good,
-    Bad,
-    Skip,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// 1-based line of the `testing commit` line.
-    pub line: usize,
-    pub commit: String,
-    pub purpose: Purpose,
-    /// Subject from git bisect's `[hash] subject` line, when shown.
-    pub title: Option<String>,
-    pub compiler: Option<String>,
-    pub signature: Option<String>,
-    pub runs: Runs,
-    /// Compiler or make errors printed instead of a signature.
-    pub build_errors: Vec<String>,
-    /// A step-level infrastructure failure (`failed: failed to create VM pool`).
-    pub infra_error: Option<String>,
-    pub verdict: Option<Verdict>,
-}
-
-impl Step {
-    fn new(line: usize, commit: &str, purpose: Purpose) -> Step {
-        Step {
-            line,
-            commit: commit.to_string(),
-            purpose,
-            title: None,
-            compiler: None,
-            signature: None,
-            runs: Runs::None,
-            build_errors: Vec::new(),
-            infra_error: None,
-            verdict: None,
-        }
-    }
-
-    /// Whether the reproducer was run on this step's kernel.
-    pub fn tested(&self) -> bool {
-        !matches!(self.runs, Runs::None)
-    }
-
-    /// Crash titles seen in this step's runs.
-    pub fn crash_titles(&self) -> Vec<&str> {
-        match &self.runs {
-            Runs::None => Vec::new(),
-            Runs::All(o) => o.crash_title().into_iter().collect(),
-            Runs::Each(runs) => runs.iter().filter_map(|r| r.outcome.crash_title()).collect(),
-        }
-    }
-
-    pub fn run_count(&self) -> usize {
-        match &self.runs {
-            Runs::None => 0,
-            // The shorthand hides the count; syzbot ran 10 (older: 8) per step.
-            Runs::All(_) => 1,
-            Runs::Each(r) => r.len(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct CulpritCommit {
-    pub commit: String,
-    pub author: Option<String>,
-    pub date: Option<String>,
-    /// Parent hashes from a `Merge:` line (merges only).
-    pub merge_parents: Vec<String>,
-    pub message: Vec<String>,
-    /// Paths named in the diffstat.
-    pub files: Vec<String>,
-    pub diffstat_summary: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Ending {
-    FirstBad(CulpritCommit),
-    Inconclusive {
-        candidates: Vec<String>,
-    },
-    /// `the crash already happened on the oldest tested release`.
-    OldestRelease {
-        commit_msg: Option<String>,
-    },
-    Error {
-        message: String,
-    },
-    /// The log stops before any result line (truncated or aborted).
-    Unfinished,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Durations {
-    pub total_seconds: f64,
-    pub build_seconds: f64,
-    pub test_seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct Trailer {
-    pub first_bad_commit: Option<String>,
-    pub first_bad_title: Option<String>,
-    pub recipients_to: Vec<String>,
-    pub recipients_cc: Vec<String>,
-    pub crash_title: Option<String>,
-    /// Number of report lines after `crash:` (the report itself is not kept).
-    pub report_lines: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Log {
-    pub direction: Direction,
-    pub start_commit: Option<String>,
-    pub syzkaller_commit: Option<String>,
-    pub steps: Vec<Step>,
-    pub ending: Ending,
-    pub culprit_signature: Option<String>,
-    pub parent_signature: Option<String>,
-    pub revisions_tested: Option<u32>,
-    pub durations: Option<Durations>,
-    /// `reproducer seems to be flaky` / `Reproducer flagged being flaky`.
-    pub flaky: bool,
-    pub trailer: Option<Trailer>,
-    /// Lines read lossily (binary bytes in console output), if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub garbled: Option<Garbled>,
 }
 
 #[derive(Default)]
@@ -336,10 +128,10 @@ impl Parser {
             self.syzkaller_commit = Some(h.trim().to_string());
         } else if line.starts_with("ensuring issue is reproducible on original commit") {
             self.pending_purpose = Some(Purpose::Original);
-        } else if let Some(rel) = line.strip_prefix("testing release ") {
+        } else if let Some(rel) = line.strip_prefix(TESTING_RELEASE) {
             self.pending_purpose = Some(Purpose::Release(rel.trim().to_string()));
-        } else if let Some(rest) = line.strip_prefix("parent commit ") {
-            if rest.ends_with("wasn't tested") {
+        } else if let Some(rest) = line.strip_prefix(PARENT_COMMIT) {
+            if rest.ends_with(NOT_TESTED.trim_start()) {
                 self.pending_purpose = Some(Purpose::CulpritParent);
             }
         } else if let Some((commit, compiler)) = testing_commit_line(line) {
@@ -348,7 +140,7 @@ impl Parser {
             if let Some(s) = self.steps.last_mut() {
                 s.compiler = Some(c.trim().to_string());
             }
-        } else if let Some(sig) = line.strip_prefix("kernel signature: ") {
+        } else if let Some(sig) = line.strip_prefix(KERNEL_SIGNATURE) {
             if let Some(s) = self.steps.last_mut() {
                 s.signature = Some(sig.trim().to_string());
             }
@@ -362,7 +154,7 @@ impl Parser {
             self.set_verdict(verdict, commit);
         } else if let Some((hash, title)) = bisect_pick_line(line) {
             self.pending_title = Some((hash.to_string(), title.to_string()));
-        } else if let Some(h) = line.strip_suffix(" is the first bad commit") {
+        } else if let Some(h) = line.strip_suffix(FIRST_BAD) {
             if let Some(h) = full_hash(h) {
                 self.ending = Some(Ending::FirstBad(CulpritCommit {
                     commit: h.to_string(),
@@ -371,9 +163,9 @@ impl Parser {
                 self.block_part = 0;
                 self.set_mode(Mode::CulpritBlock);
             }
-        } else if let Some(sig) = line.strip_prefix("culprit signature: ") {
+        } else if let Some(sig) = line.strip_prefix(CULPRIT_SIGNATURE) {
             self.culprit_signature = Some(sig.trim().to_string());
-        } else if let Some(sig) = line.strip_prefix("parent  signature: ") {
+        } else if let Some(sig) = line.strip_prefix(PARENT_SIGNATURE) {
             self.parent_signature = Some(sig.trim().to_string());
         } else if let Some((count, d)) = revisions_line(line) {
             self.revisions_tested = Some(count);
@@ -387,7 +179,7 @@ impl Parser {
             if let Some(Ending::OldestRelease { commit_msg }) = self.ending.as_mut() {
                 *commit_msg = Some(msg.to_string());
             }
-        } else if let Some(msg) = line.strip_prefix("error: ") {
+        } else if let Some(msg) = line.strip_prefix(ERROR) {
             if self.ending.is_none() || matches!(self.ending, Some(Ending::Unfinished)) {
                 self.ending = Some(Ending::Error {
                     message: msg.to_string(),
@@ -396,7 +188,7 @@ impl Parser {
         } else if line.starts_with("reproducer seems to be flaky") || line.starts_with("Reproducer flagged being flaky")
         {
             self.flaky = true;
-        } else if let Some(rest) = line.strip_prefix("first bad commit: ") {
+        } else if let Some(rest) = line.strip_prefix(FIRST_BAD_COMMIT) {
             let t = self.trailer.get_or_insert_with(Trailer::default);
             let (h, title) = rest.split_once(' ').unwrap_or((rest, ""));
             t.first_bad_commit = Some(h.to_string());

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kcache::store::index::{self as idx, Read};
+use kcache::store::index as idx;
 
 pub fn kcache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kcache"))
@@ -204,7 +204,7 @@ pub fn validate_all(cache_dir: &Path) -> usize {
         (idx::CF_INPUT_SETS, "input-set.v1.json"),
     ] {
         let v = schema(file);
-        let records: Vec<(String, serde_json::Value)> = cache.index.read(|r| r.scan(cf, "")).unwrap();
+        let records: Vec<(String, serde_json::Value)> = cache.raw_records(cf).unwrap();
         for (key, record) in records {
             let errors: Vec<String> = v.iter_errors(&record).map(|e| e.to_string()).collect();
             assert!(errors.is_empty(), "{cf}/{key} violates {file}: {errors:?}\n{record}");
@@ -212,4 +212,25 @@ pub fn validate_all(cache_dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// Every step of a bisection's `--log` reads back (kcache's own parser) as
+/// the JSON summary has it: commit, signature, runs, verdict.
+pub fn assert_log_matches(log: &Path, summary: &serde_json::Value) {
+    let parsed = kcache::syzlog::parse_file(log).unwrap();
+    let steps = summary["steps"].as_array().unwrap();
+    assert_eq!(parsed.steps.len(), steps.len(), "steps in {}", log.display());
+    for (read, s) in parsed.steps.iter().zip(steps) {
+        assert_eq!(read.commit, s["commit"].as_str().unwrap(), "{s}");
+        assert_eq!(read.signature.as_deref(), s["signature"].as_str(), "{s}");
+        let e = &s["evidence"];
+        let runs: u64 = ["ok", "crash", "infra", "boot_failed", "skip"]
+            .iter()
+            .map(|k| e[k].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(read.run_count() as u64, runs, "{s}");
+        if let Some(v) = read.verdict {
+            assert_eq!(v.as_str(), s["verdict"].as_str().unwrap(), "{s}");
+        }
+    }
 }
