@@ -45,9 +45,12 @@ pub struct Spec<'a> {
 /// leads the process group; on SIGTERM or SIGHUP the guard kills the group.
 /// `$2` is kcache's pid: a guard whose parent is already someone else was
 /// orphaned before `setpriv` armed the death signal, and must not run.
+/// The script runs in a background subshell (`eval`, one exec less than
+/// `sh -c`, which a toy test run notices), with the trap reset and no
+/// positional parameters, as under `sh -c`.
 const GUARD: &str = r#"trap 'trap - TERM HUP; kill -KILL 0' TERM HUP
 [ "$PPID" = "$2" ] || exit 1
-sh -c "$1" &
+(trap - TERM HUP; kcache_script=$1; set --; eval "$kcache_script") &
 wait $!"#;
 
 /// Runs `spec`; every stdout line goes to `on_stdout` when there is no log.

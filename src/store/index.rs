@@ -87,7 +87,7 @@ fn db_options() -> Options {
     let mut o = Options::default();
     o.create_if_missing(true);
     o.create_missing_column_families(true);
-    o.set_max_open_files(256);
+    o.set_max_open_files(16);
     // Opens are frequent and short (see the module docs): skip the work a
     // long-lived process would amortize.
     o.set_skip_stats_update_on_db_open(true);
