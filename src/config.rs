@@ -58,6 +58,8 @@ pub struct Settings {
     pub remote: Option<String>,
     pub remote_from: Source,
     pub remote_mode: RemoteMode,
+    /// Mode, endpoint, region, plain HTTP: what `Remote::open` takes.
+    pub remote_options: crate::store::remote::RemoteOptions,
     /// Endpoint, region and the like, with secrets masked.
     pub remote_environment: Vec<(String, String)>,
 }
@@ -92,8 +94,8 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Resolves the settings. Endpoint settings from the file are exported to
-/// this process's environment (unless already set) for the S3 client.
+/// Resolves the settings. Nothing is written to the process environment:
+/// the remote gets its options as [`RemoteOptions`](crate::store::remote::RemoteOptions).
 pub fn load(
     cli_cache_dir: Option<PathBuf>,
     cli_remote: Option<String>,
@@ -119,12 +121,18 @@ pub fn load(
         (None, Some(t)) => t.parse().map_err(ConfigError::Invalid)?,
         (None, None) => RemoteMode::ReadWrite,
     };
-    export_default("AWS_ENDPOINT", file.s3_endpoint.as_deref());
-    export_default("AWS_REGION", file.s3_region.as_deref());
-    export_default(
-        "AWS_ALLOW_HTTP",
-        file.s3_allow_http.map(|b| if b { "true" } else { "false" }),
-    );
+    // The environment wins over the file, as for every S3 client.
+    let remote_options = crate::store::remote::RemoteOptions {
+        mode: remote_mode,
+        s3_endpoint: env("AWS_ENDPOINT_URL")
+            .or_else(|| env("AWS_ENDPOINT"))
+            .or(file.s3_endpoint.clone()),
+        s3_region: env("AWS_REGION").or(file.s3_region.clone()),
+        s3_allow_http: match env("AWS_ALLOW_HTTP") {
+            Some(v) => v.eq_ignore_ascii_case("true") || v == "1",
+            None => file.s3_allow_http.unwrap_or(false),
+        },
+    };
     Ok(Settings {
         config_file_exists: path.exists(),
         config_file: path,
@@ -133,15 +141,9 @@ pub fn load(
         remote,
         remote_from,
         remote_mode,
+        remote_options,
         remote_environment: remote_environment(),
     })
-}
-
-fn export_default(name: &str, value: Option<&str>) {
-    if let (None, Some(v)) = (env(name), value) {
-        // Single-threaded at this point: nothing else reads the environment.
-        std::env::set_var(name, v);
-    }
 }
 
 /// The remote-related environment, secrets shown only as set or not.

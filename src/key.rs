@@ -19,9 +19,21 @@ const RECIPE_DOMAIN: &str = "kcache recipe v1";
 #[serde(into = "String", try_from = "String")]
 pub struct Key(pub [u8; 32]);
 
+/// The one way kcache shortens a commit id, signature or key for people:
+/// its first 12 hex digits, as `git log --abbrev=12` (the whole string
+/// when shorter; never a panic on odd input).
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 impl Key {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// [`short`] of the hex form.
+    pub fn short(&self) -> String {
+        short(&self.to_hex()).to_string()
     }
 
     pub fn from_hex(s: &str) -> Option<Key> {

@@ -655,7 +655,7 @@ fn open_existing_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
 
 fn open_remote(s: &kcache::config::Settings) -> anyhow::Result<Option<store::Remote>> {
     Ok(match &s.remote {
-        Some(url) => Some(store::Remote::open(url, s.remote_mode)?),
+        Some(url) => Some(store::Remote::open(url, &s.remote_options)?),
         None => None,
     })
 }
@@ -962,7 +962,9 @@ fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result
         .iter()
         .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
         .collect();
-    let record = cache.put_build(&commit, &resolved, &artifacts, build_seconds);
+    let vmlinux = artifacts.first().map(|(_, p)| p).context("give the vmlinux first")?;
+    let signature = signature::sign_file(vmlinux)?.to_hex();
+    let record = cache.put_build(&commit, &resolved, &signature, &artifacts, build_seconds);
     finish_uploads(&cache);
     let record = record?;
     if json {

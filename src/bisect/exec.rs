@@ -167,6 +167,17 @@ impl BuildFailure {
     }
 }
 
+/// What the cache knows of a commit under a recipe and test, worst to best
+/// for picking the next commit to test: a known build failure is avoided,
+/// a kernel with enough runs costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CacheState {
+    BuildFails,
+    Unknown,
+    Built,
+    Tested,
+}
+
 /// What a build run gave.
 enum Built {
     /// Built and stored, with what the build read (kbuild builds).
@@ -247,25 +258,25 @@ impl CommitEvaluator {
 
     /// How much of each commit's work the cache already has: -1 known
     /// broken, 0 nothing, 1 the build, 2 the build and enough test runs.
-    pub fn cache_scores(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<i8>, EvalError> {
+    pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<CacheState>, EvalError> {
         let trees = repo.tree_ids(commits)?;
         let wanted = self.recipe.runs;
         let scores = cache.view(|v| {
             let mut out = Vec::with_capacity(commits.len());
             for c in commits {
                 let Some((_, tree)) = trees.iter().find(|(cc, _)| cc == c) else {
-                    out.push(0);
+                    out.push(CacheState::Unknown);
                     continue;
                 };
                 let score = match v.build(&self.inputs_for_tree(tree).key())? {
-                    None => 0,
-                    Some(b) if b.status == BuildStatus::Failed => -1,
+                    None => CacheState::Unknown,
+                    Some(b) if b.status == BuildStatus::Failed => CacheState::BuildFails,
                     Some(b) => {
                         let runs = v.runs(&b.signature.unwrap_or_default(), &self.test_key)?;
                         if Evidence::of(&runs).needs_more(wanted) {
-                            1
+                            CacheState::Built
                         } else {
-                            2
+                            CacheState::Tested
                         }
                     }
                 };
@@ -341,7 +352,7 @@ impl CommitEvaluator {
         if eval.runs_done == 0 {
             progress(&format!(
                 "  reused {reused} test run(s) of signature {}",
-                short_hex(&signature)
+                super::short(&signature)
             ));
         }
         eval.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
@@ -447,7 +458,7 @@ impl CommitEvaluator {
             Some(r) if r.status != BuildStatus::Ok && self.recipe.retry_failed => {
                 progress(&format!(
                     "  retrying a recorded build failure (--retry-failed, key {})",
-                    short_hex(&key.to_hex())
+                    key.short()
                 ));
                 Ok(None)
             }
@@ -475,7 +486,7 @@ impl CommitEvaluator {
             } else {
                 "known to fail; --retry-failed builds it again"
             },
-            short_hex(&r.build_key.to_hex())
+            r.build_key.short()
         ));
         cache.count(&[
             (Counter::BuildHits, 1),
@@ -608,11 +619,13 @@ impl CommitEvaluator {
         let seconds = start.elapsed().as_secs_f64();
         let missing = self.artifact_paths().into_iter().find(|(_, p)| !p.is_file());
         if ending == Ending::Exited(0) && missing.is_none() {
-            let record = cache.put_build(commit, inputs, &self.artifact_paths(), seconds)?;
+            let artifacts = self.artifact_paths();
+            let signature = crate::signature::sign_file(&artifacts[0].1).map_err(StoreError::from)?;
+            let record = cache.put_build(commit, inputs, &signature.to_hex(), &artifacts, seconds)?;
             let set = self.record_input_set(cache, &record)?;
             progress(&format!(
                 "  built in {seconds:.1}s, signature {}",
-                short_hex(record.signature.as_deref().unwrap_or(""))
+                super::short(record.signature.as_deref().unwrap_or(""))
             ));
             return Ok(Built::Ok(Box::new(record), set));
         }
@@ -625,7 +638,7 @@ impl CommitEvaluator {
         }
         let (deterministic, reason) = classify_failure(ending, &tail);
         // Kept apart from build.log, which the next build overwrites.
-        let kept = state.join(format!("build-failed-{}.log", short_hex(commit)));
+        let kept = state.join(format!("build-failed-{}.log", super::short(commit)));
         let log = match std::fs::copy(&log_path, &kept) {
             Ok(_) => kept,
             Err(_) => log_path,
@@ -968,10 +981,6 @@ fn lock_file(path: &Path, waiting_for: &str, progress: &mut dyn FnMut(&str)) -> 
     }
     file.lock().map_err(io_err(format!("lock {}", path.display())))?;
     Ok(file)
-}
-
-fn short_hex(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
 }
 
 fn digests(files: &[PathBuf]) -> Result<Vec<(String, Key)>, EvalError> {

@@ -68,6 +68,7 @@ impl LogFile {
             test_seconds: steps.iter().map(|s| s.eval.test_seconds).sum(),
         };
         let show;
+        let reason;
         let ending = match outcome {
             Outcome::Culprit {
                 commit,
@@ -85,7 +86,10 @@ impl LogFile {
                 })
             }
             Outcome::Inconclusive { candidates } => EndingEntry::Inconclusive(candidates),
-            Outcome::NoBoundary { reason } => EndingEntry::Error(reason),
+            Outcome::NoBoundary { reason: why } => {
+                reason = why.to_string();
+                EndingEntry::Error(&reason)
+            }
         };
         let written = self.0.finish(&ending, totals);
         self.saved(written)

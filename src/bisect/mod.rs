@@ -127,8 +127,38 @@ pub enum Outcome {
     /// The good side has the same kernel as the bad side: no commit in the
     /// range changed the kernel, so there is no culprit to name.
     NoBoundary {
-        reason: String,
+        reason: NoCulprit,
     },
+}
+
+/// Why a bisection names no culprit although the range has a bad end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum NoCulprit {
+    /// The bad commit's kernel equals its parent's, which is good (or an
+    /// ancestor of a good commit): the verdicts contradict each other on
+    /// one kernel.
+    SameKernelAsGood { bad: String, parent: String, good: String },
+    /// The target crash does not reproduce on the bad side.
+    DoesNotReproduce { probability: f64 },
+}
+
+impl std::fmt::Display for NoCulprit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoCulprit::SameKernelAsGood { bad, parent, good } => write!(
+                f,
+                "commit {bad} was judged bad but has the same kernel signature as its parent {parent}, \
+                 which is (an ancestor of) good commit {good}: the good and bad verdicts contradict each \
+                 other on identical kernels, so no commit in the range can be blamed"
+            ),
+            NoCulprit::DoesNotReproduce { probability } => write!(
+                f,
+                "with probability {probability:.3} no commit in the range brought the target crash \
+                 (it does not reproduce on the bad side)"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -315,12 +345,11 @@ impl Run<'_> {
                         }
                         if !blocking.is_empty() {
                             return Ok(Some(Outcome::NoBoundary {
-                                reason: format!(
-                                    "commit {bad} was judged bad but has the same kernel signature as its parent {parent}, \
-                                     which is (an ancestor of) good commit {}: the good and bad verdicts contradict each \
-                                     other on identical kernels, so no commit in the range can be blamed",
-                                    blocking[0]
-                                ),
+                                reason: NoCulprit::SameKernelAsGood {
+                                    bad: bad.to_string(),
+                                    parent: parent.clone(),
+                                    good: blocking[0].clone(),
+                                },
                             }));
                         }
                         bad = parent;
@@ -393,13 +422,13 @@ impl Run<'_> {
             .map(|c| c.commit.clone())
             .unwrap_or_default();
         if near.len() > 1 {
-            let scores = self.evaluator.cache_scores(self.repo, self.cache, &near)?;
+            let states = self.evaluator.cache_states(self.repo, self.cache, &near)?;
             let top = near
                 .iter()
-                .zip(&scores)
+                .zip(&states)
                 .max_by_key(|(c, s)| (**s, open.iter().find(|o| &o.commit == *c).map_or(0, |o| o.dist)));
             if let Some((c, s)) = top {
-                if *s > 0 {
+                if *s > exec::CacheState::Unknown {
                     chosen = c.clone();
                 }
             }
@@ -562,9 +591,7 @@ fn totals(steps: &[Step]) -> Totals {
     t
 }
 
-pub fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
+pub use crate::key::short;
 
 /// Where a bisection keeps its worktree: one per repository, under the
 /// cache, so warm runs find their build outputs again.

@@ -441,10 +441,9 @@ pub fn bisect(
         }
         bayes::Ending::NoCulprit { probability } => (
             Outcome::NoBoundary {
-                reason: format!(
-                    "with probability {probability:.3} no commit in the range brought the target crash \
-                     (it does not reproduce on the bad side)"
-                ),
+                reason: super::NoCulprit::DoesNotReproduce {
+                    probability: *probability,
+                },
             },
             Some(*probability),
             None,

@@ -198,20 +198,26 @@ impl Cache {
         &self.dir
     }
 
-    /// Stores a successful build: signs the first artifact (the vmlinux),
-    /// stores every artifact as a blob, then writes the records.
+    /// Stores a successful build whose first artifact (the vmlinux) has
+    /// `signature` (the caller signed it): every artifact as a blob, then
+    /// the records.
     pub fn put_build(
         &self,
         commit: &str,
         inputs: &BuildInputs,
+        signature: &str,
         artifacts: &[(String, PathBuf)],
         build_seconds: f64,
     ) -> Result<BuildRecord, StoreError> {
-        let (_, vmlinux) = artifacts.first().ok_or_else(|| StoreError::Index {
-            path: self.dir.clone(),
-            problem: "a build needs at least one artifact (the vmlinux)".into(),
-        })?;
-        let signature = signature::sign_file(vmlinux)?.to_hex();
+        if !signature::is_signature(signature) {
+            return Err(StoreError::BadSignature(signature.to_string()));
+        }
+        if artifacts.is_empty() {
+            return Err(StoreError::Index {
+                path: self.dir.clone(),
+                problem: "a build needs at least one artifact (the vmlinux)".into(),
+            });
+        }
         let mut stored = Vec::with_capacity(artifacts.len());
         for (name, path) in artifacts {
             let s = self.blobs.put_file(path)?;
@@ -224,7 +230,7 @@ impl Cache {
         }
         let record = BuildRecord {
             status: BuildStatus::Ok,
-            signature: Some(signature),
+            signature: Some(signature.to_string()),
             artifacts: stored,
             ..build_record(commit, inputs, build_seconds)
         };

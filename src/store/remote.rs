@@ -38,9 +38,10 @@ use super::{BlobStore, StoreError};
 use crate::key::Key;
 
 /// Whether this client may write to the remote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
+    #[default]
     ReadWrite,
     /// For untrusted clients (patch-testing jobs): reuse, never write.
     ReadOnly,
@@ -95,11 +96,21 @@ fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// How to reach a remote beyond its URL, resolved by `config` (command
+/// line, environment, config file): the remote reads no settings itself.
+/// Credentials stay where every S3/GCS client looks for them (`AWS_*`,
+/// `GOOGLE_*` in the environment).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RemoteOptions {
+    pub mode: Mode,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_allow_http: bool,
+}
+
 /// How long to wait on a remote before calling it down: a bisection must
 /// not stall on an unreachable bucket.
-fn client_options() -> ClientOptions {
-    // These replace the options `from_env` read, so carry AWS_ALLOW_HTTP over.
-    let allow_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+fn client_options(allow_http: bool) -> ClientOptions {
     // No overall limit (a large blob takes what it takes), but a stall is
     // noticed: 5 s without a byte.
     ClientOptions::new()
@@ -123,16 +134,20 @@ impl Remote {
     /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     /// `AWS_ENDPOINT`/`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`,
     /// `GOOGLE_SERVICE_ACCOUNT`, ...).
-    pub fn open(url: &str, mode: Mode) -> Result<Remote, StoreError> {
+    pub fn open(url: &str, options: &RemoteOptions) -> Result<Remote, StoreError> {
+        let mode = options.mode;
         let parsed = url::Url::parse(url).map_err(|e| remote_err(url, format!("not a URL: {e}")))?;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "s3" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
                     .with_url(url)
-                    .with_client_options(client_options())
+                    .with_client_options(client_options(options.s3_allow_http))
                     .with_retry(retry());
-                if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                if let Some(endpoint) = &options.s3_endpoint {
                     b = b.with_endpoint(endpoint);
+                }
+                if let Some(region) = &options.s3_region {
+                    b = b.with_region(region);
                 }
                 (
                     Arc::new(b.build().map_err(|e| remote_err(url, e))?),
@@ -142,7 +157,7 @@ impl Remote {
             "gs" => {
                 let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
-                    .with_client_options(client_options())
+                    .with_client_options(client_options(false))
                     .with_retry(retry());
                 (
                     Arc::new(b.build().map_err(|e| remote_err(url, e))?),
@@ -327,7 +342,7 @@ impl Remote {
             self.store.put(&path, bytes.into()).await?;
         } else {
             // Large blobs go up in parts: progress, and no single-PUT size limit.
-            let bar = progress_bar(n, &format!("uploading {}", &key.to_hex()[..12]));
+            let bar = progress_bar(n, &format!("uploading {}", key.short()));
             let mut upload = object_store::WriteMultipart::new(self.store.put_multipart(&path).await?);
             for part in bytes.chunks(PART) {
                 upload.wait_for_capacity(4).await?;
