@@ -166,6 +166,57 @@ pub struct BuildInputs {
     pub recipe_digest: Key,
 }
 
+/// What every commit's build key shares under one recipe: the config's
+/// digest (of no bytes when there is none), toolchain, arch and the recipe's
+/// digest. `for_tree` completes it for one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeInputs {
+    pub config_digest: Key,
+    pub toolchain: String,
+    pub arch: String,
+    pub recipe_digest: Key,
+}
+
+impl RecipeInputs {
+    /// Digests the config and key files now.
+    pub fn resolve(
+        build_cmd: &str,
+        config: Option<&Path>,
+        key_files: &[PathBuf],
+        toolchain: String,
+        arch: String,
+    ) -> Result<RecipeInputs, FileError> {
+        let config_digest = match config {
+            Some(p) => file_digest(p).map_err(|source| FileError {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => digest(b""),
+        };
+        let recipe = Recipe {
+            command: build_cmd.to_string(),
+            make_vars: Vec::new(),
+            key_files: file_digests(key_files)?,
+        };
+        Ok(RecipeInputs {
+            config_digest,
+            toolchain,
+            arch,
+            recipe_digest: recipe.digest(),
+        })
+    }
+
+    pub fn for_tree(&self, tree: &str) -> BuildInputs {
+        BuildInputs {
+            tree: tree.to_string(),
+            config_digest: self.config_digest,
+            toolchain: self.toolchain.clone(),
+            arch: self.arch.clone(),
+            recipe_digest: self.recipe_digest,
+        }
+    }
+}
+
 impl BuildInputs {
     pub fn key(&self) -> Key {
         Encoder::new(BUILD_DOMAIN)

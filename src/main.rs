@@ -729,26 +729,14 @@ fn kbuild_recipe(r: &RecipeArgs, cache: &Cache) -> anyhow::Result<(String, Strin
 fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
     let repo = Repo::open(&a.repo)?;
     let commit = repo.commit_id(&a.commit)?;
-    let config_digest = match &a.config {
-        Some(p) => kcache::key::file_digest(p).with_context(|| format!("config {}", p.display()))?,
-        None => kcache::key::digest(b""),
-    };
-    let key_files = kcache::key::file_digests(&a.key_files)?;
-    let recipe = kcache::key::Recipe {
-        command: a.build_cmd.clone(),
-        make_vars: Vec::new(),
-        key_files,
-    };
-    Ok((
-        commit.clone(),
-        BuildInputs {
-            tree: repo.tree_id(&commit)?,
-            config_digest,
-            toolchain: a.target.toolchain()?,
-            arch: a.target.arch(),
-            recipe_digest: recipe.digest(),
-        },
-    ))
+    let recipe = kcache::key::RecipeInputs::resolve(
+        &a.build_cmd,
+        a.config.as_deref(),
+        &a.key_files,
+        a.target.toolchain()?,
+        a.target.arch(),
+    )?;
+    Ok((commit.clone(), recipe.for_tree(&repo.tree_id(&commit)?)))
 }
 
 /// An artifact's name: its path inside the repository, else its file name.

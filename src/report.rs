@@ -219,7 +219,13 @@ pub fn bisect_text(s: &Summary) -> String {
     let _ = writeln!(
         out,
         "steps: {}; builds: {} done ({} failed), {} reused, {} predicted; test runs: {} done, {} reused",
-        t.steps, t.builds_done, t.builds_failed, t.builds_reused, t.builds_predicted, t.runs_done, t.runs_reused
+        t.steps,
+        t.builds_done,
+        t.builds_failed,
+        t.builds_reused,
+        t.builds_predicted,
+        t.effort.runs_done,
+        t.effort.runs_reused
     );
     if t.prediction_contradictions > 0 {
         let _ = writeln!(
@@ -231,7 +237,11 @@ pub fn bisect_text(s: &Summary) -> String {
     let _ = writeln!(
         out,
         "time: build {:.1}s, test {:.1}s, wall {:.1}s; saved: build {:.1}s, test {:.1}s",
-        t.build_seconds, t.test_seconds, s.wall_seconds, t.saved_build_seconds, t.saved_test_seconds
+        t.effort.build_seconds,
+        t.effort.test_seconds,
+        s.wall_seconds,
+        t.effort.saved_build_seconds,
+        t.effort.saved_test_seconds
     );
     for step in &s.steps {
         let how = match step.eval.build {

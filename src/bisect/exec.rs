@@ -12,7 +12,7 @@ use super::predict::{self, Prediction, Reference};
 use crate::child::{self, Ending};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
-use crate::key::{self, BuildInputs, Key, TestInputs};
+use crate::key::{self, BuildInputs, Key, RecipeInputs, TestInputs};
 use crate::store::{self, BuildRecord, BuildStatus, Cache, Counter, InputSet, Outcome, RunRecord, StoreError};
 
 /// Lines of build output kept in a failure record.
@@ -90,12 +90,8 @@ pub struct Evaluation {
     pub signature: Option<String>,
     pub verdict: Verdict,
     pub evidence: Evidence,
-    pub runs_done: u32,
-    pub runs_reused: u32,
-    pub build_seconds: f64,
-    pub test_seconds: f64,
-    pub saved_build_seconds: f64,
-    pub saved_test_seconds: f64,
+    #[serde(flatten)]
+    pub effort: Effort,
     /// The commit whose build this one's was predicted equal to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted_from: Option<String>,
@@ -122,18 +118,35 @@ impl Evaluation {
             signature: None,
             verdict: Verdict::Skip,
             evidence: Evidence::default(),
-            runs_done: 0,
-            runs_reused: 0,
-            build_seconds: 0.0,
-            test_seconds: 0.0,
-            saved_build_seconds: 0.0,
-            saved_test_seconds: 0.0,
+            effort: Effort::default(),
             predicted_from: None,
             reference_key: None,
             runs: Vec::new(),
             log_tail: None,
             failure: None,
         }
+    }
+}
+
+/// What a step (or a whole bisection) cost, and what the cache saved.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Effort {
+    pub runs_done: u32,
+    pub runs_reused: u32,
+    pub build_seconds: f64,
+    pub test_seconds: f64,
+    pub saved_build_seconds: f64,
+    pub saved_test_seconds: f64,
+}
+
+impl std::ops::AddAssign for Effort {
+    fn add_assign(&mut self, o: Effort) {
+        self.runs_done += o.runs_done;
+        self.runs_reused += o.runs_reused;
+        self.build_seconds += o.build_seconds;
+        self.test_seconds += o.test_seconds;
+        self.saved_build_seconds += o.saved_build_seconds;
+        self.saved_test_seconds += o.saved_test_seconds;
     }
 }
 
@@ -189,8 +202,7 @@ enum Built {
 /// Evaluates commits with one recipe; owns the worktree it builds in.
 pub struct CommitEvaluator {
     recipe: Recipe,
-    config_digest: Key,
-    recipe_digest: Key,
+    inputs: RecipeInputs,
     test_key: Key,
     worktree: PathBuf,
     /// Where the build log and the config copy go (never inside the user's tree).
@@ -212,26 +224,20 @@ impl CommitEvaluator {
         state: PathBuf,
         in_place: bool,
     ) -> Result<CommitEvaluator, EvalError> {
-        let config_digest = match &recipe.config {
-            Some(p) => key::file_digest(p).map_err(io_err(format!("config {}", p.display())))?,
-            None => key::digest(b""),
-        };
-        let recipe_digest = key::Recipe {
-            command: recipe.build.clone(),
-            make_vars: Vec::new(),
-            key_files: digests(&recipe.key_files)?,
-        }
-        .digest();
-        let test_key = TestInputs {
-            command: recipe.test.clone(),
-            files: digests(&recipe.test_key_files)?,
-            settings: Vec::new(),
-        }
-        .key();
+        let inputs = RecipeInputs::resolve(
+            &recipe.build,
+            recipe.config.as_deref(),
+            &recipe.key_files,
+            recipe.toolchain.clone(),
+            recipe.arch.clone(),
+        )
+        .map_err(file_error)?;
+        let test_key = TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
+            .map_err(file_error)?
+            .key();
         Ok(CommitEvaluator {
             recipe,
-            config_digest,
-            recipe_digest,
+            inputs,
             test_key,
             worktree,
             state,
@@ -247,17 +253,10 @@ impl CommitEvaluator {
     }
 
     pub fn inputs_for_tree(&self, tree: &str) -> BuildInputs {
-        BuildInputs {
-            tree: tree.to_string(),
-            config_digest: self.config_digest,
-            toolchain: self.recipe.toolchain.clone(),
-            arch: self.recipe.arch.clone(),
-            recipe_digest: self.recipe_digest,
-        }
+        self.inputs.for_tree(tree)
     }
 
-    /// How much of each commit's work the cache already has: -1 known
-    /// broken, 0 nothing, 1 the build, 2 the build and enough test runs.
+    /// How much of each commit's work the cache already has.
     pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<CacheState>, EvalError> {
         let trees = repo.tree_ids(commits)?;
         let wanted = self.recipe.runs;
@@ -344,49 +343,40 @@ impl CommitEvaluator {
             let (pooled, new_runs) =
                 self.test_claimed(repo, cache, commit, record_key, &signature, &more, &crashed, progress)?;
             reused = pooled.len() as u32;
-            eval.runs_done = new_runs.len() as u32;
-            eval.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
+            eval.effort.runs_done = new_runs.len() as u32;
+            eval.effort.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
             runs = pooled;
             runs.extend(new_runs);
         }
-        if eval.runs_done == 0 {
+        if eval.effort.runs_done == 0 {
             progress(&format!(
                 "  reused {reused} test run(s) of signature {}",
                 super::short(&signature)
             ));
         }
-        eval.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
-        eval.runs_reused = reused;
+        eval.effort.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
+        eval.effort.runs_reused = reused;
         eval.evidence = Evidence::of(&runs);
         eval.verdict = eval.evidence.verdict().unwrap_or(Verdict::Skip);
         eval.runs = runs;
         cache.count(&[
             (
-                if eval.runs_done == 0 {
+                if eval.effort.runs_done == 0 {
                     Counter::TestHits
                 } else {
                     Counter::TestMisses
                 },
                 1,
             ),
-            (Counter::SavedTestMs, (eval.saved_test_seconds * 1000.0) as i64),
+            (Counter::SavedTestMs, (eval.effort.saved_test_seconds * 1000.0) as i64),
         ]);
         progress(&format!("  {} ({})", eval.verdict.as_str(), describe(&eval.evidence)));
         Ok(eval)
     }
 
-    /// Builds (or reuses) one commit and signs it; no test, no prediction.
-    pub fn build_only(
-        &mut self,
-        repo: &Repo,
-        cache: &Cache,
-        commit: &str,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<Evaluation, EvalError> {
-        self.build_or_predict(repo, cache, commit, false, progress)
-    }
-
-    fn build_or_predict(
+    /// Builds (or reuses) one commit and signs it, no test; a kernel may be
+    /// predicted instead when `may_predict` (and prediction is on).
+    pub fn build_or_predict(
         &mut self,
         repo: &Repo,
         cache: &Cache,
@@ -425,7 +415,7 @@ impl CommitEvaluator {
         cache.count(&[(Counter::BuildMisses, 1)]);
         match built {
             Built::Ok(r, set) => {
-                eval.build_seconds = r.build_seconds;
+                eval.effort.build_seconds = r.build_seconds;
                 if let Some(set) = set {
                     self.add_reference(&r, &set);
                 }
@@ -433,7 +423,7 @@ impl CommitEvaluator {
                 eval.signature = r.signature.clone();
             }
             Built::Failed { failure, seconds } => {
-                eval.build_seconds = seconds;
+                eval.effort.build_seconds = seconds;
                 eval.build = if failure.deterministic {
                     BuildSource::Failed
                 } else {
@@ -473,7 +463,7 @@ impl CommitEvaluator {
         eval: &mut Evaluation,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), EvalError> {
-        eval.saved_build_seconds = r.build_seconds;
+        eval.effort.saved_build_seconds = r.build_seconds;
         eval.build = if r.status == BuildStatus::Ok {
             BuildSource::Reused
         } else {
@@ -983,11 +973,11 @@ fn lock_file(path: &Path, waiting_for: &str, progress: &mut dyn FnMut(&str)) -> 
     Ok(file)
 }
 
-fn digests(files: &[PathBuf]) -> Result<Vec<(String, Key)>, EvalError> {
-    key::file_digests(files).map_err(|e| EvalError::Io {
+fn file_error(e: key::FileError) -> EvalError {
+    EvalError::Io {
         what: e.path.display().to_string(),
         source: e.source,
-    })
+    }
 }
 
 fn tail_of(path: &Path) -> String {

@@ -64,8 +64,8 @@ impl LogFile {
         let totals = Totals {
             tested: steps.iter().filter(|s| s.purpose == Purpose::Bisect).count(),
             wall_seconds: wall,
-            build_seconds: steps.iter().map(|s| s.eval.build_seconds).sum(),
-            test_seconds: steps.iter().map(|s| s.eval.test_seconds).sum(),
+            build_seconds: steps.iter().map(|s| s.eval.effort.build_seconds).sum(),
+            test_seconds: steps.iter().map(|s| s.eval.effort.test_seconds).sum(),
         };
         let show;
         let reason;
@@ -74,7 +74,7 @@ impl LogFile {
                 commit,
                 subject,
                 signature,
-                parents,
+                ..
             } => {
                 show = repo.show_stat(commit).unwrap_or_default();
                 EndingEntry::Culprit(CulpritEntry {
@@ -82,7 +82,7 @@ impl LogFile {
                     subject,
                     show: &show,
                     signature: signature.as_deref(),
-                    parent_signature: parents.first().and_then(|(_, s)| s.as_deref()),
+                    parent_signature: outcome.parent_signature(),
                 })
             }
             Outcome::Inconclusive { candidates } => EndingEntry::Inconclusive(candidates),

@@ -45,12 +45,10 @@ const NEAR_BEST_LIMIT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BisectError {
-    #[error(transparent)]
-    Git(#[from] GitError),
+    /// Git, the cache, a build or a test failed (git and cache errors
+    /// between steps are carried the same way: see the `From`s below).
     #[error(transparent)]
     Eval(#[from] EvalError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     #[error("bad commit {bad} is an ancestor of good commit {good}: nothing to bisect")]
     BadBeforeGood { bad: String, good: String },
     #[error("no target crash to bisect: {0}")]
@@ -131,6 +129,28 @@ pub enum Outcome {
     },
 }
 
+impl From<GitError> for BisectError {
+    fn from(e: GitError) -> BisectError {
+        BisectError::Eval(EvalError::Git(e))
+    }
+}
+
+impl From<crate::store::StoreError> for BisectError {
+    fn from(e: crate::store::StoreError) -> BisectError {
+        BisectError::Eval(EvalError::Store(e))
+    }
+}
+
+impl Outcome {
+    /// The culprit's first parent's signature, when it was signed.
+    pub fn parent_signature(&self) -> Option<&str> {
+        match self {
+            Outcome::Culprit { parents, .. } => parents.first().and_then(|(_, s)| s.as_deref()),
+            _ => None,
+        }
+    }
+}
+
 /// Why a bisection names no culprit although the range has a bad end.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
@@ -171,12 +191,8 @@ pub struct Totals {
     pub builds_predicted: usize,
     /// Predictions a real build contradicted (each turns prediction off).
     pub prediction_contradictions: usize,
-    pub runs_done: u32,
-    pub runs_reused: u32,
-    pub build_seconds: f64,
-    pub test_seconds: f64,
-    pub saved_build_seconds: f64,
-    pub saved_test_seconds: f64,
+    #[serde(flatten)]
+    pub effort: exec::Effort,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -452,7 +468,9 @@ impl Run<'_> {
         progress(&format!("[{}] {} {}", self.steps.len() + 1, short(commit), subject));
         let mut eval = match purpose {
             Purpose::Bisect => self.evaluator.evaluate(self.repo, self.cache, commit, progress)?,
-            Purpose::SignatureCheck => self.evaluator.build_only(self.repo, self.cache, commit, progress)?,
+            Purpose::SignatureCheck => self
+                .evaluator
+                .build_or_predict(self.repo, self.cache, commit, false, progress)?,
         };
         if let Some(p) = predicted {
             self.check_prediction(commit, &p, &mut eval, progress)?;
@@ -581,12 +599,7 @@ fn totals(steps: &[Step]) -> Totals {
             exec::BuildSource::Reused | exec::BuildSource::KnownBroken => t.builds_reused += 1,
             exec::BuildSource::Predicted => t.builds_predicted += 1,
         }
-        t.runs_done += e.runs_done;
-        t.runs_reused += e.runs_reused;
-        t.build_seconds += e.build_seconds;
-        t.test_seconds += e.test_seconds;
-        t.saved_build_seconds += e.saved_build_seconds;
-        t.saved_test_seconds += e.saved_test_seconds;
+        t.effort += e.effort;
     }
     t
 }

@@ -147,9 +147,9 @@ impl Oracle for GitOracle<'_> {
         (self.progress)(&line);
         let eval = self
             .evaluator
-            .build_only(self.repo, self.cache, &self.line[i], &mut *self.progress)?;
+            .build_or_predict(self.repo, self.cache, &self.line[i], false, &mut *self.progress)?;
         if eval.build == BuildSource::Built {
-            self.build_seconds.0 += eval.build_seconds;
+            self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
         }
         let kernel = Kernel::of_signature(eval.signature.clone());
@@ -245,8 +245,8 @@ impl GitOracle<'_> {
             Verdict::Skip
         };
         eval.evidence = Evidence::of(&runs);
-        eval.runs_done = runs.len() as u32;
-        eval.test_seconds = seconds;
+        eval.effort.runs_done = runs.len() as u32;
+        eval.effort.test_seconds = seconds;
         eval.runs = runs.clone();
         self.record_step(i, eval, Purpose::Bisect)?;
         Ok(runs)
