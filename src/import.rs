@@ -7,6 +7,7 @@
 //! the log's original crash. Run ids are derived from the log and step, so
 //! importing the same log twice adds nothing.
 
+use crate::signature::KernelSignature;
 use std::path::Path;
 
 use serde::Serialize;
@@ -45,7 +46,8 @@ pub fn import_log(cache: &Cache, log: &Log, path: &Path) -> Result<ImportReport,
     let mut known = Vec::new();
     let mut runs = Vec::new();
     for step in &log.steps {
-        let Some(signature) = step.signature.clone() else {
+        // The parser took only 40/64-hex signatures; anything else is unsigned.
+        let Some(signature) = step.signature.as_deref().and_then(|s| KernelSignature::parse(s).ok()) else {
             report.unsigned_steps += 1;
             continue;
         };
@@ -68,7 +70,7 @@ pub fn import_log(cache: &Cache, log: &Log, path: &Path) -> Result<ImportReport,
     Ok(report)
 }
 
-fn step_runs(step: &Step, signature: &str, test_key: Key, source: &str, time: u64) -> Vec<RunRecord> {
+fn step_runs(step: &Step, signature: &KernelSignature, test_key: Key, source: &str, time: u64) -> Vec<RunRecord> {
     let outcomes: Vec<(String, &RunOutcome)> = match &step.runs {
         Runs::None => Vec::new(),
         // The count behind `all runs:` is not in the log: one run stands for it.
@@ -88,7 +90,7 @@ fn step_runs(step: &Step, signature: &str, test_key: Key, source: &str, time: u6
             let id = crate::key::digest(format!("{source}:{}:{index}", step.line).as_bytes()).to_hex();
             RunRecord {
                 schema: store::RUN_SCHEMA.into(),
-                signature: signature.to_string(),
+                signature: signature.clone(),
                 test_key,
                 run_id: format!("log-{}", &id[..32]),
                 outcome,

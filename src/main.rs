@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator, Verdict};
 use kcache::git::Repo;
 use kcache::key::{BuildInputs, Key, TestInputs};
+use kcache::signature::KernelSignature;
 use kcache::store::{self, Cache, RemoteMode};
 use kcache::{signature, syzlog};
 
@@ -334,7 +335,7 @@ struct LookupArgs {
     #[arg(long)]
     build_key: Option<String>,
     #[arg(long)]
-    signature: Option<String>,
+    signature: Option<KernelSignature>,
     /// Classify the runs against this crash (repeatable), as `bisect` does.
     #[arg(long = "crash-title", value_name = "TITLE")]
     crash_titles: Vec<String>,
@@ -357,7 +358,7 @@ struct PredictArgs {
 #[derive(Args)]
 struct RecordRunArgs {
     #[arg(long)]
-    signature: String,
+    signature: KernelSignature,
     /// The test key (64 hex), or give --test-cmd and --test-key-file to derive it.
     #[arg(long)]
     test_key: Option<String>,
@@ -951,7 +952,7 @@ fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result
         .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
         .collect();
     let vmlinux = artifacts.first().map(|(_, p)| p).context("give the vmlinux first")?;
-    let signature = signature::sign_file(vmlinux)?.to_hex();
+    let signature = KernelSignature::from(signature::sign_file(vmlinux)?);
     let record = cache.put_build(&commit, &resolved, &signature, &artifacts, build_seconds);
     finish_uploads(&cache);
     let record = record?;

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use kcache::key::{digest, BuildInputs};
+use kcache::signature::KernelSignature;
 use kcache::store::{BuildRecord, BuildStatus, Cache, BUILD_SCHEMA};
 
 fn inputs(i: u64) -> BuildInputs {
@@ -53,7 +54,7 @@ fn lookup_latency_with_a_million_build_records() {
                     schema: BUILD_SCHEMA.into(),
                     build_key: inp.key(),
                     status: BuildStatus::Ok,
-                    signature: Some(format!("{:064x}", i * 7919)),
+                    signature: Some(KernelSignature::parse(&format!("{:064x}", i * 7919)).unwrap()),
                     artifacts: Vec::new(),
                     log_tail: None,
                     commit: format!("{:040x}", i + 1),

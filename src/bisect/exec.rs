@@ -1,6 +1,7 @@
 //! Evaluating one commit through the cache: reuse what is known, build and
 //! test what is not, record everything as it completes.
 
+use crate::signature::KernelSignature;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,7 +88,7 @@ pub enum BuildSource {
 pub struct Evaluation {
     pub build_key: Key,
     pub build: BuildSource,
-    pub signature: Option<String>,
+    pub signature: Option<KernelSignature>,
     pub verdict: Verdict,
     pub evidence: Evidence,
     #[serde(flatten)]
@@ -271,7 +272,7 @@ impl CommitEvaluator {
                     None => CacheState::Unknown,
                     Some(b) if b.status == BuildStatus::Failed => CacheState::BuildFails,
                     Some(b) => {
-                        let runs = v.runs(&b.signature.unwrap_or_default(), &self.test_key)?;
+                        let runs = v.runs(b.signature.as_deref().unwrap_or_default(), &self.test_key)?;
                         if Evidence::of(&runs).needs_more(wanted) {
                             CacheState::Built
                         } else {
@@ -293,7 +294,7 @@ impl CommitEvaluator {
         repo: &Repo,
         cache: &Cache,
         commit: &str,
-    ) -> Result<Option<(String, Evidence)>, EvalError> {
+    ) -> Result<Option<(KernelSignature, Evidence)>, EvalError> {
         let Some(signature) = cache.build(&self.key_of(repo, commit)?)?.and_then(|b| b.signature) else {
             return Ok(None);
         };
@@ -611,7 +612,7 @@ impl CommitEvaluator {
         if ending == Ending::Exited(0) && missing.is_none() {
             let artifacts = self.artifact_paths();
             let signature = crate::signature::sign_file(&artifacts[0].1).map_err(StoreError::from)?;
-            let record = cache.put_build(commit, inputs, &signature.to_hex(), &artifacts, seconds)?;
+            let record = cache.put_build(commit, inputs, &signature.into(), &artifacts, seconds)?;
             let set = self.record_input_set(cache, &record)?;
             progress(&format!(
                 "  built in {seconds:.1}s, signature {}",
@@ -656,7 +657,7 @@ impl CommitEvaluator {
         cache: &Cache,
         commit: &str,
         record: &BuildRecord,
-        signature: &str,
+        signature: &KernelSignature,
         first_run: u32,
         want: u32,
         stop: &dyn Fn(&RunRecord) -> bool,
@@ -738,7 +739,7 @@ impl CommitEvaluator {
         repo: &Repo,
         cache: &Cache,
         commit: &str,
-        signature: &str,
+        signature: &KernelSignature,
         want: u32,
         stop: &dyn Fn(&RunRecord) -> bool,
         progress: &mut dyn FnMut(&str),
@@ -760,7 +761,7 @@ impl CommitEvaluator {
         cache: &Cache,
         commit: &str,
         record_key: Key,
-        signature: &str,
+        signature: &KernelSignature,
         more: &dyn Fn(&[RunRecord]) -> u32,
         stop: &dyn Fn(&RunRecord) -> bool,
         progress: &mut dyn FnMut(&str),
@@ -814,7 +815,7 @@ impl CommitEvaluator {
     fn run_test(
         &self,
         commit: &str,
-        signature: &str,
+        signature: &KernelSignature,
         artifacts: &Path,
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
@@ -828,7 +829,7 @@ impl CommitEvaluator {
                 dir: artifacts,
                 env: vec![
                     ("KCACHE_ARTIFACTS", artifacts.as_os_str().to_owned()),
-                    ("KCACHE_SIGNATURE", signature.into()),
+                    ("KCACHE_SIGNATURE", signature.as_str().into()),
                     ("KCACHE_COMMIT", commit.into()),
                     ("KCACHE_RUN", run.to_string().into()),
                 ],

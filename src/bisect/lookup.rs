@@ -1,6 +1,7 @@
 //! `kcache lookup`: what the cache knows about a build or a signature,
 //! with per-test-key evidence and the verdict it gives.
 
+use crate::signature::KernelSignature;
 use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
@@ -25,7 +26,7 @@ pub struct TestEvidence {
 #[derive(Debug, Clone, Serialize)]
 pub struct Lookup {
     pub build: Option<BuildRecord>,
-    pub signature: Option<String>,
+    pub signature: Option<KernelSignature>,
     pub artifacts: Vec<ArtifactState>,
     /// Every build key known to have produced the signature.
     pub builds: Vec<SignatureRecord>,
@@ -68,12 +69,12 @@ pub fn by_build_key(cache: &Cache, key: &Key, target: Option<&Target>) -> Result
     })
 }
 
-pub fn by_signature(cache: &Cache, signature: &str, target: Option<&Target>) -> Result<Lookup, StoreError> {
+pub fn by_signature(cache: &Cache, signature: &KernelSignature, target: Option<&Target>) -> Result<Lookup, StoreError> {
     cache.pull_runs(signature, None)?;
     cache.view(|v| signature_view(v, signature, target))
 }
 
-fn signature_view(v: &View, signature: &str, target: Option<&Target>) -> Result<Lookup, StoreError> {
+fn signature_view(v: &View, signature: &KernelSignature, target: Option<&Target>) -> Result<Lookup, StoreError> {
     let builds = v.builds_with_signature(signature)?;
     let artifacts = match builds.first() {
         Some(b) => v.artifact_states(&b.artifacts)?,
@@ -99,7 +100,7 @@ fn signature_view(v: &View, signature: &str, target: Option<&Target>) -> Result<
         .collect();
     Ok(Lookup {
         build: None,
-        signature: Some(signature.to_string()),
+        signature: Some(signature.clone()),
         artifacts,
         builds,
         known: v.known_with_signature(signature)?,

@@ -28,6 +28,7 @@ pub mod noisy;
 pub mod predict;
 pub mod sim;
 
+use crate::signature::KernelSignature;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -61,7 +62,7 @@ pub enum BisectError {
     EndpointContradicted {
         side: &'static str,
         commit: String,
-        signature: String,
+        signature: KernelSignature,
         evidence: Evidence,
         verdict: Verdict,
     },
@@ -115,9 +116,9 @@ pub enum Outcome {
     Culprit {
         commit: String,
         subject: String,
-        signature: Option<String>,
+        signature: Option<KernelSignature>,
         /// (parent, its signature) for every parent of the culprit.
-        parents: Vec<(String, Option<String>)>,
+        parents: Vec<(String, Option<KernelSignature>)>,
     },
     Inconclusive {
         candidates: Vec<String>,

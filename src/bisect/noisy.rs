@@ -6,6 +6,7 @@
 //! Invariant: only adapts git and the cache to [`bayes::Oracle`]; every
 //! decision is `bayes`'s.
 
+use crate::signature::KernelSignature;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -15,7 +16,7 @@ use super::exec::{BuildSource, Evaluation};
 use super::{logfile, BisectError, CommitEvaluator, Evidence, Options, Outcome, Purpose, Step, Summary, Verdict};
 use crate::crash::{ClassCounts, RunClass, Target};
 use crate::git::Repo;
-use crate::store::{Cache, RunRecord};
+use crate::store::{Cache, RunRecord, StoreError};
 
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
@@ -66,7 +67,7 @@ pub struct SearchReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelReport {
-    pub signature: String,
+    pub signature: KernelSignature,
     pub commits: Vec<String>,
     #[serde(flatten)]
     pub counts: ClassCounts,
@@ -122,7 +123,11 @@ impl GitOracle<'_> {
         let records = self.cache.builds(&keys, self.line.len() <= REMOTE_LOOKUP_LIMIT)?;
         Ok(records
             .into_iter()
-            .map(|r| r.map_or(Kernel::Unknown, |r| Kernel::of_signature(r.signature)))
+            .map(|r| {
+                r.map_or(Kernel::Unknown, |r| {
+                    Kernel::of_signature(r.signature.map(KernelSignature::into_string))
+                })
+            })
             .collect())
     }
 }
@@ -136,7 +141,9 @@ impl Oracle for GitOracle<'_> {
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
         if let Some(e) = &self.evals[i] {
-            return Ok(Kernel::of_signature(e.signature.clone()));
+            return Ok(Kernel::of_signature(
+                e.signature.clone().map(KernelSignature::into_string),
+            ));
         }
         let line = format!(
             "[{}] {} {}",
@@ -152,7 +159,7 @@ impl Oracle for GitOracle<'_> {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
         }
-        let kernel = Kernel::of_signature(eval.signature.clone());
+        let kernel = Kernel::of_signature(eval.signature.clone().map(KernelSignature::into_string));
         self.evals[i] = Some(eval.clone());
         // A kernel's build shows in the step of its first test batch; a
         // build that failed is a step of its own (it will not be tested).
@@ -192,7 +199,9 @@ impl Oracle for GitOracle<'_> {
 
     fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, BisectError> {
         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
-        let runs = self.batch(i, signature, n, &matched, target)?;
+        // The search's kernels are the signatures this oracle gave it.
+        let signature = KernelSignature::parse(signature).map_err(|e| StoreError::BadSignature(e.0))?;
+        let runs = self.batch(i, &signature, n, &matched, target)?;
         Ok(runs
             .iter()
             .map(|r| target.classify(r.outcome, r.title.as_deref()))
@@ -206,7 +215,7 @@ impl GitOracle<'_> {
     fn batch(
         &mut self,
         i: usize,
-        signature: &str,
+        signature: &KernelSignature,
         n: u32,
         stop: &dyn Fn(&RunRecord) -> bool,
         target: &Target,
@@ -256,7 +265,7 @@ impl GitOracle<'_> {
 /// A step for runs on a kernel this search did not build (it was known).
 fn placeholder(signature: &str) -> Evaluation {
     Evaluation {
-        signature: Some(signature.to_string()),
+        signature: KernelSignature::parse(signature).ok(),
         ..Evaluation::empty(crate::key::digest(b""))
     }
 }
@@ -300,6 +309,7 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
             )
         )));
     };
+    let sig = KernelSignature::parse(&sig).map_err(|e| StoreError::BadSignature(e.0))?;
     for _ in 0..3 {
         let runs_now = o.cache.runs_shared(&sig, &o.evaluator.test_key(), runs)?;
         let titles: Vec<&str> = runs_now
@@ -426,7 +436,7 @@ pub fn bisect(
                 out.kernels
                     .iter()
                     .find(|k| k.commits.contains(&i))
-                    .map(|k| k.signature.clone())
+                    .and_then(|k| KernelSignature::parse(&k.signature).ok())
             };
             (
                 Outcome::Culprit {
@@ -457,10 +467,15 @@ pub fn bisect(
         ),
     };
     let mut kernels = Vec::new();
-    for k in &out.kernels {
-        let runs = cache.runs(&k.signature, &oracle.evaluator.test_key())?;
+    // The search's kernels are the signatures the oracle gave it.
+    for (k, signature) in out
+        .kernels
+        .iter()
+        .filter_map(|k| Some((k, KernelSignature::parse(&k.signature).ok()?)))
+    {
+        let runs = cache.runs(&signature, &oracle.evaluator.test_key())?;
         kernels.push(KernelReport {
-            signature: k.signature.clone(),
+            signature,
             commits: k.commits.iter().map(|&i| commit_of(i)).collect(),
             counts: ClassCounts::of(&target, &runs),
         });

@@ -20,6 +20,7 @@
 //! the culprit and its parent for real, and a contradicted prediction
 //! turns prediction off for the rest of the bisection.
 
+use crate::signature::KernelSignature;
 use std::collections::HashSet;
 
 use serde::Serialize;
@@ -63,7 +64,7 @@ pub struct CommitPrediction {
 #[derive(Debug, Clone, Serialize)]
 pub struct Judgement {
     pub reference: String,
-    pub signature: String,
+    pub signature: KernelSignature,
     pub same_kernel: bool,
     pub blocker: Option<Blocker>,
 }
@@ -88,7 +89,7 @@ impl CommitPrediction {
 /// A reference build's input set, indexed for the rules.
 pub struct Reference {
     pub commit: String,
-    pub signature: String,
+    pub signature: KernelSignature,
     pub build_key: Key,
     files: HashSet<String>,
     /// Directories holding an input (a new file there could shadow one).
@@ -101,7 +102,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn new(commit: String, signature: String, set: &InputSet) -> Reference {
+    pub fn new(commit: String, signature: KernelSignature, set: &InputSet) -> Reference {
         let files: HashSet<String> = set.files.iter().cloned().collect();
         let dirs = files.iter().map(|f| parent_dir(f).to_string()).collect();
         let mut build_dirs = HashSet::from([String::new()]);
@@ -266,7 +267,7 @@ mod tests {
             files: files.iter().map(|s| s.to_string()).collect(),
             dirs: dirs.iter().map(|s| s.to_string()).collect(),
         };
-        Reference::new("r".into(), "sig".into(), &set)
+        Reference::new("r".into(), KernelSignature::parse(&"a".repeat(64)).unwrap(), &set)
     }
 
     fn change(status: char, path: &str) -> Change {
@@ -360,8 +361,16 @@ mod tests {
             files: vec![],
             dirs: vec![],
         };
-        assert!(Reference::new("r".into(), "s".into(), &set).blocker(&[]).is_some());
+        assert!(
+            Reference::new("r".into(), KernelSignature::parse(&"b".repeat(64)).unwrap(), &set)
+                .blocker(&[])
+                .is_some()
+        );
         set.complete = true;
-        assert!(Reference::new("r".into(), "s".into(), &set).blocker(&[]).is_none());
+        assert!(
+            Reference::new("r".into(), KernelSignature::parse(&"b".repeat(64)).unwrap(), &set)
+                .blocker(&[])
+                .is_none()
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod records;
 pub mod remote;
 mod upload;
 
+use crate::signature::KernelSignature;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -205,13 +206,10 @@ impl Cache {
         &self,
         commit: &str,
         inputs: &BuildInputs,
-        signature: &str,
+        signature: &KernelSignature,
         artifacts: &[(String, PathBuf)],
         build_seconds: f64,
     ) -> Result<BuildRecord, StoreError> {
-        if !signature::is_signature(signature) {
-            return Err(StoreError::BadSignature(signature.to_string()));
-        }
         if artifacts.is_empty() {
             return Err(StoreError::Index {
                 path: self.dir.clone(),
@@ -230,7 +228,7 @@ impl Cache {
         }
         let record = BuildRecord {
             status: BuildStatus::Ok,
-            signature: Some(signature.to_string()),
+            signature: Some(signature.clone()),
             artifacts: stored,
             ..build_record(commit, inputs, build_seconds)
         };
@@ -421,7 +419,7 @@ impl Cache {
             return Ok(());
         }
         if let Some(bad) = runs.iter().find(|r| !signature::is_signature(&r.signature)) {
-            return Err(StoreError::BadSignature(bad.signature.clone()));
+            return Err(StoreError::BadSignature(bad.signature.to_string()));
         }
         let upload = self.writable_remote().is_some();
         let pending = self.write(|w| {
@@ -471,7 +469,9 @@ impl Cache {
             .records::<RunRecord>(&dir)
             .into_iter()
             .map(|(_, r)| r)
-            .filter(|r| r.signature == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA)
+            .filter(|r| {
+                r.signature.as_str() == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
+            })
             .filter(|r| !local.contains(&r.run_id))
             .collect();
         if !fresh.is_empty() {
@@ -709,7 +709,7 @@ impl Cache {
                 .get_to_file(&b.key, &file)
                 .ok()
                 .and_then(|_| signature::sign_file(&file).ok())
-                .map(|s| s.to_hex());
+                .map(KernelSignature::from);
             orphans.push(OrphanBlob { blob: b.key, signature });
         }
         Ok(Salvage {
@@ -1055,7 +1055,7 @@ pub struct Salvage {
 #[derive(Debug, Clone, Serialize)]
 pub struct OrphanBlob {
     pub blob: Key,
-    pub signature: Option<String>,
+    pub signature: Option<KernelSignature>,
 }
 
 /// Reads every record of every column family (every block is read and

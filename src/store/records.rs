@@ -2,6 +2,7 @@
 //! schemas in `cache-schema/`. Each carries its schema id so a reader can
 //! refuse a version it does not know.
 
+use crate::signature::KernelSignature;
 use serde::{Deserialize, Serialize};
 
 use crate::key::Key;
@@ -40,7 +41,7 @@ pub struct BuildRecord {
     pub status: BuildStatus,
     /// Kernel signature (status `ok` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
+    pub signature: Option<KernelSignature>,
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
     /// The end of the build output (status `failed` only).
@@ -77,7 +78,7 @@ impl BuildRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SignatureRecord {
     pub schema: String,
-    pub signature: String,
+    pub signature: KernelSignature,
     pub build_key: Key,
     pub commit: String,
     pub artifacts: Vec<Artifact>,
@@ -98,7 +99,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
     pub schema: String,
-    pub signature: String,
+    pub signature: KernelSignature,
     pub test_key: Key,
     /// Unique per run (time, host, process and a random part).
     pub run_id: String,
@@ -122,7 +123,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// A run done here and now (not imported from a log), with a fresh id.
     pub fn new(
-        signature: &str,
+        signature: &KernelSignature,
         test_key: Key,
         outcome: Outcome,
         title: Option<String>,
@@ -131,7 +132,7 @@ impl RunRecord {
     ) -> RunRecord {
         RunRecord {
             schema: RUN_SCHEMA.into(),
-            signature: signature.to_string(),
+            signature: signature.clone(),
             test_key,
             run_id: new_run_id(),
             outcome,
@@ -154,7 +155,7 @@ pub struct KnownSignature {
     pub commit: String,
     /// The compiler line the log names.
     pub compiler: String,
-    pub signature: String,
+    pub signature: KernelSignature,
     pub source: String,
     pub time: u64,
 }

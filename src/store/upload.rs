@@ -159,7 +159,10 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
                 }
             }
             let build_key = record.build_key.to_hex();
-            let stem = record.signature.clone().unwrap_or_else(|| "failed".into());
+            let stem = record
+                .signature
+                .as_ref()
+                .map_or_else(|| "failed".to_string(), |s| s.to_string());
             remote
                 .push_record(&format!("builds/{build_key}"), &stem, &record)
                 .await?;
