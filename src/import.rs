@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::key::{Key, TestInputs};
+use crate::key::{TestInputs, TestKey};
 use crate::store::{self, Cache, KnownSignature, Outcome, RunRecord, StoreError};
 use crate::syzlog::{Log, RunOutcome, Runs, Step};
 
@@ -22,12 +22,12 @@ pub struct ImportReport {
     pub runs: usize,
     /// Steps without a signature (failed builds, pre-2020 logs).
     pub unsigned_steps: usize,
-    pub test_key: Option<Key>,
+    pub test_key: Option<TestKey>,
 }
 
 /// The test key runs from a syzbot log are pooled under: the reproducer is
 /// identified by the crash it was filed for.
-pub fn log_test_key(original_crash: &str) -> Key {
+pub fn log_test_key(original_crash: &str) -> TestKey {
     TestInputs {
         command: "syzbot reproducer".into(),
         files: Vec::new(),
@@ -70,7 +70,7 @@ pub fn import_log(cache: &Cache, log: &Log, path: &Path) -> Result<ImportReport,
     Ok(report)
 }
 
-fn step_runs(step: &Step, signature: &KernelSignature, test_key: Key, source: &str, time: u64) -> Vec<RunRecord> {
+fn step_runs(step: &Step, signature: &KernelSignature, test_key: TestKey, source: &str, time: u64) -> Vec<RunRecord> {
     let outcomes: Vec<(String, &RunOutcome)> = match &step.runs {
         Runs::None => Vec::new(),
         // The count behind `all runs:` is not in the log: one run stands for it.

@@ -56,6 +56,46 @@ impl TryFrom<String> for Key {
     }
 }
 
+/// Declares a newtype over [`Key`] for one kind of key: the types keep a
+/// build key from being passed where a test key belongs; serialized as the
+/// key's hex, so records are unchanged.
+macro_rules! key_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Key);
+
+        impl std::ops::Deref for $name {
+            type Target = Key;
+            fn deref(&self) -> &Key {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+key_kind!(
+    /// What decides a build: BLAKE3 of its [`BuildInputs`].
+    BuildKey
+);
+key_kind!(
+    /// What decides which runs pool together: BLAKE3 of its [`TestInputs`].
+    TestKey
+);
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
@@ -218,14 +258,16 @@ impl RecipeInputs {
 }
 
 impl BuildInputs {
-    pub fn key(&self) -> Key {
-        Encoder::new(BUILD_DOMAIN)
-            .field("tree", self.tree.as_bytes())
-            .field("config", &self.config_digest.0)
-            .field("toolchain", self.toolchain.as_bytes())
-            .field("arch", self.arch.as_bytes())
-            .field("recipe", &self.recipe_digest.0)
-            .finish()
+    pub fn key(&self) -> BuildKey {
+        BuildKey(
+            Encoder::new(BUILD_DOMAIN)
+                .field("tree", self.tree.as_bytes())
+                .field("config", &self.config_digest.0)
+                .field("toolchain", self.toolchain.as_bytes())
+                .field("arch", self.arch.as_bytes())
+                .field("recipe", &self.recipe_digest.0)
+                .finish(),
+        )
     }
 }
 
@@ -249,7 +291,7 @@ impl TestInputs {
         })
     }
 
-    pub fn key(&self) -> Key {
+    pub fn key(&self) -> TestKey {
         let mut e = Encoder::new(TEST_DOMAIN);
         e.field("command", self.command.as_bytes());
         let mut files = self.files.clone();
@@ -262,7 +304,7 @@ impl TestInputs {
         for s in &settings {
             e.field("setting", s.as_bytes());
         }
-        e.finish()
+        TestKey(e.finish())
     }
 }
 

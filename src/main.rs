@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator, Verdict};
 use kcache::git::Repo;
-use kcache::key::{BuildInputs, Key, TestInputs};
+use kcache::key::{BuildInputs, BuildKey, Key, TestInputs, TestKey};
 use kcache::signature::KernelSignature;
 use kcache::store::{self, Cache, RemoteMode};
 use kcache::{signature, syzlog};
@@ -757,9 +757,9 @@ fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
 }
 
 /// `--build-key`, else the key of the commit and build inputs given.
-fn build_key_of(build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<Key> {
+fn build_key_of(build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<BuildKey> {
     match build_key {
-        Some(k) => parse_key(k),
+        Some(k) => parse_key(k).map(BuildKey),
         None => Ok(resolve_inputs(inputs)?.1.key()),
     }
 }
@@ -1088,7 +1088,7 @@ fn record_run_cmd(settings: &kcache::config::Settings, args: RecordRunArgs) -> a
     } = args;
     let cache = open_cache(settings)?;
     let test_key = match (test_key, test_cmd) {
-        (Some(k), _) => parse_key(&k)?,
+        (Some(k), _) => TestKey(parse_key(&k)?),
         (None, Some(cmd)) => TestInputs::from_files(cmd, &test_key_files, Vec::new())?.key(),
         (None, None) => bail!("give --test-key or --test-cmd"),
     };

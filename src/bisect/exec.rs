@@ -13,7 +13,7 @@ use super::predict::{self, Prediction, Reference};
 use crate::child::{self, Ending};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
-use crate::key::{self, BuildInputs, Key, RecipeInputs, TestInputs};
+use crate::key::{self, BuildInputs, BuildKey, RecipeInputs, TestInputs, TestKey};
 use crate::store::{self, BuildRecord, BuildStatus, Cache, Counter, InputSet, Outcome, RunRecord, StoreError};
 
 /// Lines of build output kept in a failure record.
@@ -86,7 +86,7 @@ pub enum BuildSource {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
-    pub build_key: Key,
+    pub build_key: BuildKey,
     pub build: BuildSource,
     pub signature: Option<KernelSignature>,
     pub verdict: Verdict,
@@ -99,7 +99,7 @@ pub struct Evaluation {
     /// The build record holding this kernel's artifacts when it is not
     /// `build_key`'s own (a predicted build).
     #[serde(skip)]
-    pub reference_key: Option<Key>,
+    pub reference_key: Option<BuildKey>,
     /// The runs behind the verdict, oldest first (for the log).
     #[serde(skip)]
     pub runs: Vec<RunRecord>,
@@ -112,7 +112,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// Nothing known yet of the build with this key: no signature, no runs.
-    pub fn empty(build_key: Key) -> Evaluation {
+    pub fn empty(build_key: BuildKey) -> Evaluation {
         Evaluation {
             build_key,
             build: BuildSource::Reused,
@@ -204,7 +204,7 @@ enum Built {
 pub struct CommitEvaluator {
     recipe: Recipe,
     inputs: RecipeInputs,
-    test_key: Key,
+    test_key: TestKey,
     worktree: PathBuf,
     /// Where the build log and the config copy go (never inside the user's tree).
     state: PathBuf,
@@ -442,7 +442,7 @@ impl CommitEvaluator {
     fn known_build(
         &self,
         cache: &Cache,
-        key: &Key,
+        key: &BuildKey,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<BuildRecord>, EvalError> {
         match cache.build(key)? {
@@ -760,7 +760,7 @@ impl CommitEvaluator {
         repo: &Repo,
         cache: &Cache,
         commit: &str,
-        record_key: Key,
+        record_key: BuildKey,
         signature: &KernelSignature,
         more: &dyn Fn(&[RunRecord]) -> u32,
         stop: &dyn Fn(&RunRecord) -> bool,
@@ -786,12 +786,12 @@ impl CommitEvaluator {
     }
 
     /// The build key of a commit under this recipe.
-    fn key_of(&self, repo: &Repo, commit: &str) -> Result<Key, EvalError> {
+    fn key_of(&self, repo: &Repo, commit: &str) -> Result<BuildKey, EvalError> {
         Ok(self.inputs_for_tree(&repo.tree_id(commit)?).key())
     }
 
     /// The test key runs are pooled under.
-    pub fn test_key(&self) -> Key {
+    pub fn test_key(&self) -> TestKey {
         self.test_key
     }
 

@@ -6,12 +6,12 @@ use serde::Serialize;
 
 use super::evidence::{Evidence, Verdict};
 use crate::crash::{ClassCounts, Target};
-use crate::key::Key;
+use crate::key::{BuildKey, TestKey};
 use crate::store::{ArtifactState, BuildRecord, Cache, KnownSignature, SignatureRecord, StoreError, View};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestEvidence {
-    pub test_key: Key,
+    pub test_key: TestKey,
     pub runs: u32,
     pub evidence: Evidence,
     pub verdict: Option<Verdict>,
@@ -41,7 +41,7 @@ impl Lookup {
     }
 }
 
-pub fn by_build_key(cache: &Cache, key: &Key, target: Option<&Target>) -> Result<Lookup, StoreError> {
+pub fn by_build_key(cache: &Cache, key: &BuildKey, target: Option<&Target>) -> Result<Lookup, StoreError> {
     if cache.remote().is_some() {
         // Read through to the remote: the build, then every run on its kernel.
         if let Some(sig) = cache.build(key)?.and_then(|b| b.signature) {

@@ -114,7 +114,7 @@ impl GitOracle<'_> {
     /// (each commit is a request).
     fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
         let trees = self.repo.tree_ids(&self.line)?;
-        let keys: Vec<crate::key::Key> = trees
+        let keys: Vec<crate::key::BuildKey> = trees
             .iter()
             .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
             .collect();
@@ -266,7 +266,7 @@ impl GitOracle<'_> {
 fn placeholder(signature: &str) -> Evaluation {
     Evaluation {
         signature: KernelSignature::parse(signature).ok(),
-        ..Evaluation::empty(crate::key::digest(b""))
+        ..Evaluation::empty(crate::key::BuildKey(crate::key::digest(b"")))
     }
 }
 

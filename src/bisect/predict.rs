@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use crate::git::Change;
 use crate::git::{GitError, Repo};
 use crate::kernel::inputs::InputSet;
-use crate::key::Key;
+use crate::key::BuildKey;
 use crate::store::{BuildRecord, Cache, StoreError};
 
 /// Top-level files that no kernel build reads.
@@ -90,7 +90,7 @@ impl CommitPrediction {
 pub struct Reference {
     pub commit: String,
     pub signature: KernelSignature,
-    pub build_key: Key,
+    pub build_key: BuildKey,
     files: HashSet<String>,
     /// Directories holding an input (a new file there could shadow one).
     dirs: HashSet<String>,
@@ -260,7 +260,7 @@ mod tests {
     fn reference_in(files: &[&str], dirs: &[&str]) -> Reference {
         let set = InputSet {
             schema: INPUT_SET_SCHEMA.into(),
-            build_key: crate::key::digest(b"r"),
+            build_key: crate::key::BuildKey(crate::key::digest(b"r")),
             commit: "r".into(),
             complete: true,
             incomplete_reason: None,
@@ -354,7 +354,7 @@ mod tests {
     fn an_incomplete_input_set_never_predicts() {
         let mut set = InputSet {
             schema: INPUT_SET_SCHEMA.into(),
-            build_key: crate::key::digest(b"r"),
+            build_key: crate::key::BuildKey(crate::key::digest(b"r")),
             commit: "r".into(),
             complete: false,
             incomplete_reason: Some("x".into()),

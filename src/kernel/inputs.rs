@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use crate::key::Key;
 pub use crate::store::{InputSet, INPUT_SET_SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +25,7 @@ pub struct InputsError {
 
 /// Collects the input set of the kbuild build in `tree`; `None` when the
 /// tree holds no kbuild `.cmd` files (not a kbuild build).
-pub fn record(tree: &Path, build_key: Key, commit: &str) -> Result<Option<InputSet>, InputsError> {
+pub fn record(tree: &Path, build_key: crate::key::BuildKey, commit: &str) -> Result<Option<InputSet>, InputsError> {
     let mut cmd_files = Vec::new();
     find_cmd_files(tree, &mut cmd_files)?;
     if cmd_files.is_empty() {
@@ -270,7 +269,9 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
             ),
         )
         .unwrap();
-        let set = record(t, crate::key::digest(b"k"), "c0ffee").unwrap().unwrap();
+        let set = record(t, crate::key::BuildKey(crate::key::digest(b"k")), "c0ffee")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             set.files,
             [
@@ -283,21 +284,32 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
         // The tree reached through a symlink: absolute paths are the real ones.
         let link = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(t, link.path().join("tree")).unwrap();
-        let via_link = record(&link.path().join("tree"), crate::key::digest(b"k"), "c0ffee")
-            .unwrap()
-            .unwrap();
+        let via_link = record(
+            &link.path().join("tree"),
+            crate::key::BuildKey(crate::key::digest(b"k")),
+            "c0ffee",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(via_link.files, set.files);
         assert_eq!(set.dirs, ["kernel", "tools/objtool"]);
         assert!(set.complete);
         std::fs::write(t.join(".config"), "CONFIG_IKHEADERS=y\n").unwrap();
-        assert!(!record(t, crate::key::digest(b"k"), "c0ffee").unwrap().unwrap().complete);
+        assert!(
+            !record(t, crate::key::BuildKey(crate::key::digest(b"k")), "c0ffee")
+                .unwrap()
+                .unwrap()
+                .complete
+        );
     }
 
     #[test]
     fn a_tree_without_cmd_files_has_no_input_set() {
         let tree = tempfile::tempdir().unwrap();
         std::fs::write(tree.path().join("main.c"), "int x;").unwrap();
-        assert!(record(tree.path(), crate::key::digest(b"k"), "c").unwrap().is_none());
+        assert!(record(tree.path(), crate::key::BuildKey(crate::key::digest(b"k")), "c")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::key::{BuildInputs, Key};
+use crate::key::{BuildInputs, BuildKey, Key, TestKey};
 use crate::signature;
 pub use blob::BlobStore;
 pub use counters::Counter;
@@ -324,13 +324,13 @@ impl Cache {
         msg
     }
 
-    fn build_local(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+    fn build_local(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         self.view(|v| v.build(key))
     }
 
     /// Build records for `key` from the remote, backfilled into the local
     /// index (their blobs stay remote until needed). Returns the first.
-    fn build_from_remote(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+    fn build_from_remote(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         let Some(remote) = &self.remote else { return Ok(None) };
         let found = remote.records::<BuildRecord>(&format!("builds/{}", key.to_hex()));
         self.backfill_builds(key, found)
@@ -339,7 +339,7 @@ impl Cache {
     /// Build records for many keys: the local tier in one read, the misses
     /// from the remote in parallel (backfilled), in the order of `keys`.
     /// `ask_remote: false` reads the local tier only.
-    pub fn builds(&self, keys: &[Key], ask_remote: bool) -> Result<Vec<Option<BuildRecord>>, StoreError> {
+    pub fn builds(&self, keys: &[BuildKey], ask_remote: bool) -> Result<Vec<Option<BuildRecord>>, StoreError> {
         let mut out = self.view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
         let Some(remote) = self.remote.as_ref().filter(|_| ask_remote) else {
             return Ok(out);
@@ -359,7 +359,11 @@ impl Cache {
 
     /// Keeps the remote's build records for `key` in the local index (their
     /// blobs stay remote until needed); returns the one to use.
-    fn backfill_builds(&self, key: &Key, found: Vec<(String, BuildRecord)>) -> Result<Option<BuildRecord>, StoreError> {
+    fn backfill_builds(
+        &self,
+        key: &BuildKey,
+        found: Vec<(String, BuildRecord)>,
+    ) -> Result<Option<BuildRecord>, StoreError> {
         let hex = key.to_hex();
         let mut found: Vec<BuildRecord> = found
             .into_iter()
@@ -442,7 +446,7 @@ impl Cache {
     /// Runs on a signature under a test key from both tiers: the remote is
     /// asked only when the local runs are fewer than `wanted` and show no
     /// crash. Remote runs are backfilled into the local index.
-    pub fn runs_shared(&self, signature: &str, test_key: &Key, wanted: u32) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs_shared(&self, signature: &str, test_key: &TestKey, wanted: u32) -> Result<Vec<RunRecord>, StoreError> {
         let runs = self.runs(signature, test_key)?;
         let settled = runs.iter().any(|r| r.outcome == Outcome::Crash) || runs.len() >= wanted as usize;
         if settled || self.pull_runs(signature, Some(test_key))? == 0 {
@@ -453,7 +457,7 @@ impl Cache {
 
     /// Copies the remote's runs on `signature` (under one test key, or
     /// all) into the local index; returns how many were new.
-    pub fn pull_runs(&self, signature: &str, test_key: Option<&Key>) -> Result<usize, StoreError> {
+    pub fn pull_runs(&self, signature: &str, test_key: Option<&TestKey>) -> Result<usize, StoreError> {
         let Some(remote) = &self.remote else { return Ok(0) };
         let dir = match test_key {
             Some(k) => format!("runs/{signature}/{}", k.to_hex()),
@@ -560,7 +564,7 @@ impl Cache {
     }
 
     /// The build record for `key`: local tier, else the remote (backfilled).
-    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+    pub fn build(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         match self.build_local(key)? {
             Some(r) => Ok(Some(r)),
             None => self.build_from_remote(key),
@@ -568,7 +572,7 @@ impl Cache {
     }
 
     /// Every run on a signature under one test key, oldest first.
-    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         self.view(|v| v.runs(signature, test_key))
     }
 
@@ -602,7 +606,7 @@ impl Cache {
         })
     }
 
-    pub fn input_set(&self, build_key: &Key) -> Result<Option<InputSet>, StoreError> {
+    pub fn input_set(&self, build_key: &BuildKey) -> Result<Option<InputSet>, StoreError> {
         self.index.read(|r| r.get(CF_INPUT_SETS, &build_key.to_hex()))
     }
 
@@ -814,7 +818,7 @@ impl Cache {
     /// Deletes the build records (success or failure) of a build key, so
     /// the next bisection builds it again. Runs stay: they belong to the
     /// kernel signature, not the build.
-    pub fn forget_build(&self, key: &Key) -> Result<usize, StoreError> {
+    pub fn forget_build(&self, key: &BuildKey) -> Result<usize, StoreError> {
         let hex = key.to_hex();
         self.write(|w| {
             let records: Vec<(String, BuildRecord)> = w.scan(CF_BUILDS, &hex)?;
@@ -947,7 +951,7 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
-    pub fn build(&self, key: &Key) -> Result<Option<BuildRecord>, StoreError> {
+    pub fn build(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         self.r.get(CF_BUILDS, &key.to_hex())
     }
 
@@ -961,15 +965,15 @@ impl View<'_> {
     }
 
     /// Every run on a signature under one test key, oldest first.
-    pub fn runs(&self, signature: &str, test_key: &Key) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         Ok(values(
             self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?,
         ))
     }
 
     /// Every run on a signature, grouped by test key.
-    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<Key, Vec<RunRecord>>, StoreError> {
-        let mut out: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
+    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<TestKey, Vec<RunRecord>>, StoreError> {
+        let mut out: BTreeMap<TestKey, Vec<RunRecord>> = BTreeMap::new();
         for run in values::<RunRecord>(self.r.scan(CF_RUNS, &format!("{signature}/"))?) {
             out.entry(run.test_key).or_default().push(run);
         }
@@ -1007,7 +1011,7 @@ fn safe_relative(name: &str) -> PathBuf {
         .collect()
 }
 
-pub fn run_key(signature: &str, test_key: &Key, run_id: &str) -> String {
+pub fn run_key(signature: &str, test_key: &TestKey, run_id: &str) -> String {
     format!("{signature}/{}/{run_id}", test_key.to_hex())
 }
 

@@ -5,7 +5,7 @@
 use crate::signature::KernelSignature;
 use serde::{Deserialize, Serialize};
 
-use crate::key::Key;
+use crate::key::{BuildKey, Key, TestKey};
 
 pub const BUILD_SCHEMA: &str = "kcache/build/v1";
 pub const SIGNATURE_SCHEMA: &str = "kcache/signature/v1";
@@ -37,7 +37,7 @@ pub enum BuildStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuildRecord {
     pub schema: String,
-    pub build_key: Key,
+    pub build_key: BuildKey,
     pub status: BuildStatus,
     /// Kernel signature (status `ok` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,7 +79,7 @@ impl BuildRecord {
 pub struct SignatureRecord {
     pub schema: String,
     pub signature: KernelSignature,
-    pub build_key: Key,
+    pub build_key: BuildKey,
     pub commit: String,
     pub artifacts: Vec<Artifact>,
     pub time: u64,
@@ -100,7 +100,7 @@ pub enum Outcome {
 pub struct RunRecord {
     pub schema: String,
     pub signature: KernelSignature,
-    pub test_key: Key,
+    pub test_key: TestKey,
     /// Unique per run (time, host, process and a random part).
     pub run_id: String,
     pub outcome: Outcome,
@@ -124,7 +124,7 @@ impl RunRecord {
     /// A run done here and now (not imported from a log), with a fresh id.
     pub fn new(
         signature: &KernelSignature,
-        test_key: Key,
+        test_key: TestKey,
         outcome: Outcome,
         title: Option<String>,
         seconds: f64,
@@ -196,7 +196,7 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputSet {
     pub schema: String,
-    pub build_key: Key,
+    pub build_key: BuildKey,
     pub commit: String,
     /// False when the build read files kbuild does not list (see
     /// `kernel::inputs::incomplete_reason`): such a set never predicts anything.
