@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use crate::key::TreeId;
+
 #[derive(Debug, thiserror::Error)]
 #[error("git {args} (in {}): {problem}", dir.display())]
 pub struct GitError {
@@ -27,7 +29,7 @@ pub struct Repo {
 
 #[derive(Debug, Clone)]
 struct Known {
-    tree: String,
+    tree: TreeId,
     subject: String,
 }
 
@@ -87,12 +89,12 @@ impl Repo {
     }
 
     /// The tree id of a commit: what decides a build.
-    pub fn tree_id(&self, commit: &str) -> Result<String, GitError> {
+    pub fn tree_id(&self, commit: &str) -> Result<TreeId, GitError> {
         Ok(self.known(commit)?.tree)
     }
 
     /// Tree ids of many commits at once.
-    pub fn tree_ids(&self, commits: &[String]) -> Result<Vec<(String, String)>, GitError> {
+    pub fn tree_ids(&self, commits: &[String]) -> Result<Vec<(String, TreeId)>, GitError> {
         self.learn(commits)?;
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         Ok(commits
@@ -141,7 +143,7 @@ impl Repo {
                 known.insert(
                     c.to_string(),
                     Known {
-                        tree: t.to_string(),
+                        tree: TreeId::from_git(t),
                         subject,
                     },
                 );

@@ -53,7 +53,7 @@ pub fn import_log(cache: &Cache, log: &Log, path: &Path) -> Result<ImportReport,
         };
         known.push(KnownSignature {
             schema: store::KNOWN_SIGNATURE_SCHEMA.into(),
-            commit: step.commit.clone(),
+            commit: step.commit.as_str().into(),
             compiler: step.compiler.clone().unwrap_or_else(|| "unknown".into()),
             signature: signature.clone(),
             source: source.clone(),
@@ -98,7 +98,7 @@ fn step_runs(step: &Step, signature: &KernelSignature, test_key: TestKey, source
                 seconds: 0.0,
                 host: "syzbot".into(),
                 time,
-                commit: Some(step.commit.clone()),
+                commit: Some(step.commit.as_str().into()),
                 log_blob: None,
                 source: Some(source.to_string()),
             }

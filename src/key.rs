@@ -96,6 +96,123 @@ key_kind!(
     TestKey
 );
 
+/// A full git commit id (the hex git prints), as opposed to a revision
+/// name. Serialized as the string, so records are unchanged.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommitId(String);
+
+impl CommitId {
+    /// A commit id as git printed it (kcache takes them only from git).
+    pub fn from_git(hex: &str) -> CommitId {
+        CommitId(hex.trim().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn short(&self) -> &str {
+        short(&self.0)
+    }
+}
+
+impl std::ops::Deref for CommitId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for CommitId {
+    /// Commit ids kcache holds come from git's own output.
+    fn from(hex: String) -> CommitId {
+        CommitId(hex)
+    }
+}
+
+impl From<&str> for CommitId {
+    fn from(hex: &str) -> CommitId {
+        CommitId(hex.to_string())
+    }
+}
+
+impl From<CommitId> for String {
+    fn from(c: CommitId) -> String {
+        c.0
+    }
+}
+
+impl std::borrow::Borrow<str> for CommitId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl PartialEq<str> for CommitId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CommitId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// A git tree id (the hex git prints): what a build reads from the
+/// repository. Serialized as the string, so records are unchanged.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TreeId(String);
+
+impl TreeId {
+    /// A tree id as git printed it (kcache takes them only from git).
+    pub fn from_git(hex: &str) -> TreeId {
+        TreeId(hex.trim().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn short(&self) -> &str {
+        short(&self.0)
+    }
+}
+
+impl std::ops::Deref for TreeId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TreeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TreeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
@@ -198,7 +315,7 @@ impl Recipe {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildInputs {
     /// The git tree id (not the commit id: same tree, same build).
-    pub tree: String,
+    pub tree: TreeId,
     pub config_digest: Key,
     /// Compiler and linker version lines, e.g. `gcc (GCC) 10.2.1, GNU ld 2.35.2`.
     pub toolchain: String,
@@ -246,9 +363,9 @@ impl RecipeInputs {
         })
     }
 
-    pub fn for_tree(&self, tree: &str) -> BuildInputs {
+    pub fn for_tree(&self, tree: &TreeId) -> BuildInputs {
         BuildInputs {
-            tree: tree.to_string(),
+            tree: tree.clone(),
             config_digest: self.config_digest,
             toolchain: self.toolchain.clone(),
             arch: self.arch.clone(),
@@ -314,7 +431,7 @@ mod tests {
 
     fn inputs() -> BuildInputs {
         BuildInputs {
-            tree: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+            tree: TreeId::from_git("4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
             config_digest: digest(b"CONFIG_X=y"),
             toolchain: "gcc (GCC) 12.2.0".into(),
             arch: "x86_64".into(),
@@ -326,7 +443,7 @@ mod tests {
     fn every_build_input_changes_the_key() {
         let base = inputs().key();
         let mut i = inputs();
-        i.tree.replace_range(0..1, "5");
+        i.tree = TreeId::from_git("5b825dc642cb6eb9a060e54bf8d69288fbee4904");
         assert_ne!(i.key(), base);
         let mut i = inputs();
         i.config_digest = digest(b"CONFIG_X=n");

@@ -13,7 +13,7 @@ use kcache::store::{BuildRecord, BuildStatus, Cache, BUILD_SCHEMA};
 
 fn inputs(i: u64) -> BuildInputs {
     BuildInputs {
-        tree: format!("{:040x}", i),
+        tree: kcache::key::TreeId::from_git(&format!("{:040x}", i)),
         config_digest: digest(b"config"),
         toolchain: "gcc (GCC) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40".into(),
         arch: "x86_64".into(),
@@ -57,7 +57,7 @@ fn lookup_latency_with_a_million_build_records() {
                     signature: Some(KernelSignature::parse(&format!("{:064x}", i * 7919)).unwrap()),
                     artifacts: Vec::new(),
                     log_tail: None,
-                    commit: format!("{:040x}", i + 1),
+                    commit: format!("{:040x}", i + 1).into(),
                     tree: inp.tree.clone(),
                     config_digest: inp.config_digest,
                     toolchain: inp.toolchain.clone(),

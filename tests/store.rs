@@ -143,7 +143,7 @@ fn build_failures_are_recorded_and_schema_valid() {
     let cache_dir = dir.path().join("cache");
     let cache = Cache::open(&cache_dir).unwrap();
     let inputs = kcache::key::BuildInputs {
-        tree: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+        tree: kcache::key::TreeId::from_git("4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
         config_digest: kcache::key::digest(b"CONFIG_KASAN=y"),
         toolchain: "gcc 12".into(),
         arch: "x86_64".into(),

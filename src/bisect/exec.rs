@@ -13,7 +13,7 @@ use super::predict::{self, Prediction, Reference};
 use crate::child::{self, Ending};
 use crate::git::{self, GitError, Repo};
 use crate::kernel::inputs;
-use crate::key::{self, BuildInputs, BuildKey, RecipeInputs, TestInputs, TestKey};
+use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey, TreeId};
 use crate::store::{self, BuildRecord, BuildStatus, Cache, Counter, InputSet, Outcome, RunRecord, StoreError};
 
 /// Lines of build output kept in a failure record.
@@ -95,7 +95,7 @@ pub struct Evaluation {
     pub effort: Effort,
     /// The commit whose build this one's was predicted equal to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub predicted_from: Option<String>,
+    pub predicted_from: Option<CommitId>,
     /// The build record holding this kernel's artifacts when it is not
     /// `build_key`'s own (a predicted build).
     #[serde(skip)]
@@ -253,7 +253,7 @@ impl CommitEvaluator {
         self.predict = on;
     }
 
-    pub fn inputs_for_tree(&self, tree: &str) -> BuildInputs {
+    pub fn inputs_for_tree(&self, tree: &TreeId) -> BuildInputs {
         self.inputs.for_tree(tree)
     }
 

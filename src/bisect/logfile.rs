@@ -69,6 +69,7 @@ impl LogFile {
         };
         let show;
         let reason;
+        let listed: Vec<String>;
         let ending = match outcome {
             Outcome::Culprit {
                 commit,
@@ -85,7 +86,10 @@ impl LogFile {
                     parent_signature: outcome.parent_signature(),
                 })
             }
-            Outcome::Inconclusive { candidates } => EndingEntry::Inconclusive(candidates),
+            Outcome::Inconclusive { candidates } => {
+                listed = candidates.iter().map(|c| c.to_string()).collect();
+                EndingEntry::Inconclusive(&listed)
+            }
             Outcome::NoBoundary { reason: why } => {
                 reason = why.to_string();
                 EndingEntry::Error(&reason)

@@ -28,6 +28,7 @@ pub mod noisy;
 pub mod predict;
 pub mod sim;
 
+use crate::key::CommitId;
 use crate::signature::KernelSignature;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ pub enum BisectError {
         short(signature), exec::describe(evidence), verdict.as_str())]
     EndpointContradicted {
         side: &'static str,
-        commit: String,
+        commit: CommitId,
         signature: KernelSignature,
         evidence: Evidence,
         verdict: Verdict,
@@ -103,7 +104,7 @@ pub enum Purpose {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
-    pub commit: String,
+    pub commit: CommitId,
     pub subject: String,
     pub purpose: Purpose,
     #[serde(flatten)]
@@ -114,14 +115,14 @@ pub struct Step {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Outcome {
     Culprit {
-        commit: String,
+        commit: CommitId,
         subject: String,
         signature: Option<KernelSignature>,
         /// (parent, its signature) for every parent of the culprit.
-        parents: Vec<(String, Option<KernelSignature>)>,
+        parents: Vec<(CommitId, Option<KernelSignature>)>,
     },
     Inconclusive {
-        candidates: Vec<String>,
+        candidates: Vec<CommitId>,
     },
     /// The good side has the same kernel as the bad side: no commit in the
     /// range changed the kernel, so there is no culprit to name.
@@ -290,7 +291,7 @@ fn check_endpoints(
         if evidence.verdict() == Some(contradiction) {
             return Err(BisectError::EndpointContradicted {
                 side,
-                commit: commit.to_string(),
+                commit: commit.into(),
                 signature,
                 evidence,
                 verdict: contradiction,
@@ -342,7 +343,9 @@ impl Run<'_> {
                     .map(|c| c.commit.clone())
                     .collect();
                 if stuck.len() > 1 {
-                    return Ok(Some(Outcome::Inconclusive { candidates: stuck }));
+                    return Ok(Some(Outcome::Inconclusive {
+                        candidates: stuck.into_iter().map(CommitId::from).collect(),
+                    }));
                 }
                 let same_kernel_parent = self.check_culprit(&bad, progress)?;
                 if self.contradictions > contradictions {
@@ -492,7 +495,7 @@ impl Run<'_> {
         self.any_built |= eval.signature.is_some() && eval.build != exec::BuildSource::Predicted;
         self.log.step(commit, &eval, purpose)?;
         self.steps.push(Step {
-            commit: commit.to_string(),
+            commit: commit.into(),
             subject,
             purpose,
             eval: eval.clone(),
@@ -572,11 +575,11 @@ impl Run<'_> {
             .into_iter()
             .map(|p| {
                 let sig = self.seen.get(&p).and_then(|e| e.signature.clone());
-                (p, sig)
+                (CommitId::from(p), sig)
             })
             .collect();
         Ok(Outcome::Culprit {
-            commit: culprit.to_string(),
+            commit: culprit.into(),
             subject: self.repo.subject(culprit).unwrap_or_default(),
             signature: self.seen.get(culprit).and_then(|e| e.signature.clone()),
             parents,

@@ -6,6 +6,7 @@
 //! Invariant: only adapts git and the cache to [`bayes::Oracle`]; every
 //! decision is `bayes`'s.
 
+use crate::key::CommitId;
 use crate::signature::KernelSignature;
 use std::time::Instant;
 
@@ -57,7 +58,7 @@ pub struct SearchReport {
     /// The culprit's probability (or "no culprit"'s), when one was named.
     pub probability: Option<f64>,
     /// The fewest commits holding 95% of the posterior, most likely first.
-    pub credible_set: Vec<String>,
+    pub credible_set: Vec<CommitId>,
     /// Why the search stopped without a culprit, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undecided: Option<String>,
@@ -68,7 +69,7 @@ pub struct SearchReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelReport {
     pub signature: KernelSignature,
-    pub commits: Vec<String>,
+    pub commits: Vec<CommitId>,
     #[serde(flatten)]
     pub counts: ClassCounts,
 }
@@ -101,7 +102,7 @@ impl GitOracle<'_> {
         self.log.step(&self.line[i], &eval, purpose)?;
         let subject = self.subject(i);
         self.steps.push(Step {
-            commit: self.line[i].clone(),
+            commit: self.line[i].as_str().into(),
             subject,
             purpose,
             eval,
@@ -340,7 +341,10 @@ fn log_lines(r: &SearchReport) -> Vec<String> {
     if let Some(p) = r.probability {
         out.push(format!("probability: {p:.4}"));
     }
-    out.push(format!("credible set (95%): {}", r.credible_set.join(" ")));
+    out.push(format!(
+        "credible set (95%): {}",
+        r.credible_set.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" ")
+    ));
     for k in &r.kernels {
         out.push(format!("kernel {}: {}", k.signature, k.counts.describe()));
     }
@@ -362,7 +366,7 @@ fn check_good_side(o: &GitOracle, goods: &[String], target: &Target) -> Result<(
         if counts.matched >= 2 {
             return Err(BisectError::EndpointContradicted {
                 side: "good",
-                commit: g.clone(),
+                commit: g.as_str().into(),
                 signature,
                 evidence: Evidence::of(&runs),
                 verdict: Verdict::Bad,
@@ -442,8 +446,8 @@ pub fn bisect(
                 Outcome::Culprit {
                     subject: repo.subject(&commit).unwrap_or_default(),
                     signature: sig_of(*index),
-                    parents: vec![(parent, sig_of(index - 1))],
-                    commit,
+                    parents: vec![(parent.into(), sig_of(index - 1))],
+                    commit: commit.into(),
                 },
                 Some(*probability),
                 None,
@@ -460,7 +464,7 @@ pub fn bisect(
         ),
         bayes::Ending::Undecided { why, credible, .. } => (
             Outcome::Inconclusive {
-                candidates: credible.iter().map(|&i| commit_of(i)).collect(),
+                candidates: credible.iter().map(|&i| commit_of(i).into()).collect(),
             },
             None,
             Some(why.clone()),
@@ -476,7 +480,7 @@ pub fn bisect(
         let runs = cache.runs(&signature, &oracle.evaluator.test_key())?;
         kernels.push(KernelReport {
             signature,
-            commits: k.commits.iter().map(|&i| commit_of(i)).collect(),
+            commits: k.commits.iter().map(|&i| commit_of(i).into()).collect(),
             counts: ClassCounts::of(&target, &runs),
         });
     }
@@ -484,7 +488,7 @@ pub fn bisect(
         policy: "bayes",
         target: target.titles.clone(),
         probability,
-        credible_set: out.credible.iter().map(|&i| commit_of(i)).collect(),
+        credible_set: out.credible.iter().map(|&i| commit_of(i).into()).collect(),
         undecided,
         kernels,
     };

@@ -28,7 +28,7 @@ use serde::Serialize;
 pub use crate::git::Change;
 use crate::git::{GitError, Repo};
 use crate::kernel::inputs::InputSet;
-use crate::key::BuildKey;
+use crate::key::{BuildKey, CommitId};
 use crate::store::{BuildRecord, Cache, StoreError};
 
 /// Top-level files that no kernel build reads.
@@ -56,14 +56,14 @@ pub struct Blocker {
 /// What `kcache predict --json` prints for one commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitPrediction {
-    pub commit: String,
+    pub commit: CommitId,
     pub references: Vec<Judgement>,
 }
 
 /// One reference build's say on a commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Judgement {
-    pub reference: String,
+    pub reference: CommitId,
     pub signature: KernelSignature,
     pub same_kernel: bool,
     pub blocker: Option<Blocker>,
@@ -72,7 +72,7 @@ pub struct Judgement {
 impl CommitPrediction {
     pub fn new(commit: &str, judged: &[(&Reference, Option<Blocker>)]) -> CommitPrediction {
         CommitPrediction {
-            commit: commit.to_string(),
+            commit: commit.into(),
             references: judged
                 .iter()
                 .map(|(r, b)| Judgement {
@@ -88,7 +88,7 @@ impl CommitPrediction {
 
 /// A reference build's input set, indexed for the rules.
 pub struct Reference {
-    pub commit: String,
+    pub commit: CommitId,
     pub signature: KernelSignature,
     pub build_key: BuildKey,
     files: HashSet<String>,
@@ -102,7 +102,7 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn new(commit: String, signature: KernelSignature, set: &InputSet) -> Reference {
+    pub fn new(commit: CommitId, signature: KernelSignature, set: &InputSet) -> Reference {
         let files: HashSet<String> = set.files.iter().cloned().collect();
         let dirs = files.iter().map(|f| parent_dir(f).to_string()).collect();
         let mut build_dirs = HashSet::from([String::new()]);

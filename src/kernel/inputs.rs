@@ -56,7 +56,7 @@ pub fn record(tree: &Path, build_key: crate::key::BuildKey, commit: &str) -> Res
     Ok(Some(InputSet {
         schema: INPUT_SET_SCHEMA.into(),
         build_key,
-        commit: commit.to_string(),
+        commit: commit.into(),
         complete: reason.is_none(),
         incomplete_reason: reason,
         files: files.into_iter().collect(),

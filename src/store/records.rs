@@ -5,7 +5,7 @@
 use crate::signature::KernelSignature;
 use serde::{Deserialize, Serialize};
 
-use crate::key::{BuildKey, Key, TestKey};
+use crate::key::{BuildKey, CommitId, Key, TestKey, TreeId};
 
 pub const BUILD_SCHEMA: &str = "kcache/build/v1";
 pub const SIGNATURE_SCHEMA: &str = "kcache/signature/v1";
@@ -47,8 +47,8 @@ pub struct BuildRecord {
     /// The end of the build output (status `failed` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
-    pub commit: String,
-    pub tree: String,
+    pub commit: CommitId,
+    pub tree: TreeId,
     pub config_digest: Key,
     pub toolchain: String,
     pub arch: String,
@@ -80,7 +80,7 @@ pub struct SignatureRecord {
     pub schema: String,
     pub signature: KernelSignature,
     pub build_key: BuildKey,
-    pub commit: String,
+    pub commit: CommitId,
     pub artifacts: Vec<Artifact>,
     pub time: u64,
 }
@@ -112,7 +112,7 @@ pub struct RunRecord {
     pub time: u64,
     /// The commit whose kernel was tested (evidence applies to its signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_blob: Option<Key>,
     /// Where the run came from when not from a kcache test (`syzbot-log:FILE`).
@@ -140,7 +140,7 @@ impl RunRecord {
             seconds,
             host: host(),
             time: now(),
-            commit: commit.map(str::to_string),
+            commit: commit.map(CommitId::from),
             log_blob: None,
             source: None,
         }
@@ -152,7 +152,7 @@ impl RunRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KnownSignature {
     pub schema: String,
-    pub commit: String,
+    pub commit: CommitId,
     /// The compiler line the log names.
     pub compiler: String,
     pub signature: KernelSignature,
@@ -197,7 +197,7 @@ fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
 pub struct InputSet {
     pub schema: String,
     pub build_key: BuildKey,
-    pub commit: String,
+    pub commit: CommitId,
     /// False when the build read files kbuild does not list (see
     /// `kernel::inputs::incomplete_reason`): such a set never predicts anything.
     pub complete: bool,
