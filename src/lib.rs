@@ -21,7 +21,8 @@
 //! # Layering
 //!
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
-//! `store` uses `signature` (to sign what it stores) and `key`; `kernel` uses
+//! `store` uses `signature` (its `KernelSignature`, and re-signing blobs in
+//! `verify --repair`) and `key`; `git` uses only `key`'s id types; `kernel` uses
 //! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
