@@ -19,12 +19,7 @@ const RECIPE_DOMAIN: &str = "kcache recipe v1";
 #[serde(into = "String", try_from = "String")]
 pub struct Key(pub [u8; 32]);
 
-/// The one way kcache shortens a commit id, signature or key for people:
-/// its first 12 hex digits, as `git log --abbrev=12` (the whole string
-/// when shorter; never a panic on odd input).
-pub fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
+pub use crate::short_id as short;
 
 impl Key {
     pub fn to_hex(&self) -> String {
@@ -96,36 +91,14 @@ key_kind!(
     TestKey
 );
 
-/// A full git commit id (the hex git prints), as opposed to a revision
-/// name. Serialized as the string, so records are unchanged.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CommitId(String);
+hex_string_id!(
+    /// A full git commit id (the hex git prints), as opposed to a revision
+    /// name.
+    CommitId
+);
 
-impl CommitId {
-    /// A commit id as git printed it (kcache takes them only from git).
-    pub fn from_git(hex: &str) -> CommitId {
-        CommitId(hex.trim().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn short(&self) -> &str {
-        short(&self.0)
-    }
-}
-
-impl std::ops::Deref for CommitId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
+/// Commit ids kcache holds come from git's own output.
 impl From<String> for CommitId {
-    /// Commit ids kcache holds come from git's own output.
     fn from(hex: String) -> CommitId {
         CommitId(hex)
     }
@@ -143,73 +116,16 @@ impl From<CommitId> for String {
     }
 }
 
-impl std::borrow::Borrow<str> for CommitId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-
-impl PartialEq<str> for CommitId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for CommitId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-/// A git tree id (the hex git prints): what a build reads from the
-/// repository. Serialized as the string, so records are unchanged.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TreeId(String);
+hex_string_id!(
+    /// A git tree id (the hex git prints): what a build reads from the
+    /// repository.
+    TreeId
+);
 
 impl TreeId {
     /// A tree id as git printed it (kcache takes them only from git).
     pub fn from_git(hex: &str) -> TreeId {
         TreeId(hex.trim().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn short(&self) -> &str {
-        short(&self.0)
-    }
-}
-
-impl std::ops::Deref for TreeId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TreeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for TreeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
     }
 }
 

@@ -30,6 +30,77 @@
 //! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
+/// The one way kcache shortens a commit id, signature or key for people:
+/// its first 12 hex digits, as `git log --abbrev=12` (the whole string
+/// when shorter; never a panic on odd input).
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Declares an identifier held as the hex string git or syzkaller prints:
+/// serialized as that string (records stay as they are), read as a `str`,
+/// shown as itself, shortened by [`short_id`]. Construction is each
+/// type's own business (from git's output, or parsed and checked).
+macro_rules! hex_string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+
+            pub fn short(&self) -> &str {
+                $crate::short_id(&self.0)
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
 pub mod bisect;
 pub mod child;
 pub mod config;

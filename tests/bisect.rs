@@ -44,7 +44,14 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     );
     assert_ne!(&cold["outcome"]["signature"], parent_sig);
 
-    let warm = json(&run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10)));
+    let out = run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10));
+    // --json: stdout is the JSON; a bisection that succeeds says nothing on stderr.
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warm = json(&out);
+    // -v shows the progress --json holds back.
+    let verbose = run_ok(classic_cmd(&cache, &repo, &good, "HEAD", 10).arg("-v"));
+    let progress = String::from_utf8_lossy(&verbose.stderr);
+    assert!(progress.contains("build reused"), "{progress}");
     assert_eq!(warm["outcome"]["commit"], regression.as_str());
     assert_eq!(totals(&warm, "builds_done"), 0, "{warm}");
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm}");

@@ -206,18 +206,11 @@ fn a_killed_kcache_leaves_no_test_running() {
     )
     .unwrap();
     run_ok(Command::new("chmod").arg("+x").arg(&test));
-    let mut child = bisect_with(
-        &cache,
-        &repo,
-        &root_commit(&repo),
-        "HEAD",
-        "make -s vmlinux",
-        test.to_str().unwrap(),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = bisect_whole(&cache, &repo, &test)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while !pids.exists() && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));

@@ -45,14 +45,7 @@ exit 0
 }
 
 fn noisy_bisect(cache: &Path, repo: &Path, test: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut c = bisect_with(
-        cache,
-        repo,
-        &root_commit(repo),
-        "HEAD",
-        "make -s vmlinux",
-        test.to_str().unwrap(),
-    );
+    let mut c = bisect_whole(cache, repo, test);
     c.args(["--runs", "10", "--json"]).args(extra);
     json(&run_ok(&mut c))
 }
@@ -157,14 +150,7 @@ fn a_budget_ends_with_the_credible_set() {
     let repo = demo_repo(dir.path(), REPO);
     let test = noisy_test(dir.path());
     let cache = dir.path().join("cache");
-    let mut c = bisect_with(
-        &cache,
-        &repo,
-        &root_commit(&repo),
-        "HEAD",
-        "make -s vmlinux",
-        test.to_str().unwrap(),
-    );
+    let mut c = bisect_whole(&cache, &repo, &test);
     c.args(["--runs", "10", "--json", "--max-builds", "2"])
         .args(["--crash-title", "BUG: KASAN: slab-out-of-bounds in mm_init"]);
     let s = json(&run_status(&mut c, 3));
@@ -196,14 +182,7 @@ fn tests_that_tell_nothing_end_the_search() {
     std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
     run_ok(std::process::Command::new("chmod").arg("+x").arg(&hang));
     let cache = dir.path().join("cache");
-    let mut c = bisect_with(
-        &cache,
-        &repo,
-        &root_commit(&repo),
-        "HEAD",
-        "make -s vmlinux",
-        hang.to_str().unwrap(),
-    );
+    let mut c = bisect_whole(&cache, &repo, &hang);
     c.args([
         "--runs",
         "1",

@@ -124,11 +124,7 @@ impl GitOracle<'_> {
         let records = self.cache.builds(&keys, self.line.len() <= REMOTE_LOOKUP_LIMIT)?;
         Ok(records
             .into_iter()
-            .map(|r| {
-                r.map_or(Kernel::Unknown, |r| {
-                    Kernel::of_signature(r.signature.map(KernelSignature::into_string))
-                })
-            })
+            .map(|r| r.map_or(Kernel::Unknown, |r| kernel_of(r.signature)))
             .collect())
     }
 }
@@ -142,9 +138,7 @@ impl Oracle for GitOracle<'_> {
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
         if let Some(e) = &self.evals[i] {
-            return Ok(Kernel::of_signature(
-                e.signature.clone().map(KernelSignature::into_string),
-            ));
+            return Ok(kernel_of(e.signature.clone()));
         }
         let line = format!(
             "[{}] {} {}",
@@ -160,7 +154,7 @@ impl Oracle for GitOracle<'_> {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
         }
-        let kernel = Kernel::of_signature(eval.signature.clone().map(KernelSignature::into_string));
+        let kernel = kernel_of(eval.signature.clone());
         self.evals[i] = Some(eval.clone());
         // A kernel's build shows in the step of its first test batch; a
         // build that failed is a step of its own (it will not be tested).
@@ -201,7 +195,7 @@ impl Oracle for GitOracle<'_> {
     fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, BisectError> {
         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
         // The search's kernels are the signatures this oracle gave it.
-        let signature = KernelSignature::parse(signature).map_err(|e| StoreError::BadSignature(e.0))?;
+        let signature = signature_of(signature)?;
         let runs = self.batch(i, &signature, n, &matched, target)?;
         Ok(runs
             .iter()
@@ -263,6 +257,17 @@ impl GitOracle<'_> {
     }
 }
 
+/// The search's label for a kernel: its signature's text (`bayes` knows
+/// nothing of signatures), or unknown.
+fn kernel_of(signature: Option<KernelSignature>) -> Kernel {
+    Kernel::of_signature(signature.map(KernelSignature::into_string))
+}
+
+/// A label `kernel_of` made, back as a signature.
+fn signature_of(label: &str) -> Result<KernelSignature, BisectError> {
+    KernelSignature::parse(label).map_err(|e| StoreError::BadSignature(e.0).into())
+}
+
 /// A step for runs on a kernel this search did not build (it was known).
 fn placeholder(signature: &str) -> Evaluation {
     Evaluation {
@@ -310,7 +315,7 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
             )
         )));
     };
-    let sig = KernelSignature::parse(&sig).map_err(|e| StoreError::BadSignature(e.0))?;
+    let sig = signature_of(&sig)?;
     for _ in 0..3 {
         let runs_now = o.cache.runs_shared(&sig, &o.evaluator.test_key(), runs)?;
         let titles: Vec<&str> = runs_now

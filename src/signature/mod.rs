@@ -73,14 +73,13 @@ pub fn is_signature(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A kernel signature in the form syzkaller prints and kcache stores: 64
-/// lowercase hex digits (SHA-256), or 40 in logs from the SHA-1 era.
-/// Serialized as that string: records on disk are unchanged, and a record
-/// holding something else still reads (`verify` flags it, see
-/// [`KernelSignature::is_well_formed`]).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct KernelSignature(String);
+hex_string_id!(
+    /// A kernel signature in the form syzkaller prints and kcache stores: 64
+    /// lowercase hex digits (SHA-256), or 40 in logs from the SHA-1 era. A
+    /// record holding something else still reads; `verify` flags it
+    /// ([`is_signature`]).
+    KernelSignature
+);
 
 /// Text that is not a kernel signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,25 +94,6 @@ impl KernelSignature {
             Err(NotASignature(s.to_string()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
-    /// The first 12 hex digits, as kcache shows ids to people.
-    pub fn short(&self) -> &str {
-        self.0.get(..12).unwrap_or(&self.0)
-    }
-
-    /// False only for a record written by something other than kcache (or
-    /// damaged): kcache never makes one.
-    pub fn is_well_formed(&self) -> bool {
-        is_signature(&self.0)
-    }
 }
 
 impl From<Signature> for KernelSignature {
@@ -126,31 +106,6 @@ impl std::str::FromStr for KernelSignature {
     type Err = NotASignature;
     fn from_str(s: &str) -> Result<KernelSignature, NotASignature> {
         KernelSignature::parse(s)
-    }
-}
-
-impl std::ops::Deref for KernelSignature {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for KernelSignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::fmt::Debug for KernelSignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-
-impl PartialEq<str> for KernelSignature {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
     }
 }
 

@@ -16,9 +16,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rocksdb::{
-    ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WaitForCompactOptions, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -268,7 +266,6 @@ impl Index {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         open.db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
-        settle(&open.db);
         Ok(result)
     }
 
@@ -282,18 +279,6 @@ impl Index {
         };
         f(&w)
     }
-}
-
-/// Lets the compactions the open scheduled finish before the close
-/// cancels them. Every write open turns the previous writer's log into
-/// level-0 tables; left alone they pile up (three per write), and every
-/// later open reads them all.
-fn settle(db: &DB) {
-    let mut opts = WaitForCompactOptions::default();
-    opts.set_timeout(2_000_000);
-    // A compaction that fails or times out leaves more tables to open,
-    // nothing wrong: the batch is already durable.
-    let _ = db.wait_for_compact(&opts);
 }
 
 /// An open database and the advisory lock it was opened under; the

@@ -173,16 +173,17 @@ impl Cache {
         if let Some(r) = &remote {
             r.remember_outages_in(dir.join("remote-down"));
         }
+        let index = Index::new(&dir.join("index"));
         Ok(Cache {
             dir: dir.to_path_buf(),
             blobs: BlobStore::new(dir),
-            index: Index::new(&dir.join("index")),
-            remote: remote.map(Arc::new),
-            uploads: Arc::default(),
             counts: Arc::new(Counts {
-                index: Index::new(&dir.join("index")),
+                index: index.clone(),
                 pending: Pending::default(),
             }),
+            index,
+            remote: remote.map(Arc::new),
+            uploads: Arc::default(),
         })
     }
 

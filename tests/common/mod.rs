@@ -174,6 +174,19 @@ pub fn bisect_with(cache: &Path, repo: &Path, good: &str, bad: &str, build: &str
     c
 }
 
+/// `kcache bisect` of the whole demo history (root to HEAD) with its build
+/// and this test.
+pub fn bisect_whole(cache: &Path, repo: &Path, test: &Path) -> Command {
+    bisect_with(
+        cache,
+        repo,
+        &root_commit(repo),
+        "HEAD",
+        "make -s vmlinux",
+        test.to_str().unwrap(),
+    )
+}
+
 /// `kcache bisect --json` on the demo scripts.
 pub fn bisect_cmd(cache: &Path, repo: &Path, good: &str, bad: &str, runs: u32) -> Command {
     let mut c = bisect_with(cache, repo, good, bad, "make -s vmlinux", &demo_test_script());
