@@ -36,6 +36,13 @@ pub fn log_test_key(original_crash: &str) -> TestKey {
     .key()
 }
 
+/// One line of `log import --json`: a file and what it added.
+#[derive(Debug, Serialize)]
+pub struct FileImport<'a> {
+    pub path: &'a Path,
+    pub import: &'a ImportReport,
+}
+
 pub fn import_log(cache: &Cache, log: &Log, path: &Path) -> Result<ImportReport, StoreError> {
     let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
     let source = format!("syzbot-log:{name}");

@@ -227,6 +227,13 @@ impl Recipe {
     }
 }
 
+/// `kcache key --json`: the key and the inputs it is derived from.
+#[derive(Debug, Serialize)]
+pub struct KeyedInputs<'a> {
+    pub build_key: BuildKey,
+    pub inputs: &'a BuildInputs,
+}
+
 /// Everything that decides a build's binary.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildInputs {

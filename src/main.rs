@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator, Verdict};
 use kcache::git::Repo;
+use kcache::kernel::KbuildRecipe;
 use kcache::key::{BuildInputs, BuildKey, Key, TestInputs, TestKey};
 use kcache::signature::KernelSignature;
 use kcache::store::{self, Cache, RemoteMode};
@@ -52,13 +53,13 @@ struct TargetArgs {
 }
 
 impl TargetArgs {
+    fn toolchain_source(&self) -> kcache::kernel::ToolchainSource {
+        kcache::kernel::ToolchainSource::from_options(self.toolchain.as_deref(), self.toolchain_cmd.as_deref())
+    }
+
     /// `--toolchain`, else what `--toolchain-cmd` prints, else `$CC`/`$LD` versions.
     fn toolchain(&self) -> anyhow::Result<String> {
-        match (&self.toolchain, &self.toolchain_cmd) {
-            (Some(t), _) => Ok(t.clone()),
-            (None, Some(c)) => kcache::kernel::toolchain_from_command(c).context("--toolchain-cmd"),
-            (None, None) => Ok(kcache::kernel::toolchain_identity()),
-        }
+        self.toolchain_source().resolve().context("--toolchain-cmd")
     }
 
     fn arch(&self) -> String {
@@ -533,7 +534,13 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
         let analysis = syzlog::analyze(&log);
         rejected |= analysis.verdict == syzlog::ResultVerdict::Reject;
         if json {
-            println!("{}", serde_json::json!({ "path": path, "analysis": analysis }));
+            println!(
+                "{}",
+                serde_json::to_string(&syzlog::FileAnalysis {
+                    path,
+                    analysis: &analysis
+                })?
+            );
         } else {
             print!("{}", kcache::report::analysis_text(path, &analysis));
         }
@@ -559,7 +566,10 @@ fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
     each_file(files, |path| {
         let r = kcache::import::import_log(cache, &parse_log(path)?, path)?;
         if json {
-            println!("{}", serde_json::json!({ "path": path, "import": r }));
+            println!(
+                "{}",
+                serde_json::to_string(&kcache::import::FileImport { path, import: &r })?
+            );
         } else {
             println!(
                 "{}: {} known signature(s), {} run(s){}",
@@ -678,7 +688,11 @@ fn finish_uploads(cache: &Cache) {
 fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
     let (build, toolchain, artifacts) = match r.build {
         Some(build) => (build, r.target.toolchain()?, r.artifacts),
-        None => kbuild_recipe(&r, cache)?,
+        None => {
+            let k = KbuildRecipe::install(cache.dir(), &r.target.toolchain_source(), &r.artifacts)
+                .with_context(|| format!("installing the kbuild recipe in {}", cache.dir().display()))?;
+            (k.build_command, k.toolchain, k.artifacts)
+        }
     };
     Ok(BisectRecipe {
         build,
@@ -702,28 +716,6 @@ fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<std::time::Durat
         Some(s) if s.is_finite() && s > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(s))),
         Some(s) => bail!("{what} {s}: give a positive number of seconds"),
     }
-}
-
-/// `--kbuild`: the embedded recipe; its `--identity` (compiler, linker,
-/// module-signing certificate, recipe digest) is the toolchain identity.
-fn kbuild_recipe(r: &RecipeArgs, cache: &Cache) -> anyhow::Result<(String, String, Vec<String>)> {
-    let (script, build) = kcache::kernel::install_kbuild_recipe(cache.dir())
-        .with_context(|| format!("installing the kbuild recipe in {}", cache.dir().display()))?;
-    let toolchain = match (&r.target.toolchain, &r.target.toolchain_cmd) {
-        (None, None) => kcache::kernel::toolchain_from_command(&format!(
-            "KCACHE_CACHE_DIR='{}' bash '{}' --identity",
-            cache.dir().display(),
-            script.display()
-        ))
-        .context("kbuild recipe --identity")?,
-        _ => r.target.toolchain()?,
-    };
-    let artifacts = if r.artifacts.is_empty() {
-        kcache::kernel::KBUILD_ARTIFACTS.iter().map(|s| s.to_string()).collect()
-    } else {
-        r.artifacts.clone()
-    };
-    Ok((build, toolchain, artifacts))
 }
 
 /// The commit id and build inputs named on the command line.
@@ -930,7 +922,10 @@ fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "build_key": resolved.key(), "inputs": resolved })
+            serde_json::to_string(&kcache::key::KeyedInputs {
+                build_key: resolved.key(),
+                inputs: &resolved
+            })?
         );
     } else {
         println!("{}", resolved.key());
@@ -998,7 +993,11 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     if json {
         println!(
             "{}",
-            serde_json::json!({ "build_key": key, "signature": record.signature, "restored": restored })
+            serde_json::to_string(&store::Restored {
+                build_key: key,
+                signature: record.signature,
+                restored
+            })?
         );
     } else {
         for p in restored {
@@ -1018,7 +1017,13 @@ fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::
     let key = build_key_of(build_key.as_deref(), &inputs)?;
     let forgotten = cache.forget_build(&key)?;
     if json {
-        println!("{}", serde_json::json!({ "build_key": key, "forgotten": forgotten }));
+        println!(
+            "{}",
+            serde_json::to_string(&store::Forgotten {
+                build_key: key,
+                forgotten
+            })?
+        );
     } else {
         println!("{key}: forgot {forgotten} build record(s)");
     }

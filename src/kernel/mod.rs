@@ -31,6 +31,34 @@ pub fn host_arch() -> String {
     std::env::consts::ARCH.to_string()
 }
 
+/// Where the toolchain identity of a build key comes from: given by name,
+/// printed by a command, or (by default) the versions of `$CC` and `$LD`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolchainSource {
+    Named(String),
+    Command(String),
+    Default,
+}
+
+impl ToolchainSource {
+    /// `--toolchain` wins over `--toolchain-cmd`; neither is the default.
+    pub fn from_options(named: Option<&str>, command: Option<&str>) -> ToolchainSource {
+        match (named, command) {
+            (Some(n), _) => ToolchainSource::Named(n.to_string()),
+            (None, Some(c)) => ToolchainSource::Command(c.to_string()),
+            (None, None) => ToolchainSource::Default,
+        }
+    }
+
+    pub fn resolve(&self) -> std::io::Result<String> {
+        match self {
+            ToolchainSource::Named(n) => Ok(n.clone()),
+            ToolchainSource::Command(c) => toolchain_from_command(c),
+            ToolchainSource::Default => Ok(toolchain_identity()),
+        }
+    }
+}
+
 /// The toolchain identity a command prints (its lines joined by `, `), for
 /// setups where the compiler is not `$CC` (a cross compiler, a container).
 pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
@@ -77,6 +105,49 @@ pub fn install_kbuild_recipe(cache_dir: &Path) -> std::io::Result<(PathBuf, Stri
         tmp.persist(&path).map_err(|e| e.error)?;
     }
     Ok((path, format!("bash \"$KCACHE_CACHE_DIR/kbuild/{name}\"")))
+}
+
+/// `--kbuild` resolved: the embedded recipe installed in a cache, the
+/// command that runs it, the toolchain identity and the artifacts it leaves.
+#[derive(Debug, Clone)]
+pub struct KbuildRecipe {
+    pub script: PathBuf,
+    pub build_command: String,
+    pub toolchain: String,
+    pub artifacts: Vec<String>,
+}
+
+impl KbuildRecipe {
+    /// Installs the recipe in `cache_dir`. The default toolchain identity
+    /// is the recipe's own `--identity` (compiler, linker, module-signing
+    /// certificate, recipe digest); no `artifacts` means the recipe's.
+    pub fn install(
+        cache_dir: &Path,
+        toolchain: &ToolchainSource,
+        artifacts: &[String],
+    ) -> std::io::Result<KbuildRecipe> {
+        let (script, build_command) = install_kbuild_recipe(cache_dir)?;
+        let toolchain = match toolchain {
+            ToolchainSource::Default => toolchain_from_command(&format!(
+                "KCACHE_CACHE_DIR='{}' bash '{}' --identity",
+                cache_dir.display(),
+                script.display()
+            ))
+            .map_err(|e| std::io::Error::other(format!("kbuild recipe --identity: {e}")))?,
+            other => other.resolve()?,
+        };
+        let artifacts = if artifacts.is_empty() {
+            KBUILD_ARTIFACTS.iter().map(|s| s.to_string()).collect()
+        } else {
+            artifacts.to_vec()
+        };
+        Ok(KbuildRecipe {
+            script,
+            build_command,
+            toolchain,
+            artifacts,
+        })
+    }
 }
 
 pub mod inputs;

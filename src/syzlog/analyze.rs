@@ -75,6 +75,13 @@ pub struct Analysis {
 }
 
 /// Analyzes one parsed log.
+/// One line of `log analyze --json`: a file and its analysis.
+#[derive(Debug, Serialize)]
+pub struct FileAnalysis<'a> {
+    pub path: &'a std::path::Path,
+    pub analysis: &'a Analysis,
+}
+
 pub fn analyze(log: &Log) -> Analysis {
     let tested_steps = log.steps.iter().filter(|s| s.tested()).count();
     let repeated_tests = repeated_tests(log);

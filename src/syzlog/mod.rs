@@ -57,7 +57,7 @@ mod parse;
 mod replay;
 mod write;
 
-pub use analyze::{analyze, Analysis, Finding, ResultVerdict, Severity};
+pub use analyze::{analyze, Analysis, FileAnalysis, Finding, ResultVerdict, Severity};
 pub use model::{
     CulpritCommit, Direction, Durations, Ending, Garbled, Log, Purpose, Run, RunOutcome, Runs, Step, Trailer, Verdict,
 };

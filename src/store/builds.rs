@@ -1,0 +1,373 @@
+//! Build records and their artifacts: storing a build (and warning when
+//! the same inputs made different code), reading builds from both tiers
+//! (the remote's backfilled into the local index), restoring artifacts.
+
+use std::path::{Path, PathBuf};
+
+use super::index::{
+    Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_SIGNATURES,
+};
+use super::{host, now, BUILD_SCHEMA};
+use super::{upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, StoreError};
+use crate::key::{BuildInputs, BuildKey};
+
+/// `kcache get --json`: a build's artifacts restored.
+#[derive(Debug, serde::Serialize)]
+pub struct Restored {
+    pub build_key: BuildKey,
+    pub signature: Option<KernelSignature>,
+    pub restored: Vec<PathBuf>,
+}
+
+/// `kcache forget --json`: how many build records a key lost.
+#[derive(Debug, serde::Serialize)]
+pub struct Forgotten {
+    pub build_key: BuildKey,
+    pub forgotten: usize,
+}
+use crate::signature::{self, KernelSignature};
+
+impl Cache {
+    /// Stores a successful build whose first artifact (the vmlinux) has
+    /// `signature` (the caller signed it): every artifact as a blob, then
+    /// the records.
+    pub fn put_build(
+        &self,
+        commit: &str,
+        inputs: &BuildInputs,
+        signature: &KernelSignature,
+        artifacts: &[(String, PathBuf)],
+        build_seconds: f64,
+    ) -> Result<BuildRecord, StoreError> {
+        if artifacts.is_empty() {
+            return Err(StoreError::Index {
+                path: self.dir.clone(),
+                problem: "a build needs at least one artifact (the vmlinux)".into(),
+            });
+        }
+        let mut stored = Vec::with_capacity(artifacts.len());
+        for (name, path) in artifacts {
+            let s = self.blobs.put_file(path)?;
+            stored.push(Artifact {
+                name: name.clone(),
+                blake3: s.key,
+                size: s.size,
+                executable: is_executable(path),
+            });
+        }
+        let record = BuildRecord {
+            status: BuildStatus::Ok,
+            signature: Some(signature.clone()),
+            artifacts: stored,
+            ..build_record(commit, inputs, build_seconds)
+        };
+        self.write_build(&record)?;
+        Ok(record)
+    }
+
+    /// Records that these inputs fail to build, with the end of the log.
+    pub fn put_build_failure(
+        &self,
+        commit: &str,
+        inputs: &BuildInputs,
+        log_tail: &str,
+        build_seconds: f64,
+    ) -> Result<BuildRecord, StoreError> {
+        let record = BuildRecord {
+            log_tail: Some(log_tail.to_string()),
+            ..build_record(commit, inputs, build_seconds)
+        };
+        self.write_build(&record)?;
+        Ok(record)
+    }
+
+    fn write_build(&self, record: &BuildRecord) -> Result<(), StoreError> {
+        let key = record.build_key.to_hex();
+        // Someone else's build of the same inputs, to check determinism against.
+        if self.remote.is_some() && self.build_local(&record.build_key)?.is_none() {
+            self.build_from_remote(&record.build_key)?;
+        }
+        let mut conflict = None;
+        let pending = self.write(|w| {
+            let existing: Option<BuildRecord> = w.get(CF_BUILDS, &key)?;
+            let mut stored_under = key.clone();
+            match (&existing, &record.signature) {
+                (Some(old), Some(sig)) if old.signature.as_ref().is_some_and(|s| s != sig) => {
+                    // Same inputs, different code: keep both, say so loudly.
+                    stored_under = format!("{key}/{sig}");
+                    w.put(CF_BUILDS, &stored_under, record);
+                    w.add(Counter::DeterminismConflicts, 1);
+                    conflict = Some(old.clone());
+                }
+                (Some(old), _) if old.status == BuildStatus::Ok && record.status == BuildStatus::Failed => {
+                    // A flaky build failure must not hide a known good build.
+                }
+                _ => w.put(CF_BUILDS, &key, record),
+            }
+            if let Some(sr) = record.signature_record() {
+                w.put(CF_SIGNATURES, &format!("{}/{key}", sr.signature), &sr);
+            }
+            for a in &record.artifacts {
+                w.delete(CF_EVICTED, &a.blake3.to_hex());
+            }
+            Ok(self.writable_remote().map(|_| {
+                let p = upload::pending_build(&stored_under);
+                w.put(CF_PENDING, &p, &0u8);
+                p
+            }))
+        })?;
+        if let Some(old) = conflict {
+            crate::warn(&self.describe_nondeterminism(&old, record));
+        }
+        self.upload_later(pending.into_iter().collect());
+        Ok(())
+    }
+
+    /// The loud warning for a build key that produced two signatures,
+    /// naming the sections that differ when both vmlinux files can be had.
+    fn describe_nondeterminism(&self, old: &BuildRecord, new: &BuildRecord) -> String {
+        let mut msg = format!(
+            "NON-REPRODUCIBLE BUILD: build key {} produced signature {} (commit {}, {}) and now {}",
+            old.build_key,
+            old.signature.as_deref().unwrap_or("?"),
+            old.commit,
+            old.host,
+            new.signature.as_deref().unwrap_or("?")
+        );
+        let sections = (|| -> Option<Vec<String>> {
+            let dir = tempfile::tempdir_in(&self.dir).ok()?;
+            let a = self
+                .restore(old.artifacts.get(..1)?, &dir.path().join("a"))
+                .ok()?
+                .pop()?;
+            let b = self
+                .restore(new.artifacts.get(..1)?, &dir.path().join("b"))
+                .ok()?
+                .pop()?;
+            let diff = signature::diff_files(&a, &b, Some(0)).ok()?;
+            Some(diff.sections.into_iter().map(|s| s.name).collect())
+        })();
+        if let Some(sections) = sections {
+            msg.push_str(&format!("; sections that differ: {}", sections.join(", ")));
+        }
+        msg
+    }
+
+    fn build_local(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
+        self.view(|v| v.build(key))
+    }
+
+    /// Build records for `key` from the remote, backfilled into the local
+    /// index (their blobs stay remote until needed). Returns the first.
+    fn build_from_remote(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
+        let Some(remote) = &self.remote else { return Ok(None) };
+        let found = remote.records::<BuildRecord>(&format!("builds/{}", key.to_hex()));
+        self.backfill_builds(key, found)
+    }
+
+    /// Build records for many keys: the local tier in one read, the misses
+    /// from the remote in parallel (backfilled), in the order of `keys`.
+    /// `ask_remote: false` reads the local tier only.
+    pub fn builds(&self, keys: &[BuildKey], ask_remote: bool) -> Result<Vec<Option<BuildRecord>>, StoreError> {
+        let mut out = self.view(|v| keys.iter().map(|k| v.build(k)).collect::<Result<Vec<_>, _>>())?;
+        let Some(remote) = self.remote.as_ref().filter(|_| ask_remote) else {
+            return Ok(out);
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        let dirs: Vec<String> = missing
+            .iter()
+            .map(|&i| format!("builds/{}", keys[i].to_hex()))
+            .collect();
+        for (i, found) in missing.into_iter().zip(remote.records_many::<BuildRecord>(&dirs)) {
+            if !found.is_empty() {
+                out[i] = self.backfill_builds(&keys[i], found)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps the remote's build records for `key` in the local index (their
+    /// blobs stay remote until needed); returns the one to use.
+    fn backfill_builds(
+        &self,
+        key: &BuildKey,
+        found: Vec<(String, BuildRecord)>,
+    ) -> Result<Option<BuildRecord>, StoreError> {
+        let hex = key.to_hex();
+        let mut found: Vec<BuildRecord> = found
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.build_key == *key && r.schema == BUILD_SCHEMA)
+            .collect();
+        // A successful build first: a flaky failure must not hide it.
+        found.sort_by_key(|r| (r.status != BuildStatus::Ok, r.time));
+        let Some(first) = found.first().cloned() else {
+            return Ok(None);
+        };
+        let first_sig = first.signature.clone();
+        let conflicts = self.write(|w| {
+            let mut conflicts = 0;
+            for (i, r) in found.iter().enumerate() {
+                let under = if i == 0 {
+                    hex.clone()
+                } else {
+                    format!("{hex}/{}", r.signature.as_deref().unwrap_or("failed"))
+                };
+                if i > 0 && r.signature.is_some() && r.signature != first_sig {
+                    conflicts += 1;
+                    w.add(Counter::DeterminismConflicts, 1);
+                }
+                w.put(CF_BUILDS, &under, r);
+                if let Some(sr) = r.signature_record() {
+                    w.put(CF_SIGNATURES, &format!("{}/{hex}", sr.signature), &sr);
+                }
+                for a in &r.artifacts {
+                    if !self.blobs.contains(&a.blake3) {
+                        // Not in the local tier: restore fetches it.
+                        w.put(CF_EVICTED, &a.blake3.to_hex(), &0u64);
+                    }
+                }
+            }
+            Ok(conflicts)
+        })?;
+        if conflicts > 0 {
+            for r in found
+                .iter()
+                .skip(1)
+                .filter(|r| r.signature.is_some() && r.signature != first_sig)
+            {
+                crate::warn(&self.describe_nondeterminism(&first, r));
+            }
+        }
+        Ok(Some(first))
+    }
+
+    pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
+        self.write(|w| {
+            for k in known {
+                let compiler = crate::key::digest(k.compiler.as_bytes()).to_hex();
+                w.put(CF_KNOWN, &format!("{}/{compiler}", k.commit), k);
+                w.put(
+                    CF_KNOWN_BY_SIGNATURE,
+                    &format!("{}/{}/{compiler}", k.signature, k.commit),
+                    k,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// The build record for `key`: local tier, else the remote (backfilled).
+    pub fn build(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
+        match self.build_local(key)? {
+            Some(r) => Ok(Some(r)),
+            None => self.build_from_remote(key),
+        }
+    }
+
+    /// Writes many build records in one unsynced session, then flushes
+    /// (benchmark fills: no per-record fsync, no upload).
+    pub fn bulk_load_builds(&self, records: impl IntoIterator<Item = BuildRecord>) -> Result<(), StoreError> {
+        self.index.session(|w| {
+            for record in records {
+                w.put_now(CF_BUILDS, &record.build_key.to_hex(), &record)?;
+            }
+            w.flush()
+        })
+    }
+
+    /// Records what a build read (local only: prediction needs the build's
+    /// worktree history, which a remote member does not share).
+    pub fn put_input_set(&self, set: &InputSet) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.put(CF_INPUT_SETS, &set.build_key.to_hex(), set);
+            Ok(())
+        })
+    }
+
+    pub fn input_set(&self, build_key: &BuildKey) -> Result<Option<InputSet>, StoreError> {
+        self.index.read(|r| r.get(CF_INPUT_SETS, &build_key.to_hex()))
+    }
+
+    /// Restores artifacts under `dest`, each at its name; every byte is
+    /// verified against its hash first.
+    pub fn restore(&self, artifacts: &[Artifact], dest: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let mut out = Vec::with_capacity(artifacts.len());
+        for a in artifacts {
+            let target = dest.join(safe_relative(&a.name));
+            if !self.blobs.contains(&a.blake3) {
+                if let Some(remote) = &self.remote {
+                    if remote.fetch_blob(&a.blake3, &self.blobs)? {
+                        self.write(|w| {
+                            w.delete(CF_EVICTED, &a.blake3.to_hex());
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
+            match self.blobs.get_to_file(&a.blake3, &target) {
+                Err(StoreError::MissingBlob(_)) => return Err(StoreError::Evicted(a.name.clone())),
+                other => other?,
+            };
+            if a.executable {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| StoreError::io(&target, e))?;
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the build records (success or failure) of a build key, so
+    /// the next bisection builds it again. Runs stay: they belong to the
+    /// kernel signature, not the build.
+    pub fn forget_build(&self, key: &BuildKey) -> Result<usize, StoreError> {
+        let hex = key.to_hex();
+        self.write(|w| {
+            let records: Vec<(String, BuildRecord)> = w.scan(CF_BUILDS, &hex)?;
+            for (k, r) in &records {
+                w.delete(CF_BUILDS, k);
+                if let Some(sig) = &r.signature {
+                    w.delete(CF_SIGNATURES, &format!("{sig}/{hex}"));
+                }
+            }
+            w.delete(CF_INPUT_SETS, &hex);
+            Ok(records.len())
+        })
+    }
+}
+
+/// A failed build record for these inputs; callers fill in a success.
+fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
+    BuildRecord {
+        schema: BUILD_SCHEMA.into(),
+        build_key: inputs.key(),
+        status: BuildStatus::Failed,
+        signature: None,
+        artifacts: Vec::new(),
+        log_tail: None,
+        commit: commit.into(),
+        tree: inputs.tree.clone(),
+        config_digest: inputs.config_digest,
+        toolchain: inputs.toolchain.clone(),
+        arch: inputs.arch.clone(),
+        recipe_digest: inputs.recipe_digest,
+        build_seconds,
+        host: host(),
+        time: now(),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Keeps artifact names inside the destination directory.
+fn safe_relative(name: &str) -> PathBuf {
+    Path::new(name)
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect()
+}

@@ -1,0 +1,94 @@
+//! Test runs: appended per kernel signature and test key, pooled from
+//! the remote when the local tier does not settle the question.
+
+use super::index::{Read, CF_PENDING, CF_RUNS};
+use super::{upload, Cache, Outcome, RunRecord, StoreError, RUN_SCHEMA};
+use crate::key::TestKey;
+use crate::signature;
+
+impl Cache {
+    /// Appends one run. Run ids are unique, so this never overwrites.
+    pub fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.record_runs(std::slice::from_ref(run))
+    }
+
+    pub fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        if let Some(bad) = runs.iter().find(|r| !signature::is_signature(&r.signature)) {
+            return Err(StoreError::BadSignature(bad.signature.to_string()));
+        }
+        let upload = self.writable_remote().is_some();
+        let pending = self.write(|w| {
+            let mut pending = Vec::new();
+            for run in runs {
+                let key = run_key(&run.signature, &run.test_key, &run.run_id);
+                w.put(CF_RUNS, &key, run);
+                if upload {
+                    let p = upload::pending_run(&key);
+                    w.put(CF_PENDING, &p, &0u8);
+                    pending.push(p);
+                }
+            }
+            Ok(pending)
+        })?;
+        self.upload_later(pending);
+        Ok(())
+    }
+
+    /// Runs on a signature under a test key from both tiers: the remote is
+    /// asked only when the local runs are fewer than `wanted` and show no
+    /// crash. Remote runs are backfilled into the local index.
+    pub fn runs_shared(&self, signature: &str, test_key: &TestKey, wanted: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let runs = self.runs(signature, test_key)?;
+        let settled = runs.iter().any(|r| r.outcome == Outcome::Crash) || runs.len() >= wanted as usize;
+        if settled || self.pull_runs(signature, Some(test_key))? == 0 {
+            return Ok(runs);
+        }
+        self.runs(signature, test_key)
+    }
+
+    /// Copies the remote's runs on `signature` (under one test key, or
+    /// all) into the local index; returns how many were new.
+    pub fn pull_runs(&self, signature: &str, test_key: Option<&TestKey>) -> Result<usize, StoreError> {
+        let Some(remote) = &self.remote else { return Ok(0) };
+        let dir = match test_key {
+            Some(k) => format!("runs/{signature}/{}", k.to_hex()),
+            None => format!("runs/{signature}"),
+        };
+        let local: std::collections::HashSet<String> = self
+            .index
+            .read(|r| r.scan::<RunRecord>(CF_RUNS, &format!("{dir}/").replacen("runs/", "", 1)))?
+            .into_iter()
+            .map(|(_, r)| r.run_id)
+            .collect();
+        let fresh: Vec<RunRecord> = remote
+            .records::<RunRecord>(&dir)
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| {
+                r.signature.as_str() == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
+            })
+            .filter(|r| !local.contains(&r.run_id))
+            .collect();
+        if !fresh.is_empty() {
+            self.write(|w| {
+                for r in &fresh {
+                    w.put(CF_RUNS, &run_key(&r.signature, &r.test_key, &r.run_id), r);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(fresh.len())
+    }
+
+    /// Every run on a signature under one test key, oldest first.
+    pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
+        self.view(|v| v.runs(signature, test_key))
+    }
+}
+
+pub fn run_key(signature: &str, test_key: &TestKey, run_id: &str) -> String {
+    format!("{signature}/{}/{run_id}", test_key.to_hex())
+}
