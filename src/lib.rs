@@ -15,6 +15,7 @@
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
 //! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
+//! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
 //! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
 //!
@@ -109,6 +110,7 @@ pub mod git;
 pub mod import;
 pub mod kernel;
 pub mod key;
+pub mod prebuild;
 pub mod report;
 pub mod signature;
 pub mod store;

@@ -102,8 +102,9 @@ struct RecipeArgs {
     /// Test command, run --runs times in the directory of restored artifacts
     /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
     /// Exit 0 ok, 125 cannot test, 1-124 crash (a stdout line `crash: TITLE` names it); 126/127 (the shell could not run it) stop with an error.
+    /// Required by `bisect` and `exec`; `prebuild` never tests.
     #[arg(long)]
-    test: String,
+    test: Option<String>,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -195,6 +196,9 @@ enum Command {
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
     Bisect(BisectArgs),
+    /// Build every commit of a range ahead of time, oldest first in one worktree (incremental),
+    /// so later bisections of it only test. Resumable; uploads as it goes.
+    Prebuild(PrebuildArgs),
     /// Forget the build records of a build key (or of a commit and its build
     /// inputs), so the next bisection builds it again. Test runs stay.
     Forget(ForgetArgs),
@@ -224,6 +228,26 @@ enum Command {
     Sync(SyncArgs),
     /// Check every record and blob; exit non-zero on any problem.
     Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct PrebuildArgs {
+    /// The git repository.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The range: A..B (A and the commits after it up to B), or B (its whole history).
+    range: String,
+    /// Follow only the first parent of merges (the mainline, as `bisect --first-parent`).
+    #[arg(long)]
+    first_parent: bool,
+    /// Build every N-th commit (and both ends); bisections build the rest.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    every: u32,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Print the prebuild record as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -323,6 +347,9 @@ struct GetArgs {
     /// Look up by build key instead of commit and inputs.
     #[arg(long)]
     build_key: Option<String>,
+    /// Restore one blob (by its BLAKE3, delta chain included) to DEST as a file (benchmarks, debugging).
+    #[arg(long, conflicts_with = "build_key")]
+    blob: Option<String>,
     #[arg(long)]
     dest: PathBuf,
     #[arg(long)]
@@ -475,6 +502,7 @@ impl Command {
             C::Sign(SignArgs { json, .. })
             | C::Diff(DiffArgs { json, .. })
             | C::Bisect(BisectArgs { json, .. })
+            | C::Prebuild(PrebuildArgs { json, .. })
             | C::Forget(ForgetArgs { json, .. })
             | C::Exec(ExecArgs { json, .. })
             | C::Key(KeyArgs { json, .. })
@@ -503,6 +531,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(args) => config_cmd(&settings, args),
         Command::Sync(args) => sync_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
+        Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Exec(args) => exec_cmd(&settings, args, quiet),
         Command::Key(args) => key_cmd(args),
         Command::Put(args) => put_cmd(&settings, args),
@@ -686,6 +715,15 @@ fn finish_uploads(cache: &Cache) {
 }
 
 fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
+    let test = r
+        .test
+        .clone()
+        .context("--test is required: the command that tests a kernel")?;
+    build_recipe(r, cache, test)
+}
+
+/// The recipe with `test` as its test command (empty for `prebuild`).
+fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Result<BisectRecipe> {
     let (build, toolchain, artifacts) = match r.build {
         Some(build) => (build, r.target.toolchain()?, r.artifacts),
         None => {
@@ -696,7 +734,7 @@ fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
     };
     Ok(BisectRecipe {
         build,
-        test: r.test,
+        test,
         config: r.config,
         artifacts,
         runs: r.runs,
@@ -861,6 +899,63 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     })
 }
 
+fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let PrebuildArgs {
+        repo,
+        range,
+        first_parent,
+        every,
+        recipe,
+        json,
+    } = args;
+    let cache = open_cache(settings)?;
+    let repo = Repo::open(&repo)?;
+    let range = kcache::prebuild::Range::resolve(&repo, &range, first_parent)?;
+    let (worktree, state) = (
+        bisect::worktree_dir(&cache, repo.dir()),
+        bisect::state_dir(&cache, repo.dir()),
+    );
+    let mut evaluator = CommitEvaluator::new(build_recipe(recipe, &cache, String::new())?, worktree, state, false)?;
+    let bar = prebuild_bar(quiet);
+    let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every as usize, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!(
+            "{} {}, ~{:.0}s left",
+            kcache::short_id(p.commit),
+            p.source.as_str(),
+            p.eta_seconds
+        ));
+    });
+    bar.finish_and_clear();
+    finish_uploads(&cache);
+    let record = record?;
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else {
+        print!("{}", kcache::report::prebuild_text(&record));
+    }
+    Ok(if record.transient > 0 {
+        ExitCode::from(EXIT_NEGATIVE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Commits done and left with an ETA on stderr (hidden under --json).
+fn prebuild_bar(quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("prebuild [{bar:30}] {pos}/{len} commits  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Runs the chosen search, printing timestamped progress to stderr; when
 /// `quiet` (`--json` without `-v`) the progress is held back and printed
 /// only if the bisection fails, as the story of the error.
@@ -968,10 +1063,18 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     let GetArgs {
         inputs,
         build_key,
+        blob,
         dest,
         json,
     } = args;
     let cache = open_existing_cache(settings)?;
+    if let Some(blob) = blob {
+        let key = Key::from_hex(&blob).with_context(|| format!("--blob {blob}: give 64 hex digits"))?;
+        let size = cache.restore_blob(&key, &dest);
+        finish_uploads(&cache);
+        println!("{}  {}", dest.display(), size?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let key = build_key_of(build_key.as_deref(), &inputs)?;
     let Some(record) = cache.build(&key)? else {
         eprintln!("kcache: no build with key {key}");

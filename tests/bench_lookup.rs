@@ -66,6 +66,7 @@ fn lookup_latency_with_a_million_build_records() {
                     build_seconds: 420.0,
                     host: "bench".into(),
                     time: 1_700_000_000 + i,
+                    predicted_from: None,
                 }
             }))
             .unwrap();

@@ -240,6 +240,52 @@ fn a_killed_kcache_leaves_no_test_running() {
     assert_eq!(stale(), 0);
 }
 
+/// A bisection keeps the index open between its operations (a lease), so
+/// a process that needs the index while that bisection waits for a test
+/// must get it on request, not after the bisection ends or the lock times out.
+#[test]
+fn a_bisection_holding_the_index_gives_it_up_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let started = dir.path().join("started");
+    let test = dir.path().join("slow.sh");
+    std::fs::write(&test, format!("#!/bin/sh\ntouch {}\nsleep 120\n", started.display())).unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&test));
+    let mut child = bisect_whole(&cache, &repo, &test)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !started.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.exists(), "the bisection reached its first test");
+    let asked = Instant::now();
+    let s = stats(&cache);
+    let waited = asked.elapsed();
+    let done = kc(&cache)
+        .args(["forget", "--build-key", &"0".repeat(64)])
+        .output()
+        .unwrap();
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the bisection was still waiting for its test");
+    assert!(s["records"]["builds"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "stats waited {waited:?} for the index"
+    );
+    assert_eq!(
+        done.status.code(),
+        Some(1),
+        "a write got the index too: {}",
+        stderr(&done)
+    );
+}
+
 fn alive(pid: &str) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat.rsplit(')').next().unwrap_or("").trim_start().chars().next();

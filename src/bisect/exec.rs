@@ -84,6 +84,20 @@ pub enum BuildSource {
     Predicted,
 }
 
+impl BuildSource {
+    /// As in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildSource::Built => "built",
+            BuildSource::Reused => "reused",
+            BuildSource::Failed => "failed",
+            BuildSource::KnownBroken => "known-broken",
+            BuildSource::TransientFailure => "transient-failure",
+            BuildSource::Predicted => "predicted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     pub build_key: BuildKey,

@@ -37,7 +37,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use evidence::{Evidence, Verdict};
-pub use exec::{CommitEvaluator, EvalError, Evaluation, Recipe as BisectRecipe};
+pub use exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Recipe as BisectRecipe};
 
 use crate::git::{GitError, Repo};
 use crate::store::Cache;
@@ -219,8 +219,20 @@ pub fn bisect(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
     let start = Instant::now();
+    cache.hold_index();
     let (bad, goods) = resolve_endpoints(repo, opts)?;
     check_endpoints(repo, cache, evaluator, &bad, &goods)?;
+    let range: Vec<String> = repo
+        .bisect_candidates(&bad, &goods, opts.first_parent)?
+        .into_iter()
+        .map(|c| c.commit)
+        .collect();
+    let cached = evaluator
+        .cache_states(repo, cache, &range)?
+        .into_iter()
+        .filter(|s| *s != exec::CacheState::Unknown)
+        .count();
+    progress(&cached_line(cached, range.len()));
     cache.clean_stale();
     evaluator.set_prediction(opts.predict);
     let mut run = Run {
@@ -609,6 +621,16 @@ fn totals(steps: &[Step]) -> Totals {
 }
 
 pub use crate::key::short;
+
+/// Said up front: how much of the range the cache already has built (a
+/// prebuilt range costs no build).
+fn cached_line(cached: usize, commits: usize) -> String {
+    match cached {
+        0 => format!("none of the {commits} commits of the range is in the cache yet"),
+        n if n == commits => format!("all {commits} commits of the range are in the cache: no builds needed"),
+        n => format!("{n} of the {commits} commits of the range are in the cache"),
+    }
+}
 
 /// Where a bisection keeps its worktree: one per repository, under the
 /// cache, so warm runs find their build outputs again.

@@ -391,6 +391,7 @@ pub fn bisect(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
     let start = Instant::now();
+    cache.hold_index();
     let (bad, goods) = super::resolve_endpoints(repo, opts)?;
     cache.clean_stale();
     evaluator.set_prediction(false);
@@ -413,6 +414,8 @@ pub fn bisect(
         known: Vec::new(),
     };
     oracle.known = oracle.look_up_all()?;
+    let cached = oracle.known.iter().filter(|k| **k != Kernel::Unknown).count();
+    (oracle.progress)(&super::cached_line(cached, len));
     (oracle.progress)(&format!(
         "noisy search over {} commits (first-parent line), confidence {}",
         len - 1,

@@ -5,9 +5,21 @@
 //! directory fsynced, so a blob that exists is complete. Every read
 //! re-hashes what it decompresses; a blob that does not hash to its name is
 //! moved to `quarantine/` and reported, never returned.
+//!
+//! Dense storage: a blob may be a *delta* (`kcache.delta.v1`, see
+//! `cache-schema/blob-delta.v1.json`): a zstd skippable frame holding a
+//! JSON header that names its chain (its base, the base's base, ... down to
+//! a full blob), then a zstd frame compressed with the base's bytes as
+//! reference prefix (zstd's "patch-from" with long-distance matching). Two
+//! builds of neighbouring commits differ in a few KB, so a vmlinux costs KBs
+//! instead of MBs. A chain is at most [`MAX_CHAIN`] links, so a read
+//! decodes at most that many blobs; a delta that does not pay is stored
+//! full. Full blobs are plain zstd files, as before: old caches read as
+//! they are. A delta's name is still the BLAKE3 of the bytes it decodes to,
+//! and every read checks it.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,6 +31,29 @@ use crate::key::Key;
 const ZSTD_LEVEL: i32 = 1;
 /// Files above this size are compressed with zstd's worker threads.
 const MULTITHREAD_ABOVE: u64 = 32 << 20;
+
+/// The longest delta chain: a read decodes at most this many blobs.
+pub const MAX_CHAIN: usize = 16;
+/// A delta larger than 1/DELTA_PAYS of its raw size is not worth a chain
+/// link: the blob is stored full (a full vmlinux is ~1/5.5 of raw).
+const DELTA_PAYS: u64 = 12;
+/// zstd level of deltas: long-distance matching does the work.
+const DELTA_LEVEL: i32 = 3;
+/// The skippable-frame magic a delta starts with (zstd reserves
+/// 0x184D2A50..0x184D2A5F for frames decoders skip).
+const DELTA_MAGIC: u32 = 0x184D_2A5B;
+pub const DELTA_FORMAT: &str = "kcache.delta.v1";
+/// A header larger than this is not kcache's.
+const MAX_HEADER: u32 = 64 << 10;
+
+/// A delta blob's header (`cache-schema/blob-delta.v1.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeltaHeader {
+    pub format: String,
+    /// The blobs this one needs, nearest first: its base, the base's
+    /// base, ..., ending at a full blob.
+    pub chain: Vec<Key>,
+}
 
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -71,6 +106,95 @@ impl BlobStore {
         Ok(Stored { key, size, written })
     }
 
+    /// Stores a file as a delta against `base` (a stored blob: the same
+    /// artifact of a neighbouring build) when the chain stays within
+    /// [`MAX_CHAIN`] and the delta pays; else as a full blob.
+    pub fn put_file_against(&self, path: &Path, base: Option<&Key>) -> Result<Stored, StoreError> {
+        let io_err = |e| StoreError::io(path, e);
+        let size = fs::metadata(path).map_err(io_err)?.len();
+        let key = crate::key::file_digest(path).map_err(io_err)?;
+        if self.contains(&key) {
+            return Ok(Stored { key, size, written: 0 });
+        }
+        if let Some(base) = base.filter(|b| **b != key && self.contains(b)) {
+            if let Some(written) = self.try_delta(&key, path, base)? {
+                return Ok(Stored { key, size, written });
+            }
+        }
+        let mut src = File::open(path).map_err(io_err)?;
+        let written = self.write_compressed(&key, &mut src, size)?;
+        Ok(Stored { key, size, written })
+    }
+
+    /// Writes `path` as a delta against `base`; `None` when the chain
+    /// would be too long or the delta does not pay (nothing written).
+    fn try_delta(&self, key: &Key, path: &Path, base: &Key) -> Result<Option<u64>, StoreError> {
+        let mut chain = vec![*base];
+        chain.extend(self.chain_of(base)?);
+        if chain.len() > MAX_CHAIN {
+            return Ok(None);
+        }
+        let mut reference = Vec::new();
+        self.read_verified(base, &mut reference)?;
+        let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+        let header = serde_json::to_vec(&DeltaHeader {
+            format: DELTA_FORMAT.into(),
+            chain,
+        })
+        .expect("headers serialize");
+        let tmp_dir = self.tmp_dir();
+        fs::create_dir_all(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))?;
+        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let io_err = |e| StoreError::io(&tmp_path, e);
+        {
+            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+            out.write_all(&DELTA_MAGIC.to_le_bytes()).map_err(io_err)?;
+            out.write_all(&(header.len() as u32).to_le_bytes()).map_err(io_err)?;
+            out.write_all(&header).map_err(io_err)?;
+            let mut enc = zstd::Encoder::with_ref_prefix(out, DELTA_LEVEL, &reference).map_err(io_err)?;
+            enc.long_distance_matching(true).map_err(io_err)?;
+            enc.window_log(window_log(reference.len() + data.len()))
+                .map_err(io_err)?;
+            enc.include_contentsize(true).map_err(io_err)?;
+            enc.set_pledged_src_size(Some(data.len() as u64)).map_err(io_err)?;
+            enc.write_all(&data).map_err(io_err)?;
+            enc.finish().map_err(io_err)?.flush().map_err(io_err)?;
+        }
+        let written = tmp.as_file().metadata().map_err(io_err)?.len();
+        if written > (data.len() as u64 / DELTA_PAYS).max(4096) {
+            return Ok(None);
+        }
+        tmp.as_file().sync_all().map_err(io_err)?;
+        self.install(key, tmp)?;
+        Ok(Some(written))
+    }
+
+    /// The blobs a stored blob needs to be read (empty for a full blob).
+    pub fn chain_of(&self, key: &Key) -> Result<Vec<Key>, StoreError> {
+        let path = self.path_of(key);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(*key)),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        match read_header(&mut file) {
+            Ok(h) => Ok(h.map(|h| h.chain).unwrap_or_default()),
+            Err(problem) => Err(StoreError::CorruptBlob {
+                key: *key,
+                path,
+                problem,
+                quarantined: None,
+            }),
+        }
+    }
+
+    /// The chain a blob file not yet installed names (a download).
+    pub fn chain_in(file: &Path) -> Result<Vec<Key>, String> {
+        let mut f = File::open(file).map_err(|e| e.to_string())?;
+        Ok(read_header(&mut f)?.map(|h| h.chain).unwrap_or_default())
+    }
+
     /// Stores bytes held in memory (small blobs: logs, manifests).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Stored, StoreError> {
         let key = crate::key::digest(bytes);
@@ -102,12 +226,17 @@ impl BlobStore {
         }
         tmp.as_file().sync_all().map_err(io_err)?;
         let written = tmp.as_file().metadata().map_err(io_err)?.len();
+        self.install(key, tmp)?;
+        Ok(written)
+    }
+
+    /// Renames a complete, synced blob file into place.
+    fn install(&self, key: &Key, tmp: tempfile::NamedTempFile) -> Result<(), StoreError> {
         let dest = self.path_of(key);
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         tmp.persist(&dest).map_err(|e| StoreError::io(&dest, e.error))?;
-        sync_dir(dir)?;
-        Ok(written)
+        sync_dir(dir)
     }
 
     /// Decompresses a blob into `dest` (written via a temp file and renamed),
@@ -140,7 +269,11 @@ impl BlobStore {
     /// must not be trusted by the caller unless this returns `Ok`; a blob
     /// that fails the check is quarantined.
     pub fn read_verified(&self, key: &Key, out: &mut dyn Write) -> Result<u64, StoreError> {
-        match self.stream(key, out)? {
+        self.read_verified_at(key, out, 0)
+    }
+
+    fn read_verified_at(&self, key: &Key, out: &mut dyn Write, depth: usize) -> Result<u64, StoreError> {
+        match self.stream(key, out, depth)? {
             Ok(n) => {
                 touch(&self.path_of(key));
                 Ok(n)
@@ -160,7 +293,7 @@ impl BlobStore {
 
     /// Checks a blob without keeping its bytes or moving it.
     pub fn check(&self, key: &Key) -> Result<u64, String> {
-        match self.stream(key, &mut io::sink()) {
+        match self.stream(key, &mut io::sink(), 0) {
             Ok(inner) => inner,
             Err(e) => Err(e.to_string()),
         }
@@ -179,7 +312,8 @@ impl BlobStore {
     pub fn install_verified(&self, key: &Key, file: tempfile::NamedTempFile) -> Result<(), String> {
         file.as_file().sync_all().map_err(|e| e.to_string())?;
         let reopened = File::open(file.path()).map_err(|e| e.to_string())?;
-        verify_stream(key, reopened, &mut io::sink()).map_err(|e| e.to_string())??;
+        self.verify_file(key, reopened, &mut io::sink(), 0)
+            .map_err(|e| e.to_string())??;
         let dest = self.path_of(key);
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -187,15 +321,44 @@ impl BlobStore {
         sync_dir(dir).map_err(|e| e.to_string())
     }
 
-    /// Outer error: the blob cannot be opened; inner: it is corrupt.
-    fn stream(&self, key: &Key, out: &mut dyn Write) -> Result<Result<u64, String>, StoreError> {
+    /// Outer error: the blob (or a base it needs) cannot be had; inner:
+    /// the blob itself is corrupt.
+    fn stream(&self, key: &Key, out: &mut dyn Write, depth: usize) -> Result<Result<u64, String>, StoreError> {
         let path = self.path_of(key);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(*key)),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        verify_stream(key, file, out)
+        self.verify_file(key, file, out, depth)
+    }
+
+    /// Decodes a blob file (full or delta) into `out` while hashing it. A
+    /// delta's base is read (and verified) first; a base that is missing
+    /// or corrupt is the outer error, so the delta itself is not blamed.
+    fn verify_file(
+        &self,
+        key: &Key,
+        mut file: File,
+        out: &mut dyn Write,
+        depth: usize,
+    ) -> Result<Result<u64, String>, StoreError> {
+        let header = match read_header(&mut file) {
+            Ok(h) => h,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let Some(header) = header else {
+            return verify_stream(key, file, None, out);
+        };
+        let Some(base) = header.chain.first() else {
+            return Ok(Err("a delta without a base".into()));
+        };
+        if depth >= MAX_CHAIN || base == key {
+            return Ok(Err(format!("its chain is longer than {MAX_CHAIN} links (or a loop)")));
+        }
+        let mut reference = Vec::new();
+        self.read_verified_at(base, &mut reference, depth + 1)?;
+        verify_stream(key, file, Some(&reference), out)
     }
 
     /// Moves a blob aside so it is never read again; returns where it went.
@@ -274,13 +437,22 @@ pub struct BlobEntry {
 
 /// Decompresses `file` into `out` while hashing. Outer error: writing `out`
 /// failed; inner error: the blob is corrupt.
-fn verify_stream(key: &Key, file: File, out: &mut dyn Write) -> Result<Result<u64, String>, StoreError> {
+fn verify_stream(
+    key: &Key,
+    file: File,
+    reference: Option<&[u8]>,
+    out: &mut dyn Write,
+) -> Result<Result<u64, String>, StoreError> {
     let mut hasher = blake3::Hasher::new();
     // A failure to write `out` is the destination's problem, not the
     // blob's: it must not get a good blob quarantined.
     let mut sink_error = None;
     let copied = (|| -> io::Result<u64> {
-        let mut dec = zstd::Decoder::new(file)?;
+        let mut dec = match reference {
+            Some(r) => zstd::Decoder::with_ref_prefix(BufReader::new(file), r)?,
+            None => zstd::Decoder::new(file)?,
+        };
+        dec.window_log_max(31)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {
@@ -304,6 +476,47 @@ fn verify_stream(key: &Key, file: File, out: &mut dyn Write) -> Result<Result<u6
         Ok(_) => Err("content does not hash to its name".to_string()),
         Err(e) => Err(format!("cannot decompress: {e}")),
     })
+}
+
+/// The delta header at the start of a blob file, leaving the file at the
+/// zstd frame; a full blob has none (the file is left at its start).
+fn read_header(file: &mut File) -> Result<Option<DeltaHeader>, String> {
+    let mut head = [0u8; 8];
+    let n = read_up_to(file, &mut head).map_err(|e| e.to_string())?;
+    if n < 8 || u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) != DELTA_MAGIC {
+        file.rewind().map_err(|e| e.to_string())?;
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    if len > MAX_HEADER {
+        return Err(format!("delta header of {len} bytes (at most {MAX_HEADER})"));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact(&mut bytes)
+        .map_err(|e| format!("truncated delta header: {e}"))?;
+    let header: DeltaHeader = serde_json::from_slice(&bytes).map_err(|e| format!("bad delta header: {e}"))?;
+    if header.format != DELTA_FORMAT {
+        return Err(format!("unknown blob format {:?}", header.format));
+    }
+    Ok(Some(header))
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A window that spans the reference and the new bytes, so every match in
+/// the reference is reachable (zstd's patch-from rule).
+fn window_log(span: usize) -> u32 {
+    let bits = usize::BITS - span.max(1).leading_zeros();
+    bits.clamp(17, 31)
 }
 
 /// Marks a blob as just used, for least-recently-used eviction.
@@ -361,5 +574,113 @@ mod tests {
         store.put_bytes(&data).unwrap();
         fs::write(&path, b"garbage, not zstd").unwrap();
         assert!(store.check(&a.key).is_err());
+    }
+
+    /// A kernel-like file: pseudo-random (incompressible) 1 MiB, with
+    /// `edits` bytes changed at spread positions.
+    fn version(dir: &Path, name: &str, edits: &[usize]) -> PathBuf {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for &e in edits {
+            let at = e * 7919 % data.len();
+            data[at] = data[at].wrapping_add(1);
+        }
+        let path = dir.join(name);
+        fs::write(&path, &data).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_neighbour_is_stored_as_a_small_delta_and_reads_back_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let a = store.put_file(&version(dir.path(), "a", &[])).unwrap();
+        let b_path = version(dir.path(), "b", &[1, 2, 3]);
+        let b = store.put_file_against(&b_path, Some(&a.key)).unwrap();
+        assert!(a.written > 1 << 19, "random bytes do not compress: {}", a.written);
+        assert!(b.written < 4096, "the delta is {} bytes", b.written);
+        assert_eq!(store.chain_of(&b.key).unwrap(), vec![a.key]);
+        assert_eq!(store.get_bytes(&b.key).unwrap(), fs::read(&b_path).unwrap());
+        assert!(store.check(&b.key).is_ok());
+    }
+
+    #[test]
+    fn chains_stay_bounded_and_every_link_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let mut prev: Option<Key> = None;
+        let mut keys = Vec::new();
+        for i in 0..MAX_CHAIN + 4 {
+            let path = version(dir.path(), &format!("v{i}"), &[i]);
+            let s = store.put_file_against(&path, prev.as_ref()).unwrap();
+            assert!(store.chain_of(&s.key).unwrap().len() <= MAX_CHAIN);
+            keys.push((s.key, fs::read(&path).unwrap()));
+            prev = Some(s.key);
+        }
+        let full = keys
+            .iter()
+            .filter(|(k, _)| store.chain_of(k).unwrap().is_empty())
+            .count();
+        assert_eq!(full, 2, "a keyframe at the start and one when the chain was full");
+        for (k, bytes) in &keys {
+            assert_eq!(&store.get_bytes(k).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn a_delta_that_does_not_pay_is_stored_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let a = store.put_file(&version(dir.path(), "a", &[])).unwrap();
+        let other = dir.path().join("other");
+        fs::write(
+            &other,
+            (0..1u32 << 18)
+                .flat_map(|i| (i * 2_654_435_761).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let b = store.put_file_against(&other, Some(&a.key)).unwrap();
+        assert!(store.chain_of(&b.key).unwrap().is_empty());
+        assert_eq!(store.get_bytes(&b.key).unwrap(), fs::read(&other).unwrap());
+    }
+
+    #[test]
+    fn a_missing_or_corrupt_base_is_named_and_the_delta_is_not_blamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let a = store.put_file(&version(dir.path(), "a", &[])).unwrap();
+        let b = store
+            .put_file_against(&version(dir.path(), "b", &[5]), Some(&a.key))
+            .unwrap();
+        let full = fs::read(store.path_of(&a.key)).unwrap();
+        fs::write(store.path_of(&a.key), &full[..full.len() / 2]).unwrap();
+        let err = store.get_bytes(&b.key).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::CorruptBlob { key, .. } if *key == a.key),
+            "{err}"
+        );
+        assert!(store.contains(&b.key), "the delta stays");
+        assert!(matches!(store.get_bytes(&b.key), Err(StoreError::MissingBlob(k)) if k == a.key));
+    }
+
+    #[test]
+    fn a_garbage_delta_header_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let a = store.put_bytes(b"payload").unwrap();
+        let mut bad = DELTA_MAGIC.to_le_bytes().to_vec();
+        bad.extend(5u32.to_le_bytes());
+        bad.extend(b"{nope");
+        fs::write(store.path_of(&a.key), &bad).unwrap();
+        let problem = store.check(&a.key).unwrap_err();
+        assert!(problem.contains("bad delta header"), "{problem}");
     }
 }

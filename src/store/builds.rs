@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use super::index::{
-    Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_SIGNATURES,
+    Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS,
+    CF_SIGNATURES,
 };
 use super::{host, now, BUILD_SCHEMA};
-use super::{upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, StoreError};
-use crate::key::{BuildInputs, BuildKey};
+use super::{
+    upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, PrebuildRecord, StoreError,
+};
+use crate::key::{BuildInputs, BuildKey, Key};
 
 /// `kcache get --json`: a build's artifacts restored.
 #[derive(Debug, serde::Serialize)]
@@ -47,7 +50,9 @@ impl Cache {
         }
         let mut stored = Vec::with_capacity(artifacts.len());
         for (name, path) in artifacts {
-            let s = self.blobs.put_file(path)?;
+            let base = self.recent_blob(name);
+            let s = self.blobs.put_file_against(path, base.as_ref())?;
+            self.remember_blob(name, s.key);
             stored.push(Artifact {
                 name: name.clone(),
                 blake3: s.key,
@@ -63,6 +68,61 @@ impl Cache {
         };
         self.write_build(&record)?;
         Ok(record)
+    }
+
+    fn recent_blob(&self, name: &str) -> Option<Key> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+    }
+
+    fn remember_blob(&self, name: &str, key: Key) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), key);
+    }
+
+    /// Records a commit whose kernel was predicted equal to `reference`'s
+    /// (no input of that build differs): the reference's signature and
+    /// artifacts under this commit's build key, `predicted_from` naming it.
+    pub fn put_predicted_build(
+        &self,
+        commit: &str,
+        inputs: &BuildInputs,
+        reference: &BuildRecord,
+    ) -> Result<BuildRecord, StoreError> {
+        let record = BuildRecord {
+            status: BuildStatus::Ok,
+            signature: reference.signature.clone(),
+            artifacts: reference.artifacts.clone(),
+            predicted_from: Some(reference.build_key),
+            ..build_record(commit, inputs, 0.0)
+        };
+        self.write_build(&record)?;
+        Ok(record)
+    }
+
+    /// Keeps what a prebuild of a range did (one record per range and recipe).
+    pub fn put_prebuild(&self, record: &PrebuildRecord) -> Result<(), StoreError> {
+        let key = format!(
+            "{}/{}/{}",
+            record.recipe_digest.to_hex(),
+            record.config_digest.to_hex(),
+            record.range
+        );
+        self.write(|w| {
+            w.put(CF_PREBUILDS, &key, record);
+            Ok(())
+        })
+    }
+
+    /// Every prebuilt range, by recipe.
+    pub fn prebuilds(&self) -> Result<Vec<PrebuildRecord>, StoreError> {
+        Ok(self
+            .index
+            .read(|r| r.scan::<PrebuildRecord>(CF_PREBUILDS, ""))?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
     }
 
     /// Records that these inputs fail to build, with the end of the log.
@@ -295,16 +355,7 @@ impl Cache {
         let mut out = Vec::with_capacity(artifacts.len());
         for a in artifacts {
             let target = dest.join(safe_relative(&a.name));
-            if !self.blobs.contains(&a.blake3) {
-                if let Some(remote) = &self.remote {
-                    if remote.fetch_blob(&a.blake3, &self.blobs)? {
-                        self.write(|w| {
-                            w.delete(CF_EVICTED, &a.blake3.to_hex());
-                            Ok(())
-                        })?;
-                    }
-                }
-            }
+            self.fetch_missing(&a.blake3)?;
             match self.blobs.get_to_file(&a.blake3, &target) {
                 Err(StoreError::MissingBlob(_)) => return Err(StoreError::Evicted(a.name.clone())),
                 other => other?,
@@ -317,6 +368,39 @@ impl Cache {
             out.push(target);
         }
         Ok(out)
+    }
+
+    /// Restores one blob (its chain fetched as needed) to `dest`; its size.
+    pub fn restore_blob(&self, key: &Key, dest: &Path) -> Result<u64, StoreError> {
+        self.fetch_missing(key)?;
+        self.blobs.get_to_file(key, dest)
+    }
+
+    /// Fetches from the remote what reading a blob needs and the local tier
+    /// lacks: the blob (with its delta chain), or links of its chain.
+    fn fetch_missing(&self, key: &Key) -> Result<(), StoreError> {
+        let Some(remote) = &self.remote else { return Ok(()) };
+        let missing: Vec<Key> = if self.blobs.contains(key) {
+            let chain = self.blobs.chain_of(key)?;
+            chain.into_iter().rev().filter(|k| !self.blobs.contains(k)).collect()
+        } else {
+            vec![*key]
+        };
+        let mut fetched = Vec::new();
+        for k in missing {
+            if !self.blobs.contains(&k) && remote.fetch_blob(&k, &self.blobs)? {
+                fetched.push(k);
+            }
+        }
+        if !fetched.is_empty() {
+            self.write(|w| {
+                for k in &fetched {
+                    w.delete(CF_EVICTED, &k.to_hex());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Deletes the build records (success or failure) of a build key, so
@@ -356,6 +440,7 @@ fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> Build
         build_seconds,
         host: host(),
         time: now(),
+        predicted_from: None,
     }
 }
 

@@ -11,10 +11,22 @@
 //! milliseconds, so waits are short; one longer than a second is reported,
 //! and after [`LOCK_TIMEOUT`] the operation fails with a clear error
 //! instead of hanging.
+//!
+//! A bisection asks the index many small questions per step, and each open
+//! costs milliseconds. So a long-running process may take a *lease*
+//! ([`Index::hold`]): it keeps the index open read-write (under the
+//! exclusive lock) between operations, and gives it up within
+//! [`LEASE_POLL`] when another process asks for it. Asking is a file:
+//! a process that finds the lock taken touches `index.wants/<pid>` while
+//! it waits; the holder's watcher thread sees another process's fresh file
+//! there, closes the index
+//! and does not take the lease again for [`LEASE_BACKOFF`]. Every write is
+//! still one fsynced batch, so a killed holder loses nothing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, MergeOperands, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
@@ -33,6 +45,8 @@ pub const CF_PENDING: &str = "pending_upload";
 pub const CF_COUNTERS: &str = "counters";
 /// What each kbuild build read (`kcache.input-set.v1`), by build key.
 pub const CF_INPUT_SETS: &str = "input_sets";
+/// One record per prebuilt range and recipe (`kcache.prebuild.v1`).
+pub const CF_PREBUILDS: &str = "prebuilds";
 pub const ALL_CFS: &[&str] = &[
     CF_BUILDS,
     CF_SIGNATURES,
@@ -43,14 +57,40 @@ pub const ALL_CFS: &[&str] = &[
     CF_PENDING,
     CF_COUNTERS,
     CF_INPUT_SETS,
+    CF_PREBUILDS,
 ];
 
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const REPORT_WAIT_AFTER: Duration = Duration::from_secs(1);
+/// How often a lease holder looks for another process asking for the index.
+pub const LEASE_POLL: Duration = Duration::from_millis(10);
+/// After giving the lease up, a holder opens per operation this long.
+pub const LEASE_BACKOFF: Duration = Duration::from_secs(2);
+/// A request in `index.wants/` older than this is from a waiter that is gone.
+const WANT_FRESH: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Index {
     path: PathBuf,
+    /// Shared by every clone in this process (see [`Index::hold`]).
+    lease: Arc<Mutex<Lease>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("lease", &lock_lease(&self.lease).enabled)
+            .finish()
+    }
+}
+
+/// The index kept open between operations, or when it was last given up.
+#[derive(Default)]
+struct Lease {
+    enabled: bool,
+    open: Option<Open>,
+    given_up: Option<Instant>,
 }
 
 /// A read-only view of the index.
@@ -112,7 +152,77 @@ impl Index {
     pub fn new(path: &Path) -> Index {
         Index {
             path: path.to_path_buf(),
+            lease: Arc::default(),
         }
+    }
+
+    /// This index with a lease (see the module docs): operations reuse one
+    /// read-write open until another process asks for the index. A
+    /// watcher thread gives the lease up on request, and ends with the
+    /// last clone.
+    pub fn hold(&self) {
+        let mut lease = lock_lease(&self.lease);
+        if lease.enabled {
+            return;
+        }
+        let weak = Arc::downgrade(&self.lease);
+        let wants = self.wants_dir();
+        let spawned = std::thread::Builder::new()
+            .name("kcache-lease".into())
+            .spawn(move || watch_lease(&weak, &wants));
+        // Without a watcher nobody could take the index from us.
+        lease.enabled = spawned.is_ok();
+    }
+
+    /// Closes a leased open now (before this process opens the index
+    /// another way, which the lease's lock would block).
+    fn give_up_lease(&self) {
+        lock_lease(&self.lease).give_up();
+    }
+
+    fn wants_dir(&self) -> PathBuf {
+        self.path.with_extension("wants")
+    }
+
+    /// Tells a lease holder that this process waits for the index (best
+    /// effort: a reader that may not write there cannot ask, and waits).
+    fn ask_for_index(&self) -> bool {
+        let dir = self.wants_dir();
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join(std::process::id().to_string());
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .is_ok()
+    }
+
+    fn stop_asking(&self) {
+        let _ = std::fs::remove_file(self.wants_dir().join(std::process::id().to_string()));
+    }
+
+    /// Runs `f` on the leased open (taking the lease if it is free to
+    /// take), or returns `None` when this index holds no lease or is
+    /// backing off.
+    fn with_lease<R>(&self, f: impl FnOnce(&DB) -> Result<R, StoreError>) -> Option<Result<R, StoreError>> {
+        let mut lease = lock_lease(&self.lease);
+        if !lease.enabled {
+            return None;
+        }
+        if lease.open.is_none() {
+            let backing_off = lease.given_up.is_some_and(|t| t.elapsed() < LEASE_BACKOFF);
+            if backing_off || another_process_wants(&self.wants_dir()) {
+                return None;
+            }
+            match self.open_rw() {
+                Ok(open) => lease.open = Some(open),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let db = &lease.open.as_ref().expect("just opened").db;
+        Some(f(db))
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +247,7 @@ impl Index {
     /// Runs RocksDB's repair on the index (under the exclusive lock): it
     /// salvages every record still readable and drops what is not.
     pub fn repair(&self) -> Result<(), StoreError> {
+        self.give_up_lease();
         let _lock = self.lock(true)?;
         DB::repair(&db_options(), &self.path).map_err(|e| self.db_err(e))?;
         // Repair keeps the column families it finds; a write open adds any
@@ -170,6 +281,7 @@ impl Index {
         let start = Instant::now();
         let mut delay = Duration::from_millis(1);
         let mut reported = false;
+        let mut asked = false;
         loop {
             let attempt = if exclusive {
                 file.try_lock()
@@ -178,6 +290,9 @@ impl Index {
             };
             match attempt {
                 Ok(()) => {
+                    if asked {
+                        self.stop_asking();
+                    }
                     if reported {
                         crate::notice(&format!(
                             "got the cache index after waiting {:.1}s",
@@ -191,11 +306,15 @@ impl Index {
             }
             let waited = start.elapsed();
             if waited > LOCK_TIMEOUT {
+                if asked {
+                    self.stop_asking();
+                }
                 return Err(StoreError::Busy {
                     path: self.path.clone(),
                     waited,
                 });
             }
+            asked |= self.ask_for_index();
             if waited > REPORT_WAIT_AFTER && !reported {
                 crate::notice(&format!(
                     "waiting for the cache index {}: another kcache process is using it",
@@ -251,27 +370,40 @@ impl Index {
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Reader) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut f = Some(f);
+        if let Some(result) = self.with_lease(|db| (f.take().expect("runs once"))(&Reader { db })) {
+            return result;
+        }
         let open = self.open_ro()?;
-        f(&Reader { db: &open.db })
+        (f.take().expect("runs once"))(&Reader { db: &open.db })
     }
 
     /// Runs `f` and commits everything it wrote as one fsynced batch.
     pub fn write<R>(&self, f: impl FnOnce(&mut Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut f = Some(f);
+        if let Some(result) = self.with_lease(|db| self.write_batch(db, f.take().expect("runs once"))) {
+            return result;
+        }
         let open = self.open_rw()?;
+        self.write_batch(&open.db, f.take().expect("runs once"))
+    }
+
+    fn write_batch<R>(&self, db: &DB, f: impl FnOnce(&mut Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
         let mut w = Writer {
-            db: &open.db,
+            db,
             batch: WriteBatch::default(),
         };
         let result = f(&mut w)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        open.db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
+        db.write_opt(w.batch, &opts).map_err(|e| self.db_err(e))?;
         Ok(result)
     }
 
     /// Runs `f` with the index open for writing (and reading) for a while:
     /// bulk loads and benchmarks. Everyone else waits meanwhile.
     pub fn session<R>(&self, f: impl FnOnce(&Writer) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.give_up_lease();
         let open = self.open_rw()?;
         let w = Writer {
             db: &open.db,
@@ -279,6 +411,62 @@ impl Index {
         };
         f(&w)
     }
+}
+
+impl Lease {
+    /// Closes the leased open, flushed: the next process finds the
+    /// records in table files, as after a per-operation open.
+    fn give_up(&mut self) {
+        if let Some(open) = self.open.take() {
+            let _ = flush_all(&open.db);
+            self.given_up = Some(Instant::now());
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.give_up();
+    }
+}
+
+fn flush_all(db: &DB) -> Result<(), StoreError> {
+    for name in ALL_CFS {
+        db.flush_cf(cf(db, name)).map_err(|e| index_error(db.path(), e))?;
+    }
+    Ok(())
+}
+
+/// The lease holder's watcher: gives the index up when another process
+/// asks for it; ends when the last handle on the lease is gone.
+fn watch_lease(lease: &Weak<Mutex<Lease>>, wants: &Path) {
+    loop {
+        std::thread::sleep(LEASE_POLL);
+        let Some(lease) = lease.upgrade() else { return };
+        if another_process_wants(wants) {
+            lock_lease(&lease).give_up();
+        }
+    }
+}
+
+/// Whether a process other than this one asked for the index lately.
+fn another_process_wants(wants: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(wants) else {
+        return false;
+    };
+    let me = std::process::id().to_string();
+    entries.flatten().any(|e| {
+        e.file_name().to_str() != Some(me.as_str())
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().map_or(true, |age| age < WANT_FRESH))
+    })
+}
+
+/// The lease's lock; a panic elsewhere while holding it leaves a lease
+/// that is still consistent (an open or none), so poisoning is ignored.
+fn lock_lease(lease: &Mutex<Lease>) -> MutexGuard<'_, Lease> {
+    lease.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An open database and the advisory lock it was opened under; the

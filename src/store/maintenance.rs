@@ -1,12 +1,14 @@
 //! Keeping the cache healthy: statistics, eviction (`gc`), removal of what
 //! killed processes left behind, `verify` and the salvage of a damaged index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::blob::BlobEntry;
+use super::index::CF_PREBUILDS;
 use super::index::{
     self, Read, Reader, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_PENDING, CF_RUNS, CF_SIGNATURES,
 };
@@ -87,6 +89,7 @@ impl Cache {
                 CF_EVICTED,
                 CF_PENDING,
                 CF_INPUT_SETS,
+                CF_PREBUILDS,
             ] {
                 records.insert(cf.to_string(), r.count(cf)?);
             }
@@ -99,6 +102,7 @@ impl Cache {
             blobs: blobs.len() as u64,
             blob_bytes: blobs.iter().map(|b| b.stored_bytes).sum(),
             counters,
+            prebuilt: self.prebuilds()?,
         })
     }
 
@@ -109,14 +113,7 @@ impl Cache {
         blobs.sort_by_key(|b| b.last_used);
         let mut total: u64 = blobs.iter().map(|b| b.stored_bytes).sum();
         let before = total;
-        let mut victims = Vec::new();
-        for b in &blobs {
-            if total <= max_bytes {
-                break;
-            }
-            total -= b.stored_bytes;
-            victims.push(b.key);
-        }
+        let victims = self.pick_victims(&blobs, &mut total, max_bytes);
         if !victims.is_empty() {
             let time = now();
             self.write(|w| {
@@ -136,6 +133,44 @@ impl Cache {
             bytes_after: total,
             tmp_removed,
         })
+    }
+
+    /// Least recently used first, but never the base of a delta that
+    /// stays: a base is evicted only with (after) its last dependent.
+    fn pick_victims(&self, blobs: &[BlobEntry], total: &mut u64, max_bytes: u64) -> Vec<Key> {
+        let chains: HashMap<Key, Vec<Key>> = blobs
+            .iter()
+            .filter_map(|b| Some((b.key, self.blobs.chain_of(&b.key).ok()?)))
+            .filter(|(_, chain)| !chain.is_empty())
+            .collect();
+        let mut needed: HashMap<Key, usize> = HashMap::new();
+        for link in chains.values().flatten() {
+            *needed.entry(*link).or_default() += 1;
+        }
+        let mut victims = Vec::new();
+        let mut gone: HashSet<Key> = HashSet::new();
+        // Each pass frees the bases whose last dependent the pass before evicted.
+        while *total > max_bytes {
+            let before = victims.len();
+            for b in blobs {
+                if *total <= max_bytes {
+                    break;
+                }
+                if gone.contains(&b.key) || needed.get(&b.key).is_some_and(|n| *n > 0) {
+                    continue;
+                }
+                *total -= b.stored_bytes;
+                gone.insert(b.key);
+                victims.push(b.key);
+                for link in chains.get(&b.key).into_iter().flatten() {
+                    needed.entry(*link).and_modify(|n| *n -= 1);
+                }
+            }
+            if victims.len() == before {
+                break;
+            }
+        }
+        victims
     }
 
     /// Removes the artifact copies of tests that a killed kcache left
@@ -261,6 +296,8 @@ pub struct Stats {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub counters: BTreeMap<String, i64>,
+    /// Every prebuilt range, by recipe and config.
+    pub prebuilt: Vec<super::PrebuildRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -77,6 +77,10 @@ pub struct Cache {
     remote: Option<Arc<Remote>>,
     uploads: Arc<upload::Uploads>,
     counts: Arc<Counts>,
+    /// The blob last stored per artifact name in this process: the base
+    /// the next build's same-named artifact is stored as a delta against
+    /// (a bisection's or prebuild's previous build is a near neighbour).
+    recent: Arc<std::sync::Mutex<std::collections::HashMap<String, Key>>>,
 }
 
 /// Counter deltas not yet written, and where they go: written with the
@@ -145,7 +149,14 @@ impl Cache {
             index,
             remote: remote.map(Arc::new),
             uploads: Arc::default(),
+            recent: Arc::default(),
         })
+    }
+
+    /// Keeps the index open between operations until another process asks
+    /// for it (a long bisection: see [`index`]'s lease).
+    pub fn hold_index(&self) {
+        self.index.hold();
     }
 
     pub fn remote(&self) -> Option<&Remote> {
@@ -178,6 +189,7 @@ impl Cache {
             index: self.index.clone(),
             remote: None,
             uploads: Arc::default(),
+            recent: self.recent.clone(),
             counts: self.counts.clone(),
         }
     }

@@ -12,6 +12,7 @@ pub const SIGNATURE_SCHEMA: &str = "kcache/signature/v1";
 pub const RUN_SCHEMA: &str = "kcache/run/v1";
 pub const KNOWN_SIGNATURE_SCHEMA: &str = "kcache/known-signature/v1";
 pub const INPUT_SET_SCHEMA: &str = "kcache/input-set/v1";
+pub const PREBUILD_SCHEMA: &str = "kcache/prebuild/v1";
 
 /// One artifact of a build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,6 +58,44 @@ pub struct BuildRecord {
     pub host: String,
     /// Unix seconds.
     pub time: u64,
+    /// Not built: no file the named build read differs at this commit,
+    /// so its kernel (signature, artifacts) is this commit's (`prebuild`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_from: Option<BuildKey>,
+}
+
+/// What one `kcache prebuild` of a range with a recipe did (newest run
+/// per range and recipe), for `kcache stats`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrebuildRecord {
+    pub schema: String,
+    /// The range as given (`A..B`) and the commit ids it resolved to.
+    pub range: String,
+    pub base: Option<CommitId>,
+    pub tip: CommitId,
+    pub recipe_digest: Key,
+    pub config_digest: Key,
+    /// Commits in the range, and those the run was asked for (`--every`).
+    pub commits: usize,
+    pub selected: usize,
+    /// Of the selected: already in the cache, built now, predicted
+    /// (recorded without a build), failing to build (the commit's fault),
+    /// and not built for a reason that was not (retried next time).
+    pub cached: usize,
+    pub built: usize,
+    pub predicted: usize,
+    pub failed: usize,
+    pub transient: usize,
+    pub seconds: f64,
+    pub host: String,
+    pub time: u64,
+}
+
+impl PrebuildRecord {
+    /// Selected commits the cache now has a record for.
+    pub fn covered(&self) -> usize {
+        self.cached + self.built + self.predicted + self.failed
+    }
 }
 
 impl BuildRecord {

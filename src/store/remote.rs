@@ -286,6 +286,12 @@ impl Remote {
     /// Downloads blob `key` into the local store after verifying it.
     /// `Ok(false)`: the remote does not have it (or is down).
     pub fn fetch_blob(&self, key: &Key, local: &BlobStore) -> Result<bool, StoreError> {
+        self.fetch_blob_at(key, local, 0)
+    }
+
+    /// `depth`: links fetched before this one for one delta (a chain that
+    /// loops or runs long is a bad object, not a stack overflow).
+    fn fetch_blob_at(&self, key: &Key, local: &BlobStore, depth: usize) -> Result<bool, StoreError> {
         if self.is_down() {
             return Ok(false);
         }
@@ -317,6 +323,24 @@ impl Remote {
             }
         };
         self.traffic.bytes_down.fetch_add(bytes, Ordering::Relaxed);
+        // A delta is verified by decoding it, so its chain comes first,
+        // the full blob at its end before the links that need it.
+        let chain = match BlobStore::chain_in(file.path()) {
+            Ok(chain) => chain,
+            Err(problem) => {
+                self.bad_object(&path, &format!("blob does not verify: {problem}"));
+                return Ok(false);
+            }
+        };
+        if chain.len() > super::blob::MAX_CHAIN || depth > super::blob::MAX_CHAIN {
+            self.bad_object(&path, "blob does not verify: its delta chain is too long");
+            return Ok(false);
+        }
+        for link in chain.iter().rev() {
+            if !local.contains(link) && !self.fetch_blob_at(link, local, depth + 1)? {
+                return Ok(false);
+            }
+        }
         if let Err(problem) = local.install_verified(key, file) {
             self.bad_object(&path, &format!("blob does not verify: {problem}"));
             return Ok(false);

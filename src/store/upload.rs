@@ -155,6 +155,12 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
                 // A blob evicted locally before it was uploaded cannot be
                 // sent; the record (its signature) is still worth sharing.
                 if local.blobs.contains(&a.blake3) {
+                    // A delta's chain first: a member who fetches it needs
+                    // every link (each push is a no-op when already there).
+                    let chain = local.blobs.chain_of(&a.blake3).unwrap_or_default();
+                    for link in chain.iter().rev().filter(|k| local.blobs.contains(k)) {
+                        remote.push_blob(link, &local.blobs).await?;
+                    }
                     remote.push_blob(&a.blake3, &local.blobs).await?;
                 }
             }
