@@ -352,43 +352,34 @@ pub fn stats_text(st: &Stats) -> String {
     for p in &st.prebuilt {
         let _ = writeln!(
             s,
-            "  prebuilt {} (recipe {}, config {}): {} of {} selected commits in the cache \
-             ({} built, {} predicted, {} already cached, {} fail to build{}), {} commits in the range",
+            "  prebuilt {} (recipe {}, config {}): {}",
             p.range,
             p.recipe_digest.short(),
             p.config_digest.short(),
-            p.covered(),
-            p.selected,
-            p.built,
-            p.predicted,
-            p.cached,
-            p.failed,
-            if p.transient > 0 {
-                format!(", {} to retry", p.transient)
-            } else {
-                String::new()
-            },
-            p.commits
+            prebuilt_counts(p)
         );
     }
     s
 }
 
-/// `kcache prebuild` text output.
-pub fn prebuild_text(p: &crate::store::PrebuildRecord) -> String {
-    let mut s = format!(
-        "prebuilt {}: {} of {} selected commits in the cache ({} built, {} predicted, {} already there, \
-         {} fail to build) in {:.1}s; {} commits in the range\n",
-        p.range,
+/// How much of a prebuilt range the cache holds, and how it got there.
+fn prebuilt_counts(p: &crate::store::PrebuildRecord) -> String {
+    format!(
+        "{} of {} selected commits in the cache ({} built, {} predicted, {} already there, {} fail to build); \
+         {} commits in the range",
         p.covered(),
         p.selected,
         p.built,
         p.predicted,
         p.cached,
         p.failed,
-        p.seconds,
         p.commits
-    );
+    )
+}
+
+/// `kcache prebuild` text output.
+pub fn prebuild_text(p: &crate::store::PrebuildRecord) -> String {
+    let mut s = format!("prebuilt {} in {:.1}s: {}\n", p.range, p.seconds, prebuilt_counts(p));
     if p.transient > 0 {
         s.push_str(&format!(
             "{} commit(s) not built for a reason that is not theirs (see the warnings): run prebuild again\n",

@@ -205,16 +205,7 @@ fn a_killed_kcache_leaves_no_test_running() {
         format!("#!/bin/sh\nsleep 300 &\necho $! >> {}\nwait\n", pids.display()),
     )
     .unwrap();
-    run_ok(Command::new("chmod").arg("+x").arg(&test));
-    let mut child = bisect_whole(&cache, &repo, &test)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !pids.exists() && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = bisect_until(&cache, &repo, &test, &pids);
     let pid = std::fs::read_to_string(&pids)
         .expect("the test started")
         .trim()
@@ -251,16 +242,7 @@ fn a_bisection_holding_the_index_gives_it_up_when_asked() {
     let started = dir.path().join("started");
     let test = dir.path().join("slow.sh");
     std::fs::write(&test, format!("#!/bin/sh\ntouch {}\nsleep 120\n", started.display())).unwrap();
-    run_ok(Command::new("chmod").arg("+x").arg(&test));
-    let mut child = bisect_whole(&cache, &repo, &test)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !started.exists() && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = bisect_until(&cache, &repo, &test, &started);
     assert!(started.exists(), "the bisection reached its first test");
     let asked = Instant::now();
     let s = stats(&cache);
@@ -284,6 +266,22 @@ fn a_bisection_holding_the_index_gives_it_up_when_asked() {
         "a write got the index too: {}",
         stderr(&done)
     );
+}
+
+/// Starts a bisection of the whole demo history with the test script
+/// `test` (made executable) and waits until `marker` exists (the test ran).
+fn bisect_until(cache: &Path, repo: &Path, test: &Path, marker: &Path) -> std::process::Child {
+    run_ok(Command::new("chmod").arg("+x").arg(test));
+    let child = bisect_whole(cache, repo, test)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !marker.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 fn alive(pid: &str) -> bool {
