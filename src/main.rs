@@ -1069,11 +1069,7 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     } = args;
     let cache = open_existing_cache(settings)?;
     if let Some(blob) = blob {
-        let key = Key::from_hex(&blob).with_context(|| format!("--blob {blob}: give 64 hex digits"))?;
-        let size = cache.restore_blob(&key, &dest);
-        finish_uploads(&cache);
-        println!("{}  {}", dest.display(), size?);
-        return Ok(ExitCode::SUCCESS);
+        return get_blob(&cache, &blob, &dest);
     }
     let key = build_key_of(build_key.as_deref(), &inputs)?;
     let Some(record) = cache.build(&key)? else {
@@ -1107,6 +1103,15 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
             println!("{}", p.display());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `get --blob`: one blob (its delta chain fetched as needed) to a file.
+fn get_blob(cache: &Cache, blob: &str, dest: &Path) -> anyhow::Result<ExitCode> {
+    let key = Key::from_hex(blob).with_context(|| format!("--blob {blob}: give 64 hex digits"))?;
+    let size = cache.restore_blob(&key, dest);
+    finish_uploads(cache);
+    println!("{}  {}", dest.display(), size?);
     Ok(ExitCode::SUCCESS)
 }
 
