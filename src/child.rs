@@ -1,24 +1,28 @@
 //! The user's build and test commands as child processes that never
 //! outlive kcache and can time out.
 //!
-//! Each command runs in a process group of its own, led by a small `sh`
-//! that kcache's death reaches: the kernel sends it SIGTERM when kcache
-//! exits for any reason, `kill -9` included (`PR_SET_PDEATHSIG`, set by
-//! util-linux's `setpriv` so that the child is started with `posix_spawn`:
-//! a `fork` of kcache's address space cost more than a toy test run), and
-//! its trap kills the whole group — `make`, the compilers, a hung qemu. A
-//! timeout kills the same group from kcache's side.
+//! Each command runs in a process group of its own. One *keeper* `sh` per
+//! kcache process holds the list of live groups, fed through its stdin; when
+//! kcache exits for any reason, `kill -9` included, the kernel closes that
+//! pipe and the keeper kills every group still listed — `make`, the
+//! compilers, a hung qemu. A command's shell waits for a "go" line that
+//! kcache writes only after the keeper has its group, so a kcache killed
+//! in between leaves nothing running either. Children start with
+//! `posix_spawn` (no `fork` of kcache's address space, no extra program
+//! per command: a toy test run is a few milliseconds, and each spawn
+//! showed). A timeout kills the command's group from kcache's side.
 //!
 //! Invariant: knows nothing of builds, tests or the cache; it only runs a
 //! shell command and says how it ended.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,26 +45,80 @@ pub struct Spec<'a> {
     pub log: Option<PathBuf>,
 }
 
-/// The wrapper: the user's script runs as a child of a guard shell that
-/// leads the process group; on SIGTERM or SIGHUP the guard kills the group.
-/// `$2` is kcache's pid: a guard whose parent is already someone else was
-/// orphaned before `setpriv` armed the death signal, and must not run.
-/// The script runs in a background subshell (`eval`, one exec less than
-/// `sh -c`, which a toy test run notices), with the trap reset and no
-/// positional parameters, as under `sh -c`.
-const GUARD: &str = r#"trap 'trap - TERM HUP; kill -KILL 0' TERM HUP
-[ "$PPID" = "$2" ] || exit 1
-(trap - TERM HUP; kcache_script=$1; set --; eval "$kcache_script") &
-wait $!"#;
+/// A command's shell: it starts the user's script only once kcache says
+/// "go" (the keeper has its group by then); EOF instead means kcache died
+/// first. The script runs with no stdin and no positional parameters, as
+/// under `sh -c`; `eval` saves an exec.
+const RUNNER: &str = r#"read -r kcache_go && [ "$kcache_go" = go ] || exit 1
+exec </dev/null
+kcache_script=$1; set --; eval "$kcache_script""#;
+
+/// The keeper: `+ PGID` adds a group, `- PGID` forgets one (it ended, and
+/// its id may be reused); at EOF every listed group is killed. Signals
+/// are ignored so that a Ctrl-C reaching kcache's group does not end the
+/// keeper before it has done its work.
+const KEEPER: &str = r#"trap '' INT TERM HUP QUIT
+groups=
+while read -r op g; do
+  case $op in
+  +) groups="$groups $g" ;;
+  -) kept=; for h in $groups; do [ "$h" = "$g" ] || kept="$kept $h"; done; groups=$kept ;;
+  esac
+done
+for g in $groups; do kill -9 -"$g" 2>/dev/null; done"#;
+
+/// The `sh` found on `PATH`, looked up once (a `PATH` walk per spawn is an
+/// `execve` per entry).
+fn shell() -> &'static Path {
+    static SH: OnceLock<PathBuf> = OnceLock::new();
+    SH.get_or_init(|| {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join("sh"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("/bin/sh"))
+    })
+}
+
+/// The keeper's stdin; `None` until the first command, or after the
+/// keeper was found gone (the next command starts a new one).
+fn keeper() -> &'static Mutex<Option<ChildStdin>> {
+    static KEEPER_IN: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
+    KEEPER_IN.get_or_init(|| Mutex::new(None))
+}
+
+/// Sends one line to the keeper, starting it if needed.
+fn tell_keeper(line: &str) -> std::io::Result<()> {
+    let mut slot = keeper().lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..2 {
+        if slot.is_none() {
+            let mut child = Command::new(shell())
+                .args(["-c", KEEPER, "kcache-keeper"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()?;
+            *slot = child.stdin.take();
+        }
+        let sent = slot.as_mut().map(|w| w.write_all(line.as_bytes()));
+        match sent {
+            Some(Ok(())) => return Ok(()),
+            // The keeper is gone (killed by someone): start another.
+            _ => *slot = None,
+        }
+    }
+    Err(std::io::Error::other("the process keeper cannot be started"))
+}
 
 /// Runs `spec`; every stdout line goes to `on_stdout` when there is no log.
 pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Ending> {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--pdeathsig", "TERM", "--", "sh", "-c", GUARD, "kcache-guard"])
+    let mut cmd = Command::new(shell());
+    cmd.args(["-c", RUNNER, "kcache-run"])
         .arg(spec.script)
-        .arg(std::process::id().to_string())
         .current_dir(spec.dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .process_group(0);
     for (k, v) in &spec.env {
         cmd.env(k, v);
@@ -76,6 +134,16 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
+    let go = tell_keeper(&format!("+ {pgid}\n")).and_then(|()| {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(b"go\n")
+    });
+    if let Err(e) = go {
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        return Err(e);
+    }
     let timed_out = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let watchdog = spec.timeout.map(|limit| {
@@ -106,6 +174,8 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
     // Whatever the script left behind in its group goes with it.
     // SAFETY: kill(2) on our own child's process group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    // Best effort: a keeper that is gone has nothing to forget.
+    let _ = tell_keeper(&format!("- {pgid}\n"));
     let status = status?;
     if timed_out.load(Ordering::Relaxed) {
         return Ok(Ending::TimedOut(spec.timeout.unwrap_or_default()));

@@ -448,8 +448,12 @@ impl Run<'_> {
             .take(NEAR_BEST_LIMIT)
             .map(|c| c.commit.clone())
             .collect();
+        // On a tie, the first in git's order (`rev().max_by_key` keeps the
+        // first maximum): the commit `git bisect` itself would test, so a
+        // kcache log and a plain bisection walk the same steps.
         let mut chosen = open
             .iter()
+            .rev()
             .max_by_key(|c| c.dist)
             .map(|c| c.commit.clone())
             .unwrap_or_default();
@@ -458,6 +462,7 @@ impl Run<'_> {
             let top = near
                 .iter()
                 .zip(&states)
+                .rev()
                 .max_by_key(|(c, s)| (**s, open.iter().find(|o| &o.commit == *c).map_or(0, |o| o.dist)));
             if let Some((c, s)) = top {
                 if *s > exec::CacheState::Unknown {

@@ -283,70 +283,93 @@ impl Remote {
         crate::warn(&format!("remote object {}/{path} ignored: {problem}", self.url));
     }
 
-    /// Downloads blob `key` into the local store after verifying it.
-    /// `Ok(false)`: the remote does not have it (or is down).
+    /// Downloads blob `key` into the local store after verifying it; a
+    /// delta comes with the links of its chain the local store lacks, all
+    /// fetched at once (its header names the whole chain), installed from
+    /// the full blob at the chain's end towards `key`, each verified by
+    /// decoding it. `Ok(false)`: the remote does not have it (or is down).
     pub fn fetch_blob(&self, key: &Key, local: &BlobStore) -> Result<bool, StoreError> {
-        self.fetch_blob_at(key, local, 0)
-    }
-
-    /// `depth`: links fetched before this one for one delta (a chain that
-    /// loops or runs long is a bad object, not a stack overflow).
-    fn fetch_blob_at(&self, key: &Key, local: &BlobStore, depth: usize) -> Result<bool, StoreError> {
         if self.is_down() {
             return Ok(false);
         }
-        let path = self.path(&blob_rel(key));
-        let mut file = local.incoming()?;
-        let fetched = self.wait("download", async {
-            let result = self.store.get(&path).await?;
-            let mut stream = result.into_stream();
-            let mut n = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                std::io::Write::write_all(file.as_file_mut(), &chunk).map_err(|e| object_store::Error::Generic {
-                    store: "local",
-                    source: Box::new(e),
-                })?;
-                n += chunk.len() as u64;
-            }
-            Ok::<u64, object_store::Error>(n)
-        });
-        let bytes = match fetched {
-            Ok(n) => n,
-            Err(object_store::Error::NotFound { .. }) => {
-                self.traffic.misses.fetch_add(1, Ordering::Relaxed);
-                return Ok(false);
-            }
-            Err(e) => {
-                self.failed("download", &e);
-                return Ok(false);
-            }
+        let Some(file) = self.download_each(std::slice::from_ref(key), local)?.pop().flatten() else {
+            return Ok(false);
         };
-        self.traffic.bytes_down.fetch_add(bytes, Ordering::Relaxed);
-        // A delta is verified by decoding it, so its chain comes first,
-        // the full blob at its end before the links that need it.
         let chain = match BlobStore::chain_in(file.path()) {
             Ok(chain) => chain,
             Err(problem) => {
-                self.bad_object(&path, &format!("blob does not verify: {problem}"));
+                self.bad_object(&self.path(&blob_rel(key)), &format!("blob does not verify: {problem}"));
                 return Ok(false);
             }
         };
-        if chain.len() > super::blob::MAX_CHAIN || depth > super::blob::MAX_CHAIN {
-            self.bad_object(&path, "blob does not verify: its delta chain is too long");
+        if chain.len() > super::blob::MAX_CHAIN || chain.contains(key) {
+            let problem = "blob does not verify: its delta chain is too long or loops";
+            self.bad_object(&self.path(&blob_rel(key)), problem);
             return Ok(false);
         }
-        for link in chain.iter().rev() {
-            if !local.contains(link) && !self.fetch_blob_at(link, local, depth + 1)? {
+        let missing: Vec<Key> = chain.into_iter().filter(|l| !local.contains(l)).collect();
+        let Some(links) = self
+            .download_each(&missing, local)?
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(false);
+        };
+        for (link, file) in missing.iter().zip(links).rev().chain([(key, file)]) {
+            if let Err(problem) = local.install_verified(link, file) {
+                self.bad_object(&self.path(&blob_rel(link)), &format!("blob does not verify: {problem}"));
                 return Ok(false);
             }
+            self.traffic.hits.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(problem) = local.install_verified(key, file) {
-            self.bad_object(&path, &format!("blob does not verify: {problem}"));
-            return Ok(false);
-        }
-        self.traffic.hits.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Each blob of `keys` into a temporary file, concurrently; `None` for
+    /// one the remote does not have or could not send (said and counted).
+    fn download_each(
+        &self,
+        keys: &[Key],
+        local: &BlobStore,
+    ) -> Result<Vec<Option<tempfile::NamedTempFile>>, StoreError> {
+        let files = keys.iter().map(|_| local.incoming()).collect::<Result<Vec<_>, _>>()?;
+        let fetches = keys.iter().zip(files).map(|(key, mut file)| async move {
+            let got = self.get_into(&self.path(&blob_rel(key)), file.as_file_mut()).await;
+            (got, file)
+        });
+        let results = self.wait("download", futures::future::join_all(fetches));
+        Ok(results
+            .into_iter()
+            .map(|(got, file)| match got {
+                Ok(n) => {
+                    self.traffic.bytes_down.fetch_add(n, Ordering::Relaxed);
+                    Some(file)
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.traffic.misses.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                Err(e) => {
+                    self.failed("download", &e);
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Streams one object into `file`; the bytes written.
+    async fn get_into(&self, path: &ObjectPath, file: &mut std::fs::File) -> Result<u64, object_store::Error> {
+        let mut stream = self.store.get(path).await?.into_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            std::io::Write::write_all(file, &chunk).map_err(|e| object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })?;
+            n += chunk.len() as u64;
+        }
+        Ok(n)
     }
 
     /// Uploads a local blob unless the remote has it already.
