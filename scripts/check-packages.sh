@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Commands the build (cc, c++ through the cc crate), the scripts and the tests run.
-commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod)
+commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium)
 
 mapfile -t named < <(scripts/setup.sh --print-packages)
 # Packages every Debian system has (Essential or required): setup need not name them.

@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.."
 #   gcc, g++                     the C/C++ parts of RocksDB, zstd, lz4, aws-lc; the tests' toy kernels
 #   libclang-dev                 librocksdb-sys generates its bindings with libclang (bindgen)
 #   binutils                     objcopy/strip in the signature tests
-packages=(git make diffutils gcc g++ libclang-dev binutils)
+#   chromium                     the report test renders the HTML report headless
+packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 
 case "${1:-}" in

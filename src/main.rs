@@ -168,6 +168,15 @@ enum Policy {
     Classic,
 }
 
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Bayes => "bayes",
+            Policy::Classic => "classic",
+        }
+    }
+}
+
 impl SearchArgs {
     fn noisy(&self) -> anyhow::Result<bisect::noisy::NoisyOptions> {
         if !(self.confidence > 0.5 && self.confidence < 1.0) {
@@ -196,6 +205,10 @@ enum Command {
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
     Bisect(BisectArgs),
+    /// The recorded bisections, newest first.
+    Bisections(BisectionsArgs),
+    /// Render a recorded bisection as a self-contained HTML report.
+    Report(ReportArgs),
     /// Build every commit of a range ahead of time, oldest first in one worktree (incremental),
     /// so later bisections of it only test. Resumable; uploads as it goes.
     Prebuild(PrebuildArgs),
@@ -296,6 +309,28 @@ struct BisectArgs {
     no_cache: bool,
     #[command(flatten)]
     search: SearchArgs,
+    /// Also write the bisection's report here: one self-contained HTML file
+    /// (the range, the kernels and their pooled runs, the culprit and what
+    /// changed in its kernel, time and cost).
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Print the summary as JSON on stdout (nothing but errors on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The bisection's id, or a unique prefix of it (`kcache bisections` lists them).
+    id: String,
+    /// Write the HTML here instead of to stdout.
+    #[arg(long, short, value_name = "FILE.html")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BisectionsArgs {
+    /// One JSON object (`kcache/bisections/v1`) with every recorded bisection, newest first.
     #[arg(long)]
     json: bool,
 }
@@ -512,6 +547,7 @@ impl Command {
             | C::Predict(PredictArgs { json, .. })
             | C::RecordRun(RecordRunArgs { json, .. })
             | C::Stats(StatsArgs { json })
+            | C::Bisections(BisectionsArgs { json })
             | C::Gc(GcArgs { json, .. })
             | C::Config(ConfigArgs { json })
             | C::Sync(SyncArgs { json })
@@ -519,6 +555,7 @@ impl Command {
             C::Log(
                 LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
             ) => *json,
+            C::Report(_) => false,
         }
     }
 }
@@ -532,6 +569,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
+        Command::Bisections(args) => bisections_cmd(&settings, args),
+        Command::Report(args) => report_cmd(&settings, args),
         Command::Exec(args) => exec_cmd(&settings, args, quiet),
         Command::Key(args) => key_cmd(args),
         Command::Put(args) => put_cmd(&settings, args),
@@ -867,6 +906,7 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         no_predict,
         no_cache,
         search,
+        report,
         json,
     } = args;
     let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
@@ -875,8 +915,10 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         None => open_cache(settings)?,
     };
     let repo = Repo::open(&repo)?;
-    let worktree = bisect::worktree_dir(&cache, repo.dir());
-    let state = bisect::state_dir(&cache, repo.dir());
+    let (worktree, state) = (
+        bisect::worktree_dir(&cache, repo.dir()),
+        bisect::state_dir(&cache, repo.dir()),
+    );
     let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, worktree, state, false)?;
     let opts = bisect::Options {
         goods: good,
@@ -885,18 +927,55 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         log,
         predict: !no_predict,
     };
+    let setup = bisect::record::Setup::new(&repo, &opts, &evaluator, search.policy.name())?;
+    let resumes = bisect::record::earlier(&cache, &setup).map(|e| {
+        kcache::notice(&kcache::report::resume_line(&e));
+        e.id
+    });
+    let started = kcache::store::now();
     let summary = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
     finish_uploads(&cache);
     let summary = summary?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", kcache::report::bisect_text(&summary));
+    let record = bisect::record::keep(&repo, &cache, setup, &summary, started, resumes);
+    if let Some(path) = &report {
+        write_report(path, &record)?;
+    }
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&summary)?),
+        false => print!("{}", kcache::report::bisect_text(&summary)),
     }
     Ok(match summary.outcome {
         bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_NO_CULPRIT),
     })
+}
+
+fn write_report(path: &Path, record: &bisect::record::BisectionRecord) -> anyhow::Result<()> {
+    std::fs::write(path, kcache::report::html::bisection_html(record))
+        .with_context(|| format!("writing the report {}", path.display()))
+}
+
+fn bisections_cmd(settings: &kcache::config::Settings, args: BisectionsArgs) -> anyhow::Result<ExitCode> {
+    let cache = open_cache(settings)?;
+    let all: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections()?;
+    let records: Vec<_> = all.into_iter().map(|(_, r)| r).collect();
+    if args.json {
+        let listing = bisect::record::Listing::of(&records);
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else {
+        print!("{}", kcache::report::bisections_text(&records));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_cmd(settings: &kcache::config::Settings, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let cache = open_cache(settings)?;
+    let record = bisect::record::find(&cache, &args.id)?;
+    match &args.output {
+        Some(path) => write_report(path, &record)?,
+        None => print!("{}", kcache::report::html::bisection_html(&record)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -144,7 +144,7 @@ impl Evaluation {
 }
 
 /// What a step (or a whole bisection) cost, and what the cache saved.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Effort {
     pub runs_done: u32,
     pub runs_reused: u32,
@@ -807,6 +807,11 @@ impl CommitEvaluator {
     /// The test key runs are pooled under.
     pub fn test_key(&self) -> TestKey {
         self.test_key
+    }
+
+    /// The recipe this evaluator builds and tests with.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
     }
 
     /// Test runs per kernel the user asked for.

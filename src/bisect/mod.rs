@@ -26,6 +26,7 @@ mod logfile;
 pub mod lookup;
 pub mod noisy;
 pub mod predict;
+pub mod record;
 pub mod sim;
 
 use crate::key::CommitId;
@@ -183,7 +184,7 @@ impl std::fmt::Display for NoCulprit {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Totals {
     pub steps: usize,
     pub builds_done: usize,

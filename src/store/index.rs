@@ -47,6 +47,8 @@ pub const CF_COUNTERS: &str = "counters";
 pub const CF_INPUT_SETS: &str = "input_sets";
 /// One record per prebuilt range and recipe (`kcache.prebuild.v1`).
 pub const CF_PREBUILDS: &str = "prebuilds";
+/// One record per finished bisection (`kcache.bisection.v1`), by id.
+pub const CF_BISECTIONS: &str = "bisections";
 pub const ALL_CFS: &[&str] = &[
     CF_BUILDS,
     CF_SIGNATURES,
@@ -58,6 +60,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_COUNTERS,
     CF_INPUT_SETS,
     CF_PREBUILDS,
+    CF_BISECTIONS,
 ];
 
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);

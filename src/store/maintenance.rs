@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::blob::BlobEntry;
-use super::index::CF_PREBUILDS;
 use super::index::{
     self, Read, Reader, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_PENDING, CF_RUNS, CF_SIGNATURES,
 };
+use super::index::{CF_BISECTIONS, CF_PREBUILDS};
 use super::{now, BuildRecord, Cache, RunRecord, SignatureRecord, StoreError, ARTIFACTS_LOCK, ARTIFACTS_PREFIX};
 use crate::key::Key;
 use crate::signature::{self, KernelSignature};
@@ -90,6 +90,7 @@ impl Cache {
                 CF_PENDING,
                 CF_INPUT_SETS,
                 CF_PREBUILDS,
+                CF_BISECTIONS,
             ] {
                 records.insert(cf.to_string(), r.count(cf)?);
             }

@@ -18,6 +18,7 @@
 //! (S3-compatible tier), `upload` (the background upload queue),
 //! `records` (the on-disk record types), `counters`.
 
+mod bisections;
 pub mod blob;
 mod builds;
 pub mod counters;

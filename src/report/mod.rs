@@ -1,6 +1,8 @@
 //! Human-readable renderings of the library's results. JSON output is the
 //! results' own `Serialize` form; this module only does text.
 
+pub mod html;
+
 use std::fmt::Write;
 use std::path::Path;
 
@@ -434,4 +436,41 @@ pub fn prediction_text(commit: &str, judged: &[(&crate::bisect::predict::Referen
             short(commit)
         ),
     }
+}
+
+/// Said when a bisection asks what a recorded one asked already.
+pub fn resume_line(earlier: &crate::bisect::record::BisectionRecord) -> String {
+    format!(
+        "resuming bisection {} of {} ({} steps, {}): its kernels and runs are in the cache",
+        earlier.id,
+        html::utc(earlier.time),
+        earlier.totals.steps,
+        earlier.outcome.text
+    )
+}
+
+/// `kcache bisections` text output: one line each, newest first.
+pub fn bisections_text(records: &[crate::bisect::record::BisectionRecord]) -> String {
+    if records.is_empty() {
+        return "no bisection recorded in this cache yet\n".to_string();
+    }
+    let mut out = String::new();
+    for r in records {
+        let goods: Vec<&str> = r.setup.good.iter().map(|g| short(g)).collect();
+        let _ = writeln!(
+            out,
+            "{}  {}  {}..{}  {} steps, {} built, {} runs, {:.1}s  {}\n    {}",
+            r.id,
+            html::utc(r.time),
+            goods.join(","),
+            short(&r.setup.bad),
+            r.totals.steps,
+            r.totals.builds_done,
+            r.totals.effort.runs_done,
+            r.wall_seconds,
+            r.setup.repo,
+            r.outcome.text
+        );
+    }
+    out
 }

@@ -1,0 +1,585 @@
+//! The record of a finished bisection (`kcache/bisection/v1`,
+//! `cache-schema/bisection.v1.json`): what `kcache bisections` lists and
+//! the HTML report renders. Self-contained on purpose: the culprit's
+//! author and files, the pooled runs per kernel and the binary diff of the
+//! culprit's kernel against its parent's are taken when the bisection
+//! ends, so its report renders the same after artifacts are evicted or
+//! the repository moved on.
+//!
+//! Invariant: describes a [`Summary`]; never changes a verdict, and a
+//! detail it cannot get (an evicted artifact, a git error) becomes a
+//! stated gap in the record, never a failed bisection.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BuildSource, Outcome, Purpose, Summary, Totals};
+use crate::git::Repo;
+use crate::key::{CommitId, TestKey};
+use crate::signature::KernelSignature;
+use crate::store::{Cache, Outcome as RunOutcome};
+
+pub const BISECTION_SCHEMA: &str = "kcache/bisection/v1";
+
+/// Changed symbols listed per changed section in the report.
+const SYMBOLS_PER_SECTION: usize = 12;
+
+/// What was bisected and how: the part of the record the caller knows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Setup {
+    pub repo: String,
+    pub good: Vec<CommitId>,
+    pub bad: CommitId,
+    /// The build command (for kbuild: the installed recipe's command).
+    pub build: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    pub test: String,
+    pub test_key: TestKey,
+    pub runs: u32,
+    pub policy: String,
+    pub first_parent: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BisectionRecord {
+    pub schema: String,
+    /// `<unix seconds>-<6 hex>`: sorts by time, unique per bisection.
+    pub id: String,
+    pub time: u64,
+    pub host: String,
+    #[serde(flatten)]
+    pub setup: Setup,
+    pub outcome: OutcomeRow,
+    pub totals: Totals,
+    pub wall_seconds: f64,
+    pub notes: Vec<String>,
+    /// Commits in the range (`bad` and its ancestors not reachable from a
+    /// good commit).
+    pub range_commits: usize,
+    pub steps: Vec<StepRow>,
+    pub kernels: Vec<KernelRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<CulpritRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchRow>,
+    /// The earlier bisection of the same range, recipe and test this one
+    /// picked up from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutcomeRow {
+    /// `culprit`, `inconclusive` or `no_culprit`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CommitId>,
+    /// One sentence for people.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRow {
+    pub commit: CommitId,
+    pub subject: String,
+    /// `bisect`, or `signature-check` (built to compare with the culprit).
+    pub purpose: String,
+    /// Index in the range, oldest first (`None`: outside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// `built`, `reused`, `remote`, `predicted`, `failed`, `known-broken`,
+    /// `transient-failure`.
+    pub build: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<KernelSignature>,
+    pub verdict: String,
+    pub ok: u32,
+    pub crash: u32,
+    /// Infrastructure problems, boot failures, skipped runs.
+    pub no_info: u32,
+    pub titles: Vec<String>,
+    pub runs_done: u32,
+    pub runs_reused: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_from: Option<CommitId>,
+    pub seconds: f64,
+}
+
+/// One kernel (signature) and every run the cache pools on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KernelRow {
+    pub signature: KernelSignature,
+    /// The steps' commits with this kernel.
+    pub commits: Vec<CommitId>,
+    pub ok: u32,
+    pub crash: u32,
+    pub no_info: u32,
+    pub titles: Vec<String>,
+    /// Who produced the runs: host names (a team member's or a CI
+    /// builder's), or the syzbot log they were imported from.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CulpritRow {
+    pub commit: CommitId,
+    pub subject: String,
+    pub author: String,
+    pub date: String,
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<KernelSignature>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<CommitId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_signature: Option<KernelSignature>,
+    /// What differs between the parent's vmlinux and the culprit's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_diff: Option<Vec<SectionRow>>,
+    /// Why there is no kernel diff, when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_diff_missing: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SectionRow {
+    pub name: String,
+    /// `changed`, `added` or `removed`.
+    pub change: String,
+    pub size_parent: Option<u64>,
+    pub size_culprit: Option<u64>,
+    /// `name (change, parent size -> culprit size)` per changed symbol.
+    pub symbols: Vec<String>,
+    pub symbols_omitted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchRow {
+    pub target: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    pub credible_set: Vec<CommitId>,
+}
+
+impl BisectionRecord {
+    /// Describes `summary`; `started` is when the bisection began.
+    pub fn new(repo: &Repo, cache: &Cache, setup: Setup, summary: &Summary, started: u64) -> BisectionRecord {
+        let positions = range_positions(repo, &setup);
+        let steps: Vec<StepRow> = summary.steps.iter().map(|s| step_row(s, &positions, cache)).collect();
+        let kernels = kernel_rows(cache, &setup.test_key, &steps);
+        let culprit = match &summary.outcome {
+            Outcome::Culprit {
+                commit,
+                subject,
+                signature,
+                parents,
+            } => Some(culprit_row(repo, cache, summary, commit, subject, signature, parents)),
+            _ => None,
+        };
+        BisectionRecord {
+            schema: BISECTION_SCHEMA.to_string(),
+            id: {
+                let unique = crate::store::new_run_id();
+                format!("{started:010}-{}", &unique[unique.len() - 6..])
+            },
+            time: started,
+            host: crate::store::host(),
+            setup,
+            outcome: outcome_row(&summary.outcome),
+            totals: summary.totals.clone(),
+            wall_seconds: summary.wall_seconds,
+            notes: summary.notes.clone(),
+            range_commits: positions.len(),
+            steps,
+            kernels,
+            culprit,
+            search: summary.search.as_ref().map(|s| SearchRow {
+                target: s.target.clone(),
+                probability: s.probability,
+                credible_set: s.credible_set.clone(),
+            }),
+            resumes: None,
+        }
+    }
+
+    /// Whether `other` bisected the same range with the same recipe and test.
+    pub fn same_question(&self, other: &Setup) -> bool {
+        let s = &self.setup;
+        s.repo == other.repo
+            && s.bad == other.bad
+            && s.good == other.good
+            && s.build == other.build
+            && s.config == other.config
+            && s.test_key == other.test_key
+    }
+}
+
+impl Setup {
+    /// What is being bisected: the options' revisions resolved to commits.
+    pub fn new(
+        repo: &Repo,
+        opts: &super::Options,
+        evaluator: &super::CommitEvaluator,
+        policy: &str,
+    ) -> Result<Setup, crate::git::GitError> {
+        let recipe = evaluator.recipe();
+        let good = opts
+            .goods
+            .iter()
+            .map(|g| repo.commit_id(g).map(CommitId::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Setup {
+            repo: repo_label(repo.dir()),
+            good,
+            bad: CommitId::from(repo.commit_id(&opts.bad)?),
+            build: recipe.build.clone(),
+            config: recipe.config.as_ref().map(|c| c.display().to_string()),
+            test: recipe.test.clone(),
+            test_key: evaluator.test_key(),
+            runs: recipe.runs,
+            policy: policy.to_string(),
+            first_parent: opts.first_parent,
+        })
+    }
+}
+
+/// The newest recorded bisection that asked the same question as `setup`.
+pub fn earlier(cache: &Cache, setup: &Setup) -> Option<BisectionRecord> {
+    let all: Vec<(String, BisectionRecord)> = cache.bisections().ok()?;
+    all.into_iter().map(|(_, r)| r).find(|r| r.same_question(setup))
+}
+
+/// Describes and keeps a finished bisection; a record that cannot be
+/// written is said, and the bisection's result stands.
+pub fn keep(
+    repo: &Repo,
+    cache: &Cache,
+    setup: Setup,
+    summary: &Summary,
+    started: u64,
+    resumes: Option<String>,
+) -> BisectionRecord {
+    let mut record = BisectionRecord::new(repo, cache, setup, summary, started);
+    record.resumes = resumes;
+    if let Err(e) = cache.put_bisection(&record.id, &record) {
+        crate::warn(&format!("the record of this bisection was not kept: {e}"));
+    }
+    record
+}
+
+/// The recorded bisection whose id starts with `prefix` (ids are unique
+/// by prefix, as git's commit ids).
+pub fn find(cache: &Cache, prefix: &str) -> Result<BisectionRecord, FindError> {
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(FindError::Malformed(prefix.to_string()));
+    }
+    let all: Vec<(String, BisectionRecord)> = cache.bisections().map_err(FindError::Store)?;
+    let mut hits: Vec<BisectionRecord> = all
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(prefix))
+        .map(|(_, r)| r)
+        .collect();
+    match hits.len() {
+        0 => Err(FindError::Missing(prefix.to_string())),
+        1 => Ok(hits.remove(0)),
+        n => Err(FindError::Ambiguous(prefix.to_string(), n)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("no recorded bisection has an id starting with {0} (`kcache bisections` lists them)")]
+    Missing(String),
+    #[error("{1} recorded bisections have ids starting with {0}: give more of the id")]
+    Ambiguous(String, usize),
+    #[error("{0:?} is not a bisection id (digits, a dash and hex digits, e.g. 1795494183-a1b2c3)")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+}
+
+/// One bisection in `kcache bisections --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed<'a> {
+    pub id: &'a str,
+    pub time: u64,
+    pub repo: &'a str,
+    pub good: &'a [CommitId],
+    pub bad: &'a CommitId,
+    pub outcome: &'a OutcomeRow,
+    pub totals: &'a Totals,
+    pub wall_seconds: f64,
+}
+
+/// `kcache bisections --json`: every recorded bisection, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing<'a> {
+    pub schema: &'static str,
+    pub bisections: Vec<Listed<'a>>,
+}
+
+impl<'a> Listing<'a> {
+    pub fn of(records: &'a [BisectionRecord]) -> Listing<'a> {
+        Listing {
+            schema: "kcache/bisections/v1",
+            bisections: records.iter().map(BisectionRecord::listed).collect(),
+        }
+    }
+}
+
+impl BisectionRecord {
+    pub fn listed(&self) -> Listed<'_> {
+        Listed {
+            id: &self.id,
+            time: self.time,
+            repo: &self.setup.repo,
+            good: &self.setup.good,
+            bad: &self.setup.bad,
+            outcome: &self.outcome,
+            totals: &self.totals,
+            wall_seconds: self.wall_seconds,
+        }
+    }
+}
+
+/// Each commit of the range and its index, oldest first.
+fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
+    let mut args = vec!["rev-list", "--reverse", "--topo-order"];
+    if setup.first_parent {
+        args.push("--first-parent");
+    }
+    args.push(setup.bad.as_str());
+    let nots: Vec<String> = setup.good.iter().map(|g| format!("^{g}")).collect();
+    args.extend(nots.iter().map(String::as_str));
+    let listed = repo.run(&args).unwrap_or_default();
+    let mut positions: HashMap<CommitId, usize> = HashMap::new();
+    for (i, c) in listed.lines().enumerate() {
+        positions.insert(CommitId::from(c), i + 1);
+    }
+    // The good ends sit before the range (position 0).
+    for g in &setup.good {
+        positions.entry(g.clone()).or_insert(0);
+    }
+    positions
+}
+
+fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache) -> StepRow {
+    let e = &s.eval;
+    let build = match e.build {
+        BuildSource::Reused if from_elsewhere(cache, e) => "remote".to_string(),
+        other => kebab(&other),
+    };
+    StepRow {
+        commit: s.commit.clone(),
+        subject: s.subject.clone(),
+        purpose: match s.purpose {
+            Purpose::Bisect => "bisect".into(),
+            Purpose::SignatureCheck => "signature-check".into(),
+        },
+        position: positions.get(&s.commit).copied(),
+        build,
+        signature: e.signature.clone(),
+        verdict: e.verdict.as_str().to_string(),
+        ok: e.evidence.ok,
+        crash: e.evidence.crash,
+        no_info: e.evidence.infra + e.evidence.boot_failed + e.evidence.skip,
+        titles: e.evidence.titles.clone(),
+        runs_done: e.effort.runs_done,
+        runs_reused: e.effort.runs_reused,
+        predicted_from: e.predicted_from.clone(),
+        seconds: e.effort.build_seconds + e.effort.test_seconds,
+    }
+}
+
+/// A reused build made by another host (a team member through the
+/// remote, or another machine sharing the cache directory).
+fn from_elsewhere(cache: &Cache, e: &super::Evaluation) -> bool {
+    let key = e.reference_key.unwrap_or(e.build_key);
+    matches!(cache.view(|v| v.build(&key)), Ok(Some(b)) if b.host != crate::store::host())
+}
+
+fn kebab<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<KernelRow> {
+    let mut rows: Vec<KernelRow> = Vec::new();
+    for s in steps {
+        let Some(sig) = &s.signature else { continue };
+        if let Some(row) = rows.iter_mut().find(|r| &r.signature == sig) {
+            if !row.commits.contains(&s.commit) {
+                row.commits.push(s.commit.clone());
+            }
+            continue;
+        }
+        let runs = cache.view(|v| v.runs(sig.as_str(), test_key)).unwrap_or_default();
+        let mut row = KernelRow {
+            signature: sig.clone(),
+            commits: vec![s.commit.clone()],
+            ok: 0,
+            crash: 0,
+            no_info: 0,
+            titles: Vec::new(),
+            sources: Vec::new(),
+        };
+        for r in &runs {
+            match r.outcome {
+                RunOutcome::Ok => row.ok += 1,
+                RunOutcome::Crash => row.crash += 1,
+                _ => row.no_info += 1,
+            }
+            if let Some(t) = r.title.as_ref().filter(|t| !row.titles.contains(t)) {
+                row.titles.push(t.clone());
+            }
+            let source = r.source.clone().unwrap_or_else(|| r.host.clone());
+            if !row.sources.contains(&source) {
+                row.sources.push(source);
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+fn outcome_row(outcome: &Outcome) -> OutcomeRow {
+    match outcome {
+        Outcome::Culprit { commit, subject, .. } => OutcomeRow {
+            kind: "culprit".into(),
+            commit: Some(commit.clone()),
+            candidates: Vec::new(),
+            text: format!("the first bad commit is {} (\"{subject}\")", commit.short()),
+        },
+        Outcome::Inconclusive { candidates } => OutcomeRow {
+            kind: "inconclusive".into(),
+            commit: None,
+            candidates: candidates.clone(),
+            text: format!(
+                "inconclusive: the first bad commit is one of {} commits that could not be told apart",
+                candidates.len()
+            ),
+        },
+        Outcome::NoBoundary { reason } => OutcomeRow {
+            kind: "no_culprit".into(),
+            commit: None,
+            candidates: Vec::new(),
+            text: format!("no culprit: {reason}"),
+        },
+    }
+}
+
+fn culprit_row(
+    repo: &Repo,
+    cache: &Cache,
+    summary: &Summary,
+    commit: &CommitId,
+    subject: &str,
+    signature: &Option<KernelSignature>,
+    parents: &[(CommitId, Option<KernelSignature>)],
+) -> CulpritRow {
+    let header = repo
+        .run(&["show", "-s", "--format=%an <%ae>%n%aD", commit.as_str()])
+        .unwrap_or_default();
+    let mut header = header.lines();
+    let files = repo
+        .run(&[
+            "diff-tree",
+            "--no-commit-id",
+            "--name-only",
+            "-r",
+            "--root",
+            commit.as_str(),
+        ])
+        .unwrap_or_default();
+    let (parent, parent_signature) = parents.first().cloned().unzip();
+    let (kernel_diff, kernel_diff_missing) = match kernel_diff(cache, summary, commit, parent.as_ref()) {
+        Ok(d) => (Some(d), None),
+        Err(why) => (None, Some(why)),
+    };
+    CulpritRow {
+        commit: commit.clone(),
+        subject: subject.to_string(),
+        author: header.next().unwrap_or_default().to_string(),
+        date: header.next().unwrap_or_default().to_string(),
+        files: files.lines().map(str::to_string).collect(),
+        signature: signature.clone(),
+        parent,
+        parent_signature: parent_signature.flatten(),
+        kernel_diff,
+        kernel_diff_missing,
+    }
+}
+
+/// The sections and symbols that differ between the parent's and the
+/// culprit's stored vmlinux.
+fn kernel_diff(
+    cache: &Cache,
+    summary: &Summary,
+    culprit: &CommitId,
+    parent: Option<&CommitId>,
+) -> Result<Vec<SectionRow>, String> {
+    let parent = parent.ok_or("the culprit has no parent")?;
+    let dir = tempfile::tempdir_in(cache.dir()).map_err(|e| e.to_string())?;
+    let vmlinux_of = |commit: &CommitId, sub: &str| -> Result<std::path::PathBuf, String> {
+        let step = summary
+            .steps
+            .iter()
+            .find(|s| &s.commit == commit && s.eval.signature.is_some())
+            .ok_or_else(|| format!("{} was not built in this bisection", commit.short()))?;
+        let key = step.eval.reference_key.unwrap_or(step.eval.build_key);
+        let record = cache
+            .build(&key)
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("the build record of {} is gone", commit.short()))?;
+        let restored = cache
+            .restore(&record.artifacts, &dir.path().join(sub))
+            .map_err(|e| format!("the artifacts of {} cannot be restored: {e}", commit.short()))?;
+        restored
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("the build of {} kept no artifact", commit.short()))
+    };
+    let (a, b) = (vmlinux_of(parent, "parent")?, vmlinux_of(culprit, "culprit")?);
+    let report = crate::signature::diff_files(&a, &b, Some(SYMBOLS_PER_SECTION)).map_err(|e| e.to_string())?;
+    Ok(report.sections.iter().map(section_row).collect())
+}
+
+fn section_row(s: &crate::signature::SectionChange) -> SectionRow {
+    let size = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+    SectionRow {
+        name: s.name.clone(),
+        change: kebab(&s.change),
+        size_parent: s.size_a,
+        size_culprit: s.size_b,
+        symbols: s
+            .symbols
+            .iter()
+            .map(|y| {
+                format!(
+                    "{} ({}, {} -> {} bytes)",
+                    y.name,
+                    kebab(&y.change),
+                    size(y.size_a),
+                    size(y.size_b)
+                )
+            })
+            .collect(),
+        symbols_omitted: s.symbols_omitted,
+    }
+}
+
+/// The repository path as recorded (absolute when it can be).
+pub fn repo_label(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}

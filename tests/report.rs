@@ -1,0 +1,137 @@
+//! The bisection report and the bisection records behind it: a real
+//! bisection of the gcc toy history writes its HTML report, which a real
+//! headless Chromium (Debian's `chromium`) loads and renders to a PNG; the
+//! same record is listed by `kcache bisections` and rendered again by
+//! `kcache report`; a second bisection of the range says it resumes the
+//! first.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// The demo's own history (300 commits): its bisection meets neighbours
+/// with the same kernel, which the report draws as one block.
+const HISTORY: &[(&str, &str)] = &[];
+
+fn kc(cache: &Path) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir").arg(cache);
+    c
+}
+
+/// Chromium, headless, in a profile of its own (tests run concurrently).
+fn chromium(profile: &Path) -> Command {
+    let mut c = Command::new("chromium");
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(["--enable-logging=stderr", "--v=0"])
+    .env("HOME", profile);
+    c
+}
+
+#[test]
+fn a_bisection_report_renders_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), HISTORY);
+    let cache = dir.path().join("cache");
+    let report = dir.path().join("report.html");
+    let out = run_ok(
+        bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 5)
+            .arg("--report")
+            .arg(&report),
+    );
+    let summary = json(&out);
+    let culprit = summary["outcome"]["commit"].as_str().unwrap().to_string();
+    let subject = summary["outcome"]["subject"].as_str().unwrap().to_string();
+    let html = std::fs::read_to_string(&report).unwrap();
+
+    // Self-contained: nothing to fetch (the SVG namespace is a name, not a fetch).
+    for reference in ["src=", "href=", "@import", "url("] {
+        assert!(
+            !html.contains(reference),
+            "the report refers to something outside it: {reference}"
+        );
+    }
+
+    // The browser loads it without an error and finds the key elements.
+    let profile = dir.path().join("chromium");
+    let dom = chromium(&profile)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs Debian's chromium)");
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let (dom_text, log) = (
+        String::from_utf8_lossy(&dom.stdout),
+        String::from_utf8_lossy(&dom.stderr),
+    );
+    for problem in ["CONSOLE", "Failed to load", "Uncaught", "net::ERR_"] {
+        assert!(!log.contains(problem), "the page logged {problem}: {log}");
+    }
+    assert!(dom_text.contains(&subject), "culprit subject in the page");
+    assert!(dom_text.contains(&culprit), "culprit commit in the page");
+    assert!(
+        dom_text.contains("id=\"kernel-diff\""),
+        "the culprit's kernel diff table"
+    );
+    assert!(dom_text.contains("class=\"span\""), "a block of identical kernels");
+    assert!(dom_text.contains("<svg"), "the range strip");
+
+    let png = dir.path().join("report.png");
+    let shot = chromium(&profile)
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1100,1600")
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "a rendered page, not a blank one: {} bytes",
+        bytes.len()
+    );
+    if let Ok(keep) = std::env::var("KCACHE_REPORT_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+
+    // The record behind it: listed, valid, rendered again the same.
+    let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));
+    assert_eq!(listed["schema"], "kcache/bisections/v1");
+    let id = listed["bisections"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed["bisections"][0]["outcome"]["commit"], culprit.as_str());
+    validate_all(&cache);
+    let again = run_ok(kc(&cache).args(["report", &id[..12]]));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), html);
+
+    // A second bisection of the range resumes the first, and says so.
+    let second = run_ok(bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 5).arg("-v"));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("resuming bisection {id}")), "{err}");
+    let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));
+    assert_eq!(listed["bisections"].as_array().unwrap().len(), 2);
+    assert_eq!(totals(&listed["bisections"][0], "builds_done"), 0);
+}
+
+#[test]
+fn a_report_id_must_be_unique_and_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    drop(kcache::store::Cache::open(&cache).unwrap());
+    let missing = kc(&cache).args(["report", "12345"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("kcache bisections"));
+    let bad = kc(&cache).args(["report", "not-an-id"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a bisection id"));
+}
