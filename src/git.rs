@@ -231,13 +231,37 @@ impl Repo {
         Ok(changes)
     }
 
-    pub fn ensure_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
-        if path.join(".git").exists() {
+    /// Makes `path` a private clone of this repository for building:
+    /// `--shared` (it reads this repository's objects through alternates,
+    /// so commits made here later are there too, and it costs no copy)
+    /// and registered nowhere in this repository, which keeps no trace of
+    /// kcache. A linked worktree an older kcache left there is removed
+    /// and unregistered first.
+    pub fn ensure_build_tree(&self, path: &Path) -> Result<(), GitError> {
+        let dot_git = path.join(".git");
+        if dot_git.is_dir() {
             return Ok(());
         }
-        let _ = self.run(&["worktree", "prune"]);
-        let p = path.to_string_lossy();
-        self.run(&["worktree", "add", "--force", "--detach", &p, commit])?;
+        if dot_git.is_file() {
+            let _ = std::fs::remove_dir_all(path);
+            let _ = self.run(&["worktree", "prune"]);
+        }
+        let _ = std::fs::remove_dir_all(path);
+        // `git -C <repo> clone` reads relative paths from the repository.
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or(p.into())
+        };
+        let (source, target) = (absolute(&self.dir), absolute(path));
+        self.run(&[
+            "clone",
+            "--quiet",
+            "--shared",
+            "--no-checkout",
+            &source.to_string_lossy(),
+            &target.to_string_lossy(),
+        ])?;
         Ok(())
     }
 }

@@ -140,3 +140,13 @@ pub fn notice(message: &str) {
 pub fn warn(message: &str) {
     eprintln!("kcache: {message}");
 }
+
+/// An enum's name as its JSON has it (`read-only`, `command-line`): the
+/// word users see, never Rust's `Debug` spelling.
+pub(crate) fn serde_word<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}

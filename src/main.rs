@@ -23,16 +23,25 @@ use kcache::{signature, syzlog};
 )]
 struct Cli {
     /// Cache directory [default: $KCACHE_DIR, else the config file's, else $XDG_CACHE_HOME/kcache, else ~/.cache/kcache]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR", help_heading = "Global options")]
     cache_dir: Option<PathBuf>,
     /// Team cache: s3://bucket/prefix, gs://bucket/prefix or file:///dir [default: $KCACHE_REMOTE, else the config file's]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL", help_heading = "Global options")]
     remote: Option<String>,
     /// read-write, or read-only for clients that must only reuse [default: $KCACHE_REMOTE_MODE, else the config file's, else read-write]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "MODE", help_heading = "Global options")]
     remote_mode: Option<RemoteMode>,
+    /// Say nothing on stderr but warnings and errors (no progress, no notices)
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
+    quiet: bool,
     /// Show progress and notices on stderr even under --json (which holds them back)
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     verbose: bool,
     #[command(subcommand)]
     command: Command,
@@ -268,27 +277,34 @@ struct SignArgs {
     /// One JSON object per file with every hashed and skipped section.
     #[arg(long)]
     json: bool,
+    /// ELF files (vmlinux) to sign.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 struct DiffArgs {
+    /// The first build's vmlinux (the "before", e.g. the parent's).
     a: PathBuf,
+    /// The second build's vmlinux (the "after", e.g. the culprit's).
     b: PathBuf,
     /// List every changed symbol, not just the first 20 per section.
     #[arg(long)]
     all: bool,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct BisectArgs {
+    /// The git repository (kcache builds in a private clone of it, under the cache).
     #[arg(long)]
     repo: PathBuf,
+    /// A commit known to be good (repeatable; any revision git understands).
     #[arg(long, required = true)]
     good: Vec<String>,
+    /// A commit known to be bad (any revision git understands).
     #[arg(long)]
     bad: String,
     #[command(flatten)]
@@ -339,8 +355,10 @@ struct BisectionsArgs {
 struct ForgetArgs {
     #[command(flatten)]
     inputs: InputArgs,
+    /// The build key to forget (64 hex, or a unique prefix), instead of a commit and inputs.
     #[arg(long)]
     build_key: Option<String>,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -349,6 +367,7 @@ struct ForgetArgs {
 struct ExecArgs {
     #[command(flatten)]
     recipe: RecipeArgs,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -357,6 +376,7 @@ struct ExecArgs {
 struct KeyArgs {
     #[command(flatten)]
     inputs: InputArgs,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -371,6 +391,7 @@ struct PutArgs {
     /// Seconds the build took (for time-saved figures).
     #[arg(long, default_value_t = 0.0)]
     build_seconds: f64,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -385,8 +406,10 @@ struct GetArgs {
     /// Restore one blob (by its BLAKE3, delta chain included) to DEST as a file (benchmarks, debugging).
     #[arg(long, conflicts_with = "build_key")]
     blob: Option<String>,
+    /// The directory to restore the artifacts into (with --blob: the file to write).
     #[arg(long)]
     dest: PathBuf,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -395,19 +418,23 @@ struct GetArgs {
 struct LookupArgs {
     #[command(flatten)]
     inputs: InputArgs,
+    /// A build key (64 hex, or a unique prefix).
     #[arg(long)]
     build_key: Option<String>,
+    /// A kernel signature (40 or 64 hex, or a unique prefix): its builds and pooled runs.
     #[arg(long)]
-    signature: Option<KernelSignature>,
+    signature: Option<String>,
     /// Classify the runs against this crash (repeatable), as `bisect` does.
     #[arg(long = "crash-title", value_name = "TITLE")]
     crash_titles: Vec<String>,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct PredictArgs {
+    /// The git repository.
     #[arg(long, default_value = ".")]
     repo: PathBuf,
     /// Commits (any revision git understands).
@@ -420,53 +447,65 @@ struct PredictArgs {
 
 #[derive(Args)]
 struct RecordRunArgs {
+    /// The kernel signature the run tested (40 or 64 hex).
     #[arg(long)]
     signature: KernelSignature,
     /// The test key (64 hex), or give --test-cmd and --test-key-file to derive it.
     #[arg(long)]
     test_key: Option<String>,
+    /// The test command, as `bisect --test` gives it (part of the test key).
     #[arg(long)]
     test_cmd: Option<String>,
+    /// A file the test depends on (the reproducer, a VM image; repeatable; part of the test key).
     #[arg(long = "test-key-file")]
     test_key_files: Vec<PathBuf>,
     /// ok, crash, infra, boot-failed or skip.
     #[arg(long)]
     outcome: String,
+    /// The crash title (outcome crash), as syzkaller prints it.
     #[arg(long)]
     title: Option<String>,
+    /// How long the run took.
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
+    /// The commit whose kernel was tested, for provenance.
     #[arg(long)]
     commit: Option<String>,
     /// A log of the run, stored as a blob.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct StatsArgs {
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct GcArgs {
-    #[arg(long)]
+    /// Evict least-recently-used artifacts until the blobs fit: 50G, 500M, 1024 (bytes).
+    #[arg(long, value_name = "SIZE")]
     max_size: String,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct ConfigArgs {
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct SyncArgs {
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -476,6 +515,7 @@ struct VerifyArgs {
     /// Quarantine corrupt blobs and mark lost artifacts as evicted.
     #[arg(long)]
     repair: bool,
+    /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
     json: bool,
 }
@@ -484,22 +524,28 @@ struct VerifyArgs {
 enum LogCommand {
     /// Per log: steps, repeated tests, flakiness, and whether to trust the culprit.
     Analyze {
+        /// Print JSON on stdout (see the README for its shape); stderr has errors only.
         #[arg(long)]
         json: bool,
+        /// syzbot bisection logs.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Load logs into the cache: commit signatures (for equality reasoning) and test runs.
     Import {
+        /// Print JSON on stdout (see the README for its shape); stderr has errors only.
         #[arg(long)]
         json: bool,
+        /// syzbot bisection logs.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// A corpus in file-name order, as if one shared cache had seen it all.
     Replay {
+        /// Print JSON on stdout (see the README for its shape); stderr has errors only.
         #[arg(long)]
         json: bool,
+        /// Directories of syzbot bisection logs.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
@@ -561,7 +607,7 @@ impl Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet = cli.command.json() && !cli.verbose;
+    let quiet = cli.quiet || (cli.command.json() && !cli.verbose);
     kcache::set_quiet(quiet);
     let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
     match cli.command {
@@ -825,12 +871,41 @@ fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
     }
 }
 
-/// `--build-key`, else the key of the commit and build inputs given.
-fn build_key_of(build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<BuildKey> {
+/// `--build-key` (all of it, or a unique prefix), else the key of the
+/// commit and build inputs given.
+fn build_key_of(cache: &Cache, build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<BuildKey> {
     match build_key {
-        Some(k) => parse_key(k).map(BuildKey),
+        Some(k) => Ok(cache.resolve_build_key(k)?),
         None => Ok(resolve_inputs(inputs)?.1.key()),
     }
+}
+
+/// Why a lookup by commit may have missed: the build key covers the
+/// build command, config, toolchain, architecture and key files, and a
+/// lookup that leaves one out asks about a build nobody made.
+fn missing_inputs_hint(inputs: &InputArgs) -> String {
+    let mut missing = Vec::new();
+    if inputs.build_cmd.is_empty() {
+        missing.push("--build-cmd (the bisection's --build)");
+    }
+    if inputs.config.is_none() {
+        missing.push("--config");
+    }
+    if inputs.key_files.is_empty() {
+        missing.push("--key-file (if the bisection gave any)");
+    }
+    if inputs.target.toolchain.is_none() && inputs.target.toolchain_cmd.is_none() {
+        missing.push("--toolchain or --toolchain-cmd (if the bisection's differed from this machine's $CC/$LD)");
+    }
+    let given = if missing.is_empty() {
+        "every build input was given; check that each is the one the bisection used".to_string()
+    } else {
+        format!("not given: {}", missing.join(", "))
+    };
+    format!(
+        "a build key covers the commit's tree, the build command, the config, the toolchain, the architecture \
+         and the key files; {given} (or look up by --build-key / --signature, from `kcache bisections` or a bisection's --json)"
+    )
 }
 
 fn parse_key(s: &str) -> anyhow::Result<Key> {
@@ -1150,7 +1225,7 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     if let Some(blob) = blob {
         return get_blob(&cache, &blob, &dest);
     }
-    let key = build_key_of(build_key.as_deref(), &inputs)?;
+    let key = build_key_of(&cache, build_key.as_deref(), &inputs)?;
     let Some(record) = cache.build(&key)? else {
         eprintln!("kcache: no build with key {key}");
         return Ok(ExitCode::from(EXIT_NEGATIVE));
@@ -1201,7 +1276,7 @@ fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::
         json,
     } = args;
     let cache = open_existing_cache(settings)?;
-    let key = build_key_of(build_key.as_deref(), &inputs)?;
+    let key = build_key_of(&cache, build_key.as_deref(), &inputs)?;
     let forgotten = cache.forget_build(&key)?;
     if json {
         println!(
@@ -1249,14 +1324,20 @@ fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::
     } = args;
     let cache = open_existing_cache(settings)?;
     let target = (!crash_titles.is_empty()).then(|| kcache::crash::Target::new(&crash_titles));
-    let found = match (build_key, signature) {
-        (_, Some(sig)) => bisect::lookup::by_signature(&cache, &sig, target.as_ref())?,
-        (k, None) => bisect::lookup::by_build_key(&cache, &build_key_of(k.as_deref(), &inputs)?, target.as_ref())?,
+    let found = match (&build_key, &signature) {
+        (_, Some(sig)) => bisect::lookup::by_signature(&cache, &cache.resolve_signature(sig)?, target.as_ref())?,
+        (k, None) => {
+            let key = build_key_of(&cache, k.as_deref(), &inputs)?;
+            bisect::lookup::by_build_key(&cache, &key, target.as_ref())?
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
     } else {
         print!("{}", kcache::report::lookup_text(&found));
+    }
+    if !found.found() && build_key.is_none() && signature.is_none() {
+        kcache::notice(&missing_inputs_hint(&inputs));
     }
     Ok(if found.found() {
         ExitCode::SUCCESS
@@ -1351,4 +1432,33 @@ fn verify_cmd(settings: &kcache::config::Settings, args: VerifyArgs) -> anyhow::
     } else {
         ExitCode::from(EXIT_NEGATIVE)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path.contains(' ') && cmd.get_name() != "help" {
+                missing.push(format!("{path}: no about"));
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }

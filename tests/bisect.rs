@@ -55,6 +55,10 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     assert_eq!(warm["outcome"]["commit"], regression.as_str());
     assert_eq!(totals(&warm, "builds_done"), 0, "{warm}");
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm}");
+    // The cache builds in a private clone: the user's repository has no
+    // worktree (or anything else) registered by kcache.
+    let worktrees = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(worktrees.matches("worktree ").count(), 1, "{worktrees}");
     assert_eq!(totals(&warm, "builds_reused"), totals(&cold, "steps"));
 
     // The syzkaller-style log reads back with kcache's own parser.

@@ -12,9 +12,16 @@ use std::process::Command;
 
 use common::*;
 
-/// The demo's own history (300 commits): its bisection meets neighbours
-/// with the same kernel, which the report draws as one block.
-const HISTORY: &[(&str, &str)] = &[];
+/// A history whose classic bisection (deterministic: the toy test does not
+/// depend on time) meets neighbours with the same kernel, which the report
+/// draws as one block.
+const HISTORY: &[(&str, &str)] = &[("DEMO_COMMITS", "40"), ("DEMO_REGRESSION", "24")];
+
+fn bisect(cache: &Path, repo: &Path) -> Command {
+    let mut c = bisect_cmd(cache, repo, &root_commit(repo), "HEAD", 3);
+    c.args(["--policy", "classic"]);
+    c
+}
 
 fn kc(cache: &Path) -> Command {
     let mut c = kcache();
@@ -44,11 +51,7 @@ fn a_bisection_report_renders_in_a_real_browser() {
     let repo = demo_repo(dir.path(), HISTORY);
     let cache = dir.path().join("cache");
     let report = dir.path().join("report.html");
-    let out = run_ok(
-        bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 5)
-            .arg("--report")
-            .arg(&report),
-    );
+    let out = run_ok(bisect(&cache, &repo).arg("--report").arg(&report));
     let summary = json(&out);
     let culprit = summary["outcome"]["commit"].as_str().unwrap().to_string();
     let subject = summary["outcome"]["subject"].as_str().unwrap().to_string();
@@ -115,7 +118,7 @@ fn a_bisection_report_renders_in_a_real_browser() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), html);
 
     // A second bisection of the range resumes the first, and says so.
-    let second = run_ok(bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 5).arg("-v"));
+    let second = run_ok(bisect(&cache, &repo).arg("-v"));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains(&format!("resuming bisection {id}")), "{err}");
     let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));

@@ -118,6 +118,39 @@ fn put_get_lookup_round_trip_and_schemas() {
     let l = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &key, "--json"])));
     assert_eq!(l["artifacts"][0]["available"], true);
 
+    // Unique prefixes, as git takes commits; a bad or unknown one says so.
+    let l = json(&run_ok(kc(&cache).args([
+        "lookup",
+        "--signature",
+        &sig[..10],
+        "--json",
+    ])));
+    assert_eq!(l["tests"][0]["runs"], 3);
+    let l = json(&run_ok(kc(&cache).args(["lookup", "--build-key", &key[..8], "--json"])));
+    assert_eq!(l["artifacts"][0]["available"], true);
+    run_ok(
+        kc(&cache)
+            .args(["get", "--build-key", &key[..8], "--dest"])
+            .arg(dir.path().join("by-prefix")),
+    );
+    for (given, says) in [
+        ("zz12", "is not one"),
+        ("ab", "at least 4 hex digits"),
+        ("0000000", "no kernel signature"),
+    ] {
+        let out = kc(&cache).args(["lookup", "--signature", given]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{given}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{given}: {out:?}");
+    }
+    // A lookup by commit without the build inputs says which it lacks.
+    let out = kc(&cache).args(["lookup", "--repo"]).arg(&repo).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not given: --build-cmd") && err.contains("--config"),
+        "{err}"
+    );
+
     let bad = kc(&cache)
         .args([
             "record-run",

@@ -595,7 +595,7 @@ impl CommitEvaluator {
             progress,
         )?;
         if !self.in_place {
-            repo.ensure_worktree(&self.worktree, commit)?;
+            repo.ensure_build_tree(&self.worktree)?;
             git::checkout(&self.worktree, commit)?;
         }
         let mut env = vec![

@@ -391,6 +391,7 @@ impl Run<'_> {
                 }
             }
             let pick = self.choose(&open)?;
+            progress(&commits_left_line(open.len()));
             let eval = self.evaluate(&pick, Purpose::Bisect, progress)?;
             self.stop_if_every_build_fails(&bad, progress)?;
             match eval.verdict {
@@ -630,6 +631,34 @@ pub use crate::key::short;
 
 /// Said up front: how much of the range the cache already has built (a
 /// prebuilt range costs no build).
+/// Where the bisection stands, in `git bisect`'s words and arithmetic:
+/// `open` commits may still be the first bad one besides the bad end.
+fn commits_left_line(open: usize) -> String {
+    let all = open + 1;
+    let left = all - all / 2 - 1;
+    let steps = estimate_bisect_steps(all);
+    format!(
+        "bisecting: {left} commit{} left to test after this (roughly {steps} step{})",
+        if left == 1 { "" } else { "s" },
+        if steps == 1 { "" } else { "s" }
+    )
+}
+
+/// git's `estimate_bisect_steps`: about log2 of the commits, one less when
+/// they are closer to the power of two below than to the one above.
+fn estimate_bisect_steps(all: usize) -> usize {
+    if all < 3 {
+        return 0;
+    }
+    let n = (usize::BITS - 1 - all.leading_zeros()) as usize;
+    let e = 1usize << n;
+    if e < 3 * (all - e) {
+        n
+    } else {
+        n - 1
+    }
+}
+
 fn cached_line(cached: usize, commits: usize) -> String {
     match cached {
         0 => format!("none of the {commits} commits of the range is in the cache yet"),
@@ -652,4 +681,25 @@ pub fn state_dir(cache: &Cache, repo: &Path) -> PathBuf {
 fn repo_tag(repo: &Path) -> String {
     let canonical = repo.canonicalize().unwrap_or_else(|_| repo.to_path_buf());
     crate::key::digest(canonical.to_string_lossy().as_bytes()).to_hex()[..16].to_string()
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn commits_left_reads_like_git_bisect() {
+        // git bisect start on a 300-commit line: "Bisecting: 149 revisions
+        // left to test after this (roughly 7 steps)".
+        assert_eq!(
+            commits_left_line(299),
+            "bisecting: 149 commits left to test after this (roughly 7 steps)"
+        );
+        assert_eq!(
+            commits_left_line(1),
+            "bisecting: 0 commits left to test after this (roughly 0 steps)"
+        );
+        assert_eq!(estimate_bisect_steps(150), 6); // git: "74 revisions left ... (roughly 6 steps)"
+        assert_eq!(estimate_bisect_steps(75), 5); // git: "37 revisions left ... (roughly 5 steps)"
+    }
 }

@@ -372,7 +372,7 @@ fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache
     let e = &s.eval;
     let build = match e.build {
         BuildSource::Reused if from_elsewhere(cache, e) => "remote".to_string(),
-        other => kebab(&other),
+        other => crate::serde_word(&other),
     };
     StepRow {
         commit: s.commit.clone(),
@@ -401,13 +401,6 @@ fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache
 fn from_elsewhere(cache: &Cache, e: &super::Evaluation) -> bool {
     let key = e.reference_key.unwrap_or(e.build_key);
     matches!(cache.view(|v| v.build(&key)), Ok(Some(b)) if b.host != crate::store::host())
-}
-
-fn kebab<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<KernelRow> {
@@ -556,7 +549,7 @@ fn section_row(s: &crate::signature::SectionChange) -> SectionRow {
     let size = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
     SectionRow {
         name: s.name.clone(),
-        change: kebab(&s.change),
+        change: crate::serde_word(&s.change),
         size_parent: s.size_a,
         size_culprit: s.size_b,
         symbols: s
@@ -566,7 +559,7 @@ fn section_row(s: &crate::signature::SectionChange) -> SectionRow {
                 format!(
                     "{} ({}, {} -> {} bytes)",
                     y.name,
-                    kebab(&y.change),
+                    crate::serde_word(&y.change),
                     size(y.size_a),
                     size(y.size_b)
                 )

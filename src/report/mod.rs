@@ -139,15 +139,20 @@ pub fn replay_text(r: &ReplayReport) -> String {
         "reusable tests: {} (~{:.1}h of {:.1}h testing)",
         r.reusable_tests, r.reusable_test_hours, r.total_test_hours
     );
-    let _ = writeln!(s, "rejected results: {} {:?}", r.rejected.len(), r.rejected);
+    let _ = writeln!(s, "rejected results: {} {}", r.rejected.len(), r.rejected.join(" "));
     if !r.truncated.is_empty() {
-        let _ = writeln!(s, "truncated logs (no result): {} {:?}", r.truncated.len(), r.truncated);
+        let _ = writeln!(
+            s,
+            "truncated logs (no result): {} {}",
+            r.truncated.len(),
+            r.truncated.join(" ")
+        );
     }
     let _ = writeln!(
         s,
-        "logs with a signature judged good and bad: {} {:?}",
+        "logs with a signature judged good and bad: {} {}",
         r.inconsistent.len(),
-        r.inconsistent
+        r.inconsistent.join(" ")
     );
     let _ = writeln!(
         s,
@@ -281,8 +286,12 @@ pub fn lookup_text(l: &Lookup) -> String {
     if let Some(b) = &l.build {
         let _ = writeln!(
             s,
-            "build key: {} ({:?}), commit {}, {:.1}s on {}",
-            b.build_key, b.status, b.commit, b.build_seconds, b.host
+            "build key: {} ({}), commit {}, {:.1}s on {}",
+            b.build_key,
+            word(&b.status),
+            b.commit,
+            b.build_seconds,
+            b.host
         );
         if let Some(tail) = &b.log_tail {
             let _ = writeln!(s, "build log tail:\n{tail}");
@@ -400,10 +409,20 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
         s.config_file.display(),
         if s.config_file_exists { "" } else { " (none)" }
     );
-    let _ = writeln!(out, "cache_dir: {} ({:?})", s.cache_dir.display(), s.cache_dir_from);
+    let _ = writeln!(
+        out,
+        "cache_dir: {} (from {})",
+        s.cache_dir.display(),
+        word(&s.cache_dir_from)
+    );
     match &s.remote {
         Some(r) => {
-            let _ = writeln!(out, "remote: {r} ({:?}), {:?}", s.remote_from, s.remote_mode);
+            let _ = writeln!(
+                out,
+                "remote: {r} (from {}), {}",
+                word(&s.remote_from),
+                word(&s.remote_mode)
+            );
         }
         None => out.push_str("remote: none\n"),
     }
@@ -474,3 +493,5 @@ pub fn bisections_text(records: &[crate::bisect::record::BisectionRecord]) -> St
     }
     out
 }
+
+use crate::serde_word as word;

@@ -565,6 +565,27 @@ pub trait Read {
         Ok(out)
     }
 
+    /// The distinct first `/`-separated segments of the keys starting
+    /// with `prefix`, at most `limit` of them (prefix lookups need 2 to
+    /// tell unique from ambiguous).
+    fn heads(&self, cf_name: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out: Vec<String> = Vec::new();
+        for item in db.iterator_cf(cf(db, cf_name), mode) {
+            let (k, _) = item.map_err(|e| index_error(db.path(), e))?;
+            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k);
+            let head = key.split('/').next().unwrap_or_default();
+            if out.last().map(String::as_str) != Some(head) {
+                out.push(head.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of keys in a column family (exact; walks the keys).
     fn count(&self, cf_name: &str) -> Result<u64, StoreError> {
         let db = self.db();

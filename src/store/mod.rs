@@ -25,6 +25,7 @@ pub mod counters;
 mod errors;
 pub mod index;
 mod maintenance;
+mod prefix;
 pub mod records;
 pub mod remote;
 mod runs;
@@ -47,6 +48,7 @@ use index::{
     CF_SIGNATURES,
 };
 pub use maintenance::{GcReport, OrphanBlob, RecordCounts, Salvage, Stats, VerifyReport};
+pub use prefix::PrefixError;
 pub use records::*;
 pub use runs::run_key;
 
