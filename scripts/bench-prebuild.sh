@@ -27,15 +27,20 @@ t1=$(date +%s.%N)
 echo "prebuild: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s  $(cat "$scratch/prebuild.json")"
 
 python3 - "$kcache" "$cache" "$scratch" <<'PY'
-import json, os, statistics, subprocess, sys, time
+import glob, os, statistics, subprocess, sys, time
 kcache, cache, scratch = sys.argv[1:4]
-kc = lambda *a: subprocess.run([kcache, "--cache-dir", cache, *a], capture_output=True, text=True)
-import glob
-blobs = glob.glob(os.path.join(cache, "blobs", "*", "*.zst"))
-dense = sum(os.path.getsize(b) for b in blobs)
-raw = full = 0
+
+def kind(data):
+    """What an artifact is, from its bytes (the recipe's names are not in the blob)."""
+    if data[:4] == b"\x7fELF":
+        return "vmlinux (ELF)"
+    if data[0x202:0x206] == b"HdrS":
+        return "boot image (compressed)"
+    return "text (System.map, config)"
+
+rows = {}
 times = []
-for b in blobs:
+for b in glob.glob(os.path.join(cache, "blobs", "*", "*.zst")):
     key = os.path.basename(b)[:-4]
     dest = os.path.join(scratch, "r")
     t = time.monotonic()
@@ -45,10 +50,16 @@ for b in blobs:
         continue
     times.append(time.monotonic() - t)
     data = open(dest, "rb").read()
-    raw += len(data)
-    full += len(subprocess.run(["zstd", "-1", "-q", "-c"], input=data, capture_output=True).stdout)
-print(f"artifacts: raw {raw} B, one zstd -1 blob each {full} B, dense {dense} B "
-      f"({100 * dense / max(raw, 1):.2f}% of raw, 1/{full / max(dense, 1):.1f} of full blobs)")
+    full = len(subprocess.run(["zstd", "-1", "-q", "-c"], input=data, capture_output=True).stdout)
+    row = rows.setdefault(kind(data), [0, 0, 0, 0])
+    row[0] += 1
+    row[1] += len(data)
+    row[2] += full
+    row[3] += os.path.getsize(b)
+total = [sum(r[i] for r in rows.values()) for i in range(4)]
+for name, (n, raw, full, dense) in sorted(rows.items()) + [("all artifacts", total)]:
+    print(f"{name}: {n} distinct, raw {raw} B, one zstd -1 blob each {full} B, dense {dense} B "
+          f"({100 * dense / max(raw, 1):.2f}% of raw, 1/{full / max(dense, 1):.1f} of full blobs)")
 if times:
     print(f"restore per blob: p50 {statistics.median(times):.3f} s, max {max(times):.3f} s ({len(times)} blobs)")
 PY

@@ -53,4 +53,17 @@ scripts/check-packages.sh
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
 cargo build --release --locked
-echo "kcache built: $CARGO_TARGET_DIR/release/kcache"
+kcache=$CARGO_TARGET_DIR/release/kcache
+echo "kcache built: $kcache"
+
+# Shell completions and man pages, generated from the CLI's own definitions,
+# into the user's XDG directories (no root needed; bash-completion, zsh with
+# ~/.local/share/zsh/site-functions in fpath, fish and man(1) find them there).
+data=${XDG_DATA_HOME:-$HOME/.local/share}
+mkdir -p "$data/bash-completion/completions" "$data/zsh/site-functions" \
+  "${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions" "$data/man/man1"
+"$kcache" completions bash >"$data/bash-completion/completions/kcache"
+"$kcache" completions zsh >"$data/zsh/site-functions/_kcache"
+"$kcache" completions fish >"${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions/kcache.fish"
+"$kcache" man "$data/man/man1"
+echo "completions (bash, zsh, fish) and man pages (man kcache, man kcache-bisect, ...) installed under $data"

@@ -61,6 +61,7 @@ pub struct Settings {
     /// Mode, endpoint, region, plain HTTP: what `Remote::open` takes.
     pub remote_options: crate::store::remote::RemoteOptions,
     /// Endpoint, region and the like, with secrets masked.
+    #[serde(serialize_with = "crate::serde_pairs::map")]
     pub remote_environment: Vec<(String, String)>,
 }
 

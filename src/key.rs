@@ -206,6 +206,7 @@ pub struct Recipe {
     /// `KEY=VALUE` pairs; order does not matter.
     pub make_vars: Vec<String>,
     /// (path as named, BLAKE3 of content).
+    #[serde(with = "crate::serde_pairs::named_files")]
     pub key_files: Vec<(String, Key)>,
 }
 
@@ -316,6 +317,7 @@ impl BuildInputs {
 pub struct TestInputs {
     pub command: String,
     /// (path as named, BLAKE3 of content): reproducer, image, VM config.
+    #[serde(with = "crate::serde_pairs::named_files")]
     pub files: Vec<(String, Key)>,
     /// Free-form settings the user names (`KEY=VALUE`).
     pub settings: Vec<String>,

@@ -150,3 +150,62 @@ pub(crate) fn serde_word<T: serde::Serialize>(v: &T) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// `--json` shows pairs as objects with named fields, never as 2-element
+/// arrays; these keep the Rust side's tuples.
+pub(crate) mod serde_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::key::{CommitId, Key};
+    use crate::signature::KernelSignature;
+
+    #[derive(Serialize, Deserialize)]
+    struct NamedFile {
+        path: String,
+        blake3: Key,
+    }
+
+    /// `[(path, blake3)]` as `[{"path": .., "blake3": ..}]`.
+    pub mod named_files {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &[(String, Key)], s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(v.iter().map(|(path, blake3)| NamedFile {
+                path: path.clone(),
+                blake3: *blake3,
+            }))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Key)>, D::Error> {
+            Ok(Vec::<NamedFile>::deserialize(d)?
+                .into_iter()
+                .map(|f| (f.path, f.blake3))
+                .collect())
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Parent<'a> {
+        commit: &'a CommitId,
+        signature: &'a Option<KernelSignature>,
+    }
+
+    /// `[(commit, signature)]` as `[{"commit": .., "signature": ..}]`.
+    pub fn parents<S: Serializer>(v: &[(CommitId, Option<KernelSignature>)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|(commit, signature)| Parent { commit, signature }))
+    }
+
+    /// `[(name, value)]` as `{"name": value, ...}`.
+    pub fn map<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(v.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A `--json` document: `schema` names the shape and its version; the
+/// body's own fields follow.
+#[derive(serde::Serialize)]
+pub struct Versioned<'a, T: serde::Serialize> {
+    pub schema: &'static str,
+    #[serde(flatten)]
+    pub body: &'a T,
+}

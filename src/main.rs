@@ -250,6 +250,22 @@ enum Command {
     Sync(SyncArgs),
     /// Check every record and blob; exit non-zero on any problem.
     Verify(VerifyArgs),
+    /// Print a shell completion script (setup installs bash, zsh and fish ones).
+    Completions(CompletionsArgs),
+    /// Write man pages (kcache.1 and one per subcommand) into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Where to write the pages (e.g. ~/.local/share/man/man1).
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -601,12 +617,17 @@ impl Command {
             C::Log(
                 LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
             ) => *json,
-            C::Report(_) => false,
+            C::Report(_) | C::Completions(_) | C::Man(_) => false,
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Completions(args) => return Ok(completions(args.shell)),
+        Command::Man(args) => return man(&args.dir),
+        _ => {}
+    }
     let quiet = cli.quiet || (cli.command.json() && !cli.verbose);
     kcache::set_quiet(quiet);
     let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
@@ -616,6 +637,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Bisections(args) => bisections_cmd(&settings, args),
+        Command::Completions(_) | Command::Man(_) => unreachable!("answered before the settings are read"),
         Command::Report(args) => report_cmd(&settings, args),
         Command::Exec(args) => exec_cmd(&settings, args, quiet),
         Command::Key(args) => key_cmd(args),
@@ -650,10 +672,13 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
         if json {
             println!(
                 "{}",
-                serde_json::to_string(&syzlog::FileAnalysis {
-                    path,
-                    analysis: &analysis
-                })?
+                versioned(
+                    "kcache/log-analysis/v1",
+                    &syzlog::FileAnalysis {
+                        path,
+                        analysis: &analysis
+                    }
+                )?
             );
         } else {
             print!("{}", kcache::report::analysis_text(path, &analysis));
@@ -682,7 +707,7 @@ fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
         if json {
             println!(
                 "{}",
-                serde_json::to_string(&kcache::import::FileImport { path, import: &r })?
+                versioned("kcache/log-import/v1", &kcache::import::FileImport { path, import: &r })?
             );
         } else {
             println!(
@@ -707,7 +732,7 @@ fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
         eprintln!("kcache: {e}");
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", versioned_pretty("kcache/log-replay/v1", &report)?);
     } else {
         print!("{}", kcache::report::replay_text(&report));
     }
@@ -740,7 +765,7 @@ fn sign(files: &[PathBuf], json: bool) -> ExitCode {
     each_file(files, |path| {
         let report = signature::ElfFile::open(path).and_then(|f| f.report())?;
         if json {
-            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            writeln!(out, "{}", versioned("kcache/sign/v1", &report)?)?;
         } else {
             writeln!(out, "{}  {}", report.signature, path.display())?;
         }
@@ -751,7 +776,7 @@ fn sign(files: &[PathBuf], json: bool) -> ExitCode {
 fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let report = signature::diff_files(a, b, if all { None } else { Some(20) })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", versioned_pretty("kcache/diff/v1", &report)?);
     } else {
         print!("{}", kcache::report::diff_text(&report, a, b));
     }
@@ -933,7 +958,7 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
 fn config_cmd(settings: &kcache::config::Settings, args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let ConfigArgs { json } = args;
     if json {
-        println!("{}", serde_json::to_string_pretty(settings)?);
+        println!("{}", versioned_pretty("kcache/config/v1", settings)?);
     } else {
         print!("{}", kcache::report::settings_text(settings));
     }
@@ -951,7 +976,7 @@ fn sync_cmd(settings: &kcache::config::Settings, args: SyncArgs) -> anyhow::Resu
     }
     let r = cache.sync()?;
     if json {
-        println!("{}", serde_json::to_string(&r)?);
+        println!("{}", versioned("kcache/sync/v1", &r)?);
     } else {
         println!(
             "uploaded {}, failed {}, still queued {}",
@@ -1016,7 +1041,7 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         write_report(path, &record)?;
     }
     match json {
-        true => println!("{}", serde_json::to_string_pretty(&summary)?),
+        true => println!("{}", versioned_pretty("kcache/bisect/v1", &summary)?),
         false => print!("{}", kcache::report::bisect_text(&summary)),
     }
     Ok(match summary.outcome {
@@ -1028,6 +1053,30 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
 fn write_report(path: &Path, record: &bisect::record::BisectionRecord) -> anyhow::Result<()> {
     std::fs::write(path, kcache::report::html::bisection_html(record))
         .with_context(|| format!("writing the report {}", path.display()))
+}
+
+/// A `--json` document: the body with a `schema` field naming its shape
+/// and version (`kcache/<command>/v1`, see the README).
+fn versioned<T: serde::Serialize>(schema: &'static str, body: &T) -> serde_json::Result<String> {
+    serde_json::to_string(&kcache::Versioned { schema, body })
+}
+
+fn versioned_pretty<T: serde::Serialize>(schema: &'static str, body: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&kcache::Versioned { schema, body })
+}
+
+/// Generated from the clap definitions, so they never drift from `--help`.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "kcache", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+fn man(dir: &Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).with_context(|| format!("writing man pages to {}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bisections_cmd(settings: &kcache::config::Settings, args: BisectionsArgs) -> anyhow::Result<ExitCode> {
@@ -1156,7 +1205,7 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
     finish_uploads(&cache);
     let eval = eval?;
     if json {
-        println!("{}", serde_json::to_string(&eval)?);
+        println!("{}", versioned("kcache/exec/v1", &eval)?);
     }
     Ok(ExitCode::from(match eval.verdict {
         Verdict::Good => 0,
@@ -1171,10 +1220,13 @@ fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
     if json {
         println!(
             "{}",
-            serde_json::to_string(&kcache::key::KeyedInputs {
-                build_key: resolved.key(),
-                inputs: &resolved
-            })?
+            versioned(
+                "kcache/key/v1",
+                &kcache::key::KeyedInputs {
+                    build_key: resolved.key(),
+                    inputs: &resolved
+                }
+            )?
         );
     } else {
         println!("{}", resolved.key());
@@ -1246,11 +1298,14 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     if json {
         println!(
             "{}",
-            serde_json::to_string(&store::Restored {
-                build_key: key,
-                signature: record.signature,
-                restored
-            })?
+            versioned(
+                "kcache/get/v1",
+                &store::Restored {
+                    build_key: key,
+                    signature: record.signature,
+                    restored
+                }
+            )?
         );
     } else {
         for p in restored {
@@ -1281,10 +1336,13 @@ fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::
     if json {
         println!(
             "{}",
-            serde_json::to_string(&store::Forgotten {
-                build_key: key,
-                forgotten
-            })?
+            versioned(
+                "kcache/forget/v1",
+                &store::Forgotten {
+                    build_key: key,
+                    forgotten
+                }
+            )?
         );
     } else {
         println!("{key}: forgot {forgotten} build record(s)");
@@ -1306,7 +1364,7 @@ fn predict_cmd(settings: &kcache::config::Settings, args: PredictArgs) -> anyhow
         let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
         if json {
             let prediction = bisect::predict::CommitPrediction::new(&commit, &judged);
-            println!("{}", serde_json::to_string(&prediction)?);
+            println!("{}", versioned("kcache/predict/v1", &prediction)?);
         } else {
             print!("{}", kcache::report::prediction_text(&commit, &judged));
         }
@@ -1332,7 +1390,7 @@ fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        println!("{}", versioned_pretty("kcache/lookup/v1", &found)?);
     } else {
         print!("{}", kcache::report::lookup_text(&found));
     }
@@ -1384,7 +1442,7 @@ fn stats_cmd(settings: &kcache::config::Settings, args: StatsArgs) -> anyhow::Re
     let StatsArgs { json } = args;
     let stats = open_existing_cache(settings)?.stats()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        println!("{}", versioned_pretty("kcache/stats/v1", &stats)?);
     } else {
         print!("{}", kcache::report::stats_text(&stats));
     }
@@ -1396,7 +1454,7 @@ fn gc_cmd(settings: &kcache::config::Settings, args: GcArgs) -> anyhow::Result<E
     let max = parse_size(&max_size)?;
     let r = open_existing_cache(settings)?.gc(max)?;
     if json {
-        println!("{}", serde_json::to_string(&r)?);
+        println!("{}", versioned("kcache/gc/v1", &r)?);
     } else {
         println!(
             "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
@@ -1410,7 +1468,7 @@ fn verify_cmd(settings: &kcache::config::Settings, args: VerifyArgs) -> anyhow::
     let VerifyArgs { repair, json } = args;
     let r = open_existing_cache(settings)?.verify(repair)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{}", versioned_pretty("kcache/verify/v1", &r)?);
     } else {
         for p in &r.problems {
             println!("problem: {p}");

@@ -37,17 +37,30 @@ fn finds_the_culprit_and_a_warm_rerun_builds_and_tests_nothing() {
     assert_eq!(cold["outcome"]["kind"], "culprit");
     assert_eq!(cold["outcome"]["commit"], regression.as_str());
     assert!(totals(&cold, "builds_done") > 0 && totals(&cold, "runs_done") > 0);
-    let parent_sig = &cold["outcome"]["parents"][0][1];
+    let parent_sig = &cold["outcome"]["parents"][0]["signature"];
     assert!(
         parent_sig.is_string(),
         "the culprit's parent was built and signed: {cold}"
     );
     assert_ne!(&cold["outcome"]["signature"], parent_sig);
 
-    let out = run_ok(&mut classic_cmd(&cache, &repo, &good, "HEAD", 10));
+    let warm_log = dir.path().join("warm.log");
+    let out = run_ok(
+        classic_cmd(&cache, &repo, &good, "HEAD", 10)
+            .arg("--log")
+            .arg(&warm_log),
+    );
     // --json: stdout is the JSON; a bisection that succeeds says nothing on stderr.
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let warm = json(&out);
+    // The warm log says what it reused (and still reads back as the steps).
+    let text = std::fs::read_to_string(&warm_log).unwrap();
+    assert!(text.contains("# kcache: build reused from the cache"), "{text}");
+    assert!(
+        text.contains("runs reused from the cache (pooled on this kernel), 0 run now"),
+        "{text}"
+    );
+    assert_log_matches(&warm_log, &warm);
     // -v shows the progress --json holds back.
     let verbose = run_ok(classic_cmd(&cache, &repo, &good, "HEAD", 10).arg("-v"));
     let progress = String::from_utf8_lossy(&verbose.stderr);
@@ -255,7 +268,7 @@ fn a_flaky_test_never_makes_kcache_blame_a_no_op_commit() {
     if summary["outcome"]["kind"] == "culprit" {
         let sig = &summary["outcome"]["signature"];
         for parent in summary["outcome"]["parents"].as_array().unwrap() {
-            assert_ne!(&parent[1], sig, "kcache blamed a no-op commit: {summary}");
+            assert_ne!(&parent["signature"], sig, "kcache blamed a no-op commit: {summary}");
         }
         assert_ne!(summary["outcome"]["commit"], blamed.as_str());
     }

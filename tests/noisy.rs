@@ -86,7 +86,7 @@ fn flaky_reproducer_and_unrelated_crashes_still_give_the_right_culprit() {
         "{search}"
     );
     // The culprit's parent has a different kernel (never a no-op culprit).
-    assert_ne!(s["outcome"]["signature"], s["outcome"]["parents"][0][1]);
+    assert_ne!(s["outcome"]["signature"], s["outcome"]["parents"][0]["signature"]);
 
     // Warm: everything is in the cache; nothing is built or run.
     let warm = noisy_bisect(

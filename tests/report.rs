@@ -138,3 +138,20 @@ fn a_report_id_must_be_unique_and_well_formed() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a bisection id"));
 }
+
+/// Completions and man pages come from the clap definitions: every shell
+/// gets a script that names the subcommands, and every subcommand a page.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run_ok(kcache().args(["completions", shell]));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("bisections") && script.contains("prebuild"), "{shell}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(kcache().arg("man").arg(dir.path()));
+    for page in ["kcache.1", "kcache-bisect.1", "kcache-report.1", "kcache-log-analyze.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is a man page");
+    }
+}

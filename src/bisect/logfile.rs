@@ -12,6 +12,26 @@ use crate::git::Repo;
 use crate::store::Outcome as RunOutcome;
 use crate::syzlog::{self, CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
+/// What this step took from the cache instead of doing it now, so a warm
+/// run's log says so rather than reading like the cold one.
+fn reuse_notes(eval: &Evaluation) -> Vec<String> {
+    let mut notes: Vec<String> = eval
+        .predicted_from
+        .iter()
+        .map(|r| format!("predicted, not built: no file read by the build of {r} differs"))
+        .collect();
+    if eval.build == BuildSource::Reused {
+        notes.push("build reused from the cache: not built now".to_string());
+    }
+    let (reused, done) = (eval.effort.runs_reused, eval.effort.runs_done);
+    if reused > 0 {
+        notes.push(format!(
+            "{reused} of these runs reused from the cache (pooled on this kernel), {done} run now"
+        ));
+    }
+    notes
+}
+
 /// How many lines of a failed build's output the log quotes.
 const BUILD_ERROR_LINES: usize = 5;
 
@@ -36,11 +56,7 @@ impl LogFile {
                 Purpose::Bisect => syzlog::Purpose::Bisect,
                 Purpose::SignatureCheck => syzlog::Purpose::CulpritParent,
             },
-            notes: eval
-                .predicted_from
-                .iter()
-                .map(|r| format!("predicted, not built: no file read by the build of {r} differs"))
-                .collect(),
+            notes: reuse_notes(eval),
             signature: eval.signature.as_deref(),
             build_errors: build_errors(eval),
             runs: eval

@@ -120,6 +120,7 @@ pub enum Outcome {
         subject: String,
         signature: Option<KernelSignature>,
         /// (parent, its signature) for every parent of the culprit.
+        #[serde(serialize_with = "crate::serde_pairs::parents")]
         parents: Vec<(CommitId, Option<KernelSignature>)>,
     },
     Inconclusive {
