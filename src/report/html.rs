@@ -144,7 +144,8 @@ fn culprit(h: &mut String, c: &CulpritRow) {
         (Some(sections), _) => {
             h.push_str(
                 "<p>Sections of the vmlinux the signature covers that differ between the parent's build and the culprit's, \
-                 with the symbols whose bytes changed:</p><table id=\"kernel-diff\"><tr><th>section</th><th>change</th>\
+                 with the symbols whose bytes changed: added, removed and resized ones first; same-size changes are often \
+                 only moved addresses (code after a grown function shifts).</p><table id=\"kernel-diff\"><tr><th>section</th><th>change</th>\
                  <th>parent bytes</th><th>culprit bytes</th><th>symbols</th></tr>",
             );
             for s in sections {

@@ -86,6 +86,11 @@ pub fn diff_files(a: &Path, b: &Path, max_symbols: Option<usize>) -> Result<Diff
         };
         if symbols_compared {
             let mut all = changed_symbols(&fa, sa, &syms_a, &fb, sb, &syms_b);
+            // What a reviewer looks for first: symbols that appeared,
+            // vanished or changed size. Same-size changes follow (often
+            // only moved addresses: one grown function shifts everything
+            // after it), in section order as before.
+            all.sort_by_key(|y| y.change == Change::Changed && y.size_a == y.size_b);
             let keep = max_symbols.unwrap_or(usize::MAX).min(all.len());
             change.symbols_omitted = all.len() - keep;
             all.truncate(keep);
