@@ -89,6 +89,9 @@ pub trait Oracle {
     /// Runs the test on commit `i`'s kernel up to `n` times, stopping at the
     /// first run that matches the target; the classes of the runs done.
     fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
+    /// Where the search stands before a test: how many commits still hold
+    /// 95% of the mass, and the likeliest culprit's probability.
+    fn standing(&mut self, _credible: usize, _best: f64) {}
 }
 
 /// Settings of the search.
@@ -582,6 +585,7 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
             break Ending::undecided(&post, why);
         }
         if prob < model.confidence {
+            oracle.standing(post.credible(0.95).0.len(), prob);
             match s.next(oracle, &post) {
                 // A commit that cannot be built or tested is excluded from
                 // then on, so the search always ends.

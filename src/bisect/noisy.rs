@@ -132,6 +132,13 @@ impl GitOracle<'_> {
 impl Oracle for GitOracle<'_> {
     type Error = BisectError;
 
+    fn standing(&mut self, credible: usize, best: f64) {
+        (self.progress)(&format!(
+            "bisecting: the culprit is one of {credible} commit{} (95% of the probability), the likeliest at {best:.2}",
+            if credible == 1 { "" } else { "s" }
+        ));
+    }
+
     fn known(&mut self, i: usize) -> Result<Kernel, BisectError> {
         Ok(self.known.get(i).cloned().unwrap_or(Kernel::Unknown))
     }
