@@ -9,6 +9,9 @@
 //! s3_endpoint = "https://s3.example.com"   # AWS_ENDPOINT wins when set
 //! s3_region = "us-east-1"                  # AWS_REGION wins when set
 //! s3_allow_http = false                    # AWS_ALLOW_HTTP wins when set
+//! trust = "require"                        # or "warn", "off" (see `trust`)
+//! trusted_keys = ["ed25519:<64 hex>"]      # whose team records are evidence
+//! signing_key = "~/.config/kcache/signing.key"   # default: beside this file
 //! ```
 //! Credentials are never read from the file: they come from the usual
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, GCS's
@@ -37,6 +40,9 @@ struct FileSettings {
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
     s3_allow_http: Option<bool>,
+    trust: Option<String>,
+    trusted_keys: Option<Vec<String>>,
+    signing_key: Option<PathBuf>,
 }
 
 /// Where a setting came from.
@@ -63,6 +69,8 @@ pub struct Settings {
     /// Endpoint, region and the like, with secrets masked.
     #[serde(serialize_with = "crate::serde_pairs::map")]
     pub remote_environment: Vec<(String, String)>,
+    /// This member's public key, when it has a signing key.
+    pub public_key: Option<crate::trust::PublicKey>,
 }
 
 pub fn config_file() -> PathBuf {
@@ -101,9 +109,11 @@ pub fn load(
     cli_cache_dir: Option<PathBuf>,
     cli_remote: Option<String>,
     cli_mode: Option<RemoteMode>,
+    cli_trust: &[String],
 ) -> Result<Settings, ConfigError> {
     let path = config_file();
     let file = read_file(&path)?;
+    let (signing_key, public_key, policy) = trust_settings(&path, &file, cli_trust)?;
     let (cache_dir, cache_dir_from) = match (cli_cache_dir, env("KCACHE_DIR"), &file.cache_dir) {
         (Some(d), _, _) => (d, Source::CommandLine),
         (None, Some(_), _) => (crate::store::default_cache_dir(), Source::Environment),
@@ -133,6 +143,8 @@ pub fn load(
             Some(v) => v.eq_ignore_ascii_case("true") || v == "1",
             None => file.s3_allow_http.unwrap_or(false),
         },
+        signing_key,
+        policy,
     };
     Ok(Settings {
         config_file_exists: path.exists(),
@@ -144,7 +156,49 @@ pub fn load(
         remote_mode,
         remote_options,
         remote_environment: remote_environment(),
+        public_key,
     })
+}
+
+/// The signing key (when there is one), its public half, and the trust
+/// policy: `trusted_keys` and `--trust` plus the member's own key; the
+/// mode as configured, else `warn` once any key is configured, else `off`.
+fn trust_settings(
+    config: &Path,
+    file: &FileSettings,
+    cli_trust: &[String],
+) -> Result<(Option<PathBuf>, Option<crate::trust::PublicKey>, crate::trust::Policy), ConfigError> {
+    use crate::trust::{Policy, PublicKey, SigningKey, TrustMode};
+    let invalid = |problem: String| ConfigError::File {
+        path: config.to_path_buf(),
+        problem,
+    };
+    let key_path = file
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| config.with_file_name("signing.key"));
+    let own = SigningKey::load(&key_path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut trusted = std::collections::BTreeSet::new();
+    for k in file.trusted_keys.iter().flatten() {
+        trusted.insert(
+            k.parse::<PublicKey>()
+                .map_err(|e| invalid(format!("trusted_keys: {e}")))?,
+        );
+    }
+    for k in cli_trust {
+        trusted.insert(
+            k.parse::<PublicKey>()
+                .map_err(|e| ConfigError::Invalid(format!("--trust: {e}")))?,
+        );
+    }
+    let public = own.as_ref().map(SigningKey::public);
+    trusted.extend(public);
+    let mode = match &file.trust {
+        Some(m) => m.parse::<TrustMode>().map_err(invalid)?,
+        None if trusted.is_empty() => TrustMode::Off,
+        None => TrustMode::Warn,
+    };
+    Ok((own.map(|_| key_path), public, Policy { mode, trusted }))
 }
 
 /// The remote-related environment, secrets shown only as set or not.

@@ -108,6 +108,7 @@ fn step_runs(step: &Step, signature: &KernelSignature, test_key: TestKey, source
                 commit: Some(step.commit.as_str().into()),
                 log_blob: None,
                 source: Some(source.to_string()),
+                writer: None,
             }
         })
         .collect()

@@ -13,17 +13,20 @@
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
-//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer |
+//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
-//! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`) |
+//! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`); `html`: a bisection's self-contained report |
+//! | [`trust`]     | signing keys, the signed-record envelope, the trust policy for team records |
 //! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
 //!
 //! # Layering
 //!
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
+//! `trust` depends on nothing but `config`'s file location.
 //! `store` uses `signature` (its `KernelSignature`, and re-signing blobs in
-//! `verify --repair`) and `key`; `git` uses only `key`'s id types; `kernel` uses
+//! `verify --repair` and restores), `key` and `trust` (the remote seals and
+//! judges records with it); `git` uses only `key`'s id types; `kernel` uses
 //! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
@@ -115,6 +118,7 @@ pub mod report;
 pub mod signature;
 pub mod store;
 pub mod syzlog;
+pub mod trust;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

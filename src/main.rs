@@ -31,6 +31,14 @@ struct Cli {
     /// read-write, or read-only for clients that must only reuse [default: $KCACHE_REMOTE_MODE, else the config file's, else read-write]
     #[arg(long, global = true, value_name = "MODE", help_heading = "Global options")]
     remote_mode: Option<RemoteMode>,
+    /// Trust this writer's team records (repeatable; adds to the config file's trusted_keys)
+    #[arg(
+        long = "trust",
+        global = true,
+        value_name = "PUBLIC_KEY",
+        help_heading = "Global options"
+    )]
+    trust: Vec<String>,
     /// Say nothing on stderr but warnings and errors (no progress, no notices)
     #[arg(
         short,
@@ -250,10 +258,20 @@ enum Command {
     Sync(SyncArgs),
     /// Check every record and blob; exit non-zero on any problem.
     Verify(VerifyArgs),
+    /// Make this member's signing key (ed25519, mode 0600, beside the config file); prints the
+    /// public key to put in the others' trusted_keys. Records this member uploads are then signed.
+    KeyGen(KeyGenArgs),
     /// Print a shell completion script (setup installs bash, zsh and fish ones).
     Completions(CompletionsArgs),
     /// Write man pages (kcache.1 and one per subcommand) into a directory.
     Man(ManArgs),
+}
+
+#[derive(Args)]
+struct KeyGenArgs {
+    /// Where to write the key [default: signing.key beside the config file].
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -617,7 +635,7 @@ impl Command {
             C::Log(
                 LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
             ) => *json,
-            C::Report(_) | C::Completions(_) | C::Man(_) => false,
+            C::Report(_) | C::Completions(_) | C::Man(_) | C::KeyGen(_) => false,
         }
     }
 }
@@ -625,19 +643,22 @@ impl Command {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Completions(args) => return Ok(completions(args.shell)),
+        Command::KeyGen(args) => return key_gen(args.path.as_deref()),
         Command::Man(args) => return man(&args.dir),
         _ => {}
     }
     let quiet = cli.quiet || (cli.command.json() && !cli.verbose);
     kcache::set_quiet(quiet);
-    let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode)?;
+    let settings = kcache::config::load(cli.cache_dir.clone(), cli.remote.clone(), cli.remote_mode, &cli.trust)?;
     match cli.command {
         Command::Config(args) => config_cmd(&settings, args),
         Command::Sync(args) => sync_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Bisections(args) => bisections_cmd(&settings, args),
-        Command::Completions(_) | Command::Man(_) => unreachable!("answered before the settings are read"),
+        Command::Completions(_) | Command::Man(_) | Command::KeyGen(_) => {
+            unreachable!("answered before the settings are read")
+        }
         Command::Report(args) => report_cmd(&settings, args),
         Command::Exec(args) => exec_cmd(&settings, args, quiet),
         Command::Key(args) => key_cmd(args),
@@ -1070,6 +1091,19 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
     use clap::CommandFactory;
     clap_complete::generate(shell, &mut Cli::command(), "kcache", &mut std::io::stdout());
     ExitCode::SUCCESS
+}
+
+/// The public key is the last token of the output, in the form
+/// `trusted_keys` and `--trust` take.
+fn key_gen(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let path = path.map_or_else(kcache::trust::SigningKey::default_path, Path::to_path_buf);
+    let key = kcache::trust::SigningKey::generate(&path)?;
+    println!(
+        "signing key written to {} (keep it private); public key: {}",
+        path.display(),
+        key.public()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn man(dir: &Path) -> anyhow::Result<ExitCode> {

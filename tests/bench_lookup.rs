@@ -67,6 +67,7 @@ fn lookup_latency_with_a_million_build_records() {
                     host: "bench".into(),
                     time: 1_700_000_000 + i,
                     predicted_from: None,
+                    writer: None,
                 }
             }))
             .unwrap();

@@ -490,3 +490,145 @@ fn prebuilt_delta_chains_restore_from_the_remote_bit_for_bit() {
     let (c, _) = bisect(&garage, &c_cache, "team", &repo);
     assert_eq!(totals(&c, "builds_done"), 0, "{c}");
 }
+
+/// A team member: its own config directory (signing key, config.toml).
+struct Member {
+    xdg: std::path::PathBuf,
+    cache: std::path::PathBuf,
+    public_key: String,
+}
+
+impl Member {
+    /// A member with a fresh key (`kcache key-gen`) and this config file.
+    fn new(dir: &Path, name: &str, config: &str) -> Member {
+        let xdg = dir.join(format!("{name}-config"));
+        let out = run_ok(kcache().env("XDG_CONFIG_HOME", &xdg).arg("key-gen"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let public_key = text.split_whitespace().last().unwrap().to_string();
+        assert!(public_key.starts_with("ed25519:"), "{text}");
+        std::fs::write(xdg.join("kcache/config.toml"), config).unwrap();
+        Member {
+            xdg,
+            cache: dir.join(format!("{name}-cache")),
+            public_key,
+        }
+    }
+
+    fn kcache(&self, garage: &Garage) -> Command {
+        let mut c = garage.kcache(&self.cache, "team");
+        c.env("XDG_CONFIG_HOME", &self.xdg);
+        c
+    }
+
+    /// Bisects again after replacing the config file.
+    fn bisect_with_config(&self, garage: &Garage, repo: &Path, config: &str) -> serde_json::Value {
+        std::fs::write(self.xdg.join("kcache/config.toml"), config).unwrap();
+        self.bisect(garage, repo).0
+    }
+
+    fn bisect(&self, garage: &Garage, repo: &Path) -> (serde_json::Value, String) {
+        let mut c = self.kcache(garage);
+        c.args(["bisect", "--repo"]).arg(repo).args([
+            "--good",
+            &root_commit(repo),
+            "--bad",
+            "HEAD",
+            "--build",
+            "make -s vmlinux",
+            "--test",
+            &demo_test_script(),
+            "--runs",
+            "3",
+            "--policy",
+            "classic",
+            "--json",
+        ]);
+        let out = run_ended(&mut c);
+        (json(&out), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Member M holds the bucket's credentials but not the team's trust: its
+/// crash runs on A's good kernels and a build record that gives the
+/// culprit's parent the culprit's kernel turn a member who trusts
+/// everyone (`trust = "off"`) to a wrong culprit; a member who requires
+/// A's signature gets the right culprit, takes nothing from M, and says
+/// how many of M's records it ignored.
+#[test]
+fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
+    let garage = Garage::start(7);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), REPO);
+    let a = Member::new(dir.path(), "a", "");
+    let m = Member::new(dir.path(), "m", "");
+    let (truth, _) = a.bisect(&garage, &repo);
+    let culprit = truth["outcome"]["commit"].as_str().unwrap().to_string();
+    assert!(garage.objects("team/runs").len() > 3);
+
+    // M: crash runs on every kernel A found good.
+    let steps = truth["steps"].as_array().unwrap();
+    for s in steps.iter().filter(|s| s["verdict"] == "good") {
+        for _ in 0..3 {
+            run_ok(m.kcache(&garage).args([
+                "record-run",
+                "--signature",
+                s["signature"].as_str().unwrap(),
+                "--test-cmd",
+                &demo_test_script(),
+                "--outcome",
+                "crash",
+                "--title",
+                "BUG: KASAN: slab-out-of-bounds in mm_init",
+            ]));
+        }
+    }
+    // M: the culprit's parent's build record, rewritten to claim the
+    // culprit's kernel (its vmlinux does not have that signature), signed by M.
+    let parent = &truth["outcome"]["parents"][0];
+    let parent_step = steps.iter().find(|s| s["commit"] == parent["commit"]).unwrap();
+    let key = parent_step["build_key"].as_str().unwrap();
+    let store = kcache::store::Cache::open(&a.cache).unwrap();
+    let mut forged: serde_json::Value = store
+        .raw_records::<serde_json::Value>(kcache::store::index::CF_BUILDS)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap()
+        .1;
+    drop(store);
+    let claimed = truth["outcome"]["signature"].as_str().unwrap();
+    forged["signature"] = claimed.into();
+    forged["time"] = 1.into();
+    let m_key = kcache::trust::SigningKey::load(&m.xdg.join("kcache/signing.key"))
+        .unwrap()
+        .unwrap();
+    let body = m_key.seal(&serde_json::to_vec(&forged).unwrap());
+    let hash = &blake3::hash(&body).to_hex()[..32];
+    garage.tamper(&format!("team/builds/{key}/{claimed}.{hash}.json"), &body);
+
+    // B requires A's signature: the right culprit, nothing from M.
+    let config = format!("trust = \"require\"\ntrusted_keys = [\"{}\"]\n", a.public_key);
+    let b = Member::new(dir.path(), "b", &config);
+    let (found, err) = b.bisect(&garage, &repo);
+    assert_eq!(found["outcome"]["commit"], culprit.as_str(), "{found}\n{err}");
+    assert!(err.contains("ignored") && err.contains(&m.public_key), "{err}");
+    assert!(
+        err.contains("claims kernel signature"),
+        "the forged build record is refuted: {err}"
+    );
+    let stats = json(&run_ok(b.kcache(&garage).args(["stats", "--json"])));
+    let writers = &stats["by_writer"];
+    assert!(writers[&a.public_key].as_u64().unwrap_or(0) > 0, "{stats}");
+    assert!(writers.get(&m.public_key).is_none(), "nothing of M's was kept: {stats}");
+
+    // Revocation: the same member, A no longer trusted: A's runs copied
+    // before are no evidence at once (B tests for itself).
+    let revoked = b.bisect_with_config(&garage, &repo, "trust = \"require\"\ntrusted_keys = []\n");
+    assert_eq!(revoked["outcome"]["commit"], culprit.as_str());
+    assert!(totals(&revoked, "runs_done") > 0, "{revoked}");
+
+    // C trusts everyone (today's behaviour): M's records decide its answer.
+    let c = Member::new(dir.path(), "c", "trust = \"off\"\n");
+    let (poisoned, err) = c.bisect(&garage, &repo);
+    assert_ne!(poisoned["outcome"]["commit"], culprit.as_str(), "{poisoned}\n{err}");
+}

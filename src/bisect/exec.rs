@@ -686,7 +686,7 @@ impl CommitEvaluator {
         let _in_use = std::fs::File::create(&in_use)
             .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
             .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
-        let restored = cache.restore(&record.artifacts, artifacts_dir.path());
+        let restored = cache.restore_build(record, artifacts_dir.path());
         if let Err(StoreError::Evicted(_)) = restored {
             // Artifacts gone: build again to test.
             progress("  artifacts were evicted: rebuilding to test");

@@ -353,6 +353,12 @@ pub fn stats_text(st: &Stats) -> String {
         let _ = writeln!(s, "  {cf}: {n}");
     }
     let _ = writeln!(s, "  blobs: {} ({} bytes stored)", st.blobs, st.blob_bytes);
+    if st.by_writer.keys().any(|w| w != "here") {
+        s.push_str("build and run records by writer:\n");
+        for (writer, n) in &st.by_writer {
+            let _ = writeln!(s, "  {writer}: {n}");
+        }
+    }
     for (name, v) in &st.counters {
         if name.ends_with("_ms") {
             let _ = writeln!(s, "  {}: {:.1}s", name.trim_end_matches("_ms"), *v as f64 / 1000.0);
@@ -428,6 +434,22 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
     }
     for (k, v) in &s.remote_environment {
         let _ = writeln!(out, "  {k}={v}");
+    }
+    let policy = &s.remote_options.policy;
+    let _ = writeln!(
+        out,
+        "public key: {}",
+        s.public_key
+            .map_or("none (kcache key-gen makes one)".to_string(), |k| k.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "trust: {} ({} trusted key(s))",
+        word(&policy.mode),
+        policy.trusted.len()
+    );
+    for k in &policy.trusted {
+        let _ = writeln!(out, "  {k}");
     }
     out
 }

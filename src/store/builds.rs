@@ -8,6 +8,7 @@ use super::index::{
     Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS,
     CF_SIGNATURES,
 };
+use super::remote::Fetched;
 use super::{host, now, BUILD_SCHEMA};
 use super::{
     upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, PrebuildRecord, StoreError,
@@ -251,13 +252,17 @@ impl Cache {
     fn backfill_builds(
         &self,
         key: &BuildKey,
-        found: Vec<(String, BuildRecord)>,
+        found: Vec<Fetched<BuildRecord>>,
     ) -> Result<Option<BuildRecord>, StoreError> {
         let hex = key.to_hex();
         let mut found: Vec<BuildRecord> = found
             .into_iter()
-            .map(|(_, r)| r)
-            .filter(|r| r.build_key == *key && r.schema == BUILD_SCHEMA)
+            .filter(|f| f.record.build_key == *key && f.record.schema == BUILD_SCHEMA)
+            .filter(|f| !f.hint || self.claim_holds(f))
+            .map(|f| BuildRecord {
+                writer: Some(f.writer_label()),
+                ..f.record
+            })
             .collect();
         // A successful build first: a flaky failure must not hide it.
         found.sort_by_key(|r| (r.status != BuildStatus::Ok, r.time));
@@ -300,6 +305,34 @@ impl Cache {
             }
         }
         Ok(Some(first))
+    }
+
+    /// Whether an untrusted writer's build record tells the truth: its
+    /// vmlinux (fetched, verified by BLAKE3) re-signs to the signature it
+    /// claims. A failure cannot be checked this way and is not believed
+    /// (the commit is built here instead).
+    fn claim_holds(&self, f: &Fetched<BuildRecord>) -> bool {
+        let r = &f.record;
+        let (Some(claimed), Some(vmlinux)) = (&r.signature, r.artifacts.first()) else {
+            return false;
+        };
+        let Ok(dir) = tempfile::tempdir_in(self.dir()) else {
+            return false;
+        };
+        let file = dir.path().join("vmlinux");
+        let holds = self.restore_blob(&vmlinux.blake3, &file).is_ok() && resigns_to(&file, claimed);
+        if !holds {
+            if let Some(remote) = &self.remote {
+                remote.tally.refuted(&f.writer);
+            }
+            crate::warn(&format!(
+                "build record {} from writer {} claims kernel signature {} but its vmlinux does not have it: ignored",
+                r.build_key.short(),
+                f.writer_label(),
+                claimed.short()
+            ));
+        }
+        holds
     }
 
     pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
@@ -370,6 +403,30 @@ impl Cache {
         Ok(out)
     }
 
+    /// Restores a build's artifacts and re-signs its vmlinux before its
+    /// signature is believed (a few milliseconds: see the signature
+    /// benchmark). A vmlinux without the record's signature means the
+    /// record lies (its bytes passed their BLAKE3 check): the record is
+    /// forgotten and the artifact reported missing, so the caller builds.
+    pub fn restore_build(&self, record: &BuildRecord, dest: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        let restored = self.restore(&record.artifacts, dest)?;
+        if let (Some(claimed), Some(vmlinux), Some(first)) =
+            (&record.signature, restored.first(), record.artifacts.first())
+        {
+            if claimed.as_str().len() == 64 && !resigns_to(vmlinux, claimed) {
+                crate::warn(&format!(
+                    "build {} claims kernel signature {} but its restored {} does not have it: record dropped, building again",
+                    record.build_key.short(),
+                    claimed.short(),
+                    first.name
+                ));
+                self.forget_build(&record.build_key)?;
+                return Err(StoreError::Evicted(first.name.clone()));
+            }
+        }
+        Ok(restored)
+    }
+
     /// Restores one blob (its chain fetched as needed) to `dest`; its size.
     pub fn restore_blob(&self, key: &Key, dest: &Path) -> Result<u64, StoreError> {
         self.fetch_missing(key)?;
@@ -422,6 +479,14 @@ impl Cache {
     }
 }
 
+/// Whether the ELF file at `file` has kernel signature `claimed` (a
+/// 40-hex signature of syzbot's SHA-1 era cannot be recomputed: no).
+pub(crate) fn resigns_to(file: &Path, claimed: &KernelSignature) -> bool {
+    crate::signature::ElfFile::open(file)
+        .and_then(|f| f.report())
+        .is_ok_and(|r| r.signature.to_hex() == claimed.as_str())
+}
+
 /// A failed build record for these inputs; callers fill in a success.
 fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
     BuildRecord {
@@ -441,6 +506,7 @@ fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> Build
         host: host(),
         time: now(),
         predicted_from: None,
+        writer: None,
     }
 }
 

@@ -96,6 +96,7 @@ impl Cache {
             }
             Ok((records, r.counters()?.into_iter().collect()))
         })?;
+        let by_writer = self.records_by_writer()?;
         let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
         Ok(Stats {
             cache_dir: self.dir.clone(),
@@ -104,6 +105,31 @@ impl Cache {
             blob_bytes: blobs.iter().map(|b| b.stored_bytes).sum(),
             counters,
             prebuilt: self.prebuilds()?,
+            by_writer,
+        })
+    }
+
+    /// Build and run records by who wrote them: `here`, or the signing
+    /// key (`unsigned`) of the team member whose record was copied from the
+    /// remote. Only records that name a writer are decoded.
+    fn records_by_writer(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        const FIELD: &[u8] = b"\"writer\":\"";
+        self.index.read(|r| {
+            let mut out = BTreeMap::new();
+            for cf in [CF_BUILDS, CF_RUNS] {
+                for (_, v) in r.raw(cf)? {
+                    let writer = v
+                        .windows(FIELD.len())
+                        .position(|w| w == FIELD)
+                        .and_then(|at| {
+                            let rest = &v[at + FIELD.len()..];
+                            rest.iter().position(|&b| b == b'"').map(|end| &rest[..end])
+                        })
+                        .map_or_else(|| "here".to_string(), |w| String::from_utf8_lossy(w).into_owned());
+                    *out.entry(writer).or_default() += 1;
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -299,6 +325,9 @@ pub struct Stats {
     pub counters: BTreeMap<String, i64>,
     /// Every prebuilt range, by recipe and config.
     pub prebuilt: Vec<super::PrebuildRecord>,
+    /// Build and run records by writer: `here`, `unsigned` or a team
+    /// member's public key (records copied from the remote).
+    pub by_writer: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -232,7 +232,14 @@ impl Cache {
 
     /// Runs several reads on one read-only open of the index.
     pub fn view<T>(&self, f: impl FnOnce(&View) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.index.read(|r| f(&View { r, blobs: &self.blobs }))
+        let policy = self.remote.as_ref().map(|r| r.policy());
+        self.index.read(|r| {
+            f(&View {
+                r,
+                blobs: &self.blobs,
+                policy,
+            })
+        })
     }
 
     /// Every record of one column family, undecoded (schema checks, tools).
@@ -271,6 +278,9 @@ impl Cache {
 pub struct View<'a> {
     r: &'a Reader<'a>,
     blobs: &'a BlobStore,
+    /// The team's trust policy: runs copied from the remote stay evidence
+    /// only while their writer is trusted (revocation takes effect at once).
+    policy: Option<&'a crate::trust::Policy>,
 }
 
 impl View<'_> {
@@ -287,17 +297,31 @@ impl View<'_> {
         Ok(values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?))
     }
 
-    /// Every run on a signature under one test key, oldest first.
+    /// Every run on a signature under one test key, oldest first (runs
+    /// from writers the policy does not trust left out).
     pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
-        Ok(values(
-            self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?,
-        ))
+        let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?);
+        Ok(runs.into_iter().filter(|r| self.believed(r)).collect())
+    }
+
+    /// A run written here always; one copied from the remote while the
+    /// policy still trusts its writer.
+    fn believed(&self, run: &RunRecord) -> bool {
+        let (Some(policy), Some(writer)) = (self.policy, &run.writer) else {
+            return true;
+        };
+        let writer = match writer.parse::<crate::trust::PublicKey>() {
+            Ok(k) => crate::trust::Writer::Signed(k),
+            Err(_) => crate::trust::Writer::Unsigned,
+        };
+        policy.judge(&writer, crate::trust::Kind::Run) == crate::trust::Use::Evidence
     }
 
     /// Every run on a signature, grouped by test key.
     pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<TestKey, Vec<RunRecord>>, StoreError> {
         let mut out: BTreeMap<TestKey, Vec<RunRecord>> = BTreeMap::new();
-        for run in values::<RunRecord>(self.r.scan(CF_RUNS, &format!("{signature}/"))?) {
+        let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/"))?);
+        for run in runs.into_iter().filter(|r| self.believed(r)) {
             out.entry(run.test_key).or_default().push(run);
         }
         Ok(out)

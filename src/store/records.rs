@@ -62,6 +62,10 @@ pub struct BuildRecord {
     /// so its kernel (signature, artifacts) is this commit's (`prebuild`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_from: Option<BuildKey>,
+    /// Who wrote it, when it came from the team remote: the signing key
+    /// (`ed25519:<hex>`) or `unsigned`. Absent: written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 /// What one `kcache prebuild` of a range with a recipe did (newest run
@@ -157,6 +161,10 @@ pub struct RunRecord {
     /// Where the run came from when not from a kcache test (`syzbot-log:FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Who wrote it, when it came from the team remote: the signing key
+    /// (`ed25519:<hex>`) or `unsigned`. Absent: written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 impl RunRecord {
@@ -182,6 +190,7 @@ impl RunRecord {
             commit: commit.map(CommitId::from),
             log_blob: None,
             source: None,
+            writer: None,
         }
     }
 }

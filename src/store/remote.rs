@@ -79,6 +79,32 @@ pub struct Remote {
     /// Where an outage is remembered across processes (set by the cache).
     down_marker: Mutex<Option<PathBuf>>,
     pub traffic: Traffic,
+    /// Signs what this member uploads (no key: records go up unsigned).
+    signer: Option<crate::trust::SigningKey>,
+    policy: crate::trust::Policy,
+    /// Records read, per writer: used, hints, ignored.
+    pub tally: crate::trust::Tally,
+}
+
+/// A record read from the remote, with who wrote it and how far to
+/// believe it.
+pub struct Fetched<T> {
+    pub stem: String,
+    pub record: T,
+    pub writer: crate::trust::Writer,
+    /// Not evidence yet: believe it once its vmlinux re-signs to the
+    /// signature it claims (a build record from an untrusted writer).
+    pub hint: bool,
+}
+
+impl<T> Fetched<T> {
+    /// The writer as local copies name it (`ed25519:<hex>` or `unsigned`).
+    pub fn writer_label(&self) -> String {
+        match &self.writer {
+            crate::trust::Writer::Signed(k) => k.to_string(),
+            _ => "unsigned".to_string(),
+        }
+    }
 }
 
 /// Record listings in flight at once (a team member's first look at a range).
@@ -106,6 +132,10 @@ pub struct RemoteOptions {
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub s3_allow_http: bool,
+    /// The member's signing key file: records it uploads are signed.
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Whose records to believe (see `trust`).
+    pub policy: crate::trust::Policy,
 }
 
 /// How long to wait on a remote before calling it down: a bisection must
@@ -182,6 +212,10 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| remote_err(url, e))?;
+        let signer = match &options.signing_key {
+            Some(path) => crate::trust::SigningKey::load(path).map_err(|e| remote_err(url, e))?,
+            None => None,
+        };
         Ok(Remote {
             url: url.to_string(),
             mode,
@@ -191,6 +225,9 @@ impl Remote {
             down: AtomicBool::new(false),
             down_marker: Mutex::new(None),
             traffic: Traffic::default(),
+            signer,
+            policy: options.policy.clone(),
+            tally: crate::trust::Tally::default(),
         })
     }
 
@@ -410,7 +447,10 @@ impl Remote {
         stem: &str,
         record: &T,
     ) -> Result<(), object_store::Error> {
-        let body = serde_json::to_vec(record).expect("records serialize");
+        let mut body = serde_json::to_vec(record).expect("records serialize");
+        if let Some(signer) = &self.signer {
+            body = signer.seal(&body);
+        }
         let name = format!("{dir}/{stem}.{}.json", body_hash(&body));
         let n = body.len() as u64;
         self.store.put(&self.path(&name), body.into()).await?;
@@ -418,10 +458,16 @@ impl Remote {
         Ok(())
     }
 
-    /// Every record under `dir` that verifies and parses, with its stem
-    /// (object name without `.<hash>.json`). Bad objects are reported and
-    /// skipped; an unreachable remote gives nothing.
-    pub fn records<T: DeserializeOwned>(&self, dir: &str) -> Vec<(String, T)> {
+    /// The trust policy records are read under.
+    pub fn policy(&self) -> &crate::trust::Policy {
+        &self.policy
+    }
+
+    /// Every record under `dir` that verifies, parses and the trust policy
+    /// does not drop, with its stem (object name without `.<hash>.json`)
+    /// and writer. Bad objects are reported and skipped; an unreachable
+    /// remote gives nothing.
+    pub fn records<T: DeserializeOwned>(&self, dir: &str) -> Vec<Fetched<T>> {
         if self.is_down() {
             return Vec::new();
         }
@@ -430,7 +476,7 @@ impl Remote {
 
     /// [`Remote::records`] of many directories, fetched [`PARALLEL_LISTS`]
     /// at a time; one answer per directory, in order.
-    pub fn records_many<T: DeserializeOwned>(&self, dirs: &[String]) -> Vec<Vec<(String, T)>> {
+    pub fn records_many<T: DeserializeOwned>(&self, dirs: &[String]) -> Vec<Vec<Fetched<T>>> {
         if self.is_down() {
             return dirs.iter().map(|_| Vec::new()).collect();
         }
@@ -443,7 +489,7 @@ impl Remote {
         )
     }
 
-    async fn fetch_records<T: DeserializeOwned>(&self, dir: &str) -> Vec<(String, T)> {
+    async fn fetch_records<T: DeserializeOwned>(&self, dir: &str) -> Vec<Fetched<T>> {
         let prefix = self.path(dir);
         let listed: Result<Vec<ObjectPath>, object_store::Error> = async {
             let mut out = Vec::new();
@@ -481,8 +527,23 @@ impl Remote {
                 self.bad_object(&path, "content does not match the hash in its name");
                 continue;
             }
-            match serde_json::from_slice(&body) {
-                Ok(record) => out.push((stem.to_string(), record)),
+            let (writer, bytes) = crate::trust::open(&body);
+            let kind = match dir.starts_with("runs") {
+                true => crate::trust::Kind::Run,
+                false => crate::trust::Kind::Build,
+            };
+            let judged = self.policy.judge(&writer, kind);
+            self.tally.count(&writer, judged);
+            if judged == crate::trust::Use::Ignore {
+                continue;
+            }
+            match serde_json::from_slice(&bytes) {
+                Ok(record) => out.push(Fetched {
+                    stem: stem.to_string(),
+                    record,
+                    writer,
+                    hint: judged == crate::trust::Use::Hint,
+                }),
                 Err(e) => self.bad_object(&path, &format!("not a valid record: {e}")),
             }
         }
@@ -506,6 +567,10 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
+        // Said once per writer whose records were not all believed.
+        for line in self.tally.lines(&self.policy) {
+            crate::warn(&line);
+        }
         // The last reference may go away inside an upload task, where a
         // blocking runtime drop would panic.
         if let Some(rt) = self.rt.take() {

@@ -66,7 +66,10 @@ impl Cache {
         let fresh: Vec<RunRecord> = remote
             .records::<RunRecord>(&dir)
             .into_iter()
-            .map(|(_, r)| r)
+            .map(|f| RunRecord {
+                writer: Some(f.writer_label()),
+                ..f.record
+            })
             .filter(|r| {
                 r.signature.as_str() == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
             })

@@ -7,8 +7,15 @@ use std::process::{Command, Output};
 
 use kcache::store::index as idx;
 
+/// The kcache binary, with no config file of the user's (a test that
+/// wants one sets `XDG_CONFIG_HOME` itself).
 pub fn kcache() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kcache"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kcache"));
+    c.env(
+        "XDG_CONFIG_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-user-config"),
+    );
+    c
 }
 
 pub fn root() -> PathBuf {
