@@ -675,13 +675,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(DiffArgs { a, b, all, json }) => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
-        Command::Log(LogCommand::Import { json, files }) => {
-            let cache = open_cache(&settings)?;
-            let code = log_import(&cache, &files, json);
-            finish_uploads(&cache);
-            Ok(code)
-        }
+        Command::Log(LogCommand::Import { json, files }) => log_import_cmd(&settings, &files, json),
     }
+}
+
+fn log_import_cmd(settings: &kcache::config::Settings, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let cache = open_cache(settings)?;
+    let code = log_import(&cache, files, json);
+    finish_uploads(&cache);
+    Ok(code)
 }
 
 fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
@@ -1030,17 +1032,9 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         report,
         json,
     } = args;
-    let throwaway = if no_cache { Some(tempfile::tempdir()?) } else { None };
-    let cache = match &throwaway {
-        Some(dir) => Cache::open(dir.path())?,
-        None => open_cache(settings)?,
-    };
+    let (_throwaway, cache) = bisect_cache(settings, no_cache)?;
     let repo = Repo::open(&repo)?;
-    let (worktree, state) = (
-        bisect::worktree_dir(&cache, repo.dir()),
-        bisect::state_dir(&cache, repo.dir()),
-    );
-    let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, worktree, state, false)?;
+    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(recipe, &cache)?)?;
     let opts = bisect::Options {
         goods: good,
         bad,
@@ -1061,9 +1055,37 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     if let Some(path) = &report {
         write_report(path, &record)?;
     }
+    print_summary(json, &summary)
+}
+
+/// The cache a bisection uses: the configured one, or with `--no-cache` a
+/// throwaway one (kept alive by the returned directory).
+fn bisect_cache(
+    settings: &kcache::config::Settings,
+    no_cache: bool,
+) -> anyhow::Result<(Option<tempfile::TempDir>, Cache)> {
+    if no_cache {
+        let dir = tempfile::tempdir()?;
+        let cache = Cache::open(dir.path())?;
+        return Ok((Some(dir), cache));
+    }
+    Ok((None, open_cache(settings)?))
+}
+
+/// The evaluator a bisection or prebuild of `repo` builds and tests with
+/// (its build tree and state under the cache).
+fn evaluator_in(repo: &Repo, cache: &Cache, recipe: BisectRecipe) -> anyhow::Result<CommitEvaluator> {
+    let (tree, state) = (
+        bisect::worktree_dir(cache, repo.dir()),
+        bisect::state_dir(cache, repo.dir()),
+    );
+    Ok(CommitEvaluator::new(recipe, tree, state, false)?)
+}
+
+fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {
     match json {
-        true => println!("{}", versioned_pretty("kcache/bisect/v1", &summary)?),
-        false => print!("{}", kcache::report::bisect_text(&summary)),
+        true => println!("{}", versioned_pretty("kcache/bisect/v1", summary)?),
+        false => print!("{}", kcache::report::bisect_text(summary)),
     }
     Ok(match summary.outcome {
         bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
@@ -1148,11 +1170,7 @@ fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: 
     let cache = open_cache(settings)?;
     let repo = Repo::open(&repo)?;
     let range = kcache::prebuild::Range::resolve(&repo, &range, first_parent)?;
-    let (worktree, state) = (
-        bisect::worktree_dir(&cache, repo.dir()),
-        bisect::state_dir(&cache, repo.dir()),
-    );
-    let mut evaluator = CommitEvaluator::new(build_recipe(recipe, &cache, String::new())?, worktree, state, false)?;
+    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(recipe, &cache, String::new())?)?;
     let bar = prebuild_bar(quiet);
     let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every as usize, &mut |p| {
         bar.set_length(p.total as u64);
@@ -1320,31 +1338,30 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
         eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
         return Ok(ExitCode::from(EXIT_NEGATIVE));
     }
-    let restored = cache.restore(&record.artifacts, &dest);
+    // Re-signed before its signature is believed.
+    let restored = cache.restore_build(&record, &dest);
     finish_uploads(&cache);
     let restored = match restored {
         Err(store::StoreError::Evicted(name)) => {
-            eprintln!("kcache: artifact {name} of build {key} was evicted");
+            eprintln!("kcache: artifact {name} of build {key} is not in the cache (evicted, or dropped as false)");
             return Ok(ExitCode::from(EXIT_NEGATIVE));
         }
         other => other?,
     };
-    if json {
-        println!(
-            "{}",
-            versioned(
-                "kcache/get/v1",
-                &store::Restored {
-                    build_key: key,
-                    signature: record.signature,
-                    restored
-                }
-            )?
-        );
-    } else {
-        for p in restored {
-            println!("{}", p.display());
-        }
+    print_restored(
+        json,
+        &store::Restored {
+            build_key: key,
+            signature: record.signature,
+            restored,
+        },
+    )
+}
+
+fn print_restored(json: bool, r: &store::Restored) -> anyhow::Result<ExitCode> {
+    match json {
+        true => println!("{}", versioned("kcache/get/v1", r)?),
+        false => r.restored.iter().for_each(|p| println!("{}", p.display())),
     }
     Ok(ExitCode::SUCCESS)
 }

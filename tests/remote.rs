@@ -527,22 +527,8 @@ impl Member {
     }
 
     fn bisect(&self, garage: &Garage, repo: &Path) -> (serde_json::Value, String) {
-        let mut c = self.kcache(garage);
-        c.args(["bisect", "--repo"]).arg(repo).args([
-            "--good",
-            &root_commit(repo),
-            "--bad",
-            "HEAD",
-            "--build",
-            "make -s vmlinux",
-            "--test",
-            &demo_test_script(),
-            "--runs",
-            "3",
-            "--policy",
-            "classic",
-            "--json",
-        ]);
+        let mut c = bisect_cmd(garage, &self.cache, "team", repo, &demo_test_script(), "3");
+        c.env("XDG_CONFIG_HOME", &self.xdg).args(["--policy", "classic"]);
         let out = run_ended(&mut c);
         (json(&out), String::from_utf8_lossy(&out.stderr).into_owned())
     }
