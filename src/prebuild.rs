@@ -26,7 +26,7 @@ pub struct Range {
     pub base: Option<CommitId>,
     pub tip: CommitId,
     /// The commits of `base..tip`, oldest first.
-    pub commits: Vec<String>,
+    pub commits: Vec<CommitId>,
 }
 
 impl Range {
@@ -44,7 +44,7 @@ impl Range {
         args.push(&tip);
         let not_base = base.as_ref().map(|b| format!("^{b}"));
         args.extend(not_base.as_deref());
-        let commits = repo.run(&args)?.lines().map(str::to_string).collect();
+        let commits = repo.run(&args)?.lines().map(CommitId::from).collect();
         Ok(Range {
             spec: spec.to_string(),
             base: base.map(CommitId::from),
@@ -55,10 +55,10 @@ impl Range {
 
     /// Every `every`-th commit plus both ends (the base, the tip), oldest
     /// first: what a bisection of the range tests first.
-    pub fn select(&self, every: usize) -> Vec<String> {
+    pub fn select(&self, every: usize) -> Vec<CommitId> {
         let every = every.max(1);
         let last = self.commits.len().saturating_sub(1);
-        let mut out: Vec<String> = self.base.iter().map(|b| b.to_string()).collect();
+        let mut out: Vec<CommitId> = self.base.iter().cloned().collect();
         out.extend(
             self.commits
                 .iter()

@@ -146,6 +146,8 @@ pub struct KernelEvidence {
     /// Commits of the range with this kernel (indices).
     pub commits: Vec<usize>,
     pub counts: ClassCounts,
+    /// The posterior probability that the culprit is one of these commits.
+    pub mass: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -631,12 +633,16 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
     let kernels = s
         .evidence
         .iter()
-        .map(|(sig, counts)| KernelEvidence {
-            signature: sig.clone(),
-            commits: (0..len)
+        .map(|(sig, counts)| {
+            let commits: Vec<usize> = (0..len)
                 .filter(|i| matches!(&s.kernels[*i], Kernel::Signed(x) if x == sig))
-                .collect(),
-            counts: counts.clone(),
+                .collect();
+            KernelEvidence {
+                signature: sig.clone(),
+                mass: commits.iter().map(|&i| post.mass[i]).sum(),
+                commits,
+                counts: counts.clone(),
+            }
         })
         .collect();
     Ok(Outcome {

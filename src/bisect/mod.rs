@@ -162,7 +162,11 @@ pub enum NoCulprit {
     /// The bad commit's kernel equals its parent's, which is good (or an
     /// ancestor of a good commit): the verdicts contradict each other on
     /// one kernel.
-    SameKernelAsGood { bad: String, parent: String, good: String },
+    SameKernelAsGood {
+        bad: CommitId,
+        parent: CommitId,
+        good: CommitId,
+    },
     /// The target crash does not reproduce on the bad side.
     DoesNotReproduce { probability: f64 },
 }
@@ -380,9 +384,9 @@ impl Run<'_> {
                         if !blocking.is_empty() {
                             return Ok(Some(Outcome::NoBoundary {
                                 reason: NoCulprit::SameKernelAsGood {
-                                    bad: bad.to_string(),
-                                    parent: parent.clone(),
-                                    good: blocking[0].clone(),
+                                    bad: CommitId::from(bad.as_str()),
+                                    parent: CommitId::from(parent.as_str()),
+                                    good: CommitId::from(blocking[0].as_str()),
                                 },
                             }));
                         }

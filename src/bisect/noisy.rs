@@ -72,6 +72,8 @@ pub struct KernelReport {
     pub commits: Vec<CommitId>,
     #[serde(flatten)]
     pub counts: ClassCounts,
+    /// The posterior probability that the culprit is one of `commits`.
+    pub mass: f64,
 }
 
 struct GitOracle<'a> {
@@ -497,6 +499,7 @@ pub fn bisect(
             signature,
             commits: k.commits.iter().map(|&i| commit_of(i).into()).collect(),
             counts: ClassCounts::of(&target, &runs),
+            mass: k.mass,
         });
     }
     let report = SearchReport {

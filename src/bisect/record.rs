@@ -123,6 +123,10 @@ pub struct KernelRow {
     /// Who produced the runs: host names (a team member's or a CI
     /// builder's), or the syzbot log they were imported from.
     pub sources: Vec<String>,
+    /// The noisy search's posterior probability that the culprit is one
+    /// of this kernel's commits (absent under `--policy classic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,7 +175,15 @@ impl BisectionRecord {
     pub fn new(repo: &Repo, cache: &Cache, setup: Setup, summary: &Summary, started: u64) -> BisectionRecord {
         let positions = range_positions(repo, &setup);
         let steps: Vec<StepRow> = summary.steps.iter().map(|s| step_row(s, &positions, cache)).collect();
-        let kernels = kernel_rows(cache, &setup.test_key, &steps);
+        let mut kernels = kernel_rows(cache, &setup.test_key, &steps);
+        for row in &mut kernels {
+            row.mass = summary
+                .search
+                .iter()
+                .flat_map(|s| &s.kernels)
+                .find(|k| k.signature == row.signature)
+                .map(|k| k.mass);
+        }
         let culprit = match &summary.outcome {
             Outcome::Culprit {
                 commit,
@@ -422,6 +434,7 @@ fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<Kern
             no_info: 0,
             titles: Vec::new(),
             sources: Vec::new(),
+            mass: None,
         };
         for r in &runs {
             match r.outcome {

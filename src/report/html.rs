@@ -360,7 +360,7 @@ fn kernels(h: &mut String, r: &BisectionRecord) {
     }
     h.push_str(
         "<table><tr><th>kernel signature</th><th>commits</th><th>ok</th><th>crash</th><th>no info</th>\
-         <th>crash titles</th><th>runs from</th></tr>",
+         <th>crash titles</th><th>runs from</th><th>culprit probability</th></tr>",
     );
     for k in &r.kernels {
         kernel_row(h, k);
@@ -373,14 +373,15 @@ fn kernel_row(h: &mut String, k: &KernelRow) {
     let _ = write!(
         h,
         "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-         <td>{}</td><td>{}</td></tr>",
+         <td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
         k.signature.short(),
         commits.join(" "),
         k.ok,
         k.crash,
         k.no_info,
         esc(&k.titles.join("; ")),
-        esc(&k.sources.join(", "))
+        esc(&k.sources.join(", ")),
+        k.mass.map_or("-".to_string(), |m| format!("{m:.3}"))
     );
 }
 
