@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::key::TreeId;
+use crate::key::{CommitId, TreeId};
 
 #[derive(Debug, thiserror::Error)]
 #[error("git {args} (in {}): {problem}", dir.display())]
@@ -36,7 +36,7 @@ struct Known {
 /// A candidate commit with git's bisection distance (higher splits better).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub commit: String,
+    pub commit: CommitId,
     pub dist: u64,
 }
 
@@ -193,7 +193,7 @@ impl Repo {
                 let (commit, rest) = l.split_once(' ')?;
                 let dist = rest.trim().strip_prefix("(dist=")?.strip_suffix(')')?.parse().ok()?;
                 Some(Candidate {
-                    commit: commit.to_string(),
+                    commit: CommitId::from(commit),
                     dist,
                 })
             })

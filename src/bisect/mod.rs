@@ -231,7 +231,7 @@ pub fn bisect(
     let range: Vec<String> = repo
         .bisect_candidates(&bad, &goods, opts.first_parent)?
         .into_iter()
-        .map(|c| c.commit)
+        .map(|c| c.commit.into_string())
         .collect();
     let cached = evaluator
         .cache_states(repo, cache, &range)?
@@ -351,14 +351,14 @@ impl Run<'_> {
             let candidates = self.repo.bisect_candidates(&bad, &goods, self.opts.first_parent)?;
             let open: Vec<_> = candidates
                 .iter()
-                .filter(|c| c.commit != bad && !skipped.contains(&c.commit))
+                .filter(|c| c.commit.as_str() != bad && !skipped.contains(c.commit.as_str()))
                 .cloned()
                 .collect();
             if open.is_empty() {
                 let stuck: Vec<String> = candidates
                     .iter()
-                    .filter(|c| c.commit == bad || skipped.contains(&c.commit))
-                    .map(|c| c.commit.clone())
+                    .filter(|c| c.commit.as_str() == bad || skipped.contains(c.commit.as_str()))
+                    .map(|c| c.commit.to_string())
                     .collect();
                 if stuck.len() > 1 {
                     return Ok(Some(Outcome::Inconclusive {
@@ -453,7 +453,7 @@ impl Run<'_> {
             .iter()
             .filter(|c| c.dist * 10 >= best * 9)
             .take(NEAR_BEST_LIMIT)
-            .map(|c| c.commit.clone())
+            .map(|c| c.commit.to_string())
             .collect();
         // On a tie, the first in git's order (`rev().max_by_key` keeps the
         // first maximum): the commit `git bisect` itself would test, so a
@@ -462,15 +462,18 @@ impl Run<'_> {
             .iter()
             .rev()
             .max_by_key(|c| c.dist)
-            .map(|c| c.commit.clone())
+            .map(|c| c.commit.to_string())
             .unwrap_or_default();
         if near.len() > 1 {
             let states = self.evaluator.cache_states(self.repo, self.cache, &near)?;
-            let top = near
-                .iter()
-                .zip(&states)
-                .rev()
-                .max_by_key(|(c, s)| (**s, open.iter().find(|o| &o.commit == *c).map_or(0, |o| o.dist)));
+            let top = near.iter().zip(&states).rev().max_by_key(|(c, s)| {
+                (
+                    **s,
+                    open.iter()
+                        .find(|o| o.commit.as_str() == c.as_str())
+                        .map_or(0, |o| o.dist),
+                )
+            });
             if let Some((c, s)) = top {
                 if *s > exec::CacheState::Unknown {
                     chosen = c.clone();
