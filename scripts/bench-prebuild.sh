@@ -63,3 +63,8 @@ for name, (n, raw, full, dense) in sorted(rows.items()) + [("all artifacts", tot
 if times:
     print(f"restore per blob: p50 {statistics.median(times):.3f} s, max {max(times):.3f} s ({len(times)} blobs)")
 PY
+
+# The issue's framing: every commit's build kept (166 x each artifact),
+# against one zstd blob per artifact per commit (tests/bench_dense.rs).
+cd "$(dirname "$0")/.."
+BENCH_CACHE=$cache cargo test --release --quiet --test bench_dense -- --ignored --nocapture 2>/dev/null | grep '^per commit'
