@@ -155,3 +155,29 @@ fn completions_and_man_pages_are_generated() {
         assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is a man page");
     }
 }
+
+/// `kcache key-gen` makes a private key once and prints the public key
+/// last; `kcache config` shows it with the trust mode it implies.
+#[test]
+fn key_gen_and_config_show_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("config");
+    let out = run_ok(kcache().env("XDG_CONFIG_HOME", &xdg).arg("key-gen"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let public = text.split_whitespace().last().unwrap().to_string();
+    assert!(public.starts_with("ed25519:") && public.len() == 8 + 64, "{text}");
+    let again = kcache().env("XDG_CONFIG_HOME", &xdg).arg("key-gen").output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "a key is never replaced");
+    let config = run_ok(kcache().env("XDG_CONFIG_HOME", &xdg).arg("config"));
+    let shown = String::from_utf8_lossy(&config.stdout);
+    assert!(shown.contains(&format!("public key: {public}")), "{shown}");
+    assert!(shown.contains("trust: warn (1 trusted key(s))"), "{shown}");
+    let json = json(&run_ok(kcache().env("XDG_CONFIG_HOME", &xdg).args(["config", "--json"])));
+    assert_eq!(json["schema"], "kcache/config/v1");
+    assert_eq!(json["public_key"], public.as_str());
+    // A bad key in the config file is an error that names the file.
+    std::fs::write(xdg.join("kcache/config.toml"), "trusted_keys = [\"ed25519:zz\"]\n").unwrap();
+    let bad = kcache().env("XDG_CONFIG_HOME", &xdg).arg("config").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("config.toml"), "{bad:?}");
+}
