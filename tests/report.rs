@@ -172,7 +172,9 @@ fn key_gen_and_config_show_the_public_key() {
     let shown = String::from_utf8_lossy(&config.stdout);
     assert!(shown.contains(&format!("public key: {public}")), "{shown}");
     assert!(shown.contains("trust: warn (1 trusted key(s))"), "{shown}");
-    let json = json(&run_ok(kcache().env("XDG_CONFIG_HOME", &xdg).args(["config", "--json"])));
+    let json = json(&run_ok(
+        kcache().env("XDG_CONFIG_HOME", &xdg).args(["config", "--json"]),
+    ));
     assert_eq!(json["schema"], "kcache/config/v1");
     assert_eq!(json["public_key"], public.as_str());
     // A bad key in the config file is an error that names the file.

@@ -440,3 +440,57 @@ fn sigkill_at_random_moments_never_corrupts_the_cache() {
     }
     validate_all(&cache);
 }
+
+/// A build whose kernel signature the cache knows already (another
+/// process stored it) is stored as a delta against that build's artifact:
+/// here the same program with a different `.comment`-style note (outside
+/// the signature), put by a second process.
+#[test]
+fn a_known_kernel_is_stored_as_a_delta_against_its_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let put = |toolchain: &str, file: &Path| {
+        json(&run_ok(
+            kc(&cache)
+                .arg("put")
+                .args(["--repo", repo.to_str().unwrap(), "--toolchain", toolchain, "--json"])
+                .arg(file),
+        ))
+    };
+    let first = put("gcc (test) 1", &vmlinux);
+    let note = dir.path().join("note");
+    std::fs::write(&note, "built elsewhere\n".repeat(64)).unwrap();
+    // Same name, another place: artifacts pair by name.
+    std::fs::create_dir(dir.path().join("twin")).unwrap();
+    let twin = dir.path().join("twin/vmlinux");
+    run_ok(
+        Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!(".kcache_test_note={}", note.display()))
+            .arg(&vmlinux)
+            .arg(&twin),
+    );
+    let second = put("gcc (test) 2", &twin);
+    assert_eq!(
+        first["signature"], second["signature"],
+        "the note is outside the signature"
+    );
+    assert_ne!(first["artifacts"][0]["blake3"], second["artifacts"][0]["blake3"]);
+    let twin_blob = blob_files(&cache)
+        .into_iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains(second["artifacts"][0]["blake3"].as_str().unwrap())
+        })
+        .unwrap();
+    let bytes = std::fs::read(&twin_blob).unwrap();
+    assert!(bytes.starts_with(&[0x5B, 0x2A, 0x4D, 0x18]), "stored as a delta");
+    let dest = dir.path().join("restored");
+    let key = second["build_key"].as_str().unwrap();
+    run_ok(kc(&cache).args(["get", "--build-key", key, "--dest"]).arg(&dest));
+    assert_eq!(
+        std::fs::read(dest.join("vmlinux")).unwrap(),
+        std::fs::read(&twin).unwrap()
+    );
+}

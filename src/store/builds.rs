@@ -50,8 +50,9 @@ impl Cache {
             });
         }
         let mut stored = Vec::with_capacity(artifacts.len());
+        let same_kernel = self.view(|v| v.builds_with_signature(signature)).unwrap_or_default();
         for (name, path) in artifacts {
-            let base = self.recent_blob(name);
+            let base = self.base_for(name, &same_kernel);
             let s = self.blobs.put_file_against(path, base.as_ref())?;
             self.remember_blob(name, s.key);
             stored.push(Artifact {
@@ -71,8 +72,18 @@ impl Cache {
         Ok(record)
     }
 
-    fn recent_blob(&self, name: &str) -> Option<Key> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+    /// What to store artifact `name` as a delta against: the same-named
+    /// artifact of a stored build with the same kernel signature (a
+    /// rebuild, another toolchain path or debug info: about 1 KB apart),
+    /// else the one this process stored last (in a prebuild, the parent's;
+    /// in a bisection, the previous step's).
+    fn base_for(&self, name: &str, same_kernel: &[super::SignatureRecord]) -> Option<Key> {
+        let same = same_kernel
+            .iter()
+            .flat_map(|s| &s.artifacts)
+            .find(|a| a.name == name && self.blobs.contains(&a.blake3))
+            .map(|a| a.blake3);
+        same.or_else(|| self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied())
     }
 
     fn remember_blob(&self, name: &str, key: Key) {
