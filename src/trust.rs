@@ -344,34 +344,33 @@ impl Tally {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// One line per writer whose records were not all believed.
+    /// One line per writer whose records were not all believed (and,
+    /// under `warn`, per untrusted writer whose records were used).
     pub fn lines(&self, policy: &Policy) -> Vec<String> {
-        self.snapshot()
-            .into_iter()
-            .filter(|(_, c)| c.ignored + c.refuted > 0 || (policy.mode == TrustMode::Warn && c.used > 0))
-            .filter(|(w, _)| policy.mode != TrustMode::Warn || !is_trusted_label(w, policy))
-            .map(|(w, c)| match policy.mode {
-                TrustMode::Warn => format!("trust warn: used {} record(s) from untrusted writer {w}", c.used),
-                _ => format!(
-                    "trust {}: ignored {} record(s) from writer {w} (not trusted{}){}",
-                    crate::serde_word(&policy.mode),
-                    c.ignored + c.refuted,
-                    if w.starts_with("forged") {
-                        ", or the signature does not verify"
-                    } else {
-                        ""
-                    },
-                    if c.refuted > 0 {
-                        format!(
-                            "; {} build record(s) claimed a signature their vmlinux does not have",
-                            c.refuted
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
-            })
-            .collect()
+        let mode = crate::serde_word(&policy.mode);
+        let mut out = Vec::new();
+        for (w, c) in self.snapshot() {
+            let dropped = c.ignored + c.refuted;
+            if dropped > 0 {
+                let why = match w.starts_with("forged") {
+                    true => "the signature does not verify",
+                    false => "not trusted",
+                };
+                let refuted = match c.refuted {
+                    0 => String::new(),
+                    n => format!("; {n} build record(s) claimed a signature their vmlinux does not have"),
+                };
+                out.push(format!(
+                    "trust {mode}: ignored {dropped} record(s) from writer {w} ({why}){refuted}"
+                ));
+            } else if policy.mode == TrustMode::Warn && c.used > 0 && !is_trusted_label(&w, policy) {
+                out.push(format!(
+                    "trust warn: used {} record(s) from untrusted writer {w}",
+                    c.used
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -430,6 +429,49 @@ mod tests {
         let text = k.public().to_string();
         assert_eq!(text.parse::<PublicKey>().unwrap(), k.public());
         assert!("ed25519:abcd".parse::<PublicKey>().is_err());
+    }
+
+    #[test]
+    fn the_tally_says_each_writer_once_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, m) = (key(dir.path(), "a"), key(dir.path(), "m"));
+        let mut p = Policy {
+            mode: TrustMode::Require,
+            trusted: [a.public()].into(),
+        };
+        let t = Tally::default();
+        let (wa, wm, forged) = (
+            Writer::Signed(a.public()),
+            Writer::Signed(m.public()),
+            Writer::Forged(Some(a.public())),
+        );
+        for (w, kind) in [
+            (&wa, Kind::Run),
+            (&wm, Kind::Run),
+            (&wm, Kind::Run),
+            (&forged, Kind::Run),
+        ] {
+            t.count(w, p.judge(w, kind));
+        }
+        let lines = t.lines(&p);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("ignored 2 record(s)") && l.contains(&m.public().to_string())));
+        assert!(lines
+            .iter()
+            .any(|l| l.contains("forged") && l.contains("the signature does not verify")));
+        p.mode = TrustMode::Warn;
+        let warned = Tally::default();
+        warned.count(&wm, p.judge(&wm, Kind::Run));
+        warned.count(&wa, p.judge(&wa, Kind::Run));
+        assert_eq!(
+            warned.lines(&p),
+            [format!(
+                "trust warn: used 1 record(s) from untrusted writer {}",
+                m.public()
+            )]
+        );
     }
 
     #[test]
