@@ -137,6 +137,13 @@ fn culprit(h: &mut String, c: &CulpritRow) {
         let _ = write!(h, "<li><code>{}</code></li>", esc(f));
     }
     h.push_str("</ul><h3>What changed in the kernel</h3>");
+    kernel_diff(h, c);
+    h.push_str("</section>\n");
+}
+
+/// The sections and symbols that differ between the parent's vmlinux and
+/// the culprit's, or why the record has no diff.
+fn kernel_diff(h: &mut String, c: &CulpritRow) {
     match (&c.kernel_diff, &c.kernel_diff_missing) {
         (Some(sections), _) if sections.is_empty() => {
             h.push_str("<p>No allocated section differs (the kernels are the same).</p>")
@@ -175,7 +182,6 @@ fn culprit(h: &mut String, c: &CulpritRow) {
             );
         }
     }
-    h.push_str("</section>\n");
 }
 
 /// Tested commits in range order, one slot per commit (untested commits
@@ -183,15 +189,7 @@ fn culprit(h: &mut String, c: &CulpritRow) {
 /// stays readable), one block per run of neighbours with the same kernel,
 /// coloured by the verdict.
 fn strip(h: &mut String, r: &BisectionRecord) {
-    let mut slots: Vec<(usize, Vec<(usize, &StepRow)>)> = Vec::new();
-    for (i, s) in r.steps.iter().enumerate() {
-        let Some(pos) = s.position else { continue };
-        match slots.iter_mut().find(|(p, _)| *p == pos) {
-            Some((_, steps)) => steps.push((i + 1, s)),
-            None => slots.push((pos, vec![(i + 1, s)])),
-        }
-    }
-    slots.sort_by_key(|(p, _)| *p);
+    let slots = slots(r);
     const SLOT: f64 = 64.0;
     let width = (slots.len() as f64 * SLOT + 20.0).max(200.0);
     let x = |i: usize| 10.0 + SLOT * i as f64 + SLOT / 2.0;
@@ -213,58 +211,85 @@ fn strip(h: &mut String, r: &BisectionRecord) {
         while j < slots.len() && signature(j).is_some() && signature(j) == signature(i) {
             j += 1;
         }
-        let group: Vec<&(usize, &StepRow)> = slots[i..j].iter().flat_map(|(_, steps)| steps).collect();
-        let (x0, x1) = (x(i) - 22.0, x(j - 1) + 22.0);
-        let class = if j - i > 1 { "span" } else { "step" };
-        // One kernel, one verdict; a signature check's own "skip" (it was
-        // built to compare, not tested) does not count.
-        let verdict = group
-            .iter()
-            .map(|(_, s)| s.verdict.as_str())
-            .find(|v| *v != "skip")
-            .unwrap_or("skip");
-        let tip: Vec<String> = group.iter().map(|(n, s)| step_tooltip(*n, s)).collect();
-        let _ = write!(
-            h,
-            "<g class=\"{class}\"><title>{}</title><rect x=\"{x0:.1}\" y=\"40\" width=\"{:.1}\" height=\"24\" rx=\"5\" \
-             fill=\"{}\" fill-opacity=\"0.85\" stroke=\"#333\" stroke-width=\"{}\"/>",
-            esc(&tip.join("\n")),
-            x1 - x0,
-            verdict_colour(verdict),
-            if j - i > 1 { 1.5 } else { 0.5 }
-        );
-        for (k, (_, steps)) in slots[i..j].iter().enumerate() {
-            let numbers: Vec<String> = steps.iter().map(|(n, _)| n.to_string()).collect();
-            let letters: String = steps.iter().map(|(_, s)| source_letter(&s.build)).collect();
-            let _ = write!(
-                h,
-                "<text x=\"{:.1}\" y=\"32\" text-anchor=\"middle\">{}</text>\
-                 <text x=\"{:.1}\" y=\"57\" text-anchor=\"middle\" fill=\"#fff\">{}</text>",
-                x(i + k),
-                numbers.join(","),
-                x(i + k),
-                letters
-            );
-        }
-        h.push_str("</g>");
+        block(h, &slots[i..j], |k| x(i + k));
         i = j;
     }
-    for w in slots.windows(2).enumerate() {
-        let (k, pair) = w;
-        let between = pair[1].0.saturating_sub(pair[0].0 + 1);
-        if between > 0 {
-            let _ = write!(
-                h,
-                "<text x=\"{:.1}\" y=\"84\" text-anchor=\"middle\" fill=\"#777\">{between}</text>",
-                x(k) + SLOT / 2.0
-            );
-        }
+    for (k, pair) in slots.windows(2).enumerate() {
+        gap_count(h, x(k) + SLOT / 2.0, pair[1].0.saturating_sub(pair[0].0 + 1));
     }
     h.push_str(
         "</svg><p class=\"legend\"><span class=\"good\">&#9632; good</span> &nbsp; <span class=\"bad\">&#9632; bad</span> \
          &nbsp; <span class=\"skip\">&#9632; skipped</span> &nbsp; letters in a mark: B built, R reused from the cache, \
          T from a team member (remote), P predicted (no build: same inputs as a built commit), F failed to build</p></section>\n",
     );
+}
+
+/// One block: neighbouring slots with one kernel, coloured by its verdict,
+/// each slot's step numbers above and build marks inside; `x` places the
+/// k-th slot of the block.
+fn block(h: &mut String, group_slots: &[Slot<'_>], x: impl Fn(usize) -> f64) {
+    let count = group_slots.len();
+    let group: Vec<&(usize, &StepRow)> = group_slots.iter().flat_map(|(_, steps)| steps).collect();
+    let (x0, x1) = (x(0) - 22.0, x(count - 1) + 22.0);
+    let class = if count > 1 { "span" } else { "step" };
+    // One kernel, one verdict; a signature check's own "skip" (it was
+    // built to compare, not tested) does not count.
+    let verdict = group
+        .iter()
+        .map(|(_, s)| s.verdict.as_str())
+        .find(|v| *v != "skip")
+        .unwrap_or("skip");
+    let tip: Vec<String> = group.iter().map(|(n, s)| step_tooltip(*n, s)).collect();
+    let _ = write!(
+        h,
+        "<g class=\"{class}\"><title>{}</title><rect x=\"{x0:.1}\" y=\"40\" width=\"{:.1}\" height=\"24\" rx=\"5\" \
+         fill=\"{}\" fill-opacity=\"0.85\" stroke=\"#333\" stroke-width=\"{}\"/>",
+        esc(&tip.join("\n")),
+        x1 - x0,
+        verdict_colour(verdict),
+        if count > 1 { 1.5 } else { 0.5 }
+    );
+    for (k, (_, steps)) in group_slots.iter().enumerate() {
+        let numbers: Vec<String> = steps.iter().map(|(n, _)| n.to_string()).collect();
+        let letters: String = steps.iter().map(|(_, s)| source_letter(&s.build)).collect();
+        let _ = write!(
+            h,
+            "<text x=\"{:.1}\" y=\"32\" text-anchor=\"middle\">{}</text>\
+             <text x=\"{:.1}\" y=\"57\" text-anchor=\"middle\" fill=\"#fff\">{}</text>",
+            x(k),
+            numbers.join(","),
+            x(k),
+            letters
+        );
+    }
+    h.push_str("</g>");
+}
+
+/// One slot per tested commit of the range, in range order: its
+/// position and its steps (numbered in bisection order).
+type Slot<'a> = (usize, Vec<(usize, &'a StepRow)>);
+
+fn slots(r: &BisectionRecord) -> Vec<Slot<'_>> {
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    for (i, s) in r.steps.iter().enumerate() {
+        let Some(pos) = s.position else { continue };
+        match slots.iter_mut().find(|(p, _)| *p == pos) {
+            Some((_, steps)) => steps.push((i + 1, s)),
+            None => slots.push((pos, vec![(i + 1, s)])),
+        }
+    }
+    slots.sort_by_key(|(p, _)| *p);
+    slots
+}
+
+/// How many untested commits lie between two marks, under the line.
+fn gap_count(h: &mut String, x: f64, between: usize) {
+    if between > 0 {
+        let _ = write!(
+            h,
+            "<text x=\"{x:.1}\" y=\"84\" text-anchor=\"middle\" fill=\"#777\">{between}</text>"
+        );
+    }
 }
 
 fn verdict_colour(verdict: &str) -> &'static str {
