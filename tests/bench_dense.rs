@@ -45,3 +45,47 @@ fn dense_storage_per_commit() {
         one_blob_each as f64 / dense.max(1) as f64
     );
 }
+
+/// Restore time per build from the team remote into an empty cache (each
+/// delta chain fetched and verified), for a cache a prebuild with
+/// `--remote` filled: BENCH_CACHE (its local tier, for the build keys) and
+/// BENCH_REMOTE (the remote URL; credentials in the usual AWS_* variables).
+#[test]
+#[ignore]
+fn restore_time_from_the_remote() {
+    let dir = std::env::var("BENCH_CACHE").expect("BENCH_CACHE: the cache a prebuild filled");
+    let remote = std::env::var("BENCH_REMOTE").expect("BENCH_REMOTE: the remote it uploaded to");
+    let cache = Cache::open(std::path::Path::new(&dir)).unwrap();
+    let builds: Vec<(String, BuildRecord)> = cache.raw_records(index::CF_BUILDS).unwrap();
+    drop(cache);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut seconds = Vec::new();
+    for (i, (_, b)) in builds.iter().filter(|(_, b)| !b.artifacts.is_empty()).enumerate() {
+        // A member with an empty cache each time: the whole chain comes from the remote.
+        let member = scratch.path().join(format!("member-{i}"));
+        let start = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kcache"))
+            .arg("--cache-dir")
+            .arg(&member)
+            .args([
+                "--remote",
+                &remote,
+                "get",
+                "--build-key",
+                &b.build_key.to_hex(),
+                "--dest",
+            ])
+            .arg(member.join("out"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    println!(
+        "restore from the remote into an empty cache: {} builds, p50 {:.3} s, max {:.3} s",
+        seconds.len(),
+        seconds[seconds.len() / 2],
+        seconds.last().unwrap()
+    );
+}
