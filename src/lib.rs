@@ -143,6 +143,21 @@ pub fn notice(message: &str) {
 /// recorded. Always goes to stderr, `--json` or not.
 pub fn warn(message: &str) {
     eprintln!("kcache: {message}");
+    let mut said = WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if said.len() < MAX_KEPT_WARNINGS && !said.iter().any(|w| w == message) {
+        said.push(message.to_string());
+    }
+}
+
+/// Warnings are kept (once each) for the bisection's record, so its report
+/// lists the non-obvious events: a non-reproducible build, a remote that
+/// went down, a record that was refuted.
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+const MAX_KEPT_WARNINGS: usize = 100;
+
+/// Every distinct warning this process gave so far, in order.
+pub fn warnings() -> Vec<String> {
+    WARNINGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// An enum's name as its JSON has it (`read-only`, `command-line`): the

@@ -183,3 +183,27 @@ fn key_gen_and_config_show_the_public_key() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("config.toml"), "{bad:?}");
 }
+
+/// A non-obvious event of the run (here: the team remote is down) is a
+/// note in the report, not only a line on stderr.
+#[test]
+fn the_report_lists_what_went_wrong_on_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), HISTORY);
+    let report = dir.path().join("report.html");
+    let mut c = bisect(&dir.path().join("cache"), &repo);
+    c.args(["--remote", "s3://kcache/down", "--report"])
+        .arg(&report)
+        .env("AWS_ENDPOINT", "http://127.0.0.1:1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "test");
+    let out = run_ok(&mut c);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unavailable"), "{out:?}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("class=\"note\"") && html.contains("unavailable"),
+        "the outage is a note"
+    );
+}

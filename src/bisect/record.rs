@@ -205,7 +205,12 @@ impl BisectionRecord {
             outcome: outcome_row(&summary.outcome),
             totals: summary.totals.clone(),
             wall_seconds: summary.wall_seconds,
-            notes: summary.notes.clone(),
+            notes: summary
+                .notes
+                .iter()
+                .cloned()
+                .chain(crate::warnings().into_iter().filter(|w| !summary.notes.contains(w)))
+                .collect(),
             range_commits: positions.len(),
             steps,
             kernels,
