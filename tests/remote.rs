@@ -592,6 +592,38 @@ fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
     let hash = &blake3::hash(&body).to_hex()[..32];
     garage.tamper(&format!("team/builds/{key}/{claimed}.{hash}.json"), &body);
 
+    // In A's name: one of A's run records with other bytes under A's
+    // signature, and one with its signature itself altered.
+    let a_key = kcache::trust::SigningKey::load(&a.xdg.join("kcache/signing.key"))
+        .unwrap()
+        .unwrap();
+    let store = kcache::store::Cache::open(&a.cache).unwrap();
+    let (_, run): (String, serde_json::Value) = store
+        .raw_records::<serde_json::Value>(kcache::store::index::CF_RUNS)
+        .unwrap()
+        .into_iter()
+        .find(|(_, r)| r["outcome"] == "crash")
+        .unwrap();
+    drop(store);
+    let sealed = String::from_utf8(a_key.seal(&serde_json::to_vec(&run).unwrap())).unwrap();
+    let other_bytes = sealed.replace("\"outcome\":\"crash\"", "\"outcome\":\"ok\"");
+    let sig_start = sealed.find("\"sig\":\"").unwrap() + 7;
+    let flipped = if &sealed[sig_start..sig_start + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    let bad_sig = format!("{}{flipped}{}", &sealed[..sig_start], &sealed[sig_start + 1..]);
+    let dir_of = format!(
+        "team/runs/{}/{}",
+        run["signature"].as_str().unwrap(),
+        run["test_key"].as_str().unwrap()
+    );
+    for (n, body) in [other_bytes, bad_sig].iter().enumerate() {
+        let hash = &blake3::hash(body.as_bytes()).to_hex()[..32];
+        garage.tamper(&format!("{dir_of}/forged-{n}.{hash}.json"), body.as_bytes());
+    }
+
     // B requires A's signature: the right culprit, nothing from M.
     let config = format!("trust = \"require\"\ntrusted_keys = [\"{}\"]\n", a.public_key);
     let b = Member::new(dir.path(), "b", &config);
@@ -601,6 +633,13 @@ fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
     assert!(
         err.contains("claims kernel signature"),
         "the forged build record is refuted: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "ignored 2 record(s) from writer forged signature claiming {}",
+            a.public_key
+        )) && err.contains("(the signature does not verify)"),
+        "A's tampered records: {err}"
     );
     let stats = json(&run_ok(b.kcache(&garage).args(["stats", "--json"])));
     let writers = &stats["by_writer"];
