@@ -811,7 +811,9 @@ fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn open_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
-    let cache = Cache::open_with_remote(&s.cache_dir, open_remote(s)?).context("cannot open the cache")?;
+    let cache = Cache::open_with_remote(&s.cache_dir, open_remote(s)?)
+        .context("cannot open the cache")?
+        .with_trust(s.remote_options.policy.clone());
     cache.clean_stale();
     Ok(cache)
 }
@@ -823,7 +825,7 @@ fn open_existing_cache(s: &kcache::config::Settings) -> anyhow::Result<Cache> {
     if s.remote.is_some() {
         return open_cache(s);
     }
-    Ok(Cache::open_existing(&s.cache_dir, None)?)
+    Ok(Cache::open_existing(&s.cache_dir, None)?.with_trust(s.remote_options.policy.clone()))
 }
 
 fn open_remote(s: &kcache::config::Settings) -> anyhow::Result<Option<store::Remote>> {

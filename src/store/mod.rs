@@ -84,6 +84,9 @@ pub struct Cache {
     /// the next build's same-named artifact is stored as a delta against
     /// (a bisection's or prebuild's previous build is a near neighbour).
     recent: Arc<std::sync::Mutex<std::collections::HashMap<String, Key>>>,
+    /// Whose runs copied from the remote are still evidence (revocation
+    /// applies to local copies too, with or without a remote this time).
+    policy: Option<Arc<crate::trust::Policy>>,
 }
 
 /// Counter deltas not yet written, and where they go: written with the
@@ -153,6 +156,7 @@ impl Cache {
             remote: remote.map(Arc::new),
             uploads: Arc::default(),
             recent: Arc::default(),
+            policy: None,
         })
     }
 
@@ -194,7 +198,15 @@ impl Cache {
             uploads: Arc::default(),
             recent: self.recent.clone(),
             counts: self.counts.clone(),
+            policy: self.policy.clone(),
         }
+    }
+
+    /// Judges runs copied from the remote by `policy` (the remote's own,
+    /// when one is configured, otherwise none).
+    pub fn with_trust(mut self, policy: crate::trust::Policy) -> Cache {
+        self.policy = Some(Arc::new(policy));
+        self
     }
 
     /// Uploads everything still queued (from this or earlier processes).
@@ -232,7 +244,10 @@ impl Cache {
 
     /// Runs several reads on one read-only open of the index.
     pub fn view<T>(&self, f: impl FnOnce(&View) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let policy = self.remote.as_ref().map(|r| r.policy());
+        let policy = self
+            .policy
+            .as_deref()
+            .or_else(|| self.remote.as_ref().map(|r| r.policy()));
         self.index.read(|r| {
             f(&View {
                 r,
