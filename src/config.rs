@@ -11,7 +11,7 @@
 //! s3_allow_http = false                    # AWS_ALLOW_HTTP wins when set
 //! trust = "require"                        # or "warn", "off" (see `trust`)
 //! trusted_keys = ["ed25519:<64 hex>"]      # whose team records are evidence
-//! signing_key = "~/.config/kcache/signing.key"   # default: beside this file
+//! signing_key = "/etc/kcache/ci.key"     # default: signing.key beside this file
 //! ```
 //! Credentials are never read from the file: they come from the usual
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, GCS's
