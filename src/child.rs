@@ -114,6 +114,33 @@ fn tell_keeper(line: &str) -> std::io::Result<()> {
 
 /// Runs `spec`; every stdout line goes to `on_stdout` when there is no log.
 pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Ending> {
+    let mut child = start(spec)?;
+    let pgid = child.id() as i32;
+    let watchdog = spec.timeout.map(|limit| Watchdog::start(pgid, limit));
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            on_stdout(&line);
+        }
+    }
+    let status = child.wait();
+    let timed_out = watchdog.is_some_and(Watchdog::stop);
+    // Whatever the script left behind in its group goes with it.
+    kill_group(pgid);
+    // Best effort: a keeper that is gone has nothing to forget.
+    let _ = tell_keeper(&format!("- {pgid}\n"));
+    let status = status?;
+    if timed_out {
+        return Ok(Ending::TimedOut(spec.timeout.unwrap_or_default()));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Ending::Exited(
+        status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+    ))
+}
+
+/// Spawns the command's shell in a group of its own, hands the group to
+/// the keeper, then lets the script start.
+fn start(spec: &Spec) -> std::io::Result<std::process::Child> {
     let mut cmd = Command::new(shell());
     cmd.args(["-c", RUNNER, "kcache-run"])
         .arg(spec.script)
@@ -139,51 +166,53 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
         stdin.write_all(b"go\n")
     });
     if let Err(e) = go {
-        // SAFETY: kill(2) on our own child's process group.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        kill_group(pgid);
         let _ = child.wait();
         return Err(e);
     }
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
-    let watchdog = spec.timeout.map(|limit| {
-        let (timed_out, done) = (timed_out.clone(), done.clone());
-        std::thread::spawn(move || {
+    Ok(child)
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) on our own child's process group.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// Kills a command's group once it has run `limit`.
+struct Watchdog {
+    timed_out: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(pgid: i32, limit: Duration) -> Watchdog {
+        let (timed_out, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (t, d) = (timed_out.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
             let start = Instant::now();
-            while !done.load(Ordering::Relaxed) {
+            while !d.load(Ordering::Relaxed) {
                 if start.elapsed() >= limit {
-                    timed_out.store(true, Ordering::Relaxed);
-                    // SAFETY: kill(2) on our own child's process group.
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                    t.store(true, Ordering::Relaxed);
+                    kill_group(pgid);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50).min(limit));
             }
-        })
-    });
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            on_stdout(&line);
+        });
+        Watchdog {
+            timed_out,
+            done,
+            thread,
         }
     }
-    let status = child.wait();
-    done.store(true, Ordering::Relaxed);
-    if let Some(w) = watchdog {
-        let _ = w.join();
+
+    /// Stops watching; whether the limit was reached.
+    fn stop(self) -> bool {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.timed_out.load(Ordering::Relaxed)
     }
-    // Whatever the script left behind in its group goes with it.
-    // SAFETY: kill(2) on our own child's process group.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    // Best effort: a keeper that is gone has nothing to forget.
-    let _ = tell_keeper(&format!("- {pgid}\n"));
-    let status = status?;
-    if timed_out.load(Ordering::Relaxed) {
-        return Ok(Ending::TimedOut(spec.timeout.unwrap_or_default()));
-    }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(Ending::Exited(
-        status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    ))
 }
 
 #[cfg(test)]
