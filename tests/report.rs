@@ -207,3 +207,24 @@ fn the_report_lists_what_went_wrong_on_the_way() {
         "the outage is a note"
     );
 }
+
+/// `-q` keeps stderr for warnings and errors: a bisection that goes well
+/// prints its result and nothing else.
+#[test]
+fn quiet_holds_back_progress_and_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), HISTORY);
+    let mut c = bisect_with(
+        &dir.path().join("cache"),
+        &repo,
+        &root_commit(&repo),
+        "HEAD",
+        "make -s vmlinux",
+        &demo_test_script(),
+    );
+    let out = run_ok(c.args(["--runs", "3", "--policy", "classic", "-q"]));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("grow the pool"));
+    let both = kcache().args(["-q", "-v", "stats"]).output().unwrap();
+    assert_eq!(both.status.code(), Some(2), "-q and -v exclude each other");
+}

@@ -494,3 +494,46 @@ fn a_known_kernel_is_stored_as_a_delta_against_its_twin() {
         std::fs::read(&twin).unwrap()
     );
 }
+
+/// A build record whose vmlinux does not have the signature it claims
+/// (its bytes are intact: the record lies) is caught when the artifact is
+/// restored: re-signed, the record dropped, nothing restored.
+#[test]
+fn a_restored_vmlinux_is_re_signed_before_its_signature_is_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (repo, vmlinux) = built_repo(dir.path());
+    let put = json(&run_ok(
+        kc(&cache)
+            .args([
+                "put",
+                "--repo",
+                repo.to_str().unwrap(),
+                "--toolchain",
+                "gcc (test) 1",
+                "--json",
+            ])
+            .arg(&vmlinux),
+    ));
+    let key = put["build_key"].as_str().unwrap().to_string();
+    let store = kcache::store::Cache::open(&cache).unwrap();
+    let mut lying = store
+        .build(&kcache::key::BuildKey(kcache::key::Key::from_hex(&key).unwrap()))
+        .unwrap()
+        .unwrap();
+    lying.signature = Some(kcache::signature::KernelSignature::parse(&"ab".repeat(32)).unwrap());
+    store.bulk_load_builds([lying]).unwrap();
+    drop(store);
+    let out = kc(&cache)
+        .args(["get", "--build-key", &key, "--dest"])
+        .arg(dir.path().join("restored"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not have it"),
+        "{out:?}"
+    );
+    let miss = kc(&cache).args(["lookup", "--build-key", &key]).output().unwrap();
+    assert_eq!(miss.status.code(), Some(1), "the lying record is gone");
+}

@@ -136,7 +136,13 @@ impl BlobStore {
         }
         let mut reference = Vec::new();
         self.read_verified(base, &mut reference)?;
-        let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+        // The new file is streamed (only the base must be in memory, as
+        // zstd's reference prefix), and the encoder stops as soon as the
+        // delta outgrows what pays: no whole wasted compression before the
+        // full blob is written instead.
+        let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let size = src.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        let pays = (size / DELTA_PAYS).max(4096);
         let header = serde_json::to_vec(&DeltaHeader {
             format: DELTA_FORMAT.into(),
             chain,
@@ -147,24 +153,27 @@ impl BlobStore {
         let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))?;
         let tmp_path = tmp.path().to_path_buf();
         let io_err = |e| StoreError::io(&tmp_path, e);
-        {
-            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-            out.write_all(&DELTA_MAGIC.to_le_bytes()).map_err(io_err)?;
-            out.write_all(&(header.len() as u32).to_le_bytes()).map_err(io_err)?;
-            out.write_all(&header).map_err(io_err)?;
-            let mut enc = zstd::Encoder::with_ref_prefix(out, DELTA_LEVEL, &reference).map_err(io_err)?;
-            enc.long_distance_matching(true).map_err(io_err)?;
-            enc.window_log(window_log(reference.len() + data.len()))
-                .map_err(io_err)?;
-            enc.include_contentsize(true).map_err(io_err)?;
-            enc.set_pledged_src_size(Some(data.len() as u64)).map_err(io_err)?;
-            enc.write_all(&data).map_err(io_err)?;
-            enc.finish().map_err(io_err)?.flush().map_err(io_err)?;
+        let encoded = (|| {
+            let mut out = Capped {
+                inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
+                left: pays,
+            };
+            out.write_all(&DELTA_MAGIC.to_le_bytes())?;
+            out.write_all(&(header.len() as u32).to_le_bytes())?;
+            out.write_all(&header)?;
+            let mut enc = zstd::Encoder::with_ref_prefix(out, DELTA_LEVEL, &reference)?;
+            enc.long_distance_matching(true)?;
+            enc.window_log(window_log(reference.len() + size as usize))?;
+            enc.include_contentsize(true)?;
+            enc.set_pledged_src_size(Some(size))?;
+            io::copy(&mut BufReader::with_capacity(1 << 20, &src), &mut enc)?;
+            enc.finish()?.inner.flush()
+        })();
+        match encoded {
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<DoesNotPay>()) => return Ok(None),
+            other => other.map_err(io_err)?,
         }
         let written = tmp.as_file().metadata().map_err(io_err)?.len();
-        if written > (data.len() as u64 / DELTA_PAYS).max(4096) {
-            return Ok(None);
-        }
         tmp.as_file().sync_all().map_err(io_err)?;
         self.install(key, tmp)?;
         Ok(Some(written))
@@ -514,6 +523,32 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A window that spans the reference and the new bytes, so every match in
 /// the reference is reachable (zstd's patch-from rule).
+/// A writer that fails with [`DoesNotPay`] once more than `left` bytes
+/// were written: a delta that does not pay stops early.
+struct Capped<W: Write> {
+    inner: W,
+    left: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the delta does not pay")]
+struct DoesNotPay;
+
+impl<W: Write> Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(DoesNotPay));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn window_log(span: usize) -> u32 {
     let bits = usize::BITS - span.max(1).leading_zeros();
     bits.clamp(17, 31)

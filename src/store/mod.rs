@@ -325,6 +325,9 @@ impl View<'_> {
         let (Some(policy), Some(writer)) = (self.policy, &run.writer) else {
             return true;
         };
+        if policy.mode == crate::trust::TrustMode::Off {
+            return true;
+        }
         let writer = match writer.parse::<crate::trust::PublicKey>() {
             Ok(k) => crate::trust::Writer::Signed(k),
             Err(_) => crate::trust::Writer::Unsigned,
