@@ -228,3 +228,9 @@ pub struct Versioned<'a, T: serde::Serialize> {
     #[serde(flatten)]
     pub body: &'a T,
 }
+
+/// Bytes from the kernel's random source (run ids, signing keys).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -107,9 +107,7 @@ impl SigningKey {
             problem: e.to_string(),
         };
         let mut seed = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut seed))
-            .map_err(problem)?;
+        crate::random_bytes(&mut seed).map_err(problem)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(problem)?;
         }

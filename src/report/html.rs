@@ -92,21 +92,21 @@ fn header(h: &mut String, r: &BisectionRecord) {
     if let Some(earlier) = &r.resumes {
         row("resumes", format!("bisection <code>{}</code>", esc(earlier)));
     }
-    if !r.candidates_text().is_empty() {
-        row("candidates", r.candidates_text());
+    let candidates = candidates_text(r);
+    if !candidates.is_empty() {
+        row("candidates", candidates);
     }
     h.push_str("</dl></header>\n");
 }
 
-impl BisectionRecord {
-    fn candidates_text(&self) -> String {
-        self.outcome
-            .candidates
-            .iter()
-            .map(|c| format!("<code>{}</code>", short(c)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
+/// The inconclusive outcome's candidates, as code.
+fn candidates_text(r: &BisectionRecord) -> String {
+    r.outcome
+        .candidates
+        .iter()
+        .map(|c| format!("<code>{}</code>", short(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn culprit(h: &mut String, c: &CulpritRow) {

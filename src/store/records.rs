@@ -230,14 +230,9 @@ pub fn new_run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let mut random = [0u8; 8];
-    let _ = getrandom(&mut random);
+    let _ = crate::random_bytes(&mut random);
     let tag = blake3::hash(format!("{}:{}", host(), std::process::id()).as_bytes());
     format!("{nanos:032x}-{}-{}", &tag.to_hex()[..8], hex::encode(random))
-}
-
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 /// What one build read from its tree, as paths relative to the tree root.
