@@ -1348,6 +1348,10 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
             eprintln!("kcache: artifact {name} of build {key} is not in the cache (evicted, or dropped as false)");
             return Ok(ExitCode::from(EXIT_NEGATIVE));
         }
+        Err(e @ store::StoreError::Quarantined { .. }) => {
+            eprintln!("kcache: build {key}: {e}");
+            return Ok(ExitCode::from(EXIT_NEGATIVE));
+        }
         other => other?,
     };
     print_restored(

@@ -687,8 +687,8 @@ impl CommitEvaluator {
             .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
             .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
         let restored = cache.restore_build(record, artifacts_dir.path());
-        if let Err(StoreError::Evicted(_)) = restored {
-            // Artifacts gone: build again to test.
+        if restored.as_ref().is_err_and(StoreError::is_gone) {
+            // Artifacts gone (evicted, or quarantined as corrupt): build again to test.
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);

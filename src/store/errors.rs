@@ -41,6 +41,12 @@ pub enum StoreError {
     Sign(#[from] signature::SignError),
     #[error("artifact {0} was evicted from the cache")]
     Evicted(String),
+    /// An artifact that cannot be read because it (or a base its delta
+    /// chain needs) was found corrupt and moved aside: like an eviction,
+    /// a bisection builds it again.
+    #[error("artifact {name} cannot be restored: blob {blob} was found corrupt and quarantined ({}); \
+             a bisection builds it again, `kcache verify` lists what else it broke", path.display())]
+    Quarantined { name: String, blob: Key, path: PathBuf },
     #[error("remote {url}: {problem}")]
     Remote { url: String, problem: String },
 }
@@ -51,6 +57,12 @@ fn cache_of(index: &Path) -> &Path {
 }
 
 impl StoreError {
+    /// An artifact that is not there to restore (evicted, or quarantined
+    /// as corrupt): the caller builds it again.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, StoreError::Evicted(_) | StoreError::Quarantined { .. })
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),

@@ -214,12 +214,18 @@ impl Cache {
         let Some(remote) = self.writable_remote() else {
             return Ok(upload::SyncReport::default());
         };
-        // An explicit sync tries the remote even if it was down a minute ago.
+        // An explicit sync tries the remote even if it was down a minute
+        // ago, and one that answers and takes every upload is forgotten as
+        // down for the next processes too.
         remote.reset_down();
+        remote.probe();
         let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
         self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
-        let _ = remote;
-        self.finish()
+        let report = self.finish()?;
+        if !remote.is_down() && report.failed.is_empty() {
+            remote.clear_outage();
+        }
+        Ok(report)
     }
 
     /// Waits for this process's uploads and records the remote traffic.
