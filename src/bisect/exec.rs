@@ -747,6 +747,9 @@ impl CommitEvaluator {
 
     /// Runs the test on a built kernel up to `want` times, stopping after a
     /// run for which `stop` is true; every run is recorded as it completes.
+    /// Runs another process did on the kernel while this one waited for
+    /// its test claim count as the batch's (returned first): a concurrent
+    /// search of the range does not run a full batch again (issue 27).
     #[allow(clippy::too_many_arguments)]
     pub fn test_batch(
         &self,
@@ -759,8 +762,31 @@ impl CommitEvaluator {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let key = self.key_of(repo, commit)?;
-        let (_, new_runs) = self.test_claimed(repo, cache, commit, key, signature, &|_| want, stop, progress)?;
-        Ok(new_runs)
+        let before: std::collections::HashSet<String> = cache
+            .view(|v| v.runs(signature, &self.test_key))?
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        let landed = |pooled: &[RunRecord]| -> Vec<RunRecord> {
+            pooled.iter().filter(|r| !before.contains(&r.run_id)).cloned().collect()
+        };
+        let more = |pooled: &[RunRecord]| {
+            let landed = landed(pooled);
+            match landed.iter().any(stop) {
+                true => 0,
+                false => want.saturating_sub(landed.len() as u32),
+            }
+        };
+        let (pooled, new_runs) = self.test_claimed(repo, cache, commit, key, signature, &more, stop, progress)?;
+        let mut runs = landed(&pooled);
+        if !runs.is_empty() {
+            progress(&format!(
+                "  {} run(s) another kcache process did on this kernel meanwhile: counted",
+                runs.len()
+            ));
+        }
+        runs.extend(new_runs);
+        Ok(runs)
     }
 
     /// Under the kernel's test claim (one tester per kernel and test across
