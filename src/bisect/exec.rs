@@ -35,6 +35,33 @@ pub enum EvalError {
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
     TestAborted { commit: String, run: u32, how: String },
+    /// A build that failed while its disk was full: the machine's failure,
+    /// never the commit's (nothing is recorded), and nothing later would
+    /// build either, so the bisection stops.
+    #[error("the build of {commit} failed on a full disk ({} has {free} bytes free): not the commit's failure, \
+             nothing was recorded; free some space (`kcache gc --max-size SIZE` for the cache) and run again{}",
+        path.display(), match log_tail.trim() { "" => String::new(), t => format!("\nthe build log's last lines:\n{t}") })]
+    DiskFull {
+        commit: String,
+        path: PathBuf,
+        free: u64,
+        log_tail: String,
+    },
+}
+
+/// Less free space than this where a build writes is a full disk.
+const DISK_FULL_BELOW: u64 = 1 << 20;
+
+/// Bytes available to unprivileged writers on the file system of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs.
+    match unsafe { libc::statvfs(c.as_ptr(), &mut st) } {
+        0 => Some(st.f_bavail as u64 * st.f_frsize as u64),
+        _ => None,
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EvalError {
@@ -641,6 +668,14 @@ impl CommitEvaluator {
                 path.display()
             ));
         }
+        if let Some((path, free)) = self.full_disk(cache, &tail) {
+            return Err(EvalError::DiskFull {
+                commit: commit.to_string(),
+                path,
+                free,
+                log_tail: tail,
+            });
+        }
         let (deterministic, reason) = classify_failure(ending, &tail);
         // Kept apart from build.log, which the next build overwrites.
         let kept = state.join(format!("build-failed-{}.log", super::short(commit)));
@@ -659,6 +694,23 @@ impl CommitEvaluator {
             cache.put_build_failure(commit, inputs, &failure.tail, seconds)?;
         }
         Ok(Built::Failed { failure, seconds })
+    }
+
+    /// Where a failed build ran out of disk: the build tree's or the
+    /// cache's file system with (nearly) nothing free, or a log that says
+    /// so (the space may be free again once the build's files are gone).
+    fn full_disk(&self, cache: &Cache, tail: &str) -> Option<(PathBuf, u64)> {
+        let places = [self.worktree.as_path(), cache.dir()];
+        let free = |p: &Path| free_bytes(p).map(|f| (p.to_path_buf(), f));
+        places
+            .iter()
+            .filter_map(|p| free(p))
+            .find(|(_, f)| *f < DISK_FULL_BELOW)
+            .or_else(|| {
+                tail.contains("No space left on device")
+                    .then(|| free(&self.worktree))
+                    .flatten()
+            })
     }
 
     /// Runs the test up to `want` times (run numbers from `first_run`),
@@ -903,10 +955,9 @@ impl CommitEvaluator {
                     commit: commit.to_string(),
                     run,
                     how: format!(
-                        "exit status {c}: the shell could not run `{}` (tests run in the artifacts directory {}; \
-                         give the test command as an absolute path)",
+                        "exit status {c}: the shell could not run `{}`: {}",
                         self.recipe.test,
-                        artifacts.display()
+                        child::why_not_run(&self.recipe.test, artifacts)
                     ),
                 })
             }

@@ -477,7 +477,17 @@ impl Cache {
     /// Restores one blob (its chain fetched as needed) to `dest`; its size.
     pub fn restore_blob(&self, key: &Key, dest: &Path) -> Result<u64, StoreError> {
         self.fetch_missing(key)?;
-        self.blobs.get_to_file(key, dest)
+        self.blobs.get_to_file(key, dest).map_err(|e| match e {
+            StoreError::MissingBlob(missing) => match self.blobs.quarantined(&missing) {
+                Some(path) => StoreError::Quarantined {
+                    name: format!("blob {}", key.short()),
+                    blob: missing,
+                    path,
+                },
+                None => e,
+            },
+            e => e,
+        })
     }
 
     /// Fetches from the remote what reading a blob needs and the local tier

@@ -19,6 +19,14 @@ pub enum StoreError {
              or bisect without the cache (`kcache bisect --no-cache ...`)",
         path.display(), cache_of(path).display(), cache_of(path).display())]
     IndexDamaged { path: PathBuf, problem: String },
+    /// The disk under the cache is full: nothing is damaged (a write that
+    /// failed for space leaves the index as it was).
+    #[error("cache {}: the disk is full (no space left on device), the cache is intact; \
+             free some space (`kcache gc --max-size SIZE`, or elsewhere on that file system) and run again",
+        cache_of(path).display())]
+    NoSpace { path: PathBuf },
+    #[error("cache directory {} is not a directory (check --cache-dir / KCACHE_DIR)", .0.display())]
+    NotADirectory(PathBuf),
     #[error("{0:?} is not a kernel signature (40 or 64 lowercase hex digits)")]
     BadSignature(String),
     #[error("no kcache cache at {}: nothing was ever stored there (check --cache-dir / KCACHE_DIR)", .0.display())]

@@ -495,6 +495,13 @@ fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
 /// truncated file) gets its own variant, which tells the user what to do.
 fn index_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     let problem = e.to_string();
+    // RocksDB names the file it failed to write (a MANIFEST, say): a full
+    // disk must not read as damage.
+    if problem.contains("No space left on device") {
+        return StoreError::NoSpace {
+            path: path.to_path_buf(),
+        };
+    }
     const DAMAGE: &[&str] = &[
         "Corruption",
         "No such file",
