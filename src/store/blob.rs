@@ -16,7 +16,10 @@
 //! decodes at most that many blobs; a delta that does not pay is stored
 //! full. Full blobs are plain zstd files, as before: old caches read as
 //! they are. A delta's name is still the BLAKE3 of the bytes it decodes to,
-//! and every read checks it.
+//! and every read checks it. A delta whose base was quarantined or deleted
+//! is not [`BlobStore::readable`]: callers treat it as missing, and storing
+//! the same bytes again rewrites it (deltas against it stay valid: they
+//! decode against its bytes, not its file).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};

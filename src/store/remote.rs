@@ -16,12 +16,15 @@
 //! A remote that cannot be reached (refused, timeout, 5xx) is reported once;
 //! kcache then works from the local tier for the rest of the process, and
 //! the writes it could not upload stay queued in the index for `kcache sync`.
-//! Timeouts suit a cache, not a download manager: 2 s to connect, 5 s
-//! without a byte read, one retry; a request without an answer after 2 s is
-//! said while it is being waited for. The outage is remembered in the cache
-//! directory (`remote-down`) for [`DOWN_MEMORY`], so the next processes
-//! (every step of `git bisect run kcache exec`) do not pay the timeouts
-//! again; `kcache sync` tries regardless.
+//! Timeouts suit a cache, not a download manager: 2 s to connect, and no
+//! call (listing page, record, a blob's next bytes, upload) waits more than
+//! [`NO_ANSWER`] for an answer, whatever the client's own retries; a request
+//! without an answer after 2 s is said while it is being waited for. The
+//! outage is remembered in the cache directory (`remote-down`) for
+//! [`DOWN_MEMORY`], so the next processes (every step of `git bisect run
+//! kcache exec`) do not pay the timeouts again; `kcache sync` tries
+//! regardless, and forgets the outage when it succeeds. A remote that
+//! refuses a write (read-only credentials) answered: it is not down.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
