@@ -700,15 +700,19 @@ fn a_damaged_delta_base_never_blocks_a_later_bisection() {
         for n in 0..2 {
             let test = another_test(dir.path(), n);
             let out = bisect_with(&cache, &repo, &good, "HEAD", "make -s vmlinux", test.to_str().unwrap())
-                .args(["--runs", "2", "--json", "--policy", "classic"])
+                .args(["--runs", "2", "--json", "--policy", "classic", "-v"])
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "{damage}, bisection {n} after the damage: {}",
-                stderr(&out)
-            );
-            assert_eq!(json(&out)["outcome"]["commit"], culprit.as_str(), "{damage} {n}");
+            let err = stderr(&out);
+            assert!(out.status.success(), "{damage}, bisection {n} after the damage: {err}");
+            let summary = json(&out);
+            assert_eq!(summary["outcome"]["commit"], culprit.as_str(), "{damage} {n}");
+            // The summary counts the kernels built again to be tested.
+            let built = err.matches("  built in ").count() as u64;
+            assert_eq!(totals(&summary, "builds_done"), built, "{damage} {n}: {err}");
+            if n == 0 {
+                assert!(built > 0, "{damage}: what was lost was built again");
+            }
         }
         // Rebuilt: the cache is whole again.
         run_ok(kc(&cache).arg("verify"));

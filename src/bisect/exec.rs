@@ -255,6 +255,9 @@ pub struct CommitEvaluator {
     predict: bool,
     /// Builds of this bisection with an input set, newest first.
     references: Vec<Reference>,
+    /// Builds run to test a kernel whose artifacts were gone (evicted or
+    /// quarantined), and their seconds: real builds, counted as such.
+    rebuilt_to_test: std::cell::Cell<(u32, f64)>,
 }
 
 impl CommitEvaluator {
@@ -286,6 +289,7 @@ impl CommitEvaluator {
             in_place,
             predict: true,
             references: Vec::new(),
+            rebuilt_to_test: std::cell::Cell::new((0, 0.0)),
         })
     }
 
@@ -382,8 +386,16 @@ impl CommitEvaluator {
             };
             // A crash decides the old rule's verdict; more runs cannot change it.
             let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
+            let rebuilt_before = self.rebuilds_to_test();
             let (pooled, new_runs) =
                 self.test_claimed(repo, cache, commit, record_key, &signature, &more, &crashed, progress)?;
+            let rebuilt = self.rebuilds_to_test();
+            if rebuilt.0 > rebuilt_before.0 {
+                // Its artifacts were gone: the kernel was built again here.
+                eval.build = BuildSource::Built;
+                eval.effort.build_seconds += rebuilt.1 - rebuilt_before.1;
+                eval.effort.saved_build_seconds = 0.0;
+            }
             reused = pooled.len() as u32;
             eval.effort.runs_done = new_runs.len() as u32;
             eval.effort.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
@@ -744,7 +756,15 @@ impl CommitEvaluator {
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
-            match self.build(repo, cache, &record.commit, &inputs, progress)? {
+            let built = self.build(repo, cache, &record.commit, &inputs, progress)?;
+            cache.count(&[(Counter::BuildMisses, 1)]);
+            let (n, seconds) = self.rebuilt_to_test.get();
+            let took = match &built {
+                Built::Ok(r, _) => r.build_seconds,
+                Built::Failed { seconds, .. } => *seconds,
+            };
+            self.rebuilt_to_test.set((n + 1, seconds + took));
+            match built {
                 Built::Ok(fresh, _) => {
                     cache.restore(&fresh.artifacts, artifacts_dir.path())?;
                 }
@@ -875,6 +895,13 @@ impl CommitEvaluator {
         let first = pooled.len() as u32;
         let new_runs = self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?;
         Ok((pooled, new_runs))
+    }
+
+    /// How many builds (and their seconds) this evaluator ran to test a
+    /// kernel whose artifacts were gone: a driver that counts builds by
+    /// step adds them (the classic `evaluate` marks its step built).
+    pub fn rebuilds_to_test(&self) -> (u32, f64) {
+        self.rebuilt_to_test.get()
     }
 
     /// The build key of a commit under this recipe.
