@@ -223,24 +223,34 @@ pub struct Recipe {
 /// The prefix a word of the build command that names a file by content has.
 pub const CONTENT_WORD: &str = "@blake3:";
 
-/// The build command as the build key sees it: every word that names an
-/// existing file by an absolute path (`/home/a/linux/build.sh`, or
-/// `~/build.sh`), quoted or not, stands for that file's content
-/// (`@blake3:<hex>`), as ccache keys a compiler by content, not path: one
-/// script at two paths (two clones, two members' home directories) keys
-/// alike, and an edited script keys anew. A command with no such word is
-/// keyed as typed (the keys of earlier caches stay). Returns the keyed
-/// command and the scripts it named.
+/// The build command as the build key sees it: every script the command
+/// runs by an absolute path (`/home/a/linux/build.sh`, or `~/build.sh`;
+/// quoted or not) stands for that file's content (`@blake3:<hex>`), as
+/// ccache keys a compiler by content, not path: one script at two paths
+/// (two clones, two members' home directories) keys alike, and an edited
+/// script keys anew. A script is a word in command position (the first of
+/// the command, or after `;`, `&&`, `||`, `|`, `{`, `(`) or the first
+/// non-option word after a runner (`sh`, `bash`, `env`, `exec`, `python3`,
+/// ...); other paths (`test -e /x`, `tee /tmp/log`) are keyed as typed. A
+/// command with no such script is keyed as typed (the keys of earlier
+/// caches stay). Returns the keyed command and the scripts it named.
 pub fn keyed_command(command: &str) -> Result<(String, Vec<(String, Key)>), FileError> {
+    const RUNNERS: &[&str] = &[
+        "sh", "bash", "dash", "zsh", "ksh", "env", "exec", "nice", "time", "command", "python", "python3", "perl", ".",
+        "source",
+    ];
+    const SEPARATORS: &[&str] = &[";", "&&", "||", "|", "{", "(", "then", "do", "else"];
     let mut scripts = Vec::new();
     let mut words = Vec::new();
+    let mut command_position = true;
     for word in command.split_whitespace() {
         let bare = word.trim_matches(|c| c == '\'' || c == '"');
-        let path = match bare.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME").map(|h| Path::new(&h).join(rest)),
-            None => Some(PathBuf::from(bare)),
+        let runs_next = command_position && (RUNNERS.contains(&bare) || bare.starts_with('-') || bare.contains('='));
+        let script = match command_position && !runs_next {
+            true => script_path(bare),
+            false => None,
         };
-        match path.filter(|p| p.is_absolute() && p.is_file()) {
+        match script {
             Some(p) => {
                 let d = file_digest(&p).map_err(|source| FileError {
                     path: p.clone(),
@@ -251,11 +261,21 @@ pub fn keyed_command(command: &str) -> Result<(String, Vec<(String, Key)>), File
             }
             None => words.push(word.to_string()),
         }
+        command_position = runs_next || SEPARATORS.contains(&bare) || bare.ends_with(';');
     }
     match scripts.is_empty() {
         true => Ok((command.to_string(), scripts)),
         false => Ok((words.join(" "), scripts)),
     }
+}
+
+/// The file a word names by absolute path (`~/` expanded), if it is one.
+fn script_path(word: &str) -> Option<PathBuf> {
+    let path = match word.strip_prefix("~/") {
+        Some(rest) => Path::new(&std::env::var_os("HOME")?).join(rest),
+        None => PathBuf::from(word),
+    };
+    (path.is_absolute() && path.is_file()).then_some(path)
 }
 
 impl Recipe {
@@ -488,6 +508,19 @@ mod tests {
         assert_eq!(keyed(&a), keyed(&b), "one script at two paths");
         assert_ne!(keyed(&a), keyed(&c), "an edited script");
         assert_eq!(resolve(format!("sh '{}' --fast", a.display())), keyed(&a), "quoted");
+        assert_eq!(
+            resolve(format!("cd /tmp && bash -x {} --fast", a.display())),
+            resolve(format!("cd /tmp && bash -x {} --fast", b.display())),
+            "after a separator and a runner's options"
+        );
+        // A path that is not a script the command runs is keyed as typed:
+        // a flag file, a log written each build.
+        for cmd in [
+            format!("test -e {} || make", a.display()),
+            format!("make | tee {}", a.display()),
+        ] {
+            assert_eq!(keyed_command(&cmd).unwrap(), (cmd.clone(), vec![]), "{cmd}");
+        }
         // A command that names no file is keyed as typed (old keys stay).
         let (plain, scripts) = keyed_command("make -s  vmlinux").unwrap();
         assert_eq!((plain.as_str(), scripts.len()), ("make -s  vmlinux", 0));
