@@ -86,6 +86,7 @@ impl Garage {
     /// A client for the cluster's bucket, for looking behind kcache's back.
     fn bucket(&self) -> object_store::aws::AmazonS3 {
         let get = |k: &str| self.env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        kcache::store::remote::use_ring_for_tls();
         object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("kcache")
             .with_access_key_id(get("AWS_ACCESS_KEY_ID"))

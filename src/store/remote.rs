@@ -204,6 +204,15 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// Makes ring the process's TLS crypto provider, which reqwest needs before
+/// it builds any client (it panics without one). kcache builds reqwest
+/// without its default provider, aws-lc-rs, whose C takes minutes to
+/// compile; ring is what object_store signs with too. Idempotent; a provider
+/// installed earlier (by a program embedding kcache) is kept.
+pub fn use_ring_for_tls() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Remote {
     /// Connects to `url`: `s3://bucket/prefix`, `gs://bucket/prefix` or
     /// `file:///dir`. Credentials and endpoints come from the usual
@@ -212,6 +221,7 @@ impl Remote {
     /// `GOOGLE_SERVICE_ACCOUNT`, ...).
     pub fn open(url: &str, options: &RemoteOptions) -> Result<Remote, StoreError> {
         let mode = options.mode;
+        use_ring_for_tls();
         let parsed = url::Url::parse(url).map_err(|e| remote_err(url, format!("not a URL: {e}")))?;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "s3" => {
