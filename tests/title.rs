@@ -63,8 +63,20 @@ fn titles_agree_with_syzkaller_on_the_corpus() {
     let cases = corpus();
     assert!(cases.len() >= 305, "expected the 305 reports, found {}", cases.len());
     let started = Instant::now();
-    let got: Vec<Option<title::Report>> = cases.iter().map(|c| title::title(&c.console)).collect();
+    let mut slowest: Vec<(std::time::Duration, &str)> = Vec::new();
+    let got: Vec<Option<title::Report>> = cases
+        .iter()
+        .map(|c| {
+            let t = Instant::now();
+            let r = title::title(&c.console);
+            slowest.push((t.elapsed(), &c.file));
+            r
+        })
+        .collect();
     let elapsed = started.elapsed();
+    slowest.sort();
+    slowest.reverse();
+    println!("slowest: {:?}", &slowest[..3]);
 
     let (mut exact, mut alt_only, mut invented) = (0, 0, 0);
     let mut misses = Vec::new();
