@@ -129,3 +129,116 @@ fn every_title_classifies_and_frames_agree_with_the_title() {
         }
     }
 }
+
+/// The corpus file with this expected title.
+fn case_titled(title: &str) -> Case {
+    corpus()
+        .into_iter()
+        .find(|c| c.title.as_deref() == Some(title))
+        .unwrap_or_else(|| panic!("no corpus file titled {title:?}"))
+}
+
+#[test]
+fn the_title_command_prints_one_line_per_file_and_its_json_follows_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let kasan = case_titled("KASAN: use-after-free Read in strp_check_rcv");
+    let crash = dir.path().join("crash.log");
+    std::fs::write(&crash, &kasan.console).unwrap();
+    // Binary garbage and invalid UTF-8 around a clean boot: no crash.
+    let quiet = dir.path().join("quiet.log");
+    let mut bytes = b"[    0.000000] Linux version 6.1.0\n\xff\xfe\x00garbage\x80\n".to_vec();
+    bytes.extend((0..=255u8).cycle().take(100_000));
+    bytes.extend(b"\n[    5.000000] syz-executor: all good\n");
+    std::fs::write(&quiet, &bytes).unwrap();
+
+    let out = common::kcache().arg("title").arg(&crash).arg(&quiet).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{}: KASAN: use-after-free Read in strp_check_rcv\n{}: no crash\n",
+            crash.display(),
+            quiet.display()
+        )
+    );
+
+    let out = common::kcache()
+        .args(["title", "--json"])
+        .arg(&crash)
+        .arg(&quiet)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema = common::schema("title.v1.json");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        let errors: Vec<String> = schema.iter_errors(v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{v} violates title.v1.json: {errors:?}");
+    }
+    assert_eq!(lines[0]["title"], "KASAN: use-after-free Read in strp_check_rcv");
+    assert_eq!(lines[0]["class"], "memory-safety");
+    assert_eq!(lines[0]["frame"], "strp_check_rcv");
+    assert!(lines[0]["start_line"].as_u64().unwrap() >= 1);
+    assert!(lines[1]["title"].is_null() && lines[1]["class"].is_null());
+
+    // A file that cannot be read: named, non-zero exit, the others still titled.
+    let missing = dir.path().join("missing.log");
+    let out = common::kcache()
+        .arg("title")
+        .arg(&missing)
+        .arg(&crash)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.log"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("strp_check_rcv"));
+}
+
+#[test]
+fn start_line_points_at_the_report() {
+    let case = case_titled("KASAN: use-after-free Read in strp_check_rcv");
+    let r = title::title(&case.console).unwrap();
+    let text = String::from_utf8_lossy(&case.console);
+    let line = text.lines().nth(r.start_line - 1).unwrap();
+    assert!(line.contains("BUG: KASAN: use-after-free"), "{line}");
+}
+
+#[test]
+fn garbage_never_panics_and_stays_linear() {
+    // Pathological inputs: a header on every line, very long lines,
+    // lines of nothing but report words, random bytes.
+    let mut inputs: Vec<Vec<u8>> = vec![
+        "BUG: KASAN: use-after-free in f+0x1/0x2\n".repeat(20_000).into_bytes(),
+        format!("WARNING: {}\n", "x".repeat(2_000_000)).into_bytes(),
+        "Call Trace:\n ? \n".repeat(50_000).into_bytes(),
+        "INFO: task hung blocked for more than 1 seconds\nCall Trace:\n"
+            .repeat(10_000)
+            .into_bytes(),
+    ];
+    let mut x: u32 = 12345;
+    inputs.push(
+        (0..1_000_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect(),
+    );
+    for input in &inputs {
+        let t = Instant::now();
+        let _ = title::title(input);
+        assert!(
+            t.elapsed().as_secs_f64() < 5.0,
+            "{:?} for {} bytes",
+            t.elapsed(),
+            input.len()
+        );
+    }
+}

@@ -222,6 +222,43 @@ pub fn canonical(title: &str) -> String {
     sanitize(&replace_dynamic(title))
 }
 
+/// `kcache title`'s answer for one console log file (`--json`: one
+/// `kcache/title/v1` object per file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileTitle {
+    pub file: String,
+    /// `None`: the output holds no crash.
+    pub title: Option<String>,
+    pub class: Option<BugClass>,
+    pub corrupted: bool,
+    pub start_line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TitleError {
+    #[error("cannot read console log {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+}
+
+/// Titles one console log file.
+pub fn title_file(path: &std::path::Path) -> Result<FileTitle, TitleError> {
+    let bytes = std::fs::read(path).map_err(|source| TitleError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let report = title(&bytes);
+    Ok(FileTitle {
+        file: path.display().to_string(),
+        title: report.as_ref().map(|r| r.title.clone()),
+        class: report.as_ref().map(|r| r.class),
+        corrupted: report.as_ref().is_some_and(|r| r.corrupted),
+        start_line: report.as_ref().map(|r| r.start_line),
+        frame: report.and_then(|r| r.frame),
+    })
+}
+
 static FRAME_IN_TITLE: LazyLock<Regex> = LazyLock::new(|| re(r".* in ([a-zA-Z0-9_]+)"));
 
 /// Compiles one of the rule tables' patterns, expanding syzkaller's
