@@ -242,3 +242,37 @@ fn garbage_never_panics_and_stays_linear() {
         );
     }
 }
+
+#[test]
+fn console_titles_classify_as_the_syzbot_title_of_the_same_bug() {
+    use kcache::crash::{normalize_title, RunClass, Target};
+    use kcache::store::Outcome;
+    let cases = corpus();
+    let mut distinct: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for case in &cases {
+        let Some(want) = &case.title else { continue };
+        // Distinct syzbot titles stay distinct after normalization.
+        let n = normalize_title(want);
+        if let Some(other) = distinct.insert(n.clone(), want.clone()) {
+            assert_eq!(&other, want, "{} and {want} normalize alike: {n}", other);
+        }
+        let Some(got) = title::title(&case.console) else {
+            continue;
+        };
+        if &got.title == want {
+            let target = Target::new([want.as_str()]);
+            assert_eq!(
+                target.classify(Outcome::Crash, Some(&got.title)),
+                RunClass::Match,
+                "{}",
+                case.file
+            );
+        }
+    }
+    // What a test script may print raw names the same bug as syzbot's title.
+    let target = Target::new(["BUG: Bad page state in process syz-executor"]);
+    assert!(target.matches("BUG: Bad page state in process syz-executor.3"));
+    let target = Target::new(["kernel BUG at fs/ext4/inode.c:LINE!"]);
+    assert!(target.matches("kernel BUG at fs/ext4/inode.c:2711!"));
+    assert!(!target.matches("kernel BUG at fs/ext4/super.c:2711!"));
+}
