@@ -714,7 +714,7 @@ impl CommitEvaluator {
             if out.len() as u32 >= want {
                 break;
             }
-            let ran = self.run_test(commit, signature, artifacts_dir.path(), run);
+            let ran = self.run_test(cache, commit, signature, artifacts_dir.path(), run);
             let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
                 progress(&format!(
                     "  run {run} timed out after {}s: no information (not recorded)",
@@ -831,15 +831,25 @@ impl CommitEvaluator {
     }
 
     /// One run of the test; `None` when it timed out (no information).
+    /// The test's stdout and stderr go to a file; its console is the file
+    /// it leaves at `KCACHE_CONSOLE`, or else that output. A crash's title
+    /// is the last `crash: TITLE` line it printed, or else the console's
+    /// ([`crate::title`]); the console is kept in the cache (bounded).
     fn run_test(
         &self,
+        cache: &Cache,
         commit: &str,
         signature: &KernelSignature,
         artifacts: &Path,
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
         let start = Instant::now();
-        let mut title = None;
+        let scratch = tempfile::Builder::new()
+            .prefix("kcache-run-")
+            .tempdir()
+            .map_err(io_err("test run scratch directory"))?;
+        let output = scratch.path().join("output.log");
+        let console_file = scratch.path().join("console.log");
         // The artifacts directory exists whether the kernel was built here,
         // restored from the local cache or fetched from the remote.
         let ending = child::run(
@@ -851,17 +861,15 @@ impl CommitEvaluator {
                     ("KCACHE_SIGNATURE", signature.as_str().into()),
                     ("KCACHE_COMMIT", commit.into()),
                     ("KCACHE_RUN", run.to_string().into()),
+                    ("KCACHE_CONSOLE", console_file.as_os_str().to_owned()),
                 ],
                 timeout: self.recipe.test_timeout,
-                log: None,
+                log: Some(output.clone()),
             },
-            |line| {
-                if let Some(t) = line.strip_prefix("crash: ") {
-                    title = Some(t.trim().to_string());
-                }
-            },
+            |_| {},
         )
         .map_err(io_err(format!("test command `{}`", self.recipe.test)))?;
+        let mut title = printed_title(&output);
         let code = match ending {
             Ending::TimedOut(_) => return Ok(None),
             Ending::Exited(code) => code,
@@ -893,14 +901,64 @@ impl CommitEvaluator {
                 })
             }
         };
+        let console = console_tail(if console_file.is_file() { &console_file } else { &output });
+        if outcome == Outcome::Crash && title.is_none() {
+            title = crate::title::title(&console).map(|r| r.title);
+        }
         if outcome == Outcome::Crash && title.is_none() {
             title = Some(format!("crash (exit status {code})"));
         }
         let title = if outcome == Outcome::Crash { title } else { None };
         let seconds = start.elapsed().as_secs_f64();
-        let run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
+        let mut run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
+        if !console.is_empty() {
+            match cache.put_console(&console) {
+                Ok(key) => run.log_blob = Some(key),
+                Err(e) => crate::warn(&format!(
+                    "the console of run {run} on {commit} was not kept: {e}",
+                    run = run.run_id
+                )),
+            }
+        }
         Ok(Some(run))
     }
+}
+
+/// How much of a run's console is kept (its end: where the crash is).
+pub const CONSOLE_KEEP_BYTES: u64 = 8 << 20;
+
+/// The last `crash: TITLE` line of a test's output (read as it streams: a
+/// long output is never held whole; invalid UTF-8 is read lossily).
+fn printed_title(output: &Path) -> Option<String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(output).ok()?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut title = None;
+    while reader.read_until(b'\n', &mut line).ok()? > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if let Some(t) = text.strip_prefix("crash: ") {
+            title = Some(t.trim().to_string());
+        }
+        line.clear();
+    }
+    title
+}
+
+/// The last [`CONSOLE_KEEP_BYTES`] of a console file (nothing when it
+/// cannot be read: the console is a record of the run, not its verdict).
+fn console_tail(path: &Path) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > CONSOLE_KEEP_BYTES && f.seek(SeekFrom::Start(len - CONSOLE_KEEP_BYTES)).is_err() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let _ = f.take(CONSOLE_KEEP_BYTES).read_to_end(&mut out);
+    out
 }
 
 /// Prefix of the directories tests run in under the cache: removed when a
