@@ -326,7 +326,10 @@ fn a_bisection_titles_the_console_its_test_leaves_and_keeps_every_console() {
         for (key, run) in &runs {
             let console = c.console_of(run).unwrap_or_else(|| panic!("run {key} kept no console"));
             let text = String::from_utf8_lossy(&console);
-            assert!(text.contains("toy kernel") || text.contains("BUG: KASAN"), "{key}: {text:?}");
+            assert!(
+                text.contains("toy kernel") || text.contains("BUG: KASAN"),
+                "{key}: {text:?}"
+            );
             if run.outcome == kcache::store::Outcome::Crash {
                 crashes += 1;
                 assert_eq!(

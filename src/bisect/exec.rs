@@ -869,7 +869,7 @@ impl CommitEvaluator {
             |_| {},
         )
         .map_err(io_err(format!("test command `{}`", self.recipe.test)))?;
-        let mut title = printed_title(&output);
+        let mut title = crate::title::console::printed_title(&output);
         let code = match ending {
             Ending::TimedOut(_) => return Ok(None),
             Ending::Exited(code) => code,
@@ -901,7 +901,7 @@ impl CommitEvaluator {
                 })
             }
         };
-        let console = console_tail(if console_file.is_file() { &console_file } else { &output });
+        let console = crate::title::console::tail(if console_file.is_file() { &console_file } else { &output });
         if outcome == Outcome::Crash && title.is_none() {
             title = crate::title::title(&console).map(|r| r.title);
         }
@@ -922,43 +922,6 @@ impl CommitEvaluator {
         }
         Ok(Some(run))
     }
-}
-
-/// How much of a run's console is kept (its end: where the crash is).
-pub const CONSOLE_KEEP_BYTES: u64 = 8 << 20;
-
-/// The last `crash: TITLE` line of a test's output (read as it streams: a
-/// long output is never held whole; invalid UTF-8 is read lossily).
-fn printed_title(output: &Path) -> Option<String> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(output).ok()?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = Vec::new();
-    let mut title = None;
-    while reader.read_until(b'\n', &mut line).ok()? > 0 {
-        let text = String::from_utf8_lossy(&line);
-        if let Some(t) = text.strip_prefix("crash: ") {
-            title = Some(t.trim().to_string());
-        }
-        line.clear();
-    }
-    title
-}
-
-/// The last [`CONSOLE_KEEP_BYTES`] of a console file (nothing when it
-/// cannot be read: the console is a record of the run, not its verdict).
-fn console_tail(path: &Path) -> Vec<u8> {
-    use std::io::{Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len > CONSOLE_KEEP_BYTES && f.seek(SeekFrom::Start(len - CONSOLE_KEEP_BYTES)).is_err() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let _ = f.take(CONSOLE_KEEP_BYTES).read_to_end(&mut out);
-    out
 }
 
 /// Prefix of the directories tests run in under the cache: removed when a

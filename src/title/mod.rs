@@ -21,6 +21,7 @@
 //! once), knows nothing of the cache, the search or the processes that
 //! produced the output.
 
+pub mod console;
 mod frames;
 mod rules;
 
