@@ -307,9 +307,19 @@ fn a_bisection_titles_the_console_its_test_leaves_and_keeps_every_console() {
         let repo = common::demo_repo(dir.path(), SMALL);
         let cache = dir.path().join("cache");
         let test = console_test_script(dir.path(), stdout);
+        let html = dir.path().join("report.html");
         let out = common::run_ok(
-            common::bisect_whole(&cache, &repo, &test).args(["--runs", "2", "--json", "--policy", "classic"]),
+            common::bisect_whole(&cache, &repo, &test)
+                .args(["--runs", "2", "--json", "--policy", "classic", "--report"])
+                .arg(&html),
         );
+        // The report shows the crash as the culprit's kernel printed it.
+        let page = std::fs::read_to_string(&html).unwrap();
+        let oops = page
+            .split("<pre class=\"oops\">")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no oops in {page}"));
+        assert!(oops.starts_with("BUG: KASAN: slab-out-of-bounds in mm_init"), "{oops}");
         let result = common::json(&out);
         assert_eq!(result["outcome"]["kind"], "culprit", "{result}");
         assert_eq!(
