@@ -14,6 +14,7 @@ struct Case {
     file: String,
     title: Option<String>,
     alts: Vec<String>,
+    corrupted: bool,
     console: Vec<u8>,
 }
 
@@ -46,6 +47,7 @@ fn read_case(path: &Path) -> Case {
         file: path.file_name().unwrap().to_string_lossy().into_owned(),
         title: None,
         alts: Vec::new(),
+        corrupted: header.lines().any(|l| l.trim() == "CORRUPTED: Y"),
         console: bytes[split + 1..].to_vec(),
     };
     for line in header.lines() {
@@ -99,6 +101,14 @@ fn titles_agree_with_syzkaller_on_the_corpus() {
     }
     let total = cases.len();
     let share = exact as f64 / total as f64;
+    // Informational: whether a report looks corrupted is a judgement call.
+    let corrupted_agree = cases
+        .iter()
+        .zip(&got)
+        .filter(|(c, r)| c.title.is_some() && r.as_ref().is_some_and(|r| r.corrupted == c.corrupted))
+        .count();
+    let crashes = cases.iter().filter(|c| c.title.is_some()).count();
+    println!("corrupted flag agrees with syzkaller on {corrupted_agree}/{crashes} crashes");
     println!(
         "crash titles: {exact}/{total} exact ({:.1}%), {alt_only} more match an ALT title, {invented} invented; {} ms for the corpus",
         share * 100.0,
