@@ -12,6 +12,7 @@
 //! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
+//! | [`title`]     | crash titles from console output, as syzkaller/syzbot write them (`kcache title`; the search titles runs with it) |
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
 //! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
@@ -118,6 +119,7 @@ pub mod report;
 pub mod signature;
 pub mod store;
 pub mod syzlog;
+pub mod title;
 pub mod trust;
 
 use std::sync::atomic::{AtomicBool, Ordering};
