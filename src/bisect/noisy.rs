@@ -399,9 +399,8 @@ pub fn bisect(
     noisy: &NoisyOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
-    let start = Instant::now();
-    cache.hold_index();
-    let (bad, goods) = super::resolve_endpoints(repo, opts)?;
+    let mut session = super::session::Session::open(repo, cache, opts)?;
+    let (bad, goods) = (session.bad.clone(), session.goods.clone());
     cache.clean_stale();
     evaluator.set_prediction(false);
     let line = first_parent_line(repo, &bad, &goods)?;
@@ -413,7 +412,7 @@ pub fn bisect(
         evaluator,
         line,
         steps: Vec::new(),
-        log: logfile::LogFile::new(opts.log.as_deref(), &bad),
+        log: session.take_log(),
         progress,
         build_seconds: (0.0, 0),
         run_seconds: (0.0, 0),
@@ -424,7 +423,7 @@ pub fn bisect(
     };
     oracle.known = oracle.look_up_all()?;
     let cached = oracle.known.iter().filter(|k| **k != Kernel::Unknown).count();
-    (oracle.progress)(&super::cached_line(cached, len));
+    (oracle.progress)(&super::session::cached_line(cached, len));
     (oracle.progress)(&format!(
         "noisy search over {} commits (first-parent line), confidence {}",
         len - 1,
@@ -513,16 +512,6 @@ pub fn bisect(
     for line in log_lines(&report) {
         oracle.log.note(&line)?;
     }
-    oracle
-        .log
-        .finish(&outcome, &oracle.steps, repo, start.elapsed().as_secs_f64())?;
-    let totals = super::totals(&oracle.steps);
-    Ok(Summary {
-        outcome,
-        totals,
-        wall_seconds: start.elapsed().as_secs_f64(),
-        notes: Vec::new(),
-        steps: oracle.steps,
-        search: Some(report),
-    })
+    session.log = oracle.log;
+    session.close(repo, outcome, oracle.steps, Vec::new(), Some(report))
 }

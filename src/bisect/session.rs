@@ -1,0 +1,112 @@
+//! The opening and closing every bisection shares, whatever its search:
+//! the endpoints resolved and checked against the cache's evidence, the
+//! cached-range line, the syzkaller-style log, and the summary the record
+//! is made from.
+//!
+//! Invariant: decides nothing about which commit to test next; a search
+//! driver ([`super::classic`], [`super::noisy`]) runs between `open` and
+//! `close`.
+
+use std::time::Instant;
+
+use super::{logfile, BisectError, CommitEvaluator, Options, Outcome, Step, Summary, Verdict};
+use crate::git::Repo;
+use crate::store::Cache;
+
+/// A bisection between its opening and its closing.
+pub(crate) struct Session {
+    pub bad: String,
+    pub goods: Vec<String>,
+    pub start: Instant,
+    pub log: logfile::LogFile,
+}
+
+impl Session {
+    /// Holds the index, resolves the endpoints and opens the log.
+    pub fn open(repo: &Repo, cache: &Cache, opts: &Options) -> Result<Session, BisectError> {
+        let start = Instant::now();
+        cache.hold_index();
+        let (bad, goods) = resolve_endpoints(repo, opts)?;
+        let log = logfile::LogFile::new(opts.log.as_deref(), &bad);
+        Ok(Session { bad, goods, start, log })
+    }
+
+    /// The log, for a driver that writes steps to it (give it back before
+    /// [`Session::close`]).
+    pub fn take_log(&mut self) -> logfile::LogFile {
+        std::mem::replace(&mut self.log, logfile::LogFile::new(None, &self.bad))
+    }
+
+    /// Finishes the log and sums the steps up.
+    pub fn close(
+        mut self,
+        repo: &Repo,
+        outcome: Outcome,
+        steps: Vec<Step>,
+        notes: Vec<String>,
+        search: Option<super::noisy::SearchReport>,
+    ) -> Result<Summary, BisectError> {
+        self.log
+            .finish(&outcome, &steps, repo, self.start.elapsed().as_secs_f64())?;
+        Ok(Summary {
+            outcome,
+            totals: super::totals(&steps),
+            steps,
+            wall_seconds: self.start.elapsed().as_secs_f64(),
+            notes,
+            search,
+        })
+    }
+}
+
+/// The bad and good commits as ids; the bad one must not be an ancestor of
+/// a good one.
+pub(crate) fn resolve_endpoints(repo: &Repo, opts: &Options) -> Result<(String, Vec<String>), BisectError> {
+    let bad = repo.commit_id(&opts.bad)?;
+    let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
+    for g in &goods {
+        if repo.is_ancestor(&bad, g)? {
+            return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
+        }
+    }
+    Ok((bad, goods))
+}
+
+/// Stops before searching when the cache's pooled runs already contradict
+/// an endpoint: a bad commit whose kernel tested good, or a good one whose
+/// kernel crashed. Only evidence already in the cache is read.
+pub(crate) fn check_endpoints(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &CommitEvaluator,
+    bad: &str,
+    goods: &[String],
+) -> Result<(), BisectError> {
+    let sides =
+        std::iter::once((bad, "bad", Verdict::Good)).chain(goods.iter().map(|g| (g.as_str(), "good", Verdict::Bad)));
+    for (commit, side, contradiction) in sides {
+        let Some((signature, evidence)) = evaluator.cached_evidence(repo, cache, commit)? else {
+            continue;
+        };
+        if evidence.verdict() == Some(contradiction) {
+            return Err(BisectError::EndpointContradicted {
+                side,
+                commit: commit.into(),
+                signature,
+                evidence,
+                verdict: contradiction,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Said up front: how much of the range the cache already has built (a
+/// prebuilt range costs no build).
+pub(crate) fn cached_line(cached: usize, commits: usize) -> String {
+    match cached {
+        0 => format!("none of the {commits} commits of the range is in the cache yet"),
+        n if n == commits => format!("all {commits} commits of the range are in the cache: no builds needed"),
+        n => format!("{n} of the {commits} commits of the range are in the cache"),
+    }
+}
