@@ -13,6 +13,7 @@ pub mod bayes;
 pub mod classic;
 pub mod evidence;
 pub mod exec;
+pub mod graph;
 mod logfile;
 pub mod lookup;
 pub mod noisy;
