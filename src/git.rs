@@ -434,6 +434,21 @@ impl RangeGraph {
         self.commits.iter().position(|c| c.as_str() == commit)
     }
 
+    /// Makes `commit` a node (a base node in front, with no parents) when
+    /// it is not one: a fix bisection's crashing end, for instance, whose
+    /// own kernel must be asked even when the range's boundary is older.
+    pub fn ensure_base(&mut self, commit: &CommitId) {
+        if self.index_of(commit).is_some() {
+            return;
+        }
+        self.commits.insert(0, commit.clone());
+        self.in_range.insert(0, false);
+        for ps in &mut self.parents {
+            ps.iter_mut().for_each(|p| *p += 1);
+        }
+        self.parents.insert(0, Vec::new());
+    }
+
     /// Commits in the range.
     pub fn range_len(&self) -> usize {
         self.in_range.iter().filter(|r| **r).count()

@@ -335,12 +335,23 @@ struct BisectArgs {
     /// The git repository (kcache builds in a private clone of it, under the cache).
     #[arg(long)]
     repo: PathBuf,
-    /// A commit known to be good (repeatable; any revision git understands).
-    #[arg(long, required = true)]
+    /// A commit known to be good (repeatable; any revision git understands). Without it the
+    /// default policy walks back over release tags older than --bad (--good-tags) until one
+    /// does not reproduce. With --fix: the newer commit where the crash is gone.
+    #[arg(long)]
     good: Vec<String>,
-    /// A commit known to be bad (any revision git understands).
+    /// A commit known to be bad (any revision git understands). With --fix: the older commit
+    /// that crashes.
     #[arg(long)]
     bad: String,
+    /// Look for the first commit that fixed the crash: --bad is the older, crashing commit,
+    /// --good a descendant where the crash is gone.
+    #[arg(long)]
+    fix: bool,
+    /// Release tags to walk back over when no --good is given (git's wildcards; -rc tags are
+    /// skipped, older releases thinned as syzbot does).
+    #[arg(long, value_name = "GLOB", default_value = "v[0-9]*")]
+    good_tags: String,
     #[command(flatten)]
     recipe: RecipeArgs,
     /// Follow only the first parent of merges.
@@ -1025,6 +1036,8 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         repo,
         good,
         bad,
+        fix,
+        good_tags,
         recipe,
         first_parent,
         log,
@@ -1040,6 +1053,12 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let opts = bisect::Options {
         goods: good,
         bad,
+        direction: if fix {
+            bisect::Direction::Fix
+        } else {
+            bisect::Direction::Cause
+        },
+        good_tags,
         first_parent,
         log,
         predict: !no_predict,
@@ -1053,6 +1072,11 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let summary = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
     finish_uploads(&cache);
     let summary = summary?;
+    // The good end may have been found over release tags.
+    let setup = bisect::record::Setup {
+        good: summary.good.clone(),
+        ..setup
+    };
     let record = bisect::record::keep(&repo, &cache, setup, &summary, started, resumes);
     if let Some(path) = &report {
         write_report(path, &record)?;

@@ -164,8 +164,8 @@ fn a_budget_ends_with_the_credible_set() {
     assert!(totals(&s, "builds_done") <= 2);
 }
 
-/// Tests that tell nothing (every run hangs) end the search with the
-/// credible set instead of retrying the same commit forever.
+/// Tests that tell nothing (every run hangs) end the search, saying so and
+/// with the credible set, instead of retrying the same commit forever.
 #[test]
 fn tests_that_tell_nothing_end_the_search() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +195,14 @@ fn tests_that_tell_nothing_end_the_search() {
     let start = std::time::Instant::now();
     let s = json(&run_status(&mut c, 3));
     assert!(start.elapsed() < std::time::Duration::from_secs(60));
-    assert_eq!(s["outcome"]["kind"], "inconclusive", "{s}");
+    assert_eq!(s["outcome"]["kind"], "stopped", "{s}");
+    assert!(
+        s["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("every test run timed out"),
+        "the ending says what went wrong: {s}"
+    );
+    assert!(!s["search"]["credible_set"].as_array().unwrap().is_empty(), "{s}");
     assert_eq!(totals(&s, "runs_done"), 0, "timed-out runs are not recorded: {s}");
 }

@@ -47,6 +47,16 @@ pub fn bisect(
     opts: &Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
+    if opts.direction == super::Direction::Fix {
+        return Err(BisectError::Unsupported(
+            "--fix needs the default policy (bayes): --policy classic bisects for a cause only".into(),
+        ));
+    }
+    if opts.goods.is_empty() {
+        return Err(BisectError::Unsupported(
+            "--policy classic needs --good (finding a good end over release tags is the default policy's)".into(),
+        ));
+    }
     let mut session = session::Session::open(repo, cache, opts)?;
     let (bad, goods) = (session.bad.clone(), session.goods.clone());
     session::check_endpoints(repo, cache, evaluator, &bad, &goods)?;
@@ -382,6 +392,8 @@ impl Run<'_> {
             subject: self.repo.subject(culprit).unwrap_or_default(),
             signature: self.seen.get(culprit).and_then(|e| e.signature.clone()),
             parents,
+            combined: false,
+            merged_by: Vec::new(),
         })
     }
 }

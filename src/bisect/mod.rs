@@ -11,9 +11,11 @@
 
 pub mod bayes;
 pub mod classic;
+mod ends;
 pub mod evidence;
 pub mod exec;
 pub mod graph;
+pub mod history;
 mod logfile;
 pub mod lookup;
 pub mod noisy;
@@ -34,6 +36,7 @@ pub use exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Recipe as Bi
 use crate::git::GitError;
 use crate::store::Cache;
 pub use classic::bisect;
+pub use graph::Direction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BisectError {
@@ -41,8 +44,32 @@ pub enum BisectError {
     /// between steps are carried the same way: see the `From`s below).
     #[error(transparent)]
     Eval(#[from] EvalError),
-    #[error("bad commit {bad} is an ancestor of good commit {good}: nothing to bisect")]
+    #[error(
+        "bad commit {bad} is an ancestor of good commit {good}: nothing to bisect for a cause; if {good} is \
+             where the crash stopped, look for the fix: kcache bisect --fix --bad {bad} --good {good}"
+    )]
     BadBeforeGood { bad: String, good: String },
+    #[error("a fix bisection needs the crashing --bad to be an ancestor of the fixed --good, and {bad} is not an \
+             ancestor of {good}{}", if *reversed { " (the other way round: for the commit that brought the crash, \
+             drop --fix)" } else { "" })]
+    FixNotDescendant { bad: String, good: String, reversed: bool },
+    #[error("a fix bisection takes exactly one --good (the newer commit where the crash is gone), not {0}")]
+    FixGoods(usize),
+    #[error("{0}")]
+    NoGoodEnd(String),
+    #[error("the merge base {} of the good commit {} and the bad commit reproduces the crash ({matched} of {runs} \
+             runs matched): the bug is older than {}'s branch, which must have fixed it; to find that fix run \
+             kcache bisect --fix --bad {base} --good {good}", base.short(), good.short(), good.short())]
+    MergeBaseBad {
+        good: CommitId,
+        base: CommitId,
+        matched: u32,
+        runs: u32,
+    },
+    #[error("the range's commit graph: {0}")]
+    Graph(#[from] graph::GraphError),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("no target crash to bisect: {0}")]
     NoTarget(String),
     #[error("cannot write the log {}: {source}", path.display())]
@@ -71,8 +98,14 @@ pub enum BisectError {
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Empty: the noisy search finds a good end over `good_tags`.
     pub goods: Vec<String>,
     pub bad: String,
+    /// Cause: `bad` crashes and descends from the goods. Fix: `bad` is the
+    /// older, crashing end and the good end descends from it.
+    pub direction: Direction,
+    /// Release tags (git's wildcards) to walk back over without a good end.
+    pub good_tags: String,
     pub first_parent: bool,
     pub log: Option<PathBuf>,
     /// No-op prediction from kbuild input sets.
@@ -107,6 +140,14 @@ pub enum Outcome {
         /// (parent, its signature) for every parent of the culprit.
         #[serde(serialize_with = "crate::serde_pairs::parents")]
         parents: Vec<(CommitId, Option<KernelSignature>)>,
+        /// A merge named because every parent was seen on the other side:
+        /// the change comes from combining the branches.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        combined: bool,
+        /// The merges the culprit came in by, from the tip's first-parent
+        /// line inwards (empty: it is on that line).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        merged_by: Vec<MergeStep>,
     },
     Inconclusive {
         candidates: Vec<CommitId>,
@@ -116,6 +157,31 @@ pub enum Outcome {
     NoBoundary {
         reason: NoCulprit,
     },
+    /// The search stopped without an answer for a reason that is no
+    /// commit's: the good end crashes, every run timed out, every build
+    /// failed. `reason` says which, in words.
+    Stopped {
+        reason: String,
+    },
+}
+
+/// ", which came in by merge X (subject), then merge Y" for people.
+pub fn merged_by_words(merges: &[MergeStep]) -> String {
+    if merges.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = merges
+        .iter()
+        .map(|m| format!("{} (\"{}\")", m.commit.short(), m.subject))
+        .collect();
+    format!(", which came in by merge {}", each.join(", then merge "))
+}
+
+/// A merge on the way from a culprit to the tip.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct MergeStep {
+    pub commit: CommitId,
+    pub subject: String,
 }
 
 impl From<GitError> for BisectError {
@@ -154,6 +220,8 @@ pub enum NoCulprit {
     },
     /// The target crash does not reproduce on the bad side.
     DoesNotReproduce { probability: f64 },
+    /// A fix bisection whose newer end still crashes.
+    NotFixed { probability: f64 },
 }
 
 impl std::fmt::Display for NoCulprit {
@@ -169,6 +237,11 @@ impl std::fmt::Display for NoCulprit {
                 f,
                 "with probability {probability:.3} no commit in the range brought the target crash \
                  (it does not reproduce on the bad side)"
+            ),
+            NoCulprit::NotFixed { probability } => write!(
+                f,
+                "with probability {probability:.3} no commit in the range fixed the target crash \
+                 (it still reproduces on the good, newer side)"
             ),
         }
     }
@@ -190,6 +263,11 @@ pub struct Totals {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Cause (first bad commit) or fix (first fixed commit).
+    pub direction: Direction,
+    /// The good ends the range was bisected from (given, or found over
+    /// release tags).
+    pub good: Vec<CommitId>,
     pub outcome: Outcome,
     pub totals: Totals,
     pub wall_seconds: f64,

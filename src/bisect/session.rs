@@ -9,8 +9,9 @@
 
 use std::time::Instant;
 
-use super::{logfile, BisectError, CommitEvaluator, Options, Outcome, Step, Summary, Verdict};
+use super::{logfile, BisectError, CommitEvaluator, Direction, Options, Outcome, Step, Summary, Verdict};
 use crate::git::Repo;
+use crate::key::CommitId;
 use crate::store::Cache;
 
 /// A bisection between its opening and its closing.
@@ -49,6 +50,8 @@ impl Session {
         self.log
             .finish(&outcome, &steps, repo, self.start.elapsed().as_secs_f64())?;
         Ok(Summary {
+            direction: Direction::Cause,
+            good: self.goods.iter().map(|g| CommitId::from(g.as_str())).collect(),
             outcome,
             totals: super::totals(&steps),
             steps,
@@ -59,14 +62,33 @@ impl Session {
     }
 }
 
-/// The bad and good commits as ids; the bad one must not be an ancestor of
-/// a good one.
+/// The bad and good commits as ids, in the order the direction wants: a
+/// cause bisection's bad end is no ancestor of a good one; a fix
+/// bisection's bad (older) end is an ancestor of its one good end.
 pub(crate) fn resolve_endpoints(repo: &Repo, opts: &Options) -> Result<(String, Vec<String>), BisectError> {
     let bad = repo.commit_id(&opts.bad)?;
     let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
-    for g in &goods {
-        if repo.is_ancestor(&bad, g)? {
-            return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
+    match opts.direction {
+        Direction::Cause => {
+            for g in &goods {
+                if repo.is_ancestor(&bad, g)? {
+                    return Err(BisectError::BadBeforeGood { bad, good: g.clone() });
+                }
+            }
+        }
+        Direction::Fix => {
+            if goods.len() != 1 {
+                return Err(BisectError::FixGoods(goods.len()));
+            }
+            let good = &goods[0];
+            if bad == *good || !repo.is_ancestor(&bad, good)? {
+                let reversed = repo.is_ancestor(good, &bad)?;
+                return Err(BisectError::FixNotDescendant {
+                    bad,
+                    good: good.clone(),
+                    reversed,
+                });
+            }
         }
     }
     Ok((bad, goods))
