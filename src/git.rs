@@ -141,35 +141,30 @@ impl Repo {
         })
     }
 
-    /// Asks git, in one process, for the commits not yet known.
+    /// Reads the commits not yet known (in-process, no `git` process).
     fn learn(&self, commits: &[String]) -> Result<(), GitError> {
-        let missing: Vec<&str> = {
+        let missing: Vec<String> = {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            commits
-                .iter()
-                .filter(|c| !known.contains_key(*c))
-                .map(String::as_str)
-                .collect()
+            commits.iter().filter(|c| !known.contains_key(*c)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %T %s"];
-        args.extend(&missing);
-        let out = self.run(&args)?;
+        let described = self.with_library("read commits", |r| {
+            missing
+                .iter()
+                .map(|c| Ok(describe(&r.find_commit(git2::Oid::from_str(c)?)?)))
+                .collect::<Result<Vec<_>, git2::Error>>()
+        })?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        for line in out.lines() {
-            let mut parts = line.splitn(3, ' ');
-            if let (Some(c), Some(t)) = (parts.next(), parts.next()) {
-                let subject = parts.next().unwrap_or("").to_string();
-                known.insert(
-                    c.to_string(),
-                    Known {
-                        tree: TreeId::from_git(t),
-                        subject,
-                    },
-                );
-            }
+        for (oid, tree, subject) in described {
+            known.insert(
+                oid.to_string(),
+                Known {
+                    tree: TreeId::from_git(&tree),
+                    subject,
+                },
+            );
         }
         Ok(())
     }

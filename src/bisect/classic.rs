@@ -87,7 +87,7 @@ pub fn bisect(
         any_built: false,
         bad_checked: false,
     };
-    let outcome = loop {
+    let mut outcome = loop {
         if let Some(outcome) = run.search(bad.clone(), goods.clone(), progress)? {
             break outcome;
         }
@@ -95,6 +95,9 @@ pub fn bisect(
         // search from real evidence (replayed from the cache).
         run.seen.retain(|_, e| e.build != exec::BuildSource::Predicted);
     };
+    if let Outcome::Culprit { commit, merged_by, .. } = &mut outcome {
+        *merged_by = session::merged_by(repo, &bad, &goods, opts.first_parent, commit)?;
+    }
     session.log = run.log;
     let mut summary = session.close(repo, outcome, run.steps, run.notes, None)?;
     summary.totals.prediction_contradictions = run.contradictions;

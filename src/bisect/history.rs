@@ -119,8 +119,8 @@ mod tests {
         assert_eq!(&picked[..5], ["v6.8.2", "v6.8.1", "v6.8", "v6.7", "v6.6"]);
         assert!(!picked.iter().any(|t| t.contains("-rc")));
         assert!(
-            !picked.contains(&"v6.4".to_string()),
-            "every second release after the third"
+            !picked.contains(&"v6.5".to_string()) && picked.contains(&"v6.4".to_string()),
+            "every second release after the third: {picked:?}"
         );
         assert_eq!(picked.last().map(String::as_str), Some("v5.0"), "always the oldest");
         assert!(picked.len() < 20);

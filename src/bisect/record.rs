@@ -389,26 +389,21 @@ impl BisectionRecord {
 
 /// Each commit of the range and its index, oldest first.
 fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
-    let mut args = vec!["rev-list", "--reverse", "--topo-order"];
-    if setup.first_parent {
-        args.push("--first-parent");
-    }
     // A fix bisection's range runs from the bad (older) end to the good one.
     let (tip, ends): (&CommitId, Vec<&CommitId>) = match setup.fix {
         false => (&setup.bad, setup.good.iter().collect()),
         true => (setup.good.first().unwrap_or(&setup.bad), vec![&setup.bad]),
     };
-    args.push(tip.as_str());
-    let nots: Vec<String> = ends.iter().map(|g| format!("^{g}")).collect();
-    args.extend(nots.iter().map(String::as_str));
-    let listed = repo.run(&args).unwrap_or_default();
+    let ends: Vec<String> = ends.iter().map(|c| c.to_string()).collect();
+    let graph = repo.range_graph(tip, &ends, setup.first_parent).unwrap_or_default();
     let mut positions: HashMap<CommitId, usize> = HashMap::new();
-    for (i, c) in listed.lines().enumerate() {
-        positions.insert(CommitId::from(c), i + 1);
+    let in_range = graph.commits.iter().zip(&graph.in_range).filter(|(_, r)| **r);
+    for (i, (c, _)) in in_range.enumerate() {
+        positions.insert(c.clone(), i + 1);
     }
     // The base ends sit before the range (position 0).
-    for g in ends {
-        positions.entry(g.clone()).or_insert(0);
+    for g in &ends {
+        positions.entry(CommitId::from(g.as_str())).or_insert(0);
     }
     positions
 }

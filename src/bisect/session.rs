@@ -123,6 +123,29 @@ pub(crate) fn check_endpoints(
     Ok(())
 }
 
+/// The merges `culprit` came into `tip` by (see [`super::history::merge_path`]),
+/// read from the range's graph.
+pub(crate) fn merged_by(
+    repo: &Repo,
+    tip: &str,
+    bases: &[String],
+    first_parent: bool,
+    culprit: &CommitId,
+) -> Result<Vec<super::MergeStep>, BisectError> {
+    let range = repo.range_graph(tip, bases, first_parent)?;
+    let (Some(c), Some(_)) = (range.index_of(culprit), range.commits.last()) else {
+        return Ok(Vec::new());
+    };
+    let graph = super::graph::Graph::new(range.parents.clone(), range.in_range.clone())?;
+    Ok(super::history::merge_path(&graph, c, graph.tip())
+        .into_iter()
+        .map(|m| super::MergeStep {
+            commit: range.commits[m].clone(),
+            subject: repo.subject(&range.commits[m]).unwrap_or_default(),
+        })
+        .collect())
+}
+
 /// Said up front: how much of the range the cache already has built (a
 /// prebuilt range costs no build).
 pub(crate) fn cached_line(cached: usize, commits: usize) -> String {
