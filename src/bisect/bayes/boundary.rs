@@ -259,11 +259,14 @@ impl Search<'_, '_> {
     /// Cause: a match on k's kernel, enough ok runs on each parent's that
     /// at the pessimistic end of p it is clean with chance above the
     /// confidence. Fix: the mirror (enough ok runs on k's, a match on each
-    /// parent's). A base parent is checked the same way, and one that shows
-    /// the opposite side ends the search.
+    /// parent's). A base parent is checked the same way while no range
+    /// kernel was seen unchanged, and one that shows the opposite side ends
+    /// the search.
     fn boundary_gap(&self, post: &Posterior, k: usize) -> Gap {
         let parents = self.graph.parents(k);
-        for &i in std::iter::once(&k).chain(parents) {
+        let check_base = !self.range_seen_unchanged();
+        let checked = |i: &&usize| check_base || self.graph.in_range(**i);
+        for &i in std::iter::once(&k).chain(parents.iter().filter(checked)) {
             match self.kernels[i] {
                 Kernel::Unknown => return Gap::Build(i),
                 Kernel::Broken => return Gap::Broken,
@@ -279,10 +282,17 @@ impl Search<'_, '_> {
             .map(|i| (i, changed_crashes))
             .chain(parents.iter().map(|i| (i, parents_crash)))
         {
-            if !self.graph.in_range(i) && self.base_is_contradicted(i) {
-                return Gap::Base(i);
+            if !self.graph.in_range(i) {
+                if self.base_is_contradicted(i) {
+                    return Gap::Base(i);
+                }
+                if !check_base {
+                    continue; // assumed, as in git bisect
+                }
             }
-            let (g, counts) = (self.group[i].expect("signed"), self.counts_of(i).expect("signed"));
+            let (Some(g), Some(counts)) = (self.group[i], self.counts_of(i)) else {
+                return Gap::Build(i); // not reached: the loop above saw it signed
+            };
             let want = if crashes {
                 (counts.matched == 0).then_some(self.model.runs.max(1))
             } else {
@@ -298,6 +308,21 @@ impl Search<'_, '_> {
         Gap::Named {
             merge: parents.len() > 1,
         }
+    }
+
+    /// Whether some kernel of the range was seen on the unchanged side (cause:
+    /// a full batch without a match; fix: a match). Until one is, every
+    /// answer could be the base side's fault (a --good that is bad piles the
+    /// mass on the range's oldest commits), so a base parent of the culprit
+    /// is checked too; after that it is assumed, as `git bisect` does.
+    fn range_seen_unchanged(&self) -> bool {
+        self.groups.iter().any(|g| {
+            g.members.iter().any(|&x| self.graph.in_range(x))
+                && match self.direction {
+                    Direction::Cause => g.counts.matched == 0 && g.counts.ok >= self.model.runs.max(1),
+                    Direction::Fix => g.counts.matched > 0,
+                }
+        })
     }
 
     /// A base parent of `k` not checked yet.
