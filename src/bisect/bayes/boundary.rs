@@ -108,6 +108,9 @@ impl Search<'_, '_> {
                 Gap::Build(i) => self.ensure_built(oracle, i)?,
                 Gap::Run(i, n) => {
                     if !self.test(oracle, i, n)? && self.out_of_budget().is_none() && self.stuck().is_none() {
+                        if !self.ever_told {
+                            return Ok(self.untestable());
+                        }
                         return Ok(self.undecided(
                             &post,
                             "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
@@ -160,16 +163,19 @@ impl Search<'_, '_> {
                 all: !self.ever_built,
             });
         }
-        let silent = self.silent.other + self.silent.no_info;
-        if silent >= 2 * self.model.runs.max(1) {
-            return Some(Ending::Untestable {
-                runs: silent,
-                no_info: self.silent.no_info,
-                other: self.silent.other,
-                all: !self.ever_told,
-            });
+        if self.silent.other + self.silent.no_info >= 2 * self.model.runs.max(1) {
+            return Some(self.untestable());
         }
         None
+    }
+
+    fn untestable(&self) -> Ending {
+        Ending::Untestable {
+            runs: self.silent.other + self.silent.no_info,
+            no_info: self.silent.no_info,
+            other: self.silent.other,
+            all: !self.ever_told,
+        }
     }
 
     /// Tests node `t` with one batch (building it first if needed). False:
@@ -302,7 +308,8 @@ impl Search<'_, '_> {
                 if self.groups[g].runs_here >= self.model.kernel_cap() {
                     return Gap::Capped;
                 }
-                return Gap::Run(i, n);
+                // In batches: a test that tells nothing is seen early.
+                return Gap::Run(i, n.min(self.model.runs.max(1)));
             }
         }
         Gap::Named {
@@ -368,7 +375,8 @@ impl Search<'_, '_> {
         let log_crashing = top + (logs.iter().map(|l| (l - top).exp()).sum::<f64>() / P_GRID as f64).ln();
         let log_odds = (self.model.confidence / (1.0 - self.model.confidence)).ln();
         match self.direction {
-            Direction::Cause => log_crashing - log_clean >= log_odds,
+            // One match could be the error rate: two at least.
+            Direction::Cause => c.matched >= 2 && log_crashing - log_clean >= log_odds,
             Direction::Fix => log_clean - log_crashing >= log_odds,
         }
     }
