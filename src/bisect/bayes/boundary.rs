@@ -108,6 +108,9 @@ impl Search<'_, '_> {
                 Gap::Build(i) => self.ensure_built(oracle, i)?,
                 Gap::Run(i, n) => {
                     if !self.test(oracle, i, n)? && self.out_of_budget().is_none() && self.stuck().is_none() {
+                        if !self.ever_told {
+                            return Ok(self.untestable());
+                        }
                         return Ok(self.undecided(
                             &post,
                             "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
@@ -160,16 +163,19 @@ impl Search<'_, '_> {
                 all: !self.ever_built,
             });
         }
-        let silent = self.silent.other + self.silent.no_info;
-        if silent >= 2 * self.model.runs.max(1) {
-            return Some(Ending::Untestable {
-                runs: silent,
-                no_info: self.silent.no_info,
-                other: self.silent.other,
-                all: !self.ever_told,
-            });
+        if self.silent.other + self.silent.no_info >= 2 * self.model.runs.max(1) {
+            return Some(self.untestable());
         }
         None
+    }
+
+    fn untestable(&self) -> Ending {
+        Ending::Untestable {
+            runs: self.silent.other + self.silent.no_info,
+            no_info: self.silent.no_info,
+            other: self.silent.other,
+            all: !self.ever_told,
+        }
     }
 
     /// Tests node `t` with one batch (building it first if needed). False:
@@ -259,11 +265,14 @@ impl Search<'_, '_> {
     /// Cause: a match on k's kernel, enough ok runs on each parent's that
     /// at the pessimistic end of p it is clean with chance above the
     /// confidence. Fix: the mirror (enough ok runs on k's, a match on each
-    /// parent's). A base parent is checked the same way, and one that shows
-    /// the opposite side ends the search.
+    /// parent's). A base parent is checked the same way while no range
+    /// kernel was seen unchanged, and one that shows the opposite side ends
+    /// the search.
     fn boundary_gap(&self, post: &Posterior, k: usize) -> Gap {
         let parents = self.graph.parents(k);
-        for &i in std::iter::once(&k).chain(parents) {
+        let check_base = !self.range_seen_unchanged();
+        let checked = |i: &&usize| check_base || self.graph.in_range(**i);
+        for &i in std::iter::once(&k).chain(parents.iter().filter(checked)) {
             match self.kernels[i] {
                 Kernel::Unknown => return Gap::Build(i),
                 Kernel::Broken => return Gap::Broken,
@@ -279,10 +288,17 @@ impl Search<'_, '_> {
             .map(|i| (i, changed_crashes))
             .chain(parents.iter().map(|i| (i, parents_crash)))
         {
-            if !self.graph.in_range(i) && self.base_is_contradicted(i) {
-                return Gap::Base(i);
+            if !self.graph.in_range(i) {
+                if self.base_is_contradicted(i) {
+                    return Gap::Base(i);
+                }
+                if !check_base {
+                    continue; // assumed, as in git bisect
+                }
             }
-            let (g, counts) = (self.group[i].expect("signed"), self.counts_of(i).expect("signed"));
+            let (Some(g), Some(counts)) = (self.group[i], self.counts_of(i)) else {
+                return Gap::Build(i); // not reached: the loop above saw it signed
+            };
             let want = if crashes {
                 (counts.matched == 0).then_some(self.model.runs.max(1))
             } else {
@@ -292,12 +308,28 @@ impl Search<'_, '_> {
                 if self.groups[g].runs_here >= self.model.kernel_cap() {
                     return Gap::Capped;
                 }
-                return Gap::Run(i, n);
+                // In batches: a test that tells nothing is seen early.
+                return Gap::Run(i, n.min(self.model.runs.max(1)));
             }
         }
         Gap::Named {
             merge: parents.len() > 1,
         }
+    }
+
+    /// Whether some kernel of the range was seen on the unchanged side (cause:
+    /// a full batch without a match; fix: a match). Until one is, every
+    /// answer could be the base side's fault (a --good that is bad piles the
+    /// mass on the range's oldest commits), so a base parent of the culprit
+    /// is checked too; after that it is assumed, as `git bisect` does.
+    fn range_seen_unchanged(&self) -> bool {
+        self.groups.iter().any(|g| {
+            g.members.iter().any(|&x| self.graph.in_range(x))
+                && match self.direction {
+                    Direction::Cause => g.counts.matched == 0 && g.counts.ok >= self.model.runs.max(1),
+                    Direction::Fix => g.counts.matched > 0,
+                }
+        })
     }
 
     /// A base parent of `k` not checked yet.
@@ -343,7 +375,8 @@ impl Search<'_, '_> {
         let log_crashing = top + (logs.iter().map(|l| (l - top).exp()).sum::<f64>() / P_GRID as f64).ln();
         let log_odds = (self.model.confidence / (1.0 - self.model.confidence)).ln();
         match self.direction {
-            Direction::Cause => log_crashing - log_clean >= log_odds,
+            // One match could be the error rate: two at least.
+            Direction::Cause => c.matched >= 2 && log_crashing - log_clean >= log_odds,
             Direction::Fix => log_clean - log_crashing >= log_odds,
         }
     }

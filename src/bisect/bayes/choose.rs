@@ -78,27 +78,32 @@ impl Search<'_, '_> {
     }
 
     /// Per node: the chance its build fails, from its nearest node (over
-    /// parent and child edges) with a known outcome: a broken one makes a
-    /// break likely (0.8), else 0.05. Builds break in stretches.
+    /// parent and child edges) with a known outcome: next to a broken one a
+    /// break is likely (0.8), fading to the base rate 0.05 with distance
+    /// (halving every 4 commits): builds break in stretches.
     fn broken_odds(&self) -> Vec<f64> {
         let g = self.graph;
-        let mut broken: Vec<Option<bool>> = self
+        // Per node: (distance, broken?) of the nearest known node.
+        let mut near: Vec<Option<(u32, bool)>> = self
             .kernels
             .iter()
-            .map(|k| (*k != Kernel::Unknown).then_some(*k == Kernel::Broken))
+            .map(|k| (*k != Kernel::Unknown).then_some((0, *k == Kernel::Broken)))
             .collect();
-        let mut queue: std::collections::VecDeque<usize> = (0..g.len()).filter(|&i| broken[i].is_some()).collect();
+        let mut queue: std::collections::VecDeque<usize> = (0..g.len()).filter(|&i| near[i].is_some()).collect();
         while let Some(x) = queue.pop_front() {
+            let (d, b) = near[x].expect("queued nodes are reached");
             for &y in g.parents(x).iter().chain(g.children(x)) {
-                if broken[y].is_none() {
-                    broken[y] = broken[x];
+                if near[y].is_none() {
+                    near[y] = Some((d + 1, b));
                     queue.push_back(y);
                 }
             }
         }
-        broken
-            .iter()
-            .map(|b| if *b == Some(true) { 0.8 } else { 0.05 })
+        near.iter()
+            .map(|n| match n {
+                Some((d, true)) => 0.05 + 0.75 * 0.5f64.powf(d.saturating_sub(1) as f64 / 4.0),
+                _ => 0.05,
+            })
             .collect()
     }
 

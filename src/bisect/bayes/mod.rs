@@ -41,7 +41,9 @@
 //! Invariant: knows nothing of git, builds or the cache: it sees a
 //! [`Graph`] and asks an [`Oracle`] for builds and runs.
 
-mod boundary;
+#[cfg(test)]
+mod adversarial;
+pub mod boundary;
 mod choose;
 mod posterior;
 #[cfg(test)]

@@ -238,4 +238,42 @@ mod tests {
         assert!((1..20).contains(&merge_culprits), "{merge_culprits}");
         assert!(in_branch > 25, "{in_branch}");
     }
+
+    #[test]
+    fn the_search_names_the_culprit_on_dags_in_both_directions() {
+        let model = crate::bisect::bayes::Model::default();
+        for direction in [Direction::Cause, Direction::Fix] {
+            for seed in 0..20 {
+                let h = generate(&setting(300), direction, &mut Rng::new(seed));
+                let t = super::super::bayes(&h, &model, seed);
+                assert!(t.right, "{direction:?} seed {seed}: {:?} for {}", t.culprit, h.culprit);
+                let git = super::super::git_bisect(&h, 10, seed);
+                assert!(
+                    git.right || git.culprit.is_none(),
+                    "git bisect {direction:?} seed {seed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_search_survives_noise_on_dags() {
+        let model = crate::bisect::bayes::Model::default();
+        let mut right = 0;
+        for seed in 0..30 {
+            let s = Setting {
+                p: 0.3,
+                e: 0.02,
+                ..setting(300)
+            };
+            let direction = if seed % 2 == 0 {
+                Direction::Cause
+            } else {
+                Direction::Fix
+            };
+            let h = generate(&s, direction, &mut Rng::new(seed));
+            right += super::super::bayes(&h, &model, seed).right as u32;
+        }
+        assert!(right >= 28, "{right}/30");
+    }
 }
