@@ -227,9 +227,17 @@ fn a_culprit_inside_a_merged_branch_is_named_with_the_merge_it_came_by() {
     )));
     assert_eq!(classic["outcome"]["commit"], culprit.as_str(), "{classic}");
     assert_eq!(merged_by(&classic), vec![merge.clone()], "{classic}");
-    // The text says where it came in.
-    let text = bisect_text(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    // The text and the HTML report say where it came in.
+    let html = dir.path().join("report.html");
+    let text = bisect_text(
+        &cache,
+        &h,
+        &test,
+        &["--good", &root, "--bad", "HEAD", "--runs", "3", "--report", html.to_str().unwrap()],
+    );
     assert!(text.contains(&format!("came in by merge {merge}")), "{text}");
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("Came in by") && html.contains(&merge[..12]), "{html}");
     validate_all(&cache);
 }
 
@@ -456,4 +464,39 @@ fn without_good_the_search_walks_back_over_release_tags() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("give --good"), "{err}");
+}
+
+/// A `--good` that really is bad (a commit after the regression) ends the
+/// search quickly, saying so, instead of testing the oldest commit forever.
+#[test]
+fn a_good_end_that_crashes_stops_the_search_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    h.change("1");
+    h.bug("2: the regression");
+    let wrong_good = h.change("3");
+    h.change("4");
+    h.change("5");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let start = std::time::Instant::now();
+    let out = bisect(
+        &cache,
+        &h,
+        &test,
+        &["--good", &wrong_good, "--bad", "HEAD", "--runs", "3"],
+    )
+    .output()
+    .unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(120));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("good end reproduces the crash") || text.contains("is not good"),
+        "{text}"
+    );
 }
