@@ -185,11 +185,11 @@ enum Policy {
     Classic,
 }
 
-impl Policy {
-    fn name(self) -> &'static str {
-        match self {
-            Policy::Bayes => "bayes",
-            Policy::Classic => "classic",
+impl From<Policy> for bisect::session::Policy {
+    fn from(p: Policy) -> bisect::session::Policy {
+        match p {
+            Policy::Bayes => bisect::session::Policy::Bayes,
+            Policy::Classic => bisect::session::Policy::Classic,
         }
     }
 }
@@ -1063,21 +1063,9 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         log,
         predict: !no_predict,
     };
-    let setup = bisect::record::Setup::new(&repo, &opts, &evaluator, search.policy.name())?;
-    let resumes = bisect::record::earlier(&cache, &setup).map(|e| {
-        kcache::notice(&kcache::report::resume_line(&e));
-        e.id
-    });
-    let started = kcache::store::now();
-    let summary = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
+    let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
     finish_uploads(&cache);
-    let summary = summary?;
-    // The good end may have been found over release tags.
-    let setup = bisect::record::Setup {
-        good: summary.good.clone(),
-        ..setup
-    };
-    let record = bisect::record::keep(&repo, &cache, setup, &summary, started, resumes);
+    let bisect::session::Finished { summary, record } = finished?;
     if let Some(path) = &report {
         write_report(path, &record)?;
     }
@@ -1247,7 +1235,7 @@ fn search_with_progress(
     opts: &bisect::Options,
     search: &SearchArgs,
     quiet: bool,
-) -> anyhow::Result<bisect::Summary> {
+) -> anyhow::Result<bisect::session::Finished> {
     let start = std::time::Instant::now();
     let mut held = Vec::new();
     let mut progress = |line: &str| {
@@ -1258,14 +1246,19 @@ fn search_with_progress(
             eprintln!("{line}");
         }
     };
-    let summary = match search.policy {
-        Policy::Classic => bisect::bisect(repo, cache, evaluator, opts, &mut progress),
-        Policy::Bayes => bisect::noisy::bisect(repo, cache, evaluator, opts, &search.noisy()?, &mut progress),
-    };
-    if summary.is_err() {
+    let finished = bisect::session::run(
+        repo,
+        cache,
+        evaluator,
+        opts,
+        search.policy.into(),
+        &search.noisy()?,
+        &mut progress,
+    );
+    if finished.is_err() {
         held.iter().for_each(|line| eprintln!("{line}"));
     }
-    Ok(summary?)
+    Ok(finished?)
 }
 
 fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -233,7 +233,16 @@ fn a_culprit_inside_a_merged_branch_is_named_with_the_merge_it_came_by() {
         &cache,
         &h,
         &test,
-        &["--good", &root, "--bad", "HEAD", "--runs", "3", "--report", html.to_str().unwrap()],
+        &[
+            "--good",
+            &root,
+            "--bad",
+            "HEAD",
+            "--runs",
+            "3",
+            "--report",
+            html.to_str().unwrap(),
+        ],
     );
     assert!(text.contains(&format!("came in by merge {merge}")), "{text}");
     let html = std::fs::read_to_string(&html).unwrap();
@@ -499,4 +508,70 @@ fn a_good_end_that_crashes_stops_the_search_saying_so() {
         text.contains("good end reproduces the crash") || text.contains("is not good"),
         "{text}"
     );
+}
+
+/// The whole lifecycle (record setup, search, record kept) through the
+/// library, without the binary: what the CLI's `bisect` runs.
+#[test]
+fn a_whole_bisection_runs_through_the_library() {
+    use kcache::bisect::{self, session};
+    let dir = tempfile::tempdir().unwrap();
+    let (h, root, culprit, merge) = topic_history(dir.path());
+    let test = test_script(dir.path(), false);
+    let cache = kcache::store::Cache::open(&dir.path().join("cache")).unwrap();
+    let repo = kcache::git::Repo::open(&h.repo).unwrap();
+    let recipe = bisect::BisectRecipe {
+        build: "make -s vmlinux".into(),
+        test: test.display().to_string(),
+        config: None,
+        artifacts: vec!["vmlinux".into()],
+        runs: 3,
+        test_key_files: Vec::new(),
+        key_files: Vec::new(),
+        toolchain: "gcc (the test's)".into(),
+        arch: "x86_64".into(),
+        build_timeout: None,
+        test_timeout: None,
+        retry_failed: false,
+    };
+    let mut evaluator = bisect::CommitEvaluator::new(
+        recipe,
+        bisect::worktree_dir(&cache, repo.dir()),
+        bisect::state_dir(&cache, repo.dir()),
+        false,
+    )
+    .unwrap();
+    let opts = bisect::Options {
+        goods: vec![root],
+        bad: "HEAD".into(),
+        direction: bisect::Direction::Cause,
+        good_tags: "v[0-9]*".into(),
+        first_parent: false,
+        log: None,
+        predict: true,
+    };
+    let finished = session::run(
+        &repo,
+        &cache,
+        &mut evaluator,
+        &opts,
+        session::Policy::Bayes,
+        &bisect::noisy::NoisyOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    match &finished.summary.outcome {
+        bisect::Outcome::Culprit { commit, merged_by, .. } => {
+            assert_eq!(commit.as_str(), culprit);
+            assert_eq!(
+                merged_by.iter().map(|m| m.commit.to_string()).collect::<Vec<_>>(),
+                vec![merge.clone()]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let culprit_row = finished.record.culprit.as_ref().expect("a culprit row");
+    assert_eq!(culprit_row.merged_by[0].commit.as_str(), merge);
+    let kept: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
+    assert_eq!(kept.len(), 1, "the record is kept");
 }
