@@ -15,7 +15,7 @@ h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .92em; }
 .outcome { font-size: 1.2em; padding: .5em .8em; border-radius: 6px; }
 .outcome.culprit { background: #fdecea; border-left: 5px solid #c62828; }
-.outcome.inconclusive, .outcome.no_culprit { background: #fff8e1; border-left: 5px solid #f9a825; }
+.outcome.inconclusive, .outcome.no_culprit, .outcome.stopped { background: #fff8e1; border-left: 5px solid #f9a825; }
 dl.setup { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
 dl.setup dt { color: #666; } dl.setup dd { margin: 0; }
 table { border-collapse: collapse; margin: .5em 0; }
