@@ -250,9 +250,12 @@ impl Search<'_, '_> {
         self.learn(oracle, i, k)
     }
 
-    /// The pessimistic end of p under hypothesis k (its 5% quantile).
+    /// The pessimistic end of p under hypothesis k: its 1% quantile (a few
+    /// crashing kernels that matched at once make p look high; the 5%
+    /// quantile then lets a kernel that crashes at p = 0.5 pass as clean
+    /// too often).
     fn p_low(&self, post: &Posterior, k: usize) -> f64 {
-        post.p_quantile(k, 0.05)
+        post.p_quantile(k, 0.01)
     }
 
     /// More ok runs a kernel needs to count as clean: until the odds of
