@@ -333,7 +333,7 @@ fn dag_accuracy_grid() {
                         }
                         if p == 1.0 && e == 0.0 && c.builds > c.git_builds {
                             misses.push(format!(
-                                "builds {:.1} > git bisect's {:.1} at {direction:?}/{commits}/{noop}",
+                                "builds {:.2} > git bisect's {:.2} at {direction:?}/{commits}/{noop}",
                                 c.builds as f64 / t,
                                 c.git_builds as f64 / t
                             ));

@@ -2,18 +2,21 @@
 //! the checks of the base side, and termination.
 //!
 //! The bound ([`bound`]): on a graph of N nodes, with C = `Model::kernel_cap`
-//! (80 at 10 runs a batch), one search makes at most N builds (a node's
+//! (100 at 10 runs a batch), one search makes at most N builds (a node's
 //! kernel, once known, never changes; a build that returns nothing counts as
 //! broken) and at most C runs per kernel, so at most C·N runs. Every step of
-//! the loop builds a node, makes at least one run, retires a node whose batch
-//! told nothing, marks a base node checked, or ends; so the loop takes at
-//! most N (builds) + C·N (runs) + N (retired) + N (base checks) + 1 steps.
+//! the loop builds a node, makes at least one run, adds to a streak of runs
+//! that told nothing (a batch the oracle ran nothing of counts as one),
+//! marks a base node checked, or ends; so the loop takes at most
+//! N (builds) + C·N (runs) + 2·runs (a silent streak) + N (base checks) + 1
+//! steps.
 //! Sooner than that: 8 failed builds in a row end it ([`Ending::Unbuildable`]),
 //! and so do `2 × runs` test runs in a row that tell nothing
 //! ([`Ending::Untestable`]).
 //!
-//! Invariant: never names a culprit whose kernel or whose parents' kernels
-//! were not built and seen on their side with the confidence the model asks.
+//! Invariant: never names a culprit that was not built and seen changed, nor
+//! one with a parent not seen unchanged with the confidence the model asks
+//! (by its own runs, or by a descendant's the culprit is not an ancestor of).
 
 use super::choose::Action;
 use super::posterior::{Posterior, Search};
@@ -56,7 +59,7 @@ impl Search<'_, '_> {
     /// The loop: think, act, until an ending.
     pub(super) fn run<O: Oracle>(&mut self, oracle: &mut O) -> Result<Ending, O::Error> {
         let (builds, runs) = bound(self.graph.len(), self.model.runs);
-        let steps = builds + runs + 2 * self.graph.len() as u64 + 1;
+        let steps = builds + runs + 2 * self.model.runs.max(1) as u64 + self.graph.len() as u64 + 1;
         for _ in 0..steps {
             if let Some(end) = self.stuck() {
                 return Ok(end);
@@ -106,18 +109,9 @@ impl Search<'_, '_> {
                     })
                 }
                 Gap::Build(i) => self.ensure_built(oracle, i)?,
-                Gap::Run(i, n) => {
-                    if !self.test(oracle, i, n)? && self.out_of_budget().is_none() && self.stuck().is_none() {
-                        if !self.ever_told {
-                            return Ok(self.untestable());
-                        }
-                        return Ok(self.undecided(
-                            &post,
-                            "the boundary cannot be checked: its tests tell nothing (timeouts, boot failures, \
-                             other crashes)",
-                        ));
-                    }
-                }
+                // A batch that told nothing is tried again: the silent-run and
+                // per-kernel limits end a check that never tells.
+                Gap::Run(i, n) => self.test(oracle, i, n).map(drop)?,
                 Gap::Broken => {
                     return Ok(self.undecided(
                         &post,
@@ -206,8 +200,14 @@ impl Search<'_, '_> {
             return Ok(false);
         }
         let mut classes = oracle.run(t, &sig, budget, &self.target)?;
-        // An oracle that ran more than asked is held to what was asked.
+        // An oracle that ran more than asked is held to what was asked; one
+        // that ran nothing counts as one run without a result.
         classes.truncate(budget as usize);
+        if classes.is_empty() {
+            self.silent.no_info += 1;
+            self.untestable[t] = true;
+            return Ok(false);
+        }
         let done = classes.len() as u32;
         self.runs += done;
         self.groups[g].runs_here += done;
@@ -250,18 +250,41 @@ impl Search<'_, '_> {
         self.learn(oracle, i, k)
     }
 
-    /// Runs needed on a clean kernel to rule out, at the pessimistic end of
-    /// p under hypothesis k, that it crashes: fewer than that many ok runs in
-    /// a row leave more than 1 - confidence.
-    fn needed_clean_runs(&self, post: &Posterior, k: usize) -> u32 {
-        let p_low = post.p_quantile(k, 0.05);
-        ((1.0 - self.model.confidence).ln() / (1.0 - p_low).max(1e-9).ln()).ceil() as u32
+    /// The pessimistic end of p under hypothesis k: its 1% quantile (a few
+    /// crashing kernels that matched at once make p look high; the 5%
+    /// quantile then lets a kernel that crashes at p = 0.5 pass as clean
+    /// too often).
+    fn p_low(&self, post: &Posterior, k: usize) -> f64 {
+        post.p_quantile(k, 0.01)
+    }
+
+    /// More ok runs a kernel needs to count as clean: until the odds of
+    /// clean (matches at rate epsilon) against crashing at `p_low` reach
+    /// 2 × confidence / (1 - confidence) (twice the model's odds: the
+    /// boundary is where a wrong answer costs most, and a DAG's culprit has
+    /// more neighbours to be wrong about than a line's). A match on it
+    /// (which a clean kernel shows only at rate epsilon) asks for more.
+    fn clean_runs_missing(&self, counts: &ClassCounts, p_low: f64) -> u32 {
+        let eps = self.model.epsilon;
+        let p_low = p_low.clamp(1e-6, 1.0 - 1e-9);
+        let want = (2.0 * self.model.confidence / (1.0 - self.model.confidence)).ln();
+        let have = counts.matched as f64 * (eps.ln() - p_low.ln())
+            + counts.ok as f64 * ((1.0 - eps).ln() - (1.0 - p_low).ln());
+        let per_ok = (1.0 - eps).ln() - (1.0 - p_low).ln();
+        if have >= want {
+            0
+        } else if per_ok <= 0.0 {
+            u32::MAX // p_low below epsilon: ok runs cannot tell
+        } else {
+            ((want - have) / per_ok).ceil().min(u32::MAX as f64) as u32
+        }
     }
 
     /// What still stands between the most likely culprit `k` and naming it
-    /// (KernelCI's boundary check, over every parent): `k` and each parent
-    /// built (their kernels then differ, or k would be impossible), `k` seen
-    /// changed and every parent seen unchanged with the model's confidence.
+    /// (KernelCI's boundary check, over every parent): `k` built and seen
+    /// changed, every parent seen unchanged with the model's confidence
+    /// (built, when no descendant off k's side shows it: a built parent's
+    /// kernel differs from k's, or k would be impossible).
     /// Cause: a match on k's kernel, enough ok runs on each parent's that
     /// at the pessimistic end of p it is clean with chance above the
     /// confidence. Fix: the mirror (enough ok runs on k's, a match on each
@@ -271,50 +294,81 @@ impl Search<'_, '_> {
     fn boundary_gap(&self, post: &Posterior, k: usize) -> Gap {
         let parents = self.graph.parents(k);
         let check_base = !self.range_seen_unchanged();
-        let checked = |i: &&usize| check_base || self.graph.in_range(**i);
-        for &i in std::iter::once(&k).chain(parents.iter().filter(checked)) {
-            match self.kernels[i] {
-                Kernel::Unknown => return Gap::Build(i),
-                Kernel::Broken => return Gap::Broken,
-                Kernel::Signed(_) => {}
+        let p_low = self.p_low(post, k);
+        let changed_crashes = self.direction == Direction::Cause;
+        // While the base side is suspect, its parents of k are checked first.
+        let base_first = parents.iter().filter(|&&f| check_base && !self.graph.in_range(f));
+        for &f in base_first {
+            if self.base_is_contradicted(f) {
+                return Gap::Base(f);
+            }
+            if let Some(gap) = self.side_gap(f, !changed_crashes, p_low) {
+                return gap;
             }
         }
-        let clean_needed = self.needed_clean_runs(post, k);
-        let (changed_crashes, parents_crash) = match self.direction {
-            Direction::Cause => (true, false),
-            Direction::Fix => (false, true),
-        };
-        for (&i, crashes) in std::iter::once(&k)
-            .map(|i| (i, changed_crashes))
-            .chain(parents.iter().map(|i| (i, parents_crash)))
-        {
-            if !self.graph.in_range(i) {
-                if self.base_is_contradicted(i) {
-                    return Gap::Base(i);
+        if let Some(gap) = self.side_gap(k, changed_crashes, p_low) {
+            return gap;
+        }
+        for &f in parents {
+            if !self.graph.in_range(f) {
+                if self.base_is_contradicted(f) {
+                    return Gap::Base(f);
                 }
                 if !check_base {
                     continue; // assumed, as in git bisect
                 }
             }
-            let (Some(g), Some(counts)) = (self.group[i], self.counts_of(i)) else {
-                return Gap::Build(i); // not reached: the loop above saw it signed
-            };
-            let want = if crashes {
-                (counts.matched == 0).then_some(self.model.runs.max(1))
-            } else {
-                (counts.ok < clean_needed).then(|| clean_needed - counts.ok)
-            };
-            if let Some(n) = want {
-                if self.groups[g].runs_here >= self.model.kernel_cap() {
-                    return Gap::Capped;
-                }
-                // In batches: a test that tells nothing is seen early.
-                return Gap::Run(i, n.min(self.model.runs.max(1)));
+            // A descendant of f that k is not an ancestor of, seen unchanged,
+            // shows f unchanged as strongly as f's own runs would (f changed
+            // would change it too), and f's kernel then differs from k's (an
+            // equal one would have k's verdict): git bisect's inference, at
+            // the model's confidence.
+            if self.seen_unchanged_below(f, k, p_low) {
+                continue;
+            }
+            if let Some(gap) = self.side_gap(f, !changed_crashes, p_low) {
+                return gap;
             }
         }
         Gap::Named {
             merge: parents.len() > 1,
         }
+    }
+
+    /// What node i still needs to be seen on its side (`crashes`: a match;
+    /// else seen clean at `p_low`): a build, runs, or nothing.
+    fn side_gap(&self, i: usize, crashes: bool, p_low: f64) -> Option<Gap> {
+        let g = match self.kernels[i] {
+            Kernel::Unknown => return Some(Gap::Build(i)),
+            Kernel::Broken => return Some(Gap::Broken),
+            Kernel::Signed(_) => self.group[i]?,
+        };
+        let counts = &self.groups[g].counts;
+        let want = if crashes {
+            (counts.matched == 0).then_some(self.model.runs.max(1))
+        } else {
+            Some(self.clean_runs_missing(counts, p_low)).filter(|n| *n > 0)
+        }?;
+        if self.groups[g].runs_here >= self.model.kernel_cap() {
+            return Some(Gap::Capped);
+        }
+        // In batches: a test that tells nothing is seen early.
+        Some(Gap::Run(i, want.min(self.model.runs.max(1))))
+    }
+
+    /// Whether f or a descendant of f that k is not an ancestor of has a
+    /// kernel seen unchanged (cause: clean at `p_low`; fix: a match).
+    fn seen_unchanged_below(&self, f: usize, k: usize, p_low: f64) -> bool {
+        self.groups.iter().any(|g| {
+            let seen = match self.direction {
+                Direction::Cause => self.clean_runs_missing(&g.counts, p_low) == 0,
+                Direction::Fix => g.counts.matched > 0,
+            };
+            seen && g
+                .members
+                .iter()
+                .any(|&x| self.graph.is_ancestor(f, x) && !self.graph.is_ancestor(k, x))
+        })
     }
 
     /// Whether some kernel of the range was seen on the unchanged side (cause:
@@ -353,7 +407,10 @@ impl Search<'_, '_> {
         self.base_checked[b] = true;
         self.ensure_built(oracle, b)?;
         if self.counts_of(b).is_some_and(|c| c.matched + c.ok < self.model.runs) {
-            let n = self.model.runs.max(self.needed_clean_runs(post, k));
+            let n = self
+                .model
+                .runs
+                .max(self.clean_runs_missing(&ClassCounts::default(), self.p_low(post, k)));
             self.test(oracle, b, n)?;
         }
         Ok(self.base_is_contradicted(b).then(|| self.base_contradicted(b)))
