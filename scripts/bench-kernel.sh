@@ -8,6 +8,11 @@
 #   scripts/bench-kernel.sh --reproducible  build HEAD twice from clean trees, compare
 #   scripts/bench-kernel.sh --check         check the last run's signatures, and every prediction its
 #                                           input sets allow over the whole history, against the truth
+#   scripts/bench-kernel.sh --maintainer    the same patches as a maintainer tree (each run of patches
+#                                           from one debian/patches/ directory a topic branch merged
+#                                           --no-ff): plain `git bisect run` against kcache's default
+#                                           search, cold and warm (work: ~/.cache/kcache-bench/run-maintainer);
+#                                           the culprit must be the same patch, never a merge
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -31,8 +36,14 @@ test_cmd=$here/kernel-boot-test.sh
 [ -x "$kcache" ] || { echo "bench-kernel: no kcache at $kcache; run scripts/setup.sh" >&2; exit 2; }
 command -v qemu-system-x86_64 >/dev/null || { echo "bench-kernel: install qemu-system-x86" >&2; exit 2; }
 
+shape=line
+if [ "${1:-}" = --maintainer ]; then
+  shape=maintainer
+  work=$bench/run-maintainer
+fi
 repo=$bench/linux
-"$here/kernel-history.sh" "$repo" >&2
+[ "$shape" = line ] || repo=$bench/linux-$shape
+"$here/kernel-history.sh" "$repo" "$shape" >&2
 good=$(git -C "$repo" rev-list --max-parents=0 HEAD)
 bad=$(git -C "$repo" rev-parse HEAD)
 table=$work/table
@@ -142,6 +153,33 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
+# The maintainer shape: the answer must be a patch (a commit with one
+# parent) with the subject the line history's bisection names.
+check_not_a_merge() {
+  local json=$1 culprit parents
+  culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"].get("commit",""))' "$json")
+  [ -n "$culprit" ] || { echo "bench-kernel: $json names no culprit" >&2; return 1; }
+  parents=$(git -C "$repo" rev-list --parents -n 1 "$culprit" | wc -w)
+  if [ "$parents" -gt 2 ]; then
+    echo "bench-kernel: $json blames a merge: $(git -C "$repo" log -1 --format='%h %s' "$culprit")" >&2
+    return 1
+  fi
+  echo "$json: culprit $(git -C "$repo" log -1 --format='%h %s' "$culprit") (not a merge)"
+}
+
+if [ "$shape" = maintainer ]; then
+  rm -rf "$work"
+  mkdir -p "$work"
+  printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
+  bisect_plain
+  BENCH_POLICY=${BENCH_POLICY:-bayes} bisect_kcache kcache-cold "$work/cache"
+  BENCH_POLICY=${BENCH_POLICY:-bayes} bisect_kcache kcache-warm "$work/cache"
+  cat "$table"
+  check_not_a_merge "$work/kcache-cold.json"
+  check_not_a_merge "$work/kcache-warm.json"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+  exit
+fi
 if [ "${1:-}" = --check ]; then
   check_against_truth
   check_all_predictions

@@ -4,7 +4,14 @@
 # the first commit, then one commit per patch of debian/patches/series, in
 # order, each with the patch's own author, date and subject.
 #
-#   scripts/kernel-history.sh REPO
+#   scripts/kernel-history.sh REPO [line|maintainer]
+#
+# Shapes: `line` (default) commits the patches one after another on master.
+# `maintainer` makes each run of consecutive patches from one
+# debian/patches/ directory (bugfix/all, features/x86, debian, ...) a topic
+# branch forked from master's tip and merged back with `git merge --no-ff`
+# ("Merge branch '<dir>-<n>'"), as a maintainer tree looks: the same patches
+# and trees, but every patch reaches master through a merge.
 #
 # The source package is downloaded once into $KCACHE_BENCH/src (default
 # ~/.cache/kcache-bench) with a private apt state that has a deb-src line for
@@ -12,7 +19,12 @@
 # the tarballs and, when REPO already holds the full history, do nothing.
 set -euo pipefail
 
-repo=${1:?usage: kernel-history.sh REPO}
+repo=${1:?usage: kernel-history.sh REPO [line|maintainer]}
+shape=${2:-line}
+case "$shape" in
+line | maintainer) ;;
+*) echo "kernel-history: unknown shape '$shape' (line or maintainer)" >&2; exit 2 ;;
+esac
 version=6.1.176-1
 bench=${KCACHE_BENCH:-$HOME/.cache/kcache-bench}
 src=$bench/src
@@ -63,10 +75,36 @@ commit_patch() {
     git commit -q --allow-empty -m "$subject" -m "Debian patch: $name"
 }
 
+# Maintainer shape: the topic branch the next patch goes on, by its
+# directory; a new directory merges the current branch and opens another.
+topic=''
+topics=0
+open_topic() {
+  local dir=$1
+  [ "$dir" = "$topic" ] && return 0
+  close_topic
+  topic=$dir
+  topics=$((topics + 1))
+  git checkout -q -b "topic/${dir//\//-}-$topics" master
+}
+close_topic() {
+  [ -n "$topic" ] || return 0
+  local branch date
+  branch=$(git rev-parse --abbrev-ref HEAD)
+  date=$(git log -1 --format=%aD)
+  git checkout -q master
+  GIT_AUTHOR_NAME="kcache bench" GIT_AUTHOR_EMAIL="kcache@bench.invalid" \
+    GIT_AUTHOR_DATE=$date GIT_COMMITTER_DATE=$date \
+    git merge -q --no-ff -m "Merge branch '${branch#topic/}'" "$branch"
+  topic=''
+}
+
 fetch_source
 series_count() { grep -v '^[[:space:]]*#' "$1" | grep -c .; }
-if [ -d "$repo/.git" ] && [ -f "$repo/.kcache-history-complete" ]; then
-  echo "kernel-history: $repo is complete"
+# An empty marker is an older line history.
+marker=$(cat "$repo/.kcache-history-complete" 2>/dev/null || echo none)
+if [ -d "$repo/.git" ] && [ "${marker:-line}" = "$shape" ]; then
+  echo "kernel-history: $repo ($shape) is complete"
   exit 0
 fi
 
@@ -92,9 +130,13 @@ n=0
 while read -r name _; do
   case "$name" in '' | '#'*) continue ;; esac
   n=$((n + 1))
+  if [ "$shape" = maintainer ]; then
+    open_topic "$(dirname "$name")"
+  fi
   commit_patch "$deb/debian/patches/$name" "$name"
 done <"$deb/debian/patches/series"
+close_topic
 [ "$n" -eq "$total" ] || { echo "kernel-history: applied $n of $total patches" >&2; exit 1; }
-touch .kcache-history-complete
+echo "$shape" >.kcache-history-complete
 echo ".kcache-history-complete" >>.git/info/exclude
-echo "kernel-history: $repo: $((n + 1)) commits ($n patches)"
+echo "kernel-history: $repo ($shape): $(git rev-list --count HEAD) commits ($n patches, $topics merged topic branches)"

@@ -1,8 +1,12 @@
-//! The git repository being bisected, driven through the `git` command.
+//! The git repository being bisected.
 //!
-//! kcache runs real git rather than a library so that commit selection is
-//! git's own (`rev-list --bisect-all`), and worktrees, hooks and the user's
-//! configuration behave exactly as they do for `git bisect`.
+//! Reading the commit graph (a range's commits and parents, ancestry,
+//! merge bases, tags, revisions) is done in-process with `git2`: one walk
+//! per range instead of a `git` process per commit. The real `git` stays
+//! where only git's own semantics will do: the classic policy's commit
+//! selection (`rev-list --bisect-all`), clones and checkouts for building
+//! (hooks and the user's configuration behave as for `git bisect`), and
+//! diffs between trees.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,22 @@ pub struct Repo {
     /// Tree ids and subjects of full commit ids already asked for: a
     /// commit id names them for ever, and each question is a git process.
     known: Arc<Mutex<HashMap<String, Known>>>,
+    /// The repository opened in-process, once.
+    library: Arc<Mutex<Library>>,
+}
+
+/// The in-process handle (`git2`'s has no `Debug`).
+#[derive(Default)]
+struct Library(Option<git2::Repository>);
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Library(open)"
+        } else {
+            "Library(closed)"
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +65,7 @@ impl Repo {
         let repo = Repo {
             dir: dir.to_path_buf(),
             known: Arc::default(),
+            library: Arc::default(),
         };
         repo.run(&["rev-parse", "--git-dir"])?;
         Ok(repo)
@@ -80,12 +101,13 @@ impl Repo {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The full commit id a revision names.
+    /// The full commit id a revision names (any revision git understands;
+    /// read in-process).
     pub fn commit_id(&self, rev: &str) -> Result<String, GitError> {
-        Ok(self
-            .run(&["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?
-            .trim()
-            .to_string())
+        self.with_library(&format!("rev-parse {rev}"), |r| {
+            let object = r.revparse_single(rev)?;
+            Ok(object.peel_to_commit()?.id().to_string())
+        })
     }
 
     /// The tree id of a commit: what decides a build.
@@ -119,42 +141,40 @@ impl Repo {
         })
     }
 
-    /// Asks git, in one process, for the commits not yet known.
+    /// Reads the commits not yet known (in-process, no `git` process).
     fn learn(&self, commits: &[String]) -> Result<(), GitError> {
-        let missing: Vec<&str> = {
+        let missing: Vec<String> = {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            commits
-                .iter()
-                .filter(|c| !known.contains_key(*c))
-                .map(String::as_str)
-                .collect()
+            commits.iter().filter(|c| !known.contains_key(*c)).cloned().collect()
         };
         if missing.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["log", "--no-walk=unsorted", "--format=%H %T %s"];
-        args.extend(&missing);
-        let out = self.run(&args)?;
+        let described = self.with_library("read commits", |r| {
+            missing
+                .iter()
+                .map(|c| Ok(describe(&r.find_commit(git2::Oid::from_str(c)?)?)))
+                .collect::<Result<Vec<_>, git2::Error>>()
+        })?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        for line in out.lines() {
-            let mut parts = line.splitn(3, ' ');
-            if let (Some(c), Some(t)) = (parts.next(), parts.next()) {
-                let subject = parts.next().unwrap_or("").to_string();
-                known.insert(
-                    c.to_string(),
-                    Known {
-                        tree: TreeId::from_git(t),
-                        subject,
-                    },
-                );
-            }
+        for (oid, tree, subject) in described {
+            known.insert(
+                oid.to_string(),
+                Known {
+                    tree: TreeId::from_git(&tree),
+                    subject,
+                },
+            );
         }
         Ok(())
     }
 
+    /// A commit's parents, first parent first.
     pub fn parents(&self, commit: &str) -> Result<Vec<String>, GitError> {
-        let out = self.run(&["rev-list", "--parents", "-n", "1", commit])?;
-        Ok(out.split_whitespace().skip(1).map(str::to_string).collect())
+        self.with_library(&format!("parents of {commit}"), |r| {
+            let c = r.find_commit(git2::Oid::from_str(commit)?)?;
+            Ok(c.parent_ids().map(|p| p.to_string()).collect())
+        })
     }
 
     /// `git show --stat` of a commit in the form syzbot quotes a culprit.
@@ -202,17 +222,127 @@ impl Repo {
 
     /// Whether `ancestor` is an ancestor of (or equal to) `descendant`.
     pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(["merge-base", "--is-ancestor", ancestor, descendant])
-            .status()
-            .map_err(|e| GitError {
-                dir: self.dir.clone(),
-                args: "merge-base --is-ancestor".into(),
-                problem: e.to_string(),
-            })?;
-        Ok(out.success())
+        self.with_library(&format!("merge-base --is-ancestor {ancestor} {descendant}"), |r| {
+            let (a, d) = (git2::Oid::from_str(ancestor)?, git2::Oid::from_str(descendant)?);
+            Ok(a == d || r.graph_descendant_of(d, a)?)
+        })
+    }
+
+    /// Every best common ancestor of two commits (`git merge-base --all`).
+    pub fn merge_bases(&self, a: &str, b: &str) -> Result<Vec<String>, GitError> {
+        self.with_library(&format!("merge-base --all {a} {b}"), |r| {
+            match r.merge_bases(git2::Oid::from_str(a)?, git2::Oid::from_str(b)?) {
+                Ok(bases) => Ok(bases.iter().map(|o| o.to_string()).collect()),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Tags whose name matches `glob` (git's wildcards) and that name a
+    /// commit: (name, commit id, committer time), newest commit first.
+    pub fn tags(&self, glob: &str) -> Result<Vec<Tag>, GitError> {
+        self.with_library(&format!("tag --list {glob}"), |r| {
+            let mut tags = Vec::new();
+            for name in r.tag_names(Some(glob))?.iter().flatten() {
+                let Ok(reference) = r.find_reference(&format!("refs/tags/{name}")) else {
+                    continue;
+                };
+                let Ok(commit) = reference.peel_to_commit() else {
+                    continue;
+                };
+                tags.push(Tag {
+                    name: name.to_string(),
+                    commit: CommitId::from(commit.id().to_string().as_str()),
+                    time: commit.time().seconds(),
+                });
+            }
+            tags.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+            Ok(tags)
+        })
+    }
+
+    /// The commits a bisection ranges over: those reachable from `tip` and
+    /// from none of `bases` (as `git rev-list tip ^bases`), plus the
+    /// *boundary*: their parents outside the range. One in-process walk.
+    /// With `first_parent`, only first parents are followed (a line).
+    pub fn range_graph(&self, tip: &str, bases: &[String], first_parent: bool) -> Result<RangeGraph, GitError> {
+        let walked = self.with_library(&format!("rev-list {tip} ^{}", bases.join(" ^")), |r| {
+            let mut walk = r.revwalk()?;
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+            if first_parent {
+                walk.simplify_first_parent()?;
+            }
+            walk.push(git2::Oid::from_str(tip)?)?;
+            for b in bases {
+                walk.hide(git2::Oid::from_str(b)?)?;
+            }
+            let mut walked = Vec::new();
+            for oid in walk {
+                let c = r.find_commit(oid?)?;
+                let mut parents: Vec<git2::Oid> = c.parent_ids().collect();
+                if first_parent {
+                    parents.truncate(1);
+                }
+                walked.push((describe(&c), parents));
+            }
+            // The boundary's trees and subjects too: their kernels are
+            // looked up like the range's.
+            let inside: std::collections::HashSet<git2::Oid> = walked.iter().map(|(k, _)| k.0).collect();
+            let mut boundary = Vec::new();
+            for p in walked.iter().flat_map(|(_, ps)| ps) {
+                if !inside.contains(p) && !boundary.iter().any(|(k, _): &(Described, _)| k.0 == *p) {
+                    boundary.push((describe(&r.find_commit(*p)?), Vec::new()));
+                }
+            }
+            let boundary_len = boundary.len();
+            boundary.extend(walked);
+            Ok((boundary_len, boundary))
+        })?;
+        Ok(self.graph_of(walked.0, walked.1))
+    }
+
+    /// Indexes walked commits (the boundary first, then the range in
+    /// topological order) and keeps what was learnt of each.
+    fn graph_of(&self, boundary_len: usize, walked: Vec<(Described, Vec<git2::Oid>)>) -> RangeGraph {
+        let index: HashMap<git2::Oid, usize> = walked.iter().enumerate().map(|(i, (k, _))| (k.0, i)).collect();
+        let mut graph = RangeGraph::default();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, ((oid, tree, subject), parents)) in walked.into_iter().enumerate() {
+            graph
+                .parents
+                .push(parents.iter().filter_map(|p| index.get(p).copied()).collect());
+            graph.in_range.push(i >= boundary_len);
+            let id = oid.to_string();
+            known.insert(
+                id.clone(),
+                Known {
+                    tree: TreeId::from_git(&tree),
+                    subject,
+                },
+            );
+            graph.commits.push(CommitId::from(id.as_str()));
+        }
+        graph
+    }
+
+    /// Runs `f` on the repository opened in-process (opened on first use).
+    fn with_library<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&git2::Repository) -> Result<T, git2::Error>,
+    ) -> Result<T, GitError> {
+        let err = |problem: String| GitError {
+            dir: self.dir.clone(),
+            args: what.to_string(),
+            problem,
+        };
+        let mut library = self.library.lock().unwrap_or_else(|e| e.into_inner());
+        if library.0.is_none() {
+            library.0 = Some(git2::Repository::open(&self.dir).map_err(|e| err(e.message().to_string()))?);
+        }
+        let repo = library.0.as_ref().expect("opened above");
+        f(repo).map_err(|e| err(e.message().to_string()))
     }
 
     /// Creates (or reuses) a detached worktree at `path`.
@@ -266,6 +396,60 @@ impl Repo {
     }
 }
 
+/// A commit as the walk saw it: id, tree id, subject.
+type Described = (git2::Oid, String, String);
+
+fn describe(c: &git2::Commit) -> Described {
+    (c.id(), c.tree_id().to_string(), c.summary().unwrap_or("").to_string())
+}
+
+/// A tag naming a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    pub commit: CommitId,
+    /// The commit's committer time (unix seconds).
+    pub time: i64,
+}
+
+/// A range's commits as a DAG: the boundary (parents of range commits
+/// outside the range) first, then the range in topological order, every
+/// parent before its child; the tip is the last node when the range is not
+/// empty. `parents[i]` are indices; a boundary node lists none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeGraph {
+    pub commits: Vec<CommitId>,
+    pub parents: Vec<Vec<usize>>,
+    pub in_range: Vec<bool>,
+}
+
+impl RangeGraph {
+    /// The node of a commit.
+    pub fn index_of(&self, commit: &str) -> Option<usize> {
+        self.commits.iter().position(|c| c.as_str() == commit)
+    }
+
+    /// Makes `commit` a node (a base node in front, with no parents) when
+    /// it is not one: a fix bisection's crashing end, for instance, whose
+    /// own kernel must be asked even when the range's boundary is older.
+    pub fn ensure_base(&mut self, commit: &CommitId) {
+        if self.index_of(commit).is_some() {
+            return;
+        }
+        self.commits.insert(0, commit.clone());
+        self.in_range.insert(0, false);
+        for ps in &mut self.parents {
+            ps.iter_mut().for_each(|p| *p += 1);
+        }
+        self.parents.insert(0, Vec::new());
+    }
+
+    /// Commits in the range.
+    pub fn range_len(&self) -> usize {
+        self.in_range.iter().filter(|r| **r).count()
+    }
+}
+
 /// One entry of `git diff-tree --name-status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -280,6 +464,7 @@ pub fn checkout(worktree: &Path, commit: &str) -> Result<(), GitError> {
     Repo {
         dir: worktree.to_path_buf(),
         known: Arc::default(),
+        library: Arc::default(),
     }
     .run(&["checkout", "--quiet", "--force", "--detach", commit])
     .map(|_| ())

@@ -185,11 +185,11 @@ enum Policy {
     Classic,
 }
 
-impl Policy {
-    fn name(self) -> &'static str {
-        match self {
-            Policy::Bayes => "bayes",
-            Policy::Classic => "classic",
+impl From<Policy> for bisect::session::Policy {
+    fn from(p: Policy) -> bisect::session::Policy {
+        match p {
+            Policy::Bayes => bisect::session::Policy::Bayes,
+            Policy::Classic => bisect::session::Policy::Classic,
         }
     }
 }
@@ -348,12 +348,23 @@ struct BisectArgs {
     /// The git repository (kcache builds in a private clone of it, under the cache).
     #[arg(long)]
     repo: PathBuf,
-    /// A commit known to be good (repeatable; any revision git understands).
-    #[arg(long, required = true)]
+    /// A commit known to be good (repeatable; any revision git understands). Without it the
+    /// default policy walks back over release tags older than --bad (--good-tags) until one
+    /// does not reproduce. With --fix: the newer commit where the crash is gone.
+    #[arg(long)]
     good: Vec<String>,
-    /// A commit known to be bad (any revision git understands).
+    /// A commit known to be bad (any revision git understands). With --fix: the older commit
+    /// that crashes.
     #[arg(long)]
     bad: String,
+    /// Look for the first commit that fixed the crash: --bad is the older, crashing commit,
+    /// --good a descendant where the crash is gone.
+    #[arg(long)]
+    fix: bool,
+    /// Release tags to walk back over when no --good is given (git's wildcards; -rc tags are
+    /// skipped, older releases thinned as syzbot does).
+    #[arg(long, value_name = "GLOB", default_value = "v[0-9]*")]
+    good_tags: String,
     #[command(flatten)]
     recipe: RecipeArgs,
     /// Follow only the first parent of merges.
@@ -1060,6 +1071,8 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         repo,
         good,
         bad,
+        fix,
+        good_tags,
         recipe,
         first_parent,
         log,
@@ -1075,20 +1088,19 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let opts = bisect::Options {
         goods: good,
         bad,
+        direction: if fix {
+            bisect::Direction::Fix
+        } else {
+            bisect::Direction::Cause
+        },
+        good_tags,
         first_parent,
         log,
         predict: !no_predict,
     };
-    let setup = bisect::record::Setup::new(&repo, &opts, &evaluator, search.policy.name())?;
-    let resumes = bisect::record::earlier(&cache, &setup).map(|e| {
-        kcache::notice(&kcache::report::resume_line(&e));
-        e.id
-    });
-    let started = kcache::store::now();
-    let summary = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
+    let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
     finish_uploads(&cache);
-    let summary = summary?;
-    let record = bisect::record::keep(&repo, &cache, setup, &summary, started, resumes);
+    let bisect::session::Finished { summary, record } = finished?;
     if let Some(path) = &report {
         write_report(path, &record)?;
     }
@@ -1258,7 +1270,7 @@ fn search_with_progress(
     opts: &bisect::Options,
     search: &SearchArgs,
     quiet: bool,
-) -> anyhow::Result<bisect::Summary> {
+) -> anyhow::Result<bisect::session::Finished> {
     let start = std::time::Instant::now();
     let mut held = Vec::new();
     let mut progress = |line: &str| {
@@ -1269,14 +1281,19 @@ fn search_with_progress(
             eprintln!("{line}");
         }
     };
-    let summary = match search.policy {
-        Policy::Classic => bisect::bisect(repo, cache, evaluator, opts, &mut progress),
-        Policy::Bayes => bisect::noisy::bisect(repo, cache, evaluator, opts, &search.noisy()?, &mut progress),
-    };
-    if summary.is_err() {
+    let finished = bisect::session::run(
+        repo,
+        cache,
+        evaluator,
+        opts,
+        search.policy.into(),
+        &search.noisy()?,
+        &mut progress,
+    );
+    if finished.is_err() {
         held.iter().for_each(|line| eprintln!("{line}"));
     }
-    Ok(summary?)
+    Ok(finished?)
 }
 
 fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -164,8 +164,8 @@ fn a_budget_ends_with_the_credible_set() {
     assert!(totals(&s, "builds_done") <= 2);
 }
 
-/// Tests that tell nothing (every run hangs) end the search with the
-/// credible set instead of retrying the same commit forever.
+/// Tests that tell nothing (every run hangs) end the search, saying so and
+/// with the credible set, instead of retrying the same commit forever.
 #[test]
 fn tests_that_tell_nothing_end_the_search() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +195,39 @@ fn tests_that_tell_nothing_end_the_search() {
     let start = std::time::Instant::now();
     let s = json(&run_status(&mut c, 3));
     assert!(start.elapsed() < std::time::Duration::from_secs(60));
-    assert_eq!(s["outcome"]["kind"], "inconclusive", "{s}");
+    assert_eq!(s["outcome"]["kind"], "stopped", "{s}");
+    assert!(
+        s["outcome"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("every test run timed out"),
+        "the ending says what went wrong: {s}"
+    );
+    assert!(!s["search"]["credible_set"].as_array().unwrap().is_empty(), "{s}");
     assert_eq!(totals(&s, "runs_done"), 0, "timed-out runs are not recorded: {s}");
+}
+
+/// Without --crash-title, a bad commit whose every run hangs says so (not
+/// "does not show one dominant crash in 0 runs").
+#[test]
+fn a_target_cannot_be_learned_from_runs_that_all_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(
+        dir.path(),
+        &[
+            ("DEMO_COMMITS", "6"),
+            ("DEMO_REGRESSION", "3"),
+            ("DEMO_BREAK_FROM", "100"),
+            ("DEMO_BREAK_TO", "100"),
+        ],
+    );
+    let hang = dir.path().join("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
+    run_ok(std::process::Command::new("chmod").arg("+x").arg(&hang));
+    let cache = dir.path().join("cache");
+    let mut c = bisect_whole(&cache, &repo, &hang);
+    c.args(["--runs", "1", "--test-timeout", "0.2"]);
+    let out = run_status(&mut c, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out") && err.contains("--crash-title"), "{err}");
 }

@@ -110,6 +110,10 @@ impl LogFile {
                 reason = why.to_string();
                 EndingEntry::Error(&reason)
             }
+            Outcome::Stopped { reason: why } => {
+                reason = why.clone();
+                EndingEntry::Error(&reason)
+            }
         };
         let written = self.0.finish(&ending, totals);
         self.saved(written)

@@ -1,20 +1,31 @@
 //! The noisy search ([`super::bayes`]) on a real repository: the range is
-//! the bad commit's first-parent line down to the good side, commits are
+//! the commit graph between the ends (`git rev-list bad ^good`, merged
+//! branches included; with `--first-parent` the bad commit's first-parent
+//! line), read in one in-process walk ([`Repo::range_graph`]); commits are
 //! built and tested through the cache ([`CommitEvaluator`]), and runs are
-//! pooled per kernel as in every kcache bisection.
+//! pooled per kernel as in every kcache bisection. Before the search, the
+//! ends are settled ([`super::ends`]): the target learnt from the crashing
+//! end, a good end found over release tags when none was given, merge
+//! bases of a `--good` off the ancestry tested.
 //!
 //! Invariant: only adapts git and the cache to [`bayes::Oracle`]; every
 //! decision is `bayes`'s.
 
 use crate::key::CommitId;
+use crate::serde_word;
 use crate::signature::KernelSignature;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::bayes::{self, Kernel, Oracle};
 use super::exec::{BuildSource, Evaluation};
-use super::{logfile, BisectError, CommitEvaluator, Evidence, Options, Outcome, Purpose, Step, Summary, Verdict};
+use super::graph::{Direction, Graph};
+use super::{
+    ends, history, logfile, BisectError, CommitEvaluator, Evidence, MergeStep, NoCulprit, Options, Outcome, Purpose,
+    Step, Summary, Verdict,
+};
 use crate::crash::{ClassCounts, RunClass, Target};
 use crate::git::Repo;
 use crate::store::{Cache, RunRecord, StoreError};
@@ -76,35 +87,53 @@ pub struct KernelReport {
     pub mass: f64,
 }
 
-struct GitOracle<'a> {
-    repo: &'a Repo,
-    cache: &'a Cache,
-    evaluator: &'a mut CommitEvaluator,
-    line: Vec<String>,
+pub(super) struct GitOracle<'a> {
+    pub(super) repo: &'a Repo,
+    pub(super) cache: &'a Cache,
+    pub(super) evaluator: &'a mut CommitEvaluator,
+    /// The commits the search's indices name: the graph's nodes, in its
+    /// order (before the graph is loaded: the ends being checked).
+    nodes: Vec<CommitId>,
     steps: Vec<Step>,
     log: logfile::LogFile,
-    progress: &'a mut dyn FnMut(&str),
+    pub(super) progress: &'a mut dyn FnMut(&str),
     build_seconds: (f64, u32),
     run_seconds: (f64, u32),
     estimates: (f64, f64),
-    /// Evaluations made (builds), by index.
-    evals: Vec<Option<Evaluation>>,
-    /// Whether a commit's build already shows in a step.
-    reported: Vec<bool>,
-    /// What the cache knew of every commit before the search (one look-up).
+    /// Evaluations made (builds), by commit.
+    evals: HashMap<CommitId, Evaluation>,
+    /// Commits whose build already shows in a step.
+    reported: HashSet<CommitId>,
+    /// What the cache knew of every node before the search (one look-up).
     known: Vec<Kernel>,
 }
 
 impl GitOracle<'_> {
     fn subject(&self, i: usize) -> String {
-        self.repo.subject(&self.line[i]).unwrap_or_default()
+        self.repo.subject(&self.nodes[i]).unwrap_or_default()
+    }
+
+    /// The node of `commit`, added (after the graph's nodes, where the
+    /// search never looks) when it is not one.
+    pub(super) fn node(&mut self, commit: &CommitId) -> usize {
+        match self.nodes.iter().position(|c| c == commit) {
+            Some(i) => i,
+            None => {
+                self.nodes.push(commit.clone());
+                self.nodes.len() - 1
+            }
+        }
+    }
+
+    fn eval(&self, i: usize) -> Option<&Evaluation> {
+        self.evals.get(&self.nodes[i])
     }
 
     fn record_step(&mut self, i: usize, eval: Evaluation, purpose: Purpose) -> Result<(), BisectError> {
-        self.log.step(&self.line[i], &eval, purpose)?;
+        self.log.step(&self.nodes[i], &eval, purpose)?;
         let subject = self.subject(i);
         self.steps.push(Step {
-            commit: self.line[i].as_str().into(),
+            commit: self.nodes[i].clone(),
             subject,
             purpose,
             eval,
@@ -112,18 +141,17 @@ impl GitOracle<'_> {
         Ok(())
     }
 
-    /// What the cache knows of every commit of the line: one read of the
-    /// local index; the remote is asked for the rest only on short lines
-    /// (each commit is a request).
+    /// What the cache knows of every node: one read of the local index;
+    /// the remote is asked for the rest only on short ranges (each commit
+    /// is a request).
     fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
-        let trees = self.repo.tree_ids(&self.line)?;
+        let commits: Vec<String> = self.nodes.iter().map(|c| c.to_string()).collect();
+        let trees = self.repo.tree_ids(&commits)?;
         let keys: Vec<crate::key::BuildKey> = trees
             .iter()
             .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
             .collect();
-        // The remote's answers come in parallel, and only for short lines
-        // (each commit is a listing).
-        let records = self.cache.builds(&keys, self.line.len() <= REMOTE_LOOKUP_LIMIT)?;
+        let records = self.cache.builds(&keys, self.nodes.len() <= REMOTE_LOOKUP_LIMIT)?;
         Ok(records
             .into_iter()
             .map(|r| r.map_or(Kernel::Unknown, |r| kernel_of(r.signature)))
@@ -146,36 +174,36 @@ impl Oracle for GitOracle<'_> {
     }
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
-        if let Some(e) = &self.evals[i] {
+        if let Some(e) = self.eval(i) {
             return Ok(kernel_of(e.signature.clone()));
         }
         let line = format!(
             "[{}] {} {}",
             self.steps.len() + 1,
-            super::short(&self.line[i]),
+            super::short(&self.nodes[i]),
             self.subject(i)
         );
         (self.progress)(&line);
-        let eval = self
-            .evaluator
-            .build_or_predict(self.repo, self.cache, &self.line[i], false, &mut *self.progress)?;
+        let eval =
+            self.evaluator
+                .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
         if eval.build == BuildSource::Built {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
         }
         let kernel = kernel_of(eval.signature.clone());
-        self.evals[i] = Some(eval.clone());
+        self.evals.insert(self.nodes[i].clone(), eval.clone());
         // A kernel's build shows in the step of its first test batch; a
         // build that failed is a step of its own (it will not be tested).
         if kernel == Kernel::Broken {
-            self.reported[i] = true;
+            self.reported.insert(self.nodes[i].clone());
             self.record_step(i, eval, Purpose::Bisect)?;
         }
         Ok(kernel)
     }
 
     fn build_cost(&self, i: usize) -> f64 {
-        if self.evals[i].is_some() {
+        if self.eval(i).is_some() {
             return 0.0;
         }
         match self.build_seconds {
@@ -206,10 +234,17 @@ impl Oracle for GitOracle<'_> {
         // The search's kernels are the signatures this oracle gave it.
         let signature = signature_of(signature)?;
         let runs = self.batch(i, &signature, n, &matched, target)?;
-        Ok(runs
+        let mut classes: Vec<RunClass> = runs
             .iter()
             .map(|r| target.classify(r.outcome, r.title.as_deref()))
-            .collect())
+            .collect();
+        // A run that timed out leaves no record: it told nothing, and the
+        // search must count it so (a test that always hangs ends the
+        // search, not the runs).
+        if !classes.contains(&RunClass::Match) {
+            classes.resize(n as usize, RunClass::NoInfo);
+        }
+        Ok(classes)
     }
 }
 
@@ -228,7 +263,7 @@ impl GitOracle<'_> {
         let runs = self.evaluator.test_batch(
             self.repo,
             self.cache,
-            &self.line[i],
+            &self.nodes[i],
             signature,
             n,
             stop,
@@ -241,15 +276,16 @@ impl GitOracle<'_> {
         (self.progress)(&format!(
             "  {} run(s) on {}: {} ({:.1}s)",
             runs.len(),
-            super::short(&self.line[i]),
+            super::short(&self.nodes[i]),
             counts.describe(),
             start.elapsed().as_secs_f64()
         ));
-        let mut eval = match &self.evals[i] {
-            Some(built) if !self.reported[i] => built.clone(),
+        let commit = self.nodes[i].clone();
+        let mut eval = match self.evals.get(&commit) {
+            Some(built) if !self.reported.contains(&commit) => built.clone(),
             _ => placeholder(signature),
         };
-        self.reported[i] = true;
+        self.reported.insert(commit);
         eval.verdict = if counts.matched > 0 {
             Verdict::Bad
         } else if counts.ok > 0 {
@@ -285,39 +321,18 @@ fn placeholder(signature: &str) -> Evaluation {
     }
 }
 
-/// The bad commit's first-parent line down to the good side: index 0 is
-/// the first commit reachable from a good commit (assumed good).
-fn first_parent_line(repo: &Repo, bad: &str, goods: &[String]) -> Result<Vec<String>, BisectError> {
-    let mut args = vec!["rev-list", "--first-parent", "--reverse", bad];
-    let nots: Vec<String> = goods.iter().map(|g| format!("^{g}")).collect();
-    args.extend(nots.iter().map(String::as_str));
-    let listed: Vec<String> = repo.run(&args)?.lines().map(str::to_string).collect();
-    let Some(oldest) = listed.first() else {
-        return Ok(vec![bad.to_string()]);
-    };
-    let parent = repo
-        .parents(oldest)?
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| goods[0].clone());
-    let mut line = vec![parent];
-    line.extend(listed);
-    Ok(line)
-}
-
-/// The target: `--crash-title`, else the titles that dominate the bad
-/// commit's crashes (its kernel is built and tested for it, up to three
-/// batches while no title dominates).
-fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Target, BisectError> {
+/// The target: `--crash-title`, else the titles that dominate the
+/// crashing end's crashes (its kernel is built and tested for it, up to
+/// three batches while no title dominates).
+fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) -> Result<Target, BisectError> {
     if !noisy.crash_titles.is_empty() {
         return Ok(Target::new(&noisy.crash_titles));
     }
-    let bad = o.line.len() - 1;
     let Kernel::Signed(sig) = o.build(bad)? else {
-        let failure = o.evals[bad].as_ref().and_then(|e| e.failure.clone());
+        let failure = o.eval(bad).and_then(|e| e.failure.clone());
         return Err(BisectError::NoTarget(format!(
             "the bad commit {} does not build{}",
-            super::short(&o.line[bad]),
+            super::short(&o.nodes[bad]),
             failure.map_or_else(
                 || " (a recorded failure; --retry-failed builds it again)".to_string(),
                 |f| format!(": {}; the last lines of {}:\n{}", f.reason, f.log.display(), f.tail)
@@ -325,6 +340,8 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
         )));
     };
     let sig = signature_of(&sig)?;
+    let mut asked = 0;
+    let mut timed_out = 0;
     for _ in 0..3 {
         let runs_now = o.cache.runs_shared(&sig, &o.evaluator.test_key(), runs)?;
         let titles: Vec<&str> = runs_now
@@ -340,13 +357,47 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, runs: u32) -> Result<Ta
         }
         // Runs without stopping at a crash: the titles' shares matter here.
         // (Until there is a target, every crash counts as a match.)
-        o.batch(bad, &sig, runs, &|_| false, &Target::default())?;
+        let got = o.batch(bad, &sig, runs, &|_| false, &Target::default())?.len() as u32;
+        asked += runs;
+        timed_out += runs - got.min(runs);
     }
-    Err(BisectError::NoTarget(format!(
-        "the bad commit {} does not show one dominant crash in {} runs: give --crash-title",
-        super::short(&o.line[bad]),
-        o.cache.runs(&sig, &o.evaluator.test_key())?.len()
+    let recorded = o.cache.runs(&sig, &o.evaluator.test_key())?;
+    Err(BisectError::NoTarget(no_dominant_crash(
+        &o.nodes[bad],
+        &recorded,
+        asked,
+        timed_out,
     )))
+}
+
+/// Why no target could be learnt, in words that say what the runs did.
+fn no_dominant_crash(bad: &CommitId, recorded: &[RunRecord], asked: u32, timed_out: u32) -> String {
+    let counts = ClassCounts::of(&Target::default(), recorded);
+    let what = if timed_out > 0 && timed_out == asked && recorded.is_empty() {
+        format!("every one of its {asked} test runs timed out (no result): check the test and --test-timeout, or")
+    } else if counts.matched == 0 && counts.ok == 0 && !recorded.is_empty() {
+        format!(
+            "none of its {} recorded runs told anything (infrastructure or boot failures){}: check the test, or",
+            recorded.len(),
+            if timed_out > 0 {
+                format!(", and {timed_out} more timed out")
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        format!(
+            "it does not show one dominant crash in {} runs ({}{}):",
+            recorded.len(),
+            counts.describe(),
+            if timed_out > 0 {
+                format!(", {timed_out} timed out")
+            } else {
+                String::new()
+            }
+        )
+    };
+    format!("the bad commit {}: {what} give --crash-title", super::short(bad))
 }
 
 /// The search's view as `# kcache:` lines of the syzkaller-style log.
@@ -390,7 +441,9 @@ fn check_good_side(o: &GitOracle, goods: &[String], target: &Target) -> Result<(
     Ok(())
 }
 
-/// Runs the noisy search on a repository.
+/// Runs the noisy search on a repository: a cause bisection (`--bad`
+/// crashes, `--good` does not) or a fix bisection (`--bad` is the older,
+/// crashing end, `--good` the newer one that does not).
 pub fn bisect(
     repo: &Repo,
     cache: &Cache,
@@ -399,39 +452,64 @@ pub fn bisect(
     noisy: &NoisyOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
-    let start = Instant::now();
-    cache.hold_index();
-    let (bad, goods) = super::resolve_endpoints(repo, opts)?;
+    let mut session = super::session::Session::open(repo, cache, opts)?;
     cache.clean_stale();
     evaluator.set_prediction(false);
-    let line = first_parent_line(repo, &bad, &goods)?;
     let runs = evaluator.runs_wanted();
-    let len = line.len();
+    let crashing = CommitId::from(session.bad.as_str());
     let mut oracle = GitOracle {
         repo,
         cache,
         evaluator,
-        line,
+        nodes: vec![crashing.clone()],
         steps: Vec::new(),
-        log: logfile::LogFile::new(opts.log.as_deref(), &bad),
+        log: session.take_log(),
         progress,
         build_seconds: (0.0, 0),
         run_seconds: (0.0, 0),
         estimates: (noisy.build_cost, noisy.run_cost),
-        evals: vec![None; len],
-        reported: vec![false; len],
+        evals: HashMap::new(),
+        reported: HashSet::new(),
         known: Vec::new(),
     };
+    let target = learn_target(&mut oracle, noisy, 0, runs)?;
+    let mut notes = Vec::new();
+    if session.goods.is_empty() {
+        let good = ends::walk_back_tags(&mut oracle, &crashing, &opts.good_tags, &target, &mut notes)?;
+        session.goods = vec![good.to_string()];
+    }
+    let goods = session.goods.clone();
+    let direction = opts.direction;
+    if direction == Direction::Cause {
+        check_good_side(&oracle, &goods, &target)?;
+        ends::check_merge_bases(&mut oracle, &crashing, &goods, &target, &mut notes)?;
+    }
+    let (tip, bases) = match direction {
+        Direction::Cause => (session.bad.clone(), goods.clone()),
+        Direction::Fix => (goods[0].clone(), vec![session.bad.clone()]),
+    };
+    let mut range = repo.range_graph(&tip, &bases, opts.first_parent)?;
+    if direction == Direction::Fix {
+        // The crashing end is a base node (checked, and the target's source).
+        range.ensure_base(&crashing);
+    }
+    let graph = Graph::new(range.parents.clone(), range.in_range.clone())?;
+    oracle.nodes = range.commits.clone();
     oracle.known = oracle.look_up_all()?;
     let cached = oracle.known.iter().filter(|k| **k != Kernel::Unknown).count();
-    (oracle.progress)(&super::cached_line(cached, len));
+    (oracle.progress)(&super::session::cached_line(cached, graph.len()));
+    let merges = (0..graph.len()).filter(|&i| graph.parents(i).len() > 1).count();
     (oracle.progress)(&format!(
-        "noisy search over {} commits (first-parent line), confidence {}",
-        len - 1,
+        "noisy {} search over {} commits ({}), confidence {}",
+        serde_word(&direction),
+        graph.range_len(),
+        match (opts.first_parent, merges) {
+            (true, _) => "first-parent line".to_string(),
+            (false, 0) => "a line".to_string(),
+            (false, m) => format!("a DAG with {m} merge{}", if m == 1 { "" } else { "s" }),
+        },
         noisy.confidence
     ));
-    let target = learn_target(&mut oracle, noisy, runs)?;
-    check_good_side(&oracle, &goods, &target)?;
     let model = bayes::Model {
         confidence: noisy.confidence,
         runs,
@@ -439,54 +517,9 @@ pub fn bisect(
         max_builds: noisy.max_builds,
         ..bayes::Model::default()
     };
-    let out = bayes::search(&model, target.clone(), len, &mut oracle)?;
-    // Builds the search made but never tested (a parent built for the
-    // boundary check whose kernel had runs already) are steps too.
-    for i in 0..len {
-        if let (Some(e), false) = (&oracle.evals[i], oracle.reported[i]) {
-            let e = e.clone();
-            oracle.record_step(i, e, Purpose::SignatureCheck)?;
-        }
-    }
-    let commit_of = |i: usize| oracle.line[i].clone();
-    let (outcome, probability, undecided) = match &out.ending {
-        bayes::Ending::Culprit { index, probability } => {
-            let commit = commit_of(*index);
-            let parent = commit_of(index - 1);
-            let sig_of = |i: usize| {
-                out.kernels
-                    .iter()
-                    .find(|k| k.commits.contains(&i))
-                    .and_then(|k| KernelSignature::parse(&k.signature).ok())
-            };
-            (
-                Outcome::Culprit {
-                    subject: repo.subject(&commit).unwrap_or_default(),
-                    signature: sig_of(*index),
-                    parents: vec![(parent.into(), sig_of(index - 1))],
-                    commit: commit.into(),
-                },
-                Some(*probability),
-                None,
-            )
-        }
-        bayes::Ending::NoCulprit { probability } => (
-            Outcome::NoBoundary {
-                reason: super::NoCulprit::DoesNotReproduce {
-                    probability: *probability,
-                },
-            },
-            Some(*probability),
-            None,
-        ),
-        bayes::Ending::Undecided { why, credible, .. } => (
-            Outcome::Inconclusive {
-                candidates: credible.iter().map(|&i| commit_of(i).into()).collect(),
-            },
-            None,
-            Some(why.clone()),
-        ),
-    };
+    let out = bayes::search(&model, target.clone(), &graph, direction, &mut oracle)?;
+    record_untested_builds(&mut oracle)?;
+    let (outcome, probability, undecided) = outcome_of(&oracle, &graph, &out);
     let mut kernels = Vec::new();
     // The search's kernels are the signatures the oracle gave it.
     for (k, signature) in out
@@ -497,7 +530,7 @@ pub fn bisect(
         let runs = cache.runs(&signature, &oracle.evaluator.test_key())?;
         kernels.push(KernelReport {
             signature,
-            commits: k.commits.iter().map(|&i| commit_of(i).into()).collect(),
+            commits: k.commits.iter().map(|&i| oracle.nodes[i].clone()).collect(),
             counts: ClassCounts::of(&target, &runs),
             mass: k.mass,
         });
@@ -506,23 +539,101 @@ pub fn bisect(
         policy: "bayes",
         target: target.titles.clone(),
         probability,
-        credible_set: out.credible.iter().map(|&i| commit_of(i).into()).collect(),
+        credible_set: out.credible.iter().map(|&i| oracle.nodes[i].clone()).collect(),
         undecided,
         kernels,
     };
     for line in log_lines(&report) {
         oracle.log.note(&line)?;
     }
-    oracle
-        .log
-        .finish(&outcome, &oracle.steps, repo, start.elapsed().as_secs_f64())?;
-    let totals = super::totals(&oracle.steps);
-    Ok(Summary {
-        outcome,
-        totals,
-        wall_seconds: start.elapsed().as_secs_f64(),
-        notes: Vec::new(),
-        steps: oracle.steps,
-        search: Some(report),
-    })
+    session.log = oracle.log;
+    let mut summary = session.close(repo, outcome, oracle.steps, notes, Some(report))?;
+    summary.good = goods.iter().map(|g| CommitId::from(g.as_str())).collect();
+    summary.direction = direction;
+    Ok(summary)
+}
+
+/// Builds the search made but never tested (a parent built for the
+/// boundary check whose kernel had runs already) are steps too.
+fn record_untested_builds(o: &mut GitOracle) -> Result<(), BisectError> {
+    let mut untested: Vec<(usize, Evaluation)> = o
+        .evals
+        .iter()
+        .filter(|(c, _)| !o.reported.contains(*c))
+        .filter_map(|(c, e)| Some((o.nodes.iter().position(|n| n == c)?, e.clone())))
+        .collect();
+    untested.sort_by_key(|(i, _)| *i);
+    for (i, e) in untested {
+        o.reported.insert(o.nodes[i].clone());
+        o.record_step(i, e, Purpose::SignatureCheck)?;
+    }
+    Ok(())
+}
+
+/// The search's ending as the bisection's outcome, the culprit's
+/// probability, and the ending in words when it names no culprit.
+fn outcome_of(o: &GitOracle, graph: &Graph, out: &bayes::Outcome) -> (Outcome, Option<f64>, Option<String>) {
+    let commit_of = |i: usize| o.nodes[i].clone();
+    let sig_of = |i: usize| {
+        o.eval(i).and_then(|e| e.signature.clone()).or_else(|| {
+            out.kernels
+                .iter()
+                .find(|k| k.commits.contains(&i))
+                .and_then(|k| KernelSignature::parse(&k.signature).ok())
+        })
+    };
+    match &out.ending {
+        bayes::Ending::Culprit {
+            index,
+            probability,
+            merge,
+            ..
+        } => {
+            let merged_by = history::merge_path(graph, *index, graph.tip())
+                .into_iter()
+                .map(|m| MergeStep {
+                    subject: o.repo.subject(&o.nodes[m]).unwrap_or_default(),
+                    commit: commit_of(m),
+                })
+                .collect();
+            let outcome = Outcome::Culprit {
+                commit: commit_of(*index),
+                subject: o.repo.subject(&o.nodes[*index]).unwrap_or_default(),
+                signature: sig_of(*index),
+                parents: graph
+                    .parents(*index)
+                    .iter()
+                    .map(|&p| (commit_of(p), sig_of(p)))
+                    .collect(),
+                combined: *merge,
+                merged_by,
+            };
+            (outcome, Some(*probability), None)
+        }
+        bayes::Ending::NoCulprit { probability, direction } => {
+            let reason = match direction {
+                Direction::Cause => NoCulprit::DoesNotReproduce {
+                    probability: *probability,
+                },
+                Direction::Fix => NoCulprit::NotFixed {
+                    probability: *probability,
+                },
+            };
+            (Outcome::NoBoundary { reason }, Some(*probability), None)
+        }
+        bayes::Ending::Undecided { credible, .. } => (
+            Outcome::Inconclusive {
+                candidates: credible.iter().map(|&i| commit_of(i)).collect(),
+            },
+            None,
+            Some(out.ending.to_string()),
+        ),
+        other => (
+            Outcome::Stopped {
+                reason: other.to_string(),
+            },
+            None,
+            Some(other.to_string()),
+        ),
+    }
 }

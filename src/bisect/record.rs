@@ -41,6 +41,10 @@ pub struct Setup {
     pub runs: u32,
     pub policy: String,
     pub first_parent: bool,
+    /// A fix bisection (`--fix`): `bad` is the older, crashing end and the
+    /// answer is the first fixed commit. Absent: a cause bisection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fix: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +146,17 @@ pub struct CulpritRow {
     pub parent: Option<CommitId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_signature: Option<KernelSignature>,
+    /// Every parent but the first (a merge's other parents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_parents: Vec<CommitId>,
+    /// A merge named because every parent was seen on the other side: the
+    /// change comes from combining the branches.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub combined: bool,
+    /// The merges the culprit came in by, from the tip's first-parent line
+    /// inwards (absent: it is on that line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_by: Vec<super::MergeStep>,
     /// What differs between the parent's vmlinux and the culprit's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_diff: Option<Vec<SectionRow>>,
@@ -194,7 +209,13 @@ impl BisectionRecord {
                 subject,
                 signature,
                 parents,
-            } => Some(culprit_row(repo, cache, summary, commit, subject, signature, parents)),
+                combined,
+                merged_by,
+            } => Some(CulpritRow {
+                combined: *combined,
+                merged_by: merged_by.clone(),
+                ..culprit_row(repo, cache, summary, commit, subject, signature, parents)
+            }),
             _ => None,
         };
         BisectionRecord {
@@ -206,7 +227,7 @@ impl BisectionRecord {
             time: started,
             host: crate::store::host(),
             setup,
-            outcome: outcome_row(&summary.outcome),
+            outcome: outcome_row(&summary.outcome, summary.direction),
             totals: summary.totals.clone(),
             wall_seconds: summary.wall_seconds,
             notes: summary
@@ -237,6 +258,7 @@ impl BisectionRecord {
             && s.build == other.build
             && s.config == other.config
             && s.test_key == other.test_key
+            && s.fix == other.fix
     }
 }
 
@@ -265,6 +287,7 @@ impl Setup {
             runs: recipe.runs,
             policy: policy.to_string(),
             first_parent: opts.first_parent,
+            fix: opts.direction == super::Direction::Fix,
         })
     }
 }
@@ -370,21 +393,21 @@ impl BisectionRecord {
 
 /// Each commit of the range and its index, oldest first.
 fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
-    let mut args = vec!["rev-list", "--reverse", "--topo-order"];
-    if setup.first_parent {
-        args.push("--first-parent");
-    }
-    args.push(setup.bad.as_str());
-    let nots: Vec<String> = setup.good.iter().map(|g| format!("^{g}")).collect();
-    args.extend(nots.iter().map(String::as_str));
-    let listed = repo.run(&args).unwrap_or_default();
+    // A fix bisection's range runs from the bad (older) end to the good one.
+    let (tip, ends): (&CommitId, Vec<&CommitId>) = match setup.fix {
+        false => (&setup.bad, setup.good.iter().collect()),
+        true => (setup.good.first().unwrap_or(&setup.bad), vec![&setup.bad]),
+    };
+    let ends: Vec<String> = ends.iter().map(|c| c.to_string()).collect();
+    let graph = repo.range_graph(tip, &ends, setup.first_parent).unwrap_or_default();
     let mut positions: HashMap<CommitId, usize> = HashMap::new();
-    for (i, c) in listed.lines().enumerate() {
-        positions.insert(CommitId::from(c), i + 1);
+    let in_range = graph.commits.iter().zip(&graph.in_range).filter(|(_, r)| **r);
+    for (i, (c, _)) in in_range.enumerate() {
+        positions.insert(c.clone(), i + 1);
     }
-    // The good ends sit before the range (position 0).
-    for g in &setup.good {
-        positions.entry(g.clone()).or_insert(0);
+    // The base ends sit before the range (position 0).
+    for g in &ends {
+        positions.entry(CommitId::from(g.as_str())).or_insert(0);
     }
     positions
 }
@@ -464,20 +487,45 @@ fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<Kern
     rows
 }
 
-fn outcome_row(outcome: &Outcome) -> OutcomeRow {
+fn outcome_row(outcome: &Outcome, direction: super::Direction) -> OutcomeRow {
+    let first = match direction {
+        super::Direction::Cause => "first bad commit",
+        super::Direction::Fix => "first fixed commit",
+    };
     match outcome {
-        Outcome::Culprit { commit, subject, .. } => OutcomeRow {
+        Outcome::Culprit {
+            commit,
+            subject,
+            combined,
+            merged_by,
+            ..
+        } => OutcomeRow {
             kind: "culprit".into(),
             commit: Some(commit.clone()),
             candidates: Vec::new(),
-            text: format!("the first bad commit is {} (\"{subject}\")", commit.short()),
+            text: format!(
+                "the {first} is {} (\"{subject}\"){}{}",
+                commit.short(),
+                if *combined {
+                    ", a merge whose every parent is on the other side: the change comes from combining the branches"
+                } else {
+                    ""
+                },
+                super::merged_by_words(merged_by)
+            ),
+        },
+        Outcome::Stopped { reason } => OutcomeRow {
+            kind: "stopped".into(),
+            commit: None,
+            candidates: Vec::new(),
+            text: format!("stopped: {reason}"),
         },
         Outcome::Inconclusive { candidates } => OutcomeRow {
             kind: "inconclusive".into(),
             commit: None,
             candidates: candidates.clone(),
             text: format!(
-                "inconclusive: the first bad commit is one of {} commits that could not be told apart",
+                "inconclusive: the {first} is one of {} commits that could not be told apart",
                 candidates.len()
             ),
         },
@@ -514,6 +562,7 @@ fn culprit_row(
         ])
         .unwrap_or_default();
     let (parent, parent_signature) = parents.first().cloned().unzip();
+    let other_parents = parents.iter().skip(1).map(|(p, _)| p.clone()).collect();
     let (kernel_diff, kernel_diff_missing) = match kernel_diff(cache, summary, commit, parent.as_ref()) {
         Ok(d) => (Some(d), None),
         Err(why) => (None, Some(why)),
@@ -527,6 +576,9 @@ fn culprit_row(
         signature: signature.clone(),
         parent,
         parent_signature: parent_signature.flatten(),
+        other_parents,
+        combined: false,
+        merged_by: Vec::new(),
         kernel_diff,
         kernel_diff_missing,
         oops: signature.as_ref().and_then(|s| culprit_oops(cache, s)),

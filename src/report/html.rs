@@ -15,7 +15,7 @@ h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.15em; margin-top
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .92em; }
 .outcome { font-size: 1.2em; padding: .5em .8em; border-radius: 6px; }
 .outcome.culprit { background: #fdecea; border-left: 5px solid #c62828; }
-.outcome.inconclusive, .outcome.no_culprit { background: #fff8e1; border-left: 5px solid #f9a825; }
+.outcome.inconclusive, .outcome.no_culprit, .outcome.stopped { background: #fff8e1; border-left: 5px solid #f9a825; }
 dl.setup { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
 dl.setup dt { color: #666; } dl.setup dd { margin: 0; }
 table { border-collapse: collapse; margin: .5em 0; }
@@ -133,6 +133,7 @@ fn culprit(h: &mut String, c: &CulpritRow) {
         short(&c.commit),
         sig(&c.signature)
     );
+    merge_path(h, c);
     let _ = write!(h, "<p>{} file(s) changed:</p><ul class=\"files\">", c.files.len());
     for f in &c.files {
         let _ = write!(h, "<li><code>{}</code></li>", esc(f));
@@ -478,6 +479,36 @@ pub fn utc(secs: u64) -> String {
 }
 
 /// Text made safe for HTML content and attribute values.
+/// Where the culprit sits in a DAG: a merge that is the culprit itself,
+/// and the merges it came in by.
+fn merge_path(h: &mut String, c: &CulpritRow) {
+    if c.combined {
+        let _ = write!(
+            h,
+            "<p class=\"merge\">This merge is the culprit: every parent ({}) is on the other side, so the change \
+             comes from combining the branches.</p>",
+            std::iter::once(c.parent.as_ref())
+                .flatten()
+                .chain(&c.other_parents)
+                .map(|p| format!("<code>{}</code>", short(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !c.merged_by.is_empty() {
+        h.push_str("<p>Came in by:</p><ol class=\"merges\">");
+        for m in &c.merged_by {
+            let _ = write!(
+                h,
+                "<li>merge <code>{}</code> {}</li>",
+                short(&m.commit),
+                esc(&m.subject)
+            );
+        }
+        h.push_str("</ol>");
+    }
+}
+
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

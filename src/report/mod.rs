@@ -188,14 +188,35 @@ fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
 /// `kcache bisect` summary.
 pub fn bisect_text(s: &Summary) -> String {
     let mut out = String::new();
+    let fix = s.direction == crate::bisect::Direction::Fix;
+    let first = if fix { "first fixed commit" } else { "first bad commit" };
     match &s.outcome {
         Outcome::Culprit {
             commit,
             subject,
             signature,
             parents,
+            combined,
+            merged_by,
         } => {
-            let _ = writeln!(out, "first bad commit: {commit} {subject}");
+            let _ = writeln!(out, "{first}: {commit} {subject}");
+            if *combined {
+                let _ = writeln!(
+                    out,
+                    "this merge is the culprit: every parent is {}, so the {} comes from combining the branches",
+                    if fix { "still crashing" } else { "good" },
+                    if fix { "fix" } else { "bug" }
+                );
+            }
+            for (i, m) in merged_by.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{} merge {} {}",
+                    if i == 0 { "came in by" } else { "     then by" },
+                    m.commit,
+                    m.subject
+                );
+            }
             let _ = writeln!(out, "culprit signature: {}", signature.as_deref().unwrap_or("(none)"));
             for (p, sig) in parents {
                 let _ = writeln!(
@@ -207,13 +228,16 @@ pub fn bisect_text(s: &Summary) -> String {
             }
         }
         Outcome::Inconclusive { candidates } => {
-            let _ = writeln!(out, "bisection is inconclusive, the first bad commit could be any of:");
+            let _ = writeln!(out, "bisection is inconclusive, the {first} could be any of:");
             for c in candidates {
                 let _ = writeln!(out, "  {c}");
             }
         }
         Outcome::NoBoundary { reason } => {
             let _ = writeln!(out, "no culprit: {reason}");
+        }
+        Outcome::Stopped { reason } => {
+            let _ = writeln!(out, "stopped without an answer: {reason}");
         }
     }
     if let Some(search) = &s.search {

@@ -1,0 +1,577 @@
+//! Bisecting real git DAGs end to end (issue 22): histories with topic
+//! branches merged `--no-ff`, criss-cross merges, a merge that is itself the
+//! culprit, a `--good` off the ancestry, fix bisections and a good end found
+//! over release tags. Each history is made here with real git; each kernel
+//! is a real gcc build of a toy program whose run prints a BUG line when the
+//! bug is in; every bisection runs twice, the second time from the cache
+//! alone (0 builds, 0 runs).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A toy "kernel": `vmlinux` crashes when `bug_on` is linked in, or when
+/// both `feature_a` and `feature_b` are (each alone is fine).
+const MAIN_C: &str = r#"#include <stdio.h>
+__attribute__((weak)) int bug_on;
+__attribute__((weak)) int feature_a;
+__attribute__((weak)) int feature_b;
+int main(void)
+{
+	if (bug_on || (feature_a && feature_b)) {
+		puts("BUG: toy crash in main");
+		return 1;
+	}
+	puts("toy kernel booted");
+	return 0;
+}
+"#;
+
+/// Always relinked: going back in history deletes files, which make's
+/// timestamps would not notice.
+const MAKEFILE: &str = ".PHONY: vmlinux\nvmlinux: $(sort $(wildcard *.c))\n\tgcc -O2 -o $@ $^\n";
+
+const TITLE: &str = "BUG: toy crash in main";
+
+/// A repository made commit by commit: every commit writes (or deletes)
+/// one C file, so every commit changes the kernel unless told otherwise.
+struct History {
+    repo: PathBuf,
+    n: usize,
+}
+
+impl History {
+    fn new(dir: &Path) -> History {
+        let repo = dir.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "master"]);
+        git(&repo, &["config", "user.name", "t"]);
+        git(&repo, &["config", "user.email", "t@t"]);
+        git(&repo, &["config", "commit.gpgsign", "false"]);
+        std::fs::write(repo.join("main.c"), MAIN_C).unwrap();
+        std::fs::write(repo.join("Makefile"), MAKEFILE).unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        History { repo, n: 0 }
+    }
+
+    /// A commit that changes the kernel (a new function in a new file).
+    fn change(&mut self, subject: &str) -> String {
+        self.n += 1;
+        let name = format!("f{}.c", self.n);
+        self.write(&name, &format!("int f{0}(void) {{ return {0}; }}\n", self.n), subject)
+    }
+
+    fn write(&mut self, file: &str, text: &str, subject: &str) -> String {
+        std::fs::write(self.repo.join(file), text).unwrap();
+        git(&self.repo, &["add", "-A"]);
+        git(&self.repo, &["commit", "-q", "-m", subject]);
+        self.head()
+    }
+
+    fn delete(&mut self, file: &str, subject: &str) -> String {
+        git(&self.repo, &["rm", "-q", file]);
+        git(&self.repo, &["commit", "-q", "-m", subject]);
+        self.head()
+    }
+
+    fn bug(&mut self, subject: &str) -> String {
+        self.write("bug.c", "int bug_on = 1;\n", subject)
+    }
+
+    fn branch(&self, name: &str, from: &str) {
+        git(&self.repo, &["checkout", "-q", "-b", name, from]);
+    }
+
+    fn checkout(&self, name: &str) {
+        git(&self.repo, &["checkout", "-q", name]);
+    }
+
+    fn merge(&self, branch: &str, subject: &str) -> String {
+        git(&self.repo, &["merge", "-q", "--no-ff", "-m", subject, branch]);
+        self.head()
+    }
+
+    fn tag(&self, name: &str) {
+        git(&self.repo, &["tag", name]);
+    }
+
+    fn head(&self) -> String {
+        git(&self.repo, &["rev-parse", "HEAD"])
+    }
+}
+
+/// A test that reports the toy's BUG every time (`flaky`: in 30% of runs,
+/// plus an unrelated WARNING in 6% of all runs, from a counter, so runs are
+/// reproducible).
+fn test_script(dir: &Path, flaky: bool) -> PathBuf {
+    let script = dir.join(if flaky { "flaky-test.sh" } else { "test.sh" });
+    let counter = dir.join("counter");
+    let (warn, fire) = if flaky { (60, 360) } else { (0, 1000) };
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}
+r=$(( (n * 2654435761 + 12345) % 1000 ))
+v="$KCACHE_ARTIFACTS/vmlinux"
+[ -x "$v" ] || exit 125
+if [ $r -lt {warn} ]; then echo "crash: WARNING in unrelated_function"; exit 1; fi
+bug=$("$v" 2>&1 | grep -o 'BUG: .*' | head -n 1)
+if [ -n "$bug" ] && [ $r -lt {fire} ]; then echo "crash: $bug"; exit 1; fi
+exit 0
+"#,
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    run_ok(std::process::Command::new("chmod").arg("+x").arg(&script));
+    script
+}
+
+/// `kcache bisect` of `h` with the toy build and `test`; `args` are the
+/// ones that differ per case.
+fn bisect_plain(cache: &Path, h: &History, test: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = kcache();
+    c.arg("--cache-dir")
+        .arg(cache)
+        .args(["bisect", "--repo"])
+        .arg(&h.repo)
+        .args(["--build", "make -s vmlinux", "--test", test.to_str().unwrap()])
+        .args(args);
+    c
+}
+
+/// The same with `--json`.
+fn bisect(cache: &Path, h: &History, test: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = bisect_plain(cache, h, test, args);
+    c.arg("--json");
+    c
+}
+
+/// The text summary of a (warm) bisection.
+fn bisect_text(cache: &Path, h: &History, test: &Path, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_ok(&mut bisect_plain(cache, h, test, args)).stdout).into_owned()
+}
+
+/// Runs a bisection that must end with a culprit, then again warm: the
+/// same answer from the cache alone. Returns the first summary.
+fn bisect_twice(cache: &Path, h: &History, test: &Path, args: &[&str]) -> serde_json::Value {
+    let cold = json(&run_ok(&mut bisect(cache, h, test, args)));
+    assert_eq!(cold["outcome"]["kind"], "culprit", "{cold}");
+    let warm = json(&run_ok(&mut bisect(cache, h, test, args)));
+    assert_eq!(warm["outcome"]["commit"], cold["outcome"]["commit"], "{warm}");
+    assert_eq!(totals(&warm, "builds_done"), 0, "warm rerun builds nothing: {warm}");
+    assert_eq!(totals(&warm, "runs_done"), 0, "warm rerun runs nothing: {warm}");
+    cold
+}
+
+fn merged_by(s: &serde_json::Value) -> Vec<String> {
+    s["outcome"]["merged_by"]
+        .as_array()
+        .map(|a| a.iter().map(|m| m["commit"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Mainline with two topic branches merged `--no-ff`; the bug is in the
+/// middle of the second one. Returns (history, root, culprit, its merge).
+fn topic_history(dir: &Path) -> (History, String, String, String) {
+    let mut h = History::new(dir);
+    let root = h.head();
+    let fork = h.change("mainline 1");
+    h.change("mainline 2");
+    h.branch("topic-a", &fork);
+    h.change("topic-a 1");
+    h.change("topic-a 2");
+    h.branch("topic-b", &fork);
+    h.change("topic-b 1");
+    h.change("topic-b 2");
+    let culprit = h.bug("topic-b 3: the regression");
+    h.change("topic-b 4");
+    h.change("topic-b 5");
+    h.checkout("master");
+    h.merge("topic-a", "Merge branch 'topic-a'");
+    h.change("mainline 3");
+    let merge = h.merge("topic-b", "Merge branch 'topic-b'");
+    h.change("mainline 4");
+    h.change("mainline 5");
+    (h, root, culprit, merge)
+}
+
+#[test]
+fn a_culprit_inside_a_merged_branch_is_named_with_the_merge_it_came_by() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, root, culprit, merge) = topic_history(dir.path());
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
+    assert_eq!(merged_by(&s), vec![merge.clone()], "{s}");
+    assert!(s["search"]["probability"].as_f64().unwrap() >= 0.95, "{s}");
+    // --first-parent keeps the line search: the merge is as far as it sees.
+    let fp = json(&run_ok(&mut bisect(
+        &cache,
+        &h,
+        &test,
+        &["--good", &root, "--bad", "HEAD", "--runs", "3", "--first-parent"],
+    )));
+    assert_eq!(fp["outcome"]["commit"], merge.as_str(), "{fp}");
+    // The classic policy (git's own selection) agrees, merge path included.
+    let classic = json(&run_ok(&mut bisect(
+        &cache,
+        &h,
+        &test,
+        &["--good", &root, "--bad", "HEAD", "--runs", "3", "--policy", "classic"],
+    )));
+    assert_eq!(classic["outcome"]["commit"], culprit.as_str(), "{classic}");
+    assert_eq!(merged_by(&classic), vec![merge.clone()], "{classic}");
+    // The text and the HTML report say where it came in.
+    let html = dir.path().join("report.html");
+    let text = bisect_text(
+        &cache,
+        &h,
+        &test,
+        &[
+            "--good",
+            &root,
+            "--bad",
+            "HEAD",
+            "--runs",
+            "3",
+            "--report",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(text.contains(&format!("came in by merge {merge}")), "{text}");
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("Came in by") && html.contains(&merge[..12]), "{html}");
+    validate_all(&cache);
+}
+
+#[test]
+fn a_flaky_culprit_inside_a_merged_branch_with_unrelated_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, root, culprit, merge) = topic_history(dir.path());
+    let test = test_script(dir.path(), true);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(
+        &cache,
+        &h,
+        &test,
+        &["--good", &root, "--bad", "HEAD", "--runs", "10", "--crash-title", TITLE],
+    );
+    assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
+    assert_eq!(merged_by(&s), vec![merge], "{s}");
+}
+
+#[test]
+fn criss_cross_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    let root = h.head();
+    let base = h.change("mainline 1");
+    h.branch("a", &base);
+    let a1 = h.change("a 1");
+    h.branch("b", &base);
+    let b1 = h.change("b 1");
+    // Criss-cross: a merges b1, b merges a1.
+    h.checkout("a");
+    git(&h.repo, &["merge", "-q", "--no-ff", "-m", "a: merge b 1", &b1]);
+    let culprit = h.bug("a 2: the regression");
+    h.change("a 3");
+    h.checkout("b");
+    git(&h.repo, &["merge", "-q", "--no-ff", "-m", "b: merge a 1", &a1]);
+    h.change("b 2");
+    h.checkout("master");
+    h.change("mainline 2");
+    h.merge("b", "Merge branch 'b'");
+    let merge_a = h.merge("a", "Merge branch 'a'");
+    h.change("mainline 3");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
+    assert_eq!(merged_by(&s), vec![merge_a], "{s}");
+}
+
+#[test]
+fn a_merge_is_the_culprit_when_each_branch_alone_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    let root = h.head();
+    let base = h.change("mainline 1");
+    h.branch("feature-a", &base);
+    h.change("a 1");
+    h.write("a.c", "int feature_a = 1;\n", "a 2: feature a");
+    h.branch("feature-b", &base);
+    h.change("b 1");
+    h.write("b.c", "int feature_b = 1;\n", "b 2: feature b");
+    h.checkout("master");
+    h.change("mainline 2");
+    h.merge("feature-a", "Merge branch 'feature-a'");
+    let combined = h.merge("feature-b", "Merge branch 'feature-b'");
+    h.change("mainline 3");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    assert_eq!(s["outcome"]["commit"], combined.as_str(), "{s}");
+    assert_eq!(s["outcome"]["combined"], true, "every parent good: {s}");
+    assert_eq!(s["outcome"]["parents"].as_array().unwrap().len(), 2, "{s}");
+    // In words, too.
+    let text = bisect_text(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    assert!(text.contains("comes from combining the branches"), "{text}");
+}
+
+#[test]
+fn a_good_off_the_ancestry_has_its_merge_base_tested_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    let early = h.change("mainline 1");
+    h.change("mainline 2");
+    let culprit = h.bug("mainline 3: the regression");
+    h.change("mainline 4");
+    h.change("mainline 5");
+    // A side branch forked before the regression: its merge base is good.
+    h.branch("old-side", &early);
+    let side_good = h.change("old side 1");
+    // A side branch forked after the regression that fixed it: its merge
+    // base crashes, so it is no good end for a cause bisection.
+    h.branch("fixed-side", &culprit);
+    let fixed = h.delete("bug.c", "fixed side: drop the bug");
+    h.checkout("master");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(
+        &cache,
+        &h,
+        &test,
+        &["--good", &side_good, "--bad", "master", "--runs", "3"],
+    );
+    assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
+    assert!(
+        s["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("merge base")),
+        "{s}"
+    );
+    // Today's search tested the oldest commit forever; now: a clear error
+    // that suggests --fix.
+    let out = run_status(
+        &mut bisect(
+            &cache,
+            &h,
+            &test,
+            &["--good", &fixed, "--bad", "master", "--runs", "3", "--max-runs", "100"],
+        ),
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("merge base") && err.contains("--fix"), "{err}");
+}
+
+#[test]
+fn a_fix_inside_a_branch_is_found_and_wrong_ends_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    h.change("mainline 1");
+    let old = h.bug("mainline 2: the regression");
+    h.change("mainline 3");
+    h.branch("fixes", &old);
+    h.change("fixes 1");
+    let fix = h.delete("bug.c", "fixes 2: the fix");
+    h.change("fixes 3");
+    h.checkout("master");
+    h.change("mainline 4");
+    let merge = h.merge("fixes", "Merge branch 'fixes'");
+    h.change("mainline 5");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(
+        &cache,
+        &h,
+        &test,
+        &["--fix", "--bad", &old, "--good", "master", "--runs", "3"],
+    );
+    assert_eq!(s["outcome"]["commit"], fix.as_str(), "{s}");
+    assert_eq!(s["direction"], "fix", "{s}");
+    assert_eq!(merged_by(&s), vec![merge], "{s}");
+    // The text says "first fixed commit".
+    let text = bisect_text(
+        &cache,
+        &h,
+        &test,
+        &["--fix", "--bad", &old, "--good", "master", "--runs", "3"],
+    );
+    assert!(text.contains(&format!("first fixed commit: {fix}")), "{text}");
+    // A fix bisection the wrong way round is refused.
+    let out = run_status(
+        &mut bisect(
+            &cache,
+            &h,
+            &test,
+            &["--fix", "--bad", "master", "--good", &old, "--runs", "3"],
+        ),
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not an ancestor"), "{err}");
+    // A cause bisection whose good descends from its bad suggests --fix.
+    let out = run_status(
+        &mut bisect(&cache, &h, &test, &["--bad", &old, "--good", "master", "--runs", "3"]),
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--fix"), "{err}");
+}
+
+#[test]
+fn without_good_the_search_walks_back_over_release_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    h.change("1");
+    h.tag("v0.1");
+    h.change("2");
+    h.tag("v0.2");
+    h.change("3");
+    h.tag("v0.3-rc1");
+    let culprit = h.bug("4: the regression");
+    h.change("5");
+    h.tag("v0.3");
+    h.change("6");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let s = bisect_twice(&cache, &h, &test, &["--bad", "HEAD", "--runs", "3"]);
+    assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
+    let v02 = git(&h.repo, &["rev-parse", "v0.2^{commit}"]);
+    assert_eq!(s["good"][0], v02.as_str(), "{s}");
+    let notes: Vec<&str> = s["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let walk = notes
+        .iter()
+        .find(|n| n.contains("release tags"))
+        .expect("the walk is noted");
+    assert!(walk.contains("v0.3 (") && walk.contains("stopped at v0.2"), "{walk}");
+    assert!(!walk.contains("-rc"), "release candidates are skipped: {walk}");
+
+    // No tag in reach: a clear error asking for --good.
+    let out = run_status(
+        &mut bisect(
+            &cache,
+            &h,
+            &test,
+            &["--bad", "HEAD", "--runs", "3", "--good-tags", "release-*"],
+        ),
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("give --good"), "{err}");
+}
+
+/// A `--good` that really is bad (a commit after the regression) ends the
+/// search quickly, saying so, instead of testing the oldest commit forever.
+#[test]
+fn a_good_end_that_crashes_stops_the_search_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    h.change("1");
+    h.bug("2: the regression");
+    let wrong_good = h.change("3");
+    h.change("4");
+    h.change("5");
+    let test = test_script(dir.path(), false);
+    let cache = dir.path().join("cache");
+    let start = std::time::Instant::now();
+    let out = bisect(
+        &cache,
+        &h,
+        &test,
+        &["--good", &wrong_good, "--bad", "HEAD", "--runs", "3"],
+    )
+    .output()
+    .unwrap();
+    assert!(start.elapsed() < std::time::Duration::from_secs(120));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("good end reproduces the crash") || text.contains("is not good"),
+        "{text}"
+    );
+}
+
+/// The whole lifecycle (record setup, search, record kept) through the
+/// library, without the binary: what the CLI's `bisect` runs.
+#[test]
+fn a_whole_bisection_runs_through_the_library() {
+    use kcache::bisect::{self, session};
+    let dir = tempfile::tempdir().unwrap();
+    let (h, root, culprit, merge) = topic_history(dir.path());
+    let test = test_script(dir.path(), false);
+    let cache = kcache::store::Cache::open(&dir.path().join("cache")).unwrap();
+    let repo = kcache::git::Repo::open(&h.repo).unwrap();
+    let recipe = bisect::BisectRecipe {
+        build: "make -s vmlinux".into(),
+        test: test.display().to_string(),
+        config: None,
+        artifacts: vec!["vmlinux".into()],
+        runs: 3,
+        test_key_files: Vec::new(),
+        key_files: Vec::new(),
+        toolchain: "gcc (the test's)".into(),
+        arch: "x86_64".into(),
+        build_timeout: None,
+        test_timeout: None,
+        retry_failed: false,
+    };
+    let mut evaluator = bisect::CommitEvaluator::new(
+        recipe,
+        bisect::worktree_dir(&cache, repo.dir()),
+        bisect::state_dir(&cache, repo.dir()),
+        false,
+    )
+    .unwrap();
+    let opts = bisect::Options {
+        goods: vec![root],
+        bad: "HEAD".into(),
+        direction: bisect::Direction::Cause,
+        good_tags: "v[0-9]*".into(),
+        first_parent: false,
+        log: None,
+        predict: true,
+    };
+    let finished = session::run(
+        &repo,
+        &cache,
+        &mut evaluator,
+        &opts,
+        session::Policy::Bayes,
+        &bisect::noisy::NoisyOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    match &finished.summary.outcome {
+        bisect::Outcome::Culprit { commit, merged_by, .. } => {
+            assert_eq!(commit.as_str(), culprit);
+            assert_eq!(
+                merged_by.iter().map(|m| m.commit.to_string()).collect::<Vec<_>>(),
+                vec![merge.clone()]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let culprit_row = finished.record.culprit.as_ref().expect("a culprit row");
+    assert_eq!(culprit_row.merged_by[0].commit.as_str(), merge);
+    let kept: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
+    assert_eq!(kept.len(), 1, "the record is kept");
+}
