@@ -10,7 +10,8 @@
 //! marks a base node checked, or ends; so the loop takes at most
 //! N (builds) + C·N (runs) + 2·runs (a silent streak) + N (base checks) + 1
 //! steps.
-//! Sooner than that: 8 failed builds in a row end it ([`Ending::Unbuildable`]),
+//! Sooner than that: 8 failed builds in a row while none succeeded (24 once
+//! one did) end it ([`Ending::Unbuildable`]),
 //! and so do `2 × runs` test runs in a row that tell nothing
 //! ([`Ending::Untestable`]).
 //!
@@ -24,8 +25,10 @@ use super::{p_at, Ending, Kernel, Oracle, P_GRID};
 use crate::bisect::graph::Direction;
 use crate::crash::{ClassCounts, RunClass};
 
-/// Failed builds in a row that end a search.
+/// Failed builds in a row that end a search while none succeeded; and once
+/// one did.
 const FAILED_BUILDS_IN_A_ROW: u32 = 8;
+const FAILED_BUILDS_IN_A_ROW_AFTER_ONE: u32 = 24;
 
 /// The most builds and runs one search can make on a graph of `nodes` nodes
 /// at `runs` runs a batch: (builds, runs).
@@ -151,7 +154,14 @@ impl Search<'_, '_> {
     /// The search cannot learn: builds keep failing, or runs keep telling
     /// nothing.
     fn stuck(&self) -> Option<Ending> {
-        if self.failed_in_a_row >= FAILED_BUILDS_IN_A_ROW {
+        // Broken stretches are common in real history: once anything built,
+        // only a much longer run of failures ends the search.
+        let limit = if self.ever_built {
+            FAILED_BUILDS_IN_A_ROW_AFTER_ONE
+        } else {
+            FAILED_BUILDS_IN_A_ROW
+        };
+        if self.failed_in_a_row >= limit {
             return Some(Ending::Unbuildable {
                 failed: self.failed_in_a_row,
                 all: !self.ever_built,
