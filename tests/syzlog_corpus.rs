@@ -273,3 +273,99 @@ fn log_commands_warn_once_name_what_is_missing_and_exit_by_result() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("logs: 1 (1 unreadable)"));
 }
+
+/// The dev labels: log name -> "correct" | "incorrect" (others left out).
+fn dev_labels() -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(shared().join("dev-labels.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (name, result) = (f.next()?, f.next()?);
+            match result {
+                "correct" => Some((name.to_string(), false)),
+                "incorrect" => Some((name.to_string(), true)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Precision and recall of a flag for "this result is wrong".
+fn precision_recall(flagged: &[(bool, bool)]) -> (f64, f64, usize, usize, usize) {
+    let tp = flagged.iter().filter(|(f, wrong)| *f && *wrong).count();
+    let fp = flagged.iter().filter(|(f, wrong)| *f && !*wrong).count();
+    let wrong = flagged.iter().filter(|(_, wrong)| *wrong).count();
+    let p = if tp + fp == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fp) as f64
+    };
+    (p, tp as f64 / wrong.max(1) as f64, tp, fp, wrong)
+}
+
+/// Tuning aid (not a check): every dev label's confidence under a grid of
+/// settings. `cargo test --release --test syzlog_corpus tune -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn tune_judge_on_dev_labels() {
+    let labels = dev_labels();
+    let logs: Vec<(syzlog::Log, bool, String)> = labels
+        .iter()
+        .map(|(name, wrong)| {
+            let log = syzlog::parse_file(&shared().join(format!("dev/{name}.txt"))).unwrap();
+            (log, *wrong, name.clone())
+        })
+        .collect();
+    let verbose = std::env::var("TUNE_VERBOSE").is_ok();
+    for eps in [0.001, 0.005, 0.01, 0.02, 0.05] {
+        for prior_none in [0.01, 0.05, 0.2] {
+            let mut settings = kcache::judge::Settings::default();
+            settings.model.epsilon = eps;
+            settings.model.prior_none = prior_none;
+            let scored: Vec<(Option<f64>, bool, bool, bool)> = logs
+                .iter()
+                .map(|(log, wrong, name)| {
+                    let a = kcache::judge::analyze_with(log, &settings);
+                    let p = a.confidence.as_ref().and_then(|c| c.probability);
+                    if verbose && eps == 0.01 && prior_none == 0.05 {
+                        let weakest = a.confidence.as_ref().and_then(|c| c.weakest.clone());
+                        println!(
+                            "{name} wrong={wrong} verdict={:?} p={p:?} undecided={:?} weakest={:?}",
+                            a.verdict,
+                            a.confidence.as_ref().and_then(|c| c.undecided.clone()),
+                            weakest.map(|w| (w.verdict, w.runs, w.wrong))
+                        );
+                    }
+                    (
+                        p,
+                        *wrong,
+                        a.verdict == ResultVerdict::Reject,
+                        a.verdict != ResultVerdict::Ok,
+                    )
+                })
+                .collect();
+            for threshold in [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
+                let flags: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, _)| (*reject || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let (prec, rec, tp, fp, n) = precision_recall(&flags);
+                println!("eps {eps} none {prior_none} cut {threshold}: precision {prec:.3} recall {rec:.3} ({tp} of {n}, {fp} false)");
+            }
+        }
+    }
+    let base: Vec<(bool, bool)> = logs
+        .iter()
+        .map(|(log, wrong, _)| (syzlog::analyze(log).verdict == ResultVerdict::Reject, *wrong))
+        .collect();
+    println!("REJECT: {:?}", precision_recall(&base));
+    let warn: Vec<(bool, bool)> = logs
+        .iter()
+        .map(|(log, wrong, _)| {
+            let v = syzlog::analyze(log).verdict;
+            (v == ResultVerdict::Reject || v == ResultVerdict::Warn, *wrong)
+        })
+        .collect();
+    println!("REJECT + warnings: {:?}", precision_recall(&warn));
+}

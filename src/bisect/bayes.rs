@@ -655,6 +655,20 @@ pub fn search<O: Oracle>(model: &Model, target: Target, len: usize, oracle: &mut
     })
 }
 
+/// The posterior of a line of tested kernels (node 0 the good end, assumed
+/// good), for judging syzbot logs (issue 26). `kernels[i]`: what node i's
+/// kernel is; `evidence`: runs per kernel label (pooled).
+///
+/// TEMPORARY (helper judge): a thin wrapper over today's `Search` with the
+/// signature helper dag exposes (DAG-API.md); dag's version replaces it at
+/// merge.
+pub fn line_posterior(model: &Model, kernels: &[Kernel], evidence: &[(String, ClassCounts)]) -> Posterior {
+    let mut s = Search::new(model, Target::default(), kernels.len());
+    s.kernels = kernels.to_vec();
+    s.evidence = evidence.to_vec();
+    s.posterior()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,12 +57,15 @@ mod parse;
 mod replay;
 mod write;
 
-pub use analyze::{analyze, Analysis, FileAnalysis, Finding, ResultVerdict, Severity};
+pub use analyze::{
+    analyze, Analysis, Confidence, FileAnalysis, Finding, ResultVerdict, RunCounts, Severity, VerdictDoubt,
+    WEAK_EVIDENCE,
+};
 pub use model::{
     CulpritCommit, Direction, Durations, Ending, Garbled, Log, Purpose, Run, RunOutcome, Runs, Step, Trailer, Verdict,
 };
-pub use parse::{parse, ParseError};
-pub use replay::{corpus_files, replay, ReplayReport};
+pub use parse::{parse, parse_reader, ParseError, ReadError, MAX_DETAIL, MAX_ITEMS, MAX_LINE};
+pub use replay::{corpus_files, replay, replay_with, EvidenceSummary, ReplayReport};
 pub use write::{CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
 use std::path::Path;
@@ -85,14 +88,20 @@ pub enum LogFileProblem {
     Parse(ParseError),
 }
 
-/// Reads and parses one log file.
+/// Reads and parses one log file, streaming: memory stays bounded
+/// whatever the file's size (see [`parse_reader`]).
 pub fn parse_file(path: &Path) -> Result<Log, LogFileError> {
     let wrap = |problem: LogFileProblem| LogFileError {
         path: path.to_path_buf(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| wrap(LogFileProblem::Io(e)))?;
-    parse(&bytes).map_err(|e| wrap(LogFileProblem::Parse(e)))
+    let file = std::fs::File::open(path).map_err(|e| wrap(LogFileProblem::Io(e)))?;
+    parse_reader(std::io::BufReader::with_capacity(64 * 1024, file)).map_err(|e| {
+        wrap(match e {
+            ReadError::Io(e) => LogFileProblem::Io(e),
+            ReadError::Parse(e) => LogFileProblem::Parse(e),
+        })
+    })
 }
 
 /// The one warning for a log read lossily, naming the file and first line.
