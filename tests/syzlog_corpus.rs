@@ -318,17 +318,22 @@ fn tune_judge_on_dev_labels() {
         })
         .collect();
     let verbose = std::env::var("TUNE_VERBOSE").is_ok();
-    for eps in [0.001, 0.005, 0.01, 0.02, 0.05] {
-        for prior_none in [0.01, 0.05, 0.2] {
+    for (eps, prior_none, runs_per_all) in [0.005, 0.01, 0.02, 0.05].into_iter().flat_map(|e| {
+        [0.05]
+            .into_iter()
+            .flat_map(move |n| [2, 3, 5, 10].map(move |r| (e, n, r)))
+    }) {
+        {
             let mut settings = kcache::judge::Settings::default();
             settings.model.epsilon = eps;
             settings.model.prior_none = prior_none;
-            let scored: Vec<(Option<f64>, bool, bool, bool)> = logs
+            settings.runs_per_all = runs_per_all;
+            let scored: Vec<(Option<f64>, bool, bool, bool, bool)> = logs
                 .iter()
                 .map(|(log, wrong, name)| {
                     let a = kcache::judge::analyze_with(log, &settings);
                     let p = a.confidence.as_ref().and_then(|c| c.probability);
-                    if verbose && eps == 0.01 && prior_none == 0.05 {
+                    if verbose && eps == 0.01 && prior_none == 0.05 && runs_per_all == 10 {
                         let weakest = a.confidence.as_ref().and_then(|c| c.weakest.clone());
                         println!(
                             "{name} wrong={wrong} verdict={:?} p={p:?} undecided={:?} weakest={:?}",
@@ -337,21 +342,32 @@ fn tune_judge_on_dev_labels() {
                             weakest.map(|w| (w.verdict, w.runs, w.wrong))
                         );
                     }
-                    (
-                        p,
-                        *wrong,
-                        a.verdict == ResultVerdict::Reject,
-                        a.verdict != ResultVerdict::Ok,
-                    )
+                    let structural = a
+                        .findings
+                        .iter()
+                        .any(|f| f.rule != "flaky-reproducer" && f.rule != "weak-evidence");
+                    let any_warning = a.findings.iter().any(|f| f.rule != "weak-evidence");
+                    (p, *wrong, a.verdict == ResultVerdict::Reject, structural, any_warning)
                 })
                 .collect();
             for threshold in [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
                 let flags: Vec<(bool, bool)> = scored
                     .iter()
-                    .map(|(p, wrong, reject, _)| (*reject || p.is_some_and(|p| p < threshold), *wrong))
+                    .map(|(p, wrong, reject, _, _)| (*reject || p.is_some_and(|p| p < threshold), *wrong))
                     .collect();
                 let (prec, rec, tp, fp, n) = precision_recall(&flags);
-                println!("eps {eps} none {prior_none} cut {threshold}: precision {prec:.3} recall {rec:.3} ({tp} of {n}, {fp} false)");
+                let b: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, st, _)| (*reject || *st || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let c: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, _, any)| (*reject || *any || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let (bp, br, ..) = precision_recall(&b);
+                let (cp, cr, ..) = precision_recall(&c);
+                print!("+structural {bp:.3}/{br:.3} +all {cp:.3}/{cr:.3} ");
+                println!("eps {eps} none {prior_none} all={runs_per_all} cut {threshold}: precision {prec:.3} recall {rec:.3} ({tp} of {n}, {fp} false)");
             }
         }
     }
@@ -368,4 +384,20 @@ fn tune_judge_on_dev_labels() {
         })
         .collect();
     println!("REJECT + warnings: {:?}", precision_recall(&warn));
+    let mut rules: Vec<&str> = Vec::new();
+    let analyses: Vec<(syzlog::Analysis, bool)> = logs.iter().map(|(l, w, _)| (syzlog::analyze(l), *w)).collect();
+    for (a, _) in &analyses {
+        for f in &a.findings {
+            if !rules.contains(&f.rule) {
+                rules.push(f.rule);
+            }
+        }
+    }
+    for rule in rules {
+        let flags: Vec<(bool, bool)> = analyses
+            .iter()
+            .map(|(a, w)| (a.findings.iter().any(|f| f.rule == rule), *w))
+            .collect();
+        println!("rule {rule}: {:?}", precision_recall(&flags));
+    }
 }
