@@ -68,6 +68,10 @@ impl Default for Settings {
     }
 }
 
+/// The runs syzbot's `all runs:` shorthand stands for (10 VMs), as shown
+/// to users; the weighing counts [`Settings::runs_per_all`].
+const SHORTHAND_RUNS: u32 = 10;
+
 /// `log analyze` with the judge: the rules of [`syzlog::analyze`], plus
 /// the culprit's confidence and, below the threshold, `weak-evidence`.
 pub fn analyze(log: &Log) -> Analysis {
@@ -171,7 +175,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
             line: step.line,
             commit: step.commit.clone(),
             verdict,
-            runs: run_counts(step, &target, settings.runs_per_all),
+            runs: run_counts(step, &target, SHORTHAND_RUNS),
             wrong: wrong.clamp(0.0, 1.0),
         });
     }

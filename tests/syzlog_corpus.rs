@@ -401,3 +401,92 @@ fn tune_judge_on_dev_labels() {
         println!("rule {rule}: {:?}", precision_recall(&flags));
     }
 }
+
+/// A real log with `megabytes` of console garbage after its first run
+/// line (no blank line, so a run's continuation would swallow it all),
+/// long lines and binary bytes included.
+fn huge_log(dir: &std::path::Path, megabytes: usize) -> PathBuf {
+    use std::io::Write;
+    let text = std::fs::read(shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    let cut = text.windows(5).position(|w| w == b"run #").unwrap();
+    let cut = cut + text[cut..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let path = dir.join("huge.txt");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    out.write_all(&text[..cut]).unwrap();
+    let mut chunk = Vec::new();
+    for i in 0..100 {
+        chunk.extend_from_slice(format!("[  {i}.000000] console garbage ").as_bytes());
+        chunk.extend_from_slice(b"\x00\xff caf\xe9 ");
+        chunk.extend_from_slice(&[b'x'; 900]);
+        chunk.push(b'\n');
+    }
+    // One line of a megabyte without a newline in it.
+    let long = vec![b'y'; 1 << 20];
+    let mut written = 0;
+    while written < megabytes << 20 {
+        out.write_all(&chunk).unwrap();
+        written += chunk.len();
+        if written % (16 << 20) < chunk.len() {
+            out.write_all(&long).unwrap();
+            out.write_all(b"\n").unwrap();
+            written += long.len() + 1;
+        }
+    }
+    out.write_all(&text[cut..]).unwrap();
+    out.flush().unwrap();
+    path
+}
+
+/// Runs `kcache log analyze` on `log`: its exit code and peak RSS in KiB.
+fn analyze_peak_rss(log: &std::path::Path) -> (Option<i32>, i64) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kcache"))
+        .args(["log", "analyze"])
+        .arg(log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child, into zeroed out-parameters.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+/// `log analyze` streams: a 64 MB log with console garbage (binary bytes,
+/// a megabyte-long line, no blank line to end a run's continuation) is
+/// analyzed like the log it came from, in memory far below its size.
+#[test]
+fn a_huge_log_is_analyzed_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = huge_log(dir.path(), 64);
+    let (code, kib) = analyze_peak_rss(&log);
+    assert_eq!(code, Some(0));
+    assert!(kib < 48 * 1024, "peak RSS {kib} KiB for a 64 MB log");
+    let parsed = syzlog::parse_file(&log).unwrap();
+    let clean = syzlog::parse_file(&shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    assert_eq!(parsed.steps.len(), clean.steps.len());
+    assert_eq!(parsed.culprit(), clean.culprit());
+    let detail = match &parsed.steps[0].runs {
+        Runs::Each(r) => r[0].detail.len(),
+        _ => panic!("runs"),
+    };
+    assert!(detail <= syzlog::MAX_DETAIL, "{detail}");
+}
+
+/// The 200 MB case of issue 27 (slow to write: run by hand).
+/// `cargo test --release --test syzlog_corpus huge_200 -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn a_200_mb_log_peak_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = huge_log(dir.path(), 200);
+    let (code, kib) = analyze_peak_rss(&log);
+    println!(
+        "log analyze of a {} MB log: exit {code:?}, peak RSS {kib} KiB",
+        std::fs::metadata(&log).unwrap().len() >> 20
+    );
+    assert!(kib < 48 * 1024);
+}
