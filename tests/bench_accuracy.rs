@@ -9,7 +9,8 @@
 //! policy, and `git bisect`'s builds for the same histories.
 
 use kcache::bisect::bayes::Model;
-use kcache::bisect::sim::{self, History, Rng, Setting};
+use kcache::bisect::graph::Direction;
+use kcache::bisect::sim::{self, dag, History, Rng, Setting};
 use rayon::prelude::*;
 
 struct Cell {
@@ -242,5 +243,107 @@ fn dev_like_cells() {
             c.builds[1] as f64 / t,
             c.plain_builds as f64 / t,
         );
+    }
+}
+
+/// One DAG cell: the noisy search and `git bisect` on the same
+/// maintainer-style histories.
+struct DagCell {
+    right: u32,
+    runs: u64,
+    builds: u64,
+    git_right: u32,
+    git_builds: u64,
+    merge_culprits: u32,
+}
+
+fn run_dag_cell(s: &Setting, direction: Direction, trials: u64) -> DagCell {
+    let model = Model {
+        runs: s.runs,
+        ..Model::default()
+    };
+    let per_trial: Vec<(sim::Trial, sim::Trial, bool)> = (0..trials)
+        .into_par_iter()
+        .map(|seed| {
+            let h = dag::generate(s, direction, &mut Rng::new(seed * 7919 + 1));
+            let merge = h.graph.parents(h.culprit).len() > 1;
+            (sim::bayes(&h, &model, seed), sim::git_bisect(&h, s.runs, seed), merge)
+        })
+        .collect();
+    let mut c = DagCell {
+        right: 0,
+        runs: 0,
+        builds: 0,
+        git_right: 0,
+        git_builds: 0,
+        merge_culprits: 0,
+    };
+    for (bayes, git, merge) in &per_trial {
+        c.right += bayes.right as u32;
+        c.runs += bayes.runs as u64;
+        c.builds += bayes.builds as u64;
+        c.git_right += git.right as u32;
+        c.git_builds += git.builds as u64;
+        c.merge_culprits += *merge as u32;
+    }
+    c
+}
+
+/// The grid on maintainer-style DAGs (`sim::dag`: topic branches of 1-50
+/// commits forked 0-3 merges back, `--no-ff` merges, criss-crosses, merges
+/// that bring nothing, the culprit anywhere, a merge one time in ten), both
+/// directions. `BENCH_DAG_COMMITS` (default 300,2000) chooses the sizes.
+#[test]
+#[ignore = "benchmark: run with --ignored (minutes)"]
+fn dag_accuracy_grid() {
+    let trials = trials();
+    let sizes: Vec<usize> = std::env::var("BENCH_DAG_COMMITS")
+        .unwrap_or_else(|_| "300,2000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    println!("trials per cell: {trials}; runs per kernel: 10; 2% of commits in broken-build stretches");
+    println!("| direction | commits | no-op | p | e | noisy acc | noisy runs | noisy builds | git bisect acc | git bisect builds | merge culprits |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut misses = Vec::new();
+    for direction in [Direction::Cause, Direction::Fix] {
+        for &commits in &sizes {
+            for noop in [0.2, 0.9] {
+                for p in [1.0, 0.5, 0.3] {
+                    for e in [0.0, 0.02] {
+                        let s = setting(commits, noop, p, e);
+                        let c = run_dag_cell(&s, direction, trials);
+                        let t = trials as f64;
+                        let acc = c.right as f64 / t;
+                        println!(
+                            "| {} | {commits} | {:.0}% | {p} | {:.1}% | {acc:.3} | {:.1} | {:.1} | {:.3} | {:.1} | {} |",
+                            if direction == Direction::Cause { "cause" } else { "fix" },
+                            noop * 100.0,
+                            e * 100.0,
+                            c.runs as f64 / t,
+                            c.builds as f64 / t,
+                            c.git_right as f64 / t,
+                            c.git_builds as f64 / t,
+                            c.merge_culprits,
+                        );
+                        if p >= 0.3 && acc < 0.98 {
+                            misses.push(format!(
+                                "accuracy {acc:.3} < 0.98 at {direction:?}/{commits}/{noop}/{p}/{e}"
+                            ));
+                        }
+                        if p == 1.0 && e == 0.0 && c.builds > c.git_builds {
+                            misses.push(format!(
+                                "builds {:.1} > git bisect's {:.1} at {direction:?}/{commits}/{noop}",
+                                c.builds as f64 / t,
+                                c.git_builds as f64 / t
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for m in &misses {
+        println!("target missed: {m}");
     }
 }

@@ -22,6 +22,7 @@
 pub mod bayes;
 pub mod evidence;
 pub mod exec;
+pub mod graph;
 mod logfile;
 pub mod lookup;
 pub mod noisy;

@@ -439,7 +439,14 @@ pub fn bisect(
         max_builds: noisy.max_builds,
         ..bayes::Model::default()
     };
-    let out = bayes::search(&model, target.clone(), len, &mut oracle)?;
+    let graph = super::graph::Graph::line(len);
+    let out = bayes::search(
+        &model,
+        target.clone(),
+        &graph,
+        super::graph::Direction::Cause,
+        &mut oracle,
+    )?;
     // Builds the search made but never tested (a parent built for the
     // boundary check whose kernel had runs already) are steps too.
     for i in 0..len {
@@ -450,7 +457,7 @@ pub fn bisect(
     }
     let commit_of = |i: usize| oracle.line[i].clone();
     let (outcome, probability, undecided) = match &out.ending {
-        bayes::Ending::Culprit { index, probability } => {
+        bayes::Ending::Culprit { index, probability, .. } => {
             let commit = commit_of(*index);
             let parent = commit_of(index - 1);
             let sig_of = |i: usize| {
@@ -470,7 +477,7 @@ pub fn bisect(
                 None,
             )
         }
-        bayes::Ending::NoCulprit { probability } => (
+        bayes::Ending::NoCulprit { probability, .. } => (
             Outcome::NoBoundary {
                 reason: super::NoCulprit::DoesNotReproduce {
                     probability: *probability,
@@ -485,6 +492,13 @@ pub fn bisect(
             },
             None,
             Some(why.clone()),
+        ),
+        other => (
+            Outcome::Inconclusive {
+                candidates: out.credible.iter().map(|&i| commit_of(i).into()).collect(),
+            },
+            None,
+            Some(other.to_string()),
         ),
     };
     let mut kernels = Vec::new();

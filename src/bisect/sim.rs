@@ -9,11 +9,19 @@
 //! good, no-op parents inherit the verdict) on the same line of commits,
 //! and [`plain`] is `git bisect` (one build and one verdict per step).
 //!
+//! Maintainer-style DAGs ([`dag`]) run the same search over the graph in
+//! both directions, against [`git_bisect`], `git bisect`'s own choice on a
+//! DAG (the commit whose ancestor count among the candidates is closest to
+//! half).
+//!
 //! Invariant: deterministic for a seed; touches no file, process or cache.
+
+pub mod dag;
 
 use serde::Serialize;
 
 use super::bayes::{self, Kernel, Oracle};
+use super::graph::{Direction, Graph};
 use crate::crash::{RunClass, Target};
 
 /// SplitMix64: small, fast, good enough for simulation, seedable.
@@ -61,13 +69,17 @@ pub struct Setting {
     pub run_seconds: f64,
 }
 
-/// One simulated history with its truth.
+/// One simulated history with its truth: a graph (a line, or a
+/// maintainer-style DAG from [`dag`]), a kernel per node, the culprit (the
+/// first changed node: every node it is an ancestor of is changed).
 #[derive(Debug, Clone)]
 pub struct History {
-    /// Kernel id per commit (0 = the good endpoint's).
+    pub graph: Graph,
+    /// Kernel id per node (equal ids: identical kernels).
     pub kernel: Vec<u32>,
     pub broken: Vec<bool>,
     pub culprit: usize,
+    pub direction: Direction,
     pub p: f64,
     pub e: f64,
     pub build_seconds: f64,
@@ -78,6 +90,7 @@ pub const TARGET_TITLE: &str = "KASAN: slab-out-of-bounds Read in target_functio
 pub const OTHER_TITLE: &str = "WARNING in unrelated_function";
 
 impl History {
+    /// A line of `s.commits` commits after the good end (cause direction).
     pub fn generate(s: &Setting, rng: &mut Rng) -> History {
         let n = s.commits;
         let mut kernel = vec![0u32; n + 1];
@@ -112,9 +125,11 @@ impl History {
         };
         broken[n] = false;
         History {
+            graph: Graph::line(n + 1),
             kernel,
             broken,
             culprit,
+            direction: Direction::Cause,
             p: s.p,
             e: s.e,
             build_seconds: s.build_seconds,
@@ -122,10 +137,15 @@ impl History {
         }
     }
 
-    /// Whether commit i's kernel has the bug: the culprit's kernel, and every
-    /// later one (kernel ids increase, so equal ids are on one side).
+    /// Whether node i is changed: the culprit is i or an ancestor of i.
+    pub fn changed(&self, i: usize) -> bool {
+        self.graph.is_ancestor(self.culprit, i)
+    }
+
+    /// Whether node i's kernel has the target bug (cause: changed; fix: not
+    /// changed, the fix not in it yet).
     pub fn bad(&self, i: usize) -> bool {
-        self.kernel[i] >= self.kernel[self.culprit]
+        self.changed(i) == (self.direction == Direction::Cause)
     }
 
     fn signature(&self, i: usize) -> String {
@@ -233,7 +253,7 @@ pub struct Trial {
 /// The noisy search on a history, the target title known (syzbot knows it).
 pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
     let mut oracle = SimOracle::new(h, seed);
-    let out = match bayes::search(model, Target::new([TARGET_TITLE]), h.kernel.len(), &mut oracle) {
+    let out = match bayes::search(model, Target::new([TARGET_TITLE]), &h.graph, h.direction, &mut oracle) {
         Ok(o) => o,
         Err(never) => match never {},
     };
@@ -246,6 +266,67 @@ pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
         right: culprit == Some(h.culprit),
         builds: out.builds,
         runs: out.runs,
+    }
+}
+
+/// `git bisect run` on the history's graph: the candidates are the range
+/// nodes that are ancestors of the bad end and of no good one; each step
+/// tests the candidate whose ancestor count among the candidates is closest
+/// to half (git's `--bisect` choice), one build and `runs` runs (stopping at
+/// the first crash, any crash is bad), no pooling, no signature check;
+/// a broken build is skipped. Fix direction: `git bisect --term-old=broken
+/// --term-new=fixed`, the same with the verdict reversed.
+pub fn git_bisect(h: &History, runs: u32, seed: u64) -> Trial {
+    let g = &h.graph;
+    let mut rng = Rng::new(seed);
+    let mut t = Trial::default();
+    let mut candidate: Vec<bool> = (0..g.len()).map(|i| g.in_range(i)).collect();
+    let mut skipped = vec![false; g.len()];
+    let mut tested = vec![false; g.len()];
+    loop {
+        let count = candidate.iter().filter(|c| **c).count();
+        let values: Vec<[f64; 1]> = candidate.iter().map(|&c| [c as u8 as f64]).collect();
+        let below = g.ancestor_sums(&values);
+        if count == 1 {
+            // One candidate left: the first new commit.
+            t.culprit = candidate.iter().position(|c| *c);
+            t.right = t.culprit == Some(h.culprit);
+            return t;
+        }
+        // The current new end is the candidate every other descends to
+        // (ancestor count = count); it needs no test.
+        let best = (0..g.len())
+            .filter(|&i| candidate[i] && !skipped[i] && (below[i][0] as usize) < count)
+            .min_by(|&a, &b| {
+                let d = |i: usize| (2.0 * below[i][0] - count as f64).abs();
+                d(a).total_cmp(&d(b)).then(a.cmp(&b))
+            });
+        // Only skipped commits left: git names none.
+        let Some(x) = best else { return t };
+        if !tested[x] {
+            tested[x] = true;
+            t.builds += 1;
+        }
+        if h.broken[x] {
+            skipped[x] = true;
+            continue;
+        }
+        let mut crashed = false;
+        for _ in 0..runs {
+            t.runs += 1;
+            if h.run(x, &mut rng).is_some() {
+                crashed = true;
+                break;
+            }
+        }
+        // "new": has the bug (cause) or is fixed (fix).
+        let new = crashed == (h.direction == Direction::Cause);
+        for (i, c) in candidate.iter_mut().enumerate() {
+            if *c {
+                let anc = g.is_ancestor(i, x);
+                *c = if new { anc } else { !anc };
+            }
+        }
     }
 }
 
