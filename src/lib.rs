@@ -31,7 +31,8 @@
 //! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
-//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`; `report` only renders. Nothing below the CLI prints except
+//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`;
+//! `report` only renders. Nothing below the CLI prints except
 //! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 

@@ -438,6 +438,8 @@ fn huge_log(dir: &std::path::Path, megabytes: usize) -> PathBuf {
 }
 
 /// Runs `kcache log analyze` on `log`: its exit code and peak RSS in KiB.
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn analyze_peak_rss(log: &std::path::Path) -> (Option<i32>, i64) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kcache"))
         .args(["log", "analyze"])
