@@ -313,108 +313,143 @@ impl Line {
 
 /// Places every tested commit on a number line (see the module docs).
 fn place(log: &Log, culprit: &str) -> Vec<Placed> {
-    let steps = &log.steps;
-    let bisect: Vec<usize> = (0..steps.len())
-        .filter(|&i| steps[i].purpose == Purpose::Bisect)
+    let mut p = Placer {
+        steps: &log.steps,
+        nodes: Vec::new(),
+    };
+    let bisect: Vec<usize> = (0..p.steps.len())
+        .filter(|&i| p.steps[i].purpose == Purpose::Bisect)
         .collect();
-    // Before the bisection: the original commit and releases, newest first,
-    // until one is good (the bisection's good end).
-    let pre_end = bisect.first().copied().unwrap_or(steps.len());
-    let pre: Vec<usize> = (0..pre_end)
-        .filter(|&i| matches!(steps[i].purpose, Purpose::Original | Purpose::Release(_)))
-        .collect();
-    let good_release = pre
-        .iter()
-        .copied()
-        .find(|&i| Log::effective_verdict(&steps[i]) == Some(Verdict::Good));
     // The range's length in commits: git's first count, else 2^steps.
-    let range = match bisect.first().and_then(|&i| steps[i].left) {
+    let range = match bisect.first().and_then(|&i| p.steps[i].left) {
         Some(left) => 2.0 * (left as f64 + 1.0),
         None => 2f64.powi(bisect.len().min(30) as i32).max(2.0),
     };
-    let mut nodes: Vec<Placed> = Vec::new();
-    // Adds a node (or pools a commit tested again into its node): its index.
-    let add = |nodes: &mut Vec<Placed>, pos: f64, step: Option<usize>, adjacent: bool| -> usize {
-        if let Some(s) = step {
-            if let Some(n) = nodes
-                .iter()
-                .position(|n| n.steps.first().is_some_and(|&f| steps[f].commit == steps[s].commit))
-            {
-                nodes[n].steps.push(s);
-                return n;
-            }
+    let pre_end = bisect.first().copied().unwrap_or(p.steps.len());
+    let good_end = p.ends(pre_end, range);
+    let last_good = p.bisection(&bisect, range).unwrap_or(good_end);
+    p.culprit_after(last_good, culprit);
+    p.nodes
+}
+
+struct Placer<'a> {
+    steps: &'a [Step],
+    nodes: Vec<Placed>,
+}
+
+impl Placer<'_> {
+    fn same_commit(&self, node: usize, step: usize) -> bool {
+        self.nodes[node]
+            .steps
+            .first()
+            .is_some_and(|&f| self.steps[f].commit == self.steps[step].commit)
+    }
+
+    fn node_of(&self, step: usize) -> Option<usize> {
+        (0..self.nodes.len()).find(|&n| self.same_commit(n, step))
+    }
+
+    /// Adds a node (or pools a commit tested again into its node): its index.
+    fn add(&mut self, pos: f64, step: Option<usize>, adjacent: bool) -> usize {
+        if let Some(n) = step.and_then(|s| self.node_of(s)) {
+            self.nodes[n].steps.extend(step);
+            return n;
         }
-        nodes.push(Placed {
+        self.nodes.push(Placed {
             pos,
-            kernel: step.map_or(Kernel::Unknown, |s| kernel_of(&steps[s])),
+            kernel: step.map_or(Kernel::Unknown, |s| kernel_of(&self.steps[s])),
             steps: step.into_iter().collect(),
             adjacent,
         });
-        nodes.len() - 1
-    };
-    // A release cycle before the good end: it may be wrong too.
-    add(&mut nodes, -range, None, false);
-    let mut last_good = add(&mut nodes, 0.0, good_release, false);
-    // Right of the range: the bad end (the last pre step tested), then the
-    // newer ones, a cycle apart, the original last.
-    let right: Vec<usize> = pre.iter().copied().filter(|&i| Some(i) != good_release).collect();
-    for (k, &i) in right.iter().rev().enumerate() {
-        add(&mut nodes, range * (k as f64 + 1.0), Some(i), false);
+        self.nodes.len() - 1
     }
-    if right.is_empty() {
-        add(&mut nodes, range, None, false);
-    }
-    let (mut lo, mut hi) = (0.0, range);
-    for &i in &bisect {
-        let mid = (lo + hi) / 2.0;
-        let pos = match steps[i].left {
-            Some(left) if hi - left as f64 - 1.0 > lo && hi - left as f64 - 1.0 < hi => hi - left as f64 - 1.0,
-            _ => mid,
-        };
-        let node = add(&mut nodes, pos, Some(i), false);
-        match Log::effective_verdict(&steps[i]) {
-            Some(Verdict::Good) => {
-                lo = pos;
-                last_good = node;
-            }
-            Some(Verdict::Bad) => hi = pos,
-            _ => {}
-        }
-    }
-    // The culprit sits right after the last good commit. Its parent, when
-    // the log built it without testing it, is good by ancestry (git bisect
-    // names a commit whose parents are good): right before the last good.
-    let same_commit = |n: &Placed, i: usize| n.steps.first().is_some_and(|&f| steps[f].commit == steps[i].commit);
-    let Some(c) = (0..steps.len())
-        .find(|&i| steps[i].commit == culprit)
-        .and_then(|ci| nodes.iter().position(|n| same_commit(n, ci)))
-    else {
-        return nodes;
-    };
-    let good = nodes[last_good].pos;
-    if nodes[c].pos > good {
-        // Between the last good and whatever came next, whatever the
-        // (approximate) positions said.
-        let next = nodes
+
+    /// The steps before the bisection (the original commit, then releases
+    /// newest first until one is good): the good release at 0 with a
+    /// release cycle before it (it may be wrong too); the rest right of the
+    /// range, the last tested (the range's bad end) first, a cycle apart.
+    /// Returns the good end's node.
+    fn ends(&mut self, pre_end: usize, range: f64) -> usize {
+        let steps = self.steps;
+        let pre: Vec<usize> = (0..pre_end)
+            .filter(|&i| matches!(steps[i].purpose, Purpose::Original | Purpose::Release(_)))
+            .collect();
+        let good_release = pre
             .iter()
-            .enumerate()
-            .filter(|&(i, n)| i != c && n.pos > good)
-            .map(|(_, n)| n.pos)
-            .fold(f64::INFINITY, f64::min);
-        nodes[c].pos = if next.is_finite() {
-            (good + next) / 2.0
-        } else {
-            good + 0.5
-        };
-        nodes[c].adjacent = true;
+            .copied()
+            .find(|&i| Log::effective_verdict(&steps[i]) == Some(Verdict::Good));
+        self.add(-range, None, false);
+        let good_end = self.add(0.0, good_release, false);
+        let right: Vec<usize> = pre.into_iter().filter(|&i| Some(i) != good_release).collect();
+        for (k, &i) in right.iter().rev().enumerate() {
+            self.add(range * (k as f64 + 1.0), Some(i), false);
+        }
+        if right.is_empty() {
+            self.add(range, None, false);
+        }
+        good_end
     }
-    if let Some(p) = (0..steps.len()).find(|&i| steps[i].purpose == Purpose::CulpritParent) {
-        if !nodes.iter().any(|n| same_commit(n, p)) {
-            nodes[last_good].adjacent = true;
-            add(&mut nodes, good - 0.25, Some(p), false);
+
+    /// The bisection's steps inside (0, range): a tested commit sits git's
+    /// `left + 1` commits before the current bad end (the middle when that
+    /// does not fit); a good moves the good end up, a bad the bad end down.
+    /// Returns the last good's node.
+    fn bisection(&mut self, bisect: &[usize], range: f64) -> Option<usize> {
+        let (mut lo, mut hi) = (0.0, range);
+        let mut last_good = None;
+        for &i in bisect {
+            let pos = match self.steps[i].left.map(|left| hi - left as f64 - 1.0) {
+                Some(pos) if pos > lo && pos < hi => pos,
+                _ => (lo + hi) / 2.0,
+            };
+            let node = self.add(pos, Some(i), false);
+            match Log::effective_verdict(&self.steps[i]) {
+                Some(Verdict::Good) => {
+                    lo = pos;
+                    last_good = Some(node);
+                }
+                Some(Verdict::Bad) => hi = pos,
+                _ => {}
+            }
+        }
+        last_good
+    }
+
+    /// The culprit sits right after the last good commit, whatever the
+    /// (approximate) positions said. Its parent, when the log built it
+    /// without testing it, is good by ancestry (git bisect names a commit
+    /// whose parents are good): right before the last good.
+    fn culprit_after(&mut self, last_good: usize, culprit: &str) {
+        let steps = self.steps;
+        let Some(c) = (0..steps.len())
+            .find(|&i| steps[i].commit == culprit)
+            .and_then(|i| self.node_of(i))
+        else {
+            return;
+        };
+        let good = self.nodes[last_good].pos;
+        if self.nodes[c].pos > good {
+            let next = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|&(i, n)| i != c && n.pos > good)
+                .map(|(_, n)| n.pos)
+                .fold(f64::INFINITY, f64::min);
+            self.nodes[c].pos = if next.is_finite() {
+                (good + next) / 2.0
+            } else {
+                good + 0.5
+            };
+            self.nodes[c].adjacent = true;
+        }
+        if let Some(p) = (0..steps.len()).find(|&i| steps[i].purpose == Purpose::CulpritParent) {
+            if self.node_of(p).is_none() {
+                self.nodes[last_good].adjacent = true;
+                self.add(good - 0.25, Some(p), false);
+            }
         }
     }
-    nodes
 }
 
 #[cfg(test)]
