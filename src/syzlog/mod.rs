@@ -14,7 +14,8 @@
 //!             "bisecting " ("cause"|"fixing") " commit starting from " H
 //!             ["building syzkaller on " H]
 //!             ["ensuring issue is reproducible on original commit " H]
-//! step     := [purpose] "testing commit " H [" with " COMPILER | " " FAMILY]
+//! step     := ["Bisecting: " N " revision" ...]   (git's count: Step::left)
+//!             [purpose] "testing commit " H [" with " COMPILER | " " FAMILY]
 //!             ["compiler: " COMPILER]          (either format, or none)
 //!             ["kernel signature: " HEX40|HEX64]
 //!             { build-error-line }             (": error: ", "failed to run [\"make\"...")
@@ -29,6 +30,7 @@
 //!           | "the crash already happened on the oldest tested release" ["commit msg: " T]
 //!           | "error: " TEXT
 //! summary  := ["culprit signature: " HEX] ["parent  signature: " HEX]
+//!             | ["kernel signature: " HEX] ["previous signature: " HEX]   (2019-2020)
 //!             "revisions tested: " N ", total time: " D " (build: " D ", test: " D ")"
 //! trailer  := ["first bad commit: " H " " TITLE] ["recipients (to): " LIST]
 //!             ["recipients (cc): " LIST] ["crash: " TITLE report-lines...]
@@ -38,7 +40,8 @@
 //! next blank line or step-level line. `git bisect`'s `[H] subject` line
 //! names the next step's title. A log without any ending is `Unfinished`
 //! (truncated or aborted), not an error; only input that cannot be a
-//! bisection log (no bisection line at all) is an error.
+//! bisection log (no bisection line at all) is an error. The reader streams
+//! ([`parse_reader`]): memory stays bounded whatever the input's size.
 //!
 //! # `revisions tested`
 //!
