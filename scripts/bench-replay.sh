@@ -2,13 +2,16 @@
 # Benchmark: `kcache log replay` over a corpus of at least 2,308 logs (the
 # dev logs copied under new names until there are enough).
 #
-#   scripts/bench-replay.sh [WORKDIR]     COUNT (default 2308)
+#   scripts/bench-replay.sh [WORKDIR]     COUNT (default 2308), KCACHE_SHARED
+#
+# Every log is parsed, analyzed and judged (kcache::judge: the culprit's
+# probability by its own runs), as `kcache log replay` does.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/kcache-bench-replay}
 count=${COUNT:-2308}
 kcache=${KCACHE:-${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}/release/kcache}
-dev="$root/../shared/bisect-logs/dev"
+dev="${KCACHE_SHARED:-$root/../shared}/bisect-logs/dev"
 rm -rf "$work"
 mkdir -p "$work"
 n=0

@@ -16,6 +16,7 @@
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
 //! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
+//! | [`judge`]     | a syzbot result judged by its own runs: the tested line rebuilt, runs classified against the bug's title, `bayes`'s posterior of the culprit and of each verdict being wrong (`log analyze`'s confidence, `weak-evidence`) |
 //! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
 //! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`); `html`: a bisection's self-contained report |
 //! | [`trust`]     | signing keys, the signed-record envelope, the trust policy for team records |
@@ -31,7 +32,8 @@
 //! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
-//! `store`; `report` only renders. Nothing below the CLI prints except
+//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`;
+//! `report` only renders. Nothing below the CLI prints except
 //! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
@@ -112,6 +114,7 @@ pub mod config;
 pub mod crash;
 pub mod git;
 pub mod import;
+pub mod judge;
 pub mod kernel;
 pub mod key;
 pub mod prebuild;

@@ -716,7 +716,7 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
     let mut rejected = false;
     let code = each_file(files, |path| {
         let log = parse_log(path)?;
-        let analysis = syzlog::analyze(&log);
+        let analysis = kcache::judge::analyze(&log);
         rejected |= analysis.verdict == syzlog::ResultVerdict::Reject;
         if json {
             println!(
@@ -773,7 +773,7 @@ fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
 
 fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let files = syzlog::corpus_files(dirs)?;
-    let report = syzlog::replay(&files);
+    let report = kcache::judge::replay(&files);
     for w in &report.warnings {
         kcache::warn(&format!("warning: {w}"));
     }

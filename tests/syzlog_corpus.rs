@@ -273,3 +273,270 @@ fn log_commands_warn_once_name_what_is_missing_and_exit_by_result() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("logs: 1 (1 unreadable)"));
 }
+
+/// The dev labels: log name -> "correct" | "incorrect" (others left out).
+fn dev_labels() -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(shared().join("dev-labels.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (name, result) = (f.next()?, f.next()?);
+            match result {
+                "correct" => Some((name.to_string(), false)),
+                "incorrect" => Some((name.to_string(), true)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Precision and recall of a flag for "this result is wrong".
+fn precision_recall(flagged: &[(bool, bool)]) -> (f64, f64, usize, usize, usize) {
+    let tp = flagged.iter().filter(|(f, wrong)| *f && *wrong).count();
+    let fp = flagged.iter().filter(|(f, wrong)| *f && !*wrong).count();
+    let wrong = flagged.iter().filter(|(_, wrong)| *wrong).count();
+    let p = if tp + fp == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fp) as f64
+    };
+    (p, tp as f64 / wrong.max(1) as f64, tp, fp, wrong)
+}
+
+/// Tuning aid (not a check): every dev label's confidence under a grid of
+/// settings. `cargo test --release --test syzlog_corpus tune -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn tune_judge_on_dev_labels() {
+    let labels = dev_labels();
+    let logs: Vec<(syzlog::Log, bool, String)> = labels
+        .iter()
+        .map(|(name, wrong)| {
+            let log = syzlog::parse_file(&shared().join(format!("dev/{name}.txt"))).unwrap();
+            (log, *wrong, name.clone())
+        })
+        .collect();
+    let verbose = std::env::var("TUNE_VERBOSE").is_ok();
+    for (eps, prior_none, runs_per_all) in [0.005, 0.01, 0.02, 0.05].into_iter().flat_map(|e| {
+        [0.05]
+            .into_iter()
+            .flat_map(move |n| [2, 3, 5, 10].map(move |r| (e, n, r)))
+    }) {
+        {
+            let mut settings = kcache::judge::Settings::default();
+            settings.model.epsilon = eps;
+            settings.model.prior_none = prior_none;
+            settings.runs_per_all = runs_per_all;
+            let scored: Vec<(Option<f64>, bool, bool, bool, bool)> = logs
+                .iter()
+                .map(|(log, wrong, name)| {
+                    let a = kcache::judge::analyze_with(log, &settings);
+                    let p = a.confidence.as_ref().and_then(|c| c.probability);
+                    if verbose && eps == 0.01 && prior_none == 0.05 && runs_per_all == 10 {
+                        let weakest = a.confidence.as_ref().and_then(|c| c.weakest.clone());
+                        println!(
+                            "{name} wrong={wrong} verdict={:?} p={p:?} undecided={:?} weakest={:?}",
+                            a.verdict,
+                            a.confidence.as_ref().and_then(|c| c.undecided.clone()),
+                            weakest.map(|w| (w.verdict, w.runs, w.wrong))
+                        );
+                    }
+                    let structural = a
+                        .findings
+                        .iter()
+                        .any(|f| f.rule != "flaky-reproducer" && f.rule != "weak-evidence");
+                    let any_warning = a.findings.iter().any(|f| f.rule != "weak-evidence");
+                    (p, *wrong, a.verdict == ResultVerdict::Reject, structural, any_warning)
+                })
+                .collect();
+            for threshold in [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
+                let flags: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, _, _)| (*reject || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let (prec, rec, tp, fp, n) = precision_recall(&flags);
+                let b: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, st, _)| (*reject || *st || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let c: Vec<(bool, bool)> = scored
+                    .iter()
+                    .map(|(p, wrong, reject, _, any)| (*reject || *any || p.is_some_and(|p| p < threshold), *wrong))
+                    .collect();
+                let (bp, br, ..) = precision_recall(&b);
+                let (cp, cr, ..) = precision_recall(&c);
+                print!("+structural {bp:.3}/{br:.3} +all {cp:.3}/{cr:.3} ");
+                println!("eps {eps} none {prior_none} all={runs_per_all} cut {threshold}: precision {prec:.3} recall {rec:.3} ({tp} of {n}, {fp} false)");
+            }
+        }
+    }
+    let base: Vec<(bool, bool)> = logs
+        .iter()
+        .map(|(log, wrong, _)| (syzlog::analyze(log).verdict == ResultVerdict::Reject, *wrong))
+        .collect();
+    println!("REJECT: {:?}", precision_recall(&base));
+    let warn: Vec<(bool, bool)> = logs
+        .iter()
+        .map(|(log, wrong, _)| {
+            let v = syzlog::analyze(log).verdict;
+            (v == ResultVerdict::Reject || v == ResultVerdict::Warn, *wrong)
+        })
+        .collect();
+    println!("REJECT + warnings: {:?}", precision_recall(&warn));
+    let mut rules: Vec<&str> = Vec::new();
+    let analyses: Vec<(syzlog::Analysis, bool)> = logs.iter().map(|(l, w, _)| (syzlog::analyze(l), *w)).collect();
+    for (a, _) in &analyses {
+        for f in &a.findings {
+            if !rules.contains(&f.rule) {
+                rules.push(f.rule);
+            }
+        }
+    }
+    for rule in rules {
+        let flags: Vec<(bool, bool)> = analyses
+            .iter()
+            .map(|(a, w)| (a.findings.iter().any(|f| f.rule == rule), *w))
+            .collect();
+        println!("rule {rule}: {:?}", precision_recall(&flags));
+    }
+}
+
+/// A real log with `megabytes` of console garbage after its first run
+/// line (no blank line, so a run's continuation would swallow it all),
+/// long lines and binary bytes included.
+fn huge_log(dir: &std::path::Path, megabytes: usize) -> PathBuf {
+    use std::io::Write;
+    let text = std::fs::read(shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    let cut = text.windows(5).position(|w| w == b"run #").unwrap();
+    let cut = cut + text[cut..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let path = dir.join("huge.txt");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    out.write_all(&text[..cut]).unwrap();
+    let mut chunk = Vec::new();
+    for i in 0..100 {
+        chunk.extend_from_slice(format!("[  {i}.000000] console garbage ").as_bytes());
+        chunk.extend_from_slice(b"\x00\xff caf\xe9 ");
+        chunk.extend_from_slice(&[b'x'; 900]);
+        chunk.push(b'\n');
+    }
+    // One line of a megabyte without a newline in it.
+    let long = vec![b'y'; 1 << 20];
+    let mut written = 0;
+    while written < megabytes << 20 {
+        out.write_all(&chunk).unwrap();
+        written += chunk.len();
+        if written % (16 << 20) < chunk.len() {
+            out.write_all(&long).unwrap();
+            out.write_all(b"\n").unwrap();
+            written += long.len() + 1;
+        }
+    }
+    out.write_all(&text[cut..]).unwrap();
+    out.flush().unwrap();
+    path
+}
+
+/// Runs `kcache log analyze` on `log`: its exit code and peak RSS in KiB.
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn analyze_peak_rss(log: &std::path::Path) -> (Option<i32>, i64) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kcache"))
+        .args(["log", "analyze"])
+        .arg(log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child, into zeroed out-parameters.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss)
+}
+
+/// `log analyze` streams: a 64 MB log with console garbage (binary bytes,
+/// a megabyte-long line, no blank line to end a run's continuation) is
+/// analyzed like the log it came from, in memory far below its size.
+#[test]
+fn a_huge_log_is_analyzed_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = huge_log(dir.path(), 64);
+    let (code, kib) = analyze_peak_rss(&log);
+    assert_eq!(code, Some(0));
+    assert!(kib < 48 * 1024, "peak RSS {kib} KiB for a 64 MB log");
+    let parsed = syzlog::parse_file(&log).unwrap();
+    let clean = syzlog::parse_file(&shared().join("seeds/000_e3960454e11cd2ea.txt")).unwrap();
+    assert_eq!(parsed.steps.len(), clean.steps.len());
+    assert_eq!(parsed.culprit(), clean.culprit());
+    let detail = match &parsed.steps[0].runs {
+        Runs::Each(r) => r[0].detail.len(),
+        _ => panic!("runs"),
+    };
+    assert!(detail <= syzlog::MAX_DETAIL, "{detail}");
+}
+
+/// The 200 MB case of issue 27 (slow to write: run by hand).
+/// `cargo test --release --test syzlog_corpus huge_200 -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn a_200_mb_log_peak_rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = huge_log(dir.path(), 200);
+    let (code, kib) = analyze_peak_rss(&log);
+    println!(
+        "log analyze of a {} MB log: exit {code:?}, peak RSS {kib} KiB",
+        std::fs::metadata(&log).unwrap().len() >> 20
+    );
+    assert!(kib < 48 * 1024);
+}
+
+/// The judge with its chosen settings on the dev labels (the numbers the
+/// README reports): REJECT is never wrong, and REJECT + weak-evidence stays
+/// above 95% precision while catching far more wrong results than the rules.
+#[test]
+fn judge_on_dev_labels() {
+    let mut reject = Vec::new();
+    let mut weak = Vec::new();
+    let mut with_rules = Vec::new();
+    for (name, wrong) in dev_labels() {
+        let log = syzlog::parse_file(&shared().join(format!("dev/{name}.txt"))).unwrap();
+        let a = kcache::judge::analyze(&log);
+        let rejected = a.verdict == ResultVerdict::Reject;
+        let weak_evidence = a.findings.iter().any(|f| f.rule == syzlog::WEAK_EVIDENCE);
+        let structural = a
+            .findings
+            .iter()
+            .any(|f| f.rule != "flaky-reproducer" && f.rule != syzlog::WEAK_EVIDENCE);
+        reject.push((rejected, wrong));
+        weak.push((rejected || weak_evidence, wrong));
+        with_rules.push((rejected || weak_evidence || structural, wrong));
+    }
+    let (p, r, ..) = precision_recall(&reject);
+    assert_eq!(p, 1.0, "REJECT is never wrong (recall {r:.3})");
+    let (p, r, tp, fp, n) = precision_recall(&weak);
+    println!("REJECT + weak-evidence: precision {p:.3} recall {r:.3} ({tp} of {n}, {fp} false)");
+    assert!(p >= 0.95 && r >= 0.45, "precision {p:.3} recall {r:.3}");
+    let (p, r, tp, fp, n) = precision_recall(&with_rules);
+    println!("REJECT + weak-evidence + warnings but flaky: precision {p:.3} recall {r:.3} ({tp} of {n}, {fp} false)");
+    assert!(p >= 0.95 && r >= 0.50, "precision {p:.3} recall {r:.3}");
+}
+
+#[test]
+fn replay_sums_up_the_evidence() {
+    let files = syzlog::corpus_files(&[shared().join("seeds"), shared().join("dev")]).unwrap();
+    let r = kcache::judge::replay(&files);
+    let e = &r.evidence;
+    let culprits = files
+        .iter()
+        .filter(|f| syzlog::parse_file(f).unwrap().culprit().is_some())
+        .count();
+    assert_eq!(e.supported + e.weak.len() + e.undecided, culprits);
+    assert!(e.supported > e.weak.len() && !e.weak.is_empty(), "{e:?}");
+    assert!(
+        e.weak.contains(&"Log_1012ee8b900000.txt".to_string()),
+        "a bisection of another bug's crash"
+    );
+}

@@ -31,6 +31,15 @@ const FRAGMENTS: &[&str] = &[
     "error: too long",
     "",
     "[434ed21389948a45c238f63258bd5aae4237e20b] title",
+    "# git bisect good 434ed21389948a45c238f63258bd5aae4237e20b",
+    "# git bisect skip 434ed21389948a45c238f63258bd5aae4237e20b",
+    "testing commit 534ed21389948a45c238f63258bd5aae4237e20b",
+    "Bisecting: 7 revisions left to test after this (roughly 3 steps)",
+    "Bisecting: 0 revisions left to test after this (roughly 0 steps)",
+    "run #3: crashed: WARNING in y",
+    "all runs: OK",
+    "kernel signature:   ab",
+    "previous signature: ab",
 ];
 
 proptest! {
@@ -47,6 +56,14 @@ proptest! {
         if let Ok(log) = kcache::syzlog::parse(text.as_bytes()) {
             let a = kcache::syzlog::analyze(&log);
             prop_assert!(a.steps == log.steps.len());
+            // The judge on any line syzbot could (or could not) have tested:
+            // no panic, and probabilities that are probabilities.
+            let judged = kcache::judge::analyze(&log);
+            if let Some(c) = &judged.confidence {
+                for p in c.probability.iter().chain(c.verdicts.iter().map(|v| &v.wrong)) {
+                    prop_assert!((0.0..=1.0).contains(p), "{p}");
+                }
+            }
         }
     }
 }

@@ -115,6 +115,20 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
             i.bad.iter().map(|c| short(c)).collect::<Vec<_>>().join(",")
         );
     }
+    if let Some(c) = &a.confidence {
+        match (c.probability, &c.undecided) {
+            (Some(p), _) => {
+                let _ = writeln!(
+                    s,
+                    "  confidence: {p:.3} that the culprit is the first bad commit, by the log's own runs"
+                );
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(s, "  confidence: undecided ({why})");
+            }
+            (None, None) => {}
+        }
+    }
     for f in a.findings.iter().filter(|f| f.severity == Severity::Reject) {
         let _ = writeln!(s, "  REJECT [{}]: {}", f.rule, f.message);
     }
@@ -140,6 +154,17 @@ pub fn replay_text(r: &ReplayReport) -> String {
         r.reusable_tests, r.reusable_test_hours, r.total_test_hours
     );
     let _ = writeln!(s, "rejected results: {} {}", r.rejected.len(), r.rejected.join(" "));
+    let e = &r.evidence;
+    if e.supported + e.weak.len() + e.undecided > 0 {
+        let _ = writeln!(
+            s,
+            "culprits by their own evidence: {} supported, {} not ({}), {} undecided",
+            e.supported,
+            e.weak.len(),
+            e.weak.join(" "),
+            e.undecided
+        );
+    }
     if !r.truncated.is_empty() {
         let _ = writeln!(
             s,

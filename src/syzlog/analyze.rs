@@ -72,6 +72,78 @@ pub struct Analysis {
     pub inconsistencies: Vec<Inconsistency>,
     pub verdict: ResultVerdict,
     pub findings: Vec<Finding>,
+    /// How strongly the log's own runs support its culprit: filled by a
+    /// judge outside this module (`kcache::judge`), absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+}
+
+/// The rule name of a judge's finding that the culprit's own evidence is weak.
+pub const WEAK_EVIDENCE: &str = "weak-evidence";
+
+/// How strongly a log's own runs support its named culprit.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Confidence {
+    /// The chance the named culprit is the first bad commit given only the
+    /// log's runs; `None` when the evidence cannot decide (`undecided` says why).
+    pub probability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
+    /// The bug's title the runs were classified against, normalized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The chance that no commit of the tested line brought this bug.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_culprit: Option<f64>,
+    /// Every good or bad verdict on the way, with the chance it was wrong.
+    pub verdicts: Vec<VerdictDoubt>,
+    /// The verdict most likely wrong (a copy of one of `verdicts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weakest: Option<VerdictDoubt>,
+}
+
+/// One step's verdict and the chance it was wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictDoubt {
+    pub line: usize,
+    pub commit: String,
+    pub verdict: Verdict,
+    /// The step's own runs, classified against the bug's title.
+    pub runs: RunCounts,
+    pub wrong: f64,
+}
+
+/// Runs by what they say about the target bug.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    /// Crashed with the bug's title.
+    pub matched: u32,
+    /// Crashed with another title.
+    pub other: u32,
+    pub ok: u32,
+    /// Boot failures, infrastructure trouble: say nothing.
+    pub no_info: u32,
+}
+
+impl std::fmt::Display for RunCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} matching, {} other crash(es), {} ok, {} without information",
+            self.matched, self.other, self.ok, self.no_info
+        )
+    }
+}
+
+impl Analysis {
+    /// Adds a finding from outside the rules here (a judge's), keeping the
+    /// verdict what the findings say.
+    pub fn add_finding(&mut self, finding: Finding) {
+        self.findings.push(finding);
+        if self.verdict == ResultVerdict::Ok {
+            self.verdict = ResultVerdict::Warn;
+        }
+    }
 }
 
 /// Analyzes one parsed log.
@@ -118,6 +190,7 @@ pub fn analyze(log: &Log) -> Analysis {
         inconsistencies,
         verdict,
         findings,
+        confidence: None,
     }
 }
 

@@ -99,6 +99,15 @@ pub fn verdict_line(line: &str) -> Option<(Verdict, &str)> {
     Some((v, full_hash(hash.trim())?))
 }
 
+/// git bisect's `Bisecting: N revisions left to test after this (roughly S steps)`:
+/// N, the commits that will still be candidates after the next test.
+pub fn revisions_left_line(line: &str) -> Option<u32> {
+    let rest = line.strip_prefix("Bisecting: ")?;
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("revision").then_some(())?;
+    n.parse().ok()
+}
+
 /// git bisect's `[H] subject` line announcing the next commit.
 pub fn bisect_pick_line(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix('[')?;

@@ -14,7 +14,8 @@
 //!             "bisecting " ("cause"|"fixing") " commit starting from " H
 //!             ["building syzkaller on " H]
 //!             ["ensuring issue is reproducible on original commit " H]
-//! step     := [purpose] "testing commit " H [" with " COMPILER | " " FAMILY]
+//! step     := ["Bisecting: " N " revision" ...]   (git's count: Step::left)
+//!             [purpose] "testing commit " H [" with " COMPILER | " " FAMILY]
 //!             ["compiler: " COMPILER]          (either format, or none)
 //!             ["kernel signature: " HEX40|HEX64]
 //!             { build-error-line }             (": error: ", "failed to run [\"make\"...")
@@ -29,6 +30,7 @@
 //!           | "the crash already happened on the oldest tested release" ["commit msg: " T]
 //!           | "error: " TEXT
 //! summary  := ["culprit signature: " HEX] ["parent  signature: " HEX]
+//!             | ["kernel signature: " HEX] ["previous signature: " HEX]   (2019-2020)
 //!             "revisions tested: " N ", total time: " D " (build: " D ", test: " D ")"
 //! trailer  := ["first bad commit: " H " " TITLE] ["recipients (to): " LIST]
 //!             ["recipients (cc): " LIST] ["crash: " TITLE report-lines...]
@@ -38,7 +40,8 @@
 //! next blank line or step-level line. `git bisect`'s `[H] subject` line
 //! names the next step's title. A log without any ending is `Unfinished`
 //! (truncated or aborted), not an error; only input that cannot be a
-//! bisection log (no bisection line at all) is an error.
+//! bisection log (no bisection line at all) is an error. The reader streams
+//! ([`parse_reader`]): memory stays bounded whatever the input's size.
 //!
 //! # `revisions tested`
 //!
@@ -57,12 +60,15 @@ mod parse;
 mod replay;
 mod write;
 
-pub use analyze::{analyze, Analysis, FileAnalysis, Finding, ResultVerdict, Severity};
+pub use analyze::{
+    analyze, Analysis, Confidence, FileAnalysis, Finding, ResultVerdict, RunCounts, Severity, VerdictDoubt,
+    WEAK_EVIDENCE,
+};
 pub use model::{
     CulpritCommit, Direction, Durations, Ending, Garbled, Log, Purpose, Run, RunOutcome, Runs, Step, Trailer, Verdict,
 };
-pub use parse::{parse, ParseError};
-pub use replay::{corpus_files, replay, ReplayReport};
+pub use parse::{parse, parse_reader, ParseError, ReadError, MAX_DETAIL, MAX_ITEMS, MAX_LINE};
+pub use replay::{corpus_files, replay, replay_with, EvidenceSummary, ReplayReport};
 pub use write::{CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
 use std::path::Path;
@@ -85,14 +91,20 @@ pub enum LogFileProblem {
     Parse(ParseError),
 }
 
-/// Reads and parses one log file.
+/// Reads and parses one log file, streaming: memory stays bounded
+/// whatever the file's size (see [`parse_reader`]).
 pub fn parse_file(path: &Path) -> Result<Log, LogFileError> {
     let wrap = |problem: LogFileProblem| LogFileError {
         path: path.to_path_buf(),
         problem,
     };
-    let bytes = std::fs::read(path).map_err(|e| wrap(LogFileProblem::Io(e)))?;
-    parse(&bytes).map_err(|e| wrap(LogFileProblem::Parse(e)))
+    let file = std::fs::File::open(path).map_err(|e| wrap(LogFileProblem::Io(e)))?;
+    parse_reader(std::io::BufReader::with_capacity(64 * 1024, file)).map_err(|e| {
+        wrap(match e {
+            ReadError::Io(e) => LogFileProblem::Io(e),
+            ReadError::Parse(e) => LogFileProblem::Parse(e),
+        })
+    })
 }
 
 /// The one warning for a log read lossily, naming the file and first line.

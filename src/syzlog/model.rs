@@ -111,6 +111,12 @@ pub struct Step {
     /// A step-level infrastructure failure (`failed: failed to create VM pool`).
     pub infra_error: Option<String>,
     pub verdict: Option<Verdict>,
+    /// git's `Bisecting: N revisions left to test after this` before this
+    /// step: where the commit sits in the range (commits still candidates
+    /// after its test). `None` for steps git bisect did not choose, and in
+    /// logs that do not print the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left: Option<u32>,
 }
 
 impl Step {
@@ -126,6 +132,7 @@ impl Step {
             build_errors: Vec::new(),
             infra_error: None,
             verdict: None,
+            left: None,
         }
     }
 

@@ -25,25 +25,102 @@ enum Mode {
     Report,
 }
 
-/// Parses a whole log. Unknown lines (kernel output, reports) are skipped;
-/// only input that cannot be a bisection log at all is an error. Console
-/// output may hold any bytes: a line with NUL or non-UTF-8 bytes is read
-/// with each of them as U+FFFD and counted in [`Log::garbled`].
+/// Parses a whole log held in memory (see [`parse_reader`]).
 pub fn parse(bytes: &[u8]) -> Result<Log, ParseError> {
+    match parse_reader(bytes) {
+        Ok(log) => Ok(log),
+        Err(ReadError::Parse(e)) => Err(e),
+        // Reading a byte slice cannot fail; were it to, the input is
+        // unreadable, never a panic.
+        Err(ReadError::Io(_)) => Err(ParseError::NoBisection),
+    }
+}
+
+/// Why a log stream could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Parse(ParseError),
+}
+
+/// Parses a log from a stream, one line at a time, in memory bounded
+/// whatever the input's size: a line is kept up to [`MAX_LINE`] bytes (the
+/// rest is skipped: no line the grammar reads is that long), a run's
+/// continuation up to [`MAX_DETAIL`], and the lists a log can repeat
+/// without end (runs, build errors, candidates, message lines) up to
+/// [`MAX_ITEMS`] entries each, far above any real log. Unknown lines
+/// (kernel output, reports) are skipped; only input that cannot be a
+/// bisection log at all is an error. Console output may hold any bytes: a
+/// line with NUL or non-UTF-8 bytes is read with each of them as U+FFFD
+/// and counted in [`Log::garbled`].
+pub fn parse_reader<R: std::io::BufRead>(input: R) -> Result<Log, ReadError> {
     let mut p = Parser::default();
     let mut garbled: Option<Garbled> = None;
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = decode_line(raw);
+    let mut raw = Vec::with_capacity(256);
+    let mut n = 0;
+    let mut lines = CappedLines { input, done: false };
+    while lines.next_into(&mut raw).map_err(ReadError::Io)? {
+        n += 1;
+        let line = decode_line(&raw);
         if matches!(line, std::borrow::Cow::Owned(_)) {
             let g = garbled.get_or_insert(Garbled {
-                first_line: i + 1,
+                first_line: n,
                 lines: 0,
             });
             g.lines += 1;
         }
-        p.line(i + 1, line.trim_end_matches('\r'));
+        p.line(n, line.trim_end_matches('\r'));
     }
-    p.finish(garbled)
+    p.finish(garbled).map_err(ReadError::Parse)
+}
+
+/// The longest line kept; longer lines (console garbage) are cut there.
+pub const MAX_LINE: usize = 64 * 1024;
+/// The most bytes of continuation kept for one run.
+pub const MAX_DETAIL: usize = 16 * 1024;
+/// The most entries kept in any one list of a log (steps, runs of a step,
+/// build errors, candidates, message lines, files).
+pub const MAX_ITEMS: usize = 10_000;
+
+/// Lines of a stream as `split(b'\n')` gives them (input ending in `\n`
+/// has a last, empty line; empty input is one empty line), each cut at
+/// [`MAX_LINE`] bytes.
+struct CappedLines<R> {
+    input: R,
+    done: bool,
+}
+
+impl<R: std::io::BufRead> CappedLines<R> {
+    /// Reads the next line into `buf`; false when there is none.
+    fn next_into(&mut self, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+        buf.clear();
+        if self.done {
+            return Ok(false);
+        }
+        loop {
+            let chunk = match self.input.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                return Ok(true);
+            }
+            let (take, found) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..take.min(room)]);
+            self.input.consume(take + usize::from(found));
+            if found {
+                return Ok(true);
+            }
+        }
+    }
 }
 
 /// A line as text: borrowed when it is clean UTF-8 without NUL bytes,
@@ -64,6 +141,8 @@ struct Parser {
     steps: Vec<Step>,
     pending_purpose: Option<Purpose>,
     pending_title: Option<(String, String)>,
+    /// The count of git's last `Bisecting: N revisions left` line.
+    pending_left: Option<u32>,
     ending: Option<Ending>,
     culprit_signature: Option<String>,
     parent_signature: Option<String>,
@@ -109,7 +188,7 @@ impl Parser {
             Mode::Candidates => {
                 if let Some(h) = full_hash(line.trim()) {
                     if let Some(Ending::Inconclusive { candidates }) = self.ending.as_mut() {
-                        candidates.push(h.to_string());
+                        push_capped(candidates, h.to_string());
                     }
                     return;
                 }
@@ -124,6 +203,8 @@ impl Parser {
         if let Some((dir, commit)) = bisecting_line(line) {
             self.direction = dir;
             self.start_commit = Some(commit.to_string());
+        } else if let Some(left) = revisions_left_line(line) {
+            self.pending_left = Some(left);
         } else if let Some(h) = line.strip_prefix("building syzkaller on ") {
             self.syzkaller_commit = Some(h.trim().to_string());
         } else if line.starts_with("ensuring issue is reproducible on original commit") {
@@ -141,8 +222,20 @@ impl Parser {
                 s.compiler = Some(c.trim().to_string());
             }
         } else if let Some(sig) = line.strip_prefix(KERNEL_SIGNATURE) {
-            if let Some(s) = self.steps.last_mut() {
-                s.signature = Some(sig.trim().to_string());
+            let sig = sig.trim().to_string();
+            // Logs of 2019-2020 sum up after the culprit with `kernel
+            // signature:` (the culprit's) and `previous signature:`; only a
+            // step started after the result (the parent's build) owns one.
+            let after_result = matches!(self.ending, Some(Ending::FirstBad(_)))
+                && self.steps.last().is_some_and(|s| s.purpose != Purpose::CulpritParent);
+            if after_result {
+                self.culprit_signature = Some(sig);
+            } else if let Some(s) = self.steps.last_mut() {
+                s.signature = Some(sig);
+            }
+        } else if let Some(sig) = line.strip_prefix("previous signature: ") {
+            if matches!(self.ending, Some(Ending::FirstBad(_))) {
+                self.parent_signature = Some(sig.trim().to_string());
             }
         } else if let Some((index, outcome)) = run_line(line) {
             self.add_run(index, outcome);
@@ -209,7 +302,7 @@ impl Parser {
         } else if is_build_error(line) {
             if let Some(s) = self.steps.last_mut() {
                 if s.signature.is_none() && !s.tested() {
-                    s.build_errors.push(line.to_string());
+                    push_capped(&mut s.build_errors, line.to_string());
                 }
             }
         }
@@ -223,12 +316,13 @@ impl Parser {
         });
         let mut step = Step::new(n, commit, purpose);
         step.compiler = compiler.map(str::to_string);
+        step.left = self.pending_left.take();
         if let Some((h, t)) = self.pending_title.take() {
             if h == commit {
                 step.title = Some(t);
             }
         }
-        self.steps.push(step);
+        push_capped(&mut self.steps, step);
     }
 
     fn add_run(&mut self, index: u32, outcome: RunOutcome) {
@@ -239,7 +333,7 @@ impl Parser {
             detail: String::new(),
         };
         match &mut s.runs {
-            Runs::Each(v) => v.push(run),
+            Runs::Each(v) => push_capped(v, run),
             other => *other = Runs::Each(vec![run]),
         }
         self.set_mode(Mode::RunDetail);
@@ -251,10 +345,12 @@ impl Parser {
         }) = self.steps.last_mut()
         {
             if let Some(r) = v.last_mut() {
-                if !r.detail.is_empty() {
-                    r.detail.push('\n');
+                if r.detail.len() + line.len() < MAX_DETAIL {
+                    if !r.detail.is_empty() {
+                        r.detail.push('\n');
+                    }
+                    r.detail.push_str(line);
                 }
-                r.detail.push_str(line);
             }
         }
     }
@@ -294,7 +390,7 @@ impl Parser {
             return false;
         }
         if let Some(m) = line.strip_prefix("    ") {
-            c.message.push(m.to_string());
+            push_capped(&mut c.message, m.to_string());
             return true;
         }
         if line.is_empty() {
@@ -302,7 +398,7 @@ impl Parser {
         }
         if let Some((path, _)) = diffstat_file(line) {
             self.block_part = 2;
-            c.files.push(path.to_string());
+            push_capped(&mut c.files, path.to_string());
             return true;
         }
         if is_diffstat_summary(line) {
@@ -342,5 +438,13 @@ impl Parser {
             trailer: self.trailer,
             garbled,
         })
+    }
+}
+
+/// Appends unless the list already holds [`MAX_ITEMS`]: a log repeating a
+/// line without end cannot grow memory without end.
+fn push_capped<T>(list: &mut Vec<T>, item: T) {
+    if list.len() < MAX_ITEMS {
+        list.push(item);
     }
 }

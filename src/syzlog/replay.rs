@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::analyze::{analyze, repeated_tests, ResultVerdict};
+use super::analyze::{analyze, repeated_tests, Analysis, ResultVerdict, WEAK_EVIDENCE};
 use super::{parse_file, Log};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,6 +39,19 @@ pub struct ReplayReport {
     pub rejected: Vec<String>,
     pub inconsistent: Vec<String>,
     pub eras: Eras,
+    /// Named culprits judged by their logs' own evidence (when a judge ran).
+    pub evidence: EvidenceSummary,
+}
+
+/// Over the logs that name a culprit: how many their own runs support.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvidenceSummary {
+    /// Culprits whose probability is at or above the judge's threshold.
+    pub supported: usize,
+    /// Culprits the evidence does not support (a `weak-evidence` finding).
+    pub weak: Vec<String>,
+    /// Culprits the evidence cannot decide (no crash title, too few runs).
+    pub undecided: usize,
 }
 
 /// Every regular file under `dirs` (one level), sorted by file name.
@@ -61,20 +74,37 @@ pub fn corpus_files(dirs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Replays `files` in the given order. Unparseable files are listed and
-/// skipped; they never stop the replay.
+/// Replays `files` in the given order with this module's own analysis.
 pub fn replay(files: &[PathBuf]) -> ReplayReport {
-    let parsed: Vec<(&Path, Result<Log, String>)> = files
+    replay_with(files, analyze)
+}
+
+/// Replays `files` in the given order, analyzing each log with `analyze`
+/// (a caller's richer analysis). Logs are read and analyzed in parallel,
+/// then counted in order; unparseable files are listed and skipped, never
+/// stopping the replay.
+pub fn replay_with<F>(files: &[PathBuf], analyze: F) -> ReplayReport
+where
+    F: Fn(&Log) -> Analysis + Sync,
+{
+    type Analyzed = Result<(Log, Analysis), String>;
+    let parsed: Vec<(&Path, Analyzed)> = files
         .par_iter()
-        .map(|p| (p.as_path(), parse_file(p).map_err(|e| e.to_string())))
+        .map(|p| {
+            let result = parse_file(p).map_err(|e| e.to_string()).map(|log| {
+                let analysis = analyze(&log);
+                (log, analysis)
+            });
+            (p.as_path(), result)
+        })
         .collect();
     let mut report = ReplayReport::default();
     let mut built: HashSet<(String, String)> = HashSet::new();
     for (path, result) in parsed {
         match result {
-            Ok(log) => {
+            Ok((log, analysis)) => {
                 report.warnings.extend(super::garbled_warning(path, &log));
-                replay_log(&mut report, &mut built, path, &log)
+                replay_log(&mut report, &mut built, path, &log, &analysis)
             }
             Err(e) => report.unreadable.push(e),
         }
@@ -82,10 +112,16 @@ pub fn replay(files: &[PathBuf]) -> ReplayReport {
     report
 }
 
-fn replay_log(report: &mut ReplayReport, built: &mut HashSet<(String, String)>, path: &Path, log: &Log) {
+fn replay_log(
+    report: &mut ReplayReport,
+    built: &mut HashSet<(String, String)>,
+    path: &Path,
+    log: &Log,
+    analysis: &Analysis,
+) {
     report.logs += 1;
     let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let analysis = analyze(log);
+    count_evidence(&mut report.evidence, &name, log, analysis);
     report.steps += log.steps.len();
     report.tested_steps += analysis.tested_steps;
     let signed = log.steps.iter().filter(|s| s.signature.is_some()).count();
@@ -116,6 +152,20 @@ fn replay_log(report: &mut ReplayReport, built: &mut HashSet<(String, String)>, 
         None => report.eras.no_signature += 1,
         Some(40) => report.eras.hex40 += 1,
         Some(_) => report.eras.hex64 += 1,
+    }
+}
+
+/// Counts a named culprit as supported, weak or undecided by its evidence.
+fn count_evidence(summary: &mut EvidenceSummary, name: &str, log: &Log, analysis: &Analysis) {
+    let Some(confidence) = analysis.confidence.as_ref().filter(|_| log.culprit().is_some()) else {
+        return;
+    };
+    if analysis.findings.iter().any(|f| f.rule == WEAK_EVIDENCE) {
+        summary.weak.push(name.to_string());
+    } else if confidence.probability.is_some() {
+        summary.supported += 1;
+    } else {
+        summary.undecided += 1;
     }
 }
 
