@@ -23,7 +23,10 @@ cd "$(dirname "$0")/.."
 #   libclang-dev                 librocksdb-sys generates its bindings with libclang (bindgen)
 #   binutils                     objcopy/strip in the signature tests
 #   chromium                     the report test renders the HTML report headless
-packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
+#   libc6-dev                    static glibc: reproducers and the VM's init are built with gcc -static
+#   qemu-system-x86              the reproducer harness boots kernels in qemu-system-x86_64 (tests/repro.rs)
+#   linux-image-cloud-amd64      a real kernel (/boot/vmlinuz-*) for tests/repro.rs to boot
+packages=(git make diffutils gcc g++ libclang-dev binutils chromium libc6-dev qemu-system-x86 linux-image-cloud-amd64)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 
 case "${1:-}" in

@@ -35,6 +35,8 @@ pub enum EvalError {
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
     TestAborted { commit: String, run: u32, how: String },
+    #[error("reproducer harness on commit {commit}: {how}")]
+    Repro { commit: String, how: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EvalError {
@@ -63,6 +65,9 @@ pub struct Recipe {
     /// Build commits whose inputs are recorded as failing, instead of
     /// skipping them.
     pub retry_failed: bool,
+    /// `--repro`: the test is kcache's reproducer harness on the boot
+    /// image (`test` only describes it); its test key is the harness's.
+    pub repro: Option<std::sync::Arc<crate::vm::ReproTest>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -247,9 +252,12 @@ impl CommitEvaluator {
             recipe.arch.clone(),
         )
         .map_err(file_error)?;
-        let test_key = TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
-            .map_err(file_error)?
-            .key();
+        let test_key = match &recipe.repro {
+            Some(r) => r.harness.test_inputs().key(),
+            None => TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
+                .map_err(file_error)?
+                .key(),
+        };
         Ok(CommitEvaluator {
             recipe,
             inputs,
@@ -714,12 +722,9 @@ impl CommitEvaluator {
             if out.len() as u32 >= want {
                 break;
             }
-            let ran = self.run_test(commit, signature, artifacts_dir.path(), run);
+            let ran = self.run_test(cache, commit, signature, artifacts_dir.path(), run);
             let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
-                progress(&format!(
-                    "  run {run} timed out after {}s: no information (not recorded)",
-                    self.recipe.test_timeout.unwrap_or_default().as_secs_f64()
-                ));
+                progress(&format!("  run {run} timed out: no information (not recorded)"));
                 continue;
             };
             let done = stop(&r);
@@ -833,11 +838,15 @@ impl CommitEvaluator {
     /// One run of the test; `None` when it timed out (no information).
     fn run_test(
         &self,
+        cache: &Cache,
         commit: &str,
         signature: &KernelSignature,
         artifacts: &Path,
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
+        if let Some(repro) = &self.recipe.repro {
+            return self.run_repro(repro, cache, commit, signature, artifacts, run);
+        }
         let start = Instant::now();
         let mut title = None;
         // The artifacts directory exists whether the kernel was built here,
@@ -900,6 +909,49 @@ impl CommitEvaluator {
         let seconds = start.elapsed().as_secs_f64();
         let run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
         Ok(Some(run))
+    }
+}
+
+impl CommitEvaluator {
+    /// One run of the reproducer harness on the restored boot image: a
+    /// crash with its title, ok, or no information (a kernel that did not
+    /// boot is `boot-failed`; a VM that hung without a report is not
+    /// recorded, like a timed-out test). The console is kept as the run's log.
+    fn run_repro(
+        &self,
+        repro: &crate::vm::ReproTest,
+        cache: &Cache,
+        commit: &str,
+        signature: &KernelSignature,
+        artifacts: &Path,
+        run: u32,
+    ) -> Result<Option<RunRecord>, EvalError> {
+        use crate::vm::{NoInfo, RunOutcome};
+        let failed = |how: String| EvalError::Repro {
+            commit: commit.to_string(),
+            how,
+        };
+        repro.check_config(artifacts).map_err(|e| failed(e.to_string()))?;
+        let image = artifacts.join(&repro.boot_image);
+        let r = repro.harness.run_one(&image, run).map_err(|e| failed(e.to_string()))?;
+        let (outcome, title) = match r.outcome {
+            RunOutcome::Crash { title, .. } => (Outcome::Crash, Some(title)),
+            RunOutcome::Ok { .. } => (Outcome::Ok, None),
+            RunOutcome::NoInfo(NoInfo::TimedOut(_)) => return Ok(None),
+            RunOutcome::NoInfo(NoInfo::BootCrash(_) | NoInfo::DidNotBoot(_)) => (Outcome::BootFailed, None),
+            RunOutcome::NoInfo(_) => (Outcome::Infra, None),
+        };
+        let mut record = RunRecord::new(signature, self.test_key, outcome, title, r.seconds, Some(commit));
+        let log = artifacts.join(format!("console-{run}.log"));
+        record.log_blob = std::fs::write(&log, &r.console)
+            .map_err(|source| StoreError::Io {
+                path: log.clone(),
+                source,
+            })
+            .and_then(|()| cache.put_blob(&log))
+            .inspect_err(|e| crate::warn(&format!("run {run}'s console not kept: {e}")))
+            .ok();
+        Ok(Some(record))
     }
 }
 
