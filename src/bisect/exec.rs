@@ -724,7 +724,10 @@ impl CommitEvaluator {
             }
             let ran = self.run_test(cache, commit, signature, artifacts_dir.path(), run);
             let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
-                progress(&format!("  run {run} timed out: no information (not recorded)"));
+                let after = (self.recipe.test_timeout)
+                    .map(|t| format!(" after {}s", t.as_secs_f64()))
+                    .unwrap_or_default();
+                progress(&format!("  run {run} timed out{after}: no information (not recorded)"));
                 continue;
             };
             let done = stop(&r);
@@ -845,7 +848,7 @@ impl CommitEvaluator {
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
         if let Some(repro) = &self.recipe.repro {
-            return self.run_repro(repro, cache, commit, signature, artifacts, run);
+            return super::repro::run(repro, cache, self.test_key, commit, signature, artifacts, run);
         }
         let start = Instant::now();
         let mut title = None;
@@ -909,49 +912,6 @@ impl CommitEvaluator {
         let seconds = start.elapsed().as_secs_f64();
         let run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
         Ok(Some(run))
-    }
-}
-
-impl CommitEvaluator {
-    /// One run of the reproducer harness on the restored boot image: a
-    /// crash with its title, ok, or no information (a kernel that did not
-    /// boot is `boot-failed`; a VM that hung without a report is not
-    /// recorded, like a timed-out test). The console is kept as the run's log.
-    fn run_repro(
-        &self,
-        repro: &crate::vm::ReproTest,
-        cache: &Cache,
-        commit: &str,
-        signature: &KernelSignature,
-        artifacts: &Path,
-        run: u32,
-    ) -> Result<Option<RunRecord>, EvalError> {
-        use crate::vm::{NoInfo, RunOutcome};
-        let failed = |how: String| EvalError::Repro {
-            commit: commit.to_string(),
-            how,
-        };
-        repro.check_config(artifacts).map_err(|e| failed(e.to_string()))?;
-        let image = artifacts.join(&repro.boot_image);
-        let r = repro.harness.run_one(&image, run).map_err(|e| failed(e.to_string()))?;
-        let (outcome, title) = match r.outcome {
-            RunOutcome::Crash { title, .. } => (Outcome::Crash, Some(title)),
-            RunOutcome::Ok { .. } => (Outcome::Ok, None),
-            RunOutcome::NoInfo(NoInfo::TimedOut(_)) => return Ok(None),
-            RunOutcome::NoInfo(NoInfo::BootCrash(_) | NoInfo::DidNotBoot(_)) => (Outcome::BootFailed, None),
-            RunOutcome::NoInfo(_) => (Outcome::Infra, None),
-        };
-        let mut record = RunRecord::new(signature, self.test_key, outcome, title, r.seconds, Some(commit));
-        let log = artifacts.join(format!("console-{run}.log"));
-        record.log_blob = std::fs::write(&log, &r.console)
-            .map_err(|source| StoreError::Io {
-                path: log.clone(),
-                source,
-            })
-            .and_then(|()| cache.put_blob(&log))
-            .inspect_err(|e| crate::warn(&format!("run {run}'s console not kept: {e}")))
-            .ok();
-        Ok(Some(record))
     }
 }
 

@@ -27,6 +27,7 @@ pub mod lookup;
 pub mod noisy;
 pub mod predict;
 pub mod record;
+mod repro;
 pub mod sim;
 
 use crate::key::CommitId;
