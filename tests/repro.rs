@@ -338,3 +338,101 @@ fn repro_as_the_test_of_a_commit() {
         "{err}"
     );
 }
+
+/// Never returns: a reproducer that survives its budget is ok.
+const FOREVER: &str = r#"
+#include <unistd.h>
+int main(void) { for (;;) pause(); }
+"#;
+
+#[test]
+fn surviving_the_budget_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let forever = write(dir.path(), "repro.c", FOREVER);
+    let out = repro(
+        &dir.path().join("cache"),
+        &[
+            "--kernel",
+            debian_kernel().to_str().unwrap(),
+            "--repro",
+            forever.to_str().unwrap(),
+            "--runs",
+            "1",
+            "--timeout",
+            "3",
+            "--accel",
+            "tcg",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let v = json_of(&out);
+    assert_eq!(v["runs"][0]["outcome"], "ok", "{v}");
+    assert_eq!(v["runs"][0]["repro"], "budget used up", "{v}");
+}
+
+/// The qemu-system-x86_64 processes whose parent is `pid`.
+fn qemu_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.contains("qemu-system") && ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Gone, or a zombie waiting for its reaper, is not running.
+    !stat.is_empty() && stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+#[test]
+fn a_killed_kcache_leaves_no_vm_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let forever = write(dir.path(), "repro.c", FOREVER);
+    let mut kcache = common::kcache()
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(["repro", "--kernel", debian_kernel().to_str().unwrap(), "--repro"])
+        .arg(&forever)
+        .args(["--runs", "2", "--jobs", "2", "--timeout", "300", "--accel", "tcg"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let vms = loop {
+        let vms = qemu_children(kcache.id());
+        if vms.len() == 2 {
+            break vms;
+        }
+        assert!(start.elapsed().as_secs() < 60, "two VMs never started: {vms:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    kcache.kill().unwrap();
+    kcache.wait().unwrap();
+    let killed = Instant::now();
+    while vms.iter().any(|&vm| alive(vm)) {
+        if killed.elapsed().as_secs() >= 10 {
+            for vm in &vms {
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(vm.to_string())
+                    .status();
+            }
+            panic!("VMs {vms:?} outlived kcache");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
