@@ -33,6 +33,12 @@ pub enum RunClass {
 /// distinguishes bugs stays: the bug type, the access (`Read`/`Write`) and
 /// the function.
 ///
+/// First the title is put in syzkaller's canonical form
+/// ([`crate::title::canonical`]: executor ids, addresses, line numbers),
+/// so a title kcache reads from a console ([`crate::title::title`]), one a
+/// test printed raw (`crash: ...syz-executor.3...`) and one from a syzbot
+/// log name the same bug alike. Then:
+///
 /// - `0x...` hex numbers become `ADDR`; numbers standing alone (not part of
 ///   an identifier like `put_timespec64`) become `NUM`; a number after a
 ///   source file's `:` becomes `LINE` (`kernel BUG at fs/inode.c:LINE!`);
@@ -40,6 +46,7 @@ pub enum RunClass {
 ///   `.constprop.N`, `.part.N`, `.cold` suffixes of function names go;
 /// - a trailing ` (N)` goes; runs of white space become one space.
 pub fn normalize_title(title: &str) -> String {
+    let title = crate::title::canonical(title);
     let mut words: Vec<String> = Vec::new();
     for word in title.split_whitespace() {
         if word == "[inline]" || word == "(inlined)" || word == "inlined" {
@@ -273,7 +280,7 @@ mod tests {
             ("WARNING in __queue_work [inline]", "WARNING in __queue_work"),
             (
                 "BUG: Bad page state in process syz-executor.0  pfn:0x12345",
-                "BUG: Bad page state in process syz-executor.NUM pfn:ADDR",
+                "BUG: Bad page state in process syz-executor pfn:ADDR",
             ),
             (
                 "unregister_netdevice: waiting for lo to become free. Usage count = 2",

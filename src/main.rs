@@ -223,6 +223,8 @@ impl SearchArgs {
 enum Command {
     /// Print the syzkaller kernel signature of each ELF file, like sha256sum.
     Sign(SignArgs),
+    /// The crash title of each console log, as syzkaller/syzbot would write it (or "no crash").
+    Title(TitleArgs),
     /// Which sections and symbols differ between two builds.
     /// Exit 0: same signature, 1: different, 2: error.
     Diff(DiffArgs),
@@ -324,6 +326,17 @@ struct SignArgs {
     #[arg(long)]
     json: bool,
     /// ELF files (vmlinux) to sign.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct TitleArgs {
+    /// One JSON object per file: schema, file, title (null: no crash), class, corrupted,
+    /// start_line.
+    #[arg(long)]
+    json: bool,
+    /// Console output files (kernel log, serial console).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -704,6 +717,7 @@ impl Command {
         use Command as C;
         match self {
             C::Sign(SignArgs { json, .. })
+            | C::Title(TitleArgs { json, .. })
             | C::Diff(DiffArgs { json, .. })
             | C::Bisect(BisectArgs { json, .. })
             | C::Prebuild(PrebuildArgs { json, .. })
@@ -763,6 +777,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify_cmd(&settings, args),
         Command::Repro(args) => repro_cmd(&settings, args),
         Command::Sign(SignArgs { json, files }) => Ok(sign(&files, json)),
+        Command::Title(TitleArgs { json, files }) => Ok(title(&files, json)),
         Command::Diff(DiffArgs { a, b, all, json }) => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
         Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
@@ -882,6 +897,19 @@ fn sign(files: &[PathBuf], json: bool) -> ExitCode {
             writeln!(out, "{}", versioned("kcache/sign/v1", &report)?)?;
         } else {
             writeln!(out, "{}  {}", report.signature, path.display())?;
+        }
+        Ok(())
+    })
+}
+
+fn title(files: &[PathBuf], json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    each_file(files, |path| {
+        let t = kcache::title::title_file(path)?;
+        if json {
+            writeln!(out, "{}", versioned("kcache/title/v1", &t)?)?;
+        } else {
+            writeln!(out, "{}: {}", t.file, t.title.as_deref().unwrap_or("no crash"))?;
         }
         Ok(())
     })

@@ -63,8 +63,20 @@ fn titles_agree_with_syzkaller_on_the_corpus() {
     let cases = corpus();
     assert!(cases.len() >= 305, "expected the 305 reports, found {}", cases.len());
     let started = Instant::now();
-    let got: Vec<Option<title::Report>> = cases.iter().map(|c| title::title(&c.console)).collect();
+    let mut slowest: Vec<(std::time::Duration, &str)> = Vec::new();
+    let got: Vec<Option<title::Report>> = cases
+        .iter()
+        .map(|c| {
+            let t = Instant::now();
+            let r = title::title(&c.console);
+            slowest.push((t.elapsed(), &c.file));
+            r
+        })
+        .collect();
     let elapsed = started.elapsed();
+    slowest.sort();
+    slowest.reverse();
+    println!("slowest: {:?}", &slowest[..3]);
 
     let (mut exact, mut alt_only, mut invented) = (0, 0, 0);
     let mut misses = Vec::new();
@@ -116,4 +128,151 @@ fn every_title_classifies_and_frames_agree_with_the_title() {
             );
         }
     }
+}
+
+/// The corpus file with this expected title.
+fn case_titled(title: &str) -> Case {
+    corpus()
+        .into_iter()
+        .find(|c| c.title.as_deref() == Some(title))
+        .unwrap_or_else(|| panic!("no corpus file titled {title:?}"))
+}
+
+#[test]
+fn the_title_command_prints_one_line_per_file_and_its_json_follows_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let kasan = case_titled("KASAN: use-after-free Read in strp_check_rcv");
+    let crash = dir.path().join("crash.log");
+    std::fs::write(&crash, &kasan.console).unwrap();
+    // Binary garbage and invalid UTF-8 around a clean boot: no crash.
+    let quiet = dir.path().join("quiet.log");
+    let mut bytes = b"[    0.000000] Linux version 6.1.0\n\xff\xfe\x00garbage\x80\n".to_vec();
+    bytes.extend((0..=255u8).cycle().take(100_000));
+    bytes.extend(b"\n[    5.000000] syz-executor: all good\n");
+    std::fs::write(&quiet, &bytes).unwrap();
+
+    let out = common::kcache().arg("title").arg(&crash).arg(&quiet).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "{}: KASAN: use-after-free Read in strp_check_rcv\n{}: no crash\n",
+            crash.display(),
+            quiet.display()
+        )
+    );
+
+    let out = common::kcache()
+        .args(["title", "--json"])
+        .arg(&crash)
+        .arg(&quiet)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema = common::schema("title.v1.json");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for v in &lines {
+        let errors: Vec<String> = schema.iter_errors(v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{v} violates title.v1.json: {errors:?}");
+    }
+    assert_eq!(lines[0]["title"], "KASAN: use-after-free Read in strp_check_rcv");
+    assert_eq!(lines[0]["class"], "memory-safety");
+    assert_eq!(lines[0]["frame"], "strp_check_rcv");
+    assert!(lines[0]["start_line"].as_u64().unwrap() >= 1);
+    assert!(lines[1]["title"].is_null() && lines[1]["class"].is_null());
+
+    // A file that cannot be read: named, non-zero exit, the others still titled.
+    let missing = dir.path().join("missing.log");
+    let out = common::kcache()
+        .arg("title")
+        .arg(&missing)
+        .arg(&crash)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.log"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("strp_check_rcv"));
+}
+
+#[test]
+fn start_line_points_at_the_report() {
+    let case = case_titled("KASAN: use-after-free Read in strp_check_rcv");
+    let r = title::title(&case.console).unwrap();
+    let text = String::from_utf8_lossy(&case.console);
+    let line = text.lines().nth(r.start_line - 1).unwrap();
+    assert!(line.contains("BUG: KASAN: use-after-free"), "{line}");
+}
+
+#[test]
+fn garbage_never_panics_and_stays_linear() {
+    // Pathological inputs: a header on every line, very long lines,
+    // lines of nothing but report words, random bytes.
+    let mut inputs: Vec<Vec<u8>> = vec![
+        "BUG: KASAN: use-after-free in f+0x1/0x2\n".repeat(20_000).into_bytes(),
+        format!("WARNING: {}\n", "x".repeat(2_000_000)).into_bytes(),
+        "Call Trace:\n ? \n".repeat(50_000).into_bytes(),
+        "INFO: task hung blocked for more than 1 seconds\nCall Trace:\n"
+            .repeat(10_000)
+            .into_bytes(),
+    ];
+    let mut x: u32 = 12345;
+    inputs.push(
+        (0..1_000_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect(),
+    );
+    for input in &inputs {
+        let t = Instant::now();
+        let _ = title::title(input);
+        assert!(
+            t.elapsed().as_secs_f64() < 5.0,
+            "{:?} for {} bytes",
+            t.elapsed(),
+            input.len()
+        );
+    }
+}
+
+#[test]
+fn console_titles_classify_as_the_syzbot_title_of_the_same_bug() {
+    use kcache::crash::{normalize_title, RunClass, Target};
+    use kcache::store::Outcome;
+    let cases = corpus();
+    let mut distinct: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for case in &cases {
+        let Some(want) = &case.title else { continue };
+        // Distinct syzbot titles stay distinct after normalization.
+        let n = normalize_title(want);
+        if let Some(other) = distinct.insert(n.clone(), want.clone()) {
+            assert_eq!(&other, want, "{} and {want} normalize alike: {n}", other);
+        }
+        let Some(got) = title::title(&case.console) else {
+            continue;
+        };
+        if &got.title == want {
+            let target = Target::new([want.as_str()]);
+            assert_eq!(
+                target.classify(Outcome::Crash, Some(&got.title)),
+                RunClass::Match,
+                "{}",
+                case.file
+            );
+        }
+    }
+    // What a test script may print raw names the same bug as syzbot's title.
+    let target = Target::new(["BUG: Bad page state in process syz-executor"]);
+    assert!(target.matches("BUG: Bad page state in process syz-executor.3"));
+    let target = Target::new(["kernel BUG at fs/ext4/inode.c:LINE!"]);
+    assert!(target.matches("kernel BUG at fs/ext4/inode.c:2711!"));
+    assert!(!target.matches("kernel BUG at fs/ext4/super.c:2711!"));
 }

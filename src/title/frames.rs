@@ -27,7 +27,7 @@ pub(super) static STACK_STARTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         r"Freed:",
         r"Freed by task [0-9]+:",
         // `backtrace:` of kmemleak, not lockdep's `stack backtrace:`.
-        r"[^k] backtrace:",
+        r"[^k] backtrace(?: \(crc [0-9a-f]+\))?:",
         r"Backtrace:",
         r"Uninit was stored to memory at",
     ]
@@ -272,12 +272,28 @@ pub(super) const SKIP: &[&str] = &[
     "xas_(?:start|load|find)",
     "find_lock_entries",
     "truncate_inode_pages_range",
+    // Helpers that check their callers' arguments.
+    "fortify",
+    "__phys_addr",
+    "hwasan",
+    "cleanup_srcu_struct",
+    "alloc_frozen_pages",
 ];
 
-/// The skip list of one format: the common one plus the format's own.
-pub(super) fn skip_regex(extra: &[&str]) -> Regex {
-    let all: Vec<&str> = SKIP.iter().chain(extra.iter()).copied().collect();
-    re(&all.join("|"))
+static COMMON_SKIP: LazyLock<Regex> = LazyLock::new(|| re(&SKIP.join("|")));
+
+/// Frames a format skips: the common list plus the format's own (compiled
+/// apart: the common list is large and compiled once).
+pub(super) struct Skip(Option<Regex>);
+
+impl Skip {
+    pub(super) fn new(extra: &[&str]) -> Skip {
+        Skip((!extra.is_empty()).then(|| re(&extra.join("|"))))
+    }
+
+    pub(super) fn is_match(&self, frame: &str) -> bool {
+        COMMON_SKIP.is_match(frame) || self.0.as_ref().is_some_and(|r| r.is_match(frame))
+    }
 }
 
 /// Syscall entry wrappers differ by architecture and version; the syscall
@@ -286,6 +302,8 @@ pub(super) fn skip_regex(extra: &[&str]) -> Regex {
 const SYSCALL_PREFIXES: &[&str] = &[
     "SYSC_",
     "SyS_",
+    "__se_",
+    "__do_sys_",
     "sys_",
     "__x64_",
     "__ia32_",
@@ -293,8 +311,6 @@ const SYSCALL_PREFIXES: &[&str] = &[
     "____sys_",
     "___sys_",
     "__sys_",
-    "__se_",
-    "__do_sys_",
     "compat_SYSC_",
     "compat_SyS_",
     "ksys_",
@@ -306,6 +322,23 @@ pub(super) fn strip_syscall_prefixes(frame: &str) -> &str {
         f = f.strip_prefix(p).unwrap_or(f);
     }
     f
+}
+
+/// A frame as people write it: Rust symbols demangled (without their
+/// hash), C++ ones to their plain name (`_Z8fakeNameiii` -> `fakeName`).
+pub(super) fn demangle(frame: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(frame) {
+        return format!("{d:#}");
+    }
+    if let Some(rest) = frame.strip_prefix("_Z") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(len) = rest[..digits].parse::<usize>() {
+            if let Some(name) = rest.get(digits..digits + len) {
+                return name.to_string();
+            }
+        }
+    }
+    frame.to_string()
 }
 
 /// The first frame: the default choice.

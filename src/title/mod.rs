@@ -222,6 +222,43 @@ pub fn canonical(title: &str) -> String {
     sanitize(&replace_dynamic(title))
 }
 
+/// `kcache title`'s answer for one console log file (`--json`: one
+/// `kcache/title/v1` object per file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileTitle {
+    pub file: String,
+    /// `None`: the output holds no crash.
+    pub title: Option<String>,
+    pub class: Option<BugClass>,
+    pub corrupted: bool,
+    pub start_line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TitleError {
+    #[error("cannot read console log {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+}
+
+/// Titles one console log file.
+pub fn title_file(path: &std::path::Path) -> Result<FileTitle, TitleError> {
+    let bytes = std::fs::read(path).map_err(|source| TitleError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let report = title(&bytes);
+    Ok(FileTitle {
+        file: path.display().to_string(),
+        title: report.as_ref().map(|r| r.title.clone()),
+        class: report.as_ref().map(|r| r.class),
+        corrupted: report.as_ref().is_some_and(|r| r.corrupted),
+        start_line: report.as_ref().map(|r| r.start_line),
+        frame: report.and_then(|r| r.frame),
+    })
+}
+
 static FRAME_IN_TITLE: LazyLock<Regex> = LazyLock::new(|| re(r".* in ([a-zA-Z0-9_]+)"));
 
 /// Compiles one of the rule tables' patterns, expanding syzkaller's
@@ -293,10 +330,16 @@ fn matches_oops(line: &str, oops: &Oops) -> bool {
     line.contains(oops.header) && !oops.suppressions.iter().any(|s| s.is_match(line))
 }
 
+/// The report kinds whose header the line holds (most lines: none).
+fn oopses_in(line: &str) -> impl Iterator<Item = &'static Oops> + '_ {
+    let any = rules::ANY_HEADER.is_match(line);
+    rules::OOPSES.iter().filter(move |o| any && matches_oops(line, o))
+}
+
 /// The first line that starts a report: its oops kind, index and context.
 fn first_oops(lines: &[&str]) -> Option<(&'static Oops, usize, String)> {
     for (i, line) in lines.iter().enumerate() {
-        if let Some(oops) = rules::OOPSES.iter().find(|o| matches_oops(line, o)) {
+        if let Some(oops) = oopses_in(line).next() {
             return Some((oops, i, context_of(line)));
         }
     }
@@ -351,13 +394,10 @@ fn find_report(lines: &[&str], oops: &Oops, start: usize, context: &str) -> Foun
         let (stripped, questionable) = strip_prefix(line, &context1);
         let is_oops_line = i == start;
         let _ = oops;
-        for o in rules::OOPSES.iter() {
-            if !matches_oops(line, o) {
-                if !is_oops_line && !second_report && INFO_WITH_STACK.iter().any(|p| line.contains(p)) {
-                    second_report = true;
-                }
-                continue;
-            }
+        if !is_oops_line && !second_report && INFO_WITH_STACK.iter().any(|p| line.contains(p)) {
+            second_report = true;
+        }
+        if oopses_in(line).next().is_some() {
             end_line = i;
             if !is_oops_line && !second_report && !REPORT_START_IGNORES.iter().any(|r| r.is_match(line)) {
                 second_report = true;
@@ -508,7 +548,7 @@ fn stack_frames(stack: &StackFmt, output: &str) -> (Vec<String>, bool) {
     stack_frames_with(stack, &stack.parts2, output, &stack.skip)
 }
 
-fn stack_frames_with(stack: &StackFmt, parts: &[Part], output: &str, skip: &Regex) -> (Vec<String>, bool) {
+fn stack_frames_with(stack: &StackFmt, parts: &[Part], output: &str, skip: &frames::Skip) -> (Vec<String>, bool) {
     let mut lines = output.lines();
     let mut frames: Vec<String> = Vec::new();
     let mut results = Vec::new();
@@ -577,12 +617,12 @@ fn stack_frames_with(stack: &StackFmt, parts: &[Part], output: &str, skip: &Rege
 
 /// The first captured function name that is not report machinery, with
 /// the syscall-wrapper prefixes stripped.
-fn push_frame(frames: &mut Vec<String>, caps: &regex::Captures, skip: &Regex) {
+fn push_frame(frames: &mut Vec<String>, caps: &regex::Captures, skip: &frames::Skip) {
     for g in caps.iter().skip(1).flatten() {
         if skip.is_match(g.as_str()) {
             continue;
         }
-        frames.push(frames::strip_syscall_prefixes(g.as_str()).to_string());
+        frames.push(frames::demangle(frames::strip_syscall_prefixes(g.as_str())));
         return;
     }
 }

@@ -43,7 +43,7 @@ pub(super) struct Format {
 pub(super) struct StackFmt {
     pub parts: Vec<Part>,
     pub parts2: Vec<Part>,
-    pub skip: Regex,
+    pub skip: frames::Skip,
     pub extractor: fn(&[String]) -> Option<String>,
 }
 
@@ -73,7 +73,7 @@ fn stack(parts: Vec<Part>) -> StackFmt {
     StackFmt {
         parts,
         parts2: Vec::new(),
-        skip: frames::skip_regex(&[]),
+        skip: frames::Skip::new(&[]),
         extractor: frames::first,
     }
 }
@@ -105,7 +105,7 @@ impl StackFmt {
     }
 
     fn skip(mut self, extra: &[&str]) -> Self {
-        self.skip = frames::skip_regex(extra);
+        self.skip = frames::Skip::new(extra);
         self
     }
 
@@ -164,6 +164,17 @@ pub(super) static OOPSES: LazyLock<Vec<Oops>> = LazyLock::new(|| {
     all
 });
 
+/// Any report's header: most console lines hold none, and one search
+/// tells (instead of one per report kind).
+pub(super) static ANY_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    let headers: Vec<String> = OOPSES.iter().map(|o| regex::escape(o.header)).collect();
+    re(&headers.join("|"))
+});
+
+/// Crypto algorithms compute on what their callers hand them: uninit
+/// data found inside them is the caller's bug.
+const CRYPTO_INTERNALS: &str = "^(?:crypto_|cipher_|aes|xts_|ecb_|cbc_|ctr_|gcm_|drbg_|rng_)";
+
 fn bug() -> Oops {
     let kasan_access = r"BUG: KASAN: ([a-z\-]+) in {{FUNC}}(?:.*\n)+?.*(Read|Write) (?:of size|at addr) (?:[0-9a-f]+)";
     let kasan_free = r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {{FUNC}}";
@@ -201,11 +212,11 @@ fn bug() -> Oops {
                 .no_stack(),
             f("BUG: KMSAN:", "KMSAN: {1} in {3}")
                 .report(r"BUG: KMSAN: ([a-z\-]+) in {{FUNC}}")
-                .stack(kmsan_stack().skip(&["alloc_skb", "netlink_ack", "netlink_rcv_skb"]))
+                .stack(kmsan_stack().skip(&["alloc_skb", "netlink_ack", "netlink_rcv_skb", CRYPTO_INTERNALS]))
                 .no_stack(),
             f("BUG: KCSAN: data-race", "KCSAN: {1}").report("BUG: KCSAN: (.*)").no_stack(),
             f("BUG: KCSAN:", "KCSAN: {1}").report("BUG: KCSAN: (.*)").no_stack(),
-            f(r"BUG: KFENCE: (use-after-free|out-of-bounds) ([a-z\-]+) in {{FUNC}}", "KFENCE: {1} in {4}")
+            f(r"BUG: KFENCE: (use-after-free|out-of-bounds) ([a-z\-]+) in {{FUNC}}", "KFENCE: {1} {2} in {4}")
                 .stack(kfence_stack()),
             f("BUG: KFENCE: invalid free in {{FUNC}}", "KFENCE: invalid free in {2}")
                 .stack(kfence_stack())
@@ -250,7 +261,11 @@ fn bug() -> Oops {
             // split one bug into many: left out.
             f("BUG: Dentry .* still in use", "BUG: Dentry still in use in {1}")
                 .report(r"BUG: Dentry .* still in use \([0-9]+\) \[(unmount) of ([^\]]+)\]"),
-            f("BUG: Bad page state", "BUG: Bad page state"),
+            // Named after who allocated the page (page_owner's stack),
+            // past the page allocator.
+            f("BUG: Bad page state", "BUG: Bad page state in {1}").stack(
+                stack(vec![p("page last allocated"), Part::Stack]).skip(&["alloc", "get_page_from_freelist", "prep_new_page", "page_owner"]),
+            ),
             f("BUG: Bad page map", "BUG: Bad page map"),
             f("BUG: workqueue lockup", "BUG: workqueue lockup").no_stack(),
             f(
@@ -264,7 +279,7 @@ fn bug() -> Oops {
             f("BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic in {1}")
                 .report(r"BUG: workqueue leaked lock or atomic(?:.*\n)+?.*last function: ([a-zA-Z0-9_]+)\n")
                 .no_stack(),
-            f("BUG: memory leak", "memory leak in {1}").stack(stack(vec![p("backtrace:"), Part::Stack]).skip(&[
+            f("BUG: memory leak", "memory leak in {1}").stack(stack(vec![p(r"backtrace(?: \(crc [0-9a-f]+\))?:"), Part::Stack]).skip(&[
                 "kmemleak",
                 "mmap",
                 "kmem",
@@ -345,6 +360,8 @@ fn warning() -> Oops {
                 "usb_control_msg",
             ])),
             f("WARNING: .* at {{SRC}} {{FUNC}}", "WARNING in {3}").stack(warning_stack(&[])),
+            // Newer kernels: `WARNING: [cond] file.c:LINE at func, CPU: ...`.
+            f(r"WARNING: (?:\[.*\] )?{{SRC}} at ([a-zA-Z0-9_]+)", "WARNING in {3}").stack(warning_stack(&[])),
             f("WARNING: possible circular locking dependency detected", "possible deadlock in {1}")
                 .report(r"WARNING: possible circular locking dependency detected(?:.*\n)+?.*is trying to acquire lock")
                 .stack(
@@ -392,6 +409,10 @@ fn warning() -> Oops {
             r"WARNING: fbcon: Driver '(.*)' missed to adjust virtual screen size",
             "WARNING: See https.* for mitigation options.",
             "WARNING: kernel not compiled with CPU_SRSO",
+            // Deprecation notices and filesystem repair messages.
+            "(?i)uses deprecated v2 capabilities",
+            "(?i)uses wireless extensions",
+            r"(?i)XFS \(.*\): WARNING",
         ],
     )
 }
@@ -677,6 +698,15 @@ fn others() -> Vec<Oops> {
                     .report(r"trusty: panic \(.*?\): (.+)")
                     .no_stack(),
             ],
+            &[],
+        ),
+        // Rust code's panic: the message on the next line, then the frame
+        // past the panic machinery (names are demangled).
+        oops(
+            "rust_kernel: panicked at",
+            vec![f("rust_kernel: panicked at", "{1} in {2}")
+                .report(r"rust_kernel: panicked at [^\n]*\n(?:\[[^\]]*\](?:\[[^\]]*\])? )?([^\n]+)")
+                .stack(trace_stack().skip(&["rust_begin_unwind", "rust_helper_BUG", "__rustc"]))],
             &[],
         ),
         // syzkaller's own failures (executor and tools).
