@@ -28,6 +28,30 @@ const KVM_PROBE: Duration = Duration::from_secs(8);
 /// reboot, and for a panicking kernel to print its report (slow under TCG).
 const RUN_SLACK: Duration = Duration::from_secs(60);
 
+/// syzbot's stall-detection timeouts (its `timeouts_native` and
+/// `timeouts_emu` config bits): ordered so one hang is reported one way
+/// (RCU stall, then soft lockup, then workqueue stall), and three times
+/// longer under emulation, where an overloaded host would otherwise make
+/// a booting TCG guest report a stall that is not the kernel's. Not part
+/// of the test key: the same reproducer on the same kernel pools its runs
+/// under KVM and TCG.
+pub fn stall_timeouts(accel: Accel) -> &'static [&'static str] {
+    match accel {
+        Accel::Kvm => &[
+            "rcupdate.rcu_cpu_stall_timeout=100",
+            "watchdog_thresh=55",
+            "workqueue.watchdog_thresh=140",
+            "smp.csd_lock_timeout=100000",
+        ],
+        Accel::Tcg => &[
+            "rcupdate.rcu_cpu_stall_timeout=300",
+            "watchdog_thresh=165",
+            "workqueue.watchdog_thresh=420",
+            "smp.csd_lock_timeout=300000",
+        ],
+    }
+}
+
 /// What a harness runs and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -284,9 +308,22 @@ impl Harness {
         &self.settings
     }
 
-    /// The kernel command line every VM boots with.
+    /// The kernel command line every VM boots with, but for the
+    /// accelerator's stall timeouts ([`stall_timeouts`]): what the test key
+    /// holds and what `kcache repro` shows.
     pub fn cmdline(&self) -> String {
+        self.cmdline_with(&[])
+    }
+
+    /// The command line a VM under `accel` boots with: the stall timeouts
+    /// come before the user's `--cmdline`, which may override them.
+    pub fn boot_cmdline(&self, accel: Accel) -> String {
+        self.cmdline_with(stall_timeouts(accel))
+    }
+
+    fn cmdline_with(&self, timeouts: &[&str]) -> String {
         let mut parts: Vec<String> = DEFAULT_CMDLINE.iter().map(|s| s.to_string()).collect();
+        parts.extend(timeouts.iter().map(|s| s.to_string()));
         parts.push(format!("kcache.budget={}", self.settings.budget.as_secs().max(1)));
         parts.extend(self.settings.extra_cmdline.iter().cloned());
         parts.join(" ")
@@ -399,7 +436,7 @@ impl Harness {
     }
 
     fn boot(&self, kernel: &Path, accel: Accel, probing: bool) -> Result<Console, VmError> {
-        let cmdline = self.cmdline();
+        let cmdline = self.boot_cmdline(accel);
         qemu::boot(
             &Boot {
                 qemu: &self.qemu,
