@@ -1675,7 +1675,7 @@ fn repro_cmd(settings: &kcache::config::Settings, args: ReproArgs) -> anyhow::Re
         args.vm.settings(args.timeout),
     )?;
     kcache::notice(&format!(
-        "{} run(s) of {} on {}, {} at once; kernel command line (and the accelerator's stall timeouts): {}",
+        "{} run(s) of {} on {}, {} at once; kernel command line (plus the accelerator's stall timeouts): {}",
         args.runs,
         args.repro.display(),
         args.kernel.display(),

@@ -154,6 +154,12 @@ pub fn initramfs(work: &Path, init: &Program, repro: &Program) -> Result<PathBuf
             major: 5,
             minor: 1,
         },
+        // Init's lines go to the kernel log through /dev/kmsg.
+        cpio::Entry::CharDev {
+            path: "dev/kmsg",
+            major: 1,
+            minor: 11,
+        },
         cpio::Entry::Dir { path: "proc" },
         cpio::Entry::Dir { path: "sys" },
         cpio::Entry::Dir { path: "tmp" },
