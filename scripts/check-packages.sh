@@ -7,8 +7,10 @@
 # hand-installed libclang-dev kept CI green).
 #
 # What is checked is what is used: every command the build and the tests run,
-# and the libclang that bindgen (librocksdb-sys) would load, each resolved to
-# the file on this machine and to the package that owns it with `dpkg -S`.
+# the libclang that bindgen (librocksdb-sys) would load, and the RocksDB
+# library and header the build links and binds (.cargo/config.toml), each
+# resolved to the file on this machine and to the package that owns it with
+# `dpkg -S`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,6 +90,27 @@ if [ -z "$libclang" ]; then
   failed=1
 else
   check_file "bindgen's libclang" "$libclang"
+fi
+
+# RocksDB where librocksdb-sys takes it: ROCKSDB_LIB_DIR and ROCKSDB_INCLUDE_DIR
+# from the environment, else from .cargo/config.toml's [env] (cargo's rule).
+# Without ROCKSDB_LIB_DIR the build would compile RocksDB's C++ itself.
+cargo_env() { # NAME -> its value in the environment or .cargo/config.toml
+  local v=${!1:-}
+  [ -n "$v" ] || v=$(sed -n "s/^$1 *= *\"\(.*\)\"\$/\1/p" .cargo/config.toml 2>/dev/null | head -n1)
+  echo "$v"
+}
+rocksdb_lib=$(cargo_env ROCKSDB_LIB_DIR)
+rocksdb_include=$(cargo_env ROCKSDB_INCLUDE_DIR)
+if [ -z "$rocksdb_lib" ] || [ -z "$rocksdb_include" ]; then
+  echo "check-packages: ROCKSDB_LIB_DIR/ROCKSDB_INCLUDE_DIR unset (.cargo/config.toml): the build would compile RocksDB instead of linking librocksdb-dev" >&2
+  failed=1
+elif [ ! -e "$rocksdb_lib/librocksdb.so" ] || [ ! -e "$rocksdb_include/rocksdb/c.h" ]; then
+  echo "check-packages: no librocksdb.so in $rocksdb_lib or rocksdb/c.h in $rocksdb_include: scripts/setup.sh must install librocksdb-dev" >&2
+  failed=1
+else
+  check_file "the RocksDB the build links" "$rocksdb_lib/librocksdb.so"
+  check_file "the RocksDB header the bindings come from" "$rocksdb_include/rocksdb/c.h"
 fi
 
 # The reproducer harness's files: static glibc (gcc -static) and a kernel

@@ -45,6 +45,36 @@ pub struct Spec<'a> {
     pub log: Option<PathBuf>,
 }
 
+/// Why the shell could not run `script` (it exited 126 or 127), from its
+/// first word as run in `dir`: a missing file, a file that is not
+/// executable, a relative path (that means `dir`), or a command not in
+/// `PATH`. Said instead of a guess (issue 27: a non-executable test given
+/// by absolute path was told to use an absolute path).
+pub fn why_not_run(script: &str, dir: &Path) -> String {
+    let Some(first) = script.split_whitespace().next() else {
+        return "the command is empty".into();
+    };
+    let word = first.trim_matches(|c| c == '\'' || c == '"');
+    if !word.contains('/') {
+        return format!("check that `{word}` is installed and in PATH");
+    }
+    let path = dir.join(word);
+    let shown = path.display();
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&path) {
+        Err(_) if Path::new(word).is_relative() => format!(
+            "`{word}` is relative and the command runs in {} (give it as an absolute path)",
+            dir.display()
+        ),
+        Err(e) => format!("{shown}: {e}"),
+        Ok(m) if m.is_dir() => format!("{shown} is a directory"),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+            format!("{shown} is not executable (`chmod +x {shown}`, or run it as `sh {shown}`)")
+        }
+        Ok(_) => format!("{shown} could not be run (its `#!` interpreter missing?)"),
+    }
+}
+
 /// A command's shell: it starts the user's script only once kcache says
 /// "go" (the keeper has its group by then); EOF instead means kcache died
 /// first. The script runs with no stdin and no positional parameters, as

@@ -202,12 +202,80 @@ pub fn digest(bytes: &[u8]) -> Key {
 /// names as part of the recipe (a build script, say).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Recipe {
+    /// The build command as keyed ([`keyed_command`]: a script it runs by
+    /// absolute path stands as `@blake3:<hex>` of its content).
     pub command: String,
     /// `KEY=VALUE` pairs; order does not matter.
     pub make_vars: Vec<String>,
     /// (path as named, BLAKE3 of content).
     #[serde(with = "crate::serde_pairs::named_files")]
     pub key_files: Vec<(String, Key)>,
+    /// The scripts the command runs, keyed by content (path as typed,
+    /// BLAKE3): shown by `kcache key --json`, already in `command`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::serde_pairs::named_files"
+    )]
+    pub scripts: Vec<(String, Key)>,
+}
+
+/// The prefix a word of the build command that names a file by content has.
+pub const CONTENT_WORD: &str = "@blake3:";
+
+/// The build command as the build key sees it: every script the command
+/// runs by an absolute path (`/home/a/linux/build.sh`, or `~/build.sh`;
+/// quoted or not) stands for that file's content (`@blake3:<hex>`), as
+/// ccache keys a compiler by content, not path: one script at two paths
+/// (two clones, two members' home directories) keys alike, and an edited
+/// script keys anew. A script is a word in command position (the first of
+/// the command, or after `;`, `&&`, `||`, `|`, `{`, `(`) or the first
+/// non-option word after a runner (`sh`, `bash`, `env`, `exec`, `python3`,
+/// ...); other paths (`test -e /x`, `tee /tmp/log`) are keyed as typed. A
+/// command with no such script is keyed as typed (the keys of earlier
+/// caches stay). Returns the keyed command and the scripts it named.
+pub fn keyed_command(command: &str) -> Result<(String, Vec<(String, Key)>), FileError> {
+    const RUNNERS: &[&str] = &[
+        "sh", "bash", "dash", "zsh", "ksh", "env", "exec", "nice", "time", "command", "python", "python3", "perl", ".",
+        "source",
+    ];
+    const SEPARATORS: &[&str] = &[";", "&&", "||", "|", "{", "(", "then", "do", "else"];
+    let mut scripts = Vec::new();
+    let mut words = Vec::new();
+    let mut command_position = true;
+    for word in command.split_whitespace() {
+        let bare = word.trim_matches(|c| c == '\'' || c == '"');
+        let runs_next = command_position && (RUNNERS.contains(&bare) || bare.starts_with('-') || bare.contains('='));
+        let script = match command_position && !runs_next {
+            true => script_path(bare),
+            false => None,
+        };
+        match script {
+            Some(p) => {
+                let d = file_digest(&p).map_err(|source| FileError {
+                    path: p.clone(),
+                    source,
+                })?;
+                scripts.push((bare.to_string(), d));
+                words.push(format!("{CONTENT_WORD}{}", d.to_hex()));
+            }
+            None => words.push(word.to_string()),
+        }
+        command_position = runs_next || SEPARATORS.contains(&bare) || bare.ends_with(';');
+    }
+    match scripts.is_empty() {
+        true => Ok((command.to_string(), scripts)),
+        false => Ok((words.join(" "), scripts)),
+    }
+}
+
+/// The file a word names by absolute path (`~/` expanded), if it is one.
+fn script_path(word: &str) -> Option<PathBuf> {
+    let path = match word.strip_prefix("~/") {
+        Some(rest) => Path::new(&std::env::var_os("HOME")?).join(rest),
+        None => PathBuf::from(word),
+    };
+    (path.is_absolute() && path.is_file()).then_some(path)
 }
 
 impl Recipe {
@@ -228,11 +296,14 @@ impl Recipe {
     }
 }
 
-/// `kcache key --json`: the key and the inputs it is derived from.
+/// `kcache key --json`: the key, the inputs it is derived from, and the
+/// recipe behind `recipe_digest` (the command as keyed, the scripts it
+/// runs keyed by content, the key files).
 #[derive(Debug, Serialize)]
 pub struct KeyedInputs<'a> {
     pub build_key: BuildKey,
     pub inputs: &'a BuildInputs,
+    pub recipe: &'a Recipe,
 }
 
 /// Everything that decides a build's binary.
@@ -256,10 +327,12 @@ pub struct RecipeInputs {
     pub toolchain: String,
     pub arch: String,
     pub recipe_digest: Key,
+    /// What `recipe_digest` is the digest of.
+    pub recipe: Recipe,
 }
 
 impl RecipeInputs {
-    /// Digests the config and key files now.
+    /// Digests the config, key files and the scripts the command runs now.
     pub fn resolve(
         build_cmd: &str,
         config: Option<&Path>,
@@ -274,16 +347,19 @@ impl RecipeInputs {
             })?,
             None => digest(b""),
         };
+        let (command, scripts) = keyed_command(build_cmd)?;
         let recipe = Recipe {
-            command: build_cmd.to_string(),
+            command,
             make_vars: Vec::new(),
             key_files: file_digests(key_files)?,
+            scripts,
         };
         Ok(RecipeInputs {
             config_digest,
             toolchain,
             arch,
             recipe_digest: recipe.digest(),
+            recipe,
         })
     }
 
@@ -413,11 +489,53 @@ mod tests {
     }
 
     #[test]
+    fn a_script_the_command_runs_is_keyed_by_content_not_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.sh"),
+            dir.path().join("b.sh"),
+            dir.path().join("c.sh"),
+        );
+        std::fs::write(&a, "make vmlinux\n").unwrap();
+        std::fs::write(&b, "make vmlinux\n").unwrap();
+        std::fs::write(&c, "make -j8 vmlinux\n").unwrap();
+        let resolve = |cmd: String| {
+            RecipeInputs::resolve(&cmd, None, &[], "gcc".into(), "x86_64".into())
+                .unwrap()
+                .recipe_digest
+        };
+        let keyed = |p: &Path| resolve(format!("sh {} --fast", p.display()));
+        assert_eq!(keyed(&a), keyed(&b), "one script at two paths");
+        assert_ne!(keyed(&a), keyed(&c), "an edited script");
+        assert_eq!(resolve(format!("sh '{}' --fast", a.display())), keyed(&a), "quoted");
+        assert_eq!(
+            resolve(format!("cd /tmp && bash -x {} --fast", a.display())),
+            resolve(format!("cd /tmp && bash -x {} --fast", b.display())),
+            "after a separator and a runner's options"
+        );
+        // A path that is not a script the command runs is keyed as typed:
+        // a flag file, a log written each build.
+        for cmd in [
+            format!("test -e {} || make", a.display()),
+            format!("make | tee {}", a.display()),
+        ] {
+            assert_eq!(keyed_command(&cmd).unwrap(), (cmd.clone(), vec![]), "{cmd}");
+        }
+        // A command that names no file is keyed as typed (old keys stay).
+        let (plain, scripts) = keyed_command("make -s  vmlinux").unwrap();
+        assert_eq!((plain.as_str(), scripts.len()), ("make -s  vmlinux", 0));
+        let (cmd, scripts) = keyed_command(&format!("sh {}", a.display())).unwrap();
+        assert!(cmd.starts_with("sh @blake3:"), "{cmd}");
+        assert_eq!(scripts, vec![(a.display().to_string(), file_digest(&a).unwrap())]);
+    }
+
+    #[test]
     fn recipe_make_var_order_does_not_matter() {
         let a = Recipe {
             command: "make".into(),
             make_vars: vec!["A=1".into(), "B=2".into()],
             key_files: vec![],
+            scripts: vec![],
         };
         let b = Recipe {
             make_vars: vec!["B=2".into(), "A=1".into()],

@@ -1015,6 +1015,12 @@ fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<std::time::Durat
 
 /// The commit id and build inputs named on the command line.
 fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
+    let (commit, inputs, _) = resolve_recipe(a)?;
+    Ok((commit, inputs))
+}
+
+/// [`resolve_inputs`] and the recipe they share with every commit.
+fn resolve_recipe(a: &InputArgs) -> anyhow::Result<(String, BuildInputs, kcache::key::RecipeInputs)> {
     let repo = Repo::open(&a.repo)?;
     let commit = repo.commit_id(&a.commit)?;
     let recipe = kcache::key::RecipeInputs::resolve(
@@ -1024,7 +1030,8 @@ fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
         a.target.toolchain()?,
         a.target.arch(),
     )?;
-    Ok((commit.clone(), recipe.for_tree(&repo.tree_id(&commit)?)))
+    let inputs = recipe.for_tree(&repo.tree_id(&commit)?);
+    Ok((commit, inputs, recipe))
 }
 
 /// An artifact's name: its path inside the repository, else its file name.
@@ -1392,7 +1399,7 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
 
 fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
     let KeyArgs { inputs, json } = args;
-    let (_, resolved) = resolve_inputs(&inputs)?;
+    let (_, resolved, recipe) = resolve_recipe(&inputs)?;
     if json {
         println!(
             "{}",
@@ -1400,7 +1407,8 @@ fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
                 "kcache/key/v1",
                 &kcache::key::KeyedInputs {
                     build_key: resolved.key(),
-                    inputs: &resolved
+                    inputs: &resolved,
+                    recipe: &recipe.recipe,
                 }
             )?
         );
@@ -1468,6 +1476,10 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     let restored = match restored {
         Err(store::StoreError::Evicted(name)) => {
             eprintln!("kcache: artifact {name} of build {key} is not in the cache (evicted, or dropped as false)");
+            return Ok(ExitCode::from(EXIT_NEGATIVE));
+        }
+        Err(e @ store::StoreError::Quarantined { .. }) => {
+            eprintln!("kcache: build {key}: {e}");
             return Ok(ExitCode::from(EXIT_NEGATIVE));
         }
         other => other?,

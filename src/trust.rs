@@ -233,8 +233,10 @@ pub fn open(body: &[u8]) -> (Writer, Vec<u8>) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrustMode {
-    /// Only trusted writers' records are evidence; builds from others are
-    /// hints, checked by re-signing their vmlinux; their runs are ignored.
+    /// Only trusted writers' records are evidence: others' runs and
+    /// builds are ignored (a build record whose vmlinux really has the
+    /// claimed signature may still be of another commit: only a build
+    /// here shows that).
     Require,
     /// Everything is used; untrusted writers are counted and said.
     Warn,
@@ -255,8 +257,9 @@ impl std::str::FromStr for TrustMode {
     }
 }
 
-/// What kind of record is judged: runs are evidence only from trusted
-/// writers; a build claim can be checked against its artifact.
+/// What kind of record is judged (both are evidence only from trusted
+/// writers under `require`; kept apart for the messages and for future
+/// rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Build,
@@ -268,8 +271,6 @@ pub enum Kind {
 pub enum Use {
     /// Believe it.
     Evidence,
-    /// Use it only once its vmlinux re-signs to the signature it claims.
-    Hint,
     /// Drop it (counted per writer and said once).
     Ignore,
 }
@@ -292,16 +293,33 @@ impl Default for Policy {
 }
 
 impl Policy {
-    pub fn judge(&self, writer: &Writer, kind: Kind) -> Use {
-        let trusted = matches!(writer, Writer::Signed(k) if self.trusted.contains(k));
-        match (self.mode, trusted, writer, kind) {
-            (_, true, _, _) => Use::Evidence,
+    pub fn judge(&self, writer: &Writer, _kind: Kind) -> Use {
+        match (self.mode, self.trusts(writer), writer) {
+            (_, true, _) => Use::Evidence,
             (TrustMode::Off, ..) => Use::Evidence,
             // A signature that does not verify is never believed.
-            (_, _, Writer::Forged(_), _) => Use::Ignore,
+            (_, _, Writer::Forged(_)) => Use::Ignore,
             (TrustMode::Warn, ..) => Use::Evidence,
-            (TrustMode::Require, _, _, Kind::Build) => Use::Hint,
-            (TrustMode::Require, _, _, Kind::Run) => Use::Ignore,
+            // An untrusted build record is never what decides a commit's
+            // kernel: a vmlinux that re-signs to the claimed signature may
+            // still be another commit's (issue 27).
+            (TrustMode::Require, ..) => Use::Ignore,
+        }
+    }
+
+    /// Whether `writer` signed with a key this member trusts (its own
+    /// included).
+    pub fn trusts(&self, writer: &Writer) -> bool {
+        matches!(writer, Writer::Signed(k) if self.trusted.contains(k))
+    }
+
+    /// How far records that disagree are believed, best first: a trusted
+    /// writer's (0), then anyone else's (1). Records for one build key are
+    /// chosen by this, never by a field their writer controls (`time`).
+    pub fn rank(&self, writer: &Writer) -> u8 {
+        match self.trusts(writer) {
+            true => 0,
+            false => 1,
         }
     }
 }
@@ -316,10 +334,7 @@ pub struct Tally {
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct WriterCounts {
     pub used: u64,
-    pub hints: u64,
     pub ignored: u64,
-    /// Build records whose vmlinux did not re-sign to what they claimed.
-    pub refuted: u64,
 }
 
 impl Tally {
@@ -328,14 +343,8 @@ impl Tally {
         let c = counts.entry(writer_label(writer)).or_default();
         match judged {
             Use::Evidence => c.used += 1,
-            Use::Hint => c.hints += 1,
             Use::Ignore => c.ignored += 1,
         }
-    }
-
-    pub fn refuted(&self, writer: &Writer) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.entry(writer_label(writer)).or_default().refuted += 1;
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, WriterCounts> {
@@ -348,18 +357,14 @@ impl Tally {
         let mode = crate::serde_word(&policy.mode);
         let mut out = Vec::new();
         for (w, c) in self.snapshot() {
-            let dropped = c.ignored + c.refuted;
+            let dropped = c.ignored;
             if dropped > 0 {
                 let why = match w.starts_with("forged") {
                     true => "the signature does not verify",
                     false => "not trusted",
                 };
-                let refuted = match c.refuted {
-                    0 => String::new(),
-                    n => format!("; {n} build record(s) claimed a signature their vmlinux does not have"),
-                };
                 out.push(format!(
-                    "trust {mode}: ignored {dropped} record(s) from writer {w} ({why}){refuted}"
+                    "trust {mode}: ignored {dropped} record(s) from writer {w} ({why})"
                 ));
             } else if policy.mode == TrustMode::Warn && c.used > 0 && !is_trusted_label(&w, policy) {
                 out.push(format!(
@@ -483,7 +488,9 @@ mod tests {
         let (wa, wm) = (Writer::Signed(a.public()), Writer::Signed(m.public()));
         assert_eq!(p.judge(&wa, Kind::Run), Use::Evidence);
         assert_eq!(p.judge(&wm, Kind::Run), Use::Ignore);
-        assert_eq!(p.judge(&wm, Kind::Build), Use::Hint);
+        // An untrusted build record never decides a commit's kernel.
+        assert_eq!(p.judge(&wm, Kind::Build), Use::Ignore);
+        assert_eq!((p.rank(&wa), p.rank(&wm), p.rank(&Writer::Unsigned)), (0, 1, 1));
         assert_eq!(p.judge(&Writer::Unsigned, Kind::Run), Use::Ignore);
         assert_eq!(p.judge(&Writer::Forged(Some(a.public())), Kind::Build), Use::Ignore);
         p.mode = TrustMode::Warn;

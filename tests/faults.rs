@@ -644,3 +644,141 @@ fn endpoints_the_cache_contradicts_stop_the_bisection() {
     let out = run_status(&mut bisect_cmd(&cache, &repo, &good, &known_good, 3), 2);
     assert!(stderr(&out).contains("no target crash"), "{}", stderr(&out));
 }
+
+/// A copy of the demo test that pools apart (another test key), so a
+/// bisection must restore every kernel's artifacts to test it.
+fn another_test(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join(format!("test-{n}.sh"));
+    let text = std::fs::read_to_string(demo_test_script()).unwrap();
+    std::fs::write(&path, format!("{text}\n# variant {n}\n")).unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&path));
+    path
+}
+
+/// Issue 27: a blob other artifacts are deltas against, truncated, flipped
+/// or deleted. `verify` names the broken chains; the next bisection says
+/// the damage once and rebuilds what it cannot restore, and so does the
+/// one after it (no `verify --repair` needed in between).
+#[test]
+fn a_damaged_delta_base_never_blocks_a_later_bisection() {
+    for damage in ["truncate", "flip", "delete"] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = demo_repo(dir.path(), SMALL);
+        let cache = dir.path().join("cache");
+        let good = root_commit(&repo);
+        let first = json(&run_ok(
+            bisect_cmd(&cache, &repo, &good, "HEAD", 2).args(["--policy", "classic"]),
+        ));
+        let culprit = first["outcome"]["commit"].as_str().unwrap().to_string();
+
+        let blobs = kcache::store::BlobStore::new(&cache);
+        let base = blobs
+            .list()
+            .unwrap()
+            .iter()
+            .find_map(|b| blobs.chain_of(&b.key).ok()?.first().copied())
+            .expect("the bisection stored delta blobs");
+        let path = blobs.path_of(&base);
+        let bytes = std::fs::read(&path).unwrap();
+        match damage {
+            "truncate" => std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap(),
+            "flip" => {
+                let mut b = bytes.clone();
+                let mid = b.len() / 2;
+                b[mid] ^= 0x55;
+                std::fs::write(&path, b).unwrap();
+            }
+            _ => std::fs::remove_file(&path).unwrap(),
+        }
+        let out = run_status(kc(&cache).arg("verify"), 1);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(&format!("broken delta chain: its base blob {base}")),
+            "{damage}: verify names the broken chain: {said}"
+        );
+
+        for n in 0..2 {
+            let test = another_test(dir.path(), n);
+            let out = bisect_with(&cache, &repo, &good, "HEAD", "make -s vmlinux", test.to_str().unwrap())
+                .args(["--runs", "2", "--json", "--policy", "classic", "-v"])
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert!(out.status.success(), "{damage}, bisection {n} after the damage: {err}");
+            let summary = json(&out);
+            assert_eq!(summary["outcome"]["commit"], culprit.as_str(), "{damage} {n}");
+            // The summary counts the kernels built again to be tested.
+            let built = err.matches("  built in ").count() as u64;
+            assert_eq!(totals(&summary, "builds_done"), built, "{damage} {n}: {err}");
+            if n == 0 {
+                assert!(built > 0, "{damage}: what was lost was built again");
+            }
+        }
+        // Rebuilt: the cache is whole again.
+        run_ok(kc(&cache).arg("verify"));
+    }
+}
+
+/// A TCP server on loopback that accepts connections and never answers;
+/// its port.
+fn silent_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// `cmd` pointed at an S3 endpoint on `port`.
+fn with_s3_endpoint(cmd: &mut Command, port: u16) -> &mut Command {
+    cmd.args(["--remote", "s3://bucket/kcache"])
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_REGION", "garage")
+}
+
+/// Issue 27: the default (noisy) search's up-front listings went through no
+/// deadline: a silent endpoint cost ~81 s. Every call now has the same
+/// bound, and listings queued behind one that found the remote down ask
+/// nothing. Measured against the same bisection without a remote, with an
+/// empty cache and with everything local (the remembered outage forgotten).
+#[test]
+fn a_silent_remote_costs_the_default_search_seconds() {
+    let port = silent_server();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let good = root_commit(&repo);
+    let timed = |cmd: &mut Command| {
+        let start = Instant::now();
+        let out = run_ok(cmd);
+        (start.elapsed(), json(&out), stderr(&out))
+    };
+    let (plain, reference, _) = timed(&mut bisect_cmd(&dir.path().join("plain"), &repo, &good, "HEAD", 2));
+    let cache = dir.path().join("cache");
+    let (cold, found, err) = timed(with_s3_endpoint(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 2), port));
+    assert_eq!(found["outcome"], reference["outcome"]);
+    assert!(err.contains("is unavailable"), "{err}");
+    std::fs::remove_file(cache.join("remote-down")).unwrap();
+    let (warm_plain, _, _) = timed(&mut bisect_cmd(&dir.path().join("plain"), &repo, &good, "HEAD", 2));
+    let (warm, found, _) = timed(with_s3_endpoint(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 2), port));
+    assert_eq!(found["outcome"], reference["outcome"]);
+    eprintln!(
+        "silent remote: empty cache {:.1}s (no remote {:.1}s), everything local {:.1}s (no remote {:.1}s)",
+        cold.as_secs_f64(),
+        plain.as_secs_f64(),
+        warm.as_secs_f64(),
+        warm_plain.as_secs_f64()
+    );
+    // Under 10 s of waiting per bisection (measured: about 5 s).
+    assert!(cold < plain + Duration::from_secs(10), "{cold:?} against {plain:?}");
+    assert!(
+        warm < warm_plain + Duration::from_secs(10),
+        "{warm:?} against {warm_plain:?}"
+    );
+}

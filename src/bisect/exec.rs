@@ -37,6 +37,33 @@ pub enum EvalError {
     TestAborted { commit: String, run: u32, how: String },
     #[error("reproducer harness on commit {commit}: {how}")]
     Repro { commit: String, how: String },
+    /// A build that failed while its disk was full: the machine's failure,
+    /// never the commit's (nothing is recorded), and nothing later would
+    /// build either, so the bisection stops.
+    #[error("the build of {commit} failed on a full disk ({} has {free} bytes free): not the commit's failure, \
+             nothing was recorded; free some space (`kcache gc --max-size SIZE` for the cache) and run again{}",
+        path.display(), match log_tail.trim() { "" => String::new(), t => format!("\nthe build log's last lines:\n{t}") })]
+    DiskFull {
+        commit: String,
+        path: PathBuf,
+        free: u64,
+        log_tail: String,
+    },
+}
+
+/// Less free space than this where a build writes is a full disk.
+const DISK_FULL_BELOW: u64 = 1 << 20;
+
+/// Bytes available to unprivileged writers on the file system of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs.
+    match unsafe { libc::statvfs(c.as_ptr(), &mut st) } {
+        0 => Some(st.f_bavail as u64 * st.f_frsize as u64),
+        _ => None,
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EvalError {
@@ -233,6 +260,9 @@ pub struct CommitEvaluator {
     predict: bool,
     /// Builds of this bisection with an input set, newest first.
     references: Vec<Reference>,
+    /// Builds run to test a kernel whose artifacts were gone (evicted or
+    /// quarantined), and their seconds: real builds, counted as such.
+    rebuilt_to_test: std::cell::Cell<(u32, f64)>,
 }
 
 impl CommitEvaluator {
@@ -267,6 +297,7 @@ impl CommitEvaluator {
             in_place,
             predict: true,
             references: Vec::new(),
+            rebuilt_to_test: std::cell::Cell::new((0, 0.0)),
         })
     }
 
@@ -363,8 +394,16 @@ impl CommitEvaluator {
             };
             // A crash decides the old rule's verdict; more runs cannot change it.
             let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
+            let rebuilt_before = self.rebuilds_to_test();
             let (pooled, new_runs) =
                 self.test_claimed(repo, cache, commit, record_key, &signature, &more, &crashed, progress)?;
+            let rebuilt = self.rebuilds_to_test();
+            if rebuilt.0 > rebuilt_before.0 {
+                // Its artifacts were gone: the kernel was built again here.
+                eval.build = BuildSource::Built;
+                eval.effort.build_seconds += rebuilt.1 - rebuilt_before.1;
+                eval.effort.saved_build_seconds = 0.0;
+            }
             reused = pooled.len() as u32;
             eval.effort.runs_done = new_runs.len() as u32;
             eval.effort.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
@@ -649,6 +688,14 @@ impl CommitEvaluator {
                 path.display()
             ));
         }
+        if let Some((path, free)) = self.full_disk(cache, &tail) {
+            return Err(EvalError::DiskFull {
+                commit: commit.to_string(),
+                path,
+                free,
+                log_tail: tail,
+            });
+        }
         let (deterministic, reason) = classify_failure(ending, &tail);
         // Kept apart from build.log, which the next build overwrites.
         let kept = state.join(format!("build-failed-{}.log", super::short(commit)));
@@ -667,6 +714,23 @@ impl CommitEvaluator {
             cache.put_build_failure(commit, inputs, &failure.tail, seconds)?;
         }
         Ok(Built::Failed { failure, seconds })
+    }
+
+    /// Where a failed build ran out of disk: the build tree's or the
+    /// cache's file system with (nearly) nothing free, or a log that says
+    /// so (the space may be free again once the build's files are gone).
+    fn full_disk(&self, cache: &Cache, tail: &str) -> Option<(PathBuf, u64)> {
+        let places = [self.worktree.as_path(), cache.dir()];
+        let free = |p: &Path| free_bytes(p).map(|f| (p.to_path_buf(), f));
+        places
+            .iter()
+            .filter_map(|p| free(p))
+            .find(|(_, f)| *f < DISK_FULL_BELOW)
+            .or_else(|| {
+                tail.contains("No space left on device")
+                    .then(|| free(&self.worktree))
+                    .flatten()
+            })
     }
 
     /// Runs the test up to `want` times (run numbers from `first_run`),
@@ -695,12 +759,20 @@ impl CommitEvaluator {
             .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
             .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
         let restored = cache.restore_build(record, artifacts_dir.path());
-        if let Err(StoreError::Evicted(_)) = restored {
-            // Artifacts gone: build again to test.
+        if restored.as_ref().is_err_and(StoreError::is_gone) {
+            // Artifacts gone (evicted, or quarantined as corrupt): build again to test.
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
-            match self.build(repo, cache, &record.commit, &inputs, progress)? {
+            let built = self.build(repo, cache, &record.commit, &inputs, progress)?;
+            cache.count(&[(Counter::BuildMisses, 1)]);
+            let (n, seconds) = self.rebuilt_to_test.get();
+            let took = match &built {
+                Built::Ok(r, _) => r.build_seconds,
+                Built::Failed { seconds, .. } => *seconds,
+            };
+            self.rebuilt_to_test.set((n + 1, seconds + took));
+            match built {
                 Built::Ok(fresh, _) => {
                     cache.restore(&fresh.artifacts, artifacts_dir.path())?;
                 }
@@ -755,6 +827,9 @@ impl CommitEvaluator {
 
     /// Runs the test on a built kernel up to `want` times, stopping after a
     /// run for which `stop` is true; every run is recorded as it completes.
+    /// Runs another process did on the kernel while this one waited for
+    /// its test claim count as the batch's (returned first): a concurrent
+    /// search of the range does not run a full batch again (issue 27).
     #[allow(clippy::too_many_arguments)]
     pub fn test_batch(
         &self,
@@ -767,8 +842,31 @@ impl CommitEvaluator {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let key = self.key_of(repo, commit)?;
-        let (_, new_runs) = self.test_claimed(repo, cache, commit, key, signature, &|_| want, stop, progress)?;
-        Ok(new_runs)
+        let before: std::collections::HashSet<String> = cache
+            .view(|v| v.runs(signature, &self.test_key))?
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        let landed = |pooled: &[RunRecord]| -> Vec<RunRecord> {
+            pooled.iter().filter(|r| !before.contains(&r.run_id)).cloned().collect()
+        };
+        let more = |pooled: &[RunRecord]| {
+            let landed = landed(pooled);
+            match landed.iter().any(stop) {
+                true => 0,
+                false => want.saturating_sub(landed.len() as u32),
+            }
+        };
+        let (pooled, new_runs) = self.test_claimed(repo, cache, commit, key, signature, &more, stop, progress)?;
+        let mut runs = landed(&pooled);
+        if !runs.is_empty() {
+            progress(&format!(
+                "  {} run(s) another kcache process did on this kernel meanwhile: counted",
+                runs.len()
+            ));
+        }
+        runs.extend(new_runs);
+        Ok(runs)
     }
 
     /// Under the kernel's test claim (one tester per kernel and test across
@@ -805,6 +903,13 @@ impl CommitEvaluator {
         let first = pooled.len() as u32;
         let new_runs = self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?;
         Ok((pooled, new_runs))
+    }
+
+    /// How many builds (and their seconds) this evaluator ran to test a
+    /// kernel whose artifacts were gone: a driver that counts builds by
+    /// step adds them (the classic `evaluate` marks its step built).
+    pub fn rebuilds_to_test(&self) -> (u32, f64) {
+        self.rebuilt_to_test.get()
     }
 
     /// The build key of a commit under this recipe.
@@ -889,10 +994,9 @@ impl CommitEvaluator {
                     commit: commit.to_string(),
                     run,
                     how: format!(
-                        "exit status {c}: the shell could not run `{}` (tests run in the artifacts directory {}; \
-                         give the test command as an absolute path)",
+                        "exit status {c}: the shell could not run `{}`: {}",
                         self.recipe.test,
-                        artifacts.display()
+                        child::why_not_run(&self.recipe.test, artifacts)
                     ),
                 })
             }

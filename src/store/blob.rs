@@ -16,7 +16,10 @@
 //! decodes at most that many blobs; a delta that does not pay is stored
 //! full. Full blobs are plain zstd files, as before: old caches read as
 //! they are. A delta's name is still the BLAKE3 of the bytes it decodes to,
-//! and every read checks it.
+//! and every read checks it. A delta whose base was quarantined or deleted
+//! is not [`BlobStore::readable`]: callers treat it as missing, and storing
+//! the same bytes again rewrites it (deltas against it stay valid: they
+//! decode against its bytes, not its file).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -93,12 +96,41 @@ impl BlobStore {
         self.path_of(key).is_file()
     }
 
+    /// Whether a stored blob can be read: it is here, and so is every
+    /// base its delta chain decodes against. A delta whose base was
+    /// quarantined or deleted is not (issue 27): storing the same bytes
+    /// again rewrites it, and nothing is stored against it.
+    pub fn readable(&self, key: &Key) -> bool {
+        let mut key = *key;
+        for _ in 0..=MAX_CHAIN {
+            match self.chain_of(&key) {
+                Ok(chain) => match chain.first() {
+                    None => return true,
+                    Some(base) => key = *base,
+                },
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Where a quarantined blob went (the newest copy), if it was.
+    pub fn quarantined(&self, key: &Key) -> Option<PathBuf> {
+        let prefix = format!("{}.", key.to_hex());
+        fs::read_dir(self.quarantine_dir())
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+            .map(|e| e.path())
+            .max()
+    }
+
     /// Stores a file's bytes; does nothing but hash when already stored.
     pub fn put_file(&self, path: &Path) -> Result<Stored, StoreError> {
         let io_err = |e| StoreError::io(path, e);
         let size = fs::metadata(path).map_err(io_err)?.len();
         let key = crate::key::file_digest(path).map_err(io_err)?;
-        if self.contains(&key) {
+        if self.readable(&key) {
             return Ok(Stored { key, size, written: 0 });
         }
         let mut src = File::open(path).map_err(io_err)?;
@@ -113,12 +145,19 @@ impl BlobStore {
         let io_err = |e| StoreError::io(path, e);
         let size = fs::metadata(path).map_err(io_err)?.len();
         let key = crate::key::file_digest(path).map_err(io_err)?;
-        if self.contains(&key) {
+        // A stored copy whose chain is broken is written again (same
+        // bytes, same name: blobs that are deltas against it stay valid).
+        if self.readable(&key) {
             return Ok(Stored { key, size, written: 0 });
         }
-        if let Some(base) = base.filter(|b| **b != key && self.contains(b)) {
-            if let Some(written) = self.try_delta(&key, path, base)? {
-                return Ok(Stored { key, size, written });
+        if let Some(base) = base.filter(|b| **b != key && self.readable(b)) {
+            match self.try_delta(&key, path, base) {
+                Ok(Some(written)) => return Ok(Stored { key, size, written }),
+                Ok(None) => {}
+                // A base found damaged on the way (now quarantined) is no
+                // reason to fail a build: the blob is stored full.
+                Err(StoreError::CorruptBlob { .. } | StoreError::MissingBlob(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         let mut src = File::open(path).map_err(io_err)?;
@@ -278,18 +317,23 @@ impl BlobStore {
     /// must not be trusted by the caller unless this returns `Ok`; a blob
     /// that fails the check is quarantined.
     pub fn read_verified(&self, key: &Key, out: &mut dyn Write) -> Result<u64, StoreError> {
-        self.read_verified_at(key, out, 0)
+        self.read_verified_at(key, out, 0, Quarantine::Yes)
     }
 
-    fn read_verified_at(&self, key: &Key, out: &mut dyn Write, depth: usize) -> Result<u64, StoreError> {
-        match self.stream(key, out, depth)? {
+    fn read_verified_at(&self, key: &Key, out: &mut dyn Write, depth: usize, q: Quarantine) -> Result<u64, StoreError> {
+        match self.stream(key, out, depth, q)? {
             Ok(n) => {
-                touch(&self.path_of(key));
+                if q == Quarantine::Yes {
+                    touch(&self.path_of(key));
+                }
                 Ok(n)
             }
             Err(problem) => {
                 let path = self.path_of(key);
-                let quarantined = self.quarantine(key);
+                let quarantined = match q {
+                    Quarantine::Yes => self.quarantine(key),
+                    Quarantine::No => None,
+                };
                 Err(StoreError::CorruptBlob {
                     key: *key,
                     path,
@@ -300,11 +344,21 @@ impl BlobStore {
         }
     }
 
-    /// Checks a blob without keeping its bytes or moving it.
-    pub fn check(&self, key: &Key) -> Result<u64, String> {
-        match self.stream(key, &mut io::sink(), 0) {
-            Ok(inner) => inner,
-            Err(e) => Err(e.to_string()),
+    /// Checks a blob without keeping its bytes or moving anything (its
+    /// bases included): what `verify` reports.
+    pub fn check(&self, key: &Key) -> Result<u64, BlobProblem> {
+        match self.stream(key, &mut io::sink(), 0, Quarantine::No) {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(problem)) => Err(BlobProblem::Corrupt(problem)),
+            Err(StoreError::MissingBlob(base)) if base != *key => Err(BlobProblem::BrokenChain {
+                base,
+                why: "missing".into(),
+            }),
+            Err(StoreError::CorruptBlob { key: base, problem, .. }) if base != *key => Err(BlobProblem::BrokenChain {
+                base,
+                why: format!("corrupt: {problem}"),
+            }),
+            Err(e) => Err(BlobProblem::Corrupt(e.to_string())),
         }
     }
 
@@ -321,7 +375,7 @@ impl BlobStore {
     pub fn install_verified(&self, key: &Key, file: tempfile::NamedTempFile) -> Result<(), String> {
         file.as_file().sync_all().map_err(|e| e.to_string())?;
         let reopened = File::open(file.path()).map_err(|e| e.to_string())?;
-        self.verify_file(key, reopened, &mut io::sink(), 0)
+        self.verify_file(key, reopened, &mut io::sink(), 0, Quarantine::Yes)
             .map_err(|e| e.to_string())??;
         let dest = self.path_of(key);
         let dir = dest.parent().expect("blob paths have a parent");
@@ -332,14 +386,20 @@ impl BlobStore {
 
     /// Outer error: the blob (or a base it needs) cannot be had; inner:
     /// the blob itself is corrupt.
-    fn stream(&self, key: &Key, out: &mut dyn Write, depth: usize) -> Result<Result<u64, String>, StoreError> {
+    fn stream(
+        &self,
+        key: &Key,
+        out: &mut dyn Write,
+        depth: usize,
+        q: Quarantine,
+    ) -> Result<Result<u64, String>, StoreError> {
         let path = self.path_of(key);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob(*key)),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
-        self.verify_file(key, file, out, depth)
+        self.verify_file(key, file, out, depth, q)
     }
 
     /// Decodes a blob file (full or delta) into `out` while hashing it. A
@@ -351,6 +411,7 @@ impl BlobStore {
         mut file: File,
         out: &mut dyn Write,
         depth: usize,
+        q: Quarantine,
     ) -> Result<Result<u64, String>, StoreError> {
         let header = match read_header(&mut file) {
             Ok(h) => h,
@@ -366,7 +427,7 @@ impl BlobStore {
             return Ok(Err(format!("its chain is longer than {MAX_CHAIN} links (or a loop)")));
         }
         let mut reference = Vec::new();
-        self.read_verified_at(base, &mut reference, depth + 1)?;
+        self.read_verified_at(base, &mut reference, depth + 1, q)?;
         verify_stream(key, file, Some(&reference), out)
     }
 
@@ -434,6 +495,35 @@ impl BlobStore {
             }
         }
         Ok(n)
+    }
+}
+
+/// Whether a read that finds a corrupt blob moves it aside (a restore) or
+/// only reports it (`verify` without `--repair`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quarantine {
+    Yes,
+    No,
+}
+
+/// Why a stored blob cannot be read (`verify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobProblem {
+    /// The blob's own bytes are bad.
+    Corrupt(String),
+    /// A delta whose chain is broken: a base it decodes against is
+    /// missing or corrupt (the blob itself may be fine).
+    BrokenChain { base: Key, why: String },
+}
+
+impl std::fmt::Display for BlobProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobProblem::Corrupt(p) => f.write_str(p),
+            BlobProblem::BrokenChain { base, why } => {
+                write!(f, "broken delta chain: its base blob {base} is {why}")
+            }
+        }
     }
 }
 
@@ -704,6 +794,18 @@ mod tests {
         );
         assert!(store.contains(&b.key), "the delta stays");
         assert!(matches!(store.get_bytes(&b.key), Err(StoreError::MissingBlob(k)) if k == a.key));
+        // Its chain is broken: `verify` names the base, and storing the
+        // same bytes again (a rebuild) makes it readable at once.
+        assert!(!store.readable(&b.key));
+        assert!(store.quarantined(&a.key).is_some());
+        let problem = store.check(&b.key).unwrap_err();
+        assert!(
+            matches!(&problem, BlobProblem::BrokenChain { base, .. } if *base == a.key),
+            "{problem}"
+        );
+        let again = store.put_file_against(&version(dir.path(), "b", &[5]), None).unwrap();
+        assert!(again.written > 0, "rewritten");
+        assert!(store.get_bytes(&b.key).is_ok());
     }
 
     #[test]
@@ -716,6 +818,6 @@ mod tests {
         bad.extend(b"{nope");
         fs::write(store.path_of(&a.key), &bad).unwrap();
         let problem = store.check(&a.key).unwrap_err();
-        assert!(problem.contains("bad delta header"), "{problem}");
+        assert!(problem.to_string().contains("bad delta header"), "{problem}");
     }
 }

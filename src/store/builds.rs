@@ -81,7 +81,7 @@ impl Cache {
         let same = same_kernel
             .iter()
             .flat_map(|s| &s.artifacts)
-            .find(|a| a.name == name && self.blobs.contains(&a.blake3))
+            .find(|a| a.name == name && self.blobs.readable(&a.blake3))
             .map(|a| a.blake3);
         same.or_else(|| self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied())
     }
@@ -166,8 +166,17 @@ impl Cache {
             match (&existing, &record.signature) {
                 (Some(old), Some(sig)) if old.signature.as_ref().is_some_and(|s| s != sig) => {
                     // Same inputs, different code: keep both, say so loudly.
-                    stored_under = format!("{key}/{sig}");
-                    w.put(CF_BUILDS, &stored_under, record);
+                    // A build made here outranks one copied from the
+                    // remote (own first, then trusted writers); between
+                    // two of this cache's own, the first stays.
+                    if old.writer.is_some() && record.writer.is_none() {
+                        let old_sig = old.signature.as_deref().unwrap_or("failed");
+                        w.put(CF_BUILDS, &format!("{key}/{old_sig}"), old);
+                        w.put(CF_BUILDS, &key, record);
+                    } else {
+                        stored_under = format!("{key}/{sig}");
+                        w.put(CF_BUILDS, &stored_under, record);
+                    }
                     w.add(Counter::DeterminismConflicts, 1);
                     conflict = Some(old.clone());
                 }
@@ -260,39 +269,53 @@ impl Cache {
 
     /// Keeps the remote's build records for `key` in the local index (their
     /// blobs stay remote until needed); returns the one to use.
+    ///
+    /// Records that disagree are chosen between by trust (a trusted
+    /// writer's first), then a success before a failure (a flaky failure
+    /// must not hide a build), and only among equally trusted writers by
+    /// age: never by a field the writer controls alone (issue 27: an
+    /// untrusted writer re-signing its record with an earlier `time`).
     fn backfill_builds(
         &self,
         key: &BuildKey,
         found: Vec<Fetched<BuildRecord>>,
     ) -> Result<Option<BuildRecord>, StoreError> {
         let hex = key.to_hex();
-        let mut found: Vec<BuildRecord> = found
+        let mut found: Vec<(u8, BuildRecord)> = found
             .into_iter()
             .filter(|f| f.record.build_key == *key && f.record.schema == BUILD_SCHEMA)
-            .filter(|f| !f.hint || self.claim_holds(f))
-            .map(|f| BuildRecord {
-                writer: Some(f.writer_label()),
-                ..f.record
+            .map(|f| {
+                let writer = Some(f.writer_label());
+                (f.rank, BuildRecord { writer, ..f.record })
             })
             .collect();
-        // A successful build first: a flaky failure must not hide it.
-        found.sort_by_key(|r| (r.status != BuildStatus::Ok, r.time));
-        let Some(first) = found.first().cloned() else {
+        found.sort_by(|(ra, a), (rb, b)| {
+            (ra, a.status != BuildStatus::Ok)
+                .cmp(&(rb, b.status != BuildStatus::Ok))
+                .then(a.time.cmp(&b.time))
+        });
+        let Some((first_rank, first)) = found.first().cloned() else {
             return Ok(None);
         };
-        let first_sig = first.signature.clone();
-        let conflicts = self.write(|w| {
-            let mut conflicts = 0;
-            for (i, r) in found.iter().enumerate() {
+        let disagrees = |r: &BuildRecord| r.signature.is_some() && r.signature != first.signature;
+        let conflicts: Vec<&BuildRecord> = found
+            .iter()
+            .skip(1)
+            .filter(|(rank, r)| *rank == first_rank && disagrees(r))
+            .map(|(_, r)| r)
+            .collect();
+        let outranked: Vec<&BuildRecord> = found
+            .iter()
+            .filter(|(rank, r)| *rank > first_rank && disagrees(r))
+            .map(|(_, r)| r)
+            .collect();
+        self.write(|w| {
+            for (i, (_, r)) in found.iter().enumerate() {
                 let under = if i == 0 {
                     hex.clone()
                 } else {
                     format!("{hex}/{}", r.signature.as_deref().unwrap_or("failed"))
                 };
-                if i > 0 && r.signature.is_some() && r.signature != first_sig {
-                    conflicts += 1;
-                    w.add(Counter::DeterminismConflicts, 1);
-                }
                 w.put(CF_BUILDS, &under, r);
                 if let Some(sr) = r.signature_record() {
                     w.put(CF_SIGNATURES, &format!("{}/{hex}", sr.signature), &sr);
@@ -304,46 +327,26 @@ impl Cache {
                     }
                 }
             }
-            Ok(conflicts)
+            w.add(Counter::DeterminismConflicts, conflicts.len() as i64);
+            Ok(())
         })?;
-        if conflicts > 0 {
-            for r in found
-                .iter()
-                .skip(1)
-                .filter(|r| r.signature.is_some() && r.signature != first_sig)
-            {
-                crate::warn(&self.describe_nondeterminism(&first, r));
-            }
+        // Equally trusted writers that disagree: the build is not reproducible.
+        for r in conflicts {
+            crate::warn(&self.describe_nondeterminism(&first, r));
         }
-        Ok(Some(first))
-    }
-
-    /// Whether an untrusted writer's build record tells the truth: its
-    /// vmlinux (fetched, verified by BLAKE3) re-signs to the signature it
-    /// claims. A failure cannot be checked this way and is not believed
-    /// (the commit is built here instead).
-    fn claim_holds(&self, f: &Fetched<BuildRecord>) -> bool {
-        let r = &f.record;
-        let (Some(claimed), Some(vmlinux)) = (&r.signature, r.artifacts.first()) else {
-            return false;
-        };
-        let Ok(dir) = tempfile::tempdir_in(self.dir()) else {
-            return false;
-        };
-        let file = dir.path().join("vmlinux");
-        let holds = self.restore_blob(&vmlinux.blake3, &file).is_ok() && resigns_to(&file, claimed);
-        if !holds {
-            if let Some(remote) = &self.remote {
-                remote.tally.refuted(&f.writer);
-            }
+        // A less trusted writer that disagrees is outvoted, and said.
+        for r in outranked {
             crate::warn(&format!(
-                "build record {} from writer {} claims kernel signature {} but its vmlinux does not have it: ignored",
-                r.build_key.short(),
-                f.writer_label(),
-                claimed.short()
+                "build key {} has kernel signature {} from trusted writer {}; writer {} (not trusted) \
+                 claims {}: not used",
+                key.short(),
+                first.signature.as_deref().map_or("?", crate::short_id),
+                first.writer.as_deref().unwrap_or("?"),
+                r.writer.as_deref().unwrap_or("?"),
+                r.signature.as_deref().map_or("?", crate::short_id),
             ));
         }
-        holds
+        Ok(Some(first))
     }
 
     pub fn put_known_signatures(&self, known: &[KnownSignature]) -> Result<(), StoreError> {
@@ -399,11 +402,7 @@ impl Cache {
         let mut out = Vec::with_capacity(artifacts.len());
         for a in artifacts {
             let target = dest.join(safe_relative(&a.name));
-            self.fetch_missing(&a.blake3)?;
-            match self.blobs.get_to_file(&a.blake3, &target) {
-                Err(StoreError::MissingBlob(_)) => return Err(StoreError::Evicted(a.name.clone())),
-                other => other?,
-            };
+            self.restore_one(a, &target)?;
             if a.executable {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
@@ -412,6 +411,43 @@ impl Cache {
             out.push(target);
         }
         Ok(out)
+    }
+
+    /// One artifact to `target`. A blob that is missing or corrupt (or a
+    /// base of its delta chain: the damaged one is quarantined on the
+    /// way) is fetched again from the remote when there is one; else the
+    /// artifact is gone ([`StoreError::is_gone`]) and the caller builds it.
+    fn restore_one(&self, a: &Artifact, target: &Path) -> Result<(), StoreError> {
+        for attempt in 0..2 {
+            self.fetch_missing(&a.blake3)?;
+            match self.blobs.get_to_file(&a.blake3, target) {
+                Ok(_) => return Ok(()),
+                Err(e @ StoreError::CorruptBlob { .. }) => crate::warn(&e.to_string()),
+                Err(StoreError::MissingBlob(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if attempt == 0 && self.remote.as_ref().is_none_or(|r| r.is_down()) {
+                break;
+            }
+        }
+        Err(self.gone(a))
+    }
+
+    /// Why an artifact cannot be restored: a blob of its chain in
+    /// quarantine, else evicted.
+    fn gone(&self, a: &Artifact) -> StoreError {
+        let chain = self.blobs.chain_of(&a.blake3).unwrap_or_default();
+        std::iter::once(a.blake3)
+            .chain(chain)
+            .find_map(|k| self.blobs.quarantined(&k).map(|path| (k, path)))
+            .map_or_else(
+                || StoreError::Evicted(a.name.clone()),
+                |(blob, path)| StoreError::Quarantined {
+                    name: a.name.clone(),
+                    blob,
+                    path,
+                },
+            )
     }
 
     /// Restores a build's artifacts and re-signs its vmlinux before its
@@ -441,7 +477,17 @@ impl Cache {
     /// Restores one blob (its chain fetched as needed) to `dest`; its size.
     pub fn restore_blob(&self, key: &Key, dest: &Path) -> Result<u64, StoreError> {
         self.fetch_missing(key)?;
-        self.blobs.get_to_file(key, dest)
+        self.blobs.get_to_file(key, dest).map_err(|e| match e {
+            StoreError::MissingBlob(missing) => match self.blobs.quarantined(&missing) {
+                Some(path) => StoreError::Quarantined {
+                    name: format!("blob {}", key.short()),
+                    blob: missing,
+                    path,
+                },
+                None => e,
+            },
+            e => e,
+        })
     }
 
     /// Fetches from the remote what reading a blob needs and the local tier

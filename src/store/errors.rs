@@ -19,6 +19,23 @@ pub enum StoreError {
              or bisect without the cache (`kcache bisect --no-cache ...`)",
         path.display(), cache_of(path).display(), cache_of(path).display())]
     IndexDamaged { path: PathBuf, problem: String },
+    /// The disk under the cache is full: nothing is damaged (a write that
+    /// failed for space leaves the index as it was).
+    #[error("cache {}: the disk is full (no space left on device), the cache is intact; \
+             free some space (`kcache gc --max-size SIZE`, or elsewhere on that file system) and run again",
+        cache_of(path).display())]
+    NoSpace { path: PathBuf },
+    #[error("cache directory {} is not a directory (check --cache-dir / KCACHE_DIR)", .0.display())]
+    NotADirectory(PathBuf),
+    /// Files of a newer RocksDB than the one kcache links: intact, just not
+    /// readable here. Never repaired (a repair would drop every record).
+    #[error("cache index {} was written by a newer RocksDB than the one this kcache links (Debian's 7.8): {problem}\n  \
+             it is intact, and a kcache that compiled its own RocksDB 10 (built before kcache linked Debian's) still reads it;\n  \
+             `kcache verify --repair` would drop every record, so it refuses;\n  \
+             to use this kcache, move the cache aside (`mv {} {}.rocksdb10`: the next kcache starts an empty cache there; \
+             a team remote fills it again), or bisect without the cache (`kcache bisect --no-cache ...`)",
+        path.display(), cache_of(path).display(), cache_of(path).display())]
+    IndexTooNew { path: PathBuf, problem: String },
     #[error("{0:?} is not a kernel signature (40 or 64 lowercase hex digits)")]
     BadSignature(String),
     #[error("no kcache cache at {}: nothing was ever stored there (check --cache-dir / KCACHE_DIR)", .0.display())]
@@ -41,6 +58,12 @@ pub enum StoreError {
     Sign(#[from] signature::SignError),
     #[error("artifact {0} was evicted from the cache")]
     Evicted(String),
+    /// An artifact that cannot be read because it (or a base its delta
+    /// chain needs) was found corrupt and moved aside: like an eviction,
+    /// a bisection builds it again.
+    #[error("artifact {name} cannot be restored: blob {blob} was found corrupt and quarantined ({}); \
+             a bisection builds it again, `kcache verify` lists what else it broke", path.display())]
+    Quarantined { name: String, blob: Key, path: PathBuf },
     #[error("remote {url}: {problem}")]
     Remote { url: String, problem: String },
 }
@@ -51,6 +74,12 @@ fn cache_of(index: &Path) -> &Path {
 }
 
 impl StoreError {
+    /// An artifact that is not there to restore (evicted, or quarantined
+    /// as corrupt): the caller builds it again.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, StoreError::Evicted(_) | StoreError::Quarantined { .. })
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::blob::BlobEntry;
+use super::blob::{BlobEntry, BlobProblem};
 use super::index::{
     self, Read, Reader, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_PENDING, CF_RUNS, CF_SIGNATURES,
 };
@@ -290,11 +290,24 @@ impl Cache {
         let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
         report.blobs = blobs.len() as u64;
         for b in &blobs {
-            if let Err(problem) = self.blobs.check(&b.key) {
-                report.problems.push(format!("blob {} is corrupt: {problem}", b.key));
-                if repair {
-                    self.blobs.quarantine(&b.key);
-                    newly_evicted.push(b.key);
+            match self.blobs.check(&b.key) {
+                Ok(_) => {}
+                Err(problem @ BlobProblem::Corrupt(_)) => {
+                    report.problems.push(format!("blob {} is corrupt: {problem}", b.key));
+                    if repair {
+                        self.blobs.quarantine(&b.key);
+                        newly_evicted.push(b.key);
+                    }
+                }
+                Err(problem @ BlobProblem::BrokenChain { .. }) => {
+                    // Unreadable though not damaged itself: a restore
+                    // treats it as missing (rebuilt or refetched).
+                    report
+                        .problems
+                        .push(format!("blob {} cannot be read: {problem}", b.key));
+                    if repair && self.blobs.remove(&b.key).is_ok() {
+                        newly_evicted.push(b.key);
+                    }
                 }
             }
         }

@@ -129,6 +129,9 @@ impl Cache {
     /// A cache that must already exist (commands that only read: a typo in
     /// `--cache-dir` is an error, not a new empty cache).
     pub fn open_existing(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory(dir.to_path_buf()));
+        }
         if !dir.join("index").is_dir() {
             return Err(StoreError::NoCache(dir.to_path_buf()));
         }
@@ -137,7 +140,15 @@ impl Cache {
 
     /// A cache with a remote tier behind the local one.
     pub fn open_with_remote(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC) => StoreError::NoSpace {
+                path: dir.join("index"),
+            },
+            _ => StoreError::io(dir, e),
+        })?;
         // Absolute, so paths under it mean the same from any directory
         // (git resolves a worktree path relative to the repository).
         let dir = &std::fs::canonicalize(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -214,12 +225,18 @@ impl Cache {
         let Some(remote) = self.writable_remote() else {
             return Ok(upload::SyncReport::default());
         };
-        // An explicit sync tries the remote even if it was down a minute ago.
+        // An explicit sync tries the remote even if it was down a minute
+        // ago, and one that answers and takes every upload is forgotten as
+        // down for the next processes too.
         remote.reset_down();
+        remote.probe();
         let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
         self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
-        let _ = remote;
-        self.finish()
+        let report = self.finish()?;
+        if !remote.is_down() && report.failed.is_empty() {
+            remote.clear_outage();
+        }
+        Ok(report)
     }
 
     /// Waits for this process's uploads and records the remote traffic.

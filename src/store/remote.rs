@@ -16,12 +16,15 @@
 //! A remote that cannot be reached (refused, timeout, 5xx) is reported once;
 //! kcache then works from the local tier for the rest of the process, and
 //! the writes it could not upload stay queued in the index for `kcache sync`.
-//! Timeouts suit a cache, not a download manager: 2 s to connect, 5 s
-//! without a byte read, one retry; a request without an answer after 2 s is
-//! said while it is being waited for. The outage is remembered in the cache
-//! directory (`remote-down`) for [`DOWN_MEMORY`], so the next processes
-//! (every step of `git bisect run kcache exec`) do not pay the timeouts
-//! again; `kcache sync` tries regardless.
+//! Timeouts suit a cache, not a download manager: 2 s to connect, and no
+//! call (listing page, record, a blob's next bytes, upload) waits more than
+//! [`NO_ANSWER`] for an answer, whatever the client's own retries; a request
+//! without an answer after 2 s is said while it is being waited for. The
+//! outage is remembered in the cache directory (`remote-down`) for
+//! [`DOWN_MEMORY`], so the next processes (every step of `git bisect run
+//! kcache exec`) do not pay the timeouts again; `kcache sync` tries
+//! regardless, and forgets the outage when it succeeds. A remote that
+//! refuses a write (read-only credentials) answered: it is not down.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,13 +79,16 @@ pub struct Remote {
     /// Always `Some` until dropped (see `Drop`).
     rt: Option<tokio::runtime::Runtime>,
     down: AtomicBool,
+    /// The remote refused a write (read-only credentials): uploads stay
+    /// queued, reads go on.
+    writes_refused: AtomicBool,
     /// Where an outage is remembered across processes (set by the cache).
     down_marker: Mutex<Option<PathBuf>>,
     pub traffic: Traffic,
     /// Signs what this member uploads (no key: records go up unsigned).
     signer: Option<crate::trust::SigningKey>,
     policy: crate::trust::Policy,
-    /// Records read, per writer: used, hints, ignored.
+    /// Records read, per writer: used, ignored.
     pub tally: crate::trust::Tally,
 }
 
@@ -92,9 +98,9 @@ pub struct Fetched<T> {
     pub stem: String,
     pub record: T,
     pub writer: crate::trust::Writer,
-    /// Not evidence yet: believe it once its vmlinux re-signs to the
-    /// signature it claims (a build record from an untrusted writer).
-    pub hint: bool,
+    /// How far it is believed against records that disagree with it
+    /// (`trust::Policy::rank`: 0 a trusted writer's, 1 anyone else's).
+    pub rank: u8,
 }
 
 impl<T> Fetched<T> {
@@ -114,6 +120,46 @@ const PARALLEL_LISTS: usize = 16;
 pub const DOWN_MEMORY: Duration = Duration::from_secs(300);
 /// When a request without an answer is said to be waited for.
 const SLOW_AFTER: Duration = Duration::from_secs(2);
+/// The longest kcache waits for any answer from the remote (a listing's
+/// page, a record, a blob's next bytes, an upload's reply) before calling
+/// it down. The HTTP client has the same read timeout, but retries on it;
+/// this bounds every call, whatever the client does (issue 27: a silent
+/// endpoint stalled the up-front listings for 81 s).
+const NO_ANSWER: Duration = Duration::from_secs(5);
+
+/// `fut`, or a timeout error once it has had no answer for [`NO_ANSWER`].
+async fn answered<T>(
+    fut: impl std::future::Future<Output = Result<T, object_store::Error>>,
+) -> Result<T, object_store::Error> {
+    match tokio::time::timeout(NO_ANSWER, fut).await {
+        Ok(out) => out,
+        Err(_) => Err(object_store::Error::Generic {
+            store: "kcache",
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer in {}s", NO_ANSWER.as_secs()),
+            )),
+        }),
+    }
+}
+
+/// An upload error not worth retrying: the remote refused the
+/// credentials, or did not answer within [`NO_ANSWER`] (the client
+/// already retried inside it).
+pub(crate) fn final_upload_error(e: &object_store::Error) -> bool {
+    let silent = matches!(e, object_store::Error::Generic { store: "kcache", source }
+        if source.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
+    silent || is_refusal(e)
+}
+
+/// A refusal of the credentials (401/403): the remote answers, it only
+/// will not take writes (a read-only key), so it is not down.
+fn is_refusal(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    )
+}
 
 fn remote_err(url: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Remote {
@@ -158,6 +204,15 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// Makes ring the process's TLS crypto provider, which reqwest needs before
+/// it builds any client (it panics without one). kcache builds reqwest
+/// without its default provider, aws-lc-rs, whose C takes minutes to
+/// compile; ring is what object_store signs with too. Idempotent; a provider
+/// installed earlier (by a program embedding kcache) is kept.
+pub fn use_ring_for_tls() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Remote {
     /// Connects to `url`: `s3://bucket/prefix`, `gs://bucket/prefix` or
     /// `file:///dir`. Credentials and endpoints come from the usual
@@ -166,6 +221,7 @@ impl Remote {
     /// `GOOGLE_SERVICE_ACCOUNT`, ...).
     pub fn open(url: &str, options: &RemoteOptions) -> Result<Remote, StoreError> {
         let mode = options.mode;
+        use_ring_for_tls();
         let parsed = url::Url::parse(url).map_err(|e| remote_err(url, format!("not a URL: {e}")))?;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "s3" => {
@@ -223,6 +279,7 @@ impl Remote {
             prefix,
             rt: Some(rt),
             down: AtomicBool::new(false),
+            writes_refused: AtomicBool::new(false),
             down_marker: Mutex::new(None),
             traffic: Traffic::default(),
             signer,
@@ -286,6 +343,37 @@ impl Remote {
     /// Forgets an outage (an explicit retry).
     pub fn reset_down(&self) {
         self.down.store(false, Ordering::Relaxed);
+        self.writes_refused.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the remote refused a write in this process (uploads wait).
+    pub fn writes_refused(&self) -> bool {
+        self.writes_refused.load(Ordering::Relaxed)
+    }
+
+    /// Asks the remote for one listing page under the prefix: whether it
+    /// answers (a failure is said and marks it down, as any call).
+    pub fn probe(&self) -> bool {
+        let got = self.wait("list", answered(self.store.list_with_delimiter(Some(&self.prefix))));
+        match got {
+            Ok(_) => true,
+            Err(e) => {
+                self.failed("list", &e);
+                false
+            }
+        }
+    }
+
+    /// Forgets an outage remembered for the next processes (the remote
+    /// answered: `kcache sync` succeeded).
+    pub fn clear_outage(&self) {
+        if let Some(marker) = &*self.down_marker.lock().unwrap_or_else(|e| e.into_inner()) {
+            let ours = std::fs::read_to_string(marker)
+                .is_ok_and(|t| t.trim().rsplit_once(' ').is_some_and(|(url, _)| url == self.url));
+            if ours {
+                let _ = std::fs::remove_file(marker);
+            }
+        }
     }
 
     pub fn is_down(&self) -> bool {
@@ -301,6 +389,17 @@ impl Remote {
     fn failed(&self, what: &str, e: &object_store::Error) {
         self.traffic.errors.fetch_add(1, Ordering::Relaxed);
         if matches!(e, object_store::Error::NotFound { .. }) {
+            return;
+        }
+        if is_refusal(e) && what == "upload" {
+            // It answered: not an outage, and nothing to remember.
+            if !self.writes_refused.swap(true, Ordering::Relaxed) {
+                crate::warn(&format!(
+                    "remote {} refused an upload ({e}): the credentials may be read-only \
+                     (`--remote-mode read-only` says so); reads go on, uploads stay queued for `kcache sync`",
+                    self.url
+                ));
+            }
             return;
         }
         if !self.down.swap(true, Ordering::Relaxed) {
@@ -396,9 +495,9 @@ impl Remote {
 
     /// Streams one object into `file`; the bytes written.
     async fn get_into(&self, path: &ObjectPath, file: &mut std::fs::File) -> Result<u64, object_store::Error> {
-        let mut stream = self.store.get(path).await?.into_stream();
+        let mut stream = answered(self.store.get(path)).await?.into_stream();
         let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = answered(async { Ok(stream.next().await) }).await? {
             let chunk = chunk?;
             std::io::Write::write_all(file, &chunk).map_err(|e| object_store::Error::Generic {
                 store: "local",
@@ -412,8 +511,10 @@ impl Remote {
     /// Uploads a local blob unless the remote has it already.
     pub async fn push_blob(&self, key: &Key, local: &BlobStore) -> Result<(), object_store::Error> {
         let path = self.path(&blob_rel(key));
-        if self.store.head(&path).await.is_ok() {
-            return Ok(());
+        match answered(self.store.head(&path)).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
         let bytes = tokio::fs::read(local.path_of(key))
             .await
@@ -423,7 +524,7 @@ impl Remote {
             })?;
         let n = bytes.len() as u64;
         if n <= MULTIPART_ABOVE {
-            self.store.put(&path, bytes.into()).await?;
+            answered(self.store.put(&path, bytes.into())).await?;
         } else {
             // Large blobs go up in parts: progress, and no single-PUT size limit.
             let bar = progress_bar(n, &format!("uploading {}", key.short()));
@@ -453,7 +554,7 @@ impl Remote {
         }
         let name = format!("{dir}/{stem}.{}.json", body_hash(&body));
         let n = body.len() as u64;
-        self.store.put(&self.path(&name), body.into()).await?;
+        answered(self.store.put(&self.path(&name), body.into())).await?;
         self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -490,11 +591,15 @@ impl Remote {
     }
 
     async fn fetch_records<T: DeserializeOwned>(&self, dir: &str) -> Vec<Fetched<T>> {
+        // Listings queued behind one that found the remote down ask nothing.
+        if self.is_down() {
+            return Vec::new();
+        }
         let prefix = self.path(dir);
         let listed: Result<Vec<ObjectPath>, object_store::Error> = async {
             let mut out = Vec::new();
             let mut list = self.store.list(Some(&prefix));
-            while let Some(meta) = list.next().await {
+            while let Some(meta) = answered(async { Ok(list.next().await) }).await? {
                 out.push(meta?.location);
             }
             Ok(out)
@@ -515,7 +620,7 @@ impl Remote {
             if self.is_down() {
                 break;
             }
-            let body = match async { self.store.get(&path).await?.bytes().await }.await {
+            let body = match answered(async { self.store.get(&path).await?.bytes().await }).await {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed("download", &e);
@@ -541,8 +646,8 @@ impl Remote {
                 Ok(record) => out.push(Fetched {
                     stem: stem.to_string(),
                     record,
+                    rank: self.policy.rank(&writer),
                     writer,
-                    hint: judged == crate::trust::Use::Hint,
                 }),
                 Err(e) => self.bad_object(&path, &format!("not a valid record: {e}")),
             }

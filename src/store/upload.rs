@@ -91,9 +91,12 @@ async fn upload_with_retries(remote: &Remote, local: &Cache, entry: &str) -> Res
         if remote.is_down() {
             return Err("remote unavailable; left queued".into());
         }
+        if remote.writes_refused() {
+            return Err("remote refused uploads (read-only credentials?); left queued".into());
+        }
         match upload_one(remote, local, entry).await {
             Ok(()) => return forget_pending(local, entry).await,
-            Err(e) if attempt >= ATTEMPTS => {
+            Err(e) if attempt >= ATTEMPTS || super::remote::final_upload_error(&e) => {
                 remote.note_failure("upload", &e);
                 return Err(e.to_string());
             }
