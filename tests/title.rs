@@ -14,6 +14,7 @@ struct Case {
     file: String,
     title: Option<String>,
     alts: Vec<String>,
+    corrupted: bool,
     console: Vec<u8>,
 }
 
@@ -46,6 +47,7 @@ fn read_case(path: &Path) -> Case {
         file: path.file_name().unwrap().to_string_lossy().into_owned(),
         title: None,
         alts: Vec::new(),
+        corrupted: header.lines().any(|l| l.trim() == "CORRUPTED: Y"),
         console: bytes[split + 1..].to_vec(),
     };
     for line in header.lines() {
@@ -99,6 +101,14 @@ fn titles_agree_with_syzkaller_on_the_corpus() {
     }
     let total = cases.len();
     let share = exact as f64 / total as f64;
+    // Informational: whether a report looks corrupted is a judgement call.
+    let corrupted_agree = cases
+        .iter()
+        .zip(&got)
+        .filter(|(c, r)| c.title.is_some() && r.as_ref().is_some_and(|r| r.corrupted == c.corrupted))
+        .count();
+    let crashes = cases.iter().filter(|c| c.title.is_some()).count();
+    println!("corrupted flag agrees with syzkaller on {corrupted_agree}/{crashes} crashes");
     println!(
         "crash titles: {exact}/{total} exact ({:.1}%), {alt_only} more match an ALT title, {invented} invented; {} ms for the corpus",
         share * 100.0,
@@ -275,4 +285,89 @@ fn console_titles_classify_as_the_syzbot_title_of_the_same_bug() {
     let target = Target::new(["kernel BUG at fs/ext4/inode.c:LINE!"]);
     assert!(target.matches("kernel BUG at fs/ext4/inode.c:2711!"));
     assert!(!target.matches("kernel BUG at fs/ext4/super.c:2711!"));
+}
+
+const SMALL: &[(&str, &str)] = &[("DEMO_COMMITS", "24"), ("DEMO_REGRESSION", "15")];
+
+/// A test that leaves the toy kernel's console where kcache says
+/// (`KCACHE_CONSOLE`) and prints no `crash:` line: kcache titles it.
+/// With `stdout`, the console goes to the test's stdout instead, after
+/// binary garbage.
+fn console_test_script(dir: &Path, stdout: bool) -> PathBuf {
+    let path = dir.join(if stdout { "stdout-test.sh" } else { "console-test.sh" });
+    let to = if stdout {
+        "printf 'garbage \\377\\376\\n'; \"$vmlinux\" \"$KCACHE_RUN\" 2>&1 | tee out.txt"
+    } else {
+        "\"$vmlinux\" \"$KCACHE_RUN\" > out.txt 2>&1; cp out.txt \"$KCACHE_CONSOLE\""
+    };
+    let script = format!(
+        "#!/bin/sh\nvmlinux=\"$KCACHE_ARTIFACTS/vmlinux\"\n[ -x \"$vmlinux\" ] || exit 125\n{to}\n\
+         grep -q 'BUG:' out.txt && exit 1\ngrep -q 'toy kernel booted' out.txt && exit 0\nexit 1\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_bisection_titles_the_console_its_test_leaves_and_keeps_every_console() {
+    for stdout in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = common::demo_repo(dir.path(), SMALL);
+        let cache = dir.path().join("cache");
+        let test = console_test_script(dir.path(), stdout);
+        let html = dir.path().join("report.html");
+        let out = common::run_ok(
+            common::bisect_whole(&cache, &repo, &test)
+                .args(["--runs", "2", "--json", "--policy", "classic", "--report"])
+                .arg(&html),
+        );
+        // The report shows the crash as the culprit's kernel printed it.
+        let page = std::fs::read_to_string(&html).unwrap();
+        let oops = page
+            .split("<pre class=\"oops\">")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no oops in {page}"));
+        assert!(oops.starts_with("BUG: KASAN: slab-out-of-bounds in mm_init"), "{oops}");
+        let result = common::json(&out);
+        assert_eq!(result["outcome"]["kind"], "culprit", "{result}");
+        assert_eq!(
+            result["outcome"]["commit"],
+            common::commit_by_subject(&repo, "grow the pool").as_str()
+        );
+        // Every run's record is schema-valid, names its console, and the
+        // crashes carry the title kcache read from that console.
+        common::validate_all(&cache);
+        let c = kcache::store::Cache::open(&cache).unwrap();
+        let runs: Vec<(String, kcache::store::RunRecord)> = c.raw_records(kcache::store::index::CF_RUNS).unwrap();
+        assert!(!runs.is_empty());
+        let mut crashes = 0;
+        for (key, run) in &runs {
+            let console = c.console_of(run).unwrap_or_else(|| panic!("run {key} kept no console"));
+            let text = String::from_utf8_lossy(&console);
+            assert!(
+                text.contains("toy kernel") || text.contains("BUG: KASAN"),
+                "{key}: {text:?}"
+            );
+            if run.outcome == kcache::store::Outcome::Crash {
+                crashes += 1;
+                assert_eq!(
+                    run.title.as_deref(),
+                    Some("KASAN: slab-out-of-bounds in mm_init"),
+                    "{key} (stdout: {stdout})"
+                );
+                // Re-titling the kept console gives the same title.
+                assert_eq!(title::title(&console).map(|r| r.title).as_deref(), run.title.as_deref());
+            }
+        }
+        assert!(crashes > 0, "the regression crashed no run");
+        let verify = common::kcache()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("verify")
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    }
 }

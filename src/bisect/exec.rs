@@ -944,6 +944,10 @@ impl CommitEvaluator {
     }
 
     /// One run of the test; `None` when it timed out (no information).
+    /// The test's stdout and stderr go to a file; its console is the file
+    /// it leaves at `KCACHE_CONSOLE`, or else that output. A crash's title
+    /// is the last `crash: TITLE` line it printed, or else the console's
+    /// ([`crate::title`]); the console is kept in the cache (bounded).
     fn run_test(
         &self,
         cache: &Cache,
@@ -956,7 +960,12 @@ impl CommitEvaluator {
             return super::repro::run(repro, cache, self.test_key, commit, signature, artifacts, run);
         }
         let start = Instant::now();
-        let mut title = None;
+        let scratch = tempfile::Builder::new()
+            .prefix("kcache-run-")
+            .tempdir()
+            .map_err(io_err("test run scratch directory"))?;
+        let output = scratch.path().join("output.log");
+        let console_file = scratch.path().join("console.log");
         // The artifacts directory exists whether the kernel was built here,
         // restored from the local cache or fetched from the remote.
         let ending = child::run(
@@ -968,17 +977,15 @@ impl CommitEvaluator {
                     ("KCACHE_SIGNATURE", signature.as_str().into()),
                     ("KCACHE_COMMIT", commit.into()),
                     ("KCACHE_RUN", run.to_string().into()),
+                    ("KCACHE_CONSOLE", console_file.as_os_str().to_owned()),
                 ],
                 timeout: self.recipe.test_timeout,
-                log: None,
+                log: Some(output.clone()),
             },
-            |line| {
-                if let Some(t) = line.strip_prefix("crash: ") {
-                    title = Some(t.trim().to_string());
-                }
-            },
+            |_| {},
         )
         .map_err(io_err(format!("test command `{}`", self.recipe.test)))?;
+        let mut title = crate::title::console::printed_title(&output);
         let code = match ending {
             Ending::TimedOut(_) => return Ok(None),
             Ending::Exited(code) => code,
@@ -1009,12 +1016,25 @@ impl CommitEvaluator {
                 })
             }
         };
+        let console = crate::title::console::tail(if console_file.is_file() { &console_file } else { &output });
+        if outcome == Outcome::Crash && title.is_none() {
+            title = crate::title::title(&console).map(|r| r.title);
+        }
         if outcome == Outcome::Crash && title.is_none() {
             title = Some(format!("crash (exit status {code})"));
         }
         let title = if outcome == Outcome::Crash { title } else { None };
         let seconds = start.elapsed().as_secs_f64();
-        let run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
+        let mut run = RunRecord::new(signature, self.test_key, outcome, title, seconds, Some(commit));
+        if !console.is_empty() {
+            match cache.put_console(&console) {
+                Ok(key) => run.log_blob = Some(key),
+                Err(e) => crate::warn(&format!(
+                    "the console of run {run} on {commit} was not kept: {e}",
+                    run = run.run_id
+                )),
+            }
+        }
         Ok(Some(run))
     }
 }

@@ -148,6 +148,10 @@ pub struct CulpritRow {
     /// Why there is no kernel diff, when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_diff_missing: Option<String>,
+    /// The crash report of a run on the culprit's kernel, from its kept
+    /// console (`crate::title::excerpt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oops: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -525,7 +529,18 @@ fn culprit_row(
         parent_signature: parent_signature.flatten(),
         kernel_diff,
         kernel_diff_missing,
+        oops: signature.as_ref().and_then(|s| culprit_oops(cache, s)),
     }
+}
+
+/// The first crash report found in the kept consoles of the crashing runs
+/// on the culprit's kernel.
+fn culprit_oops(cache: &Cache, signature: &KernelSignature) -> Option<String> {
+    let runs = cache.view(|v| v.runs_by_test_key(signature)).ok()?;
+    runs.values()
+        .flatten()
+        .filter(|r| r.outcome == RunOutcome::Crash && r.log_blob.is_some())
+        .find_map(|r| crate::title::excerpt(&cache.console_of(r)?, 80))
 }
 
 /// The sections and symbols that differ between the parent's and the

@@ -25,6 +25,7 @@ th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: ta
 .tag { display: inline-block; padding: 0 .4em; border-radius: 3px; font-size: .85em; background: #eceff1; }
 .tag.built { background: #e3f2fd; } .tag.predicted { background: #f3e5f5; } .tag.remote { background: #e0f2f1; }
 ul.files { columns: 2; margin: .3em 0; } .note { background: #fffde7; padding: .3em .6em; margin: .2em 0; list-style: none; }
+pre.oops { font: 12px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; background: #fafafa; border-left: 3px solid #c62828; padding: .5em .8em; overflow-x: auto; max-height: 40em; }
 svg text { font: 11px system-ui, sans-serif; } footer { margin-top: 3em; color: #888; font-size: .85em; }
 "#;
 
@@ -136,7 +137,15 @@ fn culprit(h: &mut String, c: &CulpritRow) {
     for f in &c.files {
         let _ = write!(h, "<li><code>{}</code></li>", esc(f));
     }
-    h.push_str("</ul><h3>What changed in the kernel</h3>");
+    h.push_str("</ul>");
+    if let Some(oops) = &c.oops {
+        let _ = write!(
+            h,
+            "<h3>The crash on the culprit's kernel</h3><pre class=\"oops\">{}</pre>",
+            esc(oops)
+        );
+    }
+    h.push_str("<h3>What changed in the kernel</h3>");
     kernel_diff(h, c);
     h.push_str("</section>\n");
 }

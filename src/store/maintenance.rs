@@ -54,9 +54,12 @@ impl Cache {
     fn salvage_report(&self, after: RecordCounts) -> Result<Salvage, StoreError> {
         let named: std::collections::HashSet<Key> = self.view(|v| {
             let builds: Vec<(String, BuildRecord)> = v.r.scan(CF_BUILDS, "")?;
+            // A run's kept console is named by the run, not orphaned.
+            let runs: Vec<(String, RunRecord)> = v.r.scan(CF_RUNS, "")?;
             Ok(builds
                 .into_iter()
                 .flat_map(|(_, b)| b.artifacts.into_iter().map(|a| a.blake3))
+                .chain(runs.into_iter().filter_map(|(_, r)| r.log_blob))
                 .collect())
         })?;
         let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
@@ -270,7 +273,11 @@ impl Cache {
             referenced.extend(s.artifacts.iter().map(|a| (format!("signatures/{k}"), a.blake3)));
         }
         for (k, r) in &runs {
-            referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
+            // A run pulled from the team remote names a console kept on its
+            // writer's machine (consoles are not uploaded): not missing here.
+            if r.writer.is_none() {
+                referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
+            }
             if !signature::is_signature(&r.signature) {
                 report.problems.push(format!(
                     "runs/{k} is on {:?}, which is not a kernel signature",

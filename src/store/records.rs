@@ -156,6 +156,9 @@ pub struct RunRecord {
     /// The commit whose kernel was tested (evidence applies to its signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitId>,
+    /// The run's console output (a blob: the `KCACHE_CONSOLE` file the
+    /// test left, or its stdout and stderr; the last 8 MiB), or the log
+    /// given to `record-run --log`. Re-titled with [`crate::title`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_blob: Option<Key>,
     /// Where the run came from when not from a kcache test (`syzbot-log:FILE`).

@@ -86,6 +86,18 @@ impl Cache {
         Ok(fresh.len())
     }
 
+    /// Keeps a run's console output (content-addressed, zstd): the
+    /// key goes in the run's `log_blob`; `gc` counts and evicts it as any
+    /// blob.
+    pub fn put_console(&self, console: &[u8]) -> Result<crate::key::Key, StoreError> {
+        Ok(self.blobs.put_bytes(console)?.key)
+    }
+
+    /// A run's kept console output, if any (evicted or never kept: `None`).
+    pub fn console_of(&self, run: &RunRecord) -> Option<Vec<u8>> {
+        run.log_blob.as_ref().and_then(|k| self.blobs.get_bytes(k).ok())
+    }
+
     /// Every run on a signature under one test key, oldest first.
     pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         self.view(|v| v.runs(signature, test_key))

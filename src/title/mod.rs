@@ -21,6 +21,7 @@
 //! once), knows nothing of the cache, the search or the processes that
 //! produced the output.
 
+pub mod console;
 mod frames;
 mod rules;
 
@@ -257,6 +258,24 @@ pub fn title_file(path: &std::path::Path) -> Result<FileTitle, TitleError> {
         start_line: report.as_ref().map(|r| r.start_line),
         frame: report.and_then(|r| r.frame),
     })
+}
+
+/// The crash report of a console as people read it: from the line where
+/// it starts, at most `max_lines` lines (and 16 KiB), as printed; `None`
+/// when the console holds no crash.
+pub fn excerpt(console: &[u8], max_lines: usize) -> Option<String> {
+    const MAX_BYTES: usize = 16 << 10;
+    let report = title(console)?;
+    let text = String::from_utf8_lossy(console);
+    let mut out = String::new();
+    for line in text.split('\n').skip(report.start_line - 1).take(max_lines) {
+        if out.len() + line.len() >= MAX_BYTES {
+            break;
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push('\n');
+    }
+    Some(out)
 }
 
 static FRAME_IN_TITLE: LazyLock<Regex> = LazyLock::new(|| re(r".* in ([a-zA-Z0-9_]+)"));
