@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Commands the build (cc, c++ through the cc crate), the scripts and the tests run.
-commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium)
+commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium
+  qemu-system-x86_64)
 
 mapfile -t named < <(scripts/setup.sh --print-packages)
 # Packages every Debian system has (Essential or required): setup need not name them.
@@ -110,6 +111,23 @@ elif [ ! -e "$rocksdb_lib/librocksdb.so" ] || [ ! -e "$rocksdb_include/rocksdb/c
 else
   check_file "the RocksDB the build links" "$rocksdb_lib/librocksdb.so"
   check_file "the RocksDB header the bindings come from" "$rocksdb_include/rocksdb/c.h"
+fi
+
+# The reproducer harness's files: static glibc (gcc -static) and a kernel
+# for tests/repro.rs to boot.
+static_libc=$(gcc -print-file-name=libc.a)
+if [ -f "$static_libc" ]; then
+  check_file "static libc for gcc -static" "$static_libc"
+else
+  echo "check-packages: no static libc.a for gcc -static: scripts/setup.sh must install libc6-dev" >&2
+  failed=1
+fi
+kernels=(/boot/vmlinuz-*)
+if [ -f "${kernels[0]}" ]; then
+  check_file "kernel for tests/repro.rs" "${kernels[0]}"
+else
+  echo "check-packages: no /boot/vmlinuz-* for tests/repro.rs: scripts/setup.sh must install linux-image-cloud-amd64" >&2
+  failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -24,8 +24,12 @@ cd "$(dirname "$0")/.."
 #   librocksdb-dev               RocksDB 7.8, linked instead of compiled (.cargo/config.toml says where)
 #   binutils                     objcopy/strip in the signature tests
 #   chromium                     the report test renders the HTML report headless
+#   libc6-dev                    static glibc: reproducers and the VM's init are built with gcc -static
+#   qemu-system-x86              the reproducer harness boots kernels in qemu-system-x86_64 (tests/repro.rs)
+#   linux-image-cloud-amd64      a real kernel (/boot/vmlinuz-*) for tests/repro.rs to boot
 packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
 packages+=(librocksdb-dev)
+packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 
 case "${1:-}" in

@@ -13,6 +13,7 @@
 //! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
 //! | [`title`]     | crash titles from console output, as syzkaller/syzbot write them (`kcache title`; the search titles runs with it) |
+//! | [`vm`]        | the reproducer harness: a C reproducer compiled static, packed with kcache's init into an initramfs, run in QEMU (KVM or TCG) N times; each run titled with `title` (`kcache repro`, `bisect --repro`) |
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
 //! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
@@ -32,8 +33,9 @@
 //! `key` and `store`'s input-set record. `bisect`
 //! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
-//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`;
-//! `report` only renders. Nothing below the CLI prints except
+//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`; `vm`
+//! uses `title`, `key` (its test inputs) and `kernel`'s config check, and
+//! `bisect` calls it as a test; `report` only renders. Nothing below the CLI prints except
 //! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
 //! only parses arguments, calls the library and prints; it holds no logic.
 
@@ -124,6 +126,7 @@ pub mod store;
 pub mod syzlog;
 pub mod title;
 pub mod trust;
+pub mod vm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

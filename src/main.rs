@@ -119,9 +119,18 @@ struct RecipeArgs {
     /// Test command, run --runs times in the directory of restored artifacts
     /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
     /// Exit 0 ok, 125 cannot test, 1-124 crash (a stdout line `crash: TITLE` names it); 126/127 (the shell could not run it) stop with an error.
-    /// Required by `bisect` and `exec`; `prebuild` never tests.
-    #[arg(long)]
+    /// Required by `bisect` and `exec` (unless --repro); `prebuild` never tests.
+    #[arg(long, conflicts_with = "repro")]
     test: Option<String>,
+    /// The test is kcache's reproducer harness: this C reproducer run in the built boot image
+    /// under QEMU (as `kcache repro`), each run titled; the kernel config must have what it needs.
+    #[arg(long, value_name = "REPRO.C")]
+    repro: Option<PathBuf>,
+    /// With --repro: seconds the reproducer runs in each VM; surviving them is ok.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, requires = "repro")]
+    repro_timeout: u64,
+    #[command(flatten)]
+    vm: VmArgs,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -224,6 +233,9 @@ enum Command {
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
     Bisect(BisectArgs),
+    /// Run a C reproducer (syzbot's repro.c) in a kernel booted in QEMU, N times, and title each
+    /// crash as syzbot would. Exit 0: no crash, 1: a run crashed, 3: no run gave information, 2: error.
+    Repro(ReproArgs),
     /// The recorded bisections, newest first.
     Bisections(BisectionsArgs),
     /// Render a recorded bisection as a self-contained HTML report.
@@ -391,6 +403,83 @@ struct BisectArgs {
     /// Print the summary as JSON on stdout (nothing but errors on stderr).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ReproArgs {
+    /// The kernel's boot image (arch/x86/boot/bzImage, kcache-out/boot-image, /boot/vmlinuz-*; not vmlinux).
+    #[arg(long)]
+    kernel: PathBuf,
+    /// The C reproducer (syzbot's repro.c), compiled static with gcc.
+    #[arg(long, value_name = "REPRO.C")]
+    repro: PathBuf,
+    /// Runs (one VM each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// VMs at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: u32,
+    /// Seconds the reproducer runs in each VM; surviving them is ok.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Keep each run's console as run-N.log in this directory.
+    #[arg(long, value_name = "DIR")]
+    console_dir: Option<PathBuf>,
+    /// One JSON object (`kcache/repro/v1`) on stdout: every run and the counts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the reproducer's VMs are made (`repro`, and `bisect --repro`).
+#[derive(Args, Clone)]
+struct VmArgs {
+    /// Appended to the default kernel command line (syzkaller's crash conventions: see the README).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    cmdline: Option<String>,
+    /// VM memory in MB.
+    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    memory: u32,
+    /// VM CPUs.
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// kvm, tcg, or auto: KVM when /dev/kvm works and a guest really starts there, else TCG.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    accel: AccelArg,
+    /// A kernel that has not started the reproducer after this many seconds did not boot.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    boot_timeout: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl VmArgs {
+    fn settings(&self, budget: u64) -> kcache::vm::Settings {
+        kcache::vm::Settings {
+            budget: std::time::Duration::from_secs(budget),
+            extra_cmdline: self
+                .cmdline
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            memory_mb: self.memory,
+            cpus: self.cpus,
+            accel: match self.accel {
+                AccelArg::Auto => kcache::vm::AccelChoice::Auto,
+                AccelArg::Kvm => kcache::vm::AccelChoice::Kvm,
+                AccelArg::Tcg => kcache::vm::AccelChoice::Tcg,
+            },
+            boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -656,7 +745,8 @@ impl Command {
             | C::Gc(GcArgs { json, .. })
             | C::Config(ConfigArgs { json })
             | C::Sync(SyncArgs { json })
-            | C::Verify(VerifyArgs { json, .. }) => *json,
+            | C::Verify(VerifyArgs { json, .. })
+            | C::Repro(ReproArgs { json, .. }) => *json,
             C::Log(
                 LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
             ) => *json,
@@ -696,6 +786,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => stats_cmd(&settings, args),
         Command::Gc(args) => gc_cmd(&settings, args),
         Command::Verify(args) => verify_cmd(&settings, args),
+        Command::Repro(args) => repro_cmd(&settings, args),
         Command::Sign(SignArgs { json, files }) => Ok(sign(&files, json)),
         Command::Title(TitleArgs { json, files }) => Ok(title(&files, json)),
         Command::Diff(DiffArgs { a, b, all, json }) => diff(&a, &b, all, json),
@@ -889,24 +980,27 @@ fn finish_uploads(cache: &Cache) {
 }
 
 fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
-    let test = r
-        .test
-        .clone()
-        .context("--test is required: the command that tests a kernel")?;
+    let test = match (&r.test, &r.repro) {
+        (Some(test), _) => test.clone(),
+        (None, Some(repro)) => format!("kcache repro --repro {} --timeout {}", repro.display(), r.repro_timeout),
+        (None, None) => bail!("--test or --repro is required: how to test a kernel"),
+    };
     build_recipe(r, cache, test)
 }
 
 /// The recipe with `test` as its test command (empty for `prebuild`).
 fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Result<BisectRecipe> {
-    let (build, toolchain, artifacts) = match r.build {
-        Some(build) => (build, r.target.toolchain()?, r.artifacts),
+    let (build, toolchain, artifacts) = match r.build.clone() {
+        Some(build) => (build, r.target.toolchain()?, r.artifacts.clone()),
         None => {
             let k = KbuildRecipe::install(cache.dir(), &r.target.toolchain_source(), &r.artifacts)
                 .with_context(|| format!("installing the kbuild recipe in {}", cache.dir().display()))?;
             (k.build_command, k.toolchain, k.artifacts)
         }
     };
+    let repro = repro_test(&r, cache, &artifacts)?;
     Ok(BisectRecipe {
+        repro,
         build,
         test,
         config: r.config,
@@ -1600,6 +1694,87 @@ fn verify_cmd(settings: &kcache::config::Settings, args: VerifyArgs) -> anyhow::
     } else {
         ExitCode::from(EXIT_NEGATIVE)
     })
+}
+
+fn repro_cmd(settings: &kcache::config::Settings, args: ReproArgs) -> anyhow::Result<ExitCode> {
+    use kcache::vm::{self, Harness};
+    let harness = Harness::prepare(
+        &settings.cache_dir.join("vm"),
+        &args.repro,
+        args.vm.settings(args.timeout),
+    )?;
+    kcache::notice(&format!(
+        "{} run(s) of {} on {}, {} at once; kernel command line (plus the accelerator's stall timeouts): {}",
+        args.runs,
+        args.repro.display(),
+        args.kernel.display(),
+        args.jobs,
+        harness.cmdline()
+    ));
+    if let Some(dir) = &args.console_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("--console-dir {}", dir.display()))?;
+    }
+    let mut kept = Ok(());
+    let runs = harness.run_many(&args.kernel, args.runs, args.jobs, &mut |run| {
+        if !args.json {
+            println!("{}", vm::text::run_line(run));
+        }
+        if let (Some(dir), Ok(())) = (&args.console_dir, &kept) {
+            let path = dir.join(format!("run-{}.log", run.run));
+            kept = std::fs::write(&path, &run.console).with_context(|| path.display().to_string());
+        }
+    })?;
+    kept?;
+    let summary = vm::Summary::of(&runs);
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            kernel: &'a Path,
+            repro: &'a Path,
+            cmdline: String,
+            runs: &'a [vm::Run],
+            summary: &'a vm::Summary,
+        }
+        let out = Out {
+            kernel: &args.kernel,
+            repro: &args.repro,
+            cmdline: harness.cmdline(),
+            runs: &runs,
+            summary: &summary,
+        };
+        println!("{}", versioned_pretty("kcache/repro/v1", &out)?);
+    } else {
+        print!("{}", vm::text::summary(&summary));
+        if let Some(report) = vm::text::first_report(&runs, 40) {
+            print!("{report}");
+        }
+    }
+    Ok(ExitCode::from(if summary.crashed > 0 {
+        EXIT_NEGATIVE
+    } else if summary.ok == 0 {
+        EXIT_NO_CULPRIT
+    } else {
+        0
+    }))
+}
+
+/// `--repro`: the harness as the bisection's test, on the recipe's boot
+/// image, after checking that the config can boot it.
+fn repro_test(
+    r: &RecipeArgs,
+    cache: &Cache,
+    artifacts: &[String],
+) -> anyhow::Result<Option<std::sync::Arc<kcache::vm::ReproTest>>> {
+    let Some(repro) = &r.repro else {
+        return Ok(None);
+    };
+    if let Some(config) = &r.config {
+        kcache::kernel::harness::check_config_file(config)?;
+    }
+    let harness = kcache::vm::Harness::prepare(&cache.dir().join("vm"), repro, r.vm.settings(r.repro_timeout))?;
+    Ok(Some(std::sync::Arc::new(kcache::vm::ReproTest::new(
+        harness, artifacts,
+    )?)))
 }
 
 #[cfg(test)]

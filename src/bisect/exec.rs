@@ -35,6 +35,8 @@ pub enum EvalError {
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
     TestAborted { commit: String, run: u32, how: String },
+    #[error("reproducer harness on commit {commit}: {how}")]
+    Repro { commit: String, how: String },
     /// A build that failed while its disk was full: the machine's failure,
     /// never the commit's (nothing is recorded), and nothing later would
     /// build either, so the bisection stops.
@@ -90,6 +92,9 @@ pub struct Recipe {
     /// Build commits whose inputs are recorded as failing, instead of
     /// skipping them.
     pub retry_failed: bool,
+    /// `--repro`: the test is kcache's reproducer harness on the boot
+    /// image (`test` only describes it); its test key is the harness's.
+    pub repro: Option<std::sync::Arc<crate::vm::ReproTest>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -277,9 +282,12 @@ impl CommitEvaluator {
             recipe.arch.clone(),
         )
         .map_err(file_error)?;
-        let test_key = TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
-            .map_err(file_error)?
-            .key();
+        let test_key = match &recipe.repro {
+            Some(r) => r.harness.test_inputs().key(),
+            None => TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
+                .map_err(file_error)?
+                .key(),
+        };
         Ok(CommitEvaluator {
             recipe,
             inputs,
@@ -788,10 +796,10 @@ impl CommitEvaluator {
             }
             let ran = self.run_test(cache, commit, signature, artifacts_dir.path(), run);
             let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
-                progress(&format!(
-                    "  run {run} timed out after {}s: no information (not recorded)",
-                    self.recipe.test_timeout.unwrap_or_default().as_secs_f64()
-                ));
+                let after = (self.recipe.test_timeout)
+                    .map(|t| format!(" after {}s", t.as_secs_f64()))
+                    .unwrap_or_default();
+                progress(&format!("  run {run} timed out{after}: no information (not recorded)"));
                 continue;
             };
             let done = stop(&r);
@@ -948,6 +956,9 @@ impl CommitEvaluator {
         artifacts: &Path,
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
+        if let Some(repro) = &self.recipe.repro {
+            return super::repro::run(repro, cache, self.test_key, commit, signature, artifacts, run);
+        }
         let start = Instant::now();
         let scratch = tempfile::Builder::new()
             .prefix("kcache-run-")

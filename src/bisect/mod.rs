@@ -21,6 +21,7 @@ pub mod lookup;
 pub mod noisy;
 pub mod predict;
 pub mod record;
+mod repro;
 pub mod session;
 pub mod sim;
 

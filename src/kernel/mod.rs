@@ -1,5 +1,6 @@
 //! Kernel build helpers: the toolchain identity that goes into build keys,
-//! kcache's reproducible kbuild recipe, and (`inputs`) what a kbuild build read.
+//! kcache's reproducible kbuild recipe, (`inputs`) what a kbuild build read, and
+//! (`harness`) what the reproducer harness needs from a kernel config.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,4 +151,5 @@ impl KbuildRecipe {
     }
 }
 
+pub mod harness;
 pub mod inputs;
