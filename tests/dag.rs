@@ -533,6 +533,7 @@ fn a_whole_bisection_runs_through_the_library() {
         build_timeout: None,
         test_timeout: None,
         retry_failed: false,
+        repro: None,
     };
     let mut evaluator = bisect::CommitEvaluator::new(
         recipe,
