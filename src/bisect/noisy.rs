@@ -260,6 +260,7 @@ impl GitOracle<'_> {
         target: &Target,
     ) -> Result<Vec<RunRecord>, BisectError> {
         let start = Instant::now();
+        let rebuilt_before = self.evaluator.rebuilds_to_test();
         let runs = self.evaluator.test_batch(
             self.repo,
             self.cache,
@@ -297,6 +298,14 @@ impl GitOracle<'_> {
         eval.effort.runs_done = runs.len() as u32;
         eval.effort.test_seconds = seconds;
         eval.runs = runs.clone();
+        let rebuilt = self.evaluator.rebuilds_to_test();
+        if rebuilt.0 > rebuilt_before.0 {
+            // Its artifacts were gone (evicted or quarantined): the kernel
+            // was built again here, and the summary counts that build.
+            eval.build = BuildSource::Built;
+            eval.effort.build_seconds += rebuilt.1 - rebuilt_before.1;
+            eval.effort.saved_build_seconds = 0.0;
+        }
         self.record_step(i, eval, Purpose::Bisect)?;
         Ok(runs)
     }
