@@ -35,8 +35,8 @@
 //! ([`boundary`] has the bound): every commit is built at most once, every
 //! kernel gets at most [`Model::kernel_cap`] runs from one search, a batch
 //! that tells nothing retires its commit, and eight failed builds in a row
-//! or `2 × runs` test runs in a row that tell nothing end the search with an
-//! [`Ending`] that says so.
+//! (while none succeeded; 24 once one did) or `2 × runs` test runs in a row
+//! that tell nothing end the search with an [`Ending`] that says so.
 //!
 //! Invariant: knows nothing of git, builds or the cache: it sees a
 //! [`Graph`] and asks an [`Oracle`] for builds and runs.
