@@ -497,10 +497,12 @@ fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
     })
 }
 
-/// What RocksDB 7.8 says of files a newer RocksDB wrote (an index made
-/// while kcache compiled RocksDB 10: its MANIFEST and tables use
-/// format_version 6). RocksDB calls it corruption; it is not.
-const WRITTEN_BY_NEWER_ROCKSDB: &[&str] = &["unsupported format_version", "created with newer version of RocksDB"];
+/// What RocksDB 7.8 says of an index a newer RocksDB wrote (one made while
+/// kcache compiled RocksDB 10: format_version 6, refused when the MANIFEST
+/// is read). RocksDB calls it corruption; it is not. Its table-footer
+/// message ("Unknown Footer version ... newer version of RocksDB?") is left
+/// out: a damaged footer says the same, and damage must stay repairable.
+const WRITTEN_BY_NEWER_ROCKSDB: &[&str] = &["unsupported format_version"];
 
 /// A RocksDB error as a store error: damage (corruption, a missing or
 /// truncated file) and an index of a newer RocksDB get their own variants,
