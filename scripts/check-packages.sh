@@ -7,10 +7,8 @@
 # hand-installed libclang-dev kept CI green).
 #
 # What is checked is what is used: every command the build and the tests run,
-# the libclang that bindgen (librocksdb-sys) would load, and the RocksDB
-# library and header the build links and binds (.cargo/config.toml), each
-# resolved to the file on this machine and to the package that owns it with
-# `dpkg -S`.
+# and the libclang that bindgen (librocksdb-sys) would load, each resolved to
+# the file on this machine and to the package that owns it with `dpkg -S`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,43 +90,6 @@ else
   check_file "bindgen's libclang" "$libclang"
 fi
 
-# RocksDB where librocksdb-sys takes it: ROCKSDB_LIB_DIR and ROCKSDB_INCLUDE_DIR
-# from the environment, else from .cargo/config.toml's [env] (cargo's rule).
-# Without ROCKSDB_LIB_DIR the build would compile RocksDB's C++ itself.
-cargo_env() { # NAME -> its value in the environment or .cargo/config.toml
-  local v=${!1:-}
-  [ -n "$v" ] || v=$(sed -n "s/^$1 *= *\"\(.*\)\"\$/\1/p" .cargo/config.toml 2>/dev/null | head -n1)
-  echo "$v"
-}
-rocksdb_lib=$(cargo_env ROCKSDB_LIB_DIR)
-rocksdb_include=$(cargo_env ROCKSDB_INCLUDE_DIR)
-if [ -z "$rocksdb_lib" ] || [ -z "$rocksdb_include" ]; then
-  echo "check-packages: ROCKSDB_LIB_DIR/ROCKSDB_INCLUDE_DIR unset (.cargo/config.toml): the build would compile RocksDB instead of linking librocksdb-dev" >&2
-  failed=1
-elif [ ! -e "$rocksdb_lib/librocksdb.so" ] || [ ! -e "$rocksdb_include/rocksdb/c.h" ]; then
-  echo "check-packages: no librocksdb.so in $rocksdb_lib or rocksdb/c.h in $rocksdb_include: scripts/setup.sh must install librocksdb-dev" >&2
-  failed=1
-else
-  check_file "the RocksDB the build links" "$rocksdb_lib/librocksdb.so"
-  check_file "the RocksDB header the bindings come from" "$rocksdb_include/rocksdb/c.h"
-fi
-
-# The reproducer harness's files: static glibc (gcc -static) and a kernel
-# for tests/repro.rs to boot.
-static_libc=$(gcc -print-file-name=libc.a)
-if [ -f "$static_libc" ]; then
-  check_file "static libc for gcc -static" "$static_libc"
-else
-  echo "check-packages: no static libc.a for gcc -static: scripts/setup.sh must install libc6-dev" >&2
-  failed=1
-fi
-kernels=(/boot/vmlinuz-*)
-if [ -f "${kernels[0]}" ]; then
-  check_file "kernel for tests/repro.rs" "${kernels[0]}"
-else
-  echo "check-packages: no /boot/vmlinuz-* for tests/repro.rs: scripts/setup.sh must install linux-image-cloud-amd64" >&2
-  failed=1
-fi
 
 if [ "$failed" -ne 0 ]; then
   echo "check-packages: setup.sh installs: ${named[*]}" >&2

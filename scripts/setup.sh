@@ -19,16 +19,14 @@ cd "$(dirname "$0")/.."
 
 # What the build and the test suite use, by Debian package:
 #   git, make, diffutils (cmp)   the demo, the tests' real git histories and builds
-#   gcc, g++                     the C parts of zstd and ring, libstdc++ for RocksDB; the tests' toy kernels
+#   gcc, g++                     the C/C++ of the bundled RocksDB (librocksdb-sys), zstd, lz4 and ring; the tests' toy kernels
 #   libclang-dev                 librocksdb-sys generates its bindings with libclang (bindgen)
-#   librocksdb-dev               RocksDB 7.8, linked instead of compiled (.cargo/config.toml says where)
 #   binutils                     objcopy/strip in the signature tests
 #   chromium                     the report test renders the HTML report headless
 #   libc6-dev                    static glibc: reproducers and the VM's init are built with gcc -static
 #   qemu-system-x86              the reproducer harness boots kernels in qemu-system-x86_64 (tests/repro.rs)
 #   linux-image-cloud-amd64      a real kernel (/boot/vmlinuz-*) for tests/repro.rs to boot
 packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
-packages+=(librocksdb-dev)
 packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 

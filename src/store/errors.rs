@@ -27,15 +27,6 @@ pub enum StoreError {
     NoSpace { path: PathBuf },
     #[error("cache directory {} is not a directory (check --cache-dir / KCACHE_DIR)", .0.display())]
     NotADirectory(PathBuf),
-    /// Files of a newer RocksDB than the one kcache links: intact, just not
-    /// readable here. Never repaired (a repair would drop every record).
-    #[error("cache index {} was written by a newer RocksDB than the one this kcache links (Debian's 7.8): {problem}\n  \
-             it is intact, and a kcache that compiled its own RocksDB 10 (built before kcache linked Debian's) still reads it;\n  \
-             `kcache verify --repair` would drop every record, so it refuses;\n  \
-             to use this kcache, move the cache aside (`mv {} {}.rocksdb10`: the next kcache starts an empty cache there; \
-             a team remote fills it again), or bisect without the cache (`kcache bisect --no-cache ...`)",
-        path.display(), cache_of(path).display(), cache_of(path).display())]
-    IndexTooNew { path: PathBuf, problem: String },
     #[error("{0:?} is not a kernel signature (40 or 64 lowercase hex digits)")]
     BadSignature(String),
     #[error("no kcache cache at {}: nothing was ever stored there (check --cache-dir / KCACHE_DIR)", .0.display())]

@@ -249,15 +249,9 @@ impl Index {
 
     /// Runs RocksDB's repair on the index (under the exclusive lock): it
     /// salvages every record still readable and drops what is not.
-    /// Refuses an index of a newer RocksDB: repair would drop all of it.
     pub fn repair(&self) -> Result<(), StoreError> {
         self.give_up_lease();
         let _lock = self.lock(true)?;
-        if let Err(e) = DB::open_cf_descriptors_read_only(&db_options(), &self.path, descriptors(), false) {
-            if let too_new @ StoreError::IndexTooNew { .. } = self.db_err(e) {
-                return Err(too_new);
-            }
-        }
         DB::repair(&db_options(), &self.path).map_err(|e| self.db_err(e))?;
         // Repair keeps the column families it finds; a write open adds any
         // it lost.
@@ -497,16 +491,9 @@ fn unreachable_open(path: &Path) -> Result<Open, StoreError> {
     })
 }
 
-/// What RocksDB 7.8 says of an index a newer RocksDB wrote (one made while
-/// kcache compiled RocksDB 10: format_version 6, refused when the MANIFEST
-/// is read). RocksDB calls it corruption; it is not. Its table-footer
-/// message ("Unknown Footer version ... newer version of RocksDB?") is left
-/// out: a damaged footer says the same, and damage must stay repairable.
-const WRITTEN_BY_NEWER_ROCKSDB: &[&str] = &["unsupported format_version"];
-
 /// A RocksDB error as a store error: damage (corruption, a missing or
-/// truncated file) and an index of a newer RocksDB get their own variants,
-/// which tell the user what to do.
+/// truncated file) and a full disk get their own variants, which tell the
+/// user what to do.
 fn index_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     let problem = e.to_string();
     // RocksDB names the file it failed to write (a MANIFEST, say): a full
@@ -514,12 +501,6 @@ fn index_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     if problem.contains("No space left on device") {
         return StoreError::NoSpace {
             path: path.to_path_buf(),
-        };
-    }
-    if WRITTEN_BY_NEWER_ROCKSDB.iter().any(|w| problem.contains(w)) {
-        return StoreError::IndexTooNew {
-            path: path.to_path_buf(),
-            problem,
         };
     }
     const DAMAGE: &[&str] = &[
@@ -701,62 +682,5 @@ impl Writer<'_> {
                 .map_err(|e| index_error(self.db.path(), e))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Copies `tests/data/rocksdb10-index` (three run records written by
-    /// kcache when it compiled RocksDB 10.4, format_version 6) to `dir`.
-    fn rocksdb10_index(dir: &Path) -> PathBuf {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rocksdb10-index");
-        let index = dir.join("index");
-        std::fs::create_dir(&index).unwrap();
-        for f in std::fs::read_dir(fixture).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), index.join(f.file_name())).unwrap();
-        }
-        index
-    }
-
-    fn snapshot(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|f| f.unwrap())
-            .filter(|f| f.file_name() != "LOCK" && !f.file_name().to_string_lossy().starts_with("LOG"))
-            .map(|f| (f.file_name(), std::fs::read(f.path()).unwrap()))
-            .collect();
-        files.sort();
-        files
-    }
-
-    #[test]
-    fn an_index_of_a_newer_rocksdb_is_a_clear_error_and_left_intact() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = rocksdb10_index(dir.path());
-        let before = snapshot(&path);
-        let index = Index::new(&path);
-
-        let read = index.read(|r| r.count(CF_RUNS)).unwrap_err();
-        assert!(matches!(read, StoreError::IndexTooNew { .. }), "{read:?}");
-        let message = read.to_string();
-        assert!(message.contains(&path.display().to_string()), "{message}");
-        assert!(
-            message.contains("newer RocksDB") && message.contains("--no-cache"),
-            "{message}"
-        );
-
-        let write = index
-            .write(|w| {
-                w.add(crate::store::Counter::BuildHits, 1);
-                Ok(())
-            })
-            .unwrap_err();
-        assert!(matches!(write, StoreError::IndexTooNew { .. }), "{write:?}");
-        let repair = index.repair().unwrap_err();
-        assert!(matches!(repair, StoreError::IndexTooNew { .. }), "{repair:?}");
-        assert!(before == snapshot(&path), "no file of the newer index may change");
     }
 }
