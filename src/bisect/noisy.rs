@@ -106,6 +106,9 @@ pub(super) struct GitOracle<'a> {
     reported: HashSet<CommitId>,
     /// What the cache knew of every node before the search (one look-up).
     known: Vec<Kernel>,
+    /// Every run (by id) the search has been given: runs another process
+    /// pooled since are given to it before any new run is made.
+    seen_runs: HashSet<String>,
 }
 
 impl GitOracle<'_> {
@@ -223,6 +226,7 @@ impl Oracle for GitOracle<'_> {
         // The remote is asked too while the local runs are fewer than a batch.
         let wanted = self.evaluator.runs_wanted();
         let runs = self.cache.runs_shared(signature, &self.evaluator.test_key(), wanted)?;
+        self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
         Ok(runs
             .iter()
             .map(|r| target.classify(r.outcome, r.title.as_deref()))
@@ -233,6 +237,21 @@ impl Oracle for GitOracle<'_> {
         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
         // The search's kernels are the signatures this oracle gave it.
         let signature = signature_of(signature)?;
+        let unseen = self.runs_not_yet_seen(&signature)?;
+        if !unseen.is_empty() {
+            // Another kcache process tested this kernel since the search
+            // last looked: its runs are this batch (the search thinks again
+            // before asking for more), never run twice.
+            (self.progress)(&format!(
+                "  {} run(s) another kcache process did on {}: counted",
+                unseen.len(),
+                super::short(&self.nodes[i])
+            ));
+            return Ok(unseen
+                .iter()
+                .map(|r| target.classify(r.outcome, r.title.as_deref()))
+                .collect());
+        }
         let runs = self.batch(i, &signature, n, &matched, target)?;
         let mut classes: Vec<RunClass> = runs
             .iter()
@@ -249,6 +268,18 @@ impl Oracle for GitOracle<'_> {
 }
 
 impl GitOracle<'_> {
+    /// Runs pooled for a kernel that the search was not given yet (another
+    /// process's, landed since), now marked as given.
+    fn runs_not_yet_seen(&mut self, signature: &KernelSignature) -> Result<Vec<RunRecord>, BisectError> {
+        let pooled = self.cache.runs(signature, &self.evaluator.test_key())?;
+        let unseen: Vec<RunRecord> = pooled
+            .into_iter()
+            .filter(|r| !self.seen_runs.contains(&r.run_id))
+            .collect();
+        self.seen_runs.extend(unseen.iter().map(|r| r.run_id.clone()));
+        Ok(unseen)
+    }
+
     /// Up to `n` runs on commit `i`'s kernel (stopping after `stop`), shown
     /// and logged as one step, the commit's build with its first batch.
     fn batch(
@@ -270,6 +301,7 @@ impl GitOracle<'_> {
             stop,
             &mut *self.progress,
         )?;
+        self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
         self.run_seconds.0 += seconds;
         self.run_seconds.1 += runs.len() as u32;
@@ -480,6 +512,7 @@ pub fn bisect(
         evals: HashMap::new(),
         reported: HashSet::new(),
         known: Vec::new(),
+        seen_runs: HashSet::new(),
     };
     let target = learn_target(&mut oracle, noisy, 0, runs)?;
     let mut notes = Vec::new();
