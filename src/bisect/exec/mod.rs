@@ -1,0 +1,510 @@
+//! Evaluating one commit through the cache: reuse what is known, build and
+//! test what is not, record everything as it completes.
+//!
+//! This module holds what the two halves share: the recipe, the results
+//! ([`Evaluation`], [`BuildSource`], [`Effort`], [`BuildFailure`],
+//! [`CacheState`]), the errors, the cross-process claims, and the
+//! [`CommitEvaluator`] itself with its constructor, its read-only queries
+//! of the cache and [`CommitEvaluator::evaluate`], which builds (see
+//! `build.rs`) and then tests (`test.rs`). Invariant: nothing here runs a
+//! build or a test command itself; each is run only under its claim, by
+//! its own file.
+
+use crate::signature::KernelSignature;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::evidence::{Evidence, Verdict};
+use super::predict::Reference;
+use crate::git::{GitError, Repo};
+use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey, TreeId};
+use crate::store::{BuildRecord, BuildStatus, Cache, Counter, Outcome, RunRecord, StoreError};
+
+mod build;
+mod test;
+
+pub use build::classify_failure;
+pub use test::ARTIFACTS_PREFIX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
+    TestAborted { commit: String, run: u32, how: String },
+    #[error("reproducer harness on commit {commit}: {how}")]
+    Repro { commit: String, how: String },
+    /// A build that failed while its disk was full: the machine's failure,
+    /// never the commit's (nothing is recorded), and nothing later would
+    /// build either, so the bisection stops.
+    #[error("the build of {commit} failed on a full disk ({} has {free} bytes free): not the commit's failure, \
+             nothing was recorded; free some space (`kcache gc --max-size SIZE` for the cache) and run again{}",
+        path.display(), match log_tail.trim() { "" => String::new(), t => format!("\nthe build log's last lines:\n{t}") })]
+    DiskFull {
+        commit: String,
+        path: PathBuf,
+        free: u64,
+        log_tail: String,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EvalError {
+    let what = what.into();
+    move |source| EvalError::Io { what, source }
+}
+
+/// What the user's build and test look like.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub build: String,
+    pub test: String,
+    pub config: Option<PathBuf>,
+    /// Paths relative to the tree; the first is the vmlinux to sign.
+    pub artifacts: Vec<String>,
+    pub runs: u32,
+    pub test_key_files: Vec<PathBuf>,
+    pub key_files: Vec<PathBuf>,
+    pub toolchain: String,
+    pub arch: String,
+    /// A build running longer is killed (with everything it started) and
+    /// counts as a transient failure: not cached.
+    pub build_timeout: Option<Duration>,
+    /// A test run running longer is killed and gives no information.
+    pub test_timeout: Option<Duration>,
+    /// Build commits whose inputs are recorded as failing, instead of
+    /// skipping them.
+    pub retry_failed: bool,
+    /// `--repro`: the test is kcache's reproducer harness on the boot
+    /// image (`test` only describes it); its test key is the harness's.
+    pub repro: Option<std::sync::Arc<crate::vm::ReproTest>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildSource {
+    /// Built now.
+    Built,
+    /// Build key known: signature and artifacts from the cache.
+    Reused,
+    /// Failed to build now.
+    Failed,
+    /// Known to fail to build: skipped without building.
+    KnownBroken,
+    /// Failed now for a reason that is not the commit's (a missing tool,
+    /// a signal, a timeout, a missing artifact): reported, not cached.
+    TransientFailure,
+    /// Not built: no file an already-built commit's build read differs,
+    /// so this commit has that build's kernel (see `predict`).
+    Predicted,
+}
+
+impl BuildSource {
+    /// As in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildSource::Built => "built",
+            BuildSource::Reused => "reused",
+            BuildSource::Failed => "failed",
+            BuildSource::KnownBroken => "known-broken",
+            BuildSource::TransientFailure => "transient-failure",
+            BuildSource::Predicted => "predicted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub build_key: BuildKey,
+    pub build: BuildSource,
+    pub signature: Option<KernelSignature>,
+    pub verdict: Verdict,
+    pub evidence: Evidence,
+    #[serde(flatten)]
+    pub effort: Effort,
+    /// The commit whose build this one's was predicted equal to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_from: Option<CommitId>,
+    /// The build record holding this kernel's artifacts when it is not
+    /// `build_key`'s own (a predicted build).
+    #[serde(skip)]
+    pub reference_key: Option<BuildKey>,
+    /// The runs behind the verdict, oldest first (for the log).
+    #[serde(skip)]
+    pub runs: Vec<RunRecord>,
+    #[serde(skip)]
+    pub log_tail: Option<String>,
+    /// Why the build failed, when it did now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<BuildFailure>,
+}
+
+impl Evaluation {
+    /// Nothing known yet of the build with this key: no signature, no runs.
+    pub fn empty(build_key: BuildKey) -> Evaluation {
+        Evaluation {
+            build_key,
+            build: BuildSource::Reused,
+            signature: None,
+            verdict: Verdict::Skip,
+            evidence: Evidence::default(),
+            effort: Effort::default(),
+            predicted_from: None,
+            reference_key: None,
+            runs: Vec::new(),
+            log_tail: None,
+            failure: None,
+        }
+    }
+}
+
+/// What a step (or a whole bisection) cost, and what the cache saved.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Effort {
+    pub runs_done: u32,
+    pub runs_reused: u32,
+    pub build_seconds: f64,
+    pub test_seconds: f64,
+    pub saved_build_seconds: f64,
+    pub saved_test_seconds: f64,
+}
+
+impl std::ops::AddAssign for Effort {
+    fn add_assign(&mut self, o: Effort) {
+        self.runs_done += o.runs_done;
+        self.runs_reused += o.runs_reused;
+        self.build_seconds += o.build_seconds;
+        self.test_seconds += o.test_seconds;
+        self.saved_build_seconds += o.saved_build_seconds;
+        self.saved_test_seconds += o.saved_test_seconds;
+    }
+}
+
+/// A build that failed in this process: why, and where its log is.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BuildFailure {
+    /// Cached as the commit's own failure (compiler output, exit 1-125),
+    /// or transient (anything else; not cached, tried again next time).
+    pub deterministic: bool,
+    pub reason: String,
+    pub log: PathBuf,
+    /// The last lines of the log.
+    pub tail: String,
+}
+
+impl BuildFailure {
+    /// The last few non-empty lines, with commit ids and numbers blurred, so
+    /// that failures of different commits for one cause compare equal.
+    pub fn signature_tail(&self) -> String {
+        let lines: Vec<&str> = self.tail.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..]
+            .iter()
+            .map(|l| {
+                l.split(|c: char| c.is_whitespace() || c == ':')
+                    .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "#" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// What the cache knows of a commit under a recipe and test, worst to best
+/// for picking the next commit to test: a known build failure is avoided,
+/// a kernel with enough runs costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CacheState {
+    BuildFails,
+    Unknown,
+    Built,
+    Tested,
+}
+
+/// Evaluates commits with one recipe; owns the worktree it builds in.
+pub struct CommitEvaluator {
+    recipe: Recipe,
+    inputs: RecipeInputs,
+    test_key: TestKey,
+    worktree: PathBuf,
+    /// Where the build log and the config copy go (never inside the user's tree).
+    state: PathBuf,
+    /// Build in `worktree` as is (no checkout): `kcache exec` under `git bisect run`.
+    in_place: bool,
+    /// Off when the user says so or after a contradicted prediction.
+    predict: bool,
+    /// Builds of this bisection with an input set, newest first.
+    references: Vec<Reference>,
+    /// Builds run to test a kernel whose artifacts were gone (evicted or
+    /// quarantined), and their seconds: real builds, counted as such.
+    rebuilt_to_test: std::cell::Cell<(u32, f64)>,
+}
+
+impl CommitEvaluator {
+    /// `worktree` is where builds run; `state` holds the build log and the
+    /// config copy; `in_place` builds whatever is checked out in `worktree`.
+    pub fn new(
+        recipe: Recipe,
+        worktree: PathBuf,
+        state: PathBuf,
+        in_place: bool,
+    ) -> Result<CommitEvaluator, EvalError> {
+        let inputs = RecipeInputs::resolve(
+            &recipe.build,
+            recipe.config.as_deref(),
+            &recipe.key_files,
+            recipe.toolchain.clone(),
+            recipe.arch.clone(),
+        )
+        .map_err(file_error)?;
+        let test_key = match &recipe.repro {
+            Some(r) => r.harness.test_inputs().key(),
+            None => TestInputs::from_files(recipe.test.clone(), &recipe.test_key_files, Vec::new())
+                .map_err(file_error)?
+                .key(),
+        };
+        Ok(CommitEvaluator {
+            recipe,
+            inputs,
+            test_key,
+            worktree,
+            state,
+            in_place,
+            predict: true,
+            references: Vec::new(),
+            rebuilt_to_test: std::cell::Cell::new((0, 0.0)),
+        })
+    }
+
+    /// Turns no-op prediction on or off (it starts on).
+    pub fn set_prediction(&mut self, on: bool) {
+        self.predict = on;
+    }
+
+    pub fn inputs_for_tree(&self, tree: &TreeId) -> BuildInputs {
+        self.inputs.for_tree(tree)
+    }
+
+    /// How much of each commit's work the cache already has.
+    pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<CacheState>, EvalError> {
+        let trees = repo.tree_ids(commits)?;
+        let wanted = self.recipe.runs;
+        let scores = cache.view(|v| {
+            let mut out = Vec::with_capacity(commits.len());
+            for c in commits {
+                let Some((_, tree)) = trees.iter().find(|(cc, _)| cc == c) else {
+                    out.push(CacheState::Unknown);
+                    continue;
+                };
+                let score = match v.build(&self.inputs_for_tree(tree).key())? {
+                    None => CacheState::Unknown,
+                    Some(b) if b.status == BuildStatus::Failed => CacheState::BuildFails,
+                    Some(b) => {
+                        let runs = v.runs(b.signature.as_deref().unwrap_or_default(), &self.test_key)?;
+                        if Evidence::of(&runs).needs_more(wanted) {
+                            CacheState::Built
+                        } else {
+                            CacheState::Tested
+                        }
+                    }
+                };
+                out.push(score);
+            }
+            Ok(out)
+        })?;
+        Ok(scores)
+    }
+
+    /// What the cache already says of a commit's kernel under this test,
+    /// without building or testing: its signature and pooled runs.
+    pub fn cached_evidence(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+    ) -> Result<Option<(KernelSignature, Evidence)>, EvalError> {
+        let Some(signature) = cache.build(&self.key_of(repo, commit)?)?.and_then(|b| b.signature) else {
+            return Ok(None);
+        };
+        let evidence = Evidence::of(&cache.runs(&signature, &self.test_key)?);
+        // Too few runs to call it good yet: a bisection would test more.
+        if evidence.needs_more(self.recipe.runs) {
+            return Ok(None);
+        }
+        Ok(Some((signature, evidence)))
+    }
+
+    /// Builds (or reuses) and tests (or reuses) one commit.
+    pub fn evaluate(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
+        let mut eval = self.build_or_predict(repo, cache, commit, true, progress)?;
+        let Some(signature) = eval.signature.clone() else {
+            return Ok(eval);
+        };
+        let wanted = self.recipe.runs;
+        // A kernel this process just built has no local runs unless another
+        // commit had it too; the claimed read below finds those, so only a
+        // remote is worth a look first.
+        let fresh = eval.build == BuildSource::Built && cache.remote().is_none();
+        let mut runs = if fresh {
+            Vec::new()
+        } else {
+            cache.runs_shared(&signature, &self.test_key, wanted)?
+        };
+        let mut reused = Evidence::of(&runs).total();
+        if Evidence::of(&runs).needs_more(wanted) {
+            let record_key = eval.reference_key.unwrap_or(eval.build_key);
+            let more = |pooled: &[RunRecord]| {
+                let e = Evidence::of(pooled);
+                if e.needs_more(wanted) {
+                    wanted - e.total()
+                } else {
+                    0
+                }
+            };
+            // A crash decides the old rule's verdict; more runs cannot change it.
+            let crashed = |r: &RunRecord| r.outcome == Outcome::Crash;
+            let rebuilt_before = self.rebuilds_to_test();
+            let (pooled, new_runs) =
+                self.test_claimed(repo, cache, commit, record_key, &signature, &more, &crashed, progress)?;
+            let rebuilt = self.rebuilds_to_test();
+            if rebuilt.0 > rebuilt_before.0 {
+                // Its artifacts were gone: the kernel was built again here.
+                eval.build = BuildSource::Built;
+                eval.effort.build_seconds += rebuilt.1 - rebuilt_before.1;
+                eval.effort.saved_build_seconds = 0.0;
+            }
+            reused = pooled.len() as u32;
+            eval.effort.runs_done = new_runs.len() as u32;
+            eval.effort.test_seconds = new_runs.iter().map(|r| r.seconds).sum();
+            runs = pooled;
+            runs.extend(new_runs);
+        }
+        if eval.effort.runs_done == 0 {
+            progress(&format!(
+                "  reused {reused} test run(s) of signature {}",
+                super::short(&signature)
+            ));
+        }
+        eval.effort.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
+        eval.effort.runs_reused = reused;
+        eval.evidence = Evidence::of(&runs);
+        eval.verdict = eval.evidence.verdict().unwrap_or(Verdict::Skip);
+        eval.runs = runs;
+        cache.count(&[
+            (
+                if eval.effort.runs_done == 0 {
+                    Counter::TestHits
+                } else {
+                    Counter::TestMisses
+                },
+                1,
+            ),
+            (Counter::SavedTestMs, (eval.effort.saved_test_seconds * 1000.0) as i64),
+        ]);
+        progress(&format!("  {} ({})", eval.verdict.as_str(), describe(&eval.evidence)));
+        Ok(eval)
+    }
+
+    /// How many builds (and their seconds) this evaluator ran to test a
+    /// kernel whose artifacts were gone: a driver that counts builds by
+    /// step adds them (the classic `evaluate` marks its step built).
+    pub fn rebuilds_to_test(&self) -> (u32, f64) {
+        self.rebuilt_to_test.get()
+    }
+
+    /// The build key of a commit under this recipe.
+    fn key_of(&self, repo: &Repo, commit: &str) -> Result<BuildKey, EvalError> {
+        Ok(self.inputs_for_tree(&repo.tree_id(commit)?).key())
+    }
+
+    /// The test key runs are pooled under.
+    pub fn test_key(&self) -> TestKey {
+        self.test_key
+    }
+
+    /// The recipe this evaluator builds and tests with.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
+    }
+
+    /// Test runs per kernel the user asked for.
+    pub fn runs_wanted(&self) -> u32 {
+        self.recipe.runs
+    }
+
+    /// The local tier's build record for a commit (no remote request).
+    pub fn cached_build_local(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &str,
+    ) -> Result<Option<BuildRecord>, EvalError> {
+        let key = self.key_of(repo, commit)?;
+        Ok(cache.view(|v| v.build(&key))?)
+    }
+}
+
+/// Waits for a claim (a lock under `<cache>/locks/`) that another kcache
+/// process may hold; the OS releases it when its holder dies.
+fn claim(cache: &Cache, name: &str, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
+    let dir = cache.dir().join("locks");
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("lock directory {}", dir.display())))?;
+    lock_file(
+        &dir.join(format!("{name}.lock")),
+        "another kcache process is doing the same work; its result will be reused",
+        progress,
+    )
+}
+
+/// An exclusive lock on a file, waited for (builds are long) and reported
+/// when another process holds it.
+fn lock_file(path: &Path, waiting_for: &str, progress: &mut dyn FnMut(&str)) -> Result<std::fs::File, EvalError> {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(format!("lock {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => progress(&format!("  waiting: {waiting_for}")),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(format!("lock {}", path.display()))(e)),
+    }
+    file.lock().map_err(io_err(format!("lock {}", path.display())))?;
+    Ok(file)
+}
+
+fn file_error(e: key::FileError) -> EvalError {
+    EvalError::Io {
+        what: e.path.display().to_string(),
+        source: e.source,
+    }
+}
+
+pub fn describe(e: &Evidence) -> String {
+    let mut parts = vec![format!("{} ok", e.ok)];
+    if e.crash > 0 {
+        parts.push(format!("{} crashed", e.crash));
+    }
+    if e.infra > 0 {
+        parts.push(format!("{} could not test", e.infra));
+    }
+    if e.boot_failed > 0 {
+        parts.push(format!("{} boot failed", e.boot_failed));
+    }
+    if let Some(t) = e.titles.first() {
+        parts.push(format!("\"{t}\""));
+    }
+    parts.join(", ")
+}
