@@ -18,16 +18,6 @@ const SMALL: &[(&str, &str)] = &[
     ("DEMO_BREAK_TO", "7"),
 ];
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn kc(cache: &Path) -> Command {
-    let mut c = kcache();
-    c.arg("--cache-dir").arg(cache);
-    c
-}
-
 fn stats(cache: &Path) -> serde_json::Value {
     json(&run_ok(kc(cache).args(["stats", "--json"])))
 }

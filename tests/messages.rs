@@ -19,16 +19,6 @@ const SMALL: &[(&str, &str)] = &[
     ("DEMO_BREAK_TO", "4"),
 ];
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn kc(cache: &Path) -> Command {
-    let mut c = kcache();
-    c.arg("--cache-dir").arg(cache);
-    c
-}
-
 /// A tmpfs of `size` mounted at `dir/mnt`, unmounted on drop; `None` (and
 /// the reason printed) where mounting is impossible.
 struct SmallDisk(PathBuf);

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -15,12 +14,6 @@ const HISTORY: &[(&str, &str)] = &[
     ("DEMO_BREAK_FROM", "5"),
     ("DEMO_BREAK_TO", "7"),
 ];
-
-fn kc(cache: &Path) -> Command {
-    let mut c = kcache();
-    c.arg("--cache-dir").arg(cache);
-    c
-}
 
 fn prebuild(cache: &Path, repo: &Path, range: &str) -> serde_json::Value {
     json(&run_ok(kc(cache).args(["prebuild", "--repo"]).arg(repo).args([

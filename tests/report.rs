@@ -23,12 +23,6 @@ fn bisect(cache: &Path, repo: &Path) -> Command {
     c
 }
 
-fn kc(cache: &Path) -> Command {
-    let mut c = kcache();
-    c.arg("--cache-dir").arg(cache);
-    c
-}
-
 /// Chromium, headless, in a profile of its own (tests run concurrently).
 fn chromium(profile: &Path) -> Command {
     let mut c = Command::new("chromium");

@@ -24,12 +24,6 @@ fn built_repo(dir: &Path) -> (PathBuf, PathBuf) {
     (repo, vmlinux)
 }
 
-fn kc(cache: &Path) -> Command {
-    let mut c = kcache();
-    c.arg("--cache-dir").arg(cache);
-    c
-}
-
 #[test]
 fn put_get_lookup_round_trip_and_schemas() {
     let dir = tempfile::tempdir().unwrap();

@@ -256,3 +256,15 @@ pub fn assert_log_matches(log: &Path, summary: &serde_json::Value) {
         }
     }
 }
+
+/// The kcache binary on the cache at `cache` (`--cache-dir`).
+pub fn kc(cache: &Path) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir").arg(cache);
+    c
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
