@@ -10,12 +10,12 @@
 //! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
 //! | [`config`]    | effective settings: command line, environment, config file |
 //! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
-//! | [`git`]       | the repository, through the real `git` (commit selection is `rev-list --bisect-all`) |
+//! | [`git`]       | the repository: the commit graph in-process with `git2` (a range's DAG in one walk, parents, ancestry, merge bases, tags), the real `git` where git's own semantics matter (the build clone, `rev-list --bisect-all`, diffs) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
 //! | [`title`]     | crash titles from console output, as syzkaller/syzbot write them (`kcache title`; the search titles runs with it) |
 //! | [`vm`]        | the reproducer harness: a C reproducer compiled static, packed with kcache's init into an initramfs, run in QEMU (KVM or TCG) N times; each run titled with `title` (`kcache repro`, `bisect --repro`) |
 //! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
-//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, the drivers (classic; `bayes`, the noisy search over a trait, with `sim`, a simulated history), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
+//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, evaluation (`exec`: build, test), the drivers (`classic`; `noisy` = `bayes`, the noisy search over a commit DAG (`graph`) in both directions, with `sim`, simulated lines and DAGs), the shared opening and closing (`session`), the ends (`ends`, `history`), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`judge`]     | a syzbot result judged by its own runs: the tested line rebuilt, runs classified against the bug's title, `bayes`'s posterior of the culprit and of each verdict being wrong (`log analyze`'s confidence, `weak-evidence`) |
 //! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
