@@ -497,15 +497,7 @@ fn a_silent_remote_costs_seconds_once_and_is_remembered() {
         .env("AWS_REGION", "garage");
         c
     };
-    run_ok(kc(&cache).args([
-        "record-run",
-        "--signature",
-        &"c".repeat(64),
-        "--test-key",
-        &"d".repeat(64),
-        "--outcome",
-        "ok",
-    ]));
+    run_ok(kc(&cache).args(ok_run_args()));
     let start = Instant::now();
     let out = run_status(&mut get(&cache), 1);
     let first = start.elapsed();

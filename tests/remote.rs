@@ -758,17 +758,7 @@ fn a_successful_sync_forgets_the_outage_and_read_only_credentials_are_no_outage(
             held.push(s);
         }
     });
-    let record_run = |c: &mut Command| -> Output {
-        output_of(c.args([
-            "record-run",
-            "--signature",
-            &"c".repeat(64),
-            "--test-key",
-            &"d".repeat(64),
-            "--outcome",
-            "ok",
-        ]))
-    };
+    let record_run = |c: &mut Command| -> Output { output_of(c.args(ok_run_args())) };
     let ask = |cache: &Path| {
         output_of(
             garage

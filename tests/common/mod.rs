@@ -268,3 +268,19 @@ pub fn kc(cache: &Path) -> Command {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `kcache record-run` of one ok run on a made-up kernel and test key: the
+/// smallest write to a cache (tests of locks, full disks, remotes).
+pub fn ok_run_args() -> Vec<String> {
+    [
+        "record-run",
+        "--signature",
+        &"c".repeat(64),
+        "--test-key",
+        &"d".repeat(64),
+        "--outcome",
+        "ok",
+    ]
+    .map(String::from)
+    .to_vec()
+}
