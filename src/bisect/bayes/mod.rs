@@ -111,6 +111,36 @@ pub trait Oracle {
     /// Where the search stands before a test: how many commits still hold
     /// 95% of the mass, and the likeliest culprit's probability.
     fn standing(&mut self, _credible: usize, _best: f64) {}
+
+    // --- Parallel work (issue 24). Defaults: one thing at a time. ---
+
+    /// Test runs this oracle can do at once (run slots: processes or VMs).
+    /// A batch of `n` runs then costs `ceil(n / slots)` run times of wall
+    /// clock, and a set of batches on different kernels can share the slots.
+    fn slots(&self) -> u32 {
+        1
+    }
+    /// Runs several batches at once, one per entry `(node, signature, n)`,
+    /// each stopping (starting no new run) at its first match; the classes
+    /// of each batch's runs, in the order asked. Runs already in flight when
+    /// a batch matches are finished and counted (they are evidence about
+    /// `p`), so a batch may return more than one match.
+    fn run_set(
+        &mut self,
+        batches: &[(usize, String, u32)],
+        target: &Target,
+    ) -> Result<Vec<Vec<RunClass>>, Self::Error> {
+        batches
+            .iter()
+            .map(|(i, sig, n)| self.run(*i, sig, *n, target))
+            .collect()
+    }
+    /// The commits the search will most likely ask to build next, most
+    /// wanted first (under each outcome of the tests about to run, then the
+    /// next level). An oracle with idle build slots may build them now, in
+    /// the background; a later `build` of one of them waits for it. Called
+    /// before each test; each call replaces the previous wish list.
+    fn prefetch(&mut self, _wanted: &[usize]) {}
 }
 
 /// Settings of the search.
