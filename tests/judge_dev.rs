@@ -185,23 +185,35 @@ impl Point {
 
 const THRESHOLDS: [f64; 9] = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5];
 
-/// The settings a training set chooses: the most recall of REJECT +
-/// weak-evidence at precision >= 95%; among equals the more precise, then
-/// the middle of the plateau (the median point, in grid order).
-fn choose(points: &[Point], flags: &[Vec<bool>], train: &[&Labelled], index: &[usize]) -> Point {
+/// How a training set chooses its settings.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// The most recall of REJECT + weak-evidence at precision >= 95%.
+    MostRecall,
+    /// The most `tp - 19 fp`: a flag must be right 19 times in 20 at the
+    /// margin, not only on average (the target's 95% as a price per false
+    /// alarm), then precision >= 95% overall.
+    Margin,
+}
+
+/// The settings a training set chooses by `rule`; among equals the more
+/// precise, then the middle of the plateau (the median point, in grid
+/// order).
+fn choose(rule: Rule, points: &[Point], flags: &[Vec<bool>], train: &[&Labelled], index: &[usize]) -> Point {
     let scores: Vec<Score> = (0..points.len())
         .map(|p| Score::of(index.iter().zip(train).map(|(&i, l)| (flags[p][i], *l))))
         .collect();
     let ok: Vec<usize> = (0..points.len()).filter(|&p| scores[p].precision() >= 0.95).collect();
+    let key = |s: &Score| match rule {
+        Rule::MostRecall => (s.tp as i64, -(s.fp as i64)),
+        Rule::Margin => (s.tp as i64 - 19 * s.fp as i64, -(s.fp as i64)),
+    };
     let best = ok
         .iter()
-        .map(|&p| (scores[p].tp, std::cmp::Reverse(scores[p].fp)))
+        .map(|&p| key(&scores[p]))
         .max()
         .expect("some setting is 95% precise (REJECT alone is)");
-    let plateau: Vec<usize> = ok
-        .into_iter()
-        .filter(|&p| (scores[p].tp, std::cmp::Reverse(scores[p].fp)) == best)
-        .collect();
+    let plateau: Vec<usize> = ok.into_iter().filter(|&p| key(&scores[p]) == best).collect();
     points[plateau[plateau.len() / 2]]
 }
 
@@ -245,6 +257,14 @@ fn cross_validate_judge_on_dev_labels() {
                     (rejected(&a), a.confidence.and_then(|c| c.probability))
                 })
                 .collect();
+            if p.epsilon == 0.02 && p.runs_per_all == 3 && p.same_bug == 0.1 {
+                let v: &Vec<(bool, Option<f64>)> = &v;
+                for (l, (_, prob)) in labels.iter().zip(v) {
+                    if let Some(x) = prob.filter(|x| *x < 0.6) {
+                        println!("{} wrong={} p={x:.3}", l.name, l.wrong);
+                    }
+                }
+            }
             probability = Some((*p, v));
         }
         let v = &probability.as_ref().unwrap().1;
@@ -268,18 +288,30 @@ fn cross_validate_judge_on_dev_labels() {
         fold[i] = seen[k] % 5;
         seen[k] += 1;
     }
-    let mut held_out = Score::default();
-    for k in 0..5 {
-        let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
-        let train_labels: Vec<&Labelled> = train.iter().map(|&i| &labels[i]).collect();
-        let chosen = choose(&points, &flags, &train_labels, &train);
-        let p = points.iter().position(|q| *q == chosen).unwrap();
-        let mut s = Score::default();
-        for i in (0..labels.len()).filter(|&i| fold[i] == k) {
-            s.add(flags[p][i], labels[i].wrong);
-            held_out.add(flags[p][i], labels[i].wrong);
+    let structural: Vec<bool> = labels.iter().map(|l| structural(&judge::analyze(&l.log))).collect();
+    for rule in [Rule::MostRecall, Rule::Margin] {
+        let mut held_out = Score::default();
+        let mut with_rules = Score::default();
+        for k in 0..5 {
+            let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != k).collect();
+            let train_labels: Vec<&Labelled> = train.iter().map(|&i| &labels[i]).collect();
+            let chosen = choose(rule, &points, &flags, &train_labels, &train);
+            let p = points.iter().position(|q| *q == chosen).unwrap();
+            let mut s = Score::default();
+            for i in (0..labels.len()).filter(|&i| fold[i] == k) {
+                s.add(flags[p][i], labels[i].wrong);
+                held_out.add(flags[p][i], labels[i].wrong);
+                with_rules.add(flags[p][i] || structural[i], labels[i].wrong);
+            }
+            println!("{rule:?} fold {k}: chose {chosen:?}; held out: {s}");
         }
-        println!("fold {k}: chose {chosen:?}; held out: {s}");
+        println!("{rule:?}: held-out folds together (REJECT + weak-evidence): {held_out}");
+        println!("{rule:?}: the same + the old warnings but flaky-reproducer: {with_rules}");
+        let all: Vec<usize> = (0..labels.len()).collect();
+        let every: Vec<&Labelled> = labels.iter().collect();
+        println!(
+            "{rule:?} on all of dev: {:?}",
+            choose(rule, &points, &flags, &every, &all)
+        );
     }
-    println!("held-out folds together (REJECT + weak-evidence): {held_out}");
 }

@@ -86,7 +86,7 @@ impl Default for Settings {
             threshold: 0.25,
             runs_per_all: 3,
             max_nodes: 4000.0,
-            same_bug: 0.2,
+            same_bug: 0.1,
         }
     }
 }
