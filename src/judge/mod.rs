@@ -166,10 +166,15 @@ enum Bug {
 }
 
 impl Bug {
-    /// `None` without a crash title in the trailer.
+    /// `None` when neither the trailer nor the start commit names a crash.
     fn of(log: &Log) -> Option<Bug> {
-        let culprit = log.trailer.as_ref().and_then(|t| t.crash_title.as_deref())?;
-        let Some(original) = original_titles(log) else {
+        let original = original_titles(log);
+        let Some(culprit) = log.trailer.as_ref().and_then(|t| t.crash_title.as_deref()) else {
+            // No `crash:` trailer (older or cut logs): the start commit's
+            // crash is the bug.
+            return original.map(Bug::One);
+        };
+        let Some(original) = original else {
             return Some(Bug::One(Target::new([culprit])));
         };
         if original.titles.iter().any(|t| same_bug(t, culprit)) || seen_together(log, &original, culprit) {
@@ -254,7 +259,9 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
         return undecided("a fix bisection: only cause bisections are judged");
     }
     let Some(bug) = Bug::of(log) else {
-        return undecided("the log has no crash title: its runs cannot be told apart from other bugs");
+        return undecided(
+            "neither the log's crash title nor its start commit's runs name the bug: its runs cannot be told apart from other bugs",
+        );
     };
     let Some(line) = Line::build(log, culprit, settings) else {
         return undecided("the culprit is not among the tested commits");

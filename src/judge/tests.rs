@@ -129,17 +129,30 @@ fn equal_signatures_pool_and_identical_kernels_cannot_hold_the_culprit() {
 
 #[test]
 fn what_cannot_be_decided_is_said() {
-    let c = judged(&log_text((10, 0), &halving(10), None))
+    // No `crash:` trailer, and the start commit crashed once among clean
+    // runs: nothing names the bug.
+    let c = judged(&log_text((1, 9), &halving(10), None))
         .confidence
         .expect("judged");
     assert_eq!(c.probability, None);
-    assert!(c.undecided.unwrap().contains("no crash title"));
+    assert!(c.undecided.unwrap().contains("name the bug"));
     // One run in all that tells anything.
     let mut single = log_text((1, 0), &[(0, Verdict::Bad, 0, 0)], Some(TITLE));
     single = single.replace("run #0: OK\nrun #1: OK\nrun #2: OK\nrun #3: OK\nrun #4: OK\nrun #5: OK\nrun #6: OK\nrun #7: OK\nrun #8: OK\nrun #9: OK\n", "");
     let c = judged(&single).confidence.expect("judged");
     assert_eq!(c.probability, None, "{c:?}");
     assert!(c.undecided.unwrap().contains("too few"));
+}
+
+/// Without a `crash:` trailer, the start commit's crash (all 10 runs) is
+/// the bug.
+#[test]
+fn without_a_crash_title_the_start_commits_crash_is_the_bug() {
+    let c = judged(&log_text((10, 0), &halving(10), None))
+        .confidence
+        .expect("judged");
+    assert!(c.probability.expect("decided") > 0.95, "{c:?}");
+    assert_eq!(c.target.as_deref(), Some(TITLE));
 }
 
 const OTHER: &str = "possible deadlock in nf_conntrack_lock";
