@@ -148,6 +148,21 @@ fn judge_on_dev_labels() {
             .iter()
             .map(|(a, l)| (rejected(a) || weak(a) || structural(a), *l)),
     );
+    // Results whose culprit crashed with another bug than the start
+    // commit: the probability depends on `same_bug`.
+    let at = |same_bug: f64, l: &Labelled| {
+        let s = Settings {
+            same_bug,
+            ..Settings::default()
+        };
+        judge::confidence(&l.log, &s).probability
+    };
+    let drifted: Vec<&Labelled> = labels.iter().filter(|l| at(0.0, l) != at(1.0, l)).collect();
+    println!(
+        "culprit's title unrelated to the start commit's: {} results, {} wrong",
+        drifted.len(),
+        drifted.iter().filter(|l| l.wrong).count()
+    );
     println!("REJECT: {reject}");
     println!("REJECT + the old warnings: {old}");
     println!("REJECT + weak-evidence: {with_weak}");
