@@ -178,6 +178,9 @@ fn judge_on_dev_labels() {
     );
 }
 
+/// A log judged under one setting: REJECTed, and the culprit's probability.
+type Judged = (bool, Option<f64>);
+
 /// One point of the settings grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Point {
@@ -258,7 +261,7 @@ fn cross_validate_judge_on_dev_labels() {
     }
     // Flags per point and log: a probability depends on all but the cut.
     let mut flags: Vec<Vec<bool>> = Vec::with_capacity(points.len());
-    let mut probability: Option<(Point, Vec<(bool, Option<f64>)>)> = None;
+    let mut probability: Option<(Point, Vec<Judged>)> = None;
     for p in &points {
         let same = probability.as_ref().is_some_and(|(q, _)| {
             q.epsilon == p.epsilon && q.runs_per_all == p.runs_per_all && q.same_bug == p.same_bug
@@ -272,14 +275,7 @@ fn cross_validate_judge_on_dev_labels() {
                     (rejected(&a), a.confidence.and_then(|c| c.probability))
                 })
                 .collect();
-            if p.epsilon == 0.02 && p.runs_per_all == 3 && p.same_bug == 0.1 {
-                let v: &Vec<(bool, Option<f64>)> = &v;
-                for (l, (_, prob)) in labels.iter().zip(v) {
-                    if let Some(x) = prob.filter(|x| *x < 0.6) {
-                        println!("{} wrong={} p={x:.3}", l.name, l.wrong);
-                    }
-                }
-            }
+
             probability = Some((*p, v));
         }
         let v = &probability.as_ref().unwrap().1;
