@@ -245,3 +245,45 @@ fn titles_name_one_bug_by_function() {
     assert_eq!(crash_function("KASAN: use-after-free Read in f"), Some("f"));
     assert_eq!(crash_function("kernel BUG at fs/inode.c:LINE!"), None);
 }
+
+/// Real dev logs (`../shared/bisect-logs/dev`), cut a few lines into the
+/// crash report.
+const REAL_DRIFTED: &str = include_str!("testdata/Log_164aa6c3600000.txt");
+const REAL_SOUND: &str = include_str!("testdata/Log_161b6ce7500000.txt");
+
+/// The start commit and the newer releases crash in `cbq_enqueue`; the
+/// bisection found where `possible deadlock in nf_conntrack_lock` came in
+/// (the study labels the result wrong). Against the trailer's title alone
+/// it looked flawless.
+#[test]
+fn a_real_bisection_that_followed_another_bug_is_weak() {
+    let a = judged(REAL_DRIFTED);
+    let c = a.confidence.clone().expect("judged");
+    assert!(c.probability.expect("decided") < Settings::default().threshold, "{c:?}");
+    let finding = a
+        .findings
+        .iter()
+        .find(|f| f.rule == WEAK_EVIDENCE)
+        .expect("weak-evidence");
+    assert!(
+        finding.message.contains("nf_conntrack_lock") && finding.message.contains("cbq_enqueue"),
+        "{}",
+        finding.message
+    );
+    let trailer_only = Settings {
+        same_bug: 1.0,
+        ..Settings::default()
+    };
+    let log = syzlog::parse(REAL_DRIFTED.as_bytes()).expect("a log");
+    assert!(confidence(&log, &trailer_only).probability.expect("decided") > 0.95);
+}
+
+/// A real result the study labels correct: every bad step crashed with the
+/// start commit's title, every good ran clean.
+#[test]
+fn a_real_bisection_with_sound_evidence_is_supported() {
+    let a = judged(REAL_SOUND);
+    let p = a.confidence.and_then(|c| c.probability).expect("decided");
+    assert!(p > 0.95, "{p}");
+    assert!(!a.findings.iter().any(|f| f.rule == WEAK_EVIDENCE));
+}
