@@ -313,6 +313,9 @@ fn cross_validate_judge_on_dev_labels() {
                 s.add(flags[p][i], labels[i].wrong);
                 held_out.add(flags[p][i], labels[i].wrong);
                 with_rules.add(flags[p][i] || structural[i], labels[i].wrong);
+                if flags[p][i] && !labels[i].wrong {
+                    println!("{rule:?} fold {k}: false alarm on {}", labels[i].name);
+                }
             }
             println!("{rule:?} fold {k}: chose {chosen:?}; held out: {s}");
         }
