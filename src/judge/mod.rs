@@ -44,7 +44,6 @@ use std::path::PathBuf;
 
 use crate::bisect::bayes::{self, Kernel, Model};
 use crate::crash::{normalize_title, ClassCounts, RunClass, Target};
-use crate::store::Outcome;
 use crate::syzlog::{
     self, Analysis, Confidence, Direction, Finding, Log, Purpose, ReplayReport, RunCounts, RunOutcome, Runs, Severity,
     Step, Verdict, VerdictDoubt, WEAK_EVIDENCE,
@@ -110,8 +109,10 @@ pub fn analyze_with(log: &Log, settings: &Settings) -> Analysis {
     if log.culprit().is_none() {
         return analysis;
     }
-    let confidence = confidence(log, settings);
-    if let Some(finding) = weak_evidence(log, &confidence, settings.threshold) {
+    let observed = Observed::of(log);
+    let bug = Bug::of(log, &observed);
+    let confidence = confidence_of(log, &observed, bug.as_ref(), settings);
+    if let Some(finding) = weak_evidence(bug.as_ref(), &confidence, settings.threshold) {
         analysis.add_finding(finding);
     }
     analysis.confidence = Some(confidence);
@@ -125,7 +126,7 @@ pub fn replay(files: &[PathBuf]) -> ReplayReport {
 
 /// The finding for a culprit whose probability is below `threshold`,
 /// naming the verdict most likely wrong.
-fn weak_evidence(log: &Log, c: &Confidence, threshold: f64) -> Option<Finding> {
+fn weak_evidence(bug: Option<&Bug>, c: &Confidence, threshold: f64) -> Option<Finding> {
     let p = c.probability.filter(|p| *p < threshold)?;
     let step = match &c.weakest {
         Some(w) => format!(
@@ -138,7 +139,7 @@ fn weak_evidence(log: &Log, c: &Confidence, threshold: f64) -> Option<Finding> {
         ),
         None => String::new(),
     };
-    let drift = match Bug::of(log) {
+    let drift = match bug {
         Some(Bug::Drifted { original, culprit }) => format!(
             " (the culprit crashed with \"{}\", the start commit with \"{}\": maybe another bug)",
             culprit,
@@ -167,7 +168,7 @@ enum Bug {
 
 impl Bug {
     /// `None` when neither the trailer nor the start commit names a crash.
-    fn of(log: &Log) -> Option<Bug> {
+    fn of(log: &Log, observed: &Observed) -> Option<Bug> {
         let original = original_titles(log);
         let Some(culprit) = log.trailer.as_ref().and_then(|t| t.crash_title.as_deref()) else {
             // No `crash:` trailer (older or cut logs): the start commit's
@@ -177,14 +178,14 @@ impl Bug {
         let Some(original) = original else {
             return Some(Bug::One(Target::new([culprit])));
         };
-        if original.titles.iter().any(|t| same_bug(t, culprit)) || seen_together(log, &original, culprit) {
-            let both = original.titles.iter().map(String::as_str).chain([culprit]);
+        let culprit = normalize_title(culprit);
+        let one = |t: &String| one_bug(t, &culprit);
+        if original.titles.iter().any(one) || seen_together(log, observed, &original, &culprit) {
+            let mut both = original.titles;
+            both.push(culprit);
             return Some(Bug::One(Target::new(both)));
         }
-        Some(Bug::Drifted {
-            original,
-            culprit: normalize_title(culprit),
-        })
+        Some(Bug::Drifted { original, culprit })
     }
 }
 
@@ -208,11 +209,12 @@ fn original_titles(log: &Log) -> Option<Target> {
 /// culprit's title and with the start commit's in the runs of one step:
 /// one reproducer on one kernel showing both, two faces of one bug (a
 /// kernel that only ever shows one of them is what a second bug looks like).
-fn seen_together(log: &Log, original: &Target, culprit: &str) -> bool {
-    log.steps.iter().filter(|s| s.purpose != Purpose::Original).any(|s| {
-        let titles = s.crash_titles();
-        let of_original = |t: &&str| original.titles.iter().any(|o| same_bug(o, t));
-        titles.iter().any(of_original) && titles.iter().any(|t| same_bug(t, culprit))
+/// `culprit` is normalized.
+fn seen_together(log: &Log, observed: &Observed, original: &Target, culprit: &str) -> bool {
+    let later = (0..log.steps.len()).filter(|&i| log.steps[i].purpose != Purpose::Original);
+    later.map(|i| observed.titles(i)).any(|titles| {
+        let of_original = |t: &&str| original.titles.iter().any(|o| one_bug(o, t));
+        titles.len() >= 2 && titles.iter().any(of_original) && titles.iter().any(|t| one_bug(t, culprit))
     })
 }
 
@@ -220,12 +222,17 @@ fn seen_together(log: &Log, original: &Target, culprit: &str) -> bool {
 /// function (`KASAN: slab-out-of-bounds Read in f` and `KASAN:
 /// use-after-free Write in f`), or one of them is `corrupted` (the report
 /// lost the frame: it cannot tell).
+#[cfg(test)]
 fn same_bug(a: &str, b: &str) -> bool {
-    let (a, b) = (normalize_title(a), normalize_title(b));
+    one_bug(&normalize_title(a), &normalize_title(b))
+}
+
+/// [`same_bug`] of two normalized titles.
+fn one_bug(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    match (crash_function(&a), crash_function(&b)) {
+    match (crash_function(a), crash_function(b)) {
         (Some(fa), Some(fb)) => fa == fb || fa == "corrupted" || fb == "corrupted",
         _ => false,
     }
@@ -248,6 +255,11 @@ struct Weighed {
 /// The culprit's probability given only the log's runs, and the chance
 /// each verdict on the way was wrong.
 pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
+    let observed = Observed::of(log);
+    confidence_of(log, &observed, Bug::of(log, &observed).as_ref(), settings)
+}
+
+fn confidence_of(log: &Log, observed: &Observed, bug: Option<&Bug>, settings: &Settings) -> Confidence {
     let undecided = |why: &str| Confidence {
         undecided: Some(why.to_string()),
         ..Confidence::default()
@@ -258,7 +270,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
     if log.direction == Direction::Fix {
         return undecided("a fix bisection: only cause bisections are judged");
     }
-    let Some(bug) = Bug::of(log) else {
+    let Some(bug) = bug else {
         return undecided(
             "neither the log's crash title nor its start commit's runs name the bug: its runs cannot be told apart from other bugs",
         );
@@ -267,7 +279,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
         return undecided("the culprit is not among the tested commits");
     };
     // (target, weight) per hypothesis; the first is "one bug".
-    let hypotheses: Vec<(Target, f64)> = match &bug {
+    let hypotheses: Vec<(Target, f64)> = match bug {
         Bug::One(t) => vec![(t.clone(), 1.0)],
         Bug::Drifted { original, culprit } => {
             let mut both = original.titles.clone();
@@ -284,7 +296,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
         target: shown.titles.first().cloned(),
         ..Confidence::default()
     };
-    let informative: u32 = evidence(log, &hypotheses[0].0, settings.runs_per_all)
+    let informative: u32 = evidence(log, observed, &hypotheses[0].0, settings.runs_per_all)
         .iter()
         .map(|(_, c)| c.informative())
         .sum();
@@ -298,7 +310,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
     let mut no_culprit = 0.0;
     let mut wrong = vec![None; log.steps.len()];
     for (target, weight) in hypotheses.iter().filter(|(_, w)| *w > 0.0) {
-        let w = weigh(log, &line, target, settings);
+        let w = weigh(log, observed, &line, target, settings);
         probability += weight * w.probability;
         no_culprit += weight * w.no_culprit;
         for (acc, step) in wrong.iter_mut().zip(&w.wrong) {
@@ -309,7 +321,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
     }
     out.probability = Some(probability.clamp(0.0, 1.0));
     out.no_culprit = Some(no_culprit.clamp(0.0, 1.0));
-    for (step, wrong) in log.steps.iter().zip(wrong) {
+    for (i, (step, wrong)) in log.steps.iter().zip(wrong).enumerate() {
         let (Some(wrong), Some(verdict)) = (wrong, Log::effective_verdict(step)) else {
             continue;
         };
@@ -317,7 +329,7 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
             line: step.line,
             commit: step.commit.clone(),
             verdict,
-            runs: run_counts(step, &shown, SHORTHAND_RUNS),
+            runs: run_counts(observed, i, &shown),
             wrong: wrong.clamp(0.0, 1.0),
         });
     }
@@ -326,8 +338,8 @@ pub fn confidence(log: &Log, settings: &Settings) -> Confidence {
 }
 
 /// The posterior of `line` with the runs classified against `target`.
-fn weigh(log: &Log, line: &Line, target: &Target, settings: &Settings) -> Weighed {
-    let evidence = evidence(log, target, settings.runs_per_all);
+fn weigh(log: &Log, observed: &Observed, line: &Line, target: &Target, settings: &Settings) -> Weighed {
+    let evidence = evidence(log, observed, target, settings.runs_per_all);
     let post = bayes::line_posterior(&settings.model, &line.kernels, &evidence);
     // P(first bad <= i): node i is bad.
     let mut bad_at = Vec::with_capacity(post.mass.len());
@@ -352,27 +364,86 @@ fn weigh(log: &Log, line: &Line, target: &Target, settings: &Settings) -> Weighe
         wrong,
     }
 }
-/// What a run says about the target.
-fn classify(outcome: &RunOutcome, target: &Target) -> RunClass {
-    match outcome {
-        RunOutcome::Ok => RunClass::Ok,
-        RunOutcome::Crashed(t) => target.classify(Outcome::Crash, Some(t)),
-        RunOutcome::BootFailed(_) | RunOutcome::TestFailed(_) | RunOutcome::Infra(_) => RunClass::NoInfo,
+/// A run as the judge reads it: its crash title normalized once, however
+/// many targets it is classified against.
+#[derive(Debug, Clone)]
+enum Seen {
+    Ok,
+    Crash(String),
+    /// Boot failures, failed tests, infrastructure trouble.
+    NoInfo,
+}
+
+impl Seen {
+    fn of(outcome: &RunOutcome) -> Seen {
+        match outcome {
+            RunOutcome::Ok => Seen::Ok,
+            RunOutcome::Crashed(t) => Seen::Crash(normalize_title(t)),
+            RunOutcome::BootFailed(_) | RunOutcome::TestFailed(_) | RunOutcome::Infra(_) => Seen::NoInfo,
+        }
+    }
+
+    /// What it says about `target` (as [`Target::classify`] says it).
+    fn class(&self, target: &Target) -> RunClass {
+        match self {
+            Seen::Ok => RunClass::Ok,
+            Seen::NoInfo => RunClass::NoInfo,
+            Seen::Crash(t) if target.is_empty() || target.titles.contains(t) => RunClass::Match,
+            Seen::Crash(_) => RunClass::Other,
+        }
     }
 }
 
-/// A step's runs as classes (`all runs:` stands for `runs_per_all` runs).
-fn classes(step: &Step, target: &Target, runs_per_all: u32) -> Vec<RunClass> {
-    match &step.runs {
-        Runs::None => Vec::new(),
-        Runs::All(o) => vec![classify(o, target); runs_per_all as usize],
-        Runs::Each(runs) => runs.iter().map(|r| classify(&r.outcome, target)).collect(),
+/// Every step's runs, read once.
+struct Observed {
+    /// Per step: its runs (one for `all runs:`) and whether that one is
+    /// the shorthand.
+    steps: Vec<(Vec<Seen>, bool)>,
+}
+
+impl Observed {
+    fn of(log: &Log) -> Observed {
+        let steps = log
+            .steps
+            .iter()
+            .map(|step| match &step.runs {
+                Runs::None => (Vec::new(), false),
+                Runs::All(o) => (vec![Seen::of(o)], true),
+                Runs::Each(runs) => (runs.iter().map(|r| Seen::of(&r.outcome)).collect(), false),
+            })
+            .collect();
+        Observed { steps }
+    }
+
+    /// Step `i`'s runs as classes (`all runs:` stands for `runs_per_all`).
+    fn classes<'a>(&'a self, i: usize, target: &'a Target, runs_per_all: u32) -> impl Iterator<Item = RunClass> + 'a {
+        let (runs, all) = &self.steps[i];
+        let times = if *all { runs_per_all as usize } else { 1 };
+        runs.iter()
+            .flat_map(move |r| std::iter::repeat_n(r.class(target), times))
+    }
+
+    /// Step `i`'s distinct crash titles (normalized).
+    fn titles(&self, i: usize) -> Vec<&str> {
+        let mut t: Vec<&str> = self.steps[i]
+            .0
+            .iter()
+            .filter_map(|r| match r {
+                Seen::Crash(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        t
     }
 }
 
-fn run_counts(step: &Step, target: &Target, runs_per_all: u32) -> RunCounts {
+/// Step `i`'s runs against `target`, as shown to users (`all runs:` as
+/// the 10 runs it stands for).
+fn run_counts(observed: &Observed, i: usize, target: &Target) -> RunCounts {
     let mut c = RunCounts::default();
-    for class in classes(step, target, runs_per_all) {
+    for class in observed.classes(i, target, SHORTHAND_RUNS) {
         match class {
             RunClass::Match => c.matched += 1,
             RunClass::Other => c.other += 1,
@@ -403,9 +474,9 @@ fn kernel_of(step: &Step) -> Kernel {
 }
 
 /// Runs per kernel label, pooled over every step with that kernel.
-fn evidence(log: &Log, target: &Target, runs_per_all: u32) -> Vec<(String, ClassCounts)> {
+fn evidence(log: &Log, observed: &Observed, target: &Target, runs_per_all: u32) -> Vec<(String, ClassCounts)> {
     let mut out: Vec<(String, ClassCounts)> = Vec::new();
-    for step in log.steps.iter().filter(|s| s.tested()) {
+    for (s, step) in log.steps.iter().enumerate().filter(|(_, s)| s.tested()) {
         let label = kernel_label(step);
         let i = match out.iter().position(|(l, _)| *l == label) {
             Some(i) => i,
@@ -414,7 +485,7 @@ fn evidence(log: &Log, target: &Target, runs_per_all: u32) -> Vec<(String, Class
                 out.len() - 1
             }
         };
-        for class in classes(step, target, runs_per_all) {
+        for class in observed.classes(s, target, runs_per_all) {
             out[i].1.add(class);
         }
     }
