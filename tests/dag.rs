@@ -573,6 +573,6 @@ fn a_whole_bisection_runs_through_the_library() {
     }
     let culprit_row = finished.record.culprit.as_ref().expect("a culprit row");
     assert_eq!(culprit_row.merged_by[0].commit.as_str(), merge);
-    let kept: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
+    let kept: Vec<(kcache::store::BisectionId, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
     assert_eq!(kept.len(), 1, "the record is kept");
 }

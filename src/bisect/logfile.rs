@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::key::CommitId;
+
 use super::exec::BuildSource;
 use super::{BisectError, Evaluation, Outcome, Purpose, Step};
 use crate::git::Repo;
@@ -38,7 +40,7 @@ const BUILD_ERROR_LINES: usize = 5;
 pub struct LogFile(LogWriter);
 
 impl LogFile {
-    pub fn new(path: Option<&Path>, bad: &str) -> LogFile {
+    pub fn new(path: Option<&Path>, bad: &CommitId) -> LogFile {
         LogFile(LogWriter::new(path, bad))
     }
 
@@ -49,7 +51,7 @@ impl LogFile {
         })
     }
 
-    pub fn step(&mut self, commit: &str, eval: &Evaluation, purpose: Purpose) -> Result<(), BisectError> {
+    pub fn step(&mut self, commit: &CommitId, eval: &Evaluation, purpose: Purpose) -> Result<(), BisectError> {
         let entry = StepEntry {
             commit,
             purpose: match purpose {

@@ -6,6 +6,8 @@ pub mod html;
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::key::CommitId;
+
 use crate::bisect::lookup::Lookup;
 use crate::bisect::predict::Blocker;
 use crate::bisect::{exec::describe, exec::BuildSource, short, Outcome, Summary};
@@ -505,7 +507,7 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
 
 /// `kcache predict`: the first reference that predicts the commit, else
 /// why the nearest one does not.
-pub fn prediction_text(commit: &str, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
+pub fn prediction_text(commit: &CommitId, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
     let same = judged.iter().find(|(_, b)| b.is_none());
     match (same, judged.first()) {
         (Some((r, _)), _) => format!(

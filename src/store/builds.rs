@@ -13,7 +13,7 @@ use super::{host, now, BUILD_SCHEMA};
 use super::{
     upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, PrebuildRecord, StoreError,
 };
-use crate::key::{BuildInputs, BuildKey, Key};
+use crate::key::{BuildInputs, BuildKey, CommitId, Key};
 
 /// `kcache get --json`: a build's artifacts restored.
 #[derive(Debug, serde::Serialize)]
@@ -37,7 +37,7 @@ impl Cache {
     /// the records.
     pub fn put_build(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         signature: &KernelSignature,
         artifacts: &[(String, PathBuf)],
@@ -98,7 +98,7 @@ impl Cache {
     /// artifacts under this commit's build key, `predicted_from` naming it.
     pub fn put_predicted_build(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         reference: &BuildRecord,
     ) -> Result<BuildRecord, StoreError> {
@@ -140,7 +140,7 @@ impl Cache {
     /// Records that these inputs fail to build, with the end of the log.
     pub fn put_build_failure(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         log_tail: &str,
         build_seconds: f64,
@@ -545,7 +545,7 @@ pub(crate) fn resigns_to(file: &Path, claimed: &KernelSignature) -> bool {
 }
 
 /// A failed build record for these inputs; callers fill in a success.
-fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
+fn build_record(commit: &CommitId, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
     BuildRecord {
         schema: BUILD_SCHEMA.into(),
         build_key: inputs.key(),
@@ -553,7 +553,7 @@ fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> Build
         signature: None,
         artifacts: Vec::new(),
         log_tail: None,
-        commit: commit.into(),
+        commit: commit.clone(),
         tree: inputs.tree.clone(),
         config_digest: inputs.config_digest,
         toolchain: inputs.toolchain.clone(),
