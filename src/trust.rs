@@ -97,7 +97,7 @@ pub struct SigningKey {
 impl SigningKey {
     /// Where `kcache key-gen` writes the key: beside the config file.
     pub fn default_path() -> PathBuf {
-        crate::config::config_file().with_file_name("signing.key")
+        crate::dirs::config_file().with_file_name("signing.key")
     }
 
     /// A new key at `path` (mode 0600; an existing key is never replaced).

@@ -224,6 +224,17 @@ pub struct SearchRow {
 }
 
 impl BisectionRecord {
+    /// Said when a new bisection picks up from this one.
+    pub fn resume_line(&self) -> String {
+        format!(
+            "resuming bisection {} of {} ({} steps, {}): its kernels and runs are in the cache",
+            self.id,
+            crate::utc(self.time),
+            self.totals.steps,
+            self.outcome.text
+        )
+    }
+
     /// Describes `summary`; `started` is when the bisection began.
     pub fn new(repo: &Repo, cache: &Cache, setup: Setup, summary: &Summary, started: u64) -> BisectionRecord {
         let positions = range_positions(repo, &setup);

@@ -61,7 +61,7 @@ pub fn run(
 ) -> Result<Finished, BisectError> {
     let setup = super::record::Setup::new(repo, opts, evaluator, policy)?;
     let resumes = super::record::earlier(cache, &setup).map(|e| {
-        crate::notice(&crate::report::resume_line(&e));
+        crate::notice(&e.resume_line());
         e.id
     });
     let started = crate::store::now();

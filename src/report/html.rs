@@ -463,23 +463,8 @@ fn cost(h: &mut String, r: &BisectionRecord) {
     h.push_str("</section>\n");
 }
 
-/// `YYYY-MM-DD HH:MM UTC` of unix seconds (civil-from-days, no time crate).
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
-}
+pub use crate::utc;
 
-/// Text made safe for HTML content and attribute values.
 /// Where the culprit sits in a DAG: a merge that is the culprit itself,
 /// and the merges it came in by.
 fn merge_path(h: &mut String, c: &CulpritRow) {
@@ -510,6 +495,7 @@ fn merge_path(h: &mut String, c: &CulpritRow) {
     }
 }
 
+/// Text made safe for HTML content and attribute values.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -530,17 +530,6 @@ pub fn prediction_text(commit: &CommitId, judged: &[(&crate::bisect::predict::Re
     }
 }
 
-/// Said when a bisection asks what a recorded one asked already.
-pub fn resume_line(earlier: &crate::bisect::record::BisectionRecord) -> String {
-    format!(
-        "resuming bisection {} of {} ({} steps, {}): its kernels and runs are in the cache",
-        earlier.id,
-        html::utc(earlier.time),
-        earlier.totals.steps,
-        earlier.outcome.text
-    )
-}
-
 /// `kcache bisections` text output: one line each, newest first.
 pub fn bisections_text(records: &[crate::bisect::record::BisectionRecord]) -> String {
     if records.is_empty() {

@@ -61,19 +61,6 @@ pub use remote::{Mode as RemoteMode, Remote};
 /// Prefix of the directories tests run in under the cache.
 pub const ARTIFACTS_PREFIX: &str = "artifacts-";
 
-/// Where the cache lives: `--cache-dir`, else `KCACHE_DIR`, else
-/// `$XDG_CACHE_HOME/kcache`, else `~/.cache/kcache`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KCACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("kcache");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("kcache")
-}
-
 #[derive(Clone)]
 pub struct Cache {
     dir: PathBuf,
