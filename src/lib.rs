@@ -198,6 +198,23 @@ pub(crate) fn serde_word<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
+/// The enum value whose JSON word is `word`: serde's names are the one
+/// definition of the words, for parsing as for writing.
+pub(crate) fn from_word<T: serde::de::DeserializeOwned>(word: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(word.to_string())).ok()
+}
+
+/// `a, b or c`: the words of `all` as their JSON has them, for messages
+/// that say what a setting takes.
+pub(crate) fn words_of<T: serde::Serialize>(all: &[T]) -> String {
+    let words: Vec<String> = all.iter().map(serde_word).collect();
+    match words.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// `--json` shows pairs as objects with named fields, never as 2-element
 /// arrays; these keep the Rust side's tuples.
 pub(crate) mod serde_pairs {
@@ -261,4 +278,42 @@ pub struct Versioned<'a, T: serde::Serialize> {
 pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Outcome, RemoteMode};
+    use crate::trust::TrustMode;
+
+    #[test]
+    fn enums_parse_the_words_they_write_and_say_them_on_a_typo() {
+        for o in [
+            Outcome::Ok,
+            Outcome::Crash,
+            Outcome::Infra,
+            Outcome::BootFailed,
+            Outcome::Skip,
+        ] {
+            assert_eq!(serde_word(&o).parse::<Outcome>(), Ok(o));
+        }
+        for m in [RemoteMode::ReadWrite, RemoteMode::ReadOnly] {
+            assert_eq!(serde_word(&m).parse::<RemoteMode>(), Ok(m));
+        }
+        for t in [TrustMode::Require, TrustMode::Warn, TrustMode::Off] {
+            assert_eq!(serde_word(&t).parse::<TrustMode>(), Ok(t));
+        }
+        assert_eq!(
+            "maybe".parse::<Outcome>(),
+            Err("unknown outcome \"maybe\": use ok, crash, infra, boot-failed or skip".to_string())
+        );
+        assert_eq!(
+            "rw".parse::<RemoteMode>(),
+            Err("unknown remote mode \"rw\": use read-write or read-only".to_string())
+        );
+        assert_eq!(
+            "strict".parse::<TrustMode>(),
+            Err("trust \"strict\": use require, warn or off".to_string())
+        );
+    }
 }

@@ -248,12 +248,12 @@ pub enum TrustMode {
 impl std::str::FromStr for TrustMode {
     type Err = String;
     fn from_str(s: &str) -> Result<TrustMode, String> {
-        match s {
-            "require" => Ok(TrustMode::Require),
-            "warn" => Ok(TrustMode::Warn),
-            "off" => Ok(TrustMode::Off),
-            _ => Err(format!("trust {s:?}: use require, warn or off")),
-        }
+        crate::from_word(s).ok_or_else(|| {
+            format!(
+                "trust {s:?}: use {}",
+                crate::words_of(&[TrustMode::Require, TrustMode::Warn, TrustMode::Off])
+            )
+        })
     }
 }
 

@@ -30,15 +30,6 @@ pub enum Policy {
     Classic,
 }
 
-impl Policy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Bayes => "bayes",
-            Policy::Classic => "classic",
-        }
-    }
-}
-
 /// A finished bisection: its summary and the record kept of it.
 #[derive(Debug)]
 pub struct Finished {

@@ -89,7 +89,7 @@ fn header(h: &mut String, r: &BisectionRecord) {
         "test",
         format!("<code>{}</code>, {} runs per kernel", esc(&s.test), s.runs),
     );
-    row("search", esc(s.policy.name()));
+    row("search", esc(&serde_word(&s.policy)));
     row("when", format!("{} on {}", utc(r.time), esc(&r.host)));
     if let Some(earlier) = &r.resumes {
         row("resumes", format!("bisection <code>{}</code>", esc(earlier)));

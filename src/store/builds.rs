@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::index::{
-    Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS,
-    CF_SIGNATURES,
+    Read, CF_BUILDS, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS, CF_SIGNATURES,
 };
 use super::remote::Fetched;
 use super::{host, now, BUILD_SCHEMA};
@@ -189,7 +188,7 @@ impl Cache {
                 w.put(CF_SIGNATURES, &format!("{}/{key}", sr.signature), &sr);
             }
             for a in &record.artifacts {
-                w.delete(CF_EVICTED, &a.blake3.to_hex());
+                w.unmark_evicted(&a.blake3);
             }
             Ok(self.writable_remote().map(|_| {
                 let p = upload::pending_build(&stored_under);
@@ -323,7 +322,7 @@ impl Cache {
                 for a in &r.artifacts {
                     if !self.blobs.contains(&a.blake3) {
                         // Not in the local tier: restore fetches it.
-                        w.put(CF_EVICTED, &a.blake3.to_hex(), &0u64);
+                        w.mark_evicted(&a.blake3, 0);
                     }
                 }
             }
@@ -509,7 +508,7 @@ impl Cache {
         if !fetched.is_empty() {
             self.write(|w| {
                 for k in &fetched {
-                    w.delete(CF_EVICTED, &k.to_hex());
+                    w.unmark_evicted(k);
                 }
                 Ok(())
             })?;

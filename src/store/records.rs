@@ -138,6 +138,24 @@ pub enum Outcome {
     Skip,
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Outcome, String> {
+        crate::from_word(s).ok_or_else(|| {
+            format!(
+                "unknown outcome {s:?}: use {}",
+                crate::words_of(&[
+                    Outcome::Ok,
+                    Outcome::Crash,
+                    Outcome::Infra,
+                    Outcome::BootFailed,
+                    Outcome::Skip
+                ])
+            )
+        })
+    }
+}
+
 /// One test run: append-only evidence, keyed by (signature, test key, run id).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
