@@ -3,7 +3,9 @@
 //! trials per cell. A benchmark, not a CI test:
 //!
 //!     cargo test --release --test bench_accuracy -- --ignored --nocapture
-//!     (or scripts/bench-bisect-accuracy.sh; BENCH_TRIALS overrides 200)
+//!     (or scripts/bench-bisect-accuracy.sh; BENCH_TRIALS overrides 200;
+//!     BENCH_LINE_COMMITS, BENCH_DAG_COMMITS, BENCH_NOOP, BENCH_P and
+//!     BENCH_E narrow the grids to some cells)
 //!
 //! Prints one Markdown row per cell: accuracy, mean runs, mean builds per
 //! policy, and `git bisect`'s builds for the same histories.
@@ -76,6 +78,25 @@ fn trials() -> u64 {
         .unwrap_or(200)
 }
 
+/// A comma-separated list from the environment variable `name`, else `default`.
+fn env_list<T: std::str::FromStr + Copy>(name: &str, default: &[T]) -> Vec<T> {
+    match std::env::var(name) {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// The grid's axes, each narrowed by its environment variable (comma
+/// separated): `BENCH_NOOP`, `BENCH_P`, `BENCH_E`, to re-run a few cells
+/// with more trials.
+fn axes(ps: &[f64], es: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    (
+        env_list("BENCH_NOOP", &[0.2, 0.9]),
+        env_list("BENCH_P", ps),
+        env_list("BENCH_E", es),
+    )
+}
+
 #[test]
 #[ignore = "benchmark: run with --ignored (minutes)"]
 fn accuracy_grid() {
@@ -87,13 +108,14 @@ fn accuracy_grid() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
-    for commits in [300usize, 10_000] {
+    let (noops, ps, es) = axes(&[1.0, 0.7, 0.5, 0.3, 0.15], &[0.0, 0.005, 0.02]);
+    for commits in env_list("BENCH_LINE_COMMITS", &[300usize, 10_000]) {
         if only_small && commits > 300 {
             continue;
         }
-        for noop in [0.2, 0.9] {
-            for p in [1.0, 0.7, 0.5, 0.3, 0.15] {
-                for e in [0.0, 0.005, 0.02] {
+        for &noop in &noops {
+            for &p in &ps {
+                for &e in &es {
                     let s = setting(commits, noop, p, e);
                     let c = run_cell(&s, trials);
                     let t = trials as f64;
@@ -297,26 +319,23 @@ fn run_dag_cell(s: &Setting, direction: Direction, trials: u64) -> DagCell {
 #[ignore = "benchmark: run with --ignored (minutes)"]
 fn dag_accuracy_grid() {
     let trials = trials();
-    let sizes: Vec<usize> = std::env::var("BENCH_DAG_COMMITS")
-        .unwrap_or_else(|_| "300,2000".into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
+    let sizes = env_list("BENCH_DAG_COMMITS", &[300usize, 2000]);
     println!("trials per cell: {trials}; runs per kernel: 10; 2% of commits in broken-build stretches");
     println!("| direction | commits | no-op | p | e | noisy acc | noisy runs | noisy builds | git bisect acc | git bisect builds | merge culprits |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
+    let (noops, ps, es) = axes(&[1.0, 0.5, 0.3], &[0.0, 0.02]);
     for direction in [Direction::Cause, Direction::Fix] {
         for &commits in &sizes {
-            for noop in [0.2, 0.9] {
-                for p in [1.0, 0.5, 0.3] {
-                    for e in [0.0, 0.02] {
+            for &noop in &noops {
+                for &p in &ps {
+                    for &e in &es {
                         let s = setting(commits, noop, p, e);
                         let c = run_dag_cell(&s, direction, trials);
                         let t = trials as f64;
                         let acc = c.right as f64 / t;
                         println!(
-                            "| {} | {commits} | {:.0}% | {p} | {:.1}% | {acc:.3} | {:.1} | {:.1} | {:.3} | {:.1} | {} |",
+                            "| {} | {commits} | {:.0}% | {p} | {:.1}% | {acc:.3} | {:.1} | {:.2} | {:.3} | {:.2} | {} |",
                             if direction == Direction::Cause { "cause" } else { "fix" },
                             noop * 100.0,
                             e * 100.0,
