@@ -46,6 +46,10 @@ pub struct Setup {
     /// answer is the first fixed commit. Absent: a cause bisection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fix: bool,
+    /// No `--good` was given: the good end was (or is to be) found over
+    /// release tags matching this glob; `good` then holds the tag found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_tags: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,11 +296,19 @@ impl BisectionRecord {
     }
 
     /// Whether `other` bisected the same range with the same recipe and test.
+    /// A bisection without `--good` asks the same as an earlier one that
+    /// walked back over the same tags (the tag it found is the good end the
+    /// new walk will find again, from the cache).
     pub fn same_question(&self, other: &Setup) -> bool {
         let s = &self.setup;
+        let same_good = if other.good.is_empty() && other.good_tags.is_some() {
+            s.good_tags == other.good_tags
+        } else {
+            s.good == other.good
+        };
         s.repo == other.repo
             && s.bad == other.bad
-            && s.good == other.good
+            && same_good
             && s.build == other.build
             && s.config == other.config
             && s.test_key == other.test_key
@@ -330,6 +342,7 @@ impl Setup {
             policy,
             first_parent: opts.first_parent,
             fix: opts.direction == super::Direction::Fix,
+            good_tags: opts.goods.is_empty().then(|| opts.good_tags.clone()),
         })
     }
 }

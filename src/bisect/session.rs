@@ -75,6 +75,7 @@ pub(crate) struct Session {
     pub goods: Vec<CommitId>,
     pub start: Instant,
     pub log: logfile::LogFile,
+    pub direction: Direction,
 }
 
 impl Session {
@@ -83,14 +84,20 @@ impl Session {
         let start = Instant::now();
         cache.hold_index();
         let (bad, goods) = resolve_endpoints(repo, opts)?;
-        let log = logfile::LogFile::new(opts.log.as_deref(), &bad);
-        Ok(Session { bad, goods, start, log })
+        let log = logfile::LogFile::new(opts.log.as_deref(), &bad, opts.direction);
+        Ok(Session {
+            bad,
+            goods,
+            start,
+            log,
+            direction: opts.direction,
+        })
     }
 
     /// The log, for a driver that writes steps to it (give it back before
     /// [`Session::close`]).
     pub fn take_log(&mut self) -> logfile::LogFile {
-        std::mem::replace(&mut self.log, logfile::LogFile::new(None, &self.bad))
+        std::mem::replace(&mut self.log, logfile::LogFile::new(None, &self.bad, self.direction))
     }
 
     /// Finishes the log and sums the steps up.
