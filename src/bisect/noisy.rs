@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::bayes::{self, Kernel, Oracle};
+use super::exec::speculate::Speculator;
 use super::exec::{BuildSource, Evaluation};
 use super::graph::{Direction, Graph};
 use super::{
@@ -109,6 +110,8 @@ pub(super) struct GitOracle<'a> {
     /// Every run (by id) the search has been given: runs another process
     /// pooled since are given to it before any new run is made.
     seen_runs: HashSet<String>,
+    /// `--build-jobs` > 1: the build slots that build what `prefetch` asks.
+    speculator: Option<Speculator>,
 }
 
 impl GitOracle<'_> {
@@ -186,13 +189,20 @@ impl Oracle for GitOracle<'_> {
             super::short(&self.nodes[i]),
             self.subject(i)
         );
+        self.show_speculation();
         (self.progress)(&line);
+        if self.speculator.as_ref().is_some_and(|s| s.foreground(&self.nodes[i])) {
+            (self.progress)("  built speculatively: its build is reused (waited for while it still ran)");
+        }
         let eval =
             self.evaluator
                 .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
         if eval.build == BuildSource::Built {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
+            if let Some(s) = &self.speculator {
+                s.count_foreground_build();
+            }
         }
         let kernel = kernel_of(eval.signature.clone());
         self.evals.insert(self.nodes[i].clone(), eval.clone());
@@ -265,9 +275,142 @@ impl Oracle for GitOracle<'_> {
         }
         Ok(classes)
     }
+
+    fn slots(&self) -> u32 {
+        self.evaluator.jobs()
+    }
+
+    fn run_set(&mut self, batches: &[(usize, String, u32)], target: &Target) -> Result<Vec<Vec<RunClass>>, BisectError> {
+        if batches.len() < 2 || self.evaluator.jobs() < 2 {
+            return batches.iter().map(|(i, sig, n)| self.run(*i, sig, *n, target)).collect();
+        }
+        self.run_batches_at_once(batches, target)
+    }
+
+    fn prefetch(&mut self, wanted: &[usize]) {
+        let Some(s) = &self.speculator else { return };
+        let commits: Vec<CommitId> = wanted
+            .iter()
+            .filter_map(|&i| self.nodes.get(i))
+            .filter(|c| !self.evals.contains_key(*c))
+            .cloned()
+            .collect();
+        s.prefetch(&commits);
+        self.show_speculation();
+    }
 }
 
 impl GitOracle<'_> {
+    /// Shows what the build slots did since the last look.
+    fn show_speculation(&mut self) {
+        for line in self.speculator.iter().flat_map(|s| s.take_lines()) {
+            (self.progress)(&line);
+        }
+    }
+
+    /// Several kernels' batches at once, sharing the evaluator's run slots
+    /// (each under its kernel's test claim, each with its own artifacts
+    /// directory); each batch becomes a step, in the order asked.
+    fn run_batches_at_once(
+        &mut self,
+        batches: &[(usize, String, u32)],
+        target: &Target,
+    ) -> Result<Vec<Vec<RunClass>>, BisectError> {
+        let mut out: Vec<Option<Vec<RunClass>>> = vec![None; batches.len()];
+        let mut to_run = Vec::new();
+        for (k, (i, label, n)) in batches.iter().enumerate() {
+            let signature = signature_of(label)?;
+            let unseen = self.runs_not_yet_seen(&signature)?;
+            if unseen.is_empty() {
+                to_run.push((k, *i, signature, *n));
+            } else {
+                // As in `run`: another process's runs are this batch.
+                (self.progress)(&format!(
+                    "  {} run(s) another kcache process did on {}: counted",
+                    unseen.len(),
+                    super::short(&self.nodes[*i])
+                ));
+                out[k] = Some(
+                    unseen
+                        .iter()
+                        .map(|r| target.classify(r.outcome, r.title.as_deref()))
+                        .collect(),
+                );
+            }
+        }
+        let start = Instant::now();
+        let rebuilt_before = self.evaluator.rebuilds_to_test();
+        let tested = self.test_at_once(&to_run, target);
+        // Every batch that completed is recorded, even when another failed.
+        let mut first_error = None;
+        let mut rebuilt_from = rebuilt_before;
+        for ((k, i, signature, n), result) in to_run.into_iter().zip(tested) {
+            match result {
+                Ok(runs) => {
+                    // Rebuilds of evicted artifacts cannot be told apart per
+                    // batch here: the first batch recorded carries them.
+                    let runs = self.record_batch(i, &signature, runs, target, start, rebuilt_from)?;
+                    rebuilt_from = self.evaluator.rebuilds_to_test();
+                    let mut classes: Vec<RunClass> = runs
+                        .iter()
+                        .map(|r| target.classify(r.outcome, r.title.as_deref()))
+                        .collect();
+                    if !classes.contains(&RunClass::Match) {
+                        classes.resize(n as usize, RunClass::NoInfo);
+                    }
+                    out[k] = Some(classes);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The test batches of `to_run` on threads at once; progress lines come
+    /// back to this thread (prefixed with the commit) as they are written.
+    fn test_at_once(
+        &mut self,
+        to_run: &[(usize, usize, KernelSignature, u32)],
+        target: &Target,
+    ) -> Vec<Result<Vec<RunRecord>, BisectError>> {
+        let (repo, cache, evaluator) = (self.repo, self.cache, &*self.evaluator);
+        let nodes = &self.nodes;
+        let progress = &mut *self.progress;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = to_run
+                .iter()
+                .map(|(_, i, signature, n)| {
+                    let tx = tx.clone();
+                    let commit = &nodes[*i];
+                    scope.spawn(move || {
+                        let matched =
+                            |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+                        let mut say = |line: &str| {
+                            let _ = tx.send(format!("  {}: {}", super::short(commit), line.trim_start()));
+                        };
+                        evaluator
+                            .test_batch(repo, cache, commit, signature, *n, &matched, &mut say)
+                            .map_err(BisectError::from)
+                    })
+                })
+                .collect();
+            drop(tx);
+            for line in rx {
+                progress(&line);
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
     /// Runs pooled for a kernel that the search was not given yet (another
     /// process's, landed since), now marked as given.
     fn runs_not_yet_seen(&mut self, signature: &KernelSignature) -> Result<Vec<RunRecord>, BisectError> {
@@ -301,6 +444,21 @@ impl GitOracle<'_> {
             stop,
             &mut *self.progress,
         )?;
+        self.record_batch(i, signature, runs, target, start, rebuilt_before)
+    }
+
+    /// A batch's runs as a step (shown and logged), its build with it the
+    /// first time; `rebuilt_before`: the evaluator's rebuild count before
+    /// the batch (artifacts that were gone were built again to test).
+    fn record_batch(
+        &mut self,
+        i: usize,
+        signature: &KernelSignature,
+        runs: Vec<RunRecord>,
+        target: &Target,
+        start: Instant,
+        rebuilt_before: (u32, f64),
+    ) -> Result<Vec<RunRecord>, BisectError> {
         self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
         self.run_seconds.0 += seconds;
@@ -498,6 +656,7 @@ pub fn bisect(
     evaluator.set_prediction(false);
     let runs = evaluator.runs_wanted();
     let crashing = CommitId::from(session.bad.as_str());
+    let speculator = Speculator::start(evaluator, repo, cache, noisy.max_builds)?;
     let mut oracle = GitOracle {
         repo,
         cache,
@@ -513,6 +672,7 @@ pub fn bisect(
         reported: HashSet::new(),
         known: Vec::new(),
         seen_runs: HashSet::new(),
+        speculator,
     };
     let target = learn_target(&mut oracle, noisy, 0, runs)?;
     let mut notes = Vec::new();
@@ -561,6 +721,10 @@ pub fn bisect(
     };
     let out = bayes::search(&model, target.clone(), &graph, direction, &mut oracle)?;
     record_untested_builds(&mut oracle)?;
+    oracle.show_speculation();
+    if let Some(note) = oracle.speculator.take().map(Speculator::finish).and_then(|s| s.note()) {
+        notes.push(note);
+    }
     let (outcome, probability, undecided) = outcome_of(&oracle, &graph, &out);
     let mut kernels = Vec::new();
     // The search's kernels are the signatures the oracle gave it.

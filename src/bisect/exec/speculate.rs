@@ -15,10 +15,12 @@
 //! - `--max-builds` counts speculative builds: none starts once the
 //!   speculative and foreground builds together reach it;
 //! - the builds land in the cache like any build (records first written
-//!   when complete), so a kill -9 loses only builds in flight.
+//!   when complete), so a kill -9 loses only builds in flight;
+//! - when the bisection ends, running speculative builds are not waited
+//!   for (the answer is known; see [`Speculator::finish`]).
 //!
 //! Invariant: never decides what to build (the search does) and never
-//! tests; owns its threads and joins them when dropped.
+//! tests; its threads only build, through the evaluator's claimed path.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
@@ -188,29 +190,28 @@ impl Speculator {
         }
     }
 
-    /// Stops the slots: queued builds are dropped, started ones finish
-    /// (joined here).
-    pub fn finish(mut self) -> SpeculationStats {
-        self.stop();
-        self.stats()
+    /// Ends speculation when the bisection ends: queued builds are
+    /// dropped, and builds still running are not waited for (they finish
+    /// and land in the cache if this process lives on; a process that
+    /// exits takes their commands with it, and nothing half-built is
+    /// recorded).
+    pub fn finish(self) -> SpeculationStats {
+        let stats = self.stats();
+        drop(self);
+        stats
     }
+}
 
-    fn stop(&mut self) {
+impl Drop for Speculator {
+    fn drop(&mut self) {
         {
             let mut q = self.shared.lock();
             q.quit = true;
             q.wanted.clear();
         }
         self.shared.changed.notify_all();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Speculator {
-    fn drop(&mut self) {
-        self.stop();
+        // Detached, not joined: see `finish`.
+        self.threads.clear();
     }
 }
 
