@@ -280,9 +280,16 @@ impl Oracle for GitOracle<'_> {
         self.evaluator.jobs()
     }
 
-    fn run_set(&mut self, batches: &[(usize, String, u32)], target: &Target) -> Result<Vec<Vec<RunClass>>, BisectError> {
+    fn run_set(
+        &mut self,
+        batches: &[(usize, String, u32)],
+        target: &Target,
+    ) -> Result<Vec<Vec<RunClass>>, BisectError> {
         if batches.len() < 2 || self.evaluator.jobs() < 2 {
-            return batches.iter().map(|(i, sig, n)| self.run(*i, sig, *n, target)).collect();
+            return batches
+                .iter()
+                .map(|(i, sig, n)| self.run(*i, sig, *n, target))
+                .collect();
         }
         self.run_batches_at_once(batches, target)
     }
@@ -389,8 +396,7 @@ impl GitOracle<'_> {
                     let tx = tx.clone();
                     let commit = &nodes[*i];
                     scope.spawn(move || {
-                        let matched =
-                            |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+                        let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
                         let mut say = |line: &str| {
                             let _ = tx.send(format!("  {}: {}", super::short(commit), line.trim_start()));
                         };

@@ -94,7 +94,9 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
     };
     let repro = repro_test(&r, cache, &artifacts)?;
     let vm_memory = r.repro.is_some().then_some(r.vm.memory);
-    let jobs = r.jobs.unwrap_or_else(|| bisect::exec::parallel::default_jobs(vm_memory));
+    let jobs = r
+        .jobs
+        .unwrap_or_else(|| bisect::exec::parallel::default_jobs(vm_memory));
     Ok(BisectRecipe {
         repro,
         build,

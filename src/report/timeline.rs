@@ -126,7 +126,13 @@ mod tests {
 
     #[test]
     fn overlapping_runs_take_separate_lanes_and_later_ones_reuse_them() {
-        let bars = [bar(0.0, 2.0), bar(0.5, 2.5), bar(1.0, 3.0), bar(2.0, 4.0), bar(3.1, 5.0)];
+        let bars = [
+            bar(0.0, 2.0),
+            bar(0.5, 2.5),
+            bar(1.0, 3.0),
+            bar(2.0, 4.0),
+            bar(3.1, 5.0),
+        ];
         assert_eq!(lanes(&bars), vec![0, 1, 2, 0, 1]);
     }
 

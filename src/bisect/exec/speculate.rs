@@ -141,7 +141,9 @@ impl Speculator {
         for k in 1..=slots {
             let builder = evaluator.build_slot(k)?;
             let (shared, repo, cache) = (shared.clone(), repo.clone(), cache.clone());
-            threads.push(std::thread::spawn(move || build_loop(k, builder, &repo, &cache, &shared)));
+            threads.push(std::thread::spawn(move || {
+                build_loop(k, builder, &repo, &cache, &shared)
+            }));
         }
         Ok(Some(Speculator { shared, threads }))
     }
@@ -219,7 +221,11 @@ impl Drop for Speculator {
 fn build_loop(k: u32, mut builder: CommitEvaluator, repo: &Repo, cache: &Cache, shared: &Shared) {
     while let Some(commit) = shared.next() {
         let say = |line: String| shared.lock().lines.push(line);
-        let cached = builder.cached_build_local(repo, cache, &commit).ok().flatten().is_some();
+        let cached = builder
+            .cached_build_local(repo, cache, &commit)
+            .ok()
+            .flatten()
+            .is_some();
         if !cached {
             shared.lock().started += 1;
             say(format!("  build slot {k}: building {} speculatively", commit.short()));
@@ -252,7 +258,10 @@ impl CommitEvaluator {
     /// tree and state directory beside this one's.
     fn build_slot(&self, k: u32) -> Result<CommitEvaluator, EvalError> {
         let beside = |dir: &PathBuf, suffix: &str| {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             dir.with_file_name(format!("{name}-b{k}{suffix}"))
         };
         let mut slot = CommitEvaluator::new(
