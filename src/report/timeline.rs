@@ -102,9 +102,9 @@ pub fn section(h: &mut String, r: &BisectionRecord) {
             b.end - first
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<text x=\"10\" y=\"{:.1}\">0s</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{span:.1}s</text></svg></section>\n",
+        "<text x=\"10\" y=\"{:.1}\">0s</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{span:.1}s</text></svg></section>",
         height - 6.0,
         WIDTH - 10.0,
         height - 6.0

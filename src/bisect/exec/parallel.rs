@@ -75,7 +75,7 @@ pub fn default_jobs(vm_memory_mb: Option<u32>) -> u32 {
 fn physical_memory_mb() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    (pages > 0 && size > 0).then(|| pages as u64 * size as u64 >> 20)
+    (pages > 0 && size > 0).then(|| (pages as u64 * size as u64) >> 20)
 }
 
 /// What one run gave: a completed run (`Some`), a run that told nothing
