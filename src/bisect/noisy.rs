@@ -31,6 +31,9 @@ use crate::crash::{ClassCounts, RunClass, Target};
 use crate::git::Repo;
 use crate::store::{Cache, RunRecord, StoreError};
 
+#[cfg(test)]
+mod oracle_tests;
+
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
 const REMOTE_LOOKUP_LIMIT: usize = 500;
