@@ -106,6 +106,9 @@ struct State {
     completed: u32,
     /// A run matched (`stop`) or failed: no new run starts.
     closed: bool,
+    /// Runs ended whose result the caller's thread has not judged yet: no
+    /// run starts meanwhile (it might be one after a match).
+    unjudged: u32,
 }
 
 impl State {
@@ -130,9 +133,10 @@ pub fn run_batch<R, E, F>(
     F: Fn(u32) -> RunResult<R, E> + Sync,
 {
     let state = Mutex::new(State::default());
+    let judged = Condvar::new();
     let workers = slots.total().min(batch.want.max(1));
     let (tx, rx) = mpsc::channel::<(u32, RunResult<R, E>)>();
-    let (run, state_ref) = (&run, &state);
+    let (run, state_ref, judged_ref) = (&run, &state, &judged);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let tx = tx.clone();
@@ -140,6 +144,9 @@ pub fn run_batch<R, E, F>(
                 let _slot = slots.take();
                 let number = {
                     let mut s = state_ref.lock().unwrap_or_else(|e| e.into_inner());
+                    while s.unjudged > 0 {
+                        s = judged_ref.wait(s).unwrap_or_else(|e| e.into_inner());
+                    }
                     if !s.may_start(&batch) {
                         return;
                     }
@@ -148,6 +155,7 @@ pub fn run_batch<R, E, F>(
                     batch.first_run + s.started - 1
                 };
                 let result = run(number);
+                state_ref.lock().unwrap_or_else(|e| e.into_inner()).unjudged += 1;
                 if tx.send((number, result)).is_err() {
                     return;
                 }
@@ -158,6 +166,7 @@ pub fn run_batch<R, E, F>(
             {
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 s.in_flight -= 1;
+                s.unjudged -= 1;
                 match &result {
                     Ok(Some(r)) => {
                         s.completed += 1;
@@ -167,6 +176,7 @@ pub fn run_batch<R, E, F>(
                     Err(_) => s.closed = true,
                 }
             }
+            judged.notify_all();
             on_event(Event::Ended(number, result));
         }
     });

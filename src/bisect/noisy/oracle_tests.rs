@@ -47,7 +47,10 @@ fn evaluator(dir: &Path, repo: &Repo, cache: &Cache, jobs: u32, build_jobs: u32)
     let test = dir.join("slow-test.sh");
     std::fs::write(
         &test,
-        format!("#!/bin/sh\nsleep 0.5\nexec {}\n", root().join("scripts/demo-test.sh").display()),
+        format!(
+            "#!/bin/sh\nsleep 0.5\nexec {}\n",
+            root().join("scripts/demo-test.sh").display()
+        ),
     )
     .unwrap();
     assert!(Command::new("chmod").arg("+x").arg(&test).status().unwrap().success());
@@ -119,7 +122,14 @@ fn run_set_tests_two_kernels_at_once_and_records_each_batch() {
     let test_key = ev.test_key();
     let mut progress = |_: &str| {};
     // Commit 30 has the bug (it came in at 25), commit 12 not.
-    let mut o = oracle(&repo, &cache, &mut ev, &mut progress, vec![commits[30].clone(), commits[12].clone()], None);
+    let mut o = oracle(
+        &repo,
+        &cache,
+        &mut ev,
+        &mut progress,
+        vec![commits[30].clone(), commits[12].clone()],
+        None,
+    );
     let (bad, good) = (signed(o.build(0).unwrap()), signed(o.build(1).unwrap()));
     let start = Instant::now();
     let classes = o
@@ -133,14 +143,22 @@ fn run_set_tests_two_kernels_at_once_and_records_each_batch() {
 
     let spans = |sig: &str| -> Vec<RunTime> {
         let sig = KernelSignature::parse(sig).unwrap();
-        cache.runs(&sig, &test_key).unwrap().iter().filter_map(RunTime::of).collect()
+        cache
+            .runs(&sig, &test_key)
+            .unwrap()
+            .iter()
+            .filter_map(RunTime::of)
+            .collect()
     };
     let (bad_runs, good_runs) = (spans(&bad), spans(&good));
     assert_eq!(good_runs.len(), 3);
     let overlap = bad_runs
         .iter()
         .any(|b| good_runs.iter().any(|g| b.start < g.end && g.start < b.end));
-    assert!(overlap, "the two kernels' runs never overlapped: {bad_runs:?} {good_runs:?}");
+    assert!(
+        overlap,
+        "the two kernels' runs never overlapped: {bad_runs:?} {good_runs:?}"
+    );
     let total: f64 = bad_runs.iter().chain(&good_runs).map(|r| r.end - r.start).sum();
     assert!(wall.as_secs_f64() < total * 0.75, "{wall:?} for {total:.1}s of runs");
 }
@@ -171,10 +189,10 @@ fn prefetched_commits_are_built_in_the_background_and_reused() {
     let stats = o.speculator.take().unwrap().finish();
     assert_eq!((stats.built, stats.used), (2, 2));
     let slot_tree = crate::bisect::worktree_dir(&cache, repo.dir());
-    let slot_tree = slot_tree.with_file_name(format!(
-        "{}-b1",
-        slot_tree.file_name().unwrap().to_string_lossy()
-    ));
+    let slot_tree = slot_tree.with_file_name(format!("{}-b1", slot_tree.file_name().unwrap().to_string_lossy()));
     assert!(slot_tree.join(".git").is_dir(), "the slot built in its own tree");
-    assert!(!crate::bisect::worktree_dir(&cache, repo.dir()).exists(), "the foreground built nothing");
+    assert!(
+        !crate::bisect::worktree_dir(&cache, repo.dir()).exists(),
+        "the foreground built nothing"
+    );
 }
