@@ -274,3 +274,73 @@ impl CommitEvaluator {
         Ok(slot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A speculator without build slots: the queue's rules alone.
+    fn queue_only(budget: Option<u32>) -> Speculator {
+        Speculator {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    budget,
+                    ..Queue::default()
+                }),
+                changed: Condvar::new(),
+            }),
+            threads: Vec::new(),
+        }
+    }
+
+    fn ids(names: &[&str]) -> Vec<CommitId> {
+        names.iter().map(|n| CommitId::from(*n)).collect()
+    }
+
+    fn queued(s: &Speculator) -> Vec<CommitId> {
+        s.shared.lock().wanted.iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_new_wish_list_drops_queued_builds_but_not_started_ones() {
+        let s = queue_only(None);
+        s.prefetch(&ids(&["a", "b"]));
+        assert_eq!(queued(&s), ids(&["a", "b"]));
+        s.prefetch(&ids(&["b", "c"]));
+        assert_eq!(queued(&s), ids(&["b", "c"]), "a is no longer wanted: dropped");
+        assert_eq!(s.shared.next(), Some(CommitId::from("b")), "a slot starts b");
+        s.prefetch(&ids(&["b", "d"]));
+        assert_eq!(
+            queued(&s),
+            ids(&["d"]),
+            "b is building: it finishes, never queued twice"
+        );
+        assert!(s.foreground(&CommitId::from("b")), "the foreground waits for b's build");
+        assert!(
+            !s.foreground(&CommitId::from("d")),
+            "d was only queued: the foreground builds it"
+        );
+        assert!(queued(&s).is_empty(), "and d leaves the queue");
+        s.prefetch(&ids(&["d"]));
+        assert!(queued(&s).is_empty(), "the foreground has d: not speculated again");
+        assert_eq!(s.stats().used, 1);
+    }
+
+    #[test]
+    fn max_builds_counts_speculative_and_foreground_builds() {
+        let s = queue_only(Some(2));
+        s.count_foreground_build();
+        assert!(!s.shared.lock().over_budget());
+        s.shared.lock().started += 1;
+        assert!(
+            s.shared.lock().over_budget(),
+            "1 foreground + 1 speculative = --max-builds 2"
+        );
+        let stats = SpeculationStats { built: 3, used: 1 };
+        assert!(stats
+            .note()
+            .unwrap()
+            .contains("3 built in the background, 1 of them used"));
+        assert_eq!(SpeculationStats::default().note(), None);
+    }
+}
