@@ -6,7 +6,9 @@
 //! [`CacheState`]), the errors, the cross-process claims, and the
 //! [`CommitEvaluator`] itself with its constructor, its read-only queries
 //! of the cache and [`CommitEvaluator::evaluate`], which builds (see
-//! `build.rs`) and then tests (`test.rs`). Invariant: nothing here runs a
+//! `build.rs`) and then tests (`test.rs`, a batch's runs on the run slots
+//! of `parallel.rs`); `speculate.rs` holds the background build slots.
+//! Invariant: nothing here runs a
 //! build or a test command itself; each is run only under its claim, by
 //! its own file.
 
