@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::{signature_of, BisectError, GitOracle};
+use super::{BisectError, GitOracle};
 use crate::crash::{RunClass, Target};
 use crate::signature::KernelSignature;
 use crate::store::RunRecord;
@@ -19,13 +19,13 @@ impl GitOracle<'_> {
     /// directory); each batch becomes a step, in the order asked.
     pub(super) fn run_batches_at_once(
         &mut self,
-        batches: &[(usize, String, u32)],
+        batches: &[(usize, KernelSignature, u32)],
         target: &Target,
     ) -> Result<Vec<Vec<RunClass>>, BisectError> {
         let mut out: Vec<Option<Vec<RunClass>>> = vec![None; batches.len()];
         let mut to_run = Vec::new();
-        for (k, (i, label, n)) in batches.iter().enumerate() {
-            let signature = signature_of(label)?;
+        for (k, (i, signature, n)) in batches.iter().enumerate() {
+            let signature = signature.clone();
             let unseen = self.runs_not_yet_seen(&signature)?;
             if unseen.is_empty() {
                 to_run.push((k, *i, signature, *n));

@@ -92,7 +92,7 @@ fn oracle<'a>(
         evaluator,
         nodes: nodes.clone(),
         steps: Vec::new(),
-        log: logfile::LogFile::new(None, nodes[0].as_str()),
+        log: logfile::LogFile::new(None, &nodes[0], Direction::Cause),
         progress,
         build_seconds: (0.0, 0),
         run_seconds: (0.0, 0),
@@ -105,7 +105,7 @@ fn oracle<'a>(
     }
 }
 
-fn signed(k: Kernel) -> String {
+fn signed(k: Kernel) -> KernelSignature {
     match k {
         Kernel::Signed(s) => s,
         other => panic!("not built: {other:?}"),
