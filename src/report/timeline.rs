@@ -40,12 +40,6 @@ fn lanes(bars: &[Bar]) -> Vec<usize> {
         .collect()
 }
 
-/// The most runs going at once.
-pub fn most_at_once(r: &BisectionRecord) -> usize {
-    let bars = bars(r);
-    lanes(&bars).into_iter().max().map_or(0, |l| l + 1)
-}
-
 fn bars(r: &BisectionRecord) -> Vec<Bar<'_>> {
     let mut bars: Vec<Bar> = r
         .steps
