@@ -620,6 +620,8 @@ fn a_whole_bisection_runs_through_the_library() {
         test_timeout: None,
         retry_failed: false,
         repro: None,
+        jobs: 1,
+        build_jobs: 1,
     };
     let mut evaluator = bisect::CommitEvaluator::new(
         recipe,

@@ -93,6 +93,10 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
         }
     };
     let repro = repro_test(&r, cache, &artifacts)?;
+    let vm_memory = r.repro.is_some().then_some(r.vm.memory);
+    let jobs = r
+        .jobs
+        .unwrap_or_else(|| bisect::exec::parallel::default_jobs(vm_memory));
     Ok(BisectRecipe {
         repro,
         build,
@@ -107,6 +111,8 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
         build_timeout: seconds(r.build_timeout, "--build-timeout")?,
         test_timeout: seconds(r.test_timeout, "--test-timeout")?,
         retry_failed: r.retry_failed,
+        jobs,
+        build_jobs: r.build_jobs,
     })
 }
 

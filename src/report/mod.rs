@@ -2,6 +2,7 @@
 //! results' own `Serialize` form; this module only does text.
 
 pub mod html;
+pub mod timeline;
 
 use std::fmt::Write;
 use std::path::Path;

@@ -223,7 +223,7 @@ pub fn validate_all(cache_dir: &Path) -> usize {
         (idx::CF_KNOWN, "known-signature.v1.json"),
         (idx::CF_INPUT_SETS, "input-set.v1.json"),
         (idx::CF_PREBUILDS, "prebuild.v1.json"),
-        (idx::CF_BISECTIONS, "bisection.v1.json"),
+        (idx::CF_BISECTIONS, "bisection.v2.json"),
     ] {
         let v = schema(file);
         let records: Vec<(String, serde_json::Value)> = cache.raw_records(cf).unwrap();
