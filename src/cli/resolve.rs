@@ -5,10 +5,10 @@ use anyhow::{bail, Context};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator};
 use kcache::git::Repo;
 use kcache::kernel::KbuildRecipe;
-use kcache::key::{BuildInputs, BuildKey, CommitId, Key};
+use kcache::key::{BuildInputs, BuildKey, CommitId, Key, TestInputs, TestKey};
 use kcache::store::{self, Cache};
 
-use crate::args::{AccelArg, InputArgs, Policy, RecipeArgs, SearchArgs, TargetArgs, VmArgs};
+use crate::args::{AccelArg, BisectArgs, InputArgs, Policy, RecipeArgs, RecordRunArgs, SearchArgs, TargetArgs, VmArgs};
 
 impl TargetArgs {
     pub fn toolchain_source(&self) -> kcache::kernel::ToolchainSource {
@@ -70,6 +70,22 @@ impl VmArgs {
             },
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout),
         }
+    }
+}
+
+/// What `kcache bisect` was asked, as the library's options.
+pub fn bisect_options(a: &BisectArgs) -> bisect::Options {
+    bisect::Options {
+        goods: a.good.clone(),
+        bad: a.bad.clone(),
+        direction: match a.fix {
+            true => bisect::Direction::Fix,
+            false => bisect::Direction::Cause,
+        },
+        good_tags: a.good_tags.clone(),
+        first_parent: a.first_parent,
+        log: a.log.clone(),
+        predict: !a.no_predict,
     }
 }
 
@@ -200,6 +216,15 @@ pub fn missing_inputs_hint(inputs: &InputArgs) -> String {
 
 pub fn parse_key(s: &str) -> anyhow::Result<Key> {
     Key::from_hex(s).with_context(|| format!("{s:?} is not a 64-hex key"))
+}
+
+/// `record-run`'s test key: given, or derived from the test command and files.
+pub fn test_key_of(a: &RecordRunArgs) -> anyhow::Result<TestKey> {
+    Ok(match (&a.test_key, &a.test_cmd) {
+        (Some(k), _) => TestKey(parse_key(k)?),
+        (None, Some(cmd)) => TestInputs::from_files(cmd.clone(), &a.test_key_files, Vec::new())?.key(),
+        (None, None) => bail!("give --test-key or --test-cmd"),
+    })
 }
 
 /// `50G`, `500M`, `64K` (powers of 1024) or a plain byte count.
