@@ -763,10 +763,7 @@ fn gc_cmd(settings: &kcache::config::Settings, args: GcArgs) -> anyhow::Result<E
     if json {
         println!("{}", versioned("kcache/gc/v1", &r)?);
     } else {
-        println!(
-            "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
-            r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
-        );
+        println!("{r} (limit {max})");
     }
     Ok(ExitCode::SUCCESS)
 }

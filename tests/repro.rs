@@ -436,3 +436,147 @@ fn a_killed_kcache_leaves_no_vm_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The harness's work files (`<cache>/vm/`: compiled programs, initramfs
+/// images, 1-2 MB each) are cache content: `stats` counts them, `verify`
+/// checks each against its digest (`--repair` deletes a bad one, made again
+/// on the next run), and `gc` evicts them least recently used first along
+/// with blobs, but never while a harness uses them.
+#[test]
+fn vm_work_files_are_counted_verified_and_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let vm = cache.join("vm");
+    let ok = write(dir.path(), "repro.c", HARMLESS);
+    let run_harmless = || {
+        let out = repro(
+            &cache,
+            &[
+                "--kernel",
+                debian_kernel().to_str().unwrap(),
+                "--repro",
+                ok.to_str().unwrap(),
+                "--runs",
+                "1",
+                "--timeout",
+                "20",
+                "--accel",
+                "tcg",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    };
+    run_harmless();
+    let kc_json = |args: &[&str]| {
+        let out = common::kc(&cache).args(args).arg("--json").output().unwrap();
+        (out.status.code(), json_of(&out))
+    };
+    let stats = kc_json(&["stats"]).1;
+    assert_eq!(stats["vm_files"], 3, "init, reproducer, initramfs: {stats}");
+    let vm_bytes = stats["vm_bytes"].as_u64().unwrap();
+    assert!(vm_bytes > 1_000_000, "{stats}");
+    let (code, v) = kc_json(&["verify"]);
+    assert_eq!((code, &v["vm_files"]), (Some(0), &Value::from(3)), "{v}");
+
+    // A damaged initramfs: named by verify, deleted by --repair, made
+    // again by the next run.
+    let initramfs = vm_files(&vm)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".cpio"))
+        .unwrap();
+    let mut bytes = std::fs::read(&initramfs).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&initramfs, bytes).unwrap();
+    let (code, v) = kc_json(&["verify"]);
+    assert_eq!(code, Some(1), "{v}");
+    let problems = v["problems"].to_string();
+    assert!(
+        problems.contains("vm/initramfs-") && problems.contains("does not match its digest"),
+        "{v}"
+    );
+    let (_, v) = kc_json(&["verify", "--repair"]);
+    assert_eq!(v["repaired"], true, "{v}");
+    assert!(!initramfs.exists());
+    assert_eq!(kc_json(&["verify"]).0, Some(0));
+    run_harmless();
+    assert!(initramfs.exists(), "the next run packs it again");
+
+    // A harness in use (prepared in this process) keeps its files from gc.
+    let harness = kcache::vm::Harness::prepare(&vm, &ok, kcache::vm::Settings::default()).unwrap();
+    let (_, gc) = kc_json(&["gc", "--max-size", "0"]);
+    assert_eq!(
+        (&gc["vm_in_use"], &gc["vm_evicted"]),
+        (&Value::from(true), &Value::from(0)),
+        "{gc}"
+    );
+    assert_eq!(vm_files(&vm).len(), 3);
+    drop(harness);
+
+    // One blob, newer than the work files: gc down to the blob's size
+    // evicts the older work files and keeps the blob (one LRU order).
+    let (repo, vmlinux) = (
+        common::one_commit_repo(&dir.path().join("repo")),
+        dir.path().join("vmlinux.c"),
+    );
+    std::fs::write(&vmlinux, "int kernel_entry(void) { return 42; }\n").unwrap();
+    let elf = dir.path().join("vmlinux");
+    assert!(std::process::Command::new("gcc")
+        .args(["-O1", "-c", "-o"])
+        .arg(&elf)
+        .arg(&vmlinux)
+        .status()
+        .unwrap()
+        .success());
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in vm_files(&vm) {
+        std::fs::File::options()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    let put = common::kc(&cache)
+        .args(["put", "--repo", repo.to_str().unwrap(), "--toolchain", "gcc (test) 1"])
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", explain(&put));
+    let blob_bytes = kc_json(&["stats"]).1["blob_bytes"].as_u64().unwrap();
+    let (_, gc) = kc_json(&["gc", "--max-size", &blob_bytes.to_string()]);
+    assert_eq!(
+        (&gc["vm_evicted"], &gc["evicted"]),
+        (&Value::from(3), &Value::from(0)),
+        "{gc}"
+    );
+    assert_eq!(
+        (&gc["vm_bytes"], &gc["vm_in_use"]),
+        (&Value::from(0), &Value::from(false)),
+        "{gc}"
+    );
+    assert_eq!(gc["bytes_after"], blob_bytes, "{gc}");
+    assert!(vm_files(&vm).is_empty());
+    let stats = kc_json(&["stats"]).1;
+    assert_eq!(
+        (&stats["vm_files"], &stats["blobs"]),
+        (&Value::from(0), &Value::from(1)),
+        "{stats}"
+    );
+    // And the next run compiles and packs again.
+    run_harmless();
+    assert_eq!(vm_files(&vm).len(), 3);
+}
+
+/// The derived files in a harness work directory (not digests, not locks).
+fn vm_files(vm: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(vm)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with('.') && !name.ends_with(".blake3")
+        })
+        .collect()
+}

@@ -132,7 +132,9 @@ impl Cache {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.to_path_buf()));
         }
-        if !dir.join("index").is_dir() {
+        // `kcache repro` alone leaves only the harness's work files: a
+        // cache too (gc and verify must reach them).
+        if !dir.join("index").is_dir() && !dir.join(crate::vm::workdir::DIR).is_dir() {
             return Err(StoreError::NoCache(dir.to_path_buf()));
         }
         Cache::open_with_remote(dir, remote)

@@ -269,6 +269,8 @@ pub struct Harness {
     init: Program,
     initramfs: PathBuf,
     accel: AccelDecision,
+    /// Keeps `gc` from evicting the programs and initramfs while VMs boot them.
+    _in_use: super::workdir::InUse,
 }
 
 impl std::fmt::Debug for Harness {
@@ -294,6 +296,10 @@ impl Harness {
             what: format!("harness directory {}", work.display()),
             source,
         })?;
+        let in_use = super::workdir::hold(work).map_err(|source| VmError::Io {
+            what: format!("harness directory {} (its lock)", work.display()),
+            source,
+        })?;
         let compiler = programs::compiler_identity()?;
         let init = programs::compile_init(work, &compiler)?;
         let repro_program = programs::compile_repro(work, repro, &source, &compiler)?;
@@ -306,6 +312,7 @@ impl Harness {
             compiler,
             init,
             initramfs,
+            _in_use: in_use,
         })
     }
 
