@@ -580,3 +580,47 @@ fn vm_files(vm: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The harness API's promise to parallel bisections: one `Harness`, two
+/// `run_one` calls at once from two threads (even with the same run
+/// number) boot two VMs that overlap in time and whose consoles are each
+/// one whole boot, the crash titled in both.
+#[test]
+fn two_run_one_calls_at_once_on_one_harness_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let crash = write(dir.path(), "repro.c", SYSRQ_CRASH);
+    let settings = kcache::vm::Settings {
+        accel: kcache::vm::AccelChoice::Tcg,
+        budget: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let harness = kcache::vm::Harness::prepare(&dir.path().join("vm"), &crash, settings).unwrap();
+    let kernel = debian_kernel();
+    let runs: Vec<(Instant, Instant, kcache::vm::Run)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let start = Instant::now();
+                    let run = harness.run_one(&kernel, 1).unwrap();
+                    (start, Instant::now(), run)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (_, _, run) in &runs {
+        let console = String::from_utf8_lossy(&run.console);
+        match &run.outcome {
+            kcache::vm::RunOutcome::Crash { title, .. } => {
+                assert_eq!(title, "kernel panic: sysrq triggered crash")
+            }
+            other => panic!("{other:?}\n{console}"),
+        }
+        // One boot per console: nothing of the other VM in it.
+        for line in ["Linux version", "kcache-init: start", "---[ end Kernel panic"] {
+            assert_eq!(console.matches(line).count(), 1, "{line:?} in\n{console}");
+        }
+    }
+    let (a, b) = (&runs[0], &runs[1]);
+    assert!(a.0.max(b.0) < a.1.min(b.1), "the two VMs did not run at the same time");
+}

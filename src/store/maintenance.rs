@@ -360,11 +360,8 @@ impl Cache {
             referenced.extend(s.artifacts.iter().map(|a| (format!("signatures/{k}"), a.blake3)));
         }
         for (k, r) in &runs {
-            // A run pulled from the team remote names a console kept on its
-            // writer's machine (consoles are not uploaded): not missing here.
-            if r.writer.is_none() {
-                referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
-            }
+            // Pulled runs too: their consoles are fetched with them.
+            referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
             if !signature::is_signature(&r.signature) {
                 report.problems.push(format!(
                     "runs/{k} is on {:?}, which is not a kernel signature",

@@ -2,7 +2,9 @@
 //!
 //! Layout under the cache directory (see `cache-schema/README.md`):
 //! `index/` (RocksDB), `blobs/` (zstd blobs by BLAKE3), `tmp/` (blobs being
-//! written), `quarantine/` (corrupt blobs, kept for inspection).
+//! written), `quarantine/` (corrupt blobs, kept for inspection), `vm/` (the
+//! reproducer harness's work files, `crate::vm::workdir`: counted, checked
+//! and evicted by `stats`, `verify` and `gc`, never named by a record).
 //!
 //! Invariant: a record is written only after every blob it names is
 //! durable, so no record ever points at a blob that was never stored.
