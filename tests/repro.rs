@@ -617,10 +617,30 @@ fn two_run_one_calls_at_once_on_one_harness_do_not_collide() {
             other => panic!("{other:?}\n{console}"),
         }
         // One boot per console: nothing of the other VM in it.
-        for line in ["Linux version", "kcache-init: start", "Kernel panic - not syncing: sysrq"] {
+        for line in [
+            "Linux version",
+            "kcache-init: start",
+            "Kernel panic - not syncing: sysrq",
+        ] {
             assert_eq!(console.matches(line).count(), 1, "{line:?} in\n{console}");
         }
     }
     let (a, b) = (&runs[0], &runs[1]);
     assert!(a.0.max(b.0) < a.1.min(b.1), "the two VMs did not run at the same time");
+}
+
+/// `scripts/kernel/repro.fragment` gives the benchmark config what the
+/// harness needs (`scripts/bench-kernel.sh --maintainer-repro` appends it;
+/// a later assignment wins in olddefconfig, and the check reads it so).
+#[test]
+fn the_repro_fragment_completes_the_bench_config() {
+    let read = |rel: &str| std::fs::read_to_string(common::root().join(rel)).unwrap();
+    let bench = read("scripts/kernel/bench.config");
+    assert!(!kcache::kernel::harness::missing(&bench).is_empty());
+    let both = bench + &read("scripts/kernel/repro.fragment");
+    assert_eq!(kcache::kernel::harness::missing(&both), []);
+    assert!(
+        both.lines().any(|l| l == "CONFIG_MAGIC_SYSRQ=y"),
+        "yama-repro.c crashes through sysrq"
+    );
 }
