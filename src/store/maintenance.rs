@@ -53,7 +53,7 @@ impl Victim {
 }
 
 /// Work files were there but could not be evicted: a harness held them.
-fn vm_lock_was_missing(all: &[workdir::Entry], evictable: &[workdir::Entry]) -> bool {
+fn held_by_a_harness(all: &[workdir::Entry], evictable: &[workdir::Entry]) -> bool {
     !all.is_empty() && evictable.is_empty()
 }
 
@@ -187,8 +187,7 @@ impl Cache {
     /// evicted marker says why a blob is gone. While a harness uses `vm/`
     /// its files are counted but not evicted.
     pub fn gc(&self, max_bytes: u64) -> Result<GcReport, StoreError> {
-        let mut blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
-        blobs.sort_by_key(|b| b.last_used);
+        let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
         let vm_dir = self.dir.join(workdir::DIR);
         let vm_files = workdir::list(&vm_dir).map_err(|e| StoreError::io(&vm_dir, e))?;
         let vm_lock = workdir::lock_for_eviction(&vm_dir);
@@ -229,7 +228,7 @@ impl Cache {
             tmp_removed,
             vm_evicted,
             vm_bytes: vm_before - vm_freed,
-            vm_in_use: vm_lock_was_missing(&vm_files, evictable_vm),
+            vm_in_use: held_by_a_harness(&vm_files, evictable_vm),
         })
     }
 
