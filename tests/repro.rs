@@ -511,6 +511,25 @@ fn vm_work_files_are_counted_verified_and_evicted() {
         "{gc}"
     );
     assert_eq!(vm_files(&vm).len(), 3);
+    // ... and from verify --repair, which says so (the file is the
+    // harness's own compiled init: damaged after it was prepared).
+    let init = vm_files(&vm)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/init-"))
+        .unwrap();
+    let good_init = std::fs::read(&init).unwrap();
+    std::fs::write(&init, b"not a program").unwrap();
+    let (code, v) = kc_json(&["verify", "--repair"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(
+        v["problems"]
+            .to_string()
+            .contains("not deleted: a running harness uses vm/"),
+        "{v}"
+    );
+    assert!(init.exists());
+    std::fs::write(&init, good_init).unwrap();
+    assert_eq!(kc_json(&["verify"]).0, Some(0));
     drop(harness);
 
     // One blob, newer than the work files: gc down to the blob's size

@@ -76,7 +76,7 @@ fn digest_path(path: &Path) -> PathBuf {
 /// Why a derived file cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    #[error("has no digest file ({}{DIGEST_SUFFIX})", name(.0))]
+    #[error("has no digest file ({}{DIGEST_SUFFIX}; made by a kcache before digests, or half-written)", name(.0))]
     NoDigest(PathBuf),
     #[error("does not match its digest (damaged or half-written)")]
     Mismatch,
