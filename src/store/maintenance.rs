@@ -201,7 +201,7 @@ impl Cache {
             let time = now();
             self.write(|w| {
                 for k in &blob_victims {
-                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                    w.mark_evicted(k, time);
                 }
                 Ok(())
             })?;
@@ -406,7 +406,7 @@ impl Cache {
             let time = now();
             self.write(|w| {
                 for k in &newly_evicted {
-                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                    w.mark_evicted(k, time);
                 }
                 Ok(())
             })?;
