@@ -13,6 +13,12 @@
 #                                           --no-ff): plain `git bisect run` against kcache's default
 #                                           search, cold and warm (work: ~/.cache/kcache-bench/run-maintainer);
 #                                           the culprit must be the same patch, never a merge
+#   scripts/bench-kernel.sh --maintainer-repro
+#                                           the maintainer tree bisected with kcache's reproducer harness
+#                                           instead of a boot script: `bisect --kbuild --repro
+#                                           scripts/kernel/yama-repro.c` (ptrace to a sibling allowed =
+#                                           Yama off = the regression; it then crashes the kernel), config
+#                                           bench.config + kernel/repro.fragment (work: run-repro)
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -37,9 +43,13 @@ test_cmd=$here/kernel-boot-test.sh
 command -v qemu-system-x86_64 >/dev/null || { echo "bench-kernel: install qemu-system-x86" >&2; exit 2; }
 
 shape=line
-if [ "${1:-}" = --maintainer ]; then
+mode=${1:-}
+if [ "$mode" = --maintainer ]; then
   shape=maintainer
   work=$bench/run-maintainer
+elif [ "$mode" = --maintainer-repro ]; then
+  shape=maintainer
+  work=$bench/run-repro
 fi
 repo=$bench/linux
 [ "$shape" = line ] || repo=$bench/linux-$shape
@@ -167,6 +177,37 @@ check_not_a_merge() {
   echo "$json: culprit $(git -C "$repo" log -1 --format='%h %s' "$culprit") (not a merge)"
 }
 
+# The maintainer tree bisected by the reproducer harness: the test of
+# every step is `kcache repro`'s VM on the built boot image, each run
+# titled; the culprit must be the Yama patch, not a merge.
+bisect_repro() {
+  local cache=$work/cache t0 t1 culprit
+  cat "$config" "$here/kernel/repro.fragment" >"$work/repro.config"
+  t0=$(date +%s.%N)
+  "$kcache" --cache-dir "$cache" bisect --repo "$repo" --good "$good" --bad "$bad" --kbuild \
+    --config "$work/repro.config" --repro "$here/kernel/yama-repro.c" --repro-timeout 30 \
+    --runs "$runs" --json --log "$work/kcache-repro.log" --report "$work/report.html" \
+    >"$work/kcache-repro.json" 2>"$work/kcache-repro.progress"
+  t1=$(date +%s.%N)
+  culprit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"].get("commit","-"))' "$work/kcache-repro.json")
+  printf '%-22s %6s %6s %9s %6s %8ss  %s\n' kcache-repro "$(field steps "$work/kcache-repro.json")" \
+    "$(field builds_done "$work/kcache-repro.json")" "$(field builds_predicted "$work/kcache-repro.json")" \
+    "$(field runs_done "$work/kcache-repro.json")" "$(elapsed "$t0" "$t1")" \
+    "${culprit:0:12} $(git -C "$repo" log -1 --format=%s "$culprit" 2>/dev/null)" >>"$table"
+}
+
+if [ "$mode" = --maintainer-repro ]; then
+  rm -rf "$work"
+  mkdir -p "$work"
+  printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
+  bisect_repro
+  cat "$table"
+  check_not_a_merge "$work/kcache-repro.json"
+  subject=$(git -C "$repo" log -1 --format=%s "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"]["commit"])' "$work/kcache-repro.json")")
+  [ "$subject" = "yama: Disable by default" ] || { echo "bench-kernel: the reproducer blamed '$subject'" >&2; exit 1; }
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+  exit
+fi
 if [ "$shape" = maintainer ]; then
   rm -rf "$work"
   mkdir -p "$work"

@@ -38,7 +38,9 @@
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
 //! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`; `vm`
 //! uses `title`, `key` (its test inputs) and `kernel`'s config check, and
-//! `bisect` calls it as a test; `report` only renders, and nothing in the
+//! `bisect` calls it as a test; `store`'s `gc` and `verify` use
+//! `vm::workdir` (the harness's work files; a leaf that depends on nothing)
+//! and nothing else of `vm`; `report` only renders, and nothing in the
 //! library calls it (`bisect` does not). Nothing below the CLI prints
 //! except through [`notice`], which `--json` silences. The CLI
 //! (`src/main.rs`, with `src/cli/`) only parses arguments, calls the

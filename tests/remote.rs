@@ -119,6 +119,22 @@ impl Garage {
         })
     }
 
+    /// A record object's JSON (the record inside a signed envelope).
+    fn record(&self, name: &str) -> serde_json::Value {
+        use object_store::ObjectStoreExt;
+        let store = self.bucket();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(async {
+            let got = store.get(&object_store::path::Path::from(name)).await.unwrap();
+            got.bytes().await.unwrap()
+        });
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v.get("record").cloned().unwrap_or(v)
+    }
+
     /// Overwrites one object with other bytes.
     fn tamper(&self, name: &str, bytes: &[u8]) {
         use object_store::ObjectStoreExt;
@@ -220,10 +236,37 @@ fn team_members_share_builds_tests_and_artifacts() {
     assert_eq!(garage.objects("team/builds").len(), totals(&a, "builds_done") as usize);
     assert!(!garage.objects("team/blobs").is_empty());
 
-    let (b, _) = bisect(&garage, &b_cache, "team", &repo);
+    // Every run went up with its console, before the record naming it.
+    let blobs = garage.objects("team/blobs");
+    let consoles: Vec<String> = garage
+        .objects("team/runs")
+        .iter()
+        .filter_map(|r| garage.record(r)["log_blob"].as_str().map(String::from))
+        .collect();
+    assert!(!consoles.is_empty(), "the demo test's runs keep their output");
+    for c in &consoles {
+        assert!(
+            blobs.iter().any(|b| b.ends_with(&format!("/{c}.zst"))),
+            "console {c} not uploaded"
+        );
+    }
+
+    let report = dir.path().join("b.html");
+    let out = run_ok(
+        bisect_cmd(&garage, &b_cache, "team", &repo, &demo_test_script(), "5")
+            .arg("--report")
+            .arg(&report),
+    );
+    let b = json(&out);
     assert_eq!(b["outcome"]["commit"], a["outcome"]["commit"]);
     assert_eq!(totals(&b, "builds_done"), 0, "{b}");
     assert_eq!(totals(&b, "runs_done"), 0, "{b}");
+    // B's report shows the oops of the culprit's kernel from A's pulled runs.
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("The crash on the culprit") && html.contains("KASAN: slab-out-of-bounds"),
+        "no oops in B's report"
+    );
 
     // B restores A's artifacts from the remote, verified, byte for byte.
     let key = culprit_build_key(&a);
@@ -305,6 +348,13 @@ fn corrupted_remote_objects_are_detected_and_ignored() {
     assert!(!dir.path().join("out/vmlinux").exists());
     let (_, stderr) = bisect(&garage, &b_cache, "bad", &repo);
     assert!(stderr.contains("does not match the hash in its name"), "{stderr}");
+    // The pulled runs' consoles were tampered with too: not kept, and
+    // verify (which checks pulled runs' consoles) finds nothing missing.
+    let stats = json(&run_ok(
+        kcache().arg("--cache-dir").arg(&b_cache).args(["stats", "--json"]),
+    ));
+    let by_writer = stats["by_writer"].as_object().unwrap();
+    assert!(by_writer.keys().any(|w| w != "here"), "B pulled no run: {stats}");
     let verify = output_of(kcache().arg("--cache-dir").arg(&b_cache).arg("verify"));
     assert!(
         verify.status.success(),

@@ -404,3 +404,230 @@ fn a_killed_kcache_leaves_no_vm_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The harness's work files (`<cache>/vm/`: compiled programs, initramfs
+/// images, 1-2 MB each) are cache content: `stats` counts them, `verify`
+/// checks each against its digest (`--repair` deletes a bad one, made again
+/// on the next run), and `gc` evicts them least recently used first along
+/// with blobs, but never while a harness uses them.
+#[test]
+fn vm_work_files_are_counted_verified_and_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let vm = cache.join("vm");
+    let ok = write(dir.path(), "repro.c", HARMLESS);
+    let run_harmless = || {
+        let out = repro(
+            &cache,
+            &[
+                "--kernel",
+                debian_kernel().to_str().unwrap(),
+                "--repro",
+                ok.to_str().unwrap(),
+                "--runs",
+                "1",
+                "--timeout",
+                "20",
+                "--accel",
+                "tcg",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    };
+    run_harmless();
+    let kc_json = |args: &[&str]| {
+        let out = common::kc(&cache).args(args).arg("--json").output().unwrap();
+        (out.status.code(), json_of(&out))
+    };
+    let stats = kc_json(&["stats"]).1;
+    assert_eq!(stats["vm_files"], 3, "init, reproducer, initramfs: {stats}");
+    let vm_bytes = stats["vm_bytes"].as_u64().unwrap();
+    assert!(vm_bytes > 1_000_000, "{stats}");
+    let (code, v) = kc_json(&["verify"]);
+    assert_eq!((code, &v["vm_files"]), (Some(0), &Value::from(3)), "{v}");
+
+    // A damaged initramfs: named by verify, deleted by --repair, made
+    // again by the next run.
+    let initramfs = vm_files(&vm)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".cpio"))
+        .unwrap();
+    let mut bytes = std::fs::read(&initramfs).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&initramfs, bytes).unwrap();
+    let (code, v) = kc_json(&["verify"]);
+    assert_eq!(code, Some(1), "{v}");
+    let problems = v["problems"].to_string();
+    assert!(
+        problems.contains("vm/initramfs-") && problems.contains("does not match its digest"),
+        "{v}"
+    );
+    let (_, v) = kc_json(&["verify", "--repair"]);
+    assert_eq!(v["repaired"], true, "{v}");
+    assert!(!initramfs.exists());
+    assert_eq!(kc_json(&["verify"]).0, Some(0));
+    run_harmless();
+    assert!(initramfs.exists(), "the next run packs it again");
+
+    // A harness in use (prepared in this process) keeps its files from gc.
+    let harness = kcache::vm::Harness::prepare(&vm, &ok, kcache::vm::Settings::default()).unwrap();
+    let (_, gc) = kc_json(&["gc", "--max-size", "0"]);
+    assert_eq!(
+        (&gc["vm_in_use"], &gc["vm_evicted"]),
+        (&Value::from(true), &Value::from(0)),
+        "{gc}"
+    );
+    assert_eq!(vm_files(&vm).len(), 3);
+    // ... and from verify --repair, which says so (the file is the
+    // harness's own compiled init: damaged after it was prepared).
+    let init = vm_files(&vm)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/init-"))
+        .unwrap();
+    let good_init = std::fs::read(&init).unwrap();
+    std::fs::write(&init, b"not a program").unwrap();
+    let (code, v) = kc_json(&["verify", "--repair"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(
+        v["problems"]
+            .to_string()
+            .contains("not deleted: a running harness uses vm/"),
+        "{v}"
+    );
+    assert!(init.exists());
+    std::fs::write(&init, good_init).unwrap();
+    assert_eq!(kc_json(&["verify"]).0, Some(0));
+    drop(harness);
+
+    // One blob, newer than the work files: gc down to the blob's size
+    // evicts the older work files and keeps the blob (one LRU order).
+    let (repo, vmlinux) = (
+        common::one_commit_repo(&dir.path().join("repo")),
+        dir.path().join("vmlinux.c"),
+    );
+    std::fs::write(&vmlinux, "int kernel_entry(void) { return 42; }\n").unwrap();
+    let elf = dir.path().join("vmlinux");
+    assert!(std::process::Command::new("gcc")
+        .args(["-O1", "-c", "-o"])
+        .arg(&elf)
+        .arg(&vmlinux)
+        .status()
+        .unwrap()
+        .success());
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in vm_files(&vm) {
+        std::fs::File::options()
+            .append(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    let put = common::kc(&cache)
+        .args(["put", "--repo", repo.to_str().unwrap(), "--toolchain", "gcc (test) 1"])
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", explain(&put));
+    let blob_bytes = kc_json(&["stats"]).1["blob_bytes"].as_u64().unwrap();
+    let (_, gc) = kc_json(&["gc", "--max-size", &blob_bytes.to_string()]);
+    assert_eq!(
+        (&gc["vm_evicted"], &gc["evicted"]),
+        (&Value::from(3), &Value::from(0)),
+        "{gc}"
+    );
+    assert_eq!(
+        (&gc["vm_bytes"], &gc["vm_in_use"]),
+        (&Value::from(0), &Value::from(false)),
+        "{gc}"
+    );
+    assert_eq!(gc["bytes_after"], blob_bytes, "{gc}");
+    assert!(vm_files(&vm).is_empty());
+    let stats = kc_json(&["stats"]).1;
+    assert_eq!(
+        (&stats["vm_files"], &stats["blobs"]),
+        (&Value::from(0), &Value::from(1)),
+        "{stats}"
+    );
+    // And the next run compiles and packs again.
+    run_harmless();
+    assert_eq!(vm_files(&vm).len(), 3);
+}
+
+/// The derived files in a harness work directory (not digests, not locks).
+fn vm_files(vm: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(vm)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with('.') && !name.ends_with(".blake3")
+        })
+        .collect()
+}
+
+/// The harness API's promise to parallel bisections: one `Harness`, two
+/// `run_one` calls at once from two threads (even with the same run
+/// number) boot two VMs that overlap in time and whose consoles are each
+/// one whole boot, the crash titled in both.
+#[test]
+fn two_run_one_calls_at_once_on_one_harness_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let crash = write(dir.path(), "repro.c", SYSRQ_CRASH);
+    let settings = kcache::vm::Settings {
+        accel: kcache::vm::AccelChoice::Tcg,
+        budget: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let harness = kcache::vm::Harness::prepare(&dir.path().join("vm"), &crash, settings).unwrap();
+    let kernel = debian_kernel();
+    let runs: Vec<(Instant, Instant, kcache::vm::Run)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let start = Instant::now();
+                    let run = harness.run_one(&kernel, 1).unwrap();
+                    (start, Instant::now(), run)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (_, _, run) in &runs {
+        let console = String::from_utf8_lossy(&run.console);
+        match &run.outcome {
+            kcache::vm::RunOutcome::Crash { title, .. } => {
+                assert_eq!(title, "kernel panic: sysrq triggered crash")
+            }
+            other => panic!("{other:?}\n{console}"),
+        }
+        // One boot per console: nothing of the other VM in it.
+        for line in [
+            "Linux version",
+            "kcache-init: start",
+            "Kernel panic - not syncing: sysrq",
+        ] {
+            assert_eq!(console.matches(line).count(), 1, "{line:?} in\n{console}");
+        }
+    }
+    let (a, b) = (&runs[0], &runs[1]);
+    assert!(a.0.max(b.0) < a.1.min(b.1), "the two VMs did not run at the same time");
+}
+
+/// `scripts/kernel/repro.fragment` gives the benchmark config what the
+/// harness needs (`scripts/bench-kernel.sh --maintainer-repro` appends it;
+/// a later assignment wins in olddefconfig, and the check reads it so).
+#[test]
+fn the_repro_fragment_completes_the_bench_config() {
+    let read = |rel: &str| std::fs::read_to_string(common::root().join(rel)).unwrap();
+    let bench = read("scripts/kernel/bench.config");
+    assert!(!kcache::kernel::harness::missing(&bench).is_empty());
+    let both = bench + &read("scripts/kernel/repro.fragment");
+    assert_eq!(kcache::kernel::harness::missing(&both), []);
+    assert!(
+        both.lines().any(|l| l == "CONFIG_MAGIC_SYSRQ=y"),
+        "yama-repro.c crashes through sysrq"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::exec::EvalError;
 use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
-use crate::store::{Cache, Outcome, RunRecord, StoreError};
+use crate::store::{Cache, Outcome, RunRecord};
 use crate::vm::{NoInfo, ReproTest, RunOutcome};
 
 /// A crash with its title, ok, or no information: a kernel that did not
@@ -41,13 +41,10 @@ pub(super) fn run(
         RunOutcome::NoInfo(_) => (Outcome::Infra, None),
     };
     let mut record = RunRecord::new(signature, test_key, outcome, title, r.seconds, Some(commit));
-    let log = artifacts.join(format!("console-{run}.log"));
-    record.log_blob = std::fs::write(&log, &r.console)
-        .map_err(|source| StoreError::Io {
-            path: log.clone(),
-            source,
-        })
-        .and_then(|()| cache.put_blob(&log))
+    // Straight from memory: no file in the shared artifacts directory, so
+    // runs at once on one kernel cannot collide.
+    record.log_blob = cache
+        .put_console(&r.console)
         .inspect_err(|e| crate::warn(&format!("run {run}'s console not kept: {e}")))
         .ok();
     Ok(Some(record))

@@ -226,7 +226,7 @@ pub enum Command {
     RecordRun(RecordRunArgs),
     /// Records, blobs, bytes, hits, misses and time saved.
     Stats(StatsArgs),
-    /// Evict least-recently-used artifacts until the blobs fit in SIZE (50G, 500M, 1024).
+    /// Evict least-recently-used artifacts and reproducer work files (vm/) until they fit in SIZE (50G, 500M, 1024).
     Gc(GcArgs),
     /// The effective settings (cache directory, remote, endpoint), secrets masked.
     Config(ConfigArgs),
@@ -574,7 +574,7 @@ pub struct StatsArgs {
 
 #[derive(Args)]
 pub struct GcArgs {
-    /// Evict least-recently-used artifacts until the blobs fit: 50G, 500M, 1024 (bytes).
+    /// Evict least-recently-used artifacts and reproducer work files until they fit: 50G, 500M, 1024 (bytes).
     #[arg(long, value_name = "SIZE")]
     pub max_size: String,
     /// Print JSON on stdout (see the README for its shape); stderr has errors only.

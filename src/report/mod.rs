@@ -407,6 +407,13 @@ pub fn stats_text(st: &Stats) -> String {
         let _ = writeln!(s, "  {cf}: {n}");
     }
     let _ = writeln!(s, "  blobs: {} ({} bytes stored)", st.blobs, st.blob_bytes);
+    if st.vm_files > 0 {
+        let _ = writeln!(
+            s,
+            "  reproducer work files (vm/): {} ({} bytes)",
+            st.vm_files, st.vm_bytes
+        );
+    }
     if st.by_writer.keys().any(|w| w != "here") {
         s.push_str("build and run records by writer:\n");
         for (writer, n) in &st.by_writer {

@@ -62,10 +62,16 @@ pub fn uploads_left(r: &SyncReport) -> Option<String> {
 
 /// `kcache gc --max-size`.
 pub fn gc_text(r: &GcReport, max: u64) -> String {
-    format!(
-        "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)\n",
-        r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
-    )
+    let mut out = format!(
+        "evicted {} blob(s) and {} reproducer work file(s): {} -> {} bytes ({} of them in vm/); \
+         removed {} stale temp file(s)",
+        r.evicted, r.vm_evicted, r.bytes_before, r.bytes_after, r.vm_bytes, r.tmp_removed
+    );
+    if r.vm_in_use {
+        out.push_str("; vm/ was in use by a running harness and kept");
+    }
+    out.push_str(&format!(" (limit {max})\n"));
+    out
 }
 
 /// `kcache verify`: every problem, then the verdict.

@@ -15,6 +15,47 @@ use super::index::{CF_BISECTIONS, CF_PREBUILDS};
 use super::{now, BuildRecord, Cache, RunRecord, SignatureRecord, StoreError, ARTIFACTS_LOCK, ARTIFACTS_PREFIX};
 use crate::key::Key;
 use crate::signature::{self, KernelSignature};
+use crate::vm::workdir;
+
+/// Something `gc` may evict: a blob, or one of the harness's work files.
+#[derive(Debug, Clone)]
+enum Victim {
+    Blob(Key, u64, std::time::SystemTime),
+    VmFile(PathBuf, u64, std::time::SystemTime),
+}
+
+impl Victim {
+    fn blob(&self) -> Option<Key> {
+        match self {
+            Victim::Blob(k, ..) => Some(*k),
+            Victim::VmFile(..) => None,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Victim::Blob(_, b, _) | Victim::VmFile(_, b, _) => *b,
+        }
+    }
+
+    fn vm_bytes(&self) -> u64 {
+        match self {
+            Victim::Blob(..) => 0,
+            Victim::VmFile(_, b, _) => *b,
+        }
+    }
+
+    fn last_used(&self) -> std::time::SystemTime {
+        match self {
+            Victim::Blob(_, _, t) | Victim::VmFile(_, _, t) => *t,
+        }
+    }
+}
+
+/// Work files were there but could not be evicted: a harness held them.
+fn held_by_a_harness(all: &[workdir::Entry], evictable: &[workdir::Entry]) -> bool {
+    !all.is_empty() && evictable.is_empty()
+}
 
 impl Cache {
     /// After a repair: records that still do not parse are deleted (and
@@ -101,11 +142,15 @@ impl Cache {
         })?;
         let by_writer = self.records_by_writer()?;
         let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        let vm_dir = self.dir.join(workdir::DIR);
+        let vm_files = workdir::list(&vm_dir).map_err(|e| StoreError::io(&vm_dir, e))?;
         Ok(Stats {
             cache_dir: self.dir.clone(),
             records,
             blobs: blobs.len() as u64,
             blob_bytes: blobs.iter().map(|b| b.stored_bytes).sum(),
+            vm_files: vm_files.len() as u64,
+            vm_bytes: vm_files.iter().map(|f| f.bytes).sum(),
             counters,
             prebuilt: self.prebuilds()?,
             by_writer,
@@ -145,32 +190,61 @@ impl Cache {
         })
     }
 
-    /// Evicts least-recently-used blobs until the blobs take at most
-    /// `max_bytes`. Records stay; an evicted marker says why a blob is gone.
+    /// Evicts least-recently-used content until blobs and the harness's
+    /// work files (`vm/`: compiled reproducers, initramfs images, made
+    /// again when needed) take at most `max_bytes`. Records stay; an
+    /// evicted marker says why a blob is gone. While a harness uses `vm/`
+    /// its files are counted but not evicted.
     pub fn gc(&self, max_bytes: u64) -> Result<GcReport, StoreError> {
-        let mut blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
-        blobs.sort_by_key(|b| b.last_used);
-        let mut total: u64 = blobs.iter().map(|b| b.stored_bytes).sum();
+        let blobs = self.blobs.list().map_err(|e| StoreError::io(self.dir(), e))?;
+        let vm_dir = self.dir.join(workdir::DIR);
+        let vm_files = workdir::list(&vm_dir).map_err(|e| StoreError::io(&vm_dir, e))?;
+        let vm_lock = workdir::lock_for_eviction(&vm_dir);
+        let evictable_vm: &[workdir::Entry] = if vm_lock.is_some() { &vm_files } else { &[] };
+        let vm_before: u64 = vm_files.iter().map(|f| f.bytes).sum();
+        let mut total: u64 = blobs.iter().map(|b| b.stored_bytes).sum::<u64>() + vm_before;
         let before = total;
-        let victims = self.pick_victims(&blobs, &mut total, max_bytes);
-        if !victims.is_empty() {
-            self.mark_evicted(&victims)?;
-            for k in &victims {
+        let victims = self.pick_victims(&blobs, evictable_vm, &mut total, max_bytes);
+        let blob_victims: Vec<Key> = victims.iter().filter_map(Victim::blob).collect();
+        if !blob_victims.is_empty() {
+            self.mark_evicted(&blob_victims)?;
+            for k in &blob_victims {
                 let _ = self.blobs.remove(k);
             }
         }
-        let tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))? + self.clean_stale();
+        let mut vm_evicted = 0;
+        for v in &victims {
+            if let Victim::VmFile(path, ..) = v {
+                workdir::remove(path).map_err(|e| StoreError::io(path, e))?;
+                vm_evicted += 1;
+            }
+        }
+        let vm_freed: u64 = victims.iter().map(Victim::vm_bytes).sum();
+        drop(vm_lock);
+        let tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?
+            + self.clean_stale()
+            + workdir::clean_temporary(&vm_dir);
         Ok(GcReport {
-            evicted: victims.len(),
+            evicted: blob_victims.len(),
             bytes_before: before,
             bytes_after: total,
             tmp_removed,
+            vm_evicted,
+            vm_bytes: vm_before - vm_freed,
+            vm_in_use: held_by_a_harness(&vm_files, evictable_vm),
         })
     }
 
-    /// Least recently used first, but never the base of a delta that
-    /// stays: a base is evicted only with (after) its last dependent.
-    fn pick_victims(&self, blobs: &[BlobEntry], total: &mut u64, max_bytes: u64) -> Vec<Key> {
+    /// Least recently used first, blobs and work files alike, but never
+    /// the base of a delta that stays: a base is evicted only with (after)
+    /// its last dependent.
+    fn pick_victims(
+        &self,
+        blobs: &[BlobEntry],
+        vm_files: &[workdir::Entry],
+        total: &mut u64,
+        max_bytes: u64,
+    ) -> Vec<Victim> {
         let chains: HashMap<Key, Vec<Key>> = blobs
             .iter()
             .filter_map(|b| Some((b.key, self.blobs.chain_of(&b.key).ok()?)))
@@ -180,24 +254,36 @@ impl Cache {
         for link in chains.values().flatten() {
             *needed.entry(*link).or_default() += 1;
         }
+        let mut candidates: Vec<Victim> = blobs
+            .iter()
+            .map(|b| Victim::Blob(b.key, b.stored_bytes, b.last_used))
+            .chain(
+                vm_files
+                    .iter()
+                    .map(|f| Victim::VmFile(f.path.clone(), f.bytes, f.last_used)),
+            )
+            .collect();
+        candidates.sort_by_key(Victim::last_used);
         let mut victims = Vec::new();
-        let mut gone: HashSet<Key> = HashSet::new();
+        let mut gone: HashSet<usize> = HashSet::new();
         // Each pass frees the bases whose last dependent the pass before evicted.
         while *total > max_bytes {
             let before = victims.len();
-            for b in blobs {
+            for (i, c) in candidates.iter().enumerate() {
                 if *total <= max_bytes {
                     break;
                 }
-                if gone.contains(&b.key) || needed.get(&b.key).is_some_and(|n| *n > 0) {
+                if gone.contains(&i) || c.blob().is_some_and(|k| needed.get(&k).is_some_and(|n| *n > 0)) {
                     continue;
                 }
-                *total -= b.stored_bytes;
-                gone.insert(b.key);
-                victims.push(b.key);
-                for link in chains.get(&b.key).into_iter().flatten() {
-                    needed.entry(*link).and_modify(|n| *n -= 1);
+                *total -= c.bytes();
+                gone.insert(i);
+                if let Some(k) = c.blob() {
+                    for link in chains.get(&k).into_iter().flatten() {
+                        needed.entry(*link).and_modify(|n| *n -= 1);
+                    }
                 }
+                victims.push(c.clone());
             }
             if victims.len() == before {
                 break;
@@ -276,11 +362,8 @@ impl Cache {
             referenced.extend(s.artifacts.iter().map(|a| (format!("signatures/{k}"), a.blake3)));
         }
         for (k, r) in &runs {
-            // A run pulled from the team remote names a console kept on its
-            // writer's machine (consoles are not uploaded): not missing here.
-            if r.writer.is_none() {
-                referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
-            }
+            // Pulled runs too: their consoles are fetched with them.
+            referenced.extend(r.log_blob.iter().map(|b| (format!("runs/{k}"), *b)));
             if !signature::is_signature(&r.signature) {
                 report.problems.push(format!(
                     "runs/{k} is on {:?}, which is not a kernel signature",
@@ -326,10 +409,47 @@ impl Cache {
             self.mark_evicted(&newly_evicted)?;
             report.repaired = true;
         }
+        self.verify_vm_files(repair, &mut report)?;
         if repair {
-            report.tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?;
+            report.tmp_removed = self.blobs.clean_tmp().map_err(|e| StoreError::io(self.dir(), e))?
+                + workdir::clean_temporary(&self.dir.join(workdir::DIR));
         }
         Ok(report)
+    }
+
+    /// Every work file of the harness (`vm/`) against its digest. A repair
+    /// deletes the bad ones (they are made again when needed), unless a
+    /// running harness holds the directory.
+    fn verify_vm_files(&self, repair: bool, report: &mut VerifyReport) -> Result<(), StoreError> {
+        let dir = self.dir.join(workdir::DIR);
+        let files = workdir::list(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        report.vm_files = files.len() as u64;
+        let bad: Vec<(&workdir::Entry, workdir::Problem)> = files
+            .iter()
+            .filter_map(|f| workdir::check(&f.path).err().map(|p| (f, p)))
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let lock = if repair { workdir::lock_for_eviction(&dir) } else { None };
+        for (f, problem) in bad {
+            let name = f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let fate = match &lock {
+                Some(_) => {
+                    workdir::remove(&f.path).map_err(|e| StoreError::io(&f.path, e))?;
+                    report.repaired = true;
+                    " (deleted: it is made again when needed)"
+                }
+                None if repair => " (not deleted: a running harness uses vm/; repair again after it)",
+                None => "",
+            };
+            report.problems.push(format!("{}/{name} {problem}{fate}", workdir::DIR));
+        }
+        Ok(())
     }
 }
 
@@ -339,6 +459,9 @@ pub struct Stats {
     pub records: BTreeMap<String, u64>,
     pub blobs: u64,
     pub blob_bytes: u64,
+    /// The reproducer harness's work files (`vm/`): programs and initramfs images.
+    pub vm_files: u64,
+    pub vm_bytes: u64,
     pub counters: BTreeMap<String, i64>,
     /// Every prebuilt range, by recipe and config.
     pub prebuilt: Vec<super::PrebuildRecord>,
@@ -349,16 +472,26 @@ pub struct Stats {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GcReport {
+    /// Blobs evicted.
     pub evicted: usize,
+    /// Blobs and work files (`vm/`), before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub tmp_removed: usize,
+    /// The harness's work files (compiled reproducers, initramfs images) evicted.
+    pub vm_evicted: usize,
+    /// What the work files still take.
+    pub vm_bytes: u64,
+    /// A harness was using `vm/`: its files were counted, not evicted.
+    pub vm_in_use: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
     pub records: u64,
     pub blobs: u64,
+    /// The harness's work files checked (`vm/`).
+    pub vm_files: u64,
     pub problems: Vec<String>,
     pub repaired: bool,
     pub tmp_removed: usize,

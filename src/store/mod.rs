@@ -2,7 +2,9 @@
 //!
 //! Layout under the cache directory (see `cache-schema/README.md`):
 //! `index/` (RocksDB), `blobs/` (zstd blobs by BLAKE3), `tmp/` (blobs being
-//! written), `quarantine/` (corrupt blobs, kept for inspection).
+//! written), `quarantine/` (corrupt blobs, kept for inspection), `vm/` (the
+//! reproducer harness's work files, `crate::vm::workdir`: counted, checked
+//! and evicted by `stats`, `verify` and `gc`, never named by a record).
 //!
 //! Invariant: a record is written only after every blob it names is
 //! durable, so no record ever points at a blob that was never stored.
@@ -122,7 +124,9 @@ impl Cache {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.to_path_buf()));
         }
-        if !dir.join("index").is_dir() {
+        // `kcache repro` alone leaves only the harness's work files: a
+        // cache too (gc and verify must reach them).
+        if !dir.join("index").is_dir() && !dir.join(crate::vm::workdir::DIR).is_dir() {
             return Err(StoreError::NoCache(dir.to_path_buf()));
         }
         Cache::open_with_remote(dir, remote)

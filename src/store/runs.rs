@@ -1,5 +1,7 @@
 //! Test runs: appended per kernel signature and test key, pooled from
-//! the remote when the local tier does not settle the question.
+//! the remote when the local tier does not settle the question. A run's
+//! console (a zstd blob) travels with it: uploaded before its record,
+//! fetched and verified when the run is pulled.
 
 use super::index::{Read, CF_PENDING, CF_RUNS};
 use super::{upload, Cache, Outcome, RunId, RunRecord, StoreError, RUN_SCHEMA};
@@ -81,6 +83,7 @@ impl Cache {
             })
             .filter(|r| !local.contains(&r.run_id))
             .collect();
+        let fresh = self.fetch_consoles(remote, fresh)?;
         if !fresh.is_empty() {
             self.write(|w| {
                 for r in &fresh {
@@ -90,6 +93,29 @@ impl Cache {
             })?;
         }
         Ok(fresh.len())
+    }
+
+    /// Fetches the console each pulled run names, verified against its
+    /// hash (as any blob), before the run is recorded here: a kept run's
+    /// console is then local, so `verify` checks it and the report shows
+    /// it. A console the remote lacks or that does not verify is dropped
+    /// from this cache's copy of the run (the run itself still counts); a
+    /// run whose console could not be fetched because the remote went down
+    /// is not recorded yet (the next pull takes it, console and all).
+    fn fetch_consoles(&self, remote: &super::Remote, runs: Vec<RunRecord>) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out = Vec::with_capacity(runs.len());
+        for mut run in runs {
+            if let Some(key) = run.log_blob {
+                if !self.blobs.contains(&key) && !remote.fetch_blob(&key, &self.blobs)? {
+                    if remote.is_down() {
+                        continue;
+                    }
+                    run.log_blob = None;
+                }
+            }
+            out.push(run);
+        }
+        Ok(out)
     }
 
     /// Keeps a run's console output (content-addressed, zstd): the

@@ -4,7 +4,8 @@
 //! entry, in the same index batch, so nothing is lost if the process dies
 //! or the remote is down. Entries are uploaded in the background with
 //! bounded concurrency and retries with backoff (blobs first, then the
-//! record that names them) and deleted once the remote has them. `kcache
+//! record that names them: a build's artifacts, a run's console) and
+//! deleted once the remote has them. `kcache
 //! sync` uploads whatever earlier processes left queued.
 
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::index::{Read, CF_BUILDS, CF_PENDING, CF_RUNS};
 use super::{BuildRecord, Cache, Remote, RunRecord};
+use crate::key::Key;
 
 /// Uploads in flight at once.
 const CONCURRENCY: usize = 4;
@@ -147,6 +149,21 @@ fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::E
     }
 }
 
+/// Uploads a local blob, a delta's chain first: a member who fetches it
+/// needs every link (each push is a no-op when already there). A blob
+/// evicted locally before it was uploaded cannot be sent; the record that
+/// names it is still worth sharing.
+async fn push_blob_and_chain(remote: &Remote, local: &Cache, key: &Key) -> Result<(), object_store::Error> {
+    if !local.blobs.contains(key) {
+        return Ok(());
+    }
+    let chain = local.blobs.chain_of(key).unwrap_or_default();
+    for link in chain.iter().rev().filter(|k| local.blobs.contains(k)) {
+        remote.push_blob(link, &local.blobs).await?;
+    }
+    remote.push_blob(key, &local.blobs).await
+}
+
 async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), object_store::Error> {
     let Some((kind, key)) = entry.split_once('/') else {
         return Ok(());
@@ -155,17 +172,7 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
         "build" => {
             let record = local_record::<BuildRecord>(local, CF_BUILDS, key).await?;
             for a in &record.artifacts {
-                // A blob evicted locally before it was uploaded cannot be
-                // sent; the record (its signature) is still worth sharing.
-                if local.blobs.contains(&a.blake3) {
-                    // A delta's chain first: a member who fetches it needs
-                    // every link (each push is a no-op when already there).
-                    let chain = local.blobs.chain_of(&a.blake3).unwrap_or_default();
-                    for link in chain.iter().rev().filter(|k| local.blobs.contains(k)) {
-                        remote.push_blob(link, &local.blobs).await?;
-                    }
-                    remote.push_blob(&a.blake3, &local.blobs).await?;
-                }
+                push_blob_and_chain(remote, local, &a.blake3).await?;
             }
             let build_key = record.build_key.to_hex();
             let stem = record
@@ -184,6 +191,11 @@ async fn upload_one(remote: &Remote, local: &Cache, entry: &str) -> Result<(), o
         }
         "run" => {
             let run = local_record::<RunRecord>(local, CF_RUNS, key).await?;
+            // The console before the record that names it, as artifacts
+            // before builds: a member who pulls the run can fetch it.
+            if let Some(console) = &run.log_blob {
+                push_blob_and_chain(remote, local, console).await?;
+            }
             let dir = format!("runs/{}/{}", run.signature, run.test_key.to_hex());
             remote.push_record(&dir, &run.run_id, &run).await
         }

@@ -261,6 +261,24 @@ impl AccelDecision {
 }
 
 /// A reproducer ready to run on any kernel image.
+///
+/// Concurrency (what `bisect --repro` batches and `kcache repro --jobs`
+/// rely on): a `Harness` is `Sync`, and any number of [`Harness::run_one`]
+/// calls may run at once from different threads, on the same or different
+/// kernels, also with the same run number (a label in the result, never a
+/// file name). Each VM is its own QEMU process with no network, no disk,
+/// no monitor socket and no port: its console is its stdout pipe, read
+/// into that run's [`Run::console`], so runs cannot see each other's
+/// output. All VMs share the kernel image and the initramfs read-only.
+/// The first VM decides KVM or TCG for all (others wait for its verdict:
+/// a broken KVM costs one probe, not one per VM). The work directory is
+/// held (shared lock) from [`Harness::prepare`] until the harness is
+/// dropped, so `gc` never removes what a VM is about to boot; harnesses in
+/// several processes share it safely (programs are compiled into private
+/// temporary directories and renamed into place). Each QEMU dies with the
+/// thread that started it (`PR_SET_PDEATHSIG`), so a `run_one` must not
+/// be handed to a thread that exits before it returns (it does not: the
+/// call blocks until the VM is gone).
 pub struct Harness {
     settings: Settings,
     qemu: PathBuf,
@@ -269,6 +287,8 @@ pub struct Harness {
     init: Program,
     initramfs: PathBuf,
     accel: AccelDecision,
+    /// Keeps `gc` from evicting the programs and initramfs while VMs boot them.
+    _in_use: super::workdir::InUse,
 }
 
 impl std::fmt::Debug for Harness {
@@ -294,6 +314,10 @@ impl Harness {
             what: format!("harness directory {}", work.display()),
             source,
         })?;
+        let in_use = super::workdir::hold(work).map_err(|source| VmError::Io {
+            what: format!("harness directory {} (its lock)", work.display()),
+            source,
+        })?;
         let compiler = programs::compiler_identity()?;
         let init = programs::compile_init(work, &compiler)?;
         let repro_program = programs::compile_repro(work, repro, &source, &compiler)?;
@@ -306,6 +330,7 @@ impl Harness {
             compiler,
             init,
             initramfs,
+            _in_use: in_use,
         })
     }
 
@@ -353,7 +378,8 @@ impl Harness {
         }
     }
 
-    /// One run on `kernel`: boots, runs the reproducer, classifies.
+    /// One run on `kernel`: boots, runs the reproducer, classifies. Safe
+    /// to call from several threads at once (see [`Harness`]).
     pub fn run_one(&self, kernel: &Path, run: u32) -> Result<Run, VmError> {
         check_kernel_image(kernel)?;
         self.run_checked(kernel, run)

@@ -5,6 +5,8 @@
 //!   static once per content; the initramfs that carries them.
 //! - [`cpio`]: the initramfs format (`newc`), written in memory.
 //! - [`qemu`]: one VM, its console, its deadlines, KVM or TCG.
+//! - [`workdir`]: the work directory's conventions (digests beside the
+//!   files, last use, the in-use lock) that `gc` and `verify` rely on.
 //! - [`harness`]: runs (N of them, `jobs` VMs at once), each classified
 //!   as a crash with its title ([`crate::title`]), ok, or no information
 //!   with the reason; the reproduce rate.
@@ -23,6 +25,7 @@ pub mod harness;
 pub mod programs;
 pub mod qemu;
 pub mod text;
+pub mod workdir;
 
 pub use harness::{Harness, NoInfo, Run, RunOutcome, Settings, Summary};
 pub use qemu::Accel;

@@ -2,12 +2,14 @@
 //! reproducer and kcache's init, each compiled static with the host's gcc
 //! once per content (source, compiler version, flags) into the harness's
 //! work directory, then packed with `cpio` into an initramfs that is
-//! itself kept by the digest of what it holds.
+//! itself kept by the digest of what it holds. Every file there follows
+//! [`workdir`]'s conventions (a digest beside it, reused only when it
+//! matches, so `gc` may evict and `verify` may check any of them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{cpio, VmError};
+use super::{cpio, workdir, VmError};
 use crate::key::{self, Key};
 
 /// kcache's init (PID 1 in the VM), compiled on first use.
@@ -79,7 +81,7 @@ fn compile_cached(
 ) -> Result<Program, VmError> {
     let recipe_digest = recipe_digest(source, flags, compiler);
     let path = work.join(format!("{name}-{}", &recipe_digest.to_hex()[..24]));
-    if path.is_file() {
+    if workdir::reuse(&path) {
         return Ok(Program { path, recipe_digest });
     }
     let io = |what: &str| {
@@ -111,8 +113,8 @@ fn compile_cached(
         });
     }
     // Atomic: a concurrent kcache compiling the same program renames the
-    // same bytes over it.
-    std::fs::rename(&out, &path).map_err(io("compiled program"))?;
+    // same bytes (and digest) over it.
+    workdir::publish(&out, &path).map_err(io("compiled program"))?;
     Ok(Program { path, recipe_digest })
 }
 
@@ -143,7 +145,7 @@ pub fn initramfs(work: &Path, init: &Program, repro: &Program) -> Result<PathBuf
     let (init_bytes, repro_bytes) = (read(init)?, read(repro)?);
     let digest = key::digest(&[key::digest(&init_bytes).0, key::digest(&repro_bytes).0].concat());
     let path = work.join(format!("initramfs-{}.cpio", &digest.to_hex()[..24]));
-    if path.is_file() {
+    if workdir::reuse(&path) {
         return Ok(path);
     }
     let archive = cpio::archive(&[
@@ -181,6 +183,7 @@ pub fn initramfs(work: &Path, init: &Program, repro: &Program) -> Result<PathBuf
     };
     let mut tmp = tempfile::NamedTempFile::new_in(work).map_err(io)?;
     std::io::Write::write_all(&mut tmp, &archive).map_err(io)?;
-    tmp.persist(&path).map_err(|e| io(e.error))?;
+    let (_, tmp) = tmp.keep().map_err(|e| io(e.error))?;
+    workdir::publish(&tmp, &path).map_err(io)?;
     Ok(path)
 }
