@@ -45,6 +45,7 @@
 mod adversarial;
 pub mod boundary;
 mod choose;
+mod plan;
 mod posterior;
 #[cfg(test)]
 mod tests;
@@ -141,6 +142,12 @@ pub trait Oracle {
     /// the background; a later `build` of one of them waits for it. Called
     /// before each test; each call replaces the previous wish list.
     fn prefetch(&mut self, _wanted: &[usize]) {}
+    /// Builds this oracle can make at once (build slots). With more than
+    /// one, the search counts a set's builds as running side by side (it
+    /// asks for them through `prefetch` first, then `build`s each).
+    fn build_slots(&self) -> u32 {
+        1
+    }
 }
 
 /// Settings of the search.
