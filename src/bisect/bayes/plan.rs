@@ -25,8 +25,9 @@
 //! do next; then one more level under the likeliest branches. The commits
 //! those choices would build, in that order, go to [`Oracle::prefetch`]
 //! (after the unbuilt commits of the set itself, so an oracle with several
-//! build slots builds a set's kernels side by side). At most
-//! [`LOOKAHEAD_CHOICES`] choices a step bound its cost.
+//! build slots builds a set's kernels side by side). A budget of choices
+//! per step that shrinks with the graph ([`LOOKAHEAD_CHOICES`]) bounds its
+//! cost.
 //!
 //! Invariant: decides only what to test and what to wish for; the
 //! evidence is taken in by the loop ([`boundary`](super::boundary)) alone,
@@ -43,11 +44,17 @@ use crate::crash::RunClass;
 
 /// Single tests a set is grown from.
 const SET_CANDIDATES: usize = 6;
+/// Where, in the share of the mass below them, set members are looked for.
+const SPREAD: [f64; 4] = [0.25, 1.0 / 3.0, 2.0 / 3.0, 0.75];
 /// The most tests in one set.
 const SET_MAX: usize = 4;
 /// Choices the lookahead makes per step (each: one posterior and one
-/// choice over every node).
-pub(super) const LOOKAHEAD_CHOICES: usize = 6;
+/// choice over every node, about as long as the step's own): between 2
+/// (both outcomes of a single test) and 6 (both levels), as many as
+/// [`LOOKAHEAD_WORK`] allows at `n · (W + P_GRID)` a choice: 2 on a
+/// 15,000-commit DAG, 4 on a 10,000-commit line, 6 on small ranges.
+const LOOKAHEAD_CHOICES: (usize, usize) = (2, 6);
+const LOOKAHEAD_WORK: usize = 1_000_000;
 /// The longest wish list handed to the oracle.
 const WISH_LEN: usize = 8;
 /// Outcomes less likely than this are not looked into.
@@ -193,7 +200,7 @@ impl Search<'_, '_> {
         }
         let alone = |c: &Candidate| c.gain / (c.build + run * c.batch.div_ceil(slots) as f64);
         cands.sort_by(|a, b| alone(b).total_cmp(&alone(a)).then(a.node.cmp(&b.node)));
-        cands.truncate(SET_CANDIDATES);
+        let cands = self.spread(post, cands);
         let nodes: Vec<usize> = cands.iter().map(|c| c.node).collect();
         let pat = self.patterns(post, &nodes);
         let chunk = (self.model.runs / RETEST_SHARE).max(1);
@@ -212,20 +219,20 @@ impl Search<'_, '_> {
                 if have.is_none() && set.len() >= SET_MAX {
                     continue;
                 }
-                let adds: &[u32] = if have.is_some() { &[chunk] } else { &[chunk, c.batch] };
-                for &add in adds {
-                    if !set.is_empty() && used + add > cap {
-                        continue;
-                    }
-                    let mut next = set.clone();
-                    match have {
-                        Some(at) => next[at].1 += add,
-                        None => next.push((i, add)),
-                    }
-                    let s = score(&next);
-                    if pick.as_ref().is_none_or(|(_, b)| s > *b) {
-                        pick = Some((next, s));
-                    }
+                // A candidate's own batch is the most it gets in one set.
+                let add = chunk.min(c.batch);
+                let given = have.map_or(0, |at| set[at].1);
+                if used + add > cap || given + add > c.batch.max(chunk) {
+                    continue;
+                }
+                let mut next = set.clone();
+                match have {
+                    Some(at) => next[at].1 += add,
+                    None => next.push((i, add)),
+                }
+                let s = score(&next);
+                if pick.as_ref().is_none_or(|(_, b)| s > *b) {
+                    pick = Some((next, s));
                 }
             }
             match pick {
@@ -241,6 +248,28 @@ impl Search<'_, '_> {
             [(i, r)] => Action::Test(cands[*i].node, *r),
             _ => Action::Set(set.iter().map(|&(i, r)| (cands[i].node, r)).collect()),
         }
+    }
+
+    /// The candidates a set is grown from (`ranked`: best alone first): the
+    /// best few alone (they are near the middle of the mass, or cheap:
+    /// built ahead), and those that cut the mass nearest a quarter, a third,
+    /// two thirds and three quarters (the members of a good set sit apart;
+    /// the best alone are all near each other).
+    fn spread(&self, post: &Posterior, ranked: Vec<Candidate>) -> Vec<Candidate> {
+        let mass: Vec<[f64; 1]> = post.mass.iter().map(|&m| [m]).collect();
+        let below = self.graph.ancestor_sums(&mass);
+        let mut out: Vec<Candidate> = ranked.iter().take(SET_CANDIDATES / 2).copied().collect();
+        for f in SPREAD {
+            let near = ranked
+                .iter()
+                .min_by(|a, b| (below[a.node][0] - f).abs().total_cmp(&(below[b.node][0] - f).abs()));
+            if let Some(c) = near {
+                if !out.iter().any(|o| o.node == c.node) {
+                    out.push(*c);
+                }
+            }
+        }
+        out
     }
 
     /// Tests a set at once: builds what it needs (the oracle was told
@@ -285,6 +314,8 @@ impl Search<'_, '_> {
         let mut wanted: Vec<usize> = Vec::new();
         self.wish(&tests, &mut wanted);
         let mut frontier: Vec<Branch<'_, '_>> = vec![(1.0, self.clone(), post.clone(), tests)];
+        let per_choice = self.graph.len() * (self.graph.width() + P_GRID);
+        let budget = (LOOKAHEAD_WORK / per_choice.max(1)).clamp(LOOKAHEAD_CHOICES.0, LOOKAHEAD_CHOICES.1);
         let mut choices = 0;
         for _level in 0..2 {
             let mut next_level = Vec::new();
@@ -293,7 +324,7 @@ impl Search<'_, '_> {
                     continue;
                 }
                 for (p_y, y) in state.likely_outcomes(post, tests) {
-                    if choices >= LOOKAHEAD_CHOICES {
+                    if choices >= budget {
                         break;
                     }
                     let mut s = state.clone();
@@ -429,4 +460,95 @@ fn expected_information(pat: &Patterns, cands: &[Candidate], alloc: &Alloc) -> f
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bisect::bayes::Model;
+    use crate::bisect::sim::wallclock::{trial, Clocked, Schedule};
+    use crate::bisect::sim::{History, Rng, Setting, TARGET_TITLE};
+    use crate::crash::Target;
+
+    fn line(seed: u64, build: f64, run: f64, p: f64) -> History {
+        let s = Setting {
+            commits: 300,
+            noop: 0.2,
+            p,
+            e: 0.01,
+            broken: 0.02,
+            runs: 10,
+            build_seconds: build,
+            run_seconds: run,
+        };
+        History::generate(&s, &mut Rng::new(seed))
+    }
+
+    fn parallel(build_slots: u32) -> Schedule {
+        Schedule::Parallel {
+            run_slots: 10,
+            build_slots,
+        }
+    }
+
+    #[test]
+    fn sets_are_chosen_when_two_kernels_tell_more_per_second() {
+        let h = line(1, 300.0, 60.0, 1.0);
+        let model = Model::default();
+        let s = Search::new(&model, Target::new([TARGET_TITLE]), &h.graph, Direction::Cause);
+        let post = s.posterior();
+        // Two build slots: two kernels cost one build time and one wave.
+        let two = Clocked::new(&h, parallel(2), 1);
+        let Action::Set(set) = s.choose(&two, &post) else {
+            panic!("no set: {:?}", s.choose(&two, &post))
+        };
+        assert_eq!(set.len(), 2, "{set:?}");
+        let (a, b) = (set[0].0.min(set[1].0), set[0].0.max(set[1].0));
+        assert!(b - a > 30, "two regions of the range: {set:?}");
+        assert!(set.iter().map(|(_, r)| r).sum::<u32>() <= 10, "one wave: {set:?}");
+        // One build slot: the second build would double the wait.
+        let one = Clocked::new(&h, parallel(1), 1);
+        assert!(matches!(s.choose(&one, &post), Action::Test(..)));
+        // One run slot: today's choice.
+        let seq = Clocked::new(&h, Schedule::Sequential, 1);
+        assert_eq!(s.choose(&seq, &post), s.next(&seq, &post));
+    }
+
+    #[test]
+    fn the_wish_list_holds_the_next_choice_under_each_outcome() {
+        let h = line(2, 600.0, 300.0, 1.0);
+        let model = Model::default();
+        let s = Search::new(&model, Target::new([TARGET_TITLE]), &h.graph, Direction::Cause);
+        let post = s.posterior();
+        let oracle = Clocked::new(&h, parallel(2), 2);
+        let action = s.choose(&oracle, &post);
+        let tests = tests_of(&action);
+        let wanted = s.lookahead(&oracle, &post, &action);
+        assert_eq!(wanted[..tests.len()], tests.iter().map(|t| t.0).collect::<Vec<_>>()[..]);
+        let outcomes = s.likely_outcomes(&post, &tests);
+        assert!(outcomes.len() >= 2, "{outcomes:?}");
+        for (_, y) in outcomes.iter().take(2) {
+            let mut then = s.clone();
+            then.imagine(&tests, *y);
+            let p2 = then.posterior();
+            for (t, _) in then.would_test(&oracle, &p2) {
+                assert!(wanted.contains(&t), "outcome {y}: {t} not in {wanted:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefetch_builds_what_the_search_then_asks_for() {
+        let model = Model::default();
+        let (mut hits, mut asked) = (0, 0);
+        for seed in 0..10 {
+            let h = line(seed, 600.0, 300.0, 1.0);
+            let t = trial(&h, &model, parallel(2), seed);
+            assert!(t.right, "seed {seed}: {t:?}");
+            hits += t.hits;
+            asked += t.asked;
+        }
+        // The first build of a bisection cannot be guessed; most others are.
+        assert!(hits * 2 >= asked, "{hits} of {asked} builds were ready or under way");
+    }
 }

@@ -10,8 +10,9 @@
 //! idle build slots from the wish list ([`Oracle::prefetch`], most wanted
 //! first) whenever a slot frees up or the list changes, and progress while
 //! runs run; one whose commit drops off the wish list is *finished* (it
-//! lands in the cache; a later bisection may want it) unless a build the
-//! search asks for needs its slot. A batch (or a set of batches) runs in
+//! lands in the cache; a later bisection may want it) unless a commit on
+//! the list, or a build the search asks for, needs its slot: then it is
+//! stopped. A batch (or a set of batches) runs in
 //! waves of up to `R` runs at once, each wave one run duration; a batch
 //! starts no new run after a match, but the runs of the wave it matched in
 //! finish and count.
@@ -66,6 +67,7 @@ impl Schedule {
 #[derive(Debug, Clone, Copy)]
 struct Job {
     node: usize,
+    start: f64,
     finish: f64,
 }
 
@@ -81,7 +83,8 @@ pub struct Clocked<'h> {
     done: Vec<bool>,
     asked: Vec<bool>,
     speculative: Vec<bool>,
-    /// Builds the search asked for that were built or being built ahead.
+    /// Builds the search asked for that were built, or being built, before
+    /// the step that asked for them.
     pub hits: u32,
     /// Speculative builds stopped to free a slot.
     pub stopped: u32,
@@ -134,24 +137,31 @@ impl<'h> Clocked<'h> {
         self.build_slots.iter().position(|j| j.is_some_and(|j| j.node == i))
     }
 
-    /// Starts speculative builds on idle slots at time `at`.
+    /// Starts speculative builds at time `at`, most wanted first, on idle
+    /// slots or on slots building a commit no longer wished for (stopped).
     fn fill(&mut self, at: f64) {
         if !matches!(self.schedule, Schedule::Parallel { .. }) {
             return;
         }
-        for s in 0..self.build_slots.len() {
-            if self.build_slots[s].is_some() {
+        for k in 0..self.wish.len() {
+            let w = self.wish[k];
+            if self.done[w] || self.slot_of(w).is_some() {
                 continue;
             }
-            let next = self
-                .wish
-                .iter()
-                .copied()
-                .find(|&w| !self.done[w] && self.slot_of(w).is_none());
-            let Some(w) = next else { return };
+            let idle = self.build_slots.iter().position(Option::is_none);
+            let unwished = || {
+                self.build_slots
+                    .iter()
+                    .position(|j| j.is_some_and(|j| !self.wish.contains(&j.node)))
+            };
+            let Some(s) = idle.or_else(unwished) else { return };
+            if self.build_slots[s].is_some() {
+                self.stopped += 1;
+            }
             self.speculative[w] = true;
             self.build_slots[s] = Some(Job {
                 node: w,
+                start: at,
                 finish: at + self.history.build_seconds,
             });
         }
@@ -216,15 +226,19 @@ impl Oracle for Clocked<'_> {
             self.hits += self.speculative[i] as u32;
             return Ok(self.kernel_of(i));
         }
-        if let Some(s) = self.slot_of(i) {
-            self.hits += 1;
-            let finish = self.build_slots[s].map_or(self.clock, |j| j.finish);
-            self.advance(finish);
+        if let Some(job) = self.slot_of(i).and_then(|s| self.build_slots[s]) {
+            // Started by this step's own wish (the set's builds) is no hit.
+            self.hits += (job.start < self.clock) as u32;
+            self.advance(job.finish);
             return Ok(self.kernel_of(i));
         }
         let s = self.free_slot();
         let finish = self.clock + self.history.build_seconds;
-        self.build_slots[s] = Some(Job { node: i, finish });
+        self.build_slots[s] = Some(Job {
+            node: i,
+            start: self.clock,
+            finish,
+        });
         self.advance(finish);
         Ok(self.kernel_of(i))
     }
