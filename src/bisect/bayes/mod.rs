@@ -29,7 +29,10 @@
 //! the hypotheses, per second of expected cost. A test of `x` speaks about
 //! the posterior mass of `x`'s ancestor set: with the graph's chain
 //! decomposition every such sum is `W` prefix-sum look-ups, so a step is
-//! O(n·W) ([`graph`](super::graph)).
+//! O(n·W) ([`graph`](super::graph)). With several run slots the search
+//! chooses a set of tests for one wave, by joint information per wall
+//! second, and before each test it wishes for the builds it will likely
+//! ask next ([`Oracle::prefetch`]); both in `plan`.
 //!
 //! Termination is a property of the search, whatever the oracle answers
 //! ([`boundary`] has the bound): every commit is built at most once, every
