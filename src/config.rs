@@ -73,18 +73,6 @@ pub struct Settings {
     pub public_key: Option<crate::trust::PublicKey>,
 }
 
-pub fn config_file() -> PathBuf {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map_or_else(|| PathBuf::from("."), PathBuf::from)
-                .join(".config")
-        });
-    base.join("kcache").join("config.toml")
-}
-
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::File {
@@ -111,14 +99,14 @@ pub fn load(
     cli_mode: Option<RemoteMode>,
     cli_trust: &[String],
 ) -> Result<Settings, ConfigError> {
-    let path = config_file();
+    let path = crate::dirs::config_file();
     let file = read_file(&path)?;
     let (signing_key, public_key, policy) = trust_settings(&path, &file, cli_trust)?;
     let (cache_dir, cache_dir_from) = match (cli_cache_dir, env("KCACHE_DIR"), &file.cache_dir) {
         (Some(d), _, _) => (d, Source::CommandLine),
-        (None, Some(_), _) => (crate::store::default_cache_dir(), Source::Environment),
+        (None, Some(_), _) => (crate::dirs::default_cache_dir(), Source::Environment),
         (None, None, Some(d)) => (d.clone(), Source::ConfigFile),
-        (None, None, None) => (crate::store::default_cache_dir(), Source::Default),
+        (None, None, None) => (crate::dirs::default_cache_dir(), Source::Default),
     };
     let (remote, remote_from) = match (cli_remote, env("KCACHE_REMOTE"), &file.remote) {
         (Some(r), _, _) => (Some(r), Source::CommandLine),

@@ -28,7 +28,7 @@ pub struct Repo {
     dir: PathBuf,
     /// Tree ids and subjects of full commit ids already asked for: a
     /// commit id names them for ever, and each question is a git process.
-    known: Arc<Mutex<HashMap<String, Known>>>,
+    known: Arc<Mutex<HashMap<CommitId, Known>>>,
     /// The repository opened in-process, once.
     library: Arc<Mutex<Library>>,
 }
@@ -103,20 +103,20 @@ impl Repo {
 
     /// The full commit id a revision names (any revision git understands;
     /// read in-process).
-    pub fn commit_id(&self, rev: &str) -> Result<String, GitError> {
+    pub fn commit_id(&self, rev: &str) -> Result<CommitId, GitError> {
         self.with_library(&format!("rev-parse {rev}"), |r| {
             let object = r.revparse_single(rev)?;
-            Ok(object.peel_to_commit()?.id().to_string())
+            Ok(commit_of(object.peel_to_commit()?.id()))
         })
     }
 
     /// The tree id of a commit: what decides a build.
-    pub fn tree_id(&self, commit: &str) -> Result<TreeId, GitError> {
+    pub fn tree_id(&self, commit: &CommitId) -> Result<TreeId, GitError> {
         Ok(self.known(commit)?.tree)
     }
 
     /// Tree ids of many commits at once.
-    pub fn tree_ids(&self, commits: &[String]) -> Result<Vec<(String, TreeId)>, GitError> {
+    pub fn tree_ids(&self, commits: &[CommitId]) -> Result<Vec<(CommitId, TreeId)>, GitError> {
         self.learn(commits)?;
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         Ok(commits
@@ -126,24 +126,19 @@ impl Repo {
     }
 
     /// What git says of a commit, asked once per commit id.
-    fn known(&self, commit: &str) -> Result<Known, GitError> {
-        let full = if is_full_id(commit) {
-            commit.to_string()
-        } else {
-            self.commit_id(commit)?
-        };
-        self.learn(std::slice::from_ref(&full))?;
+    fn known(&self, commit: &CommitId) -> Result<Known, GitError> {
+        self.learn(std::slice::from_ref(commit))?;
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.get(&full).cloned().ok_or_else(|| GitError {
+        known.get(commit).cloned().ok_or_else(|| GitError {
             dir: self.dir.clone(),
-            args: format!("log {full}"),
+            args: format!("log {commit}"),
             problem: "git printed nothing for this commit".into(),
         })
     }
 
     /// Reads the commits not yet known (in-process, no `git` process).
-    fn learn(&self, commits: &[String]) -> Result<(), GitError> {
-        let missing: Vec<String> = {
+    fn learn(&self, commits: &[CommitId]) -> Result<(), GitError> {
+        let missing: Vec<CommitId> = {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
             commits.iter().filter(|c| !known.contains_key(*c)).cloned().collect()
         };
@@ -159,7 +154,7 @@ impl Repo {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         for (oid, tree, subject) in described {
             known.insert(
-                oid.to_string(),
+                commit_of(oid),
                 Known {
                     tree: TreeId::from_git(&tree),
                     subject,
@@ -170,15 +165,15 @@ impl Repo {
     }
 
     /// A commit's parents, first parent first.
-    pub fn parents(&self, commit: &str) -> Result<Vec<String>, GitError> {
+    pub fn parents(&self, commit: &CommitId) -> Result<Vec<CommitId>, GitError> {
         self.with_library(&format!("parents of {commit}"), |r| {
             let c = r.find_commit(git2::Oid::from_str(commit)?)?;
-            Ok(c.parent_ids().map(|p| p.to_string()).collect())
+            Ok(c.parent_ids().map(commit_of).collect())
         })
     }
 
     /// `git show --stat` of a commit in the form syzbot quotes a culprit.
-    pub fn show_stat(&self, commit: &str) -> Result<String, GitError> {
+    pub fn show_stat(&self, commit: &CommitId) -> Result<String, GitError> {
         self.run(&[
             "show",
             "--stat",
@@ -187,7 +182,7 @@ impl Repo {
         ])
     }
 
-    pub fn subject(&self, commit: &str) -> Result<String, GitError> {
+    pub fn subject(&self, commit: &CommitId) -> Result<String, GitError> {
         Ok(self.known(commit)?.subject)
     }
 
@@ -195,8 +190,8 @@ impl Repo {
     /// bisection distances, best split first (`git rev-list --bisect-all`).
     pub fn bisect_candidates(
         &self,
-        bad: &str,
-        goods: &[String],
+        bad: &CommitId,
+        goods: &[CommitId],
         first_parent: bool,
     ) -> Result<Vec<Candidate>, GitError> {
         let mut args = vec!["rev-list", "--bisect-all"];
@@ -221,7 +216,7 @@ impl Repo {
     }
 
     /// Whether `ancestor` is an ancestor of (or equal to) `descendant`.
-    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
+    pub fn is_ancestor(&self, ancestor: &CommitId, descendant: &CommitId) -> Result<bool, GitError> {
         self.with_library(&format!("merge-base --is-ancestor {ancestor} {descendant}"), |r| {
             let (a, d) = (git2::Oid::from_str(ancestor)?, git2::Oid::from_str(descendant)?);
             Ok(a == d || r.graph_descendant_of(d, a)?)
@@ -229,10 +224,10 @@ impl Repo {
     }
 
     /// Every best common ancestor of two commits (`git merge-base --all`).
-    pub fn merge_bases(&self, a: &str, b: &str) -> Result<Vec<String>, GitError> {
+    pub fn merge_bases(&self, a: &CommitId, b: &CommitId) -> Result<Vec<CommitId>, GitError> {
         self.with_library(&format!("merge-base --all {a} {b}"), |r| {
             match r.merge_bases(git2::Oid::from_str(a)?, git2::Oid::from_str(b)?) {
-                Ok(bases) => Ok(bases.iter().map(|o| o.to_string()).collect()),
+                Ok(bases) => Ok(bases.iter().copied().map(commit_of).collect()),
                 Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(Vec::new()),
                 Err(e) => Err(e),
             }
@@ -253,7 +248,7 @@ impl Repo {
                 };
                 tags.push(Tag {
                     name: name.to_string(),
-                    commit: CommitId::from(commit.id().to_string().as_str()),
+                    commit: commit_of(commit.id()),
                     time: commit.time().seconds(),
                 });
             }
@@ -266,8 +261,9 @@ impl Repo {
     /// from none of `bases` (as `git rev-list tip ^bases`), plus the
     /// *boundary*: their parents outside the range. One in-process walk.
     /// With `first_parent`, only first parents are followed (a line).
-    pub fn range_graph(&self, tip: &str, bases: &[String], first_parent: bool) -> Result<RangeGraph, GitError> {
-        let walked = self.with_library(&format!("rev-list {tip} ^{}", bases.join(" ^")), |r| {
+    pub fn range_graph(&self, tip: &CommitId, bases: &[CommitId], first_parent: bool) -> Result<RangeGraph, GitError> {
+        let hidden: Vec<&str> = bases.iter().map(CommitId::as_str).collect();
+        let walked = self.with_library(&format!("rev-list {tip} ^{}", hidden.join(" ^")), |r| {
             let mut walk = r.revwalk()?;
             walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
             if first_parent {
@@ -313,7 +309,7 @@ impl Repo {
                 .parents
                 .push(parents.iter().filter_map(|p| index.get(p).copied()).collect());
             graph.in_range.push(i >= boundary_len);
-            let id = oid.to_string();
+            let id = commit_of(oid);
             known.insert(
                 id.clone(),
                 Known {
@@ -321,7 +317,7 @@ impl Repo {
                     subject,
                 },
             );
-            graph.commits.push(CommitId::from(id.as_str()));
+            graph.commits.push(id);
         }
         graph
     }
@@ -348,7 +344,7 @@ impl Repo {
     /// Creates (or reuses) a detached worktree at `path`.
     /// What changed between two commits' trees, renames as delete + add
     /// (plumbing, so no user diff settings apply).
-    pub fn changed_files(&self, a: &str, b: &str) -> Result<Vec<Change>, GitError> {
+    pub fn changed_files(&self, a: &CommitId, b: &CommitId) -> Result<Vec<Change>, GitError> {
         let out = self.run(&["diff-tree", "-r", "-z", "--no-renames", "--name-status", a, b])?;
         let mut fields = out.split('\0').filter(|f| !f.is_empty());
         let mut changes = Vec::new();
@@ -425,8 +421,8 @@ pub struct RangeGraph {
 
 impl RangeGraph {
     /// The node of a commit.
-    pub fn index_of(&self, commit: &str) -> Option<usize> {
-        self.commits.iter().position(|c| c.as_str() == commit)
+    pub fn index_of(&self, commit: &CommitId) -> Option<usize> {
+        self.commits.iter().position(|c| c == commit)
     }
 
     /// Makes `commit` a node (a base node in front, with no parents) when
@@ -460,7 +456,7 @@ pub struct Change {
 
 /// Checks out `commit` in a worktree, keeping untracked build outputs so
 /// the next build is incremental.
-pub fn checkout(worktree: &Path, commit: &str) -> Result<(), GitError> {
+pub fn checkout(worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
     Repo {
         dir: worktree.to_path_buf(),
         known: Arc::default(),
@@ -470,7 +466,7 @@ pub fn checkout(worktree: &Path, commit: &str) -> Result<(), GitError> {
     .map(|_| ())
 }
 
-/// A full (40 or 64 hex digit) commit id, as opposed to a revision name.
-fn is_full_id(rev: &str) -> bool {
-    matches!(rev.len(), 40 | 64) && rev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+/// The id of a commit git2 found (git's own full hex).
+fn commit_of(oid: git2::Oid) -> CommitId {
+    CommitId::from(oid.to_string())
 }

@@ -94,12 +94,12 @@ fn step_runs(step: &Step, signature: &KernelSignature, test_key: TestKey, source
                 RunOutcome::BootFailed(_) | RunOutcome::TestFailed(_) => (Outcome::BootFailed, None),
                 RunOutcome::Infra(_) => (Outcome::Infra, None),
             };
-            let id = crate::key::digest(format!("{source}:{}:{index}", step.line).as_bytes()).to_hex();
+            let id = crate::key::digest(format!("{source}:{}:{index}", step.line).as_bytes());
             RunRecord {
                 schema: store::RUN_SCHEMA.into(),
                 signature: signature.clone(),
                 test_key,
-                run_id: format!("log-{}", &id[..32]),
+                run_id: store::RunId::of_log_run(&id),
                 outcome,
                 title,
                 seconds: 0.0,

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 
 use crate::bisect::bayes::{self, Kernel, Model};
 use crate::crash::{ClassCounts, RunClass, Target};
+use crate::signature::KernelSignature;
 use crate::store::Outcome;
 use crate::syzlog::{
     self, Analysis, Confidence, Direction, Finding, Log, Purpose, ReplayReport, RunCounts, RunOutcome, Runs, Severity,
@@ -214,13 +215,13 @@ fn run_counts(step: &Step, target: &Target, runs_per_all: u32) -> RunCounts {
     c
 }
 
-/// The label a step's kernel is pooled under: its signature, else its
-/// commit (a kernel of its own).
-fn kernel_label(step: &Step) -> String {
-    match &step.signature {
+/// The kernel a step's runs are pooled under: its signature, else its
+/// commit (a kernel of its own), as the search's signature type.
+fn kernel_label(step: &Step) -> KernelSignature {
+    KernelSignature::of_label(&match &step.signature {
         Some(sig) => sig.clone(),
         None => format!("commit {}", step.commit),
-    }
+    })
 }
 
 /// What a step's node is: a kernel with runs or a signature, or one that
@@ -234,8 +235,8 @@ fn kernel_of(step: &Step) -> Kernel {
 }
 
 /// Runs per kernel label, pooled over every step with that kernel.
-fn evidence(log: &Log, target: &Target, runs_per_all: u32) -> Vec<(String, ClassCounts)> {
-    let mut out: Vec<(String, ClassCounts)> = Vec::new();
+fn evidence(log: &Log, target: &Target, runs_per_all: u32) -> Vec<(KernelSignature, ClassCounts)> {
+    let mut out: Vec<(KernelSignature, ClassCounts)> = Vec::new();
     for step in log.steps.iter().filter(|s| s.tested()) {
         let label = kernel_label(step);
         let i = match out.iter().position(|(l, _)| *l == label) {

@@ -9,6 +9,7 @@
 //! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
 //! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
 //! | [`config`]    | effective settings: command line, environment, config file |
+//! | [`dirs`]      | the user's directories: the config file's and the cache's default places |
 //! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
 //! | [`git`]       | the repository: the commit graph in-process with `git2` (a range's DAG in one walk, parents, ancestry, merge bases, tags), the real `git` where git's own semantics matter (the build clone, `rev-list --bisect-all`, diffs) |
 //! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
@@ -26,7 +27,9 @@
 //! # Layering
 //!
 //! `signature`, `key` and `syzlog` depend on nothing else in the crate.
-//! `trust` depends on nothing but `config`'s file location.
+//! `dirs` (the user's directories) depends on nothing; `trust` on nothing
+//! but `dirs`; `config` sits above `store` and `trust` (their option types),
+//! and nothing below it reads it: no import circle.
 //! `store` uses `signature` (its `KernelSignature`, and re-signing blobs in
 //! `verify --repair` and restores), `key` and `trust` (the remote seals and
 //! judges records with it); `git` uses only `key`'s id types; `kernel` uses
@@ -44,6 +47,22 @@
 /// when shorter; never a panic on odd input).
 pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of unix seconds (civil-from-days, no time crate).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
 }
 
 /// Declares an identifier held as the hex string git or syzkaller prints:
@@ -114,6 +133,7 @@ pub mod bisect;
 pub mod child;
 pub mod config;
 pub mod crash;
+pub mod dirs;
 pub mod git;
 pub mod import;
 pub mod judge;
@@ -175,6 +195,23 @@ pub(crate) fn serde_word<T: serde::Serialize>(v: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
         Err(_) => String::new(),
+    }
+}
+
+/// The enum value whose JSON word is `word`: serde's names are the one
+/// definition of the words, for parsing as for writing.
+pub(crate) fn from_word<T: serde::de::DeserializeOwned>(word: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(word.to_string())).ok()
+}
+
+/// `a, b or c`: the words of `all` as their JSON has them, for messages
+/// that say what a setting takes.
+pub(crate) fn words_of<T: serde::Serialize>(all: &[T]) -> String {
+    let words: Vec<String> = all.iter().map(serde_word).collect();
+    match words.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -241,4 +278,42 @@ pub struct Versioned<'a, T: serde::Serialize> {
 pub(crate) fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Outcome, RemoteMode};
+    use crate::trust::TrustMode;
+
+    #[test]
+    fn enums_parse_the_words_they_write_and_say_them_on_a_typo() {
+        for o in [
+            Outcome::Ok,
+            Outcome::Crash,
+            Outcome::Infra,
+            Outcome::BootFailed,
+            Outcome::Skip,
+        ] {
+            assert_eq!(serde_word(&o).parse::<Outcome>(), Ok(o));
+        }
+        for m in [RemoteMode::ReadWrite, RemoteMode::ReadOnly] {
+            assert_eq!(serde_word(&m).parse::<RemoteMode>(), Ok(m));
+        }
+        for t in [TrustMode::Require, TrustMode::Warn, TrustMode::Off] {
+            assert_eq!(serde_word(&t).parse::<TrustMode>(), Ok(t));
+        }
+        assert_eq!(
+            "maybe".parse::<Outcome>(),
+            Err("unknown outcome \"maybe\": use ok, crash, infra, boot-failed or skip".to_string())
+        );
+        assert_eq!(
+            "rw".parse::<RemoteMode>(),
+            Err("unknown remote mode \"rw\": use read-write or read-only".to_string())
+        );
+        assert_eq!(
+            "strict".parse::<TrustMode>(),
+            Err("trust \"strict\": use require, warn or off".to_string())
+        );
+    }
 }

@@ -383,7 +383,7 @@ fn man(dir: &Path) -> anyhow::Result<ExitCode> {
 
 fn bisections_cmd(settings: &kcache::config::Settings, args: BisectionsArgs) -> anyhow::Result<ExitCode> {
     let cache = open_cache(settings)?;
-    let all: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections()?;
+    let all: Vec<(kcache::store::BisectionId, bisect::record::BisectionRecord)> = cache.bisections()?;
     let records: Vec<_> = all.into_iter().map(|(_, r)| r).collect();
     if args.json {
         let listing = bisect::record::Listing::of(&records);
@@ -730,9 +730,8 @@ fn record_run_cmd(settings: &kcache::config::Settings, args: RecordRunArgs) -> a
         (None, Some(cmd)) => TestInputs::from_files(cmd, &test_key_files, Vec::new())?.key(),
         (None, None) => bail!("give --test-key or --test-cmd"),
     };
-    let outcome: store::Outcome = serde_json::from_value(serde_json::Value::String(outcome.clone()))
-        .with_context(|| format!("unknown outcome {outcome:?}: use ok, crash, infra, boot-failed or skip"))?;
-    let mut run = store::RunRecord::new(&signature, test_key, outcome, title, seconds, commit.as_deref());
+    let outcome: store::Outcome = outcome.parse().map_err(anyhow::Error::msg)?;
+    let mut run = store::RunRecord::new(&signature, test_key, outcome, title, seconds, commit.as_ref());
     run.log_blob = log.map(|p| cache.put_blob(&p)).transpose()?;
     let recorded = cache.record_run(&run);
     finish_uploads(&cache);

@@ -41,14 +41,14 @@ impl Range {
         if first_parent {
             args.push("--first-parent");
         }
-        args.push(&tip);
+        args.push(tip.as_str());
         let not_base = base.as_ref().map(|b| format!("^{b}"));
         args.extend(not_base.as_deref());
         let commits = repo.run(&args)?.lines().map(CommitId::from).collect();
         Ok(Range {
             spec: spec.to_string(),
-            base: base.map(CommitId::from),
-            tip: CommitId::from(tip),
+            base,
+            tip,
             commits,
         })
     }

@@ -97,7 +97,7 @@ pub struct SigningKey {
 impl SigningKey {
     /// Where `kcache key-gen` writes the key: beside the config file.
     pub fn default_path() -> PathBuf {
-        crate::config::config_file().with_file_name("signing.key")
+        crate::dirs::config_file().with_file_name("signing.key")
     }
 
     /// A new key at `path` (mode 0600; an existing key is never replaced).
@@ -248,12 +248,12 @@ pub enum TrustMode {
 impl std::str::FromStr for TrustMode {
     type Err = String;
     fn from_str(s: &str) -> Result<TrustMode, String> {
-        match s {
-            "require" => Ok(TrustMode::Require),
-            "warn" => Ok(TrustMode::Warn),
-            "off" => Ok(TrustMode::Off),
-            _ => Err(format!("trust {s:?}: use require, warn or off")),
-        }
+        crate::from_word(s).ok_or_else(|| {
+            format!(
+                "trust {s:?}: use {}",
+                crate::words_of(&[TrustMode::Require, TrustMode::Warn, TrustMode::Off])
+            )
+        })
     }
 }
 

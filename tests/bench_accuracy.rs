@@ -3,7 +3,9 @@
 //! trials per cell. A benchmark, not a CI test:
 //!
 //!     cargo test --release --test bench_accuracy -- --ignored --nocapture
-//!     (or scripts/bench-bisect-accuracy.sh; BENCH_TRIALS overrides 200)
+//!     (or scripts/bench-bisect-accuracy.sh; BENCH_TRIALS overrides 200;
+//!     BENCH_LINE_COMMITS, BENCH_DAG_COMMITS, BENCH_NOOP, BENCH_P and
+//!     BENCH_E narrow the grids to some cells)
 //!
 //! Prints one Markdown row per cell: accuracy, mean runs, mean builds per
 //! policy, and `git bisect`'s builds for the same histories.
@@ -76,6 +78,25 @@ fn trials() -> u64 {
         .unwrap_or(200)
 }
 
+/// A comma-separated list from the environment variable `name`, else `default`.
+fn env_list<T: std::str::FromStr + Copy>(name: &str, default: &[T]) -> Vec<T> {
+    match std::env::var(name) {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// The grid's axes, each narrowed by its environment variable (comma
+/// separated): `BENCH_NOOP`, `BENCH_P`, `BENCH_E`, to re-run a few cells
+/// with more trials.
+fn axes(ps: &[f64], es: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    (
+        env_list("BENCH_NOOP", &[0.2, 0.9]),
+        env_list("BENCH_P", ps),
+        env_list("BENCH_E", es),
+    )
+}
+
 #[test]
 #[ignore = "benchmark: run with --ignored (minutes)"]
 fn accuracy_grid() {
@@ -87,13 +108,14 @@ fn accuracy_grid() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
-    for commits in [300usize, 10_000] {
+    let (noops, ps, es) = axes(&[1.0, 0.7, 0.5, 0.3, 0.15], &[0.0, 0.005, 0.02]);
+    for commits in env_list("BENCH_LINE_COMMITS", &[300usize, 10_000]) {
         if only_small && commits > 300 {
             continue;
         }
-        for noop in [0.2, 0.9] {
-            for p in [1.0, 0.7, 0.5, 0.3, 0.15] {
-                for e in [0.0, 0.005, 0.02] {
+        for &noop in &noops {
+            for &p in &ps {
+                for &e in &es {
                     let s = setting(commits, noop, p, e);
                     let c = run_cell(&s, trials);
                     let t = trials as f64;
@@ -255,6 +277,21 @@ struct DagCell {
     git_right: u32,
     git_builds: u64,
     merge_culprits: u32,
+    /// Per trial, the noisy search's builds minus `git bisect`'s on the
+    /// same history: (sum, sum of squares), for the paired mean and its
+    /// standard error.
+    build_diff: (i64, i64),
+}
+
+impl DagCell {
+    /// The mean of the paired build difference (noisy − git) and its
+    /// standard error.
+    fn build_diff(&self, trials: u64) -> (f64, f64) {
+        let t = trials as f64;
+        let mean = self.build_diff.0 as f64 / t;
+        let var = (self.build_diff.1 as f64 / t - mean * mean).max(0.0) * t / (t - 1.0).max(1.0);
+        (mean, (var / t).sqrt())
+    }
 }
 
 fn run_dag_cell(s: &Setting, direction: Direction, trials: u64) -> DagCell {
@@ -277,8 +314,12 @@ fn run_dag_cell(s: &Setting, direction: Direction, trials: u64) -> DagCell {
         git_right: 0,
         git_builds: 0,
         merge_culprits: 0,
+        build_diff: (0, 0),
     };
     for (bayes, git, merge) in &per_trial {
+        let d = bayes.builds as i64 - git.builds as i64;
+        c.build_diff.0 += d;
+        c.build_diff.1 += d * d;
         c.right += bayes.right as u32;
         c.runs += bayes.runs as u64;
         c.builds += bayes.builds as u64;
@@ -293,30 +334,43 @@ fn run_dag_cell(s: &Setting, direction: Direction, trials: u64) -> DagCell {
 /// commits forked 0-3 merges back, `--no-ff` merges, criss-crosses, merges
 /// that bring nothing, the culprit anywhere, a merge one time in ten), both
 /// directions. `BENCH_DAG_COMMITS` (default 300,2000) chooses the sizes.
+///
+/// The builds target (at p = 1, e = 0, no more builds than `git bisect` on
+/// the same DAG) is a paired difference of about ±1 build in half the
+/// trials: at 200 trials its standard error is about 0.05 builds, so those
+/// cells get `BENCH_P1_TRIALS` (default 2000, cheap: a reliable reproducer
+/// needs one run per crashing kernel) and the difference is printed with
+/// its standard error.
 #[test]
 #[ignore = "benchmark: run with --ignored (minutes)"]
 fn dag_accuracy_grid() {
     let trials = trials();
-    let sizes: Vec<usize> = std::env::var("BENCH_DAG_COMMITS")
-        .unwrap_or_else(|_| "300,2000".into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    println!("trials per cell: {trials}; runs per kernel: 10; 2% of commits in broken-build stretches");
-    println!("| direction | commits | no-op | p | e | noisy acc | noisy runs | noisy builds | git bisect acc | git bisect builds | merge culprits |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let p1_trials: u64 = std::env::var("BENCH_P1_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let sizes = env_list("BENCH_DAG_COMMITS", &[300usize, 2000]);
+    println!(
+        "trials per cell: {trials} ({p1_trials} at p = 1, e = 0); runs per kernel: 10; 2% of commits in broken-build stretches"
+    );
+    println!("| direction | commits | no-op | p | e | trials | noisy acc | noisy runs | noisy builds | git bisect acc | git bisect builds | noisy − git builds (± s.e.) | merge culprits |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut misses = Vec::new();
+    let (noops, ps, es) = axes(&[1.0, 0.5, 0.3], &[0.0, 0.02]);
     for direction in [Direction::Cause, Direction::Fix] {
         for &commits in &sizes {
-            for noop in [0.2, 0.9] {
-                for p in [1.0, 0.5, 0.3] {
-                    for e in [0.0, 0.02] {
+            for &noop in &noops {
+                for &p in &ps {
+                    for &e in &es {
                         let s = setting(commits, noop, p, e);
-                        let c = run_dag_cell(&s, direction, trials);
-                        let t = trials as f64;
+                        let builds_target = p == 1.0 && e == 0.0;
+                        let n = if builds_target { p1_trials } else { trials };
+                        let c = run_dag_cell(&s, direction, n);
+                        let t = n as f64;
                         let acc = c.right as f64 / t;
+                        let (diff, se) = c.build_diff(n);
                         println!(
-                            "| {} | {commits} | {:.0}% | {p} | {:.1}% | {acc:.3} | {:.1} | {:.1} | {:.3} | {:.1} | {} |",
+                            "| {} | {commits} | {:.0}% | {p} | {:.1}% | {n} | {acc:.3} | {:.1} | {:.2} | {:.3} | {:.2} | {diff:+.3} ± {se:.3} | {} |",
                             if direction == Direction::Cause { "cause" } else { "fix" },
                             noop * 100.0,
                             e * 100.0,
@@ -331,9 +385,9 @@ fn dag_accuracy_grid() {
                                 "accuracy {acc:.3} < 0.98 at {direction:?}/{commits}/{noop}/{p}/{e}"
                             ));
                         }
-                        if p == 1.0 && e == 0.0 && c.builds > c.git_builds {
+                        if builds_target && c.builds > c.git_builds {
                             misses.push(format!(
-                                "builds {:.2} > git bisect's {:.2} at {direction:?}/{commits}/{noop}",
+                                "builds {:.3} > git bisect's {:.3} ({diff:+.3} ± {se:.3}) at {direction:?}/{commits}/{noop}",
                                 c.builds as f64 / t,
                                 c.git_builds as f64 / t
                             ));

@@ -14,6 +14,7 @@ use kcache::bisect::bayes::{self, Kernel, Model, Oracle};
 use kcache::bisect::graph::Direction;
 use kcache::bisect::sim::{self, dag, History, Rng, Setting, SimOracle};
 use kcache::crash::{RunClass, Target};
+use kcache::signature::KernelSignature;
 
 /// The simulator, timing the gaps between its builds and runs that
 /// contain a choice of action (`standing` is called right before it).
@@ -55,11 +56,11 @@ impl Oracle for Timed<'_> {
         self.inner.run_cost()
     }
 
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         self.inner.pooled(signature, target)
     }
 
-    fn run(&mut self, i: usize, sig: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         self.act();
         let r = self.inner.run(i, sig, n, target);
         self.last = Instant::now();

@@ -407,6 +407,8 @@ fn a_fix_inside_a_branch_is_found_and_wrong_ends_are_refused() {
         &["--fix", "--bad", &old, "--good", "master", "--runs", "3"],
     );
     assert!(text.contains(&format!("first fixed commit: {fix}")), "{text}");
+    // Its --log says it as syzkaller's fix bisection logs do.
+    assert_fix_log_wording(dir.path(), &h, &test, &old, &fix);
     // A fix bisection the wrong way round is refused.
     let out = run_status(
         &mut bisect(
@@ -426,6 +428,63 @@ fn a_fix_inside_a_branch_is_found_and_wrong_ends_are_refused() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--fix"), "{err}");
+}
+
+/// A cold fix bisection with `--log` (a cache of its own, so every step is
+/// tested now): syzkaller's words for a fix bisection. The header says
+/// "fixing commit since"; git's verdicts are as syzkaller drives git for
+/// one (a commit that still crashes is "good", a fixed one "bad"); git's
+/// "is the first bad commit" names the fix and the trailer says "first good
+/// commit", never "first bad commit:".
+fn assert_fix_log_wording(dir: &Path, h: &History, test: &Path, old: &str, fix: &str) {
+    let log = dir.join("fix.log");
+    let cache = dir.join("cache-log");
+    run_ok(&mut bisect(
+        &cache,
+        h,
+        test,
+        &[
+            "--fix",
+            "--bad",
+            old,
+            "--good",
+            "master",
+            "--runs",
+            "3",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    ));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with(&format!("bisecting fixing commit since {old}\n")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{fix} is the first bad commit")), "{text}");
+    assert!(
+        text.contains(&format!("first good commit: {fix} fixes 2: the fix")),
+        "{text}"
+    );
+    assert!(!text.contains("first bad commit: "), "{text}");
+    // Each step's verdict against its runs: crashed means "good" here.
+    let mut crashed = false;
+    let mut verdicts = 0;
+    for line in text.lines() {
+        if line.starts_with("testing commit ") {
+            crashed = false;
+        } else if line.contains(&format!("crashed: {TITLE}")) {
+            crashed = true;
+        } else if let Some(rest) = line.strip_prefix("# git bisect ") {
+            let word = rest.split(' ').next().unwrap();
+            assert_eq!(word, if crashed { "good" } else { "bad" }, "{line} in\n{text}");
+            verdicts += 1;
+        }
+    }
+    assert!(verdicts >= 2, "{text}");
+    // kcache's own reader takes it for a fix bisection naming the fix.
+    let read = kcache::syzlog::parse(text.as_bytes()).unwrap();
+    assert_eq!(read.direction, kcache::syzlog::Direction::Fix);
+    assert_eq!(read.culprit(), Some(fix), "{:?}", read.ending);
 }
 
 #[test]
@@ -460,6 +519,33 @@ fn without_good_the_search_walks_back_over_release_tags() {
         .expect("the walk is noted");
     assert!(walk.contains("v0.3 (") && walk.contains("stopped at v0.2"), "{walk}");
     assert!(!walk.contains("-rc"), "release candidates are skipped: {walk}");
+
+    // The warm rerun resumed the cold bisection (the same question: no
+    // --good, the same tags), as every warm rerun does, and says so.
+    let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));
+    let ids: Vec<&str> = listed["bisections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    let again = run_ok(&mut bisect_plain(&cache, &h, &test, &["--bad", "HEAD", "--runs", "3"]));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        ids.iter().any(|id| err.contains(&format!("resuming bisection {id}"))),
+        "{err}"
+    );
+    // A --good given by hand asks another question: no resumption.
+    let v01 = git(&h.repo, &["rev-parse", "v0.1^{commit}"]);
+    let other = run_ok(&mut bisect_plain(
+        &cache,
+        &h,
+        &test,
+        &["--good", &v01, "--bad", "HEAD", "--runs", "3"],
+    ));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(!err.contains("resuming bisection"), "{err}");
 
     // No tag in reach: a clear error asking for --good.
     let out = run_status(
@@ -573,6 +659,6 @@ fn a_whole_bisection_runs_through_the_library() {
     }
     let culprit_row = finished.record.culprit.as_ref().expect("a culprit row");
     assert_eq!(culprit_row.merged_by[0].commit.as_str(), merge);
-    let kept: Vec<(String, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
+    let kept: Vec<(kcache::store::BisectionId, bisect::record::BisectionRecord)> = cache.bisections().unwrap();
     assert_eq!(kept.len(), 1, "the record is kept");
 }

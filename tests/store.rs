@@ -178,7 +178,7 @@ fn build_failures_are_recorded_and_schema_valid() {
     };
     let commit = "e4b8954074f6d0db01c8c97d338a67f9389c042f";
     cache
-        .put_build_failure(commit, &inputs, "net/x.c:1:2: error: oops", 12.5)
+        .put_build_failure(&commit.into(), &inputs, "net/x.c:1:2: error: oops", 12.5)
         .unwrap();
     let r = cache.build(&inputs.key()).unwrap().unwrap();
     assert_eq!(r.status, kcache::store::BuildStatus::Failed);

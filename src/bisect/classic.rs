@@ -60,10 +60,10 @@ pub fn bisect(
     let mut session = session::Session::open(repo, cache, opts)?;
     let (bad, goods) = (session.bad.clone(), session.goods.clone());
     session::check_endpoints(repo, cache, evaluator, &bad, &goods)?;
-    let range: Vec<String> = repo
+    let range: Vec<CommitId> = repo
         .bisect_candidates(&bad, &goods, opts.first_parent)?
         .into_iter()
-        .map(|c| c.commit.into_string())
+        .map(|c| c.commit)
         .collect();
     let cached = evaluator
         .cache_states(repo, cache, &range)?
@@ -111,7 +111,7 @@ struct Run<'a> {
     opts: &'a Options,
     steps: Vec<Step>,
     /// Evaluations already made in this bisection, by commit.
-    seen: HashMap<String, Evaluation>,
+    seen: HashMap<CommitId, Evaluation>,
     notes: Vec<String>,
     log: logfile::LogFile,
     contradictions: usize,
@@ -126,29 +126,27 @@ impl Run<'_> {
     /// `None`: a prediction was contradicted; search again.
     fn search(
         &mut self,
-        mut bad: String,
-        mut goods: Vec<String>,
+        mut bad: CommitId,
+        mut goods: Vec<CommitId>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<Outcome>, BisectError> {
         let contradictions = self.contradictions;
-        let mut skipped: HashSet<String> = HashSet::new();
+        let mut skipped: HashSet<CommitId> = HashSet::new();
         loop {
             let candidates = self.repo.bisect_candidates(&bad, &goods, self.opts.first_parent)?;
             let open: Vec<_> = candidates
                 .iter()
-                .filter(|c| c.commit.as_str() != bad && !skipped.contains(c.commit.as_str()))
+                .filter(|c| c.commit != bad && !skipped.contains(&c.commit))
                 .cloned()
                 .collect();
             if open.is_empty() {
-                let stuck: Vec<String> = candidates
+                let stuck: Vec<CommitId> = candidates
                     .iter()
-                    .filter(|c| c.commit.as_str() == bad || skipped.contains(c.commit.as_str()))
-                    .map(|c| c.commit.to_string())
+                    .filter(|c| c.commit == bad || skipped.contains(&c.commit))
+                    .map(|c| c.commit.clone())
                     .collect();
                 if stuck.len() > 1 {
-                    return Ok(Some(Outcome::Inconclusive {
-                        candidates: stuck.into_iter().map(CommitId::from).collect(),
-                    }));
+                    return Ok(Some(Outcome::Inconclusive { candidates: stuck }));
                 }
                 let same_kernel_parent = self.check_culprit(&bad, progress)?;
                 if self.contradictions > contradictions {
@@ -169,9 +167,9 @@ impl Run<'_> {
                         if !blocking.is_empty() {
                             return Ok(Some(Outcome::NoBoundary {
                                 reason: NoCulprit::SameKernelAsGood {
-                                    bad: CommitId::from(bad.as_str()),
-                                    parent: CommitId::from(parent.as_str()),
-                                    good: CommitId::from(blocking[0].as_str()),
+                                    bad,
+                                    parent,
+                                    good: blocking[0].clone(),
                                 },
                             }));
                         }
@@ -199,7 +197,7 @@ impl Run<'_> {
     /// missing tool, a timeout) stops at once; a compiler error stops when
     /// the bad commit fails the same way too (else it is a broken stretch
     /// of the range, which bisection skips over, as `git bisect` does).
-    fn stop_if_every_build_fails(&mut self, bad: &str, progress: &mut dyn FnMut(&str)) -> Result<(), BisectError> {
+    fn stop_if_every_build_fails(&mut self, bad: &CommitId, progress: &mut dyn FnMut(&str)) -> Result<(), BisectError> {
         if self.any_built || self.failures.len() < FAILURE_STREAK {
             return Ok(());
         }
@@ -232,33 +230,27 @@ impl Run<'_> {
 
     /// Picks the best split, preferring among nearly-best commits one
     /// whose build or test the cache already has.
-    fn choose(&mut self, open: &[crate::git::Candidate]) -> Result<String, BisectError> {
+    fn choose(&mut self, open: &[crate::git::Candidate]) -> Result<CommitId, BisectError> {
         let best = open.iter().map(|c| c.dist).max().unwrap_or(0);
-        let near: Vec<String> = open
+        let near: Vec<CommitId> = open
             .iter()
             .filter(|c| c.dist * 10 >= best * 9)
             .take(NEAR_BEST_LIMIT)
-            .map(|c| c.commit.to_string())
+            .map(|c| c.commit.clone())
             .collect();
         // On a tie, the first in git's order (`rev().max_by_key` keeps the
         // first maximum): the commit `git bisect` itself would test, so a
         // kcache log and a plain bisection walk the same steps.
-        let mut chosen = open
-            .iter()
-            .rev()
-            .max_by_key(|c| c.dist)
-            .map(|c| c.commit.to_string())
-            .unwrap_or_default();
+        let Some(mut chosen) = open.iter().rev().max_by_key(|c| c.dist).map(|c| c.commit.clone()) else {
+            return Err(BisectError::Unsupported("git offered no commit to test".into()));
+        };
         if near.len() > 1 {
             let states = self.evaluator.cache_states(self.repo, self.cache, &near)?;
-            let top = near.iter().zip(&states).rev().max_by_key(|(c, s)| {
-                (
-                    **s,
-                    open.iter()
-                        .find(|o| o.commit.as_str() == c.as_str())
-                        .map_or(0, |o| o.dist),
-                )
-            });
+            let top = near
+                .iter()
+                .zip(&states)
+                .rev()
+                .max_by_key(|(c, s)| (**s, open.iter().find(|o| o.commit == **c).map_or(0, |o| o.dist)));
             if let Some((c, s)) = top {
                 if *s > exec::CacheState::Unknown {
                     chosen = c.clone();
@@ -270,7 +262,7 @@ impl Run<'_> {
 
     fn evaluate(
         &mut self,
-        commit: &str,
+        commit: &CommitId,
         purpose: Purpose,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, BisectError> {
@@ -307,12 +299,12 @@ impl Run<'_> {
         self.any_built |= eval.signature.is_some() && eval.build != exec::BuildSource::Predicted;
         self.log.step(commit, &eval, purpose)?;
         self.steps.push(Step {
-            commit: commit.into(),
+            commit: commit.clone(),
             subject,
             purpose,
             eval: eval.clone(),
         });
-        self.seen.insert(commit.to_string(), eval.clone());
+        self.seen.insert(commit.clone(), eval.clone());
         Ok(eval)
     }
 
@@ -320,7 +312,7 @@ impl Run<'_> {
     /// commit keeps its verdict; different, prediction was wrong.
     fn check_prediction(
         &mut self,
-        commit: &str,
+        commit: &CommitId,
         predicted: &Evaluation,
         real: &mut Evaluation,
         progress: &mut dyn FnMut(&str),
@@ -351,7 +343,11 @@ impl Run<'_> {
 
     /// Builds the culprit's parents; returns a parent whose signature
     /// equals the culprit's, if any.
-    fn check_culprit(&mut self, culprit: &str, progress: &mut dyn FnMut(&str)) -> Result<Option<String>, BisectError> {
+    fn check_culprit(
+        &mut self,
+        culprit: &CommitId,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<CommitId>, BisectError> {
         let contradictions = self.contradictions;
         let culprit_sig = self.evaluate(culprit, Purpose::SignatureCheck, progress)?.signature;
         if self.contradictions > contradictions {
@@ -378,7 +374,7 @@ impl Run<'_> {
         Ok(None)
     }
 
-    fn culprit_outcome(&self, culprit: &str) -> Result<Outcome, BisectError> {
+    fn culprit_outcome(&self, culprit: &CommitId) -> Result<Outcome, BisectError> {
         let mut parents = self.repo.parents(culprit)?;
         if self.opts.first_parent {
             parents.truncate(1);
@@ -387,11 +383,11 @@ impl Run<'_> {
             .into_iter()
             .map(|p| {
                 let sig = self.seen.get(&p).and_then(|e| e.signature.clone());
-                (CommitId::from(p), sig)
+                (p, sig)
             })
             .collect();
         Ok(Outcome::Culprit {
-            commit: culprit.into(),
+            commit: culprit.clone(),
             subject: self.repo.subject(culprit).unwrap_or_default(),
             signature: self.seen.get(culprit).and_then(|e| e.signature.clone()),
             parents,

@@ -112,7 +112,7 @@ pub(super) fn walk_back_tags(
 pub(super) fn check_merge_bases(
     o: &mut GitOracle,
     bad: &CommitId,
-    goods: &[String],
+    goods: &[CommitId],
     target: &Target,
     notes: &mut Vec<String>,
 ) -> Result<(), BisectError> {
@@ -130,7 +130,6 @@ pub(super) fn check_merge_bases(
             )));
         }
         for base in bases {
-            let base = CommitId::from(base.as_str());
             (o.progress)(&format!(
                 "the good commit {} is not an ancestor of the bad commit: testing their merge base {} first",
                 short(good),
@@ -139,7 +138,7 @@ pub(super) fn check_merge_bases(
             match test_end(o, &base, target)? {
                 Seen::Crashes(counts) => {
                     return Err(BisectError::MergeBaseBad {
-                        good: CommitId::from(good.as_str()),
+                        good: good.clone(),
                         base,
                         matched: counts.matched,
                         runs: counts.total(),

@@ -1,13 +1,17 @@
 //! `--log FILE`: a bisection's steps and result handed to the syzkaller-log
-//! writer (`syzlog::LogWriter`, which owns the format).
+//! writer (`syzlog::LogWriter`, which owns the format). A fix bisection's
+//! verdicts are put in git's terms as syzkaller drives git for one: the
+//! crashing (old) side is "good", a fixed commit "bad".
 //!
 //! Invariant: no log syntax here; only the mapping from a bisection's
 //! evaluations and outcome to the format's model.
 
 use std::path::Path;
 
+use crate::key::CommitId;
+
 use super::exec::BuildSource;
-use super::{BisectError, Evaluation, Outcome, Purpose, Step};
+use super::{BisectError, Direction, Evaluation, Outcome, Purpose, Step, Verdict};
 use crate::git::Repo;
 use crate::store::Outcome as RunOutcome;
 use crate::syzlog::{self, CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
@@ -35,11 +39,26 @@ fn reuse_notes(eval: &Evaluation) -> Vec<String> {
 /// How many lines of a failed build's output the log quotes.
 const BUILD_ERROR_LINES: usize = 5;
 
-pub struct LogFile(LogWriter);
+pub struct LogFile(LogWriter, Direction);
 
 impl LogFile {
-    pub fn new(path: Option<&Path>, bad: &str) -> LogFile {
-        LogFile(LogWriter::new(path, bad))
+    /// A log of a bisection from `bad` in `direction` (`bad` is a fix
+    /// bisection's older, crashing end).
+    pub fn new(path: Option<&Path>, bad: &CommitId, direction: Direction) -> LogFile {
+        let words = match direction {
+            Direction::Cause => syzlog::Direction::Cause,
+            Direction::Fix => syzlog::Direction::Fix,
+        };
+        LogFile(LogWriter::new(path, bad, words), direction)
+    }
+
+    /// A step's verdict (bad: it crashes) in git's terms for this direction.
+    fn git_verdict(&self, verdict: Verdict) -> Verdict {
+        match (self.1, verdict) {
+            (Direction::Fix, Verdict::Bad) => Verdict::Good,
+            (Direction::Fix, Verdict::Good) => Verdict::Bad,
+            (_, v) => v,
+        }
     }
 
     fn saved(&self, written: std::io::Result<()>) -> Result<(), BisectError> {
@@ -49,7 +68,7 @@ impl LogFile {
         })
     }
 
-    pub fn step(&mut self, commit: &str, eval: &Evaluation, purpose: Purpose) -> Result<(), BisectError> {
+    pub fn step(&mut self, commit: &CommitId, eval: &Evaluation, purpose: Purpose) -> Result<(), BisectError> {
         let entry = StepEntry {
             commit,
             purpose: match purpose {
@@ -64,7 +83,7 @@ impl LogFile {
                 .iter()
                 .map(|r| run_outcome(r.outcome, r.title.as_deref()))
                 .collect(),
-            verdict: (purpose == Purpose::Bisect).then_some(eval.verdict),
+            verdict: (purpose == Purpose::Bisect).then(|| self.git_verdict(eval.verdict)),
         };
         let written = self.0.step(&entry);
         self.saved(written)

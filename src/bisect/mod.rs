@@ -49,11 +49,15 @@ pub enum BisectError {
         "bad commit {bad} is an ancestor of good commit {good}: nothing to bisect for a cause; if {good} is \
              where the crash stopped, look for the fix: kcache bisect --fix --bad {bad} --good {good}"
     )]
-    BadBeforeGood { bad: String, good: String },
+    BadBeforeGood { bad: CommitId, good: CommitId },
     #[error("a fix bisection needs the crashing --bad to be an ancestor of the fixed --good, and {bad} is not an \
              ancestor of {good}{}", if *reversed { " (the other way round: for the commit that brought the crash, \
              drop --fix)" } else { "" })]
-    FixNotDescendant { bad: String, good: String, reversed: bool },
+    FixNotDescendant {
+        bad: CommitId,
+        good: CommitId,
+        reversed: bool,
+    },
     #[error("a fix bisection takes exactly one --good (the newer commit where the crash is gone), not {0}")]
     FixGoods(usize),
     #[error("{0}")]
@@ -114,7 +118,7 @@ pub struct Options {
 }
 
 /// Why a commit was evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Purpose {
     Bisect,

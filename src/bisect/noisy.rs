@@ -28,7 +28,7 @@ use super::{
 };
 use crate::crash::{ClassCounts, RunClass, Target};
 use crate::git::Repo;
-use crate::store::{Cache, RunRecord, StoreError};
+use crate::store::{Cache, RunId, RunRecord};
 
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
@@ -63,7 +63,7 @@ impl Default for NoisyOptions {
 /// What the noisy search adds to a bisection's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchReport {
-    pub policy: &'static str,
+    pub policy: super::session::Policy,
     /// The normalized titles runs were matched against.
     pub target: Vec<String>,
     /// The culprit's probability (or "no culprit"'s), when one was named.
@@ -108,7 +108,7 @@ pub(super) struct GitOracle<'a> {
     known: Vec<Kernel>,
     /// Every run (by id) the search has been given: runs another process
     /// pooled since are given to it before any new run is made.
-    seen_runs: HashSet<String>,
+    seen_runs: HashSet<RunId>,
 }
 
 impl GitOracle<'_> {
@@ -148,8 +148,7 @@ impl GitOracle<'_> {
     /// the remote is asked for the rest only on short ranges (each commit
     /// is a request).
     fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
-        let commits: Vec<String> = self.nodes.iter().map(|c| c.to_string()).collect();
-        let trees = self.repo.tree_ids(&commits)?;
+        let trees = self.repo.tree_ids(&self.nodes)?;
         let keys: Vec<crate::key::BuildKey> = trees
             .iter()
             .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
@@ -157,7 +156,7 @@ impl GitOracle<'_> {
         let records = self.cache.builds(&keys, self.nodes.len() <= REMOTE_LOOKUP_LIMIT)?;
         Ok(records
             .into_iter()
-            .map(|r| r.map_or(Kernel::Unknown, |r| kernel_of(r.signature)))
+            .map(|r| r.map_or(Kernel::Unknown, |r| Kernel::of_signature(r.signature)))
             .collect())
     }
 }
@@ -178,7 +177,7 @@ impl Oracle for GitOracle<'_> {
 
     fn build(&mut self, i: usize) -> Result<Kernel, BisectError> {
         if let Some(e) = self.eval(i) {
-            return Ok(kernel_of(e.signature.clone()));
+            return Ok(Kernel::of_signature(e.signature.clone()));
         }
         let line = format!(
             "[{}] {} {}",
@@ -194,7 +193,7 @@ impl Oracle for GitOracle<'_> {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
         }
-        let kernel = kernel_of(eval.signature.clone());
+        let kernel = Kernel::of_signature(eval.signature.clone());
         self.evals.insert(self.nodes[i].clone(), eval.clone());
         // A kernel's build shows in the step of its first test batch; a
         // build that failed is a step of its own (it will not be tested).
@@ -222,7 +221,7 @@ impl Oracle for GitOracle<'_> {
         }
     }
 
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, BisectError> {
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, BisectError> {
         // The remote is asked too while the local runs are fewer than a batch.
         let wanted = self.evaluator.runs_wanted();
         let runs = self.cache.runs_shared(signature, &self.evaluator.test_key(), wanted)?;
@@ -233,11 +232,15 @@ impl Oracle for GitOracle<'_> {
             .collect())
     }
 
-    fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, BisectError> {
+    fn run(
+        &mut self,
+        i: usize,
+        signature: &KernelSignature,
+        n: u32,
+        target: &Target,
+    ) -> Result<Vec<RunClass>, BisectError> {
         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
-        // The search's kernels are the signatures this oracle gave it.
-        let signature = signature_of(signature)?;
-        let unseen = self.runs_not_yet_seen(&signature)?;
+        let unseen = self.runs_not_yet_seen(signature)?;
         if !unseen.is_empty() {
             // Another kcache process tested this kernel since the search
             // last looked: its runs are this batch (the search thinks again
@@ -252,7 +255,7 @@ impl Oracle for GitOracle<'_> {
                 .map(|r| target.classify(r.outcome, r.title.as_deref()))
                 .collect());
         }
-        let runs = self.batch(i, &signature, n, &matched, target)?;
+        let runs = self.batch(i, signature, n, &matched, target)?;
         let mut classes: Vec<RunClass> = runs
             .iter()
             .map(|r| target.classify(r.outcome, r.title.as_deref()))
@@ -343,21 +346,10 @@ impl GitOracle<'_> {
     }
 }
 
-/// The search's label for a kernel: its signature's text (`bayes` knows
-/// nothing of signatures), or unknown.
-fn kernel_of(signature: Option<KernelSignature>) -> Kernel {
-    Kernel::of_signature(signature.map(KernelSignature::into_string))
-}
-
-/// A label `kernel_of` made, back as a signature.
-fn signature_of(label: &str) -> Result<KernelSignature, BisectError> {
-    KernelSignature::parse(label).map_err(|e| StoreError::BadSignature(e.0).into())
-}
-
 /// A step for runs on a kernel this search did not build (it was known).
-fn placeholder(signature: &str) -> Evaluation {
+fn placeholder(signature: &KernelSignature) -> Evaluation {
     Evaluation {
-        signature: KernelSignature::parse(signature).ok(),
+        signature: Some(signature.clone()),
         ..Evaluation::empty(crate::key::BuildKey(crate::key::digest(b"")))
     }
 }
@@ -380,7 +372,6 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) 
             )
         )));
     };
-    let sig = signature_of(&sig)?;
     let mut asked = 0;
     let mut timed_out = 0;
     for _ in 0..3 {
@@ -461,7 +452,7 @@ fn log_lines(r: &SearchReport) -> Vec<String> {
 /// (twice: once could be the error rate) stops the search before it blames
 /// anything. Other crashes there are no contradiction; a bad side that does
 /// not reproduce is the search's own "no culprit" answer.
-fn check_good_side(o: &GitOracle, goods: &[String], target: &Target) -> Result<(), BisectError> {
+fn check_good_side(o: &GitOracle, goods: &[CommitId], target: &Target) -> Result<(), BisectError> {
     for g in goods {
         let Some(record) = o.evaluator.cached_build_local(o.repo, o.cache, g)? else {
             continue;
@@ -472,7 +463,7 @@ fn check_good_side(o: &GitOracle, goods: &[String], target: &Target) -> Result<(
         if counts.matched >= 2 {
             return Err(BisectError::EndpointContradicted {
                 side: "good",
-                commit: g.as_str().into(),
+                commit: g.clone(),
                 signature,
                 evidence: Evidence::of(&runs),
                 verdict: Verdict::Bad,
@@ -497,7 +488,7 @@ pub fn bisect(
     cache.clean_stale();
     evaluator.set_prediction(false);
     let runs = evaluator.runs_wanted();
-    let crashing = CommitId::from(session.bad.as_str());
+    let crashing = session.bad.clone();
     let mut oracle = GitOracle {
         repo,
         cache,
@@ -518,7 +509,7 @@ pub fn bisect(
     let mut notes = Vec::new();
     if session.goods.is_empty() {
         let good = ends::walk_back_tags(&mut oracle, &crashing, &opts.good_tags, &target, &mut notes)?;
-        session.goods = vec![good.to_string()];
+        session.goods = vec![good];
     }
     let goods = session.goods.clone();
     let direction = opts.direction;
@@ -578,7 +569,7 @@ pub fn bisect(
         });
     }
     let report = SearchReport {
-        policy: "bayes",
+        policy: super::session::Policy::Bayes,
         target: target.titles.clone(),
         probability,
         credible_set: out.credible.iter().map(|&i| oracle.nodes[i].clone()).collect(),
@@ -590,7 +581,7 @@ pub fn bisect(
     }
     session.log = oracle.log;
     let mut summary = session.close(repo, outcome, oracle.steps, notes, Some(report))?;
-    summary.good = goods.iter().map(|g| CommitId::from(g.as_str())).collect();
+    summary.good = goods;
     summary.direction = direction;
     Ok(summary)
 }

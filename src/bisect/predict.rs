@@ -70,9 +70,9 @@ pub struct Judgement {
 }
 
 impl CommitPrediction {
-    pub fn new(commit: &str, judged: &[(&Reference, Option<Blocker>)]) -> CommitPrediction {
+    pub fn new(commit: &CommitId, judged: &[(&Reference, Option<Blocker>)]) -> CommitPrediction {
         CommitPrediction {
-            commit: commit.into(),
+            commit: commit.clone(),
             references: judged
                 .iter()
                 .map(|(r, b)| Judgement {
@@ -161,7 +161,7 @@ pub enum Prediction<'r> {
 }
 
 /// Tries the references in order (the caller puts the nearest first).
-pub fn predict<'r>(repo: &Repo, references: &'r [Reference], commit: &str) -> Result<Prediction<'r>, GitError> {
+pub fn predict<'r>(repo: &Repo, references: &'r [Reference], commit: &CommitId) -> Result<Prediction<'r>, GitError> {
     let mut first_blocker = None;
     for reference in references {
         let changes = repo.changed_files(&reference.commit, commit)?;
@@ -183,7 +183,7 @@ pub fn predict<'r>(repo: &Repo, references: &'r [Reference], commit: &str) -> Re
 pub fn judge_all<'r>(
     repo: &Repo,
     references: &'r [Reference],
-    commit: &str,
+    commit: &CommitId,
 ) -> Result<Vec<(&'r Reference, Option<Blocker>)>, GitError> {
     references
         .iter()

@@ -15,11 +15,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BuildSource, Outcome, Purpose, Summary, Totals};
+use super::session::Policy;
+use super::{BuildSource, Outcome, Purpose, Summary, Totals, Verdict};
 use crate::git::Repo;
 use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
-use crate::store::{Cache, Outcome as RunOutcome};
+use crate::store::{BisectionId, Cache, Outcome as RunOutcome};
 
 pub const BISECTION_SCHEMA: &str = "kcache/bisection/v1";
 
@@ -39,19 +40,22 @@ pub struct Setup {
     pub test: String,
     pub test_key: TestKey,
     pub runs: u32,
-    pub policy: String,
+    pub policy: Policy,
     pub first_parent: bool,
     /// A fix bisection (`--fix`): `bad` is the older, crashing end and the
     /// answer is the first fixed commit. Absent: a cause bisection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fix: bool,
+    /// No `--good` was given: the good end was (or is to be) found over
+    /// release tags matching this glob; `good` then holds the tag found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good_tags: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BisectionRecord {
     pub schema: String,
-    /// `<unix seconds>-<6 hex>`: sorts by time, unique per bisection.
-    pub id: String,
+    pub id: BisectionId,
     pub time: u64,
     pub host: String,
     #[serde(flatten)]
@@ -72,13 +76,12 @@ pub struct BisectionRecord {
     /// The earlier bisection of the same range, recipe and test this one
     /// picked up from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resumes: Option<String>,
+    pub resumes: Option<BisectionId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OutcomeRow {
-    /// `culprit`, `inconclusive` or `no_culprit`.
-    pub kind: String,
+    pub kind: OutcomeKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,21 +90,56 @@ pub struct OutcomeRow {
     pub text: String,
 }
 
+/// What kind of answer a bisection gave (`kind` in the record).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    Culprit,
+    Stopped,
+    Inconclusive,
+    NoCulprit,
+}
+
+/// Where a step's kernel came from: [`BuildSource`], with a reuse of
+/// another host's build told apart as `remote`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepBuild {
+    Built,
+    Reused,
+    Remote,
+    Predicted,
+    Failed,
+    KnownBroken,
+    TransientFailure,
+}
+
+impl From<BuildSource> for StepBuild {
+    fn from(b: BuildSource) -> StepBuild {
+        match b {
+            BuildSource::Built => StepBuild::Built,
+            BuildSource::Reused => StepBuild::Reused,
+            BuildSource::Predicted => StepBuild::Predicted,
+            BuildSource::Failed => StepBuild::Failed,
+            BuildSource::KnownBroken => StepBuild::KnownBroken,
+            BuildSource::TransientFailure => StepBuild::TransientFailure,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepRow {
     pub commit: CommitId,
     pub subject: String,
     /// `bisect`, or `signature-check` (built to compare with the culprit).
-    pub purpose: String,
+    pub purpose: Purpose,
     /// Index in the range, oldest first (`None`: outside it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
-    /// `built`, `reused`, `remote`, `predicted`, `failed`, `known-broken`,
-    /// `transient-failure`.
-    pub build: String,
+    pub build: StepBuild,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<KernelSignature>,
-    pub verdict: String,
+    pub verdict: Verdict,
     pub ok: u32,
     pub crash: u32,
     /// Infrastructure problems, boot failures, skipped runs.
@@ -190,6 +228,17 @@ pub struct SearchRow {
 }
 
 impl BisectionRecord {
+    /// Said when a new bisection picks up from this one.
+    pub fn resume_line(&self) -> String {
+        format!(
+            "resuming bisection {} of {} ({} steps, {}): its kernels and runs are in the cache",
+            self.id,
+            crate::utc(self.time),
+            self.totals.steps,
+            self.outcome.text
+        )
+    }
+
     /// Describes `summary`; `started` is when the bisection began.
     pub fn new(repo: &Repo, cache: &Cache, setup: Setup, summary: &Summary, started: u64) -> BisectionRecord {
         let positions = range_positions(repo, &setup);
@@ -220,10 +269,7 @@ impl BisectionRecord {
         };
         BisectionRecord {
             schema: BISECTION_SCHEMA.to_string(),
-            id: {
-                let unique = crate::store::new_run_id();
-                format!("{started:010}-{}", &unique[unique.len() - 6..])
-            },
+            id: BisectionId::new(started),
             time: started,
             host: crate::store::host(),
             setup,
@@ -250,11 +296,19 @@ impl BisectionRecord {
     }
 
     /// Whether `other` bisected the same range with the same recipe and test.
+    /// A bisection without `--good` asks the same as an earlier one that
+    /// walked back over the same tags (the tag it found is the good end the
+    /// new walk will find again, from the cache).
     pub fn same_question(&self, other: &Setup) -> bool {
         let s = &self.setup;
+        let same_good = if other.good.is_empty() && other.good_tags.is_some() {
+            s.good_tags == other.good_tags
+        } else {
+            s.good == other.good
+        };
         s.repo == other.repo
             && s.bad == other.bad
-            && s.good == other.good
+            && same_good
             && s.build == other.build
             && s.config == other.config
             && s.test_key == other.test_key
@@ -268,33 +322,34 @@ impl Setup {
         repo: &Repo,
         opts: &super::Options,
         evaluator: &super::CommitEvaluator,
-        policy: &str,
+        policy: Policy,
     ) -> Result<Setup, crate::git::GitError> {
         let recipe = evaluator.recipe();
         let good = opts
             .goods
             .iter()
-            .map(|g| repo.commit_id(g).map(CommitId::from))
+            .map(|g| repo.commit_id(g))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Setup {
             repo: repo_label(repo.dir()),
             good,
-            bad: CommitId::from(repo.commit_id(&opts.bad)?),
+            bad: repo.commit_id(&opts.bad)?,
             build: recipe.build.clone(),
             config: recipe.config.as_ref().map(|c| c.display().to_string()),
             test: recipe.test.clone(),
             test_key: evaluator.test_key(),
             runs: recipe.runs,
-            policy: policy.to_string(),
+            policy,
             first_parent: opts.first_parent,
             fix: opts.direction == super::Direction::Fix,
+            good_tags: opts.goods.is_empty().then(|| opts.good_tags.clone()),
         })
     }
 }
 
 /// The newest recorded bisection that asked the same question as `setup`.
 pub fn earlier(cache: &Cache, setup: &Setup) -> Option<BisectionRecord> {
-    let all: Vec<(String, BisectionRecord)> = cache.bisections().ok()?;
+    let all: Vec<(BisectionId, BisectionRecord)> = cache.bisections().ok()?;
     all.into_iter().map(|(_, r)| r).find(|r| r.same_question(setup))
 }
 
@@ -306,7 +361,7 @@ pub fn keep(
     setup: Setup,
     summary: &Summary,
     started: u64,
-    resumes: Option<String>,
+    resumes: Option<BisectionId>,
 ) -> BisectionRecord {
     let mut record = BisectionRecord::new(repo, cache, setup, summary, started);
     record.resumes = resumes;
@@ -322,7 +377,7 @@ pub fn find(cache: &Cache, prefix: &str) -> Result<BisectionRecord, FindError> {
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Err(FindError::Malformed(prefix.to_string()));
     }
-    let all: Vec<(String, BisectionRecord)> = cache.bisections().map_err(FindError::Store)?;
+    let all: Vec<(BisectionId, BisectionRecord)> = cache.bisections().map_err(FindError::Store)?;
     let mut hits: Vec<BisectionRecord> = all
         .into_iter()
         .filter(|(id, _)| id.starts_with(prefix))
@@ -398,7 +453,7 @@ fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
         false => (&setup.bad, setup.good.iter().collect()),
         true => (setup.good.first().unwrap_or(&setup.bad), vec![&setup.bad]),
     };
-    let ends: Vec<String> = ends.iter().map(|c| c.to_string()).collect();
+    let ends: Vec<CommitId> = ends.into_iter().cloned().collect();
     let graph = repo.range_graph(tip, &ends, setup.first_parent).unwrap_or_default();
     let mut positions: HashMap<CommitId, usize> = HashMap::new();
     let in_range = graph.commits.iter().zip(&graph.in_range).filter(|(_, r)| **r);
@@ -407,7 +462,7 @@ fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
     }
     // The base ends sit before the range (position 0).
     for g in &ends {
-        positions.entry(CommitId::from(g.as_str())).or_insert(0);
+        positions.entry(g.clone()).or_insert(0);
     }
     positions
 }
@@ -415,20 +470,17 @@ fn range_positions(repo: &Repo, setup: &Setup) -> HashMap<CommitId, usize> {
 fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache) -> StepRow {
     let e = &s.eval;
     let build = match e.build {
-        BuildSource::Reused if from_elsewhere(cache, e) => "remote".to_string(),
-        other => crate::serde_word(&other),
+        BuildSource::Reused if from_elsewhere(cache, e) => StepBuild::Remote,
+        other => other.into(),
     };
     StepRow {
         commit: s.commit.clone(),
         subject: s.subject.clone(),
-        purpose: match s.purpose {
-            Purpose::Bisect => "bisect".into(),
-            Purpose::SignatureCheck => "signature-check".into(),
-        },
+        purpose: s.purpose,
         position: positions.get(&s.commit).copied(),
         build,
         signature: e.signature.clone(),
-        verdict: e.verdict.as_str().to_string(),
+        verdict: e.verdict,
         ok: e.evidence.ok,
         crash: e.evidence.crash,
         no_info: e.evidence.infra + e.evidence.boot_failed + e.evidence.skip,
@@ -457,7 +509,7 @@ fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<Kern
             }
             continue;
         }
-        let runs = cache.view(|v| v.runs(sig.as_str(), test_key)).unwrap_or_default();
+        let runs = cache.view(|v| v.runs(sig, test_key)).unwrap_or_default();
         let mut row = KernelRow {
             signature: sig.clone(),
             commits: vec![s.commit.clone()],
@@ -500,7 +552,7 @@ fn outcome_row(outcome: &Outcome, direction: super::Direction) -> OutcomeRow {
             merged_by,
             ..
         } => OutcomeRow {
-            kind: "culprit".into(),
+            kind: OutcomeKind::Culprit,
             commit: Some(commit.clone()),
             candidates: Vec::new(),
             text: format!(
@@ -515,13 +567,13 @@ fn outcome_row(outcome: &Outcome, direction: super::Direction) -> OutcomeRow {
             ),
         },
         Outcome::Stopped { reason } => OutcomeRow {
-            kind: "stopped".into(),
+            kind: OutcomeKind::Stopped,
             commit: None,
             candidates: Vec::new(),
             text: format!("stopped: {reason}"),
         },
         Outcome::Inconclusive { candidates } => OutcomeRow {
-            kind: "inconclusive".into(),
+            kind: OutcomeKind::Inconclusive,
             commit: None,
             candidates: candidates.clone(),
             text: format!(
@@ -530,7 +582,7 @@ fn outcome_row(outcome: &Outcome, direction: super::Direction) -> OutcomeRow {
             ),
         },
         Outcome::NoBoundary { reason } => OutcomeRow {
-            kind: "no_culprit".into(),
+            kind: OutcomeKind::NoCulprit,
             commit: None,
             candidates: Vec::new(),
             text: format!("no culprit: {reason}"),

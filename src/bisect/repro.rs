@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::exec::EvalError;
-use crate::key::TestKey;
+use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
 use crate::store::{Cache, Outcome, RunRecord, StoreError};
 use crate::vm::{NoInfo, ReproTest, RunOutcome};
@@ -21,13 +21,13 @@ pub(super) fn run(
     repro: &ReproTest,
     cache: &Cache,
     test_key: TestKey,
-    commit: &str,
+    commit: &CommitId,
     signature: &KernelSignature,
     artifacts: &Path,
     run: u32,
 ) -> Result<Option<RunRecord>, EvalError> {
     let failed = |how: String| EvalError::Repro {
-        commit: commit.to_string(),
+        commit: commit.clone(),
         how,
     };
     repro.check_config(artifacts).map_err(|e| failed(e.to_string()))?;

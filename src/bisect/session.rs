@@ -21,22 +21,13 @@ use crate::key::CommitId;
 use crate::store::Cache;
 
 /// How a bisection decides: which driver runs the search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// The posterior search over the commit graph ([`super::noisy`]).
     Bayes,
     /// `git bisect`'s selection and rule ([`super::classic`]).
     Classic,
-}
-
-impl Policy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Bayes => "bayes",
-            Policy::Classic => "classic",
-        }
-    }
 }
 
 /// A finished bisection: its summary and the record kept of it.
@@ -59,9 +50,9 @@ pub fn run(
     noisy: &super::noisy::NoisyOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Finished, BisectError> {
-    let setup = super::record::Setup::new(repo, opts, evaluator, policy.name())?;
+    let setup = super::record::Setup::new(repo, opts, evaluator, policy)?;
     let resumes = super::record::earlier(cache, &setup).map(|e| {
-        crate::notice(&crate::report::resume_line(&e));
+        crate::notice(&e.resume_line());
         e.id
     });
     let started = crate::store::now();
@@ -80,10 +71,11 @@ pub fn run(
 
 /// A bisection between its opening and its closing.
 pub(crate) struct Session {
-    pub bad: String,
-    pub goods: Vec<String>,
+    pub bad: CommitId,
+    pub goods: Vec<CommitId>,
     pub start: Instant,
     pub log: logfile::LogFile,
+    pub direction: Direction,
 }
 
 impl Session {
@@ -92,14 +84,20 @@ impl Session {
         let start = Instant::now();
         cache.hold_index();
         let (bad, goods) = resolve_endpoints(repo, opts)?;
-        let log = logfile::LogFile::new(opts.log.as_deref(), &bad);
-        Ok(Session { bad, goods, start, log })
+        let log = logfile::LogFile::new(opts.log.as_deref(), &bad, opts.direction);
+        Ok(Session {
+            bad,
+            goods,
+            start,
+            log,
+            direction: opts.direction,
+        })
     }
 
     /// The log, for a driver that writes steps to it (give it back before
     /// [`Session::close`]).
     pub fn take_log(&mut self) -> logfile::LogFile {
-        std::mem::replace(&mut self.log, logfile::LogFile::new(None, &self.bad))
+        std::mem::replace(&mut self.log, logfile::LogFile::new(None, &self.bad, self.direction))
     }
 
     /// Finishes the log and sums the steps up.
@@ -115,7 +113,7 @@ impl Session {
             .finish(&outcome, &steps, repo, self.start.elapsed().as_secs_f64())?;
         Ok(Summary {
             direction: Direction::Cause,
-            good: self.goods.iter().map(|g| CommitId::from(g.as_str())).collect(),
+            good: self.goods.clone(),
             outcome,
             totals: super::totals(&steps),
             steps,
@@ -129,9 +127,9 @@ impl Session {
 /// The bad and good commits as ids, in the order the direction wants: a
 /// cause bisection's bad end is no ancestor of a good one; a fix
 /// bisection's bad (older) end is an ancestor of its one good end.
-pub(crate) fn resolve_endpoints(repo: &Repo, opts: &Options) -> Result<(String, Vec<String>), BisectError> {
+pub(crate) fn resolve_endpoints(repo: &Repo, opts: &Options) -> Result<(CommitId, Vec<CommitId>), BisectError> {
     let bad = repo.commit_id(&opts.bad)?;
-    let goods: Vec<String> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
+    let goods: Vec<CommitId> = opts.goods.iter().map(|g| repo.commit_id(g)).collect::<Result<_, _>>()?;
     match opts.direction {
         Direction::Cause => {
             for g in &goods {
@@ -165,11 +163,10 @@ pub(crate) fn check_endpoints(
     repo: &Repo,
     cache: &Cache,
     evaluator: &CommitEvaluator,
-    bad: &str,
-    goods: &[String],
+    bad: &CommitId,
+    goods: &[CommitId],
 ) -> Result<(), BisectError> {
-    let sides =
-        std::iter::once((bad, "bad", Verdict::Good)).chain(goods.iter().map(|g| (g.as_str(), "good", Verdict::Bad)));
+    let sides = std::iter::once((bad, "bad", Verdict::Good)).chain(goods.iter().map(|g| (g, "good", Verdict::Bad)));
     for (commit, side, contradiction) in sides {
         let Some((signature, evidence)) = evaluator.cached_evidence(repo, cache, commit)? else {
             continue;
@@ -177,7 +174,7 @@ pub(crate) fn check_endpoints(
         if evidence.verdict() == Some(contradiction) {
             return Err(BisectError::EndpointContradicted {
                 side,
-                commit: commit.into(),
+                commit: commit.clone(),
                 signature,
                 evidence,
                 verdict: contradiction,
@@ -191,8 +188,8 @@ pub(crate) fn check_endpoints(
 /// read from the range's graph.
 pub(crate) fn merged_by(
     repo: &Repo,
-    tip: &str,
-    bases: &[String],
+    tip: &CommitId,
+    bases: &[CommitId],
     first_parent: bool,
     culprit: &CommitId,
 ) -> Result<Vec<super::MergeStep>, BisectError> {

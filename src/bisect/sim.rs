@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::bayes::{self, Kernel, Oracle};
 use super::graph::{Direction, Graph};
 use crate::crash::{RunClass, Target};
+use crate::signature::KernelSignature;
 
 /// SplitMix64: small, fast, good enough for simulation, seedable.
 #[derive(Debug, Clone)]
@@ -153,8 +154,8 @@ impl History {
         self.changed(i) == (self.direction == Direction::Cause)
     }
 
-    fn signature(&self, i: usize) -> String {
-        format!("{:064x}", self.kernel[i] as u64 + 1)
+    fn signature(&self, i: usize) -> KernelSignature {
+        kernel_signature(self.kernel[i])
     }
 
     /// One run on commit i's kernel: a title when it crashed.
@@ -168,6 +169,11 @@ impl History {
 
 /// The simulation as an [`Oracle`]: nothing cached at the start; every
 /// kernel's runs pooled by signature.
+/// The signature the simulation mints for its kernel number `kernel`.
+fn kernel_signature(kernel: u32) -> KernelSignature {
+    KernelSignature::of_label(&format!("simulated kernel {kernel}"))
+}
+
 pub struct SimOracle<'h> {
     pub history: &'h History,
     pub rng: Rng,
@@ -222,16 +228,16 @@ impl Oracle for SimOracle<'_> {
         self.history.run_seconds
     }
 
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        let id = u32::from_str_radix(&signature[48..], 16).unwrap_or(1) - 1;
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         Ok(self
             .runs
-            .get(&id)
-            .map(|v| v.iter().map(|t| Self::classify(target, *t)).collect())
+            .iter()
+            .find(|(kernel, _)| kernel_signature(**kernel) == *signature)
+            .map(|(_, v)| v.iter().map(|t| Self::classify(target, *t)).collect())
             .unwrap_or_default())
     }
 
-    fn run(&mut self, i: usize, _sig: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn run(&mut self, i: usize, _sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         let mut out = Vec::new();
         for _ in 0..n {
             let title = self.history.run(i, &mut self.rng);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use kcache::key::CommitId;
 use kcache::signature::KernelSignature;
 use kcache::store::RemoteMode;
 
@@ -546,7 +547,7 @@ pub struct RecordRunArgs {
     pub seconds: f64,
     /// The commit whose kernel was tested, for provenance.
     #[arg(long)]
-    pub commit: Option<String>,
+    pub commit: Option<CommitId>,
     /// A log of the run, stored as a blob.
     #[arg(long)]
     pub log: Option<PathBuf>,

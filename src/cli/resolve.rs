@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator};
 use kcache::git::Repo;
 use kcache::kernel::KbuildRecipe;
-use kcache::key::{BuildInputs, BuildKey, Key};
+use kcache::key::{BuildInputs, BuildKey, CommitId, Key};
 use kcache::store::{self, Cache};
 
 use crate::args::{AccelArg, InputArgs, Policy, RecipeArgs, SearchArgs, TargetArgs, VmArgs};
@@ -119,13 +119,13 @@ pub fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<std::time::D
 }
 
 /// The commit id and build inputs named on the command line.
-pub fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(String, BuildInputs)> {
+pub fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(CommitId, BuildInputs)> {
     let (commit, inputs, _) = resolve_recipe(a)?;
     Ok((commit, inputs))
 }
 
 /// [`resolve_inputs`] and the recipe they share with every commit.
-pub fn resolve_recipe(a: &InputArgs) -> anyhow::Result<(String, BuildInputs, kcache::key::RecipeInputs)> {
+pub fn resolve_recipe(a: &InputArgs) -> anyhow::Result<(CommitId, BuildInputs, kcache::key::RecipeInputs)> {
     let repo = Repo::open(&a.repo)?;
     let commit = repo.commit_id(&a.commit)?;
     let recipe = kcache::key::RecipeInputs::resolve(

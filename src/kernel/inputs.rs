@@ -14,6 +14,8 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
+use crate::key::CommitId;
+
 pub use crate::store::{InputSet, INPUT_SET_SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +27,11 @@ pub struct InputsError {
 
 /// Collects the input set of the kbuild build in `tree`; `None` when the
 /// tree holds no kbuild `.cmd` files (not a kbuild build).
-pub fn record(tree: &Path, build_key: crate::key::BuildKey, commit: &str) -> Result<Option<InputSet>, InputsError> {
+pub fn record(
+    tree: &Path,
+    build_key: crate::key::BuildKey,
+    commit: &CommitId,
+) -> Result<Option<InputSet>, InputsError> {
     let mut cmd_files = Vec::new();
     find_cmd_files(tree, &mut cmd_files)?;
     if cmd_files.is_empty() {
@@ -56,7 +62,7 @@ pub fn record(tree: &Path, build_key: crate::key::BuildKey, commit: &str) -> Res
     Ok(Some(InputSet {
         schema: INPUT_SET_SCHEMA.into(),
         build_key,
-        commit: commit.into(),
+        commit: commit.clone(),
         complete: reason.is_none(),
         incomplete_reason: reason,
         files: files.into_iter().collect(),
@@ -269,7 +275,7 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
             ),
         )
         .unwrap();
-        let set = record(t, crate::key::BuildKey(crate::key::digest(b"k")), "c0ffee")
+        let set = record(t, crate::key::BuildKey(crate::key::digest(b"k")), &"c0ffee".into())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -287,7 +293,7 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
         let via_link = record(
             &link.path().join("tree"),
             crate::key::BuildKey(crate::key::digest(b"k")),
-            "c0ffee",
+            &"c0ffee".into(),
         )
         .unwrap()
         .unwrap();
@@ -296,7 +302,7 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
         assert!(set.complete);
         std::fs::write(t.join(".config"), "CONFIG_IKHEADERS=y\n").unwrap();
         assert!(
-            !record(t, crate::key::BuildKey(crate::key::digest(b"k")), "c0ffee")
+            !record(t, crate::key::BuildKey(crate::key::digest(b"k")), &"c0ffee".into())
                 .unwrap()
                 .unwrap()
                 .complete
@@ -307,9 +313,11 @@ kernel/locking/mutex.o: $(wildcard ./tools/objtool/objtool)
     fn a_tree_without_cmd_files_has_no_input_set() {
         let tree = tempfile::tempdir().unwrap();
         std::fs::write(tree.path().join("main.c"), "int x;").unwrap();
-        assert!(record(tree.path(), crate::key::BuildKey(crate::key::digest(b"k")), "c")
-            .unwrap()
-            .is_none());
+        assert!(
+            record(tree.path(), crate::key::BuildKey(crate::key::digest(b"k")), &"c".into())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::bisect::record::{BisectionRecord, CulpritRow, KernelRow, StepRow};
+use crate::bisect::record::{BisectionRecord, CulpritRow, KernelRow, StepBuild, StepRow};
 use crate::key::short;
+use crate::serde_word;
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 70em; color: #1d1d1f; padding: 0 1em; }
@@ -63,7 +64,7 @@ fn header(h: &mut String, r: &BisectionRecord) {
     let _ = write!(
         h,
         "<header><h1>kcache bisection</h1><p class=\"outcome {}\" id=\"outcome\">{}</p><dl class=\"setup\">",
-        esc(&r.outcome.kind),
+        esc(&serde_word(&r.outcome.kind)),
         esc(&r.outcome.text)
     );
     let mut row = |k: &str, v: String| {
@@ -88,7 +89,7 @@ fn header(h: &mut String, r: &BisectionRecord) {
         "test",
         format!("<code>{}</code>, {} runs per kernel", esc(&s.test), s.runs),
     );
-    row("search", esc(&s.policy));
+    row("search", esc(&serde_word(&s.policy)));
     row("when", format!("{} on {}", utc(r.time), esc(&r.host)));
     if let Some(earlier) = &r.resumes {
         row("resumes", format!("bisection <code>{}</code>", esc(earlier)));
@@ -310,13 +311,13 @@ fn verdict_colour(verdict: &str) -> &'static str {
     }
 }
 
-fn source_letter(build: &str) -> &'static str {
+fn source_letter(build: &StepBuild) -> &'static str {
     match build {
-        "built" => "B",
-        "reused" => "R",
-        "remote" => "T",
-        "predicted" => "P",
-        _ => "F",
+        StepBuild::Built => "B",
+        StepBuild::Reused => "R",
+        StepBuild::Remote => "T",
+        StepBuild::Predicted => "P",
+        StepBuild::Failed | StepBuild::KnownBroken | StepBuild::TransientFailure => "F",
     }
 }
 
@@ -325,8 +326,8 @@ fn step_tooltip(n: usize, s: &StepRow) -> String {
         "step {n}: {} {} — {} ({}), kernel {}",
         short(&s.commit),
         s.subject,
-        s.verdict,
-        s.build,
+        s.verdict.as_str(),
+        serde_word(&s.build),
         s.signature.as_ref().map_or("none", |k| k.short())
     )
 }
@@ -339,9 +340,9 @@ fn steps(h: &mut String, r: &BisectionRecord) {
     for (i, s) in r.steps.iter().enumerate() {
         let build = match &s.predicted_from {
             Some(from) => format!("predicted from <code>{}</code>", short(from)),
-            None => s.build.clone(),
+            None => serde_word(&s.build),
         };
-        let check = if s.purpose == "signature-check" {
+        let check = if s.purpose == crate::bisect::Purpose::SignatureCheck {
             " (signature check)"
         } else {
             ""
@@ -360,15 +361,15 @@ fn steps(h: &mut String, r: &BisectionRecord) {
             short(&s.commit),
             esc(&s.subject),
             s.signature.as_ref().map_or("-", |k| k.short()),
-            esc(&s.build),
+            esc(&serde_word(&s.build)),
             build,
             s.ok,
             s.crash,
             s.no_info,
             s.runs_done,
             s.runs_reused,
-            esc(&s.verdict),
-            esc(&s.verdict)
+            esc(s.verdict.as_str()),
+            esc(s.verdict.as_str())
         );
     }
     h.push_str("</table></section>\n");
@@ -462,23 +463,8 @@ fn cost(h: &mut String, r: &BisectionRecord) {
     h.push_str("</section>\n");
 }
 
-/// `YYYY-MM-DD HH:MM UTC` of unix seconds (civil-from-days, no time crate).
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
-}
+pub use crate::utc;
 
-/// Text made safe for HTML content and attribute values.
 /// Where the culprit sits in a DAG: a merge that is the culprit itself,
 /// and the merges it came in by.
 fn merge_path(h: &mut String, c: &CulpritRow) {
@@ -509,6 +495,7 @@ fn merge_path(h: &mut String, c: &CulpritRow) {
     }
 }
 
+/// Text made safe for HTML content and attribute values.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -6,6 +6,8 @@ pub mod html;
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::key::CommitId;
+
 use crate::bisect::lookup::Lookup;
 use crate::bisect::predict::Blocker;
 use crate::bisect::{exec::describe, exec::BuildSource, short, Outcome, Summary};
@@ -505,7 +507,7 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
 
 /// `kcache predict`: the first reference that predicts the commit, else
 /// why the nearest one does not.
-pub fn prediction_text(commit: &str, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
+pub fn prediction_text(commit: &CommitId, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
     let same = judged.iter().find(|(_, b)| b.is_none());
     match (same, judged.first()) {
         (Some((r, _)), _) => format!(
@@ -526,17 +528,6 @@ pub fn prediction_text(commit: &str, judged: &[(&crate::bisect::predict::Referen
             short(commit)
         ),
     }
-}
-
-/// Said when a bisection asks what a recorded one asked already.
-pub fn resume_line(earlier: &crate::bisect::record::BisectionRecord) -> String {
-    format!(
-        "resuming bisection {} of {} ({} steps, {}): its kernels and runs are in the cache",
-        earlier.id,
-        html::utc(earlier.time),
-        earlier.totals.steps,
-        earlier.outcome.text
-    )
 }
 
 /// `kcache bisections` text output: one line each, newest first.

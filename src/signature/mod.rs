@@ -94,6 +94,14 @@ impl KernelSignature {
             Err(NotASignature(s.to_string()))
         }
     }
+
+    /// A stand-in for a kernel known only by a label (a simulated
+    /// history's kernels, a log step that names no signature): SHA-256 of
+    /// the label, so equal labels are one kernel and the search can treat
+    /// it as any other. Never a record's signature.
+    pub fn of_label(label: &str) -> KernelSignature {
+        KernelSignature(hex::encode(Sha256::digest(label.as_bytes())))
+    }
 }
 
 impl From<Signature> for KernelSignature {

@@ -5,15 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use super::index::{
-    Read, CF_BUILDS, CF_EVICTED, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS,
-    CF_SIGNATURES,
+    Read, CF_BUILDS, CF_INPUT_SETS, CF_KNOWN, CF_KNOWN_BY_SIGNATURE, CF_PENDING, CF_PREBUILDS, CF_SIGNATURES,
 };
 use super::remote::Fetched;
 use super::{host, now, BUILD_SCHEMA};
 use super::{
     upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, PrebuildRecord, StoreError,
 };
-use crate::key::{BuildInputs, BuildKey, Key};
+use crate::key::{BuildInputs, BuildKey, CommitId, Key};
 
 /// `kcache get --json`: a build's artifacts restored.
 #[derive(Debug, serde::Serialize)]
@@ -37,7 +36,7 @@ impl Cache {
     /// the records.
     pub fn put_build(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         signature: &KernelSignature,
         artifacts: &[(String, PathBuf)],
@@ -98,7 +97,7 @@ impl Cache {
     /// artifacts under this commit's build key, `predicted_from` naming it.
     pub fn put_predicted_build(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         reference: &BuildRecord,
     ) -> Result<BuildRecord, StoreError> {
@@ -140,7 +139,7 @@ impl Cache {
     /// Records that these inputs fail to build, with the end of the log.
     pub fn put_build_failure(
         &self,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         log_tail: &str,
         build_seconds: f64,
@@ -189,7 +188,7 @@ impl Cache {
                 w.put(CF_SIGNATURES, &format!("{}/{key}", sr.signature), &sr);
             }
             for a in &record.artifacts {
-                w.delete(CF_EVICTED, &a.blake3.to_hex());
+                w.unmark_evicted(&a.blake3);
             }
             Ok(self.writable_remote().map(|_| {
                 let p = upload::pending_build(&stored_under);
@@ -323,7 +322,7 @@ impl Cache {
                 for a in &r.artifacts {
                     if !self.blobs.contains(&a.blake3) {
                         // Not in the local tier: restore fetches it.
-                        w.put(CF_EVICTED, &a.blake3.to_hex(), &0u64);
+                        w.mark_evicted(&a.blake3, 0);
                     }
                 }
             }
@@ -509,7 +508,7 @@ impl Cache {
         if !fetched.is_empty() {
             self.write(|w| {
                 for k in &fetched {
-                    w.delete(CF_EVICTED, &k.to_hex());
+                    w.unmark_evicted(k);
                 }
                 Ok(())
             })?;
@@ -545,7 +544,7 @@ pub(crate) fn resigns_to(file: &Path, claimed: &KernelSignature) -> bool {
 }
 
 /// A failed build record for these inputs; callers fill in a success.
-fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
+fn build_record(commit: &CommitId, inputs: &BuildInputs, build_seconds: f64) -> BuildRecord {
     BuildRecord {
         schema: BUILD_SCHEMA.into(),
         build_key: inputs.key(),
@@ -553,7 +552,7 @@ fn build_record(commit: &str, inputs: &BuildInputs, build_seconds: f64) -> Build
         signature: None,
         artifacts: Vec::new(),
         log_tail: None,
-        commit: commit.into(),
+        commit: commit.clone(),
         tree: inputs.tree.clone(),
         config_digest: inputs.config_digest,
         toolchain: inputs.toolchain.clone(),

@@ -659,6 +659,18 @@ impl Writer<'_> {
         self.batch.delete_cf(cf(self.db, cf_name), key.as_bytes());
     }
 
+    /// Says why a blob is gone: evicted at `time` (unix seconds; 0: never
+    /// here, a record backfilled from the remote whose blob is fetched on
+    /// restore). Records stay; `stats`, `verify` and restores read this.
+    pub fn mark_evicted(&mut self, blob: &crate::key::Key, time: u64) {
+        self.put(CF_EVICTED, &blob.to_hex(), &time);
+    }
+
+    /// The blob is here again: no longer evicted.
+    pub fn unmark_evicted(&mut self, blob: &crate::key::Key) {
+        self.delete(CF_EVICTED, &blob.to_hex());
+    }
+
     pub fn add(&mut self, counter: super::Counter, delta: i64) {
         self.batch
             .merge_cf(cf(self.db, CF_COUNTERS), counter.name().as_bytes(), delta.to_le_bytes());

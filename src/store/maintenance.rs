@@ -148,7 +148,7 @@ impl Cache {
             let time = now();
             self.write(|w| {
                 for k in &victims {
-                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                    w.mark_evicted(k, time);
                 }
                 Ok(())
             })?;
@@ -323,7 +323,7 @@ impl Cache {
             let time = now();
             self.write(|w| {
                 for k in &newly_evicted {
-                    w.put(CF_EVICTED, &k.to_hex(), &time);
+                    w.mark_evicted(k, time);
                 }
                 Ok(())
             })?;

@@ -38,6 +38,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::key::{BuildKey, Key, TestKey};
+use crate::signature::KernelSignature;
+pub use bisections::BisectionId;
 pub use blob::BlobStore;
 pub use builds::{Forgotten, Restored};
 pub use counters::Counter;
@@ -58,19 +60,6 @@ pub use remote::{Mode as RemoteMode, Remote};
 
 /// Prefix of the directories tests run in under the cache.
 pub const ARTIFACTS_PREFIX: &str = "artifacts-";
-
-/// Where the cache lives: `--cache-dir`, else `KCACHE_DIR`, else
-/// `$XDG_CACHE_HOME/kcache`, else `~/.cache/kcache`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KCACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("kcache");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("kcache")
-}
 
 #[derive(Clone)]
 pub struct Cache {
@@ -325,13 +314,13 @@ impl View<'_> {
         Ok(values(self.r.scan(CF_INPUT_SETS, "")?))
     }
 
-    pub fn builds_with_signature(&self, signature: &str) -> Result<Vec<SignatureRecord>, StoreError> {
+    pub fn builds_with_signature(&self, signature: &KernelSignature) -> Result<Vec<SignatureRecord>, StoreError> {
         Ok(values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?))
     }
 
     /// Every run on a signature under one test key, oldest first (runs
     /// from writers the policy does not trust left out).
-    pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs(&self, signature: &KernelSignature, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?);
         Ok(runs.into_iter().filter(|r| self.believed(r)).collect())
     }
@@ -353,7 +342,10 @@ impl View<'_> {
     }
 
     /// Every run on a signature, grouped by test key.
-    pub fn runs_by_test_key(&self, signature: &str) -> Result<BTreeMap<TestKey, Vec<RunRecord>>, StoreError> {
+    pub fn runs_by_test_key(
+        &self,
+        signature: &KernelSignature,
+    ) -> Result<BTreeMap<TestKey, Vec<RunRecord>>, StoreError> {
         let mut out: BTreeMap<TestKey, Vec<RunRecord>> = BTreeMap::new();
         let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/"))?);
         for run in runs.into_iter().filter(|r| self.believed(r)) {
@@ -363,7 +355,7 @@ impl View<'_> {
     }
 
     /// Commits known (from logs) to have produced `signature`.
-    pub fn known_with_signature(&self, signature: &str) -> Result<Vec<KnownSignature>, StoreError> {
+    pub fn known_with_signature(&self, signature: &KernelSignature) -> Result<Vec<KnownSignature>, StoreError> {
         Ok(values(self.r.scan(CF_KNOWN_BY_SIGNATURE, &format!("{signature}/"))?))
     }
 

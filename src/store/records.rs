@@ -138,6 +138,24 @@ pub enum Outcome {
     Skip,
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Outcome, String> {
+        crate::from_word(s).ok_or_else(|| {
+            format!(
+                "unknown outcome {s:?}: use {}",
+                crate::words_of(&[
+                    Outcome::Ok,
+                    Outcome::Crash,
+                    Outcome::Infra,
+                    Outcome::BootFailed,
+                    Outcome::Skip
+                ])
+            )
+        })
+    }
+}
+
 /// One test run: append-only evidence, keyed by (signature, test key, run id).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
@@ -145,7 +163,7 @@ pub struct RunRecord {
     pub signature: KernelSignature,
     pub test_key: TestKey,
     /// Unique per run (time, host, process and a random part).
-    pub run_id: String,
+    pub run_id: RunId,
     pub outcome: Outcome,
     /// Crash title (outcome `crash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,19 +196,19 @@ impl RunRecord {
         outcome: Outcome,
         title: Option<String>,
         seconds: f64,
-        commit: Option<&str>,
+        commit: Option<&CommitId>,
     ) -> RunRecord {
         RunRecord {
             schema: RUN_SCHEMA.into(),
             signature: signature.clone(),
             test_key,
-            run_id: new_run_id(),
+            run_id: RunId::fresh(),
             outcome,
             title,
             seconds,
             host: host(),
             time: now(),
-            commit: commit.map(CommitId::from),
+            commit: commit.cloned(),
             log_blob: None,
             source: None,
             writer: None,
@@ -227,15 +245,30 @@ pub fn host() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// A run id no other process or host will pick: time, host, pid, random.
-pub fn new_run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut random = [0u8; 8];
-    let _ = crate::random_bytes(&mut random);
-    let tag = blake3::hash(format!("{}:{}", host(), std::process::id()).as_bytes());
-    format!("{nanos:032x}-{}-{}", &tag.to_hex()[..8], hex::encode(random))
+hex_string_id!(
+    /// A test run's id, unique per run: `<nanoseconds>-<host tag>-<random>`
+    /// for a run done by kcache, `log-<digest>` for one imported from a
+    /// syzbot log (the same log imported twice gives the same ids).
+    RunId
+);
+
+impl RunId {
+    /// An id no other process or host will pick: time, host, pid, random.
+    pub fn fresh() -> RunId {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut random = [0u8; 8];
+        let _ = crate::random_bytes(&mut random);
+        let tag = blake3::hash(format!("{}:{}", host(), std::process::id()).as_bytes());
+        RunId(format!("{nanos:032x}-{}-{}", &tag.to_hex()[..8], hex::encode(random)))
+    }
+
+    /// The id of a run a syzbot log reports, from a digest of where in
+    /// the log it was read: importing the log again adds nothing.
+    pub fn of_log_run(digest: &Key) -> RunId {
+        RunId(format!("log-{}", &digest.to_hex()[..32]))
+    }
 }
 
 /// What one build read from its tree, as paths relative to the tree root.

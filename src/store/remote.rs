@@ -53,11 +53,12 @@ pub enum Mode {
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Mode, String> {
-        match s {
-            "read-write" => Ok(Mode::ReadWrite),
-            "read-only" => Ok(Mode::ReadOnly),
-            _ => Err(format!("unknown remote mode {s:?}: use read-write or read-only")),
-        }
+        crate::from_word(s).ok_or_else(|| {
+            format!(
+                "unknown remote mode {s:?}: use {}",
+                crate::words_of(&[Mode::ReadWrite, Mode::ReadOnly])
+            )
+        })
     }
 }
 

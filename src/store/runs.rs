@@ -2,9 +2,10 @@
 //! the remote when the local tier does not settle the question.
 
 use super::index::{Read, CF_PENDING, CF_RUNS};
-use super::{upload, Cache, Outcome, RunRecord, StoreError, RUN_SCHEMA};
+use super::{upload, Cache, Outcome, RunId, RunRecord, StoreError, RUN_SCHEMA};
 use crate::key::TestKey;
 use crate::signature;
+use crate::signature::KernelSignature;
 
 impl Cache {
     /// Appends one run. Run ids are unique, so this never overwrites.
@@ -40,7 +41,12 @@ impl Cache {
     /// Runs on a signature under a test key from both tiers: the remote is
     /// asked only when the local runs are fewer than `wanted` and show no
     /// crash. Remote runs are backfilled into the local index.
-    pub fn runs_shared(&self, signature: &str, test_key: &TestKey, wanted: u32) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs_shared(
+        &self,
+        signature: &KernelSignature,
+        test_key: &TestKey,
+        wanted: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let runs = self.runs(signature, test_key)?;
         let settled = runs.iter().any(|r| r.outcome == Outcome::Crash) || runs.len() >= wanted as usize;
         if settled || self.pull_runs(signature, Some(test_key))? == 0 {
@@ -51,13 +57,13 @@ impl Cache {
 
     /// Copies the remote's runs on `signature` (under one test key, or
     /// all) into the local index; returns how many were new.
-    pub fn pull_runs(&self, signature: &str, test_key: Option<&TestKey>) -> Result<usize, StoreError> {
+    pub fn pull_runs(&self, signature: &KernelSignature, test_key: Option<&TestKey>) -> Result<usize, StoreError> {
         let Some(remote) = &self.remote else { return Ok(0) };
         let dir = match test_key {
             Some(k) => format!("runs/{signature}/{}", k.to_hex()),
             None => format!("runs/{signature}"),
         };
-        let local: std::collections::HashSet<String> = self
+        let local: std::collections::HashSet<RunId> = self
             .index
             .read(|r| r.scan::<RunRecord>(CF_RUNS, &format!("{dir}/").replacen("runs/", "", 1)))?
             .into_iter()
@@ -71,7 +77,7 @@ impl Cache {
                 ..f.record
             })
             .filter(|r| {
-                r.signature.as_str() == signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
+                r.signature == *signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
             })
             .filter(|r| !local.contains(&r.run_id))
             .collect();
@@ -99,11 +105,11 @@ impl Cache {
     }
 
     /// Every run on a signature under one test key, oldest first.
-    pub fn runs(&self, signature: &str, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
+    pub fn runs(&self, signature: &KernelSignature, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         self.view(|v| v.runs(signature, test_key))
     }
 }
 
-pub fn run_key(signature: &str, test_key: &TestKey, run_id: &str) -> String {
+pub fn run_key(signature: &KernelSignature, test_key: &TestKey, run_id: &RunId) -> String {
     format!("{signature}/{}/{run_id}", test_key.to_hex())
 }

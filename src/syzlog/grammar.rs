@@ -16,7 +16,12 @@ pub const CULPRIT_SIGNATURE: &str = "culprit signature: ";
 pub const PARENT_SIGNATURE: &str = "parent  signature: ";
 pub const REVISIONS_TESTED: &str = "revisions tested: ";
 pub const FIRST_BAD_COMMIT: &str = "first bad commit: ";
+/// A fix bisection's trailer and inconclusive ending: syzkaller drives git
+/// with the crashing (old) side as "good", so the answer is the first
+/// commit past the last good one, "the first good commit".
+pub const FIRST_GOOD_COMMIT: &str = "first good commit: ";
 pub const INCONCLUSIVE: &str = "bisection is inconclusive, the first bad commit could be any of:";
+pub const INCONCLUSIVE_FIX: &str = "bisection is inconclusive, the first good commit could be any of:";
 pub const ERROR: &str = "error: ";
 const OK: &str = "OK";
 const CRASHED: &str = "crashed: ";
@@ -29,10 +34,22 @@ pub fn full_hash(s: &str) -> Option<&str> {
     (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
 }
 
-/// `bisecting cause commit starting from H` / `bisecting fixing commit ...`.
+/// The header line of a log: `bisecting cause commit starting from H`, or
+/// for a fix bisection, as syzkaller writes it, `bisecting fixing commit since H`.
+pub fn bisecting_header(direction: Direction, commit: &str) -> String {
+    match direction {
+        Direction::Fix => format!("bisecting fixing commit since {commit}"),
+        Direction::Cause | Direction::Unknown => format!("bisecting cause commit starting from {commit}"),
+    }
+}
+
+/// `bisecting cause commit starting from H` / `bisecting fixing commit since H`
+/// (either wording with either kind).
 pub fn bisecting_line(line: &str) -> Option<(Direction, &str)> {
     let rest = line.strip_prefix("bisecting ")?;
-    let (kind, rest) = rest.split_once(" commit starting from ")?;
+    let (kind, rest) = rest
+        .split_once(" commit starting from ")
+        .or_else(|| rest.split_once(" commit since "))?;
     let dir = match kind {
         "cause" => Direction::Cause,
         "fixing" | "fix" => Direction::Fix,
@@ -224,6 +241,7 @@ pub fn is_step_level(line: &str) -> bool {
         "reproducer seems to be flaky",
         "Reproducer flagged being flaky",
         "first bad commit: ",
+        "first good commit: ",
         "error: ",
     ];
     PREFIXES.iter().any(|p| line.starts_with(p)) || bisect_pick_line(line).is_some()

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! header   := ["ci" N? " starts bisection " time]
-//!             "bisecting " ("cause"|"fixing") " commit starting from " H
+//!             "bisecting " ("cause"|"fixing") (" commit starting from "|" commit since ") H
 //!             ["building syzkaller on " H]
 //!             ["ensuring issue is reproducible on original commit " H]
 //! step     := ["Bisecting: " N " revision" ...]   (git's count: Step::left)
@@ -26,15 +26,20 @@
 //! outcome  := "OK" | "crashed: " TITLE | "boot failed: " TEXT
 //!           | "basic kernel testing failed: " TEXT | "failed: " TEXT
 //! ending   := H " is the first bad commit" git-show-stat-block
-//!           | "bisection is inconclusive, the first bad commit could be any of:" {H}
+//!           | "bisection is inconclusive, the first " ("bad"|"good") " commit could be any of:" {H}
 //!           | "the crash already happened on the oldest tested release" ["commit msg: " T]
 //!           | "error: " TEXT
 //! summary  := ["culprit signature: " HEX] ["parent  signature: " HEX]
 //!             | ["kernel signature: " HEX] ["previous signature: " HEX]   (2019-2020)
 //!             "revisions tested: " N ", total time: " D " (build: " D ", test: " D ")"
-//! trailer  := ["first bad commit: " H " " TITLE] ["recipients (to): " LIST]
+//! trailer  := ["first " ("bad"|"good") " commit: " H " " TITLE] ["recipients (to): " LIST]
 //!             ["recipients (cc): " LIST] ["crash: " TITLE report-lines...]
 //! ```
+//!
+//! A fix bisection's log says it as syzkaller's do: syzkaller drives git
+//! with the crashing (old) side as "good", so `# git bisect good H` marks a
+//! commit that still crashes, git's `H is the first bad commit` names the
+//! first fixed one, and the trailer says `first good commit: H TITLE`.
 //!
 //! A run's continuation lines (multi-line infrastructure errors) run to the
 //! next blank line or step-level line. `git bisect`'s `[H] subject` line

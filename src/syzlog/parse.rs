@@ -281,7 +281,10 @@ impl Parser {
         } else if line.starts_with("reproducer seems to be flaky") || line.starts_with("Reproducer flagged being flaky")
         {
             self.flaky = true;
-        } else if let Some(rest) = line.strip_prefix(FIRST_BAD_COMMIT) {
+        } else if let Some(rest) = line
+            .strip_prefix(FIRST_BAD_COMMIT)
+            .or_else(|| line.strip_prefix(FIRST_GOOD_COMMIT))
+        {
             let t = self.trailer.get_or_insert_with(Trailer::default);
             let (h, title) = rest.split_once(' ').unwrap_or((rest, ""));
             t.first_bad_commit = Some(h.to_string());

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::grammar::*;
-use super::model::{Purpose, RunOutcome, Verdict};
+use super::model::{Direction, Purpose, RunOutcome, Verdict};
 
 /// One step as the log shows it.
 #[derive(Debug, Clone)]
@@ -55,14 +55,19 @@ pub enum EndingEntry<'a> {
 pub struct LogWriter {
     path: Option<PathBuf>,
     text: String,
+    direction: Direction,
 }
 
 impl LogWriter {
-    /// A cause bisection starting from `bad`; `path: None` keeps it in memory.
-    pub fn new(path: Option<&Path>, bad: &str) -> LogWriter {
+    /// A bisection starting from `bad` (a fix bisection's crashing, older
+    /// end), in `direction`'s words; `path: None` keeps it in memory. Steps'
+    /// verdicts are written as given: git's terms (for a fix bisection as
+    /// syzkaller drives git, "good" is the crashing side).
+    pub fn new(path: Option<&Path>, bad: &str, direction: Direction) -> LogWriter {
         LogWriter {
             path: path.map(Path::to_path_buf),
-            text: format!("bisecting cause commit starting from {bad}\n"),
+            text: format!("{}\n", bisecting_header(direction, bad)),
+            direction,
         }
     }
 
@@ -119,6 +124,7 @@ impl LogWriter {
             go_duration_text(totals.build_seconds),
             go_duration_text(totals.test_seconds)
         );
+        let fix = self.direction == Direction::Fix;
         let t = &mut self.text;
         match ending {
             EndingEntry::Culprit(c) => {
@@ -132,11 +138,12 @@ impl LogWriter {
                     let _ = writeln!(t, "{PARENT_SIGNATURE}{sig}");
                 }
                 let _ = writeln!(t, "{revisions}");
-                let _ = writeln!(t, "{FIRST_BAD_COMMIT}{} {}", c.commit, c.subject);
+                let first = if fix { FIRST_GOOD_COMMIT } else { FIRST_BAD_COMMIT };
+                let _ = writeln!(t, "{first}{} {}", c.commit, c.subject);
             }
             EndingEntry::Inconclusive(candidates) => {
                 let _ = writeln!(t, "{revisions}");
-                let _ = writeln!(t, "{INCONCLUSIVE}");
+                let _ = writeln!(t, "{}", if fix { INCONCLUSIVE_FIX } else { INCONCLUSIVE });
                 for c in candidates.iter() {
                     let _ = writeln!(t, "{c}");
                 }
@@ -192,7 +199,7 @@ mod tests {
             RunOutcome::TestFailed("lost connection".into()),
             RunOutcome::Infra("could not test".into()),
         ];
-        let mut w = LogWriter::new(None, START);
+        let mut w = LogWriter::new(None, START, Direction::Cause);
         let mut failed = step(B, Purpose::Bisect, Vec::new(), Some(Verdict::Skip));
         failed.signature = None;
         failed.build_errors = vec!["mm/x.c:1:2: error: expected ';'"];
@@ -254,7 +261,7 @@ mod tests {
             EndingEntry::Inconclusive(&[A.to_string(), B.to_string()]),
             EndingEntry::Error("no target"),
         ] {
-            let mut w = LogWriter::new(None, START);
+            let mut w = LogWriter::new(None, START, Direction::Cause);
             w.step(&steps[0]).unwrap();
             w.finish(&ending, totals).unwrap();
             let log = parse(w.text().as_bytes()).unwrap();
@@ -264,5 +271,59 @@ mod tests {
                 (_, other) => panic!("read back as {other:?}"),
             }
         }
+    }
+
+    /// A fix bisection's log is worded as syzkaller's: "fixing commit
+    /// since", git's verdicts as given, "first good commit"; and reads back
+    /// as a fix bisection naming the same commit.
+    #[test]
+    fn a_fix_bisection_is_worded_as_syzkaller_words_it() {
+        let mut w = LogWriter::new(None, START, Direction::Fix);
+        w.step(&step(A, Purpose::Bisect, vec![RunOutcome::Ok], Some(Verdict::Bad)))
+            .unwrap();
+        let totals = Totals {
+            tested: 1,
+            wall_seconds: 1.0,
+            build_seconds: 0.5,
+            test_seconds: 0.5,
+        };
+        let culprit = CulpritEntry {
+            commit: A,
+            subject: "mm: fix the pool",
+            show: &format!("commit {A}\nAuthor: A <a@b>\n\n    mm: fix the pool\n"),
+            signature: Some(SIG),
+            parent_signature: Some(PSIG),
+        };
+        w.finish(&EndingEntry::Culprit(culprit), totals).unwrap();
+        let text = w.text();
+        assert!(
+            text.starts_with(&format!("bisecting fixing commit since {START}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("first good commit: {A} mm: fix the pool")),
+            "{text}"
+        );
+        assert!(!text.contains("first bad commit: "), "{text}");
+        let log = parse(text.as_bytes()).unwrap();
+        assert_eq!(log.direction, Direction::Fix);
+        assert_eq!(log.start_commit.as_deref(), Some(START));
+        assert!(
+            matches!(&log.ending, Ending::FirstBad(c) if c.commit == A),
+            "{:?}",
+            log.ending
+        );
+        assert_eq!(log.trailer.unwrap().first_bad_commit.as_deref(), Some(A));
+
+        let mut w = LogWriter::new(None, START, Direction::Fix);
+        w.finish(&EndingEntry::Inconclusive(&[A.to_string(), B.to_string()]), totals)
+            .unwrap();
+        assert!(
+            w.text().contains("the first good commit could be any of:"),
+            "{}",
+            w.text()
+        );
+        let log = parse(w.text().as_bytes()).unwrap();
+        assert!(matches!(&log.ending, Ending::Inconclusive { candidates } if candidates.len() == 2));
     }
 }

@@ -55,9 +55,9 @@ impl Oracle for Adversary {
 
     fn known(&mut self, i: usize) -> Result<Kernel, Self::Error> {
         Ok(match self.kind {
-            Kind::Random if self.rng.uniform() < 0.2 => Kernel::Signed(format!("k{}", self.rng.below(3))),
+            Kind::Random if self.rng.uniform() < 0.2 => Kernel::labelled(&format!("k{}", self.rng.below(3))),
             Kind::Random if self.rng.uniform() < 0.05 => Kernel::Broken,
-            _ if self.kind != Kind::Unbuildable && i % 17 == 5 => Kernel::Signed(format!("known{i}")),
+            _ if self.kind != Kind::Unbuildable && i % 17 == 5 => Kernel::labelled(&format!("known{i}")),
             _ => Kernel::Unknown,
         })
     }
@@ -70,10 +70,10 @@ impl Oracle for Adversary {
             Kind::Random => match self.rng.below(4) {
                 0 => Kernel::Broken,
                 1 => Kernel::Unknown,
-                2 => Kernel::Signed(format!("k{}", self.rng.below(3))),
-                _ => Kernel::Signed(format!("n{i}")),
+                2 => Kernel::labelled(&format!("k{}", self.rng.below(3))),
+                _ => Kernel::labelled(&format!("n{i}")),
             },
-            _ => Kernel::Signed(format!("n{i}")),
+            _ => Kernel::labelled(&format!("n{i}")),
         })
     }
 
@@ -89,14 +89,20 @@ impl Oracle for Adversary {
         60.0
     }
 
-    fn pooled(&mut self, _sig: &str, _target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn pooled(&mut self, _sig: &KernelSignature, _target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         Ok(match self.kind {
             Kind::Random => (0..self.rng.below(6)).map(|_| self.class()).collect(),
             _ => Vec::new(),
         })
     }
 
-    fn run(&mut self, _i: usize, _sig: &str, n: u32, _target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn run(
+        &mut self,
+        _i: usize,
+        _sig: &KernelSignature,
+        n: u32,
+        _target: &Target,
+    ) -> Result<Vec<RunClass>, Self::Error> {
         let out: Vec<RunClass> = match self.kind {
             Kind::Inconsistent => {
                 let mut v = Vec::new();

@@ -59,6 +59,7 @@ use serde::Serialize;
 
 use super::graph::{Direction, Graph};
 use crate::crash::{ClassCounts, RunClass, Target};
+use crate::signature::KernelSignature;
 pub use posterior::Posterior;
 use posterior::Search;
 
@@ -81,16 +82,23 @@ fn p_at(j: usize) -> f64 {
 pub enum Kernel {
     /// Not built (or not known) yet.
     Unknown,
-    /// Built: its signature.
-    Signed(String),
+    /// Built: its signature (a simulation mints its own,
+    /// [`KernelSignature::of_label`]).
+    Signed(KernelSignature),
     /// Cannot be built: no information, ever.
     Broken,
 }
 
 impl Kernel {
     /// A built kernel by its signature; no signature: it does not build.
-    pub fn of_signature(signature: Option<String>) -> Kernel {
+    pub fn of_signature(signature: Option<KernelSignature>) -> Kernel {
         signature.map_or(Kernel::Broken, Kernel::Signed)
+    }
+
+    /// A test's kernel named by a short label (its signature minted).
+    #[cfg(test)]
+    fn labelled(label: &str) -> Kernel {
+        Kernel::Signed(KernelSignature::of_label(label))
     }
 }
 
@@ -108,10 +116,16 @@ pub trait Oracle {
     /// Seconds one test run costs.
     fn run_cost(&self) -> f64;
     /// Every run already pooled for a kernel: classes.
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
     /// Runs the test on commit `i`'s kernel up to `n` times, stopping at the
     /// first run that matches the target; the classes of the runs done.
-    fn run(&mut self, i: usize, signature: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
+    fn run(
+        &mut self,
+        i: usize,
+        signature: &KernelSignature,
+        n: u32,
+        target: &Target,
+    ) -> Result<Vec<RunClass>, Self::Error>;
     /// Where the search stands before a test: how many commits still hold
     /// 95% of the mass, and the likeliest culprit's probability.
     fn standing(&mut self, _credible: usize, _best: f64) {}
@@ -131,7 +145,7 @@ pub trait Oracle {
     /// `p`), so a batch may return more than one match.
     fn run_set(
         &mut self,
-        batches: &[(usize, String, u32)],
+        batches: &[(usize, KernelSignature, u32)],
         target: &Target,
     ) -> Result<Vec<Vec<RunClass>>, Self::Error> {
         batches
@@ -324,7 +338,7 @@ impl fmt::Display for Ending {
 /// Per kernel: where it is in the range and what its runs say.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelEvidence {
-    pub signature: String,
+    pub signature: KernelSignature,
     /// Nodes of the graph with this kernel (indices).
     pub commits: Vec<usize>,
     pub counts: ClassCounts,
@@ -383,7 +397,7 @@ pub fn search<O: Oracle>(
 /// The posterior of a line of tested kernels (`Graph::line`, cause), for
 /// judging syzbot logs: `kernels[i]` is node i's kernel (node 0 the good
 /// end); `evidence` the runs per kernel label.
-pub fn line_posterior(model: &Model, kernels: &[Kernel], evidence: &[(String, ClassCounts)]) -> Posterior {
+pub fn line_posterior(model: &Model, kernels: &[Kernel], evidence: &[(KernelSignature, ClassCounts)]) -> Posterior {
     let graph = Graph::line(kernels.len());
     let mut s = Search::new(model, Target::default(), &graph, Direction::Cause);
     for (i, k) in kernels.iter().enumerate() {

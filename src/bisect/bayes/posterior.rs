@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use super::{p_at, Kernel, Model, Oracle, P_GRID};
 use crate::bisect::graph::{Direction, Graph};
 use crate::crash::{ClassCounts, RunClass, Target};
+use crate::signature::KernelSignature;
 
 /// One kernel: the nodes that have it and its runs.
 #[derive(Debug, Clone)]
 pub(super) struct Group {
-    pub signature: String,
+    pub signature: KernelSignature,
     pub members: Vec<usize>,
     /// Every run known (pooled and this search's).
     pub counts: ClassCounts,
@@ -33,7 +34,7 @@ pub(super) struct Search<'m, 'g> {
     /// Per node: its kernel's group, when signed.
     pub group: Vec<Option<usize>>,
     pub groups: Vec<Group>,
-    by_signature: HashMap<String, usize>,
+    by_signature: HashMap<KernelSignature, usize>,
     pub builds: u32,
     pub runs: u32,
     pub seconds: f64,
@@ -86,7 +87,7 @@ impl<'m, 'g> Search<'m, 'g> {
         }
     }
 
-    pub fn group_of_signature(&self, sig: &str) -> Option<usize> {
+    pub fn group_of_signature(&self, sig: &KernelSignature) -> Option<usize> {
         self.by_signature.get(sig).copied()
     }
 

@@ -6,13 +6,13 @@ use super::*;
 fn line_search_with(kernels: &[(usize, &str)], counts: &[(&str, u32, u32)], len: usize) -> Posterior {
     let mut ks = vec![Kernel::Unknown; len];
     for (i, sig) in kernels {
-        ks[*i] = Kernel::Signed(sig.to_string());
+        ks[*i] = Kernel::labelled(sig);
     }
-    let evidence: Vec<(String, ClassCounts)> = counts
+    let evidence: Vec<(KernelSignature, ClassCounts)> = counts
         .iter()
         .map(|(sig, m, o)| {
             (
-                sig.to_string(),
+                KernelSignature::of_label(sig),
                 ClassCounts {
                     matched: *m,
                     ok: *o,
@@ -50,7 +50,7 @@ fn other_crashes_and_no_info_do_not_move_the_boundary() {
     let model = Model::default();
     let graph = Graph::line(11);
     let mut s = Search::new(&model, Target::new(["BUG in f"]), &graph, Direction::Cause);
-    s.set_kernel(5, Kernel::Signed("a".into()));
+    s.set_kernel(5, Kernel::labelled("a"));
     let before = s.posterior().mass;
     s.record(0, &[RunClass::Other; 10]);
     s.record(0, &[RunClass::NoInfo; 5]);
@@ -217,7 +217,7 @@ fn a_merge_or_commit_with_a_parents_kernel_is_never_blamed() {
     let graph = Graph::new(parents, (0..7).map(|i| i > 0).collect()).unwrap();
     let mut s = Search::new(&model, Target::default(), &graph, Direction::Cause);
     for i in [4, 5, 6] {
-        s.set_kernel(i, Kernel::Signed("k4".into()));
+        s.set_kernel(i, Kernel::labelled("k4"));
     }
     let post = s.posterior();
     assert_eq!((post.mass[5], post.mass[6]), (0.0, 0.0));
@@ -232,8 +232,8 @@ fn equal_kernels_on_two_branches_rule_out_what_only_one_has() {
     let graph = Graph::new(parents, (0..7).map(|i| i > 0).collect()).unwrap();
     let model = Model::default();
     let mut s = Search::new(&model, Target::default(), &graph, Direction::Cause);
-    s.set_kernel(3, Kernel::Signed("x".into()));
-    s.set_kernel(5, Kernel::Signed("x".into()));
+    s.set_kernel(3, Kernel::labelled("x"));
+    s.set_kernel(5, Kernel::labelled("x"));
     let post = s.posterior();
     for k in 2..=5 {
         assert_eq!(post.mass[k], 0.0, "k={k}");

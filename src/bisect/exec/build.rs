@@ -19,7 +19,7 @@ use crate::bisect::short;
 use crate::child::{self, Ending};
 use crate::git::{self, Repo};
 use crate::kernel::inputs;
-use crate::key::{BuildInputs, BuildKey};
+use crate::key::{BuildInputs, BuildKey, CommitId};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, InputSet, StoreError};
 
 /// Lines of build output kept in a failure record.
@@ -55,7 +55,7 @@ impl CommitEvaluator {
         &mut self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         may_predict: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
@@ -189,7 +189,7 @@ impl CommitEvaluator {
     fn predict_from_references(
         &self,
         repo: &Repo,
-        commit: &str,
+        commit: &CommitId,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<&Reference>, EvalError> {
         match predict::predict(repo, &self.references, commit)? {
@@ -240,7 +240,7 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         inputs: &BuildInputs,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Built, EvalError> {
@@ -259,7 +259,7 @@ impl CommitEvaluator {
             git::checkout(&self.worktree, commit)?;
         }
         let mut env = vec![
-            ("KCACHE_COMMIT", commit.into()),
+            ("KCACHE_COMMIT", commit.as_str().into()),
             ("KCACHE_CACHE_DIR", cache.dir().as_os_str().to_owned()),
         ];
         if let Some(cfg) = &self.recipe.config {
@@ -303,7 +303,7 @@ impl CommitEvaluator {
         }
         if let Some((path, free)) = self.full_disk(cache, &tail) {
             return Err(EvalError::DiskFull {
-                commit: commit.to_string(),
+                commit: commit.clone(),
                 path,
                 free,
                 log_tail: tail,

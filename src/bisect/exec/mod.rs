@@ -37,9 +37,9 @@ pub enum EvalError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
-    TestAborted { commit: String, run: u32, how: String },
+    TestAborted { commit: CommitId, run: u32, how: String },
     #[error("reproducer harness on commit {commit}: {how}")]
-    Repro { commit: String, how: String },
+    Repro { commit: CommitId, how: String },
     /// A build that failed while its disk was full: the machine's failure,
     /// never the commit's (nothing is recorded), and nothing later would
     /// build either, so the bisection stops.
@@ -47,7 +47,7 @@ pub enum EvalError {
              nothing was recorded; free some space (`kcache gc --max-size SIZE` for the cache) and run again{}",
         path.display(), match log_tail.trim() { "" => String::new(), t => format!("\nthe build log's last lines:\n{t}") })]
     DiskFull {
-        commit: String,
+        commit: CommitId,
         path: PathBuf,
         free: u64,
         log_tail: String,
@@ -291,7 +291,7 @@ impl CommitEvaluator {
     }
 
     /// How much of each commit's work the cache already has.
-    pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[String]) -> Result<Vec<CacheState>, EvalError> {
+    pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[CommitId]) -> Result<Vec<CacheState>, EvalError> {
         let trees = repo.tree_ids(commits)?;
         let wanted = self.recipe.runs;
         let scores = cache.view(|v| {
@@ -305,7 +305,10 @@ impl CommitEvaluator {
                     None => CacheState::Unknown,
                     Some(b) if b.status == BuildStatus::Failed => CacheState::BuildFails,
                     Some(b) => {
-                        let runs = v.runs(b.signature.as_deref().unwrap_or_default(), &self.test_key)?;
+                        let runs = match &b.signature {
+                            Some(signature) => v.runs(signature, &self.test_key)?,
+                            None => Vec::new(),
+                        };
                         if Evidence::of(&runs).needs_more(wanted) {
                             CacheState::Built
                         } else {
@@ -326,7 +329,7 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
     ) -> Result<Option<(KernelSignature, Evidence)>, EvalError> {
         let Some(signature) = cache.build(&self.key_of(repo, commit)?)?.and_then(|b| b.signature) else {
             return Ok(None);
@@ -344,7 +347,7 @@ impl CommitEvaluator {
         &mut self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
         let mut eval = self.build_or_predict(repo, cache, commit, true, progress)?;
@@ -424,7 +427,7 @@ impl CommitEvaluator {
     }
 
     /// The build key of a commit under this recipe.
-    fn key_of(&self, repo: &Repo, commit: &str) -> Result<BuildKey, EvalError> {
+    fn key_of(&self, repo: &Repo, commit: &CommitId) -> Result<BuildKey, EvalError> {
         Ok(self.inputs_for_tree(&repo.tree_id(commit)?).key())
     }
 
@@ -448,7 +451,7 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
     ) -> Result<Option<BuildRecord>, EvalError> {
         let key = self.key_of(repo, commit)?;
         Ok(cache.view(|v| v.build(&key))?)

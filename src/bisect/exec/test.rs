@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::{claim, io_err, CommitEvaluator, EvalError};
 use crate::child::{self, Ending};
 use crate::git::Repo;
-use crate::key::BuildKey;
+use crate::key::{BuildKey, CommitId};
 use crate::signature::KernelSignature;
 use crate::store::{self, BuildRecord, Cache, Counter, Outcome, RunRecord, StoreError};
 
@@ -38,7 +38,7 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         record: &BuildRecord,
         signature: &KernelSignature,
         first_run: u32,
@@ -132,14 +132,14 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         signature: &KernelSignature,
         want: u32,
         stop: &dyn Fn(&RunRecord) -> bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let key = self.key_of(repo, commit)?;
-        let before: std::collections::HashSet<String> = cache
+        let before: std::collections::HashSet<store::RunId> = cache
             .view(|v| v.runs(signature, &self.test_key))?
             .into_iter()
             .map(|r| r.run_id)
@@ -176,7 +176,7 @@ impl CommitEvaluator {
         &self,
         repo: &Repo,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         record_key: BuildKey,
         signature: &KernelSignature,
         more: &dyn Fn(&[RunRecord]) -> u32,
@@ -210,7 +210,7 @@ impl CommitEvaluator {
     fn run_test(
         &self,
         cache: &Cache,
-        commit: &str,
+        commit: &CommitId,
         signature: &KernelSignature,
         artifacts: &Path,
         run: u32,
@@ -234,7 +234,7 @@ impl CommitEvaluator {
                 env: vec![
                     ("KCACHE_ARTIFACTS", artifacts.as_os_str().to_owned()),
                     ("KCACHE_SIGNATURE", signature.as_str().into()),
-                    ("KCACHE_COMMIT", commit.into()),
+                    ("KCACHE_COMMIT", commit.as_str().into()),
                     ("KCACHE_RUN", run.to_string().into()),
                     ("KCACHE_CONSOLE", console_file.as_os_str().to_owned()),
                 ],
@@ -257,7 +257,7 @@ impl CommitEvaluator {
             // never a crash of the kernel.
             c @ (126 | 127) => {
                 return Err(EvalError::TestAborted {
-                    commit: commit.to_string(),
+                    commit: commit.clone(),
                     run,
                     how: format!(
                         "exit status {c}: the shell could not run `{}`: {}",
@@ -269,7 +269,7 @@ impl CommitEvaluator {
             c if (1..128).contains(&c) => Outcome::Crash,
             c => {
                 return Err(EvalError::TestAborted {
-                    commit: commit.to_string(),
+                    commit: commit.clone(),
                     run,
                     how: format!("exit status {c} (killed by signal {})", c - 128),
                 })
