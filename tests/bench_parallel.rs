@@ -186,6 +186,7 @@ impl Timed<'_> {
 
 use kcache::bisect::bayes::{Kernel, Oracle};
 use kcache::crash::{RunClass, Target};
+use kcache::signature::KernelSignature;
 
 impl Oracle for Timed<'_> {
     type Error = std::convert::Infallible;
@@ -209,11 +210,11 @@ impl Oracle for Timed<'_> {
         self.inner.run_cost()
     }
 
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         self.inner.pooled(signature, target)
     }
 
-    fn run(&mut self, i: usize, sig: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         self.act();
         let r = self.inner.run(i, sig, n, target);
         self.last = std::time::Instant::now();
@@ -234,7 +235,7 @@ impl Oracle for Timed<'_> {
 
     fn run_set(
         &mut self,
-        batches: &[(usize, String, u32)],
+        batches: &[(usize, KernelSignature, u32)],
         target: &Target,
     ) -> Result<Vec<Vec<RunClass>>, Self::Error> {
         self.act();

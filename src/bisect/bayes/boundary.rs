@@ -24,6 +24,7 @@ use super::posterior::{Posterior, Search};
 use super::{p_at, Ending, Kernel, Oracle, P_GRID};
 use crate::bisect::graph::Direction;
 use crate::crash::{ClassCounts, RunClass};
+use crate::signature::KernelSignature;
 
 /// Failed builds in a row that end a search while none succeeded; and once
 /// one did.
@@ -62,7 +63,7 @@ pub(super) enum Gap {
 /// something), or a batch of `budget` runs on the kernel `signature`.
 pub(super) enum Prepared {
     Told(bool),
-    Run { signature: String, budget: u32 },
+    Run { signature: KernelSignature, budget: u32 },
 }
 
 impl Search<'_, '_> {

@@ -41,6 +41,7 @@ use super::posterior::{Posterior, Search};
 use super::{p_at, Kernel, Oracle, P_GRID, RETEST_SHARE};
 use crate::bisect::graph::Direction;
 use crate::crash::RunClass;
+use crate::signature::KernelSignature;
 
 /// Single tests a set is grown from.
 const SET_CANDIDATES: usize = 6;
@@ -275,7 +276,7 @@ impl Search<'_, '_> {
     /// Tests a set at once: builds what it needs (the oracle was told
     /// through `prefetch`, so builds can overlap), then one `run_set`.
     pub(super) fn test_set<O: Oracle>(&mut self, oracle: &mut O, tests: &[(usize, u32)]) -> Result<(), O::Error> {
-        let mut batches: Vec<(usize, String, u32)> = Vec::new();
+        let mut batches: Vec<(usize, KernelSignature, u32)> = Vec::new();
         let mut reserved = 0;
         for &(t, n) in tests {
             if let Prepared::Run { signature, budget } = self.prepare_test(oracle, t, n, reserved)? {
@@ -370,7 +371,7 @@ impl Search<'_, '_> {
     fn imagine(&mut self, tests: &[(usize, u32)], y: usize) {
         for (i, &(t, b)) in tests.iter().enumerate() {
             if self.kernels[t] == Kernel::Unknown {
-                self.set_kernel(t, Kernel::Signed(format!("lookahead {t}")));
+                self.set_kernel(t, Kernel::Signed(KernelSignature::of_label(&format!("lookahead {t}"))));
             }
             let Some(g) = self.group[t] else { continue };
             let classes = if y >> i & 1 == 1 {

@@ -31,9 +31,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{History, Rng, TARGET_TITLE};
+use super::{kernel_signature, History, Rng, TARGET_TITLE};
 use crate::bisect::bayes::{self, Kernel, Oracle};
 use crate::crash::{RunClass, Target};
+use crate::signature::KernelSignature;
 
 /// How the oracle may work at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -257,17 +258,17 @@ impl Oracle for Clocked<'_> {
         self.history.run_seconds
     }
 
-    fn pooled(&mut self, signature: &str, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        let id = u32::from_str_radix(&signature[48..], 16).unwrap_or(1) - 1;
+    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         Ok(self
             .runs
-            .get(&id)
-            .map(|v| v.iter().map(|t| Self::classify(target, *t)).collect())
+            .iter()
+            .find(|(kernel, _)| kernel_signature(**kernel) == *signature)
+            .map(|(_, v)| v.iter().map(|t| Self::classify(target, *t)).collect())
             .unwrap_or_default())
     }
 
-    fn run(&mut self, i: usize, sig: &str, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        let mut out = self.run_set(&[(i, sig.to_string(), n)], target)?;
+    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
+        let mut out = self.run_set(&[(i, sig.clone(), n)], target)?;
         Ok(out.pop().unwrap_or_default())
     }
 
@@ -285,7 +286,7 @@ impl Oracle for Clocked<'_> {
 
     fn run_set(
         &mut self,
-        batches: &[(usize, String, u32)],
+        batches: &[(usize, KernelSignature, u32)],
         target: &Target,
     ) -> Result<Vec<Vec<RunClass>>, Self::Error> {
         let slots = self.schedule.run_slots() as usize;
