@@ -9,15 +9,22 @@
 //! runs on two kernels on either side of the likely boundary split the
 //! hypotheses three ways. The rule, chosen with the wall-clock simulator
 //! ([`sim::wallclock`](crate::bisect::sim::wallclock)): take the few best
-//! single tests (by bits per wall second alone), then grow a set greedily
-//! in chunks of `runs / 2` runs, up to one wave (`max(k, runs)` runs),
-//! adding the chunk that most raises the set's *joint* mutual information
-//! per wall second, and stop when no chunk raises it. Wall seconds of a
-//! set: its builds spread over the oracle's build slots (a prefetched
-//! build costs only what is left of it) plus its waves of runs. The joint
-//! information pools the hypotheses by which of the candidates they change
-//! (a handful of patterns: O(n·M) to pool, then each set costs
-//! patterns × 2^|set| × the p grid), the runs of one pattern sharing `p`.
+//! single tests (by bits per wall second alone) and those that cut the
+//! posterior mass nearest 1/4, 1/3, 2/3 and 3/4, then grow a set greedily
+//! in chunks of `runs / 2` runs (a kernel gets at most its own batch), up
+//! to one wave (`max(k, runs)` runs), adding the chunk that most raises the
+//! set's *joint* mutual information per wall second, and stop when no
+//! chunk raises it. Wall seconds of a set: its builds spread over the
+//! oracle's build slots (a prefetched build costs only what is left of it)
+//! plus its waves of runs. The joint information pools the hypotheses by
+//! which of the candidates they change (a handful of patterns: O(n·M) to
+//! pool, then each set costs patterns × 2^|set| × the p grid), the runs of
+//! one pattern sharing `p`. Why these pieces (each was missing once and
+//! the simulator showed it): the best tests alone all sit near the middle
+//! of the mass, so without the spread candidates no set paid; a first pick
+//! of a whole batch filled the wave, so sets grow in chunks; and costing a
+//! set's builds side by side is right only because its unbuilt commits
+//! head the wish list (below).
 //!
 //! **Lookahead.** Before each test (or set) the search clones its state,
 //! applies each outcome of the tests about to run (a match, or a batch of
@@ -29,9 +36,10 @@
 //! per step that shrinks with the graph ([`LOOKAHEAD_CHOICES`]) bounds its
 //! cost.
 //!
-//! Invariant: decides only what to test and what to wish for; the
-//! evidence is taken in by the loop ([`boundary`](super::boundary)) alone,
-//! and a lookahead never touches the real state (it works on clones).
+//! Invariant: decides only what to test and what to wish for; evidence is
+//! taken in only through [`boundary`](super::boundary)'s bookkeeping
+//! (`prepare_test`, `absorb`), and a lookahead never touches the real
+//! state (it works on clones).
 
 use std::collections::HashMap;
 
