@@ -7,7 +7,7 @@
 //! |---------------|---------|
 //! | [`signature`] | syzkaller-compatible kernel signatures of ELF files; `diff` explains why two differ |
 //! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
-//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records, counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
+//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records (`RunId`, `BisectionId`), counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
 //! | [`config`]    | effective settings: command line, environment, config file |
 //! | [`dirs`]      | the user's directories: the config file's and the cache's default places |
 //! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
@@ -20,7 +20,7 @@
 //! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
 //! | [`judge`]     | a syzbot result judged by its own runs: the tested line rebuilt, runs classified against the bug's title, `bayes`'s posterior of the culprit and of each verdict being wrong (`log analyze`'s confidence, `weak-evidence`) |
 //! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
-//! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`); `html`: a bisection's self-contained report |
+//! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`); `store`: the cache commands' answers; `html`: a bisection's self-contained report |
 //! | [`trust`]     | signing keys, the signed-record envelope, the trust policy for team records |
 //! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
 //!
@@ -38,9 +38,18 @@
 //! writer it calls, never the log's syntax); `import` joins `syzlog` to
 //! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`; `vm`
 //! uses `title`, `key` (its test inputs) and `kernel`'s config check, and
-//! `bisect` calls it as a test; `report` only renders. Nothing below the CLI prints except
-//! through [`notice`], which `--json` silences. The CLI (`src/main.rs`)
-//! only parses arguments, calls the library and prints; it holds no logic.
+//! `bisect` calls it as a test; `report` only renders, and nothing in the
+//! library calls it (`bisect` does not). Nothing below the CLI prints
+//! except through [`notice`], which `--json` silences. The CLI
+//! (`src/main.rs`, with `src/cli/`) only parses arguments, calls the
+//! library and prints what `report` renders; it holds no logic.
+//!
+//! # Identifiers
+//!
+//! Commits are `key::CommitId`, trees `key::TreeId`, kernels
+//! `signature::KernelSignature` (the search's too), keys `key::BuildKey` /
+//! `key::TestKey`, runs `store::RunId`, bisections `store::BisectionId`:
+//! no `String` holds one outside the log model ([`syzlog`]).
 
 /// The one way kcache shortens a commit id, signature or key for people:
 /// its first 12 hex digits, as `git log --abbrev=12` (the whole string

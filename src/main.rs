@@ -2,7 +2,6 @@
 //! raw arguments are in `cli/args.rs`, their conversion to library inputs
 //! in `cli/resolve.rs`, and the work is done by the library.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use kcache::bisect::{self, CommitEvaluator, Verdict};
 use kcache::git::Repo;
-use kcache::key::{Key, TestInputs, TestKey};
+use kcache::key::Key;
+use kcache::report as text;
 use kcache::signature::KernelSignature;
 use kcache::store::{self, Cache};
 use kcache::{signature, syzlog};
@@ -19,10 +19,13 @@ use kcache::{signature, syzlog};
 // modules under src/cli/, outside the library's module tree.
 #[path = "cli/args.rs"]
 mod args;
+#[path = "cli/output.rs"]
+mod output;
 #[path = "cli/resolve.rs"]
 mod resolve;
 
 use args::*;
+use output::*;
 use resolve::*;
 
 // Exit statuses, the same for every subcommand (README "Exit status"); 0 is
@@ -91,7 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn log_import_cmd(settings: &kcache::config::Settings, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let cache = open_cache(settings)?;
-    let code = log_import(&cache, files, json);
+    let code = each_file(files, |path| {
+        let r = kcache::import::import_log(&cache, &parse_log(path)?, path)?;
+        let doc = kcache::import::FileImport { path, import: &r };
+        Out(json).line("kcache/log-import/v1", &doc, || text::import_text(path, &r))
+    });
     finish_uploads(&cache);
     Ok(code)
 }
@@ -99,29 +106,17 @@ fn log_import_cmd(settings: &kcache::config::Settings, files: &[PathBuf], json: 
 fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
     let mut rejected = false;
     let code = each_file(files, |path| {
-        let log = parse_log(path)?;
-        let analysis = kcache::judge::analyze(&log);
+        let analysis = kcache::judge::analyze(&parse_log(path)?);
         rejected |= analysis.verdict == syzlog::ResultVerdict::Reject;
-        if json {
-            println!(
-                "{}",
-                versioned(
-                    "kcache/log-analysis/v1",
-                    &syzlog::FileAnalysis {
-                        path,
-                        analysis: &analysis
-                    }
-                )?
-            );
-        } else {
-            print!("{}", kcache::report::analysis_text(path, &analysis));
-        }
-        Ok(())
+        let doc = syzlog::FileAnalysis {
+            path,
+            analysis: &analysis,
+        };
+        Out(json).line("kcache/log-analysis/v1", &doc, || text::analysis_text(path, &analysis))
     });
-    if code == ExitCode::SUCCESS && rejected {
-        ExitCode::from(EXIT_NEGATIVE)
-    } else {
-        code
+    match code == ExitCode::SUCCESS && rejected {
+        true => ExitCode::from(EXIT_NEGATIVE),
+        false => code,
     }
 }
 
@@ -134,205 +129,89 @@ fn parse_log(path: &Path) -> Result<syzlog::Log, syzlog::LogFileError> {
     Ok(log)
 }
 
-fn log_import(cache: &Cache, files: &[PathBuf], json: bool) -> ExitCode {
-    each_file(files, |path| {
-        let r = kcache::import::import_log(cache, &parse_log(path)?, path)?;
-        if json {
-            println!(
-                "{}",
-                versioned("kcache/log-import/v1", &kcache::import::FileImport { path, import: &r })?
-            );
-        } else {
-            println!(
-                "{}: {} known signature(s), {} run(s){}",
-                path.display(),
-                r.known_signatures,
-                r.runs,
-                r.test_key.map(|k| format!(" under test key {k}")).unwrap_or_default()
-            );
-        }
-        Ok(())
-    })
-}
-
 fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let files = syzlog::corpus_files(dirs)?;
-    let report = kcache::judge::replay(&files);
-    for w in &report.warnings {
-        kcache::warn(&format!("warning: {w}"));
-    }
-    for e in &report.unreadable {
-        eprintln!("kcache: {e}");
-    }
-    if json {
-        println!("{}", versioned_pretty("kcache/log-replay/v1", &report)?);
-    } else {
-        print!("{}", kcache::report::replay_text(&report));
-    }
-    Ok(if report.unreadable.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_ERROR)
+    let report = kcache::judge::replay(&syzlog::corpus_files(dirs)?);
+    report
+        .warnings
+        .iter()
+        .for_each(|w| kcache::warn(&format!("warning: {w}")));
+    report.unreadable.iter().for_each(|e| eprintln!("kcache: {e}"));
+    Out(json).pretty("kcache/log-replay/v1", &report, || text::replay_text(&report))?;
+    Ok(match report.unreadable.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(EXIT_ERROR),
     })
 }
 
 /// Runs `f` on every file; a failure is reported and the rest still done.
 /// Exit 2 if any file failed.
 fn each_file(files: &[PathBuf], mut f: impl FnMut(&PathBuf) -> anyhow::Result<()>) -> ExitCode {
-    let mut failed = false;
-    for path in files {
-        if let Err(e) = f(path) {
-            eprintln!("kcache: {e:#}");
-            failed = true;
-        }
-    }
-    if failed {
-        ExitCode::from(EXIT_ERROR)
-    } else {
-        ExitCode::SUCCESS
+    let failed = files
+        .iter()
+        .filter_map(|path| f(path).err())
+        .inspect(|e| eprintln!("kcache: {e:#}"))
+        .count();
+    match failed {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_ERROR),
     }
 }
 
 fn sign(files: &[PathBuf], json: bool) -> ExitCode {
-    let mut out = std::io::stdout().lock();
     each_file(files, |path| {
         let report = signature::ElfFile::open(path).and_then(|f| f.report())?;
-        if json {
-            writeln!(out, "{}", versioned("kcache/sign/v1", &report)?)?;
-        } else {
-            writeln!(out, "{}  {}", report.signature, path.display())?;
-        }
-        Ok(())
+        Out(json).line("kcache/sign/v1", &report, || text::sign_text(path, &report))
     })
 }
 
 fn title(files: &[PathBuf], json: bool) -> ExitCode {
-    let mut out = std::io::stdout().lock();
     each_file(files, |path| {
         let t = kcache::title::title_file(path)?;
-        if json {
-            writeln!(out, "{}", versioned("kcache/title/v1", &t)?)?;
-        } else {
-            writeln!(out, "{}: {}", t.file, t.title.as_deref().unwrap_or("no crash"))?;
-        }
-        Ok(())
+        Out(json).line("kcache/title/v1", &t, || text::title_text(&t))
     })
 }
 
 fn diff(a: &Path, b: &Path, all: bool, json: bool) -> anyhow::Result<ExitCode> {
     let report = signature::diff_files(a, b, if all { None } else { Some(20) })?;
-    if json {
-        println!("{}", versioned_pretty("kcache/diff/v1", &report)?);
-    } else {
-        print!("{}", kcache::report::diff_text(&report, a, b));
-    }
-    Ok(if report.equal {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NEGATIVE)
-    })
-}
-
-/// Waits for uploads to the remote and says what could not be uploaded.
-fn finish_uploads(cache: &Cache) {
-    match cache.finish() {
-        Ok(r) if !r.failed.is_empty() || r.still_pending > 0 => eprintln!(
-            "kcache: {} upload(s) done, {} failed, {} still queued: run `kcache sync` when the remote is back",
-            r.uploaded,
-            r.failed.len(),
-            r.still_pending
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("kcache: {e}"),
-    }
+    Out(json).pretty("kcache/diff/v1", &report, || text::diff_text(&report, a, b))?;
+    Ok(answer(report.equal))
 }
 
 fn config_cmd(settings: &kcache::config::Settings, args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let ConfigArgs { json } = args;
-    if json {
-        println!("{}", versioned_pretty("kcache/config/v1", settings)?);
-    } else {
-        print!("{}", kcache::report::settings_text(settings));
-    }
+    Out(args.json).pretty("kcache/config/v1", settings, || text::settings_text(settings))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn sync_cmd(settings: &kcache::config::Settings, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let SyncArgs { json } = args;
     let cache = open_cache(settings)?;
     if cache.remote().is_none() {
-        bail!(
-            "no remote configured: give --remote, KCACHE_REMOTE or `remote` in {}",
-            settings.config_file.display()
-        );
+        let file = settings.config_file.display();
+        bail!("no remote configured: give --remote, KCACHE_REMOTE or `remote` in {file}");
     }
     let r = cache.sync()?;
-    if json {
-        println!("{}", versioned("kcache/sync/v1", &r)?);
-    } else {
-        println!(
-            "uploaded {}, failed {}, still queued {}",
-            r.uploaded,
-            r.failed.len(),
-            r.still_pending
-        );
-        for f in &r.failed {
-            eprintln!("kcache: upload failed: {f}");
-        }
-    }
-    Ok(if r.still_pending == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NEGATIVE)
-    })
+    Out(args.json).line("kcache/sync/v1", &r, || {
+        r.failed.iter().for_each(|f| eprintln!("kcache: upload failed: {f}"));
+        text::sync_text(&r)
+    })?;
+    Ok(answer(r.still_pending == 0))
 }
 
 fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let BisectArgs {
-        repo,
-        good,
-        bad,
-        fix,
-        good_tags,
-        recipe,
-        first_parent,
-        log,
-        no_predict,
-        no_cache,
-        search,
-        report,
-        json,
-    } = args;
-    let (_throwaway, cache) = bisect_cache(settings, no_cache)?;
-    let repo = Repo::open(&repo)?;
-    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(recipe, &cache)?)?;
-    let opts = bisect::Options {
-        goods: good,
-        bad,
-        direction: if fix {
-            bisect::Direction::Fix
-        } else {
-            bisect::Direction::Cause
-        },
-        good_tags,
-        first_parent,
-        log,
-        predict: !no_predict,
-    };
-    let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &search, quiet);
+    let (_throwaway, cache) = bisect_cache(settings, args.no_cache)?;
+    let repo = Repo::open(&args.repo)?;
+    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?)?;
+    let opts = bisect_options(&args);
+    let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
     finish_uploads(&cache);
     let bisect::session::Finished { summary, record } = finished?;
-    if let Some(path) = &report {
+    if let Some(path) = &args.report {
         write_report(path, &record)?;
     }
-    print_summary(json, &summary)
+    print_summary(args.json, &summary)
 }
 
 fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {
-    match json {
-        true => println!("{}", versioned_pretty("kcache/bisect/v1", summary)?),
-        false => print!("{}", kcache::report::bisect_text(summary)),
-    }
+    Out(json).pretty("kcache/bisect/v1", summary, || text::bisect_text(summary))?;
     Ok(match summary.outcome {
         bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_NO_CULPRIT),
@@ -340,18 +219,16 @@ fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCo
 }
 
 fn write_report(path: &Path, record: &bisect::record::BisectionRecord) -> anyhow::Result<()> {
-    std::fs::write(path, kcache::report::html::bisection_html(record))
+    std::fs::write(path, text::html::bisection_html(record))
         .with_context(|| format!("writing the report {}", path.display()))
 }
 
-/// A `--json` document: the body with a `schema` field naming its shape
-/// and version (`kcache/<command>/v1`, see the README).
-fn versioned<T: serde::Serialize>(schema: &'static str, body: &T) -> serde_json::Result<String> {
-    serde_json::to_string(&kcache::Versioned { schema, body })
-}
-
-fn versioned_pretty<T: serde::Serialize>(schema: &'static str, body: &T) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(&kcache::Versioned { schema, body })
+/// 0 for the positive answer, else [`EXIT_NEGATIVE`].
+fn answer(positive: bool) -> ExitCode {
+    match positive {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(EXIT_NEGATIVE),
+    }
 }
 
 /// Generated from the clap definitions, so they never drift from `--help`.
@@ -361,16 +238,10 @@ fn completions(shell: clap_complete::Shell) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The public key is the last token of the output, in the form
-/// `trusted_keys` and `--trust` take.
 fn key_gen(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let path = path.map_or_else(kcache::trust::SigningKey::default_path, Path::to_path_buf);
     let key = kcache::trust::SigningKey::generate(&path)?;
-    println!(
-        "signing key written to {} (keep it private); public key: {}",
-        path.display(),
-        key.public()
-    );
+    print!("{}", text::key_gen_text(&path, &key.public()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -382,15 +253,10 @@ fn man(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn bisections_cmd(settings: &kcache::config::Settings, args: BisectionsArgs) -> anyhow::Result<ExitCode> {
-    let cache = open_cache(settings)?;
-    let all: Vec<(kcache::store::BisectionId, bisect::record::BisectionRecord)> = cache.bisections()?;
+    let all: Vec<(store::BisectionId, bisect::record::BisectionRecord)> = open_cache(settings)?.bisections()?;
     let records: Vec<_> = all.into_iter().map(|(_, r)| r).collect();
-    if args.json {
-        let listing = bisect::record::Listing::of(&records);
-        println!("{}", serde_json::to_string_pretty(&listing)?);
-    } else {
-        print!("{}", kcache::report::bisections_text(&records));
-    }
+    let listing = bisect::record::Listing::of(&records);
+    Out(args.json).record_pretty(&listing, || text::bisections_text(&records))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -399,106 +265,36 @@ fn report_cmd(settings: &kcache::config::Settings, args: ReportArgs) -> anyhow::
     let record = bisect::record::find(&cache, &args.id)?;
     match &args.output {
         Some(path) => write_report(path, &record)?,
-        None => print!("{}", kcache::report::html::bisection_html(&record)),
+        None => print!("{}", text::html::bisection_html(&record)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let PrebuildArgs {
-        repo,
-        range,
-        first_parent,
-        every,
-        recipe,
-        json,
-    } = args;
     let cache = open_cache(settings)?;
-    let repo = Repo::open(&repo)?;
-    let range = kcache::prebuild::Range::resolve(&repo, &range, first_parent)?;
-    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(recipe, &cache, String::new())?)?;
+    let repo = Repo::open(&args.repo)?;
+    let range = kcache::prebuild::Range::resolve(&repo, &args.range, args.first_parent)?;
+    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(args.recipe, &cache, String::new())?)?;
     let bar = prebuild_bar(quiet);
-    let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every as usize, &mut |p| {
+    let every = args.every as usize;
+    let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
-        bar.set_message(format!(
-            "{} {}, ~{:.0}s left",
-            kcache::short_id(p.commit),
-            p.source.as_str(),
-            p.eta_seconds
-        ));
+        let (commit, source) = (kcache::short_id(p.commit), p.source.as_str());
+        bar.set_message(format!("{commit} {source}, ~{:.0}s left", p.eta_seconds));
     });
     bar.finish_and_clear();
     finish_uploads(&cache);
     let record = record?;
-    if json {
-        println!("{}", serde_json::to_string(&record)?);
-    } else {
-        print!("{}", kcache::report::prebuild_text(&record));
-    }
-    Ok(if record.transient > 0 {
-        ExitCode::from(EXIT_NEGATIVE)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Commits done and left with an ETA on stderr (hidden under --json).
-fn prebuild_bar(quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("prebuild [{bar:30}] {pos}/{len} commits  {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
-/// Runs the chosen search, printing timestamped progress to stderr; when
-/// `quiet` (`--json` without `-v`) the progress is held back and printed
-/// only if the bisection fails, as the story of the error.
-fn search_with_progress(
-    repo: &Repo,
-    cache: &Cache,
-    evaluator: &mut CommitEvaluator,
-    opts: &bisect::Options,
-    search: &SearchArgs,
-    quiet: bool,
-) -> anyhow::Result<bisect::session::Finished> {
-    let start = std::time::Instant::now();
-    let mut held = Vec::new();
-    let mut progress = |line: &str| {
-        let line = format!("[{:>8.1}s] {line}", start.elapsed().as_secs_f64());
-        if quiet {
-            held.push(line);
-        } else {
-            eprintln!("{line}");
-        }
-    };
-    let finished = bisect::session::run(
-        repo,
-        cache,
-        evaluator,
-        opts,
-        search.policy.into(),
-        &search.noisy()?,
-        &mut progress,
-    );
-    if finished.is_err() {
-        held.iter().for_each(|line| eprintln!("{line}"));
-    }
-    Ok(finished?)
+    Out(args.json).record(&record, || text::prebuild_text(&record))?;
+    Ok(answer(record.transient == 0))
 }
 
 fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let ExecArgs { recipe, json } = args;
     let cache = open_cache(settings)?;
     let repo = Repo::discover(&std::env::current_dir()?)?;
     let state = bisect::state_dir(&cache, repo.dir());
-    let mut evaluator = CommitEvaluator::new(bisect_recipe(recipe, &cache)?, repo.dir().into(), state, true)?;
+    let mut evaluator = CommitEvaluator::new(bisect_recipe(args.recipe, &cache)?, repo.dir().into(), state, true)?;
     let head = repo.commit_id("HEAD")?;
     let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| {
         if !quiet {
@@ -507,9 +303,7 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
     });
     finish_uploads(&cache);
     let eval = eval?;
-    if json {
-        println!("{}", versioned("kcache/exec/v1", &eval)?);
-    }
+    Out(args.json).line("kcache/exec/v1", &eval, String::new)?;
     Ok(ExitCode::from(match eval.verdict {
         Verdict::Good => 0,
         Verdict::Bad => 1,
@@ -518,108 +312,64 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
 }
 
 fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
-    let KeyArgs { inputs, json } = args;
-    let (_, resolved, recipe) = resolve_recipe(&inputs)?;
-    if json {
-        println!(
-            "{}",
-            versioned(
-                "kcache/key/v1",
-                &kcache::key::KeyedInputs {
-                    build_key: resolved.key(),
-                    inputs: &resolved,
-                    recipe: &recipe.recipe,
-                }
-            )?
-        );
-    } else {
-        println!("{}", resolved.key());
-    }
+    let (_, resolved, recipe) = resolve_recipe(&args.inputs)?;
+    let build_key = resolved.key();
+    let keyed = kcache::key::KeyedInputs {
+        build_key,
+        inputs: &resolved,
+        recipe: &recipe.recipe,
+    };
+    Out(args.json).line("kcache/key/v1", &keyed, || format!("{build_key}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result<ExitCode> {
-    let PutArgs {
-        inputs,
-        files,
-        build_seconds,
-        json,
-    } = args;
     let cache = open_cache(settings)?;
-    let (commit, resolved) = resolve_inputs(&inputs)?;
-    let artifacts: Vec<(String, PathBuf)> = files
+    let (commit, resolved) = resolve_inputs(&args.inputs)?;
+    let artifacts: Vec<(String, PathBuf)> = args
+        .files
         .iter()
-        .map(|f| (artifact_name(&inputs.repo, f), f.clone()))
+        .map(|f| (artifact_name(&args.inputs.repo, f), f.clone()))
         .collect();
     let vmlinux = artifacts.first().map(|(_, p)| p).context("give the vmlinux first")?;
     let signature = KernelSignature::from(signature::sign_file(vmlinux)?);
-    let record = cache.put_build(&commit, &resolved, &signature, &artifacts, build_seconds);
+    let record = cache.put_build(&commit, &resolved, &signature, &artifacts, args.build_seconds);
     finish_uploads(&cache);
     let record = record?;
-    if json {
-        println!("{}", serde_json::to_string(&record)?);
-    } else {
-        println!(
-            "{}  {}  {} artifact(s)",
-            record.build_key,
-            record.signature.as_deref().unwrap_or(""),
-            record.artifacts.len()
-        );
-    }
+    Out(args.json).record(&record, || text::put_text(&record))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let GetArgs {
-        inputs,
-        build_key,
-        blob,
-        dest,
-        json,
-    } = args;
     let cache = open_existing_cache(settings)?;
-    if let Some(blob) = blob {
-        return get_blob(&cache, &blob, &dest);
+    if let Some(blob) = &args.blob {
+        return get_blob(&cache, blob, &args.dest);
     }
-    let key = build_key_of(&cache, build_key.as_deref(), &inputs)?;
-    let Some(record) = cache.build(&key)? else {
-        eprintln!("kcache: no build with key {key}");
-        return Ok(ExitCode::from(EXIT_NEGATIVE));
+    let key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs)?;
+    let record = match cache.restorable(&key)? {
+        Ok(record) => record,
+        Err(miss) => return miss_of(&miss),
     };
-    if record.status != store::BuildStatus::Ok {
-        eprintln!("kcache: build {key} is a recorded build failure: nothing to restore");
-        return Ok(ExitCode::from(EXIT_NEGATIVE));
-    }
     // Re-signed before its signature is believed.
-    let restored = cache.restore_build(&record, &dest);
+    let restored = cache.restore_build(&record, &args.dest);
     finish_uploads(&cache);
-    let restored = match restored {
-        Err(store::StoreError::Evicted(name)) => {
-            eprintln!("kcache: artifact {name} of build {key} is not in the cache (evicted, or dropped as false)");
-            return Ok(ExitCode::from(EXIT_NEGATIVE));
-        }
-        Err(e @ store::StoreError::Quarantined { .. }) => {
-            eprintln!("kcache: build {key}: {e}");
-            return Ok(ExitCode::from(EXIT_NEGATIVE));
-        }
-        other => other?,
+    let restored = match store::Unrestorable::of(&key, restored)? {
+        Ok(restored) => restored,
+        Err(miss) => return miss_of(&miss),
     };
-    print_restored(
-        json,
-        &store::Restored {
-            build_key: key,
-            signature: record.signature,
-            restored,
-        },
-    )
+    let r = store::Restored {
+        build_key: key,
+        signature: record.signature,
+        restored,
+    };
+    Out(args.json).line("kcache/get/v1", &r, || text::restored_text(&r))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn print_restored(json: bool, r: &store::Restored) -> anyhow::Result<ExitCode> {
-    match json {
-        true => println!("{}", versioned("kcache/get/v1", r)?),
-        false => r.restored.iter().for_each(|p| println!("{}", p.display())),
-    }
-    Ok(ExitCode::SUCCESS)
+/// A cache miss said on stderr: the negative answer, not an error.
+fn miss_of(miss: &impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("kcache: {miss}");
+    Ok(ExitCode::from(EXIT_NEGATIVE))
 }
 
 /// `get --blob`: one blob (its delta chain fetched as needed) to a file.
@@ -627,175 +377,82 @@ fn get_blob(cache: &Cache, blob: &str, dest: &Path) -> anyhow::Result<ExitCode> 
     let key = Key::from_hex(blob).with_context(|| format!("--blob {blob}: give 64 hex digits"))?;
     let size = cache.restore_blob(&key, dest);
     finish_uploads(cache);
-    println!("{}  {}", dest.display(), size?);
+    print!("{}", text::blob_text(dest, size?));
     Ok(ExitCode::SUCCESS)
 }
 
 fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::Result<ExitCode> {
-    let ForgetArgs {
-        inputs,
-        build_key,
-        json,
-    } = args;
     let cache = open_existing_cache(settings)?;
-    let key = build_key_of(&cache, build_key.as_deref(), &inputs)?;
-    let forgotten = cache.forget_build(&key)?;
-    if json {
-        println!(
-            "{}",
-            versioned(
-                "kcache/forget/v1",
-                &store::Forgotten {
-                    build_key: key,
-                    forgotten
-                }
-            )?
-        );
-    } else {
-        println!("{key}: forgot {forgotten} build record(s)");
-    }
-    Ok(if forgotten > 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NEGATIVE)
-    })
+    let build_key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs)?;
+    let forgotten = cache.forget_build(&build_key)?;
+    let doc = store::Forgotten { build_key, forgotten };
+    Out(args.json).line("kcache/forget/v1", &doc, || text::forgotten_text(&build_key, forgotten))?;
+    Ok(answer(forgotten > 0))
 }
 
 fn predict_cmd(settings: &kcache::config::Settings, args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let PredictArgs { repo, commits, json } = args;
     let cache = open_existing_cache(settings)?;
-    let repo = Repo::open(&repo)?;
+    let repo = Repo::open(&args.repo)?;
     let references = bisect::predict::references_in_cache(&cache)?;
-    for rev in commits {
-        let commit = repo.commit_id(&rev)?;
+    for rev in &args.commits {
+        let commit = repo.commit_id(rev)?;
         let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
-        if json {
-            let prediction = bisect::predict::CommitPrediction::new(&commit, &judged);
-            println!("{}", versioned("kcache/predict/v1", &prediction)?);
-        } else {
-            print!("{}", kcache::report::prediction_text(&commit, &judged));
-        }
+        let prediction = bisect::predict::CommitPrediction::new(&commit, &judged);
+        Out(args.json).line("kcache/predict/v1", &prediction, || {
+            text::prediction_text(&commit, &judged)
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::Result<ExitCode> {
-    let LookupArgs {
-        inputs,
-        build_key,
-        signature,
-        crash_titles,
-        json,
-    } = args;
     let cache = open_existing_cache(settings)?;
-    let target = (!crash_titles.is_empty()).then(|| kcache::crash::Target::new(&crash_titles));
-    let found = match (&build_key, &signature) {
+    let target = (!args.crash_titles.is_empty()).then(|| kcache::crash::Target::new(&args.crash_titles));
+    let found = match (&args.build_key, &args.signature) {
         (_, Some(sig)) => bisect::lookup::by_signature(&cache, &cache.resolve_signature(sig)?, target.as_ref())?,
         (k, None) => {
-            let key = build_key_of(&cache, k.as_deref(), &inputs)?;
+            let key = build_key_of(&cache, k.as_deref(), &args.inputs)?;
             bisect::lookup::by_build_key(&cache, &key, target.as_ref())?
         }
     };
-    if json {
-        println!("{}", versioned_pretty("kcache/lookup/v1", &found)?);
-    } else {
-        print!("{}", kcache::report::lookup_text(&found));
+    Out(args.json).pretty("kcache/lookup/v1", &found, || text::lookup_text(&found))?;
+    if !found.found() && args.build_key.is_none() && args.signature.is_none() {
+        kcache::notice(&missing_inputs_hint(&args.inputs));
     }
-    if !found.found() && build_key.is_none() && signature.is_none() {
-        kcache::notice(&missing_inputs_hint(&inputs));
-    }
-    Ok(if found.found() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NEGATIVE)
-    })
+    Ok(answer(found.found()))
 }
 
 fn record_run_cmd(settings: &kcache::config::Settings, args: RecordRunArgs) -> anyhow::Result<ExitCode> {
-    let RecordRunArgs {
-        signature,
-        test_key,
-        test_cmd,
-        test_key_files,
-        outcome,
-        title,
-        seconds,
-        commit,
-        log,
-        json,
-    } = args;
     let cache = open_cache(settings)?;
-    let test_key = match (test_key, test_cmd) {
-        (Some(k), _) => TestKey(parse_key(&k)?),
-        (None, Some(cmd)) => TestInputs::from_files(cmd, &test_key_files, Vec::new())?.key(),
-        (None, None) => bail!("give --test-key or --test-cmd"),
-    };
-    let outcome: store::Outcome = outcome.parse().map_err(anyhow::Error::msg)?;
-    let mut run = store::RunRecord::new(&signature, test_key, outcome, title, seconds, commit.as_ref());
-    run.log_blob = log.map(|p| cache.put_blob(&p)).transpose()?;
+    let test_key = test_key_of(&args)?;
+    let outcome: store::Outcome = args.outcome.parse().map_err(anyhow::Error::msg)?;
+    let (title, seconds, commit) = (args.title, args.seconds, args.commit.as_ref());
+    let mut run = store::RunRecord::new(&args.signature, test_key, outcome, title, seconds, commit);
+    run.log_blob = args.log.map(|p| cache.put_blob(&p)).transpose()?;
     let recorded = cache.record_run(&run);
     finish_uploads(&cache);
     recorded?;
-    if json {
-        println!("{}", serde_json::to_string(&run)?);
-    } else {
-        println!("{}", run.run_id);
-    }
+    Out(args.json).record(&run, || format!("{}\n", run.run_id))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn stats_cmd(settings: &kcache::config::Settings, args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let StatsArgs { json } = args;
     let stats = open_existing_cache(settings)?.stats()?;
-    if json {
-        println!("{}", versioned_pretty("kcache/stats/v1", &stats)?);
-    } else {
-        print!("{}", kcache::report::stats_text(&stats));
-    }
+    Out(args.json).pretty("kcache/stats/v1", &stats, || text::stats_text(&stats))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn gc_cmd(settings: &kcache::config::Settings, args: GcArgs) -> anyhow::Result<ExitCode> {
-    let GcArgs { max_size, json } = args;
-    let max = parse_size(&max_size)?;
+    let max = parse_size(&args.max_size)?;
     let r = open_existing_cache(settings)?.gc(max)?;
-    if json {
-        println!("{}", versioned("kcache/gc/v1", &r)?);
-    } else {
-        println!(
-            "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)",
-            r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
-        );
-    }
+    Out(args.json).line("kcache/gc/v1", &r, || text::gc_text(&r, max))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn verify_cmd(settings: &kcache::config::Settings, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let VerifyArgs { repair, json } = args;
-    let r = open_existing_cache(settings)?.verify(repair)?;
-    if json {
-        println!("{}", versioned_pretty("kcache/verify/v1", &r)?);
-    } else {
-        for p in &r.problems {
-            println!("problem: {p}");
-        }
-        println!(
-            "{} record(s), {} blob(s): {}{}",
-            r.records,
-            r.blobs,
-            if r.healthy() {
-                "healthy".to_string()
-            } else {
-                format!("{} problem(s)", r.problems.len())
-            },
-            if r.repaired { " (repaired)" } else { "" }
-        );
-    }
-    Ok(if r.healthy() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_NEGATIVE)
-    })
+    let r = open_existing_cache(settings)?.verify(args.repair)?;
+    Out(args.json).pretty("kcache/verify/v1", &r, || text::verify_text(&r))?;
+    Ok(answer(r.healthy()))
 }
 
 fn repro_cmd(settings: &kcache::config::Settings, args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -805,14 +462,8 @@ fn repro_cmd(settings: &kcache::config::Settings, args: ReproArgs) -> anyhow::Re
         &args.repro,
         args.vm.settings(args.timeout),
     )?;
-    kcache::notice(&format!(
-        "{} run(s) of {} on {}, {} at once; kernel command line (plus the accelerator's stall timeouts): {}",
-        args.runs,
-        args.repro.display(),
-        args.kernel.display(),
-        args.jobs,
-        harness.cmdline()
-    ));
+    let (kernel, repro, cmdline) = (&args.kernel, &args.repro, harness.cmdline());
+    kcache::notice(&text::repro_plan(args.runs, repro, kernel, args.jobs, &cmdline));
     if let Some(dir) = &args.console_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("--console-dir {}", dir.display()))?;
     }
@@ -828,29 +479,14 @@ fn repro_cmd(settings: &kcache::config::Settings, args: ReproArgs) -> anyhow::Re
     })?;
     kept?;
     let summary = vm::Summary::of(&runs);
-    if args.json {
-        #[derive(serde::Serialize)]
-        struct Out<'a> {
-            kernel: &'a Path,
-            repro: &'a Path,
-            cmdline: String,
-            runs: &'a [vm::Run],
-            summary: &'a vm::Summary,
-        }
-        let out = Out {
-            kernel: &args.kernel,
-            repro: &args.repro,
-            cmdline: harness.cmdline(),
-            runs: &runs,
-            summary: &summary,
-        };
-        println!("{}", versioned_pretty("kcache/repro/v1", &out)?);
-    } else {
-        print!("{}", vm::text::summary(&summary));
-        if let Some(report) = vm::text::first_report(&runs, 40) {
-            print!("{report}");
-        }
-    }
+    let doc = text::ReproDocument {
+        kernel,
+        repro,
+        cmdline,
+        runs: &runs,
+        summary: &summary,
+    };
+    Out(args.json).pretty("kcache/repro/v1", &doc, || text::repro_text(&runs, &summary))?;
     Ok(ExitCode::from(if summary.crashed > 0 {
         EXIT_NEGATIVE
     } else if summary.ok == 0 {

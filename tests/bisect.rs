@@ -475,13 +475,7 @@ fn two_bisections_of_one_repository_share_the_worktree_safely() {
     let regression = commit_by_subject(&repo, "grow the pool");
     let children: Vec<_> = [("HEAD", 10), ("HEAD~3", 7)]
         .iter()
-        .map(|(bad, runs)| {
-            bisect_cmd(&cache, &repo, &good, bad, *runs)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|(bad, runs)| spawn_piped(&mut bisect_cmd(&cache, &repo, &good, bad, *runs)))
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();

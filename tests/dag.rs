@@ -107,28 +107,10 @@ impl History {
 /// plus an unrelated WARNING in 6% of all runs, from a counter, so runs are
 /// reproducible).
 fn test_script(dir: &Path, flaky: bool) -> PathBuf {
-    let script = dir.join(if flaky { "flaky-test.sh" } else { "test.sh" });
-    let counter = dir.join("counter");
-    let (warn, fire) = if flaky { (60, 360) } else { (0, 1000) };
-    std::fs::write(
-        &script,
-        format!(
-            r#"#!/bin/sh
-n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}
-r=$(( (n * 2654435761 + 12345) % 1000 ))
-v="$KCACHE_ARTIFACTS/vmlinux"
-[ -x "$v" ] || exit 125
-if [ $r -lt {warn} ]; then echo "crash: WARNING in unrelated_function"; exit 1; fi
-bug=$("$v" 2>&1 | grep -o 'BUG: .*' | head -n 1)
-if [ -n "$bug" ] && [ $r -lt {fire} ]; then echo "crash: $bug"; exit 1; fi
-exit 0
-"#,
-            c = counter.display()
-        ),
-    )
-    .unwrap();
-    run_ok(std::process::Command::new("chmod").arg("+x").arg(&script));
-    script
+    match flaky {
+        true => counter_test(dir, "flaky-test.sh", 60, 360, ""),
+        false => counter_test(dir, "test.sh", 0, 1000, ""),
+    }
 }
 
 /// `kcache bisect` of `h` with the toy build and `test`; `args` are the
@@ -158,6 +140,27 @@ fn bisect_text(cache: &Path, h: &History, test: &Path, args: &[&str]) -> String 
 
 /// Runs a bisection that must end with a culprit, then again warm: the
 /// same answer from the cache alone. Returns the first summary.
+/// A history with one mainline commit to branch from: the history, its
+/// root and that commit.
+fn branching(dir: &Path) -> (History, String, String) {
+    let mut h = History::new(dir);
+    let root = h.head();
+    let base = h.change("mainline 1");
+    (h, root, base)
+}
+
+/// [`bisect_twice`] in `dir`'s cache with the plain test, from `root` to
+/// HEAD, 3 runs a kernel.
+fn bisect_from(dir: &Path, h: &History, root: &str) -> serde_json::Value {
+    let test = test_script(dir, false);
+    bisect_twice(
+        &dir.join("cache"),
+        h,
+        &test,
+        &["--good", root, "--bad", "HEAD", "--runs", "3"],
+    )
+}
+
 fn bisect_twice(cache: &Path, h: &History, test: &Path, args: &[&str]) -> serde_json::Value {
     let cold = json(&run_ok(&mut bisect(cache, h, test, args)));
     assert_eq!(cold["outcome"]["kind"], "culprit", "{cold}");
@@ -269,9 +272,7 @@ fn a_flaky_culprit_inside_a_merged_branch_with_unrelated_crashes() {
 #[test]
 fn criss_cross_merges() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = History::new(dir.path());
-    let root = h.head();
-    let base = h.change("mainline 1");
+    let (mut h, root, base) = branching(dir.path());
     h.branch("a", &base);
     let a1 = h.change("a 1");
     h.branch("b", &base);
@@ -289,9 +290,7 @@ fn criss_cross_merges() {
     h.merge("b", "Merge branch 'b'");
     let merge_a = h.merge("a", "Merge branch 'a'");
     h.change("mainline 3");
-    let test = test_script(dir.path(), false);
-    let cache = dir.path().join("cache");
-    let s = bisect_twice(&cache, &h, &test, &["--good", &root, "--bad", "HEAD", "--runs", "3"]);
+    let s = bisect_from(dir.path(), &h, &root);
     assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
     assert_eq!(merged_by(&s), vec![merge_a], "{s}");
 }
@@ -299,9 +298,7 @@ fn criss_cross_merges() {
 #[test]
 fn a_merge_is_the_culprit_when_each_branch_alone_is_fine() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = History::new(dir.path());
-    let root = h.head();
-    let base = h.change("mainline 1");
+    let (mut h, root, base) = branching(dir.path());
     h.branch("feature-a", &base);
     h.change("a 1");
     h.write("a.c", "int feature_a = 1;\n", "a 2: feature a");
@@ -620,6 +617,8 @@ fn a_whole_bisection_runs_through_the_library() {
         test_timeout: None,
         retry_failed: false,
         repro: None,
+        jobs: 1,
+        build_jobs: 1,
     };
     let mut evaluator = bisect::CommitEvaluator::new(
         recipe,

@@ -301,14 +301,7 @@ fn concurrent_bisections_of_one_range_build_and_test_each_kernel_once() {
     }
     let children: Vec<_> = repos
         .iter()
-        .map(|r| {
-            bisect_cmd(&cache, r, &good, "HEAD", 4)
-                .args(["--policy", "classic"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|r| spawn_piped(bisect_cmd(&cache, r, &good, "HEAD", 4).args(["--policy", "classic"])))
         .collect();
     let mut built = 0;
     let mut ran = 0;

@@ -21,27 +21,7 @@ const REPO: &[(&str, &str)] = &[
 /// unrelated warning in 6% of all runs, from a deterministic sequence (a
 /// counter in `dir`), so the test is reproducible.
 fn noisy_test(dir: &Path) -> PathBuf {
-    let script = dir.join("noisy-test.sh");
-    let counter = dir.join("counter");
-    std::fs::write(
-        &script,
-        format!(
-            r#"#!/bin/sh
-n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}
-r=$(( (n * 2654435761 + 12345) % 1000 ))
-v="$KCACHE_ARTIFACTS/vmlinux"
-[ -x "$v" ] || exit 125
-if [ $r -lt 60 ]; then echo "crash: WARNING in unrelated_function"; exit 1; fi
-bug=$("$v" 1 2>&1 | grep -o 'BUG: .*' | head -n 1)
-if [ -n "$bug" ] && [ $r -lt 360 ]; then echo "crash: $bug"; exit 1; fi
-exit 0
-"#,
-            c = counter.display()
-        ),
-    )
-    .unwrap();
-    run_ok(std::process::Command::new("chmod").arg("+x").arg(&script));
-    script
+    counter_test(dir, "noisy-test.sh", 60, 360, " 1")
 }
 
 fn noisy_bisect(cache: &Path, repo: &Path, test: &Path, extra: &[&str]) -> serde_json::Value {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -189,11 +189,29 @@ fn output_of(c: &mut Command) -> Output {
     c.stdin(Stdio::null()).output().unwrap()
 }
 
-#[test]
-fn team_members_share_builds_tests_and_artifacts() {
-    let garage = Garage::start(0);
+/// Puts `record`, sealed with M's signing key, on the remote as a build
+/// record of `key` with `signature`: a forged record in M's own name.
+fn plant_sealed_by_m(garage: &Garage, m: &Member, key: &str, signature: &str, record: &serde_json::Value) {
+    let m_key = kcache::trust::SigningKey::load(&m.xdg.join("kcache/signing.key"))
+        .unwrap()
+        .unwrap();
+    let body = m_key.seal(&serde_json::to_vec(record).unwrap());
+    let hash = &blake3::hash(&body).to_hex()[..32];
+    garage.tamper(&format!("team/builds/{key}/{signature}.{hash}.json"), &body);
+}
+
+/// A fresh Garage (port slot `slot`), a scratch directory and the demo
+/// repository in it: every team test's start.
+fn team_repo(slot: u16) -> (Garage, tempfile::TempDir, PathBuf) {
+    let garage = Garage::start(slot);
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
+    (garage, dir, repo)
+}
+
+#[test]
+fn team_members_share_builds_tests_and_artifacts() {
+    let (garage, dir, repo) = team_repo(0);
     let (a_cache, b_cache) = (dir.path().join("a"), dir.path().join("b"));
 
     let (a, _) = bisect(&garage, &a_cache, "team", &repo);
@@ -237,9 +255,7 @@ fn team_members_share_builds_tests_and_artifacts() {
 
 #[test]
 fn a_read_only_member_reuses_and_writes_nothing() {
-    let garage = Garage::start(1);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(1);
     bisect(&garage, &dir.path().join("a"), "ro", &repo);
     let before = garage.objects("ro");
 
@@ -263,9 +279,7 @@ fn a_read_only_member_reuses_and_writes_nothing() {
 
 #[test]
 fn corrupted_remote_objects_are_detected_and_ignored() {
-    let garage = Garage::start(2);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(2);
     let (a, _) = bisect(&garage, &dir.path().join("a"), "bad", &repo);
     let key = culprit_build_key(&a);
     let blobs = garage.objects("bad/blobs");
@@ -301,9 +315,7 @@ fn corrupted_remote_objects_are_detected_and_ignored() {
 
 #[test]
 fn a_killed_node_does_not_stop_reads_or_writes() {
-    let garage = Garage::start(3);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(3);
     garage.kill_node(3);
     let (a, stderr) = bisect(&garage, &dir.path().join("a"), "node", &repo);
     assert!(!stderr.contains("unavailable"), "{stderr}");
@@ -315,9 +327,7 @@ fn a_killed_node_does_not_stop_reads_or_writes() {
 
 #[test]
 fn a_bisection_outlives_the_remote_and_syncs_when_it_returns() {
-    let garage = Garage::start(4);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(4);
     let a_cache = dir.path().join("a");
     let mut c = bisect_cmd(&garage, &a_cache, "down", &repo, &demo_test_script(), "5");
     // -v: the progress this test watches shows live under --json.
@@ -443,9 +453,7 @@ fn a_non_reproducible_build_is_kept_twice_and_reported() {
 /// and verified), and a bisection of the range builds nothing.
 #[test]
 fn prebuilt_delta_chains_restore_from_the_remote_bit_for_bit() {
-    let garage = Garage::start(6);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(6);
     let (a_cache, b_cache) = (dir.path().join("a"), dir.path().join("b"));
     let range = format!("{}..HEAD", root_commit(&repo));
     run_ok(
@@ -543,9 +551,7 @@ impl Member {
 /// record is not even fetched), and says how many of M's records it ignored.
 #[test]
 fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
-    let garage = Garage::start(7);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(7);
     let a = Member::new(dir.path(), "a", "");
     let m = Member::new(dir.path(), "m", "");
     let (truth, _) = a.bisect(&garage, &repo);
@@ -586,12 +592,7 @@ fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
     let claimed = truth["outcome"]["signature"].as_str().unwrap();
     forged["signature"] = claimed.into();
     forged["time"] = 1.into();
-    let m_key = kcache::trust::SigningKey::load(&m.xdg.join("kcache/signing.key"))
-        .unwrap()
-        .unwrap();
-    let body = m_key.seal(&serde_json::to_vec(&forged).unwrap());
-    let hash = &blake3::hash(&body).to_hex()[..32];
-    garage.tamper(&format!("team/builds/{key}/{claimed}.{hash}.json"), &body);
+    plant_sealed_by_m(&garage, &m, key, claimed, &forged);
 
     // In A's name: one of A's run records with other bytes under A's
     // signature, and one with its signature itself altered.
@@ -668,9 +669,7 @@ fn a_member_requiring_signatures_is_not_poisoned_by_an_untrusted_writer() {
 /// are otherwise evidence); M's claim is said, not used.
 #[test]
 fn an_untrusted_build_record_never_decides_what_a_commit_builds_to() {
-    let garage = Garage::start(8);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = demo_repo(dir.path(), REPO);
+    let (garage, dir, repo) = team_repo(8);
     let a = Member::new(dir.path(), "a", "trust = \"require\"\n");
     let m = Member::new(dir.path(), "m", "");
 
@@ -721,12 +720,7 @@ fn an_untrusted_build_record_never_decides_what_a_commit_builds_to() {
     // (2) M re-signs its record with an earlier time than A's.
     let mut forged = put.clone();
     forged["time"] = 1.into();
-    let m_key = kcache::trust::SigningKey::load(&m.xdg.join("kcache/signing.key"))
-        .unwrap()
-        .unwrap();
-    let body = m_key.seal(&serde_json::to_vec(&forged).unwrap());
-    let hash = &blake3::hash(&body).to_hex()[..32];
-    garage.tamper(&format!("team/builds/{parent_key}/{claimed}.{hash}.json"), &body);
+    plant_sealed_by_m(&garage, &m, &parent_key.to_string(), &claimed, &forged);
     for (name, config) in [("b2", trusts_a.clone()), ("b3", trusts_a.replace("require", "warn"))] {
         let member = Member::new(dir.path(), name, &config);
         let (found, err) = member.bisect(&garage, &repo);

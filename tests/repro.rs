@@ -89,6 +89,22 @@ fn repro(cache: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// One run of `repro_file` on the Debian kernel under TCG with a budget of
+/// `timeout` seconds, the cache in `dir`; `extra` arguments last.
+fn one_tcg_run(dir: &Path, repro_file: &Path, timeout: &str, extra: &[&str]) -> Output {
+    let (kernel, repro_file) = (debian_kernel(), repro_file.to_str().unwrap());
+    let common = [
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--repro",
+        repro_file,
+        "--runs",
+        "1",
+    ];
+    let tcg = ["--timeout", timeout, "--accel", "tcg"];
+    repro(&dir.join("cache"), &[&common[..], &tcg[..], extra].concat())
+}
+
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -162,23 +178,7 @@ fn harmless_reproducer_is_ok_and_its_console_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let ok = write(dir.path(), "repro.c", HARMLESS);
     let consoles = dir.path().join("consoles");
-    let out = repro(
-        &dir.path().join("cache"),
-        &[
-            "--kernel",
-            debian_kernel().to_str().unwrap(),
-            "--repro",
-            ok.to_str().unwrap(),
-            "--runs",
-            "1",
-            "--timeout",
-            "20",
-            "--accel",
-            "tcg",
-            "--console-dir",
-            consoles.to_str().unwrap(),
-        ],
-    );
+    let out = one_tcg_run(dir.path(), &ok, "20", &["--console-dir", consoles.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("run 1: ok (reproducer exited status=0)"), "{text}");
@@ -196,24 +196,7 @@ fn broken_command_line_gives_no_information() {
     let ok = write(dir.path(), "repro.c", HARMLESS);
     // No such init in the initramfs: the kernel falls back to a root
     // filesystem it does not have and panics before the reproducer runs.
-    let out = repro(
-        &dir.path().join("cache"),
-        &[
-            "--kernel",
-            debian_kernel().to_str().unwrap(),
-            "--repro",
-            ok.to_str().unwrap(),
-            "--runs",
-            "1",
-            "--timeout",
-            "20",
-            "--accel",
-            "tcg",
-            "--cmdline",
-            "rdinit=/no/such/init",
-            "--json",
-        ],
-    );
+    let out = one_tcg_run(dir.path(), &ok, "20", &["--cmdline", "rdinit=/no/such/init", "--json"]);
     assert_eq!(out.status.code(), Some(3), "no information exits 3\n{}", explain(&out));
     let v = json_of(&out);
     let run = &v["runs"][0];
@@ -349,22 +332,7 @@ int main(void) { for (;;) pause(); }
 fn surviving_the_budget_is_ok() {
     let dir = tempfile::tempdir().unwrap();
     let forever = write(dir.path(), "repro.c", FOREVER);
-    let out = repro(
-        &dir.path().join("cache"),
-        &[
-            "--kernel",
-            debian_kernel().to_str().unwrap(),
-            "--repro",
-            forever.to_str().unwrap(),
-            "--runs",
-            "1",
-            "--timeout",
-            "3",
-            "--accel",
-            "tcg",
-            "--json",
-        ],
-    );
+    let out = one_tcg_run(dir.path(), &forever, "3", &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     let v = json_of(&out);
     assert_eq!(v["runs"][0]["outcome"], "ok", "{v}");

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -112,15 +112,7 @@ fn concurrent_default_bisections_count_each_others_runs() {
     let (builds, runs) = (totals(&reference, "builds_done"), run_records(&reference_cache));
 
     let cache = dir.path().join("cache");
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            bisect(&cache)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children: Vec<_> = (0..2).map(|_| spawn_piped(&mut bisect(&cache))).collect();
     let mut built = 0;
     for c in children {
         let out = c.wait_with_output().unwrap();

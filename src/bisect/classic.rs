@@ -73,6 +73,7 @@ pub fn bisect(
     progress(&session::cached_line(cached, range.len()));
     cache.clean_stale();
     evaluator.set_prediction(opts.predict);
+    let speculator = exec::speculate::Speculator::start(evaluator, repo, cache, None)?;
     let mut run = Run {
         repo,
         cache,
@@ -86,6 +87,7 @@ pub fn bisect(
         failures: Vec::new(),
         any_built: false,
         bad_checked: false,
+        speculator,
     };
     let mut outcome = loop {
         if let Some(outcome) = run.search(bad.clone(), goods.clone(), progress)? {
@@ -97,6 +99,9 @@ pub fn bisect(
     };
     if let Outcome::Culprit { commit, merged_by, .. } = &mut outcome {
         *merged_by = session::merged_by(repo, &bad, &goods, opts.first_parent, commit)?;
+    }
+    if let Some(note) = run.speculator.take().map(|s| s.finish()).and_then(|s| s.note()) {
+        run.notes.push(note);
     }
     session.log = run.log;
     let mut summary = session.close(repo, outcome, run.steps, run.notes, None)?;
@@ -120,6 +125,8 @@ struct Run<'a> {
     any_built: bool,
     /// The bad commit was built to tell a broken range from a broken build.
     bad_checked: bool,
+    /// `--build-jobs` > 1: builds both next midpoints while one is tested.
+    speculator: Option<exec::speculate::Speculator>,
 }
 
 impl Run<'_> {
@@ -180,6 +187,7 @@ impl Run<'_> {
             }
             let pick = self.choose(&open)?;
             progress(&commits_left_line(open.len()));
+            self.prefetch_next_midpoints(&pick, &bad, &goods, &skipped)?;
             let eval = self.evaluate(&pick, Purpose::Bisect, progress)?;
             self.stop_if_every_build_fails(&bad, progress)?;
             match eval.verdict {
@@ -228,6 +236,48 @@ impl Run<'_> {
         })
     }
 
+    /// Chromium's bisect-builds' trick: while `pick` is built and tested,
+    /// the build slots build the midpoint the search goes to if it is bad
+    /// and the one if it is good (so the next step's build is ready either
+    /// way; the other one is kept in the cache).
+    fn prefetch_next_midpoints(
+        &mut self,
+        pick: &CommitId,
+        bad: &CommitId,
+        goods: &[CommitId],
+        skipped: &HashSet<CommitId>,
+    ) -> Result<(), BisectError> {
+        if self.speculator.is_none() {
+            return Ok(());
+        }
+        let mut with_pick = goods.to_vec();
+        with_pick.push(pick.clone());
+        let mut wanted = Vec::new();
+        for (b, g) in [(pick, goods), (bad, with_pick.as_slice())] {
+            let open: Vec<_> = self
+                .repo
+                .bisect_candidates(b, g, self.opts.first_parent)?
+                .into_iter()
+                .filter(|c| &c.commit != b && !skipped.contains(&c.commit))
+                .filter(|c| !self.seen.contains_key(&c.commit))
+                .collect();
+            if !open.is_empty() {
+                wanted.push(self.choose(&open)?);
+            }
+        }
+        if let Some(s) = &self.speculator {
+            s.prefetch(&wanted);
+        }
+        Ok(())
+    }
+
+    /// Shows what the build slots did since the last look.
+    fn show_speculation(&self, progress: &mut dyn FnMut(&str)) {
+        for line in self.speculator.iter().flat_map(|s| s.take_lines()) {
+            progress(&line);
+        }
+    }
+
     /// Picks the best split, preferring among nearly-best commits one
     /// whose build or test the cache already has.
     fn choose(&mut self, open: &[crate::git::Candidate]) -> Result<CommitId, BisectError> {
@@ -273,7 +323,13 @@ impl Run<'_> {
             None => None,
         };
         let subject = self.repo.subject(commit).unwrap_or_default();
+        self.show_speculation(progress);
         progress(&format!("[{}] {} {}", self.steps.len() + 1, short(commit), subject));
+        if let Some(s) = &self.speculator {
+            if s.foreground(commit) {
+                progress("  built speculatively: its build is reused (waited for while it still ran)");
+            }
+        }
         let mut eval = match purpose {
             Purpose::Bisect => self.evaluator.evaluate(self.repo, self.cache, commit, progress)?,
             Purpose::SignatureCheck => self

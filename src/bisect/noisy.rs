@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::bayes::{self, Kernel, Oracle};
+use super::exec::speculate::Speculator;
 use super::exec::{BuildSource, Evaluation};
 use super::graph::{Direction, Graph};
 use super::{
@@ -29,6 +30,10 @@ use super::{
 use crate::crash::{ClassCounts, RunClass, Target};
 use crate::git::Repo;
 use crate::store::{Cache, RunId, RunRecord};
+
+mod at_once;
+#[cfg(test)]
+mod oracle_tests;
 
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
@@ -109,6 +114,8 @@ pub(super) struct GitOracle<'a> {
     /// Every run (by id) the search has been given: runs another process
     /// pooled since are given to it before any new run is made.
     seen_runs: HashSet<RunId>,
+    /// `--build-jobs` > 1: the build slots that build what `prefetch` asks.
+    speculator: Option<Speculator>,
 }
 
 impl GitOracle<'_> {
@@ -185,13 +192,20 @@ impl Oracle for GitOracle<'_> {
             super::short(&self.nodes[i]),
             self.subject(i)
         );
+        self.show_speculation();
         (self.progress)(&line);
+        if self.speculator.as_ref().is_some_and(|s| s.foreground(&self.nodes[i])) {
+            (self.progress)("  built speculatively: its build is reused (waited for while it still ran)");
+        }
         let eval =
             self.evaluator
                 .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
         if eval.build == BuildSource::Built {
             self.build_seconds.0 += eval.effort.build_seconds;
             self.build_seconds.1 += 1;
+            if let Some(s) = &self.speculator {
+                s.count_foreground_build();
+            }
         }
         let kernel = Kernel::of_signature(eval.signature.clone());
         self.evals.insert(self.nodes[i].clone(), eval.clone());
@@ -268,9 +282,46 @@ impl Oracle for GitOracle<'_> {
         }
         Ok(classes)
     }
+
+    fn slots(&self) -> u32 {
+        self.evaluator.jobs()
+    }
+
+    fn run_set(
+        &mut self,
+        batches: &[(usize, KernelSignature, u32)],
+        target: &Target,
+    ) -> Result<Vec<Vec<RunClass>>, BisectError> {
+        if batches.len() < 2 || self.evaluator.jobs() < 2 {
+            return batches
+                .iter()
+                .map(|(i, sig, n)| self.run(*i, sig, *n, target))
+                .collect();
+        }
+        self.run_batches_at_once(batches, target)
+    }
+
+    fn prefetch(&mut self, wanted: &[usize]) {
+        let Some(s) = &self.speculator else { return };
+        let commits: Vec<CommitId> = wanted
+            .iter()
+            .filter_map(|&i| self.nodes.get(i))
+            .filter(|c| !self.evals.contains_key(*c))
+            .cloned()
+            .collect();
+        s.prefetch(&commits);
+        self.show_speculation();
+    }
 }
 
 impl GitOracle<'_> {
+    /// Shows what the build slots did since the last look.
+    fn show_speculation(&mut self) {
+        for line in self.speculator.iter().flat_map(|s| s.take_lines()) {
+            (self.progress)(&line);
+        }
+    }
+
     /// Runs pooled for a kernel that the search was not given yet (another
     /// process's, landed since), now marked as given.
     fn runs_not_yet_seen(&mut self, signature: &KernelSignature) -> Result<Vec<RunRecord>, BisectError> {
@@ -304,6 +355,21 @@ impl GitOracle<'_> {
             stop,
             &mut *self.progress,
         )?;
+        self.record_batch(i, signature, runs, target, start, rebuilt_before)
+    }
+
+    /// A batch's runs as a step (shown and logged), its build with it the
+    /// first time; `rebuilt_before`: the evaluator's rebuild count before
+    /// the batch (artifacts that were gone were built again to test).
+    fn record_batch(
+        &mut self,
+        i: usize,
+        signature: &KernelSignature,
+        runs: Vec<RunRecord>,
+        target: &Target,
+        start: Instant,
+        rebuilt_before: (u32, f64),
+    ) -> Result<Vec<RunRecord>, BisectError> {
         self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
         self.run_seconds.0 += seconds;
@@ -489,6 +555,7 @@ pub fn bisect(
     evaluator.set_prediction(false);
     let runs = evaluator.runs_wanted();
     let crashing = session.bad.clone();
+    let speculator = Speculator::start(evaluator, repo, cache, noisy.max_builds)?;
     let mut oracle = GitOracle {
         repo,
         cache,
@@ -504,6 +571,7 @@ pub fn bisect(
         reported: HashSet::new(),
         known: Vec::new(),
         seen_runs: HashSet::new(),
+        speculator,
     };
     let target = learn_target(&mut oracle, noisy, 0, runs)?;
     let mut notes = Vec::new();
@@ -552,6 +620,10 @@ pub fn bisect(
     };
     let out = bayes::search(&model, target.clone(), &graph, direction, &mut oracle)?;
     record_untested_builds(&mut oracle)?;
+    oracle.show_speculation();
+    if let Some(note) = oracle.speculator.take().map(Speculator::finish).and_then(|s| s.note()) {
+        notes.push(note);
+    }
     let (outcome, probability, undecided) = outcome_of(&oracle, &graph, &out);
     let mut kernels = Vec::new();
     // The search's kernels are the signatures the oracle gave it.

@@ -1,5 +1,5 @@
-//! The record of a finished bisection (`kcache/bisection/v1`,
-//! `cache-schema/bisection.v1.json`): what `kcache bisections` lists and
+//! The record of a finished bisection (`kcache/bisection/v2`,
+//! `cache-schema/bisection.v2.json`): what `kcache bisections` lists and
 //! the HTML report renders. Self-contained on purpose: the culprit's
 //! author and files, the pooled runs per kernel and the binary diff of the
 //! culprit's kernel against its parent's are taken when the bisection
@@ -22,7 +22,9 @@ use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
 use crate::store::{BisectionId, Cache, Outcome as RunOutcome};
 
-pub const BISECTION_SCHEMA: &str = "kcache/bisection/v1";
+/// v2 added `steps[].run_times` (issue 24: what ran at once); v1 records
+/// read as v2 records without them.
+pub const BISECTION_SCHEMA: &str = "kcache/bisection/v2";
 
 /// Changed symbols listed per changed section in the report.
 const SYMBOLS_PER_SECTION: usize = 12;
@@ -150,6 +152,30 @@ pub struct StepRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_from: Option<CommitId>,
     pub seconds: f64,
+    /// When each run done in this step ran (the report's time line shows
+    /// what ran at once); absent in v1 records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_times: Vec<RunTime>,
+}
+
+/// One run's start and end, in seconds since the Unix epoch (millisecond
+/// precision): the end is when its record was made (its run id's
+/// nanoseconds), the start that minus its `seconds`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RunTime {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl RunTime {
+    /// A run's time span from its record; `None` for a run id without
+    /// kcache's time prefix (an imported run).
+    pub fn of(run: &crate::store::RunRecord) -> Option<RunTime> {
+        let nanos = u128::from_str_radix(run.run_id.split('-').next()?, 16).ok()?;
+        let end = (nanos / 1_000_000) as f64 / 1000.0;
+        let start = ((end - run.seconds) * 1000.0).round() / 1000.0;
+        (nanos > 0).then_some(RunTime { start, end })
+    }
 }
 
 /// One kernel (signature) and every run the cache pools on it.
@@ -489,6 +515,12 @@ fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache
         runs_reused: e.effort.runs_reused,
         predicted_from: e.predicted_from.clone(),
         seconds: e.effort.build_seconds + e.effort.test_seconds,
+        // The runs done in this step are the last `runs_done` of its runs
+        // (pooled ones come first).
+        run_times: e.runs[e.runs.len().saturating_sub(e.effort.runs_done as usize)..]
+            .iter()
+            .filter_map(RunTime::of)
+            .collect(),
     }
 }
 

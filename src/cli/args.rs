@@ -128,6 +128,15 @@ pub struct RecipeArgs {
     /// Build commits the cache records as failing to build, instead of skipping them.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Test runs at once (processes; with --repro, VMs). A batch stops starting runs at its first
+    /// match; runs in flight finish and are recorded [default: the cores; with --repro, also no
+    /// more VMs than the memory holds at --memory each].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Builds at once: the one the search waits for, plus N-1 in the background building the
+    /// commits the search will likely want next, each in its own build tree (1: no speculation).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub build_jobs: u32,
     /// Files that decide the test outcome (reproducer, image): part of the test key.
     #[arg(long = "test-key-file")]
     pub test_key_files: Vec<PathBuf>,

@@ -5,10 +5,10 @@ use anyhow::{bail, Context};
 use kcache::bisect::{self, BisectRecipe, CommitEvaluator};
 use kcache::git::Repo;
 use kcache::kernel::KbuildRecipe;
-use kcache::key::{BuildInputs, BuildKey, CommitId, Key};
+use kcache::key::{BuildInputs, BuildKey, CommitId, Key, TestInputs, TestKey};
 use kcache::store::{self, Cache};
 
-use crate::args::{AccelArg, InputArgs, Policy, RecipeArgs, SearchArgs, TargetArgs, VmArgs};
+use crate::args::{AccelArg, BisectArgs, InputArgs, Policy, RecipeArgs, RecordRunArgs, SearchArgs, TargetArgs, VmArgs};
 
 impl TargetArgs {
     pub fn toolchain_source(&self) -> kcache::kernel::ToolchainSource {
@@ -73,6 +73,22 @@ impl VmArgs {
     }
 }
 
+/// What `kcache bisect` was asked, as the library's options.
+pub fn bisect_options(a: &BisectArgs) -> bisect::Options {
+    bisect::Options {
+        goods: a.good.clone(),
+        bad: a.bad.clone(),
+        direction: match a.fix {
+            true => bisect::Direction::Fix,
+            false => bisect::Direction::Cause,
+        },
+        good_tags: a.good_tags.clone(),
+        first_parent: a.first_parent,
+        log: a.log.clone(),
+        predict: !a.no_predict,
+    }
+}
+
 pub fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
     let test = match (&r.test, &r.repro) {
         (Some(test), _) => test.clone(),
@@ -93,6 +109,10 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
         }
     };
     let repro = repro_test(&r, cache, &artifacts)?;
+    let vm_memory = r.repro.is_some().then_some(r.vm.memory);
+    let jobs = r
+        .jobs
+        .unwrap_or_else(|| bisect::exec::parallel::default_jobs(vm_memory));
     Ok(BisectRecipe {
         repro,
         build,
@@ -107,6 +127,8 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
         build_timeout: seconds(r.build_timeout, "--build-timeout")?,
         test_timeout: seconds(r.test_timeout, "--test-timeout")?,
         retry_failed: r.retry_failed,
+        jobs,
+        build_jobs: r.build_jobs,
     })
 }
 
@@ -194,6 +216,15 @@ pub fn missing_inputs_hint(inputs: &InputArgs) -> String {
 
 pub fn parse_key(s: &str) -> anyhow::Result<Key> {
     Key::from_hex(s).with_context(|| format!("{s:?} is not a 64-hex key"))
+}
+
+/// `record-run`'s test key: given, or derived from the test command and files.
+pub fn test_key_of(a: &RecordRunArgs) -> anyhow::Result<TestKey> {
+    Ok(match (&a.test_key, &a.test_cmd) {
+        (Some(k), _) => TestKey(parse_key(k)?),
+        (None, Some(cmd)) => TestInputs::from_files(cmd.clone(), &a.test_key_files, Vec::new())?.key(),
+        (None, None) => bail!("give --test-key or --test-cmd"),
+    })
 }
 
 /// `50G`, `500M`, `64K` (powers of 1024) or a plain byte count.

@@ -46,6 +46,7 @@ pub fn bisection_html(r: &BisectionRecord) -> String {
     }
     strip(&mut h, r);
     steps(&mut h, r);
+    super::timeline::section(&mut h, r);
     kernels(&mut h, r);
     cost(&mut h, r);
     let _ = write!(

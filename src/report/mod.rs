@@ -2,6 +2,9 @@
 //! results' own `Serialize` form; this module only does text.
 
 pub mod html;
+mod store;
+pub mod timeline;
+pub use store::*;
 
 use std::fmt::Write;
 use std::path::Path;

@@ -22,6 +22,32 @@ pub struct Restored {
     pub restored: Vec<PathBuf>,
 }
 
+/// Why a build cannot be restored: a miss (the negative answer), not an
+/// error of the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Unrestorable {
+    #[error("no build with key {0}")]
+    NoBuild(BuildKey),
+    #[error("build {0} is a recorded build failure: nothing to restore")]
+    Failed(BuildKey),
+    #[error("artifact {name} of build {key} is not in the cache (evicted, or dropped as false)")]
+    Evicted { key: BuildKey, name: String },
+    #[error("build {key}: {source}")]
+    Quarantined { key: BuildKey, source: StoreError },
+}
+
+impl Unrestorable {
+    /// A restore's result with its misses told apart from errors.
+    pub fn of<T>(key: &BuildKey, restored: Result<T, StoreError>) -> Result<Result<T, Unrestorable>, StoreError> {
+        match restored {
+            Ok(t) => Ok(Ok(t)),
+            Err(StoreError::Evicted(name)) => Ok(Err(Unrestorable::Evicted { key: *key, name })),
+            Err(e @ StoreError::Quarantined { .. }) => Ok(Err(Unrestorable::Quarantined { key: *key, source: e })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// `kcache forget --json`: how many build records a key lost.
 #[derive(Debug, serde::Serialize)]
 pub struct Forgotten {
@@ -364,6 +390,16 @@ impl Cache {
     }
 
     /// The build record for `key`: local tier, else the remote (backfilled).
+    /// The record of `key` when there is something to restore: a build
+    /// that succeeded (else why not).
+    pub fn restorable(&self, key: &BuildKey) -> Result<Result<BuildRecord, Unrestorable>, StoreError> {
+        Ok(match self.build(key)? {
+            None => Err(Unrestorable::NoBuild(*key)),
+            Some(r) if r.status != BuildStatus::Ok => Err(Unrestorable::Failed(*key)),
+            Some(r) => Ok(r),
+        })
+    }
+
     pub fn build(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         match self.build_local(key)? {
             Some(r) => Ok(Some(r)),

@@ -136,6 +136,15 @@ impl Cache {
         })
     }
 
+    /// Says, in one batch, that these blobs were evicted now.
+    fn mark_evicted(&self, blobs: &[Key]) -> Result<(), StoreError> {
+        let time = now();
+        self.write(|w| {
+            blobs.iter().for_each(|k| w.mark_evicted(k, time));
+            Ok(())
+        })
+    }
+
     /// Evicts least-recently-used blobs until the blobs take at most
     /// `max_bytes`. Records stay; an evicted marker says why a blob is gone.
     pub fn gc(&self, max_bytes: u64) -> Result<GcReport, StoreError> {
@@ -145,13 +154,7 @@ impl Cache {
         let before = total;
         let victims = self.pick_victims(&blobs, &mut total, max_bytes);
         if !victims.is_empty() {
-            let time = now();
-            self.write(|w| {
-                for k in &victims {
-                    w.mark_evicted(k, time);
-                }
-                Ok(())
-            })?;
+            self.mark_evicted(&victims)?;
             for k in &victims {
                 let _ = self.blobs.remove(k);
             }
@@ -320,13 +323,7 @@ impl Cache {
         }
         if repair && !newly_evicted.is_empty() {
             // The records stay true: their artifacts are gone, say so.
-            let time = now();
-            self.write(|w| {
-                for k in &newly_evicted {
-                    w.mark_evicted(k, time);
-                }
-                Ok(())
-            })?;
+            self.mark_evicted(&newly_evicted)?;
             report.repaired = true;
         }
         if repair {

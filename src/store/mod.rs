@@ -41,7 +41,7 @@ use crate::key::{BuildKey, Key, TestKey};
 use crate::signature::KernelSignature;
 pub use bisections::BisectionId;
 pub use blob::BlobStore;
-pub use builds::{Forgotten, Restored};
+pub use builds::{Forgotten, Restored, Unrestorable};
 pub use counters::Counter;
 use counters::Pending;
 pub use errors::StoreError;
@@ -53,6 +53,7 @@ pub use maintenance::{GcReport, OrphanBlob, RecordCounts, Salvage, Stats, Verify
 pub use prefix::PrefixError;
 pub use records::*;
 pub use runs::run_key;
+pub use upload::SyncReport;
 
 /// The lock file inside a test's artifacts directory, held while it runs.
 pub const ARTIFACTS_LOCK: &str = ".kcache-in-use";

@@ -223,7 +223,7 @@ pub fn validate_all(cache_dir: &Path) -> usize {
         (idx::CF_KNOWN, "known-signature.v1.json"),
         (idx::CF_INPUT_SETS, "input-set.v1.json"),
         (idx::CF_PREBUILDS, "prebuild.v1.json"),
-        (idx::CF_BISECTIONS, "bisection.v1.json"),
+        (idx::CF_BISECTIONS, "bisection.v2.json"),
     ] {
         let v = schema(file);
         let records: Vec<(String, serde_json::Value)> = cache.raw_records(cf).unwrap();
@@ -258,6 +258,43 @@ pub fn assert_log_matches(log: &Path, summary: &serde_json::Value) {
 }
 
 /// The kcache binary on the cache at `cache` (`--cache-dir`).
+/// A test script for the toy kernel, reproducible from a counter in `dir`:
+/// an unrelated `WARNING` in `warn` of every 1000 runs, the toy's BUG (its
+/// vmlinux run with `vmlinux_args`) in `fire` of 1000 when the kernel has
+/// it; exit 125 without a vmlinux.
+pub fn counter_test(dir: &Path, name: &str, warn: u32, fire: u32, vmlinux_args: &str) -> PathBuf {
+    let script = dir.join(name);
+    let counter = dir.join("counter");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}
+r=$(( (n * 2654435761 + 12345) % 1000 ))
+v="$KCACHE_ARTIFACTS/vmlinux"
+[ -x "$v" ] || exit 125
+if [ $r -lt {warn} ]; then echo "crash: WARNING in unrelated_function"; exit 1; fi
+bug=$("$v"{vmlinux_args} 2>&1 | grep -o 'BUG: .*' | head -n 1)
+if [ -n "$bug" ] && [ $r -lt {fire} ]; then echo "crash: $bug"; exit 1; fi
+exit 0
+"#,
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&script));
+    script
+}
+
+/// Starts `cmd` with its stdout and stderr captured (for processes that
+/// run at once and are waited for later).
+pub fn spawn_piped(cmd: &mut Command) -> std::process::Child {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 pub fn kc(cache: &Path) -> Command {
     let mut c = kcache();
     c.arg("--cache-dir").arg(cache);

@@ -119,13 +119,7 @@ pub trait Oracle {
     fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
     /// Runs the test on commit `i`'s kernel up to `n` times, stopping at the
     /// first run that matches the target; the classes of the runs done.
-    fn run(
-        &mut self,
-        i: usize,
-        signature: &KernelSignature,
-        n: u32,
-        target: &Target,
-    ) -> Result<Vec<RunClass>, Self::Error>;
+    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
     /// Where the search stands before a test: how many commits still hold
     /// 95% of the mass, and the likeliest culprit's probability.
     fn standing(&mut self, _credible: usize, _best: f64) {}

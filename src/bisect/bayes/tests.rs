@@ -3,6 +3,11 @@
 use super::posterior::Search;
 use super::*;
 
+/// Parents per node, written as slices.
+fn dag(parents: &[&[usize]]) -> Vec<Vec<usize>> {
+    parents.iter().map(|p| p.to_vec()).collect()
+}
+
 fn line_search_with(kernels: &[(usize, &str)], counts: &[(&str, u32, u32)], len: usize) -> Posterior {
     let mut ks = vec![Kernel::Unknown; len];
     for (i, sig) in kernels {
@@ -138,18 +143,7 @@ fn a_bug_brought_by_a_merged_branch_is_blamed_on_its_commit_not_the_merge() {
 fn criss_cross_merges() {
     // Branches A (2, 3) and B (4, 5) from 1; 6 = A merges B, 7 = B merges A;
     // mainline 8 merges 6, the tip 9 merges 7.
-    let parents = vec![
-        vec![],
-        vec![0],
-        vec![1],
-        vec![2],
-        vec![1],
-        vec![4],
-        vec![3, 5],
-        vec![5, 3],
-        vec![1, 6],
-        vec![8, 7],
-    ];
+    let parents = dag(&[&[], &[0], &[1], &[2], &[1], &[4], &[3, 5], &[5, 3], &[1, 6], &[8, 7]]);
     for (culprit, seed) in [(4, 0), (3, 1), (5, 2), (2, 3)] {
         let h = history(parents.clone(), (0..10).collect(), culprit, Direction::Cause, 1.0);
         let out = search_sim(&h, seed);
@@ -166,17 +160,7 @@ fn criss_cross_merges() {
 fn a_merge_is_named_only_when_every_parent_was_seen_good() {
     // A (2, 3) and B (4, 5) from 1, each fine alone; 6 merges A, 7 merges
     // B: together they crash. 8 on top.
-    let parents = vec![
-        vec![],
-        vec![0],
-        vec![1],
-        vec![2],
-        vec![1],
-        vec![4],
-        vec![1, 3],
-        vec![6, 5],
-        vec![7],
-    ];
+    let parents = dag(&[&[], &[0], &[1], &[2], &[1], &[4], &[1, 3], &[6, 5], &[7]]);
     for direction in [Direction::Cause, Direction::Fix] {
         let h = history(parents.clone(), (0..9).collect(), 7, direction, 1.0);
         let out = search_sim(&h, 3);

@@ -6,7 +6,9 @@
 //! [`CacheState`]), the errors, the cross-process claims, and the
 //! [`CommitEvaluator`] itself with its constructor, its read-only queries
 //! of the cache and [`CommitEvaluator::evaluate`], which builds (see
-//! `build.rs`) and then tests (`test.rs`). Invariant: nothing here runs a
+//! `build.rs`) and then tests (`test.rs`, a batch's runs on the run slots
+//! of `parallel.rs`); `speculate.rs` holds the background build slots.
+//! Invariant: nothing here runs a
 //! build or a test command itself; each is run only under its claim, by
 //! its own file.
 
@@ -23,6 +25,8 @@ use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, Outcome, RunRecord, StoreError};
 
 mod build;
+pub mod parallel;
+pub mod speculate;
 mod test;
 
 pub use build::classify_failure;
@@ -83,6 +87,12 @@ pub struct Recipe {
     /// `--repro`: the test is kcache's reproducer harness on the boot
     /// image (`test` only describes it); its test key is the harness's.
     pub repro: Option<std::sync::Arc<crate::vm::ReproTest>>,
+    /// `--jobs`: test runs at once (processes, or VMs with `repro`),
+    /// shared by every batch this recipe's evaluator runs.
+    pub jobs: u32,
+    /// `--build-jobs`: builds at once: the one the search waits for and
+    /// `build_jobs - 1` speculative ones in the background (1: none).
+    pub build_jobs: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -242,7 +252,9 @@ pub struct CommitEvaluator {
     references: Vec<Reference>,
     /// Builds run to test a kernel whose artifacts were gone (evicted or
     /// quarantined), and their seconds: real builds, counted as such.
-    rebuilt_to_test: std::cell::Cell<(u32, f64)>,
+    rebuilt_to_test: std::sync::Mutex<(u32, f64)>,
+    /// The run slots (`Recipe::jobs`) every batch of this evaluator shares.
+    slots: std::sync::Arc<parallel::Slots>,
 }
 
 impl CommitEvaluator {
@@ -268,6 +280,7 @@ impl CommitEvaluator {
                 .map_err(file_error)?
                 .key(),
         };
+        let recipe_jobs = recipe.jobs;
         Ok(CommitEvaluator {
             recipe,
             inputs,
@@ -277,7 +290,8 @@ impl CommitEvaluator {
             in_place,
             predict: true,
             references: Vec::new(),
-            rebuilt_to_test: std::cell::Cell::new((0, 0.0)),
+            rebuilt_to_test: std::sync::Mutex::new((0, 0.0)),
+            slots: parallel::Slots::new(recipe_jobs),
         })
     }
 
@@ -423,7 +437,12 @@ impl CommitEvaluator {
     /// kernel whose artifacts were gone: a driver that counts builds by
     /// step adds them (the classic `evaluate` marks its step built).
     pub fn rebuilds_to_test(&self) -> (u32, f64) {
-        self.rebuilt_to_test.get()
+        *self.rebuilt_to_test.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Test runs this evaluator does at once (`--jobs`).
+    pub fn jobs(&self) -> u32 {
+        self.slots.total()
     }
 
     /// The build key of a commit under this recipe.

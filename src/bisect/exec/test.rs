@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{claim, io_err, CommitEvaluator, EvalError};
+use super::{claim, io_err, parallel, CommitEvaluator, EvalError};
 use crate::child::{self, Ending};
 use crate::git::Repo;
 use crate::key::{BuildKey, CommitId};
@@ -63,12 +63,13 @@ impl CommitEvaluator {
             let inputs = self.inputs_for_tree(&record.tree);
             let built = self.build(repo, cache, &record.commit, &inputs, progress)?;
             cache.count(&[(Counter::BuildMisses, 1)]);
-            let (n, seconds) = self.rebuilt_to_test.get();
             let took = match &built {
                 Built::Ok(r, _) => r.build_seconds,
                 Built::Failed { seconds, .. } => *seconds,
             };
-            self.rebuilt_to_test.set((n + 1, seconds + took));
+            let mut rebuilt = self.rebuilt_to_test.lock().unwrap_or_else(|e| e.into_inner());
+            *rebuilt = (rebuilt.0 + 1, rebuilt.1 + took);
+            drop(rebuilt);
             match built {
                 Built::Ok(fresh, _) => {
                     cache.restore(&fresh.artifacts, artifacts_dir.path())?;
@@ -81,36 +82,59 @@ impl CommitEvaluator {
         } else {
             restored?;
         }
-        let mut out = Vec::new();
-        let mut unsaved = 0;
-        let mut saved_at = Instant::now();
-        progress(&format!("  testing {want} run(s)..."));
         // Timed-out runs are not recorded: bound the attempts on a hung kernel.
-        let attempts = want.saturating_mul(2).max(want + 2);
-        for run in first_run..first_run + attempts {
-            if out.len() as u32 >= want {
-                break;
-            }
-            let ran = self.run_test(cache, commit, signature, artifacts_dir.path(), run);
-            let Some(r) = ran.inspect_err(|_| self.save_runs(cache, &out[out.len() - unsaved..]))? else {
-                let after = (self.recipe.test_timeout)
-                    .map(|t| format!(" after {}s", t.as_secs_f64()))
-                    .unwrap_or_default();
-                progress(&format!("  run {run} timed out{after}: no information (not recorded)"));
-                continue;
-            };
-            let done = stop(&r);
-            out.push(r);
-            unsaved += 1;
-            if saved_at.elapsed() >= RUN_SAVE_INTERVAL {
-                cache.record_runs(&out[out.len() - unsaved..])?;
-                (unsaved, saved_at) = (0, Instant::now());
-            }
-            if done {
-                break;
-            }
+        let batch = parallel::Batch {
+            first_run,
+            want,
+            attempts: want.saturating_mul(2).max(want + 2),
+        };
+        let slots = self.slots.total().min(want);
+        progress(&match slots {
+            1 => format!("  testing {want} run(s)..."),
+            n => format!("  testing {want} run(s), {n} at once..."),
+        });
+        let artifacts = artifacts_dir.path();
+        let mut out: Vec<RunRecord> = Vec::new();
+        let (mut unsaved, mut saved_at) = (0, Instant::now());
+        let (mut failed, mut unwritten) = (None, None);
+        parallel::run_batch(
+            &self.slots,
+            batch,
+            |run| self.run_test(cache, commit, signature, artifacts, run),
+            stop,
+            &mut |parallel::Event::Ended(run, ended)| match ended {
+                Ok(Some(r)) => {
+                    out.push(r);
+                    unsaved += 1;
+                    // Written as they complete (in groups while runs are
+                    // quick): a kill loses at most the runs in flight and
+                    // this interval's.
+                    if saved_at.elapsed() >= RUN_SAVE_INTERVAL {
+                        match cache.record_runs(&out[out.len() - unsaved..]) {
+                            Ok(()) => (unsaved, saved_at) = (0, Instant::now()),
+                            Err(e) => unwritten = Some(e),
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let after = (self.recipe.test_timeout)
+                        .map(|t| format!(" after {}s", t.as_secs_f64()))
+                        .unwrap_or_default();
+                    progress(&format!("  run {run} timed out{after}: no information (not recorded)"));
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
+        );
+        if let Some(e) = failed {
+            self.save_runs(cache, &out[out.len() - unsaved..]);
+            return Err(e);
         }
-        cache.record_runs(&out[out.len() - unsaved..])?;
+        match cache.record_runs(&out[out.len() - unsaved..]) {
+            Ok(()) => {}
+            Err(e) => return Err(unwritten.unwrap_or(e).into()),
+        }
         Ok(out)
     }
 

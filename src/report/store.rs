@@ -1,0 +1,143 @@
+//! The text of the cache's own commands (`put`, `get`, `forget`, `sync`,
+//! `gc`, `verify`, `record-run`, `log import`) and of single-file answers
+//! (`sign`, `title`), one function per answer, each ending in a newline.
+//!
+//! Invariant: renders only; what to print under `--json` is each result's
+//! own `Serialize`, and the exit status is the CLI's.
+
+use std::path::Path;
+
+use crate::import::ImportReport;
+use crate::key::BuildKey;
+use crate::signature::Report as SignatureReport;
+use crate::store::{BuildRecord, GcReport, Restored, SyncReport, VerifyReport};
+use crate::title::FileTitle;
+
+/// `kcache put`: the build key, the signature and how many artifacts.
+pub fn put_text(record: &BuildRecord) -> String {
+    format!(
+        "{}  {}  {} artifact(s)\n",
+        record.build_key,
+        record.signature.as_deref().unwrap_or(""),
+        record.artifacts.len()
+    )
+}
+
+/// `kcache get`: each restored file, one a line.
+pub fn restored_text(r: &Restored) -> String {
+    r.restored.iter().map(|p| format!("{}\n", p.display())).collect()
+}
+
+/// `kcache get --blob`: where the blob went and its size.
+pub fn blob_text(dest: &Path, size: u64) -> String {
+    format!("{}  {size}\n", dest.display())
+}
+
+/// `kcache forget`.
+pub fn forgotten_text(key: &BuildKey, forgotten: usize) -> String {
+    format!("{key}: forgot {forgotten} build record(s)\n")
+}
+
+/// `kcache sync` (failed uploads are said on stderr, one each).
+pub fn sync_text(r: &SyncReport) -> String {
+    format!(
+        "uploaded {}, failed {}, still queued {}\n",
+        r.uploaded,
+        r.failed.len(),
+        r.still_pending
+    )
+}
+
+/// What a command's uploads left undone when it ended, if anything.
+pub fn uploads_left(r: &SyncReport) -> Option<String> {
+    (!r.failed.is_empty() || r.still_pending > 0).then(|| {
+        format!(
+            "{} upload(s) done, {} failed, {} still queued: run `kcache sync` when the remote is back",
+            r.uploaded,
+            r.failed.len(),
+            r.still_pending
+        )
+    })
+}
+
+/// `kcache gc --max-size`.
+pub fn gc_text(r: &GcReport, max: u64) -> String {
+    format!(
+        "evicted {} blob(s): {} -> {} bytes (limit {max}); removed {} stale temp file(s)\n",
+        r.evicted, r.bytes_before, r.bytes_after, r.tmp_removed
+    )
+}
+
+/// `kcache verify`: every problem, then the verdict.
+pub fn verify_text(r: &VerifyReport) -> String {
+    let mut out: String = r.problems.iter().map(|p| format!("problem: {p}\n")).collect();
+    out.push_str(&format!(
+        "{} record(s), {} blob(s): {}{}\n",
+        r.records,
+        r.blobs,
+        if r.healthy() {
+            "healthy".to_string()
+        } else {
+            format!("{} problem(s)", r.problems.len())
+        },
+        if r.repaired { " (repaired)" } else { "" }
+    ));
+    out
+}
+
+/// `kcache log import`, per file.
+pub fn import_text(path: &Path, r: &ImportReport) -> String {
+    format!(
+        "{}: {} known signature(s), {} run(s){}\n",
+        path.display(),
+        r.known_signatures,
+        r.runs,
+        r.test_key.map(|k| format!(" under test key {k}")).unwrap_or_default()
+    )
+}
+
+/// `kcache sign`, per file: as `sha256sum` prints.
+pub fn sign_text(path: &Path, report: &SignatureReport) -> String {
+    format!("{}  {}\n", report.signature, path.display())
+}
+
+/// `kcache title`, per file.
+pub fn title_text(t: &FileTitle) -> String {
+    format!("{}: {}\n", t.file, t.title.as_deref().unwrap_or("no crash"))
+}
+
+/// `kcache key-gen`: the public key is the last token, in the form
+/// `trusted_keys` and `--trust` take.
+pub fn key_gen_text(path: &Path, public: &crate::trust::PublicKey) -> String {
+    format!(
+        "signing key written to {} (keep it private); public key: {public}\n",
+        path.display()
+    )
+}
+
+/// `kcache repro --json`: the runs of a reproducer on a kernel.
+#[derive(serde::Serialize)]
+pub struct ReproDocument<'a> {
+    pub kernel: &'a Path,
+    pub repro: &'a Path,
+    pub cmdline: String,
+    pub runs: &'a [crate::vm::Run],
+    pub summary: &'a crate::vm::Summary,
+}
+
+/// Said before `kcache repro` starts its runs.
+pub fn repro_plan(runs: u32, repro: &Path, kernel: &Path, jobs: u32, cmdline: &str) -> String {
+    format!(
+        "{runs} run(s) of {} on {}, {jobs} at once; kernel command line (plus the accelerator's stall timeouts): \
+         {cmdline}",
+        repro.display(),
+        kernel.display()
+    )
+}
+
+/// `kcache repro`'s closing text: the tally, then the first crash report.
+pub fn repro_text(runs: &[crate::vm::Run], summary: &crate::vm::Summary) -> String {
+    let mut out = crate::vm::text::summary(summary);
+    out.extend(crate::vm::text::first_report(runs, 40));
+    out
+}
