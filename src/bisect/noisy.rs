@@ -287,6 +287,15 @@ impl Oracle for GitOracle<'_> {
         self.evaluator.jobs()
     }
 
+    /// The foreground build and the speculator's background slots (none
+    /// without a speculator), so the search costs a set's builds side by side.
+    fn build_slots(&self) -> u32 {
+        match self.speculator {
+            Some(_) => self.evaluator.recipe().build_jobs.max(1),
+            None => 1,
+        }
+    }
+
     fn run_set(
         &mut self,
         batches: &[(usize, KernelSignature, u32)],

@@ -14,9 +14,14 @@
 //! DAG (the commit whose ancestor count among the candidates is closest to
 //! half).
 //!
+//! [`wallclock`] adds a clock, run and build slots and speculative builds
+//! (issue 24): wall time of kcache sequential, kcache parallel and syzbot's
+//! shape.
+//!
 //! Invariant: deterministic for a seed; touches no file, process or cache.
 
 pub mod dag;
+pub mod wallclock;
 
 use serde::Serialize;
 

@@ -24,6 +24,7 @@ use super::posterior::{Posterior, Search};
 use super::{p_at, Ending, Kernel, Oracle, P_GRID};
 use crate::bisect::graph::Direction;
 use crate::crash::{ClassCounts, RunClass};
+use crate::signature::KernelSignature;
 
 /// Failed builds in a row that end a search while none succeeded; and once
 /// one did.
@@ -43,7 +44,7 @@ pub fn bound(nodes: usize, runs: u32) -> (u64, u64) {
 
 /// What stands between the most likely culprit and naming it.
 #[derive(Debug, PartialEq)]
-enum Gap {
+pub(super) enum Gap {
     /// Build this node.
     Build(usize),
     /// Run this node's kernel this often.
@@ -56,6 +57,13 @@ enum Gap {
     Capped,
     /// A base parent is not what the base side is assumed to be.
     Base(usize),
+}
+
+/// A test made ready: nothing to run (`Told`: whether building it told
+/// something), or a batch of `budget` runs on the kernel `signature`.
+pub(super) enum Prepared {
+    Told(bool),
+    Run { signature: KernelSignature, budget: u32 },
 }
 
 impl Search<'_, '_> {
@@ -80,8 +88,11 @@ impl Search<'_, '_> {
             let (k, prob) = post.best();
             if prob < self.model.confidence {
                 oracle.standing(post.credible(0.95).0.len(), prob);
-                match self.next(oracle, &post) {
+                let action = self.choose(oracle, &post);
+                self.prefetch(oracle, &post, &action);
+                match action {
                     Action::Test(t, batch) => self.test(oracle, t, batch).map(drop)?,
+                    Action::Set(tests) => self.test_set(oracle, &tests)?,
                     Action::Done => {
                         // Before giving up: is the base side next to the likeliest
                         // culprit what it is assumed to be? (A --good that is bad
@@ -111,10 +122,16 @@ impl Search<'_, '_> {
                         direction: self.direction,
                     })
                 }
-                Gap::Build(i) => self.ensure_built(oracle, i)?,
+                Gap::Build(i) => {
+                    self.prefetch(oracle, &post, &Action::Test(i, self.model.runs.max(1)));
+                    self.ensure_built(oracle, i)?
+                }
                 // A batch that told nothing is tried again: the silent-run and
                 // per-kernel limits end a check that never tells.
-                Gap::Run(i, n) => self.test(oracle, i, n).map(drop)?,
+                Gap::Run(i, n) => {
+                    self.prefetch(oracle, &post, &Action::Test(i, n));
+                    self.test(oracle, i, n).map(drop)?
+                }
                 Gap::Broken => {
                     return Ok(self.undecided(
                         &post,
@@ -185,6 +202,24 @@ impl Search<'_, '_> {
     /// Tests node `t` with one batch (building it first if needed). False:
     /// nothing was learnt from runs (none allowed, or none told anything).
     pub(super) fn test<O: Oracle>(&mut self, oracle: &mut O, t: usize, batch: u32) -> Result<bool, O::Error> {
+        match self.prepare_test(oracle, t, batch, 0)? {
+            Prepared::Told(told) => Ok(told),
+            Prepared::Run { signature, budget } => {
+                let classes = oracle.run(t, &signature, budget, &self.target)?;
+                Ok(self.absorb(t, budget, classes, oracle.run_cost()))
+            }
+        }
+    }
+
+    /// Builds `t` if needed and sizes its batch (`reserved`: runs already
+    /// promised to other tests of the same set, within `--max-runs`).
+    pub(super) fn prepare_test<O: Oracle>(
+        &mut self,
+        oracle: &mut O,
+        t: usize,
+        batch: u32,
+        reserved: u32,
+    ) -> Result<Prepared, O::Error> {
         if self.kernels[t] == Kernel::Unknown {
             self.ensure_built(oracle, t)?;
             // A kernel the search already has runs for (a no-op commit): what
@@ -192,36 +227,42 @@ impl Search<'_, '_> {
             // before running more.
             if let Some(c) = self.counts_of(t) {
                 if c.matched + c.ok > 0 {
-                    return Ok(true);
+                    return Ok(Prepared::Told(true));
                 }
             }
         }
-        let (Kernel::Signed(sig), Some(g)) = (self.kernels[t].clone(), self.group[t]) else {
-            return Ok(false);
+        let (Kernel::Signed(signature), Some(g)) = (self.kernels[t].clone(), self.group[t]) else {
+            return Ok(Prepared::Told(false));
         };
         let left_here = self.model.kernel_cap().saturating_sub(self.groups[g].runs_here);
         let budget = self
             .model
             .max_runs
-            .map_or(batch, |m| m.saturating_sub(self.runs).min(batch))
+            .map_or(batch, |m| m.saturating_sub(self.runs + reserved).min(batch))
             .min(left_here);
         if budget == 0 {
             self.untestable[t] = true;
-            return Ok(false);
+            return Ok(Prepared::Told(false));
         }
-        let mut classes = oracle.run(t, &sig, budget, &self.target)?;
+        Ok(Prepared::Run { signature, budget })
+    }
+
+    /// Takes in the classes of a batch of `budget` runs on `t` (signed).
+    /// False: nothing was learnt.
+    pub(super) fn absorb(&mut self, t: usize, budget: u32, mut classes: Vec<RunClass>, run_cost: f64) -> bool {
+        let Some(g) = self.group[t] else { return false };
         // An oracle that ran more than asked is held to what was asked; one
         // that ran nothing counts as one run without a result.
         classes.truncate(budget as usize);
         if classes.is_empty() {
             self.silent.no_info += 1;
             self.untestable[t] = true;
-            return Ok(false);
+            return false;
         }
         let done = classes.len() as u32;
         self.runs += done;
         self.groups[g].runs_here += done;
-        self.seconds += done as f64 * oracle.run_cost();
+        self.seconds += done as f64 * run_cost;
         self.record(g, &classes);
         // A batch that moved nothing would be chosen again and again.
         if !classes.iter().any(|c| matches!(c, RunClass::Match | RunClass::Ok)) {
@@ -229,11 +270,11 @@ impl Search<'_, '_> {
                 self.silent.add(*c);
             }
             self.untestable[t] = true;
-            return Ok(false);
+            return false;
         }
         self.silent = ClassCounts::default();
         self.ever_told = true;
-        Ok(true)
+        true
     }
 
     /// Makes sure node `i`'s kernel is known (building it if needed).
@@ -301,7 +342,7 @@ impl Search<'_, '_> {
     /// parent's). A base parent is checked the same way while no range
     /// kernel was seen unchanged, and one that shows the opposite side ends
     /// the search.
-    fn boundary_gap(&self, post: &Posterior, k: usize) -> Gap {
+    pub(super) fn boundary_gap(&self, post: &Posterior, k: usize) -> Gap {
         let parents = self.graph.parents(k);
         let check_base = !self.range_seen_unchanged();
         let p_low = self.p_low(post, k);

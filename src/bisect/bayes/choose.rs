@@ -13,11 +13,27 @@ fn entropy2(q: f64) -> f64 {
 }
 
 /// The next thing to do.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Action {
     /// Build commit i (if needed) and test it with a batch of runs.
     Test(usize, u32),
+    /// Several tests at once on the oracle's run slots (issue 24,
+    /// [`plan`](super::plan)): (commit, runs), distinct commits.
+    Set(Vec<(usize, u32)>),
     Done,
+}
+
+/// A single test worth doing: node, batch, expected bits (build failures
+/// discounted), build seconds and the chance the build fails (0 when
+/// built), bits per second of sequential cost.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    pub node: usize,
+    pub batch: u32,
+    pub gain: f64,
+    pub build: f64,
+    pub broken: f64,
+    pub score: f64,
 }
 
 impl Search<'_, '_> {
@@ -109,6 +125,18 @@ impl Search<'_, '_> {
 
     /// Picks the next node to test, or `Done`.
     pub(super) fn next<O: Oracle>(&self, oracle: &O, post: &Posterior) -> Action {
+        let best = self
+            .candidates(oracle, post)
+            .into_iter()
+            .fold(None::<Candidate>, |best, c| match best {
+                Some(b) if c.score <= b.score => Some(b),
+                _ => Some(c),
+            });
+        best.map_or(Action::Done, |c| Action::Test(c.node, c.batch))
+    }
+
+    /// Every single test worth its cost, in node order.
+    pub(super) fn candidates<O: Oracle>(&self, oracle: &O, post: &Posterior) -> Vec<Candidate> {
         // A new kernel gets a full batch; one with runs already gets more in
         // smaller steps (it is usually near the boundary, being confirmed).
         let (full, retest) = (self.model.runs.max(1), (self.model.runs / RETEST_SHARE).max(1));
@@ -117,32 +145,36 @@ impl Search<'_, '_> {
         let broken_odds = self.broken_odds();
         let cap = self.model.kernel_cap();
         let out_of_builds = self.model.max_builds.is_some_and(|m| self.builds >= m);
-        let mut best: Option<(usize, u32, f64)> = None;
+        let mut out = Vec::new();
         for t in 0..self.graph.len() {
             // The base side is assumed: testing it says nothing of the boundary.
             if self.untestable[t] || !self.graph.in_range(t) {
                 continue;
             }
-            let (gain, batch, build) = match (&self.kernels[t], self.group[t]) {
+            let (gain, batch, build, broken) = match (&self.kernels[t], self.group[t]) {
                 (Kernel::Signed(_), Some(g)) if self.groups[g].runs_here >= cap => continue,
-                (Kernel::Signed(_), _) => (info[t][1], retest, 0.0),
+                (Kernel::Signed(_), _) => (info[t][1], retest, 0.0, 0.0),
                 (Kernel::Broken, _) => continue,
                 (Kernel::Unknown, _) => {
                     let cost = oracle.build_cost(t).max(0.0);
                     if out_of_builds && cost > 0.0 {
                         continue;
                     }
-                    (info[t][0] * (1.0 - broken_odds[t]), full, cost)
+                    (info[t][0] * (1.0 - broken_odds[t]), full, cost, broken_odds[t])
                 }
             };
             if gain.is_nan() || gain < MIN_GAIN {
                 continue;
             }
-            let score = gain / (build + run * batch as f64);
-            if best.is_none_or(|(_, _, s)| score > s) {
-                best = Some((t, batch, score));
-            }
+            out.push(Candidate {
+                node: t,
+                batch,
+                gain,
+                build,
+                broken,
+                score: gain / (build + run * batch as f64),
+            });
         }
-        best.map_or(Action::Done, |(t, batch, _)| Action::Test(t, batch))
+        out
     }
 }

@@ -29,7 +29,10 @@
 //! the hypotheses, per second of expected cost. A test of `x` speaks about
 //! the posterior mass of `x`'s ancestor set: with the graph's chain
 //! decomposition every such sum is `W` prefix-sum look-ups, so a step is
-//! O(n·W) ([`graph`](super::graph)).
+//! O(n·W) ([`graph`](super::graph)). With several run slots the search
+//! chooses a set of tests for one wave, by joint information per wall
+//! second, and before each test it wishes for the builds it will likely
+//! ask next ([`Oracle::prefetch`]); both in `plan`.
 //!
 //! Termination is a property of the search, whatever the oracle answers
 //! ([`boundary`] has the bound): every commit is built at most once, every
@@ -45,6 +48,7 @@
 mod adversarial;
 pub mod boundary;
 mod choose;
+mod plan;
 mod posterior;
 #[cfg(test)]
 mod tests;
@@ -149,6 +153,12 @@ pub trait Oracle {
     /// the background; a later `build` of one of them waits for it. Called
     /// before each test; each call replaces the previous wish list.
     fn prefetch(&mut self, _wanted: &[usize]) {}
+    /// Builds this oracle can make at once (build slots). With more than
+    /// one, the search counts a set's builds as running side by side (it
+    /// asks for them through `prefetch` first, then `build`s each).
+    fn build_slots(&self) -> u32 {
+        1
+    }
 }
 
 /// Settings of the search.

@@ -23,7 +23,8 @@ pub(super) struct Group {
     pub runs_here: u32,
 }
 
-/// The search's state.
+/// The search's state (cloned to look ahead: [`plan`](super::plan)).
+#[derive(Clone)]
 pub(super) struct Search<'m, 'g> {
     pub model: &'m Model,
     pub target: Target,
