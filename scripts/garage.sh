@@ -6,7 +6,7 @@
 #   scripts/garage.sh start DIR [BASE_PORT]   start 3 nodes, lay them out, create bucket and key;
 #                                             writes DIR/env with the AWS_* variables for kcache
 #   scripts/garage.sh stop DIR                stop every node
-#   scripts/garage.sh kill-node DIR N         SIGKILL node N (1-3)
+#   scripts/garage.sh kill-node DIR N         SIGKILL node N (1-3), then wait until the others see it failed
 #   scripts/garage.sh start-node DIR N        start node N again
 #   scripts/garage.sh restart DIR             start all stopped nodes, reconnect them, wait until healthy
 #
@@ -147,6 +147,21 @@ wait_healthy() { # DIR COUNT
   exit 1
 }
 
+# Garage sees a killed node as failed only after its pings go unanswered
+# (~10 s here); until then a request routed to it waits for Garage's own
+# RPC timeout. The tests are about a cluster that knows a node is dead.
+wait_failed() { # DIR
+  local dir=$1
+  for _ in $(seq 150); do
+    local healthy
+    healthy=$("$garage" -c "$(node_cfg "$dir" 1)" status 2>/dev/null | sed -n '/HEALTHY NODES/,/FAILED NODES/p' | grep -c '127\.0\.0\.1' || true)
+    [ "$healthy" -lt 3 ] && return
+    sleep 0.2
+  done
+  echo "garage.sh: the cluster in $dir did not notice the killed node" >&2
+  exit 1
+}
+
 stop() { # DIR
   local dir=$1
   for n in 1 2 3; do
@@ -162,7 +177,11 @@ case ${1:-} in
   install) install ;;
   start) install; start "$2" "${3:-}" ;;
   stop) stop "$2" ;;
-  kill-node) kill -9 "$(cat "$2/node$3.pid")"; rm -f "$2/node$3.pid" ;;
+  kill-node)
+    kill -9 "$(cat "$2/node$3.pid")"
+    rm -f "$2/node$3.pid"
+    wait_failed "$2"
+    ;;
   start-node)
     dir=$(cd "$2" && pwd)
     start_node "$dir" "$3"
