@@ -270,17 +270,7 @@ impl Oracle for GitOracle<'_> {
                 .collect());
         }
         let runs = self.batch(i, signature, n, &matched, target)?;
-        let mut classes: Vec<RunClass> = runs
-            .iter()
-            .map(|r| target.classify(r.outcome, r.title.as_deref()))
-            .collect();
-        // A run that timed out leaves no record: it told nothing, and the
-        // search must count it so (a test that always hangs ends the
-        // search, not the runs).
-        if !classes.contains(&RunClass::Match) {
-            classes.resize(n as usize, RunClass::NoInfo);
-        }
-        Ok(classes)
+        Ok(classes_of_batch(&runs, n, target))
     }
 
     fn slots(&self) -> u32 {
@@ -750,4 +740,18 @@ fn outcome_of(o: &GitOracle, graph: &Graph, out: &bayes::Outcome) -> (Outcome, O
             Some(other.to_string()),
         ),
     }
+}
+
+/// A batch of up to `n` runs as the search sees it. A run that timed out
+/// leaves no record: it told nothing, and the search must count it so (a
+/// test that always hangs ends the search, not the runs).
+fn classes_of_batch(runs: &[RunRecord], n: u32, target: &Target) -> Vec<RunClass> {
+    let mut classes: Vec<RunClass> = runs
+        .iter()
+        .map(|r| target.classify(r.outcome, r.title.as_deref()))
+        .collect();
+    if !classes.contains(&RunClass::Match) {
+        classes.resize(n as usize, RunClass::NoInfo);
+    }
+    classes
 }

@@ -158,6 +158,15 @@ impl History {
         kernel_signature(self.kernel[i])
     }
 
+    /// What building commit i gives.
+    pub fn kernel_of(&self, i: usize) -> Kernel {
+        if self.broken[i] {
+            Kernel::Broken
+        } else {
+            Kernel::Signed(self.signature(i))
+        }
+    }
+
     /// One run on commit i's kernel: a title when it crashed.
     pub fn run(&self, i: usize, rng: &mut Rng) -> Option<&'static str> {
         if rng.uniform() < self.e {
@@ -178,8 +187,7 @@ pub struct SimOracle<'h> {
     pub history: &'h History,
     pub rng: Rng,
     built: Vec<bool>,
-    /// Raw titles (None: ok) per kernel id.
-    runs: std::collections::HashMap<u32, Vec<Option<&'static str>>>,
+    runs: SimRuns,
 }
 
 impl<'h> SimOracle<'h> {
@@ -191,12 +199,34 @@ impl<'h> SimOracle<'h> {
             runs: Default::default(),
         }
     }
+}
 
-    fn classify(target: &Target, title: Option<&str>) -> RunClass {
-        match title {
-            None => RunClass::Ok,
-            Some(t) => target.classify(crate::store::Outcome::Crash, Some(t)),
-        }
+/// Every simulated run's raw title (None: ok) per kernel id: what a
+/// simulated oracle pools by signature.
+#[derive(Default)]
+pub(crate) struct SimRuns(std::collections::HashMap<u32, Vec<Option<&'static str>>>);
+
+impl SimRuns {
+    /// Records a run on `kernel` and classifies it against `target`.
+    pub(crate) fn add(&mut self, kernel: u32, title: Option<&'static str>, target: &Target) -> RunClass {
+        self.0.entry(kernel).or_default().push(title);
+        classify(target, title)
+    }
+
+    /// Every run so far on the kernel with this signature, classified.
+    pub(crate) fn pooled(&self, signature: &KernelSignature, target: &Target) -> Vec<RunClass> {
+        self.0
+            .iter()
+            .find(|(kernel, _)| kernel_signature(**kernel) == *signature)
+            .map(|(_, v)| v.iter().map(|t| classify(target, *t)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn classify(target: &Target, title: Option<&str>) -> RunClass {
+    match title {
+        None => RunClass::Ok,
+        Some(t) => target.classify(crate::store::Outcome::Crash, Some(t)),
     }
 }
 
@@ -209,11 +239,7 @@ impl Oracle for SimOracle<'_> {
 
     fn build(&mut self, i: usize) -> Result<Kernel, Self::Error> {
         self.built[i] = true;
-        Ok(if self.history.broken[i] {
-            Kernel::Broken
-        } else {
-            Kernel::Signed(self.history.signature(i))
-        })
+        Ok(self.history.kernel_of(i))
     }
 
     fn build_cost(&self, i: usize) -> f64 {
@@ -229,20 +255,14 @@ impl Oracle for SimOracle<'_> {
     }
 
     fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        Ok(self
-            .runs
-            .iter()
-            .find(|(kernel, _)| kernel_signature(**kernel) == *signature)
-            .map(|(_, v)| v.iter().map(|t| Self::classify(target, *t)).collect())
-            .unwrap_or_default())
+        Ok(self.runs.pooled(signature, target))
     }
 
     fn run(&mut self, i: usize, _sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
         let mut out = Vec::new();
         for _ in 0..n {
             let title = self.history.run(i, &mut self.rng);
-            self.runs.entry(self.history.kernel[i]).or_default().push(title);
-            let class = Self::classify(target, title);
+            let class = self.runs.add(self.history.kernel[i], title, target);
             out.push(class);
             if class == RunClass::Match {
                 break;

@@ -57,14 +57,7 @@ impl GitOracle<'_> {
                     // batch here: the first batch recorded carries them.
                     let runs = self.record_batch(i, &signature, runs, target, start, rebuilt_from)?;
                     rebuilt_from = self.evaluator.rebuilds_to_test();
-                    let mut classes: Vec<RunClass> = runs
-                        .iter()
-                        .map(|r| target.classify(r.outcome, r.title.as_deref()))
-                        .collect();
-                    if !classes.contains(&RunClass::Match) {
-                        classes.resize(n as usize, RunClass::NoInfo);
-                    }
-                    out[k] = Some(classes);
+                    out[k] = Some(super::classes_of_batch(&runs, n, target));
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);

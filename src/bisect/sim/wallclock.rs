@@ -27,11 +27,9 @@
 //! draws runs exactly as [`SimOracle`](super::SimOracle) does, so the
 //! search makes the same steps.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use super::{kernel_signature, History, Rng, TARGET_TITLE};
+use super::{History, Rng, SimRuns, TARGET_TITLE};
 use crate::bisect::bayes::{self, Kernel, Oracle};
 use crate::crash::{RunClass, Target};
 use crate::signature::KernelSignature;
@@ -90,7 +88,7 @@ pub struct Clocked<'h> {
     /// Speculative builds stopped to free a slot.
     pub stopped: u32,
     /// Raw titles (None: ok) per kernel id.
-    runs: HashMap<u32, Vec<Option<&'static str>>>,
+    runs: SimRuns,
 }
 
 impl<'h> Clocked<'h> {
@@ -108,7 +106,7 @@ impl<'h> Clocked<'h> {
             speculative: vec![false; n],
             hits: 0,
             stopped: 0,
-            runs: HashMap::new(),
+            runs: SimRuns::default(),
         }
     }
 
@@ -124,14 +122,6 @@ impl<'h> Clocked<'h> {
             .zip(&self.asked)
             .filter(|(s, a)| **s && !**a)
             .count() as u32
-    }
-
-    fn kernel_of(&self, i: usize) -> Kernel {
-        if self.history.broken[i] {
-            Kernel::Broken
-        } else {
-            Kernel::Signed(self.history.signature(i))
-        }
     }
 
     fn slot_of(&self, i: usize) -> Option<usize> {
@@ -205,13 +195,6 @@ impl<'h> Clocked<'h> {
         self.stopped += 1;
         s
     }
-
-    fn classify(target: &Target, title: Option<&str>) -> RunClass {
-        match title {
-            None => RunClass::Ok,
-            Some(t) => target.classify(crate::store::Outcome::Crash, Some(t)),
-        }
-    }
 }
 
 impl Oracle for Clocked<'_> {
@@ -225,13 +208,13 @@ impl Oracle for Clocked<'_> {
         self.asked[i] = true;
         if self.done[i] {
             self.hits += self.speculative[i] as u32;
-            return Ok(self.kernel_of(i));
+            return Ok(self.history.kernel_of(i));
         }
         if let Some(job) = self.slot_of(i).and_then(|s| self.build_slots[s]) {
             // Started by this step's own wish (the set's builds) is no hit.
             self.hits += (job.start < self.clock) as u32;
             self.advance(job.finish);
-            return Ok(self.kernel_of(i));
+            return Ok(self.history.kernel_of(i));
         }
         let s = self.free_slot();
         let finish = self.clock + self.history.build_seconds;
@@ -241,7 +224,7 @@ impl Oracle for Clocked<'_> {
             finish,
         });
         self.advance(finish);
-        Ok(self.kernel_of(i))
+        Ok(self.history.kernel_of(i))
     }
 
     fn build_cost(&self, i: usize) -> f64 {
@@ -259,12 +242,7 @@ impl Oracle for Clocked<'_> {
     }
 
     fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        Ok(self
-            .runs
-            .iter()
-            .find(|(kernel, _)| kernel_signature(**kernel) == *signature)
-            .map(|(_, v)| v.iter().map(|t| Self::classify(target, *t)).collect())
-            .unwrap_or_default())
+        Ok(self.runs.pooled(signature, target))
     }
 
     fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
@@ -313,8 +291,7 @@ impl Oracle for Clocked<'_> {
             for b in wave {
                 let node = batches[b].0;
                 let title = self.history.run(node, &mut self.rng);
-                self.runs.entry(self.history.kernel[node]).or_default().push(title);
-                let class = Self::classify(target, title);
+                let class = self.runs.add(self.history.kernel[node], title, target);
                 matched[b] |= class == RunClass::Match;
                 out[b].push(class);
             }
