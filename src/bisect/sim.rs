@@ -281,10 +281,14 @@ pub struct Trial {
     pub runs: u32,
 }
 
-/// The noisy search on a history, the target title known (syzbot knows it).
-pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
-    let mut oracle = SimOracle::new(h, seed);
-    let out = match bayes::search(model, Target::new([TARGET_TITLE]), &h.graph, h.direction, &mut oracle) {
+/// The noisy search on a history through a simulated oracle, the target
+/// title known (syzbot knows it): the culprit it names, and its outcome.
+pub(crate) fn search_with<O: Oracle<Error = std::convert::Infallible>>(
+    h: &History,
+    model: &bayes::Model,
+    oracle: &mut O,
+) -> (Option<usize>, bayes::Outcome) {
+    let out = match bayes::search(model, Target::new([TARGET_TITLE]), &h.graph, h.direction, oracle) {
         Ok(o) => o,
         Err(never) => match never {},
     };
@@ -292,6 +296,12 @@ pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
         bayes::Ending::Culprit { index, .. } => Some(index),
         _ => None,
     };
+    (culprit, out)
+}
+
+/// The noisy search on a history, the target title known (syzbot knows it).
+pub fn bayes(h: &History, model: &bayes::Model, seed: u64) -> Trial {
+    let (culprit, out) = search_with(h, model, &mut SimOracle::new(h, seed));
     Trial {
         culprit,
         right: culprit == Some(h.culprit),

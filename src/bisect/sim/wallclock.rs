@@ -29,7 +29,7 @@
 
 use serde::Serialize;
 
-use super::{History, Rng, SimRuns, TARGET_TITLE};
+use super::{History, Rng, SimRuns};
 use crate::bisect::bayes::{self, Kernel, Oracle};
 use crate::crash::{RunClass, Target};
 use crate::signature::KernelSignature;
@@ -327,14 +327,7 @@ pub struct WallTrial {
 /// The noisy search on a history under a schedule (the target title known).
 pub fn trial(h: &History, model: &bayes::Model, schedule: Schedule, seed: u64) -> WallTrial {
     let mut oracle = Clocked::new(h, schedule, seed);
-    let out = match bayes::search(model, Target::new([TARGET_TITLE]), &h.graph, h.direction, &mut oracle) {
-        Ok(o) => o,
-        Err(never) => match never {},
-    };
-    let culprit = match out.ending {
-        bayes::Ending::Culprit { index, .. } => Some(index),
-        _ => None,
-    };
+    let (culprit, out) = super::search_with(h, model, &mut oracle);
     WallTrial {
         culprit,
         right: culprit == Some(h.culprit),
