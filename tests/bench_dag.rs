@@ -8,69 +8,12 @@
 //!     cargo test --release --test bench_dag -- --ignored --nocapture
 //!     (BENCH_DAG_NODES overrides 15000)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kcache::bisect::bayes::{self, Kernel, Model, Oracle};
+use kcache::bisect::bayes::{self, Model};
 use kcache::bisect::graph::Direction;
-use kcache::bisect::sim::{self, dag, History, Rng, Setting, SimOracle};
-use kcache::crash::{RunClass, Target};
-use kcache::signature::KernelSignature;
-
-/// The simulator, timing the gaps between its builds and runs that
-/// contain a choice of action (`standing` is called right before it).
-struct Timed<'h> {
-    inner: SimOracle<'h>,
-    last: Instant,
-    chose: bool,
-    steps: Vec<Duration>,
-}
-
-impl Timed<'_> {
-    fn act(&mut self) {
-        if self.chose {
-            self.steps.push(self.last.elapsed());
-            self.chose = false;
-        }
-    }
-}
-
-impl Oracle for Timed<'_> {
-    type Error = std::convert::Infallible;
-
-    fn known(&mut self, i: usize) -> Result<Kernel, Self::Error> {
-        self.inner.known(i)
-    }
-
-    fn build(&mut self, i: usize) -> Result<Kernel, Self::Error> {
-        self.act();
-        let k = self.inner.build(i);
-        self.last = Instant::now();
-        k
-    }
-
-    fn build_cost(&self, i: usize) -> f64 {
-        self.inner.build_cost(i)
-    }
-
-    fn run_cost(&self) -> f64 {
-        self.inner.run_cost()
-    }
-
-    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        self.inner.pooled(signature, target)
-    }
-
-    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        self.act();
-        let r = self.inner.run(i, sig, n, target);
-        self.last = Instant::now();
-        r
-    }
-
-    fn standing(&mut self, _credible: usize, _best: f64) {
-        self.chose = true;
-    }
-}
+use kcache::bisect::sim::{self, dag, timed::Timed, History, Rng, Setting, SimOracle};
+use kcache::crash::Target;
 
 /// Peak resident memory of this process (MB), from /proc/self/status.
 fn peak_mb() -> f64 {
@@ -116,12 +59,7 @@ fn cost_on_a_release_cycle() {
         let h: History = dag::generate(&s, direction, &mut Rng::new(seed));
         let g = &h.graph;
         let merges = (0..g.len()).filter(|&i| g.parents(i).len() > 1).count();
-        let mut oracle = Timed {
-            inner: SimOracle::new(&h, seed),
-            last: Instant::now(),
-            chose: false,
-            steps: Vec::new(),
-        };
+        let mut oracle = Timed::new(SimOracle::new(&h, seed));
         let out = match bayes::search(
             &Model::default(),
             Target::new([sim::TARGET_TITLE]),

@@ -165,90 +165,6 @@ fn wall_time_parallel_against_sequential_and_syzbot() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// The wall-clock simulator, timing the search's thinking: the gaps
-/// between its calls for work (builds, runs) that contain a choice
-/// (`standing` is called right before one); the lookahead is inside them.
-struct Timed<'h> {
-    inner: kcache::bisect::sim::wallclock::Clocked<'h>,
-    last: std::time::Instant,
-    chose: bool,
-    steps: Vec<f64>,
-}
-
-impl Timed<'_> {
-    fn act(&mut self) {
-        if self.chose {
-            self.steps.push(self.last.elapsed().as_secs_f64() * 1000.0);
-            self.chose = false;
-        }
-    }
-}
-
-use kcache::bisect::bayes::{Kernel, Oracle};
-use kcache::crash::{RunClass, Target};
-use kcache::signature::KernelSignature;
-
-impl Oracle for Timed<'_> {
-    type Error = std::convert::Infallible;
-
-    fn known(&mut self, i: usize) -> Result<Kernel, Self::Error> {
-        self.inner.known(i)
-    }
-
-    fn build(&mut self, i: usize) -> Result<Kernel, Self::Error> {
-        self.act();
-        let k = self.inner.build(i);
-        self.last = std::time::Instant::now();
-        k
-    }
-
-    fn build_cost(&self, i: usize) -> f64 {
-        self.inner.build_cost(i)
-    }
-
-    fn run_cost(&self) -> f64 {
-        self.inner.run_cost()
-    }
-
-    fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        self.inner.pooled(signature, target)
-    }
-
-    fn run(&mut self, i: usize, sig: &KernelSignature, n: u32, target: &Target) -> Result<Vec<RunClass>, Self::Error> {
-        self.act();
-        let r = self.inner.run(i, sig, n, target);
-        self.last = std::time::Instant::now();
-        r
-    }
-
-    fn standing(&mut self, _credible: usize, _best: f64) {
-        self.chose = true;
-    }
-
-    fn slots(&self) -> u32 {
-        self.inner.slots()
-    }
-
-    fn build_slots(&self) -> u32 {
-        self.inner.build_slots()
-    }
-
-    fn run_set(
-        &mut self,
-        batches: &[(usize, KernelSignature, u32)],
-        target: &Target,
-    ) -> Result<Vec<Vec<RunClass>>, Self::Error> {
-        self.act();
-        let r = self.inner.run_set(batches, target);
-        self.last = std::time::Instant::now();
-        r
-    }
-
-    fn prefetch(&mut self, wanted: &[usize]) {
-        self.inner.prefetch(wanted)
-    }
-}
-
 /// Milliseconds the search thinks per step (one choice, sets and the
 /// lookahead included) on a 10,000-commit line and a 15,000-commit DAG,
 /// sequential (today's choice, plus the lookahead) and parallel.
@@ -286,15 +202,11 @@ fn thinking_per_step() {
                 },
             ),
         ] {
-            let mut oracle = Timed {
-                inner: kcache::bisect::sim::wallclock::Clocked::new(h, schedule, 5),
-                last: std::time::Instant::now(),
-                chose: false,
-                steps: Vec::new(),
-            };
+            let mut oracle =
+                kcache::bisect::sim::timed::Timed::new(kcache::bisect::sim::wallclock::Clocked::new(h, schedule, 5));
             let out = match kcache::bisect::bayes::search(
                 &Model::default(),
-                Target::new([kcache::bisect::sim::TARGET_TITLE]),
+                kcache::crash::Target::new([kcache::bisect::sim::TARGET_TITLE]),
                 &h.graph,
                 h.direction,
                 &mut oracle,
@@ -304,7 +216,7 @@ fn thinking_per_step() {
             };
             let right =
                 matches!(out.ending, kcache::bisect::bayes::Ending::Culprit { index, .. } if index == h.culprit);
-            let steps = oracle.steps.clone();
+            let steps: Vec<f64> = oracle.steps.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
             let max = steps.iter().cloned().fold(0.0, f64::max);
             let med = median(steps.clone());
             worst = worst.max(med);

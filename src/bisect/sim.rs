@@ -21,6 +21,7 @@
 //! Invariant: deterministic for a seed; touches no file, process or cache.
 
 pub mod dag;
+pub mod timed;
 pub mod wallclock;
 
 use serde::Serialize;
