@@ -300,6 +300,10 @@ impl Oracle for GitOracle<'_> {
         self.run_batches_at_once(batches, target)
     }
 
+    fn builds_ahead(&self) -> bool {
+        self.speculator.is_some()
+    }
+
     fn prefetch(&mut self, wanted: &[usize]) {
         let Some(s) = &self.speculator else { return };
         let commits: Vec<CommitId> = wanted

@@ -153,6 +153,12 @@ pub trait Oracle {
     /// the background; a later `build` of one of them waits for it. Called
     /// before each test; each call replaces the previous wish list.
     fn prefetch(&mut self, _wanted: &[usize]) {}
+    /// Whether `prefetch` builds anything. The lookahead behind it costs
+    /// as much thinking as a step's own choice: a search whose oracle
+    /// does not build ahead skips it.
+    fn builds_ahead(&self) -> bool {
+        false
+    }
     /// Builds this oracle can make at once (build slots). With more than
     /// one, the search counts a set's builds as running side by side (it
     /// asks for them through `prefetch` first, then `build`s each).

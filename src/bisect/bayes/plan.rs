@@ -310,6 +310,9 @@ impl Search<'_, '_> {
 
     /// Tells the oracle what to build ahead ([`Self::lookahead`]).
     pub(super) fn prefetch<O: Oracle>(&self, oracle: &mut O, post: &Posterior, action: &Action) {
+        if !oracle.builds_ahead() {
+            return;
+        }
         let wanted = self.lookahead(oracle, post, action);
         oracle.prefetch(&wanted);
     }

@@ -95,6 +95,10 @@ impl<O: Oracle> Oracle for Timed<O> {
         self.timed(|o| o.run_set(batches, target))
     }
 
+    fn builds_ahead(&self) -> bool {
+        self.inner.builds_ahead()
+    }
+
     fn prefetch(&mut self, wanted: &[usize]) {
         self.inner.prefetch(wanted)
     }

@@ -300,8 +300,12 @@ impl Oracle for Clocked<'_> {
         Ok(out)
     }
 
+    fn builds_ahead(&self) -> bool {
+        matches!(self.schedule, Schedule::Parallel { .. })
+    }
+
     fn prefetch(&mut self, wanted: &[usize]) {
-        if !matches!(self.schedule, Schedule::Parallel { .. }) {
+        if !self.builds_ahead() {
             return;
         }
         self.wish = wanted.to_vec();
