@@ -130,6 +130,44 @@ fn runs_of_a_batch_overlap_with_jobs_and_the_culprit_is_the_sequential_one() {
     }
 }
 
+/// Runs at once never share a working directory: each run writes its
+/// number to `./mine`, waits while the others write theirs, and reads it
+/// back (a shared directory would hand one run another's number, a crash
+/// on a good kernel that turns the answer). `./vmlinux` still names the
+/// kernel's artifact.
+#[test]
+fn runs_at_once_each_work_in_a_directory_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let test = dir.path().join("own-dir-test.sh");
+    std::fs::write(
+        &test,
+        format!(
+            "#!/bin/sh\n[ -x ./vmlinux ] || {{ echo 'crash: no ./vmlinux'; exit 1; }}\n\
+             echo \"$KCACHE_RUN\" > mine\nsleep 0.3\n\
+             [ \"$(cat mine)\" = \"$KCACHE_RUN\" ] || {{ echo 'crash: another run wrote here'; exit 1; }}\n\
+             exec {}\n",
+            demo_test_script()
+        ),
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&test));
+    let cache = dir.path().join("cache");
+    let result = json(&run_ok(&mut bisect(&cache, &repo, &test, "bayes", 4, 1)));
+    assert_eq!(
+        result["outcome"]["commit"],
+        commit_by_subject(&repo, "grow the pool").as_str(),
+        "{result}"
+    );
+    assert!(most_at_once(&run_times(&cache)) >= 2, "the runs did not overlap");
+    let c = kcache::store::Cache::open(&cache).unwrap();
+    let runs: Vec<(String, kcache::store::RunRecord)> = c.raw_records(idx::CF_RUNS).unwrap();
+    for (key, run) in runs {
+        assert_ne!(run.title.as_deref(), Some("another run wrote here"), "{key}");
+        assert_ne!(run.title.as_deref(), Some("no ./vmlinux"), "{key}");
+    }
+}
+
 #[test]
 fn the_report_draws_what_ran_at_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -344,7 +344,9 @@ fn a_bisection_titles_the_console_its_test_leaves_and_keeps_every_console() {
         assert!(!runs.is_empty());
         let mut crashes = 0;
         for (key, run) in &runs {
-            let console = c.console_of(run).unwrap_or_else(|| panic!("run {key} kept no console"));
+            let console = c
+                .console_of(run)
+                .unwrap_or_else(|| panic!("run {key} kept no console (stdout: {stdout}): {run:?}"));
             let text = String::from_utf8_lossy(&console);
             assert!(
                 text.contains("toy kernel") || text.contains("BUG: KASAN"),

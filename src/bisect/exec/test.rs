@@ -7,7 +7,7 @@
 //! tester per kernel and test across processes), and every completed run
 //! is recorded, even when a later run of its batch fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{claim, io_err, parallel, CommitEvaluator, EvalError};
@@ -249,12 +249,11 @@ impl CommitEvaluator {
             .map_err(io_err("test run scratch directory"))?;
         let output = scratch.path().join("output.log");
         let console_file = scratch.path().join("console.log");
-        // The artifacts directory exists whether the kernel was built here,
-        // restored from the local cache or fetched from the remote.
+        let work = run_directory(scratch.path(), artifacts)?;
         let ending = child::run(
             &child::Spec {
                 script: &self.recipe.test,
-                dir: artifacts,
+                dir: &work,
                 env: vec![
                     ("KCACHE_ARTIFACTS", artifacts.as_os_str().to_owned()),
                     ("KCACHE_SIGNATURE", signature.as_str().into()),
@@ -286,7 +285,7 @@ impl CommitEvaluator {
                     how: format!(
                         "exit status {c}: the shell could not run `{}`: {}",
                         self.recipe.test,
-                        child::why_not_run(&self.recipe.test, artifacts)
+                        child::why_not_run(&self.recipe.test, &work)
                     ),
                 })
             }
@@ -320,4 +319,23 @@ impl CommitEvaluator {
         }
         Ok(Some(run))
     }
+}
+
+/// The directory one test run works in: its own (runs of a batch go on at
+/// once, and a script that writes `out.txt` in its working directory must
+/// not read another run's), holding a symlink to every entry of the
+/// kernel's artifacts directory, so `./vmlinux` still names the artifact.
+/// The artifacts directory exists whether the kernel was built here,
+/// restored from the local cache or fetched from the remote.
+fn run_directory(scratch: &Path, artifacts: &Path) -> Result<PathBuf, EvalError> {
+    let work = scratch.join("work");
+    std::fs::create_dir(&work).map_err(io_err(format!("test run directory {}", work.display())))?;
+    let entries =
+        std::fs::read_dir(artifacts).map_err(io_err(format!("artifacts directory {}", artifacts.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("artifacts directory {}", artifacts.display())))?;
+        let link = work.join(entry.file_name());
+        std::os::unix::fs::symlink(entry.path(), &link).map_err(io_err(format!("test run link {}", link.display())))?;
+    }
+    Ok(work)
 }
