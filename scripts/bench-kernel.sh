@@ -19,6 +19,11 @@
 #                                           scripts/kernel/yama-repro.c` (ptrace to a sibling allowed =
 #                                           Yama off = the regression; it then crashes the kernel), config
 #                                           bench.config + kernel/repro.fragment (work: run-repro)
+#   scripts/bench-kernel.sh --build-jobs    the maintainer tree, kcache's default search from two cold
+#                                           caches side by side: `--build-jobs 1` (no speculation) and
+#                                           `--build-jobs 2` (one speculative build slot), both `--jobs 2`
+#                                           (issue 24: does speculation help when the cores are the limit?)
+#                                           (work: ~/.cache/kcache-bench/run-build-jobs)
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -50,6 +55,9 @@ if [ "$mode" = --maintainer ]; then
 elif [ "$mode" = --maintainer-repro ]; then
   shape=maintainer
   work=$bench/run-repro
+elif [ "$mode" = --build-jobs ]; then
+  shape=maintainer
+  work=$bench/run-build-jobs
 fi
 repo=$bench/linux
 [ "$shape" = line ] || repo=$bench/linux-$shape
@@ -206,6 +214,21 @@ if [ "$mode" = --maintainer-repro ]; then
   subject=$(git -C "$repo" log -1 --format=%s "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"]["commit"])' "$work/kcache-repro.json")")
   [ "$subject" = "yama: Disable by default" ] || { echo "bench-kernel: the reproducer blamed '$subject'" >&2; exit 1; }
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+  exit
+fi
+if [ "$mode" = --build-jobs ]; then
+  rm -rf "$work"
+  mkdir -p "$work"
+  printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
+  for m in 1 2; do
+    BENCH_POLICY=bayes bisect_kcache "kcache-build-jobs-$m" "$work/cache-$m" --jobs 2 --build-jobs "$m"
+  done
+  cat "$table"
+  for m in 1 2; do
+    check_not_a_merge "$work/kcache-build-jobs-$m.json"
+    grep -o 'speculative builds (--build-jobs)[^"]*' "$work/kcache-build-jobs-$m.json" || true
+  done
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
   exit
 fi
 if [ "$shape" = maintainer ]; then

@@ -119,6 +119,32 @@ pub(super) struct GitOracle<'a> {
 }
 
 impl GitOracle<'_> {
+    /// What a build of this range costs, learnt from every build the
+    /// search meets: its own, and the recorded time of one it reuses.
+    /// Counting reused builds too is what keeps two searches of one range
+    /// in step: one builds a kernel, the other reuses it, and both learn
+    /// the same seconds (with only its own builds the second kept the
+    /// 600 s default, chose other tests, and the two did 25 runs where one
+    /// does 15).
+    fn learn_build_seconds(&mut self, eval: &Evaluation) {
+        let seconds = match eval.build {
+            BuildSource::Built => eval.effort.build_seconds,
+            BuildSource::Reused => eval.effort.saved_build_seconds,
+            _ => return,
+        };
+        if seconds > 0.0 {
+            self.build_seconds.0 += seconds;
+            self.build_seconds.1 += 1;
+        }
+    }
+
+    /// What a run costs, learnt from every run the search is given (its
+    /// own and those another process did), each run's recorded seconds.
+    fn learn_run_seconds(&mut self, runs: &[RunRecord]) {
+        self.run_seconds.0 += runs.iter().map(|r| r.seconds).sum::<f64>();
+        self.run_seconds.1 += runs.len() as u32;
+    }
+
     fn subject(&self, i: usize) -> String {
         self.repo.subject(&self.nodes[i]).unwrap_or_default()
     }
@@ -200,9 +226,8 @@ impl Oracle for GitOracle<'_> {
         let eval =
             self.evaluator
                 .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
+        self.learn_build_seconds(&eval);
         if eval.build == BuildSource::Built {
-            self.build_seconds.0 += eval.effort.build_seconds;
-            self.build_seconds.1 += 1;
             if let Some(s) = &self.speculator {
                 s.count_foreground_build();
             }
@@ -240,6 +265,7 @@ impl Oracle for GitOracle<'_> {
         let wanted = self.evaluator.runs_wanted();
         let runs = self.cache.runs_shared(signature, &self.evaluator.test_key(), wanted)?;
         self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
+        self.learn_run_seconds(&runs);
         Ok(runs
             .iter()
             .map(|r| target.classify(r.outcome, r.title.as_deref()))
@@ -264,6 +290,7 @@ impl Oracle for GitOracle<'_> {
                 unseen.len(),
                 super::short(&self.nodes[i])
             ));
+            self.learn_run_seconds(&unseen);
             return Ok(unseen
                 .iter()
                 .map(|r| target.classify(r.outcome, r.title.as_deref()))
@@ -375,8 +402,7 @@ impl GitOracle<'_> {
     ) -> Result<Vec<RunRecord>, BisectError> {
         self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
-        self.run_seconds.0 += seconds;
-        self.run_seconds.1 += runs.len() as u32;
+        self.learn_run_seconds(&runs);
         let counts = ClassCounts::of(target, &runs);
         (self.progress)(&format!(
             "  {} run(s) on {}: {} ({:.1}s)",
