@@ -23,7 +23,8 @@
 #                                           caches side by side: `--build-jobs 1` (no speculation) and
 #                                           `--build-jobs 2` (one speculative build slot), both `--jobs 2`
 #                                           (issue 24: does speculation help when the cores are the limit?)
-#                                           (work: ~/.cache/kcache-bench/run-build-jobs)
+#                                           (work: ~/.cache/kcache-bench/run-build-jobs; BENCH_ORDER="2 1"
+#                                           runs them the other way round, in run-build-jobs-21)
 #
 # Four bisections of the same range, side by side: plain `git bisect run`
 # with the same build and test scripts, kcache cold, kcache warm (the same
@@ -57,7 +58,7 @@ elif [ "$mode" = --maintainer-repro ]; then
   work=$bench/run-repro
 elif [ "$mode" = --build-jobs ]; then
   shape=maintainer
-  work=$bench/run-build-jobs
+  work=$bench/run-build-jobs${BENCH_ORDER:+-${BENCH_ORDER// /}}
 fi
 repo=$bench/linux
 [ "$shape" = line ] || repo=$bench/linux-$shape
@@ -220,7 +221,7 @@ if [ "$mode" = --build-jobs ]; then
   rm -rf "$work"
   mkdir -p "$work"
   printf '%-22s %6s %6s %9s %6s %9s  %s\n' run steps builds predicted boots wall culprit >"$table"
-  for m in 1 2; do
+  for m in ${BENCH_ORDER:-1 2}; do
     BENCH_POLICY=bayes bisect_kcache "kcache-build-jobs-$m" "$work/cache-$m" --jobs 2 --build-jobs "$m"
   done
   cat "$table"

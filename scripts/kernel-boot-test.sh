@@ -8,7 +8,7 @@
 # ...": a behaviour regression a boot can observe, like a security default a
 # CI boot test checks.
 #
-# Run by kcache in the restored-artifacts directory (KCACHE_ARTIFACTS), or by
+# Run by kcache in a directory of its own that links the restored artifacts (KCACHE_ARTIFACTS), or by
 # hand with the boot image as $1. Exit 0 ok, 1 regression ("crash: TITLE"
 # on stdout), 125 the kernel did not boot far enough to tell.
 set -uo pipefail

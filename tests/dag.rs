@@ -604,21 +604,8 @@ fn a_whole_bisection_runs_through_the_library() {
     let cache = kcache::store::Cache::open(&dir.path().join("cache")).unwrap();
     let repo = kcache::git::Repo::open(&h.repo).unwrap();
     let recipe = bisect::BisectRecipe {
-        build: "make -s vmlinux".into(),
-        test: test.display().to_string(),
-        config: None,
-        artifacts: vec!["vmlinux".into()],
         runs: 3,
-        test_key_files: Vec::new(),
-        key_files: Vec::new(),
-        toolchain: "gcc (the test's)".into(),
-        arch: "x86_64".into(),
-        build_timeout: None,
-        test_timeout: None,
-        retry_failed: false,
-        repro: None,
-        jobs: 1,
-        build_jobs: 1,
+        ..bisect::BisectRecipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
     };
     let mut evaluator = bisect::CommitEvaluator::new(
         recipe,

@@ -94,8 +94,8 @@ pub struct RecipeArgs {
     /// vmlinux and boot image with pinned KBUILD_* settings; artifacts in kcache-out/.
     #[arg(long)]
     pub kbuild: bool,
-    /// Test command, run --runs times in the directory of restored artifacts
-    /// (also KCACHE_ARTIFACTS) with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
+    /// Test command, run --runs times, each run in a directory of its own linking the
+    /// restored artifacts (KCACHE_ARTIFACTS), with KCACHE_SIGNATURE, KCACHE_COMMIT, KCACHE_RUN.
     /// Exit 0 ok, 125 cannot test, 1-124 crash (a stdout line `crash: TITLE` names it); 126/127 (the shell could not run it) stop with an error.
     /// Required by `bisect` and `exec` (unless --repro); `prebuild` never tests.
     #[arg(long, conflicts_with = "repro")]

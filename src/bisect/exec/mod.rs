@@ -95,6 +95,33 @@ pub struct Recipe {
     pub build_jobs: u32,
 }
 
+impl Recipe {
+    /// A recipe of a build and a test command with the CLI's defaults
+    /// otherwise (one artifact `vmlinux`, 10 runs, no config, no key or
+    /// test-key files, no timeouts, one run and one build at a time); set
+    /// the rest with struct update syntax. `toolchain` is part of the
+    /// build key: name the compiler the build uses.
+    pub fn new(build: impl Into<String>, test: impl Into<String>, toolchain: impl Into<String>) -> Recipe {
+        Recipe {
+            build: build.into(),
+            test: test.into(),
+            config: None,
+            artifacts: vec!["vmlinux".into()],
+            runs: 10,
+            test_key_files: Vec::new(),
+            key_files: Vec::new(),
+            toolchain: toolchain.into(),
+            arch: crate::kernel::host_arch(),
+            build_timeout: None,
+            test_timeout: None,
+            retry_failed: false,
+            repro: None,
+            jobs: 1,
+            build_jobs: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuildSource {

@@ -55,21 +55,10 @@ fn evaluator(dir: &Path, repo: &Repo, cache: &Cache, jobs: u32, build_jobs: u32)
     .unwrap();
     assert!(Command::new("chmod").arg("+x").arg(&test).status().unwrap().success());
     let recipe = Recipe {
-        build: "make -s vmlinux".into(),
-        test: test.display().to_string(),
-        config: None,
-        artifacts: vec!["vmlinux".into()],
         runs: 3,
-        test_key_files: Vec::new(),
-        key_files: Vec::new(),
-        toolchain: "gcc (the test's)".into(),
-        arch: "x86_64".into(),
-        build_timeout: None,
-        test_timeout: None,
-        retry_failed: false,
-        repro: None,
         jobs,
         build_jobs,
+        ..Recipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
     };
     let (tree, state) = (
         crate::bisect::worktree_dir(cache, repo.dir()),
