@@ -84,16 +84,7 @@ fn wall_time_parallel_against_sequential_and_syzbot() {
             };
             let trials = env_usize("BENCH_PAR_TRIALS").unwrap_or(default_trials);
             for p in [1.0, 0.5, 0.3] {
-                let s = Setting {
-                    commits,
-                    noop: 0.2,
-                    p,
-                    e: 0.01,
-                    broken: 0.02,
-                    runs: 10,
-                    build_seconds: build,
-                    run_seconds: run,
-                };
+                let s = Setting::wallclock(commits, p, build, run);
                 let hs = histories(shape, &s, trials);
                 let seq = run_all(&hs, Schedule::Sequential);
                 let syz = run_all(&hs, Schedule::Syzbot { run_slots: RUN_SLOTS });
@@ -173,16 +164,7 @@ fn wall_time_parallel_against_sequential_and_syzbot() {
 fn thinking_per_step() {
     println!("| history | schedule | steps | median ms/step | max ms/step | right |");
     println!("|---|---|---:|---:|---:|---|");
-    let s = |commits| Setting {
-        commits,
-        noop: 0.2,
-        p: 0.5,
-        e: 0.01,
-        broken: 0.02,
-        runs: 10,
-        build_seconds: 600.0,
-        run_seconds: 300.0,
-    };
+    let s = |commits| Setting::wallclock(commits, 0.5, 600.0, 300.0);
     let histories = [
         ("10,000-commit line", History::generate(&s(10_000), &mut Rng::new(5))),
         (

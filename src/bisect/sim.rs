@@ -76,6 +76,25 @@ pub struct Setting {
     pub run_seconds: f64,
 }
 
+impl Setting {
+    /// Issue 24's wall-clock grid: `commits` on the range, a reproducer
+    /// rate `p`, the given build and run seconds; 20% no-op commits, an
+    /// unrelated crash in 1% of runs, 2% of commits in broken stretches,
+    /// 10 runs a batch.
+    pub fn wallclock(commits: usize, p: f64, build_seconds: f64, run_seconds: f64) -> Setting {
+        Setting {
+            commits,
+            noop: 0.2,
+            p,
+            e: 0.01,
+            broken: 0.02,
+            runs: 10,
+            build_seconds,
+            run_seconds,
+        }
+    }
+}
+
 /// One simulated history with its truth: a graph (a line, or a
 /// maintainer-style DAG from [`dag`]), a kernel per node, the culprit (the
 /// first changed node: every node it is an ancestor of is changed).

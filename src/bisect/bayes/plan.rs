@@ -483,16 +483,7 @@ mod tests {
     use crate::crash::Target;
 
     fn line(seed: u64, build: f64, run: f64, p: f64) -> History {
-        let s = Setting {
-            commits: 300,
-            noop: 0.2,
-            p,
-            e: 0.01,
-            broken: 0.02,
-            runs: 10,
-            build_seconds: build,
-            run_seconds: run,
-        };
+        let s = Setting::wallclock(300, p, build, run);
         History::generate(&s, &mut Rng::new(seed))
     }
 

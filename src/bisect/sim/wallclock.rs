@@ -350,16 +350,7 @@ mod tests {
     use super::*;
 
     fn setting(commits: usize, p: f64) -> Setting {
-        Setting {
-            commits,
-            noop: 0.2,
-            p,
-            e: 0.01,
-            broken: 0.02,
-            runs: 10,
-            build_seconds: 600.0,
-            run_seconds: 300.0,
-        }
+        Setting::wallclock(commits, p, 600.0, 300.0)
     }
 
     #[test]
