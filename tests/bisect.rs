@@ -169,8 +169,8 @@ fn flaky_counter_script(dir: &Path) -> String {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nn=$(cat {c}); echo $((n + 1)) > {c}\nKCACHE_RUN=$n exec {t}\n",
-            c = counter.display(),
+            "#!/bin/sh\n{next}\nKCACHE_RUN=$((n - 1)) exec {t}\n",
+            next = counter_next(&counter),
             t = demo_test_script()
         ),
     )

@@ -269,7 +269,7 @@ pub fn counter_test(dir: &Path, name: &str, warn: u32, fire: u32, vmlinux_args: 
         &script,
         format!(
             r#"#!/bin/sh
-n=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}
+{next}
 r=$(( (n * 2654435761 + 12345) % 1000 ))
 v="$KCACHE_ARTIFACTS/vmlinux"
 [ -x "$v" ] || exit 125
@@ -278,12 +278,24 @@ bug=$("$v"{vmlinux_args} 2>&1 | grep -o 'BUG: .*' | head -n 1)
 if [ -n "$bug" ] && [ $r -lt {fire} ]; then echo "crash: $bug"; exit 1; fi
 exit 0
 "#,
-            c = counter.display()
+            next = counter_next(&counter)
         ),
     )
     .unwrap();
     run_ok(Command::new("chmod").arg("+x").arg(&script));
     script
+}
+
+/// Shell that sets `n` to the next value (1, 2, ...) of the counter in
+/// file `counter`, under a lock: runs of a batch go at once (`--jobs`), and
+/// an unlocked read-increment-write let two runs read one value, or one
+/// read the file another was rewriting (the counter restarted at 1, and a
+/// "deterministic" sequence of flaky outcomes was not).
+pub fn counter_next(counter: &Path) -> String {
+    format!(
+        "n=$(flock {c}.lock sh -c 'n=$(cat {c} 2>/dev/null || echo 0); echo $((n + 1)) > {c}; echo $((n + 1))')",
+        c = counter.display()
+    )
 }
 
 /// Starts `cmd` with its stdout and stderr captured (for processes that
