@@ -11,6 +11,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Outcome, RunRecord};
+use crate::title::is_suppressed;
+
+/// The titles among these that are suppressed (not kernel bugs): a
+/// target given by a user must not name one.
+pub fn suppressed_among<S: AsRef<str>>(titles: &[S]) -> Vec<&str> {
+    titles.iter().map(|t| t.as_ref()).filter(|t| is_suppressed(t)).collect()
+}
 
 /// What a run says about the target bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,15 +131,23 @@ fn strip_clone_suffix(word: &str) -> String {
     w
 }
 
-/// The titles a bisection is after, normalized.
+/// The titles a bisection is after, normalized. A suppressed title (a
+/// crash that is not the kernel's, [`crate::title::is_suppressed`]) is
+/// never one of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub titles: Vec<String>,
 }
 
 impl Target {
+    /// The target of these titles, less the suppressed ones (a caller that
+    /// takes titles from a user rejects those first: [`suppressed_among`]).
     pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(titles: I) -> Target {
-        let mut t: Vec<String> = titles.into_iter().map(|s| normalize_title(s.as_ref())).collect();
+        let mut t: Vec<String> = titles
+            .into_iter()
+            .filter(|s| !is_suppressed(s.as_ref()))
+            .map(|s| normalize_title(s.as_ref()))
+            .collect();
         t.sort();
         t.dedup();
         Target { titles: t }
@@ -143,16 +158,22 @@ impl Target {
     }
 
     pub fn matches(&self, title: &str) -> bool {
+        if is_suppressed(title) {
+            return false;
+        }
         let n = normalize_title(title);
         self.titles.contains(&n)
     }
 
     /// What one run says about this target. A crash without a title
-    /// matches only an empty target (nothing to tell bugs apart by).
+    /// matches only an empty target (nothing to tell bugs apart by). A
+    /// suppressed crash (not the kernel's: a Go program on the machine
+    /// died) says nothing about the kernel, whatever the target.
     pub fn classify(&self, outcome: Outcome, title: Option<&str>) -> RunClass {
         match outcome {
             Outcome::Ok => RunClass::Ok,
             Outcome::Infra | Outcome::BootFailed | Outcome::Skip => RunClass::NoInfo,
+            Outcome::Crash if title.is_some_and(is_suppressed) => RunClass::NoInfo,
             Outcome::Crash => match title {
                 _ if self.is_empty() => RunClass::Match,
                 Some(t) if self.matches(t) => RunClass::Match,
@@ -165,12 +186,15 @@ impl Target {
     /// least `share` of the crashes and was seen at least twice (or the
     /// only crash seen, when there is one). An unrelated crash seen once
     /// among many does not become a target. `None` when no title dominates.
+    /// Suppressed crashes are not counted: they are never the target and do
+    /// not dilute the others' shares.
     pub fn learn(titles: &[&str], share: f64) -> Option<Target> {
+        let titles: Vec<&str> = titles.iter().copied().filter(|t| !is_suppressed(t)).collect();
         if titles.is_empty() {
             return None;
         }
         let mut counts: Vec<(String, usize)> = Vec::new();
-        for t in titles {
+        for t in &titles {
             let n = normalize_title(t);
             match counts.iter_mut().find(|(k, _)| *k == n) {
                 Some((_, c)) => *c += 1,

@@ -19,11 +19,15 @@ struct Case {
 }
 
 fn corpus() -> Vec<Case> {
-    let dir = common::shared_file("crash-reports/linux");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    cases_in(&common::shared_file("crash-reports/linux"))
+}
+
+/// The cases of a directory of files in the corpus format.
+fn cases_in(dir: &Path) -> Vec<Case> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "md"))
         .collect();
     files.sort();
     files.iter().map(|p| read_case(p)).collect()
@@ -118,7 +122,9 @@ fn titles_agree_with_syzkaller_on_the_corpus() {
         println!("  miss {m}");
     }
     assert_eq!(invented, 0, "titles invented for outputs without a crash");
-    assert!(share >= 0.97, "only {exact}/{total} exact titles");
+    // The accuracy reached (305/305 since the issue-36 classes): at most
+    // one miss before this fails.
+    assert!(exact + 1 >= total, "only {exact}/{total} exact titles");
     // Generous: the corpus takes a few tens of milliseconds in release.
     assert!(elapsed.as_secs_f64() < 2.0, "the corpus took {elapsed:?}");
 }
@@ -372,4 +378,70 @@ fn a_bisection_titles_the_console_its_test_leaves_and_keeps_every_console() {
             .unwrap();
         assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     }
+}
+
+/// The fixed held-back fifth of the corpus: files whose name's FNV-1a
+/// hash is 0 mod 5 (63 of the 305). Rules were developed on the others.
+fn held_back(file: &str) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in file.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.is_multiple_of(5)
+}
+
+/// Exact titles (no crash counts as a title) and titles invented for
+/// crash-free outputs, over some cases.
+fn score<'a>(cases: impl Iterator<Item = &'a Case>) -> (usize, usize, usize, Vec<String>) {
+    let (mut total, mut exact, mut invented) = (0, 0, 0);
+    let mut misses = Vec::new();
+    for case in cases {
+        total += 1;
+        let got = title::title(&case.console).map(|r| r.title);
+        if got == case.title {
+            exact += 1;
+        } else {
+            if case.title.is_none() {
+                invented += 1;
+            }
+            misses.push(format!("{}: expected {:?}, got {got:?}", case.file, case.title));
+        }
+    }
+    (total, exact, invented, misses)
+}
+
+/// The estimate for reports not seen: the held-back fifth. (The rules
+/// before this split existed were written against all 305 files, so this
+/// estimate flatters them; see the notes.)
+#[test]
+fn held_back_split_estimate() {
+    let cases = corpus();
+    let (dev_total, dev_exact, _, _) = score(cases.iter().filter(|c| !held_back(&c.file)));
+    let (total, exact, invented, misses) = score(cases.iter().filter(|c| held_back(&c.file)));
+    assert_eq!(total, 63, "the held-back split changed");
+    println!(
+        "held-back split: {exact}/{total} exact ({:.1}%), {invented} invented; development split: {dev_exact}/{dev_total}",
+        100.0 * exact as f64 / total as f64
+    );
+    for m in &misses {
+        println!("  miss {m}");
+    }
+    assert_eq!(invented, 0);
+    assert!(
+        exact as f64 >= 0.98 * total as f64,
+        "held-back: {exact}/{total}: {misses:#?}"
+    );
+}
+
+/// Reports of newer kernels from syzkaller's own test data (not among
+/// the 305; sources in tests/data/title/README.md): each exact, and no
+/// title for the crash-free ones.
+#[test]
+fn newer_report_formats_from_syzkallers_test_data() {
+    let cases = cases_in(&common::root().join("tests/data/title"));
+    assert!(cases.len() >= 12, "found {}", cases.len());
+    let (total, exact, invented, misses) = score(cases.iter());
+    assert_eq!(invented, 0, "{misses:#?}");
+    assert_eq!(exact, total, "{misses:#?}");
 }

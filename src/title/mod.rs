@@ -48,6 +48,24 @@ pub struct Report {
     /// The guilty function the title names, when it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame: Option<String>,
+    /// Not a kernel bug (a Go program on the machine died): never the
+    /// target of a bisection ([`is_suppressed`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
+}
+
+/// The title of a Go runtime crash on the console (syzkaller's).
+pub const GO_RUNTIME_ERROR: &str = "go runtime error";
+
+/// Titles of crashes that are not the kernel's: syzkaller reports them
+/// but marks them suppressed, and no bisection may chase them.
+pub const SUPPRESSED_TITLES: &[&str] = &[GO_RUNTIME_ERROR];
+
+/// Whether a title (from [`title`], a test's `crash:` line or a syzbot
+/// log) names a crash that is not a kernel bug.
+pub fn is_suppressed(title: &str) -> bool {
+    let t = canonical(title);
+    SUPPRESSED_TITLES.iter().any(|s| t == *s)
 }
 
 /// The kind of bug a title names (serialized as kebab-case words).
@@ -97,7 +115,7 @@ impl BugClass {
     pub fn of_title(title: &str) -> BugClass {
         let t = title.trim_start();
         let starts = |p: &str| t.starts_with(p);
-        if starts("SYZFAIL") || starts("SYZFATAL") || starts("panic:") {
+        if starts("SYZFAIL") || starts("SYZFATAL") || starts("panic:") || starts(GO_RUNTIME_ERROR) {
             BugClass::Infrastructure
         } else if starts("unexpected kernel reboot") {
             BugClass::Reboot
@@ -185,7 +203,7 @@ impl BugClass {
 /// holds no crash.
 pub fn title(console: &[u8]) -> Option<Report> {
     let text = String::from_utf8_lossy(console);
-    let lines: Vec<&str> = text.split('\n').collect();
+    let (lines, origin) = unreplayed_lines(&text);
     let (oops, start, context) = first_oops(&lines)?;
     let found = find_report(&lines, oops, start, &context);
     let mut described = describe(&found.report[..found.report_end], oops);
@@ -208,11 +226,41 @@ pub fn title(console: &[u8]) -> Option<Report> {
         .map(|m| m.as_str().to_string());
     Some(Report {
         class: BugClass::of_title(&title),
+        suppressed: is_suppressed(&title),
         title,
         corrupted,
-        start_line: start + 1,
+        start_line: origin[start] + 1,
         frame,
     })
+}
+
+/// What the printk console prints when it takes a line over from another
+/// CPU mid-way: the cut line, this marker, then the whole line again.
+const REPLAY_MARKER: &str = "** replaying previous printk message **";
+
+/// The console's lines with every line cut short by a console takeover
+/// dropped (its replay follows it), and each kept line's 0-based index in
+/// the console.
+fn unreplayed_lines(text: &str) -> (Vec<&str>, Vec<usize>) {
+    let mut lines: Vec<&str> = Vec::new();
+    let mut origin: Vec<usize> = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        let Some(at) = line.find(REPLAY_MARKER) else {
+            lines.push(line);
+            origin.push(i);
+            continue;
+        };
+        // The cut line is before the marker, on this line or the one above.
+        if line[..at].trim().is_empty() && lines.pop().is_some() {
+            origin.pop();
+        }
+        let rest = &line[at + REPLAY_MARKER.len()..];
+        if !rest.trim().is_empty() {
+            lines.push(rest.trim_start());
+            origin.push(i);
+        }
+    }
+    (lines, origin)
 }
 
 /// The same title as [`title`] gives, made from a title: syzkaller's
@@ -298,7 +346,7 @@ pub(crate) fn re(pattern: &str) -> Regex {
 /// CONFIG_PRINTK_CALLER, the task (`[T1234]`) or CPU (`[C0]`) that printed.
 static CONSOLE_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ",
+        r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.*?)(?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ",
     )
 });
 static TASK_CONTEXT: LazyLock<Regex> = LazyLock::new(|| re(r"\[ *T[0-9]+\]"));
@@ -328,10 +376,8 @@ fn strip_prefix<'a>(line: &'a str, context: &str) -> (&'a str, bool) {
     if context.is_empty() {
         return (line, false);
     }
-    let line = match line.find("] ") {
-        Some(i) => &line[i + 2..],
-        None => line,
-    };
+    // Past the prefix (and whatever junk a console glued before it).
+    let line = &line[CONSOLE_PREFIX.find(line).map_or(0, |m| m.end())..];
     if !line.contains("<EOI>") {
         if QUESTIONABLE.is_match(line) {
             if let Some(i) = line.find(" ? ") {
@@ -678,7 +724,7 @@ fn looks_corrupted(title: &str, report: &str, format: Option<&Format>) -> bool {
                 break;
             }
         }
-        if bad {
+        if bad && key.as_str() != frames::RISCV_STACK_START {
             return true;
         }
     }
@@ -690,12 +736,14 @@ static DYNAMIC: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     vec![
         (re(r"syz-executor\.?[0-9]+((/|:)[0-9]+)?"), "syz-executor"),
         (re(r"syzkaller[0-9]+((/|:)[0-9]+)?"), "syzkaller"),
-        (re(r"([^a-zA-Z0])(?:0x)?[0-9a-f]{6,}"), "${1}ADDR"),
+        (re(r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}"), "${1}ADDR"),
         (re(r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})"), "IP"),
         (re(r"(\.\w+)(:[0-9]+)+"), "${1}:LINE"),
         (re(r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+"), "${1}"),
         (re(r"CPU#[0-9]+"), "CPU"),
         (re(r"(\W)(\d+)(\W|$)"), "${1}NUM${3}"),
+        // Digits in a name stay (`cfg80211`), but not seven or more.
+        (re(r"[0-9]{7,}"), "NUM"),
     ]
 });
 

@@ -212,7 +212,7 @@ fn bug() -> Oops {
                 .no_stack(),
             f("BUG: KMSAN:", "KMSAN: {1} in {3}")
                 .report(r"BUG: KMSAN: ([a-z\-]+) in {{FUNC}}")
-                .stack(kmsan_stack().skip(&["alloc_skb", "netlink_ack", "netlink_rcv_skb", CRYPTO_INTERNALS]))
+                .stack(kmsan_stack().skip(&["alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", CRYPTO_INTERNALS]))
                 .no_stack(),
             f("BUG: KCSAN: data-race", "KCSAN: {1}").report("BUG: KCSAN: (.*)").no_stack(),
             f("BUG: KCSAN:", "KCSAN: {1}").report("BUG: KCSAN: (.*)").no_stack(),
@@ -263,11 +263,32 @@ fn bug() -> Oops {
                 .report(r"BUG: Dentry .* still in use \([0-9]+\) \[(unmount) of ([^\]]+)\]"),
             // Named after who allocated the page (page_owner's stack),
             // past the page allocator.
-            f("BUG: Bad page state", "BUG: Bad page state in {1}").stack(
-                stack(vec![p("page last allocated"), Part::Stack]).skip(&["alloc", "get_page_from_freelist", "prep_new_page", "page_owner"]),
+            f("BUG: Bad page (state|cache)", "BUG: Bad page {1} in {2}").stack(
+                stack(vec![p("page last allocated"), Part::Stack]).skip(&[
+                    "(free|put|get|update|release)_page",
+                    "free_unref",
+                    "^_*folio",
+                    "truncate_inode_pages",
+                    "page_frag_free",
+                    "alloc",
+                    "vmap",
+                    "page_owner",
+                    "get_page_from_freelist",
+                    "prep_new_page",
+                ]),
             ),
             f("BUG: Bad page map", "BUG: Bad page map"),
+            // Newer kernels show the stalled pools' busy workers: the first
+            // one's work function names the lockup.
+            f("BUG: workqueue lockup", "BUG: workqueue lockup in {1}")
+                .report(r"BUG: workqueue lockup(?:.*\n)+?.*Showing backtraces of busy workers in stalled worker pools:(?:.*\n)+?.*Workqueue: [^ \n]+ ([a-zA-Z0-9_]+)")
+                .no_stack(),
             f("BUG: workqueue lockup", "BUG: workqueue lockup").no_stack(),
+            f(
+                r"BUG: Address [^ ]+ on device ([^ ]+) is missing its host route",
+                "BUG: Address IPV6ADDR on device {1} is missing its host route.",
+            )
+            .no_stack(),
             f(
                 "BUG: sleeping function called from invalid context at (.*)",
                 "BUG: sleeping function called from invalid context in {2}",
@@ -312,11 +333,22 @@ fn bug() -> Oops {
     )
 }
 
+/// A WARNING of a kind named by its header (`header`: the file and
+/// function it points at) or, where WARN prints its message after the
+/// header, by a message line within the next three starting with
+/// `message`.
+fn warning_kind(header: &str, message: &str) -> String {
+    format!(r"WARNING: .*(?:{header}|\n(?:[^\n]*\n){{0,2}}{message})")
+}
+
 fn warning() -> Oops {
     oops(
         "WARNING:",
         vec![
-            f(r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check)", "WARNING: ODEBUG bug in {1}").stack(
+            // The kind is in the header's file or function; in kernels
+            // whose WARN prints its message after the header, also on
+            // the next lines (`ODEBUG: free active ...`).
+            f(&warning_kind(r"lib/debugobjects\.c.* (?:debug_print|debug_check|at)", "ODEBUG: "), "WARNING: ODEBUG bug in {1}").stack(
                 warning_stack(&[
                     "debug_",
                     "rcu",
@@ -331,13 +363,13 @@ fn warning() -> Oops {
                     "kobject_",
                 ]),
             ),
-            f(r"WARNING: .*mm/usercopy\.c.* usercopy_warn", "WARNING: bad usercopy in {1}")
+            f(r"WARNING: .*mm/usercopy\.c.* (?:usercopy_warn|at)", "WARNING: bad usercopy in {1}")
                 .stack(warning_stack(&["usercopy", "__check"])),
-            f(r"WARNING: .*lib/kobject\.c.* kobject_", "WARNING: kobject bug in {1}")
+            f(r"WARNING: .*lib/kobject\.c.* (?:kobject_|at)", "WARNING: kobject bug in {1}")
                 .stack(warning_stack(&["kobject_"])),
-            f(r"WARNING: .*fs/proc/generic\.c.* proc_register", "WARNING: proc registration bug in {1}")
+            f(r"WARNING: .*fs/proc/generic\.c.* (?:proc_register|at)", "WARNING: proc registration bug in {1}")
                 .stack(warning_stack(&["proc_"])),
-            f(r"WARNING: .*lib/refcount\.c.* refcount_", "WARNING: refcount bug in {1}")
+            f(&warning_kind(r"lib/refcount\.c.* (?:refcount_|at)", "refcount_t: "), "WARNING: refcount bug in {1}")
                 .stack(warning_stack(&["refcount", "kobject_"])),
             f(r"WARNING: .*kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {1}")
                 .stack(warning_stack(&["lock_sock", "release_sock"])),
@@ -362,6 +394,8 @@ fn warning() -> Oops {
             f("WARNING: .* at {{SRC}} {{FUNC}}", "WARNING in {3}").stack(warning_stack(&[])),
             // Newer kernels: `WARNING: [cond] file.c:LINE at func, CPU: ...`.
             f(r"WARNING: (?:\[.*\] )?{{SRC}} at ([a-zA-Z0-9_]+)", "WARNING in {3}").stack(warning_stack(&[])),
+            // Kernels without CONFIG_DEBUG_BUGVERBOSE name no file.
+            f(r"WARNING: CPU: [0-9]+ PID: [0-9]+ at {{FUNC}}", "WARNING in {2}").stack(warning_stack(&[])),
             f("WARNING: possible circular locking dependency detected", "possible deadlock in {1}")
                 .report(r"WARNING: possible circular locking dependency detected(?:.*\n)+?.*is trying to acquire lock")
                 .stack(
@@ -405,7 +439,9 @@ fn warning() -> Oops {
             "WARNING: workqueue cpumask: online intersect > possible intersect",
             "WARNING: [Tt]he mand mount option (is being|has been) deprecated",
             r"WARNING: Unsupported flag value\(s\) of 0x%x in DT_FLAGS_1",
-            "WARNING: Unprivileged eBPF is enabled with eIBRS",
+            // Spectre notices: "... with eIBRS", "..., data leaks possible via
+            // Spectre v2 BHB attacks!".
+            "WARNING: Unprivileged eBPF is enabled",
             r"WARNING: fbcon: Driver '(.*)' missed to adjust virtual screen size",
             "WARNING: See https.* for mitigation options.",
             "WARNING: kernel not compiled with CPU_SRSO",
@@ -413,6 +449,8 @@ fn warning() -> Oops {
             "(?i)uses deprecated v2 capabilities",
             "(?i)uses wireless extensions",
             r"(?i)XFS \(.*\): WARNING",
+            // ext4's own messages (`__ext4_msg`) may say "warning".
+            r"EXT4-[Ff][Ss](?: \(.*\))?:",
         ],
     )
 }
@@ -466,6 +504,18 @@ fn info() -> Oops {
                     .skip(&["apic_timer_interrupt", "rcu"])
                     .extractor(frames::stall),
             ),
+            // RCU Tasks flavours name the stalled tasks and show their
+            // stacks (no interrupt frame): named like an RCU stall, after
+            // the frame above where the task's work was dispatched.
+            f(
+                "INFO: rcu_tasks(?:_trace|_rude)? detected stalls? on tasks",
+                "INFO: rcu detected stall in {1}",
+            )
+            .stack(
+                trace_stack()
+                    .skip(&["schedule", "preempt", "rcu", "apic_timer_interrupt"])
+                    .extractor(frames::stall),
+            ),
             f(
                 "INFO: trying to register non-static key",
                 "INFO: trying to register non-static key in {1}",
@@ -475,7 +525,9 @@ fn info() -> Oops {
                 .report(r"INFO: suspicious RCU usage(?:.*\n)+?.*?{{SRC}}")
                 .stack(trace_stack().skip(&["rcu", "kmem", "slab"])),
             f(
-                "INFO: task .* blocked for more than [0-9]+ seconds",
+                // Newer kernels tell a task waiting for I/O apart; a task
+                // name with a line break in it spans two lines.
+                r"INFO: task [^\n]*(?:\n[^\n]*)? blocked (?:in I/O wait )?for more than [0-9]+ seconds",
                 "INFO: task hung in {1}",
             )
             .stack(trace_stack().extractor(frames::hung_task)),
@@ -494,7 +546,8 @@ fn info() -> Oops {
             "INFO: NMI handler",
             "INFO: recovery required on readonly filesystem",
             "(handler|interrupt).*took too long",
-            "_INFO::",
+            // `INVALID BTF_INFO:NUM` and the like.
+            "_INFO:",
             "INFO: sys_.* is not present in /proc/kallsyms",
             "INFO: no syscalls can create resource",
             "CAM_INFO:",
@@ -655,7 +708,7 @@ fn others() -> Vec<Oops> {
             "Booting the kernel.",
             vec![f("Booting the kernel.", "unexpected kernel reboot").no_stack()],
             // Boot messages echoed back by the kernel as a bad mount option.
-            &["Parsing ELF|Decompressing Linux"],
+            &["Parsing ELF|Decompressing Linux|Unknown parameter '"],
         ),
         oops(
             "unregister_netdevice: waiting for",
@@ -722,8 +775,20 @@ fn others() -> Vec<Oops> {
                 .no_stack(),
                 f("panic:(.*)", "panic:{1}").no_stack(),
             ],
-            // Kernel functions (skb_panic...) and Android boot chatter.
-            &["_panic:", "xlog_status:", r"ddb\.onpanic:", "evtlog_status:"],
+            // Kernel functions (skb_panic...), paths and names that end in
+            // "panic" (`.../parameters/panic: -2`), Android boot chatter:
+            // a Go panic's word stands alone.
+            &[r"\Spanic:", "xlog_status:", r"ddb\.onpanic:", "evtlog_status:"],
+        ),
+        // A Go program on the machine died (`fatal error: ...` then
+        // `goroutine 1 [running]:`): the fuzzer or a tool, not the kernel.
+        // Its title is suppressed (see [`super::SUPPRESSED_TITLES`]).
+        oops(
+            "fatal error:",
+            vec![f("fatal error:", super::GO_RUNTIME_ERROR).no_stack()],
+            // Sound drivers print "fatal error:"; a timer the runtime
+            // could not create is the machine's state, not a crash.
+            &["ALSA", "fatal error: cannot create timer"],
         ),
     ]
 }
