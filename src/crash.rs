@@ -342,6 +342,27 @@ mod tests {
     }
 
     #[test]
+    fn a_suppressed_crash_is_never_the_target_and_says_nothing() {
+        let go = crate::title::GO_RUNTIME_ERROR;
+        let real = "KASAN: use-after-free Read in f";
+        // Never learnt, however often it is seen, nor counted in the shares.
+        assert!(Target::learn(&[go, go, go], 0.3).is_none());
+        assert_eq!(Target::learn(&[go, go, go, real], 0.3), Some(Target::new([real])));
+        // Never kept from given titles, never matched.
+        assert_eq!(Target::new([go, real]), Target::new([real]));
+        assert!(Target::new([go]).is_empty());
+        assert!(!Target::new([real]).matches(go));
+        assert_eq!(suppressed_among(&[real, go]), vec![go]);
+        // A run that died of it says nothing about the kernel, whatever the
+        // target (an empty one too, which takes any kernel crash).
+        for t in [Target::new([real]), Target::default()] {
+            assert_eq!(t.classify(Outcome::Crash, Some(go)), RunClass::NoInfo);
+            assert_eq!(t.classify(Outcome::Crash, Some("go runtime error ")), RunClass::NoInfo);
+        }
+        assert_eq!(Target::default().classify(Outcome::Crash, Some(real)), RunClass::Match);
+    }
+
+    #[test]
     fn a_lone_unrelated_crash_does_not_become_the_target() {
         let real = "KASAN: use-after-free Read in f";
         let t = Target::learn(&[real, real, "WARNING in g", real, real], 0.3).unwrap();
