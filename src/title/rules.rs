@@ -437,7 +437,8 @@ fn warning() -> Oops {
         &[
             "WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
             "WARNING: workqueue cpumask: online intersect > possible intersect",
-            "WARNING: [Tt]he mand mount option (is being|has been) deprecated",
+            // Also when the console cut the line short.
+            "WARNING: [Tt]he mand mount option",
             r"WARNING: Unsupported flag value\(s\) of 0x%x in DT_FLAGS_1",
             // Spectre notices: "... with eIBRS", "..., data leaks possible via
             // Spectre v2 BHB attacks!".
