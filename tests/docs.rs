@@ -1,7 +1,8 @@
 //! The documentation is checked like code: every relative link in
 //! `README.md` and `docs/*.md` resolves (the file exists; a `#anchor` into a
 //! Markdown file names one of its headings), every `scripts/...` and
-//! `src/...` path they name exists, and every `kcache ...` example in the
+//! `src/...` path they name exists (and every `tests/...` and
+//! `cache-schema/...` one), and every `kcache ...` example in the
 //! README's shell blocks parses with the current CLI (the built binary, the
 //! example's arguments and `--help`: clap rejects an unknown flag or a bad
 //! value it meets before `--help`). A moved file, a renamed flag or a stale
@@ -218,10 +219,10 @@ fn named_path_exists(rel: &str) -> bool {
 }
 
 #[test]
-fn every_scripts_and_src_path_named_exists() {
+fn every_scripts_src_tests_and_schema_path_named_exists() {
     // A path of this repository as the docs write it: starting a word (not
     // `linux/scripts/...`, a kernel tree's, nor `../shared/...`).
-    let path = Regex::new(r"(?:^|[^\w./$-])((?:scripts|src)/[\w./*-]*[\w*])").unwrap();
+    let path = Regex::new(r"(?:^|[^\w./$-])((?:scripts|src|tests|cache-schema)/[\w./*-]*[\w*])").unwrap();
     let mut problems = Vec::new();
     for doc in docs() {
         for (i, line) in doc.text.lines().enumerate() {
@@ -306,10 +307,10 @@ fn check_example(command: &str) -> Option<String> {
     }
 }
 
-fn readme_examples() -> Vec<(usize, String)> {
-    let readme = docs().into_iter().next().expect("README.md");
+/// The `kcache ...` examples of a document's shell blocks: (line, command).
+fn shell_examples(doc: &Doc) -> Vec<(usize, String)> {
     let shell = ["sh", "bash", "shell", "console"];
-    split_fences(&readme.text)
+    split_fences(&doc.text)
         .1
         .iter()
         .filter(|f| shell.contains(&f.info.as_str()))
@@ -317,23 +318,60 @@ fn readme_examples() -> Vec<(usize, String)> {
         .collect()
 }
 
+/// Does an example stand for many (`...`, `<key>`, `[--json]`, `a | b`)?
+/// Then it is a pattern, not a command, and only the README's must be whole.
+fn is_pattern(command: &str) -> bool {
+    ["...", "<", "[", " | "].iter().any(|p| command.contains(p))
+}
+
+/// Every problem of the given examples, each naming the document and line.
+fn example_problems(rel: &str, examples: &[(usize, String)]) -> Vec<String> {
+    examples
+        .iter()
+        .filter_map(|(line, command)| {
+            check_example(command).map(|e| format!("{rel}:{line}: {command}\n  {}", e.replace('\n', "\n  ")))
+        })
+        .collect()
+}
+
 #[test]
 fn every_kcache_example_in_the_readme_parses() {
-    let examples = readme_examples();
+    let readme = docs().into_iter().next().expect("README.md");
+    let examples = shell_examples(&readme);
     assert!(
         examples.len() >= 10,
         "found only {} kcache examples in README.md's shell blocks: is the extraction broken?",
         examples.len()
     );
-    let problems: Vec<String> = examples
-        .iter()
-        .filter_map(|(line, command)| {
-            check_example(command).map(|e| format!("README.md:{line}: {command}\n  {}", e.replace('\n', "\n  ")))
-        })
-        .collect();
+    let problems = example_problems(&readme.rel, &examples);
     assert!(
         problems.is_empty(),
         "README examples the CLI rejects:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The guides' examples that are whole commands (no `...` or `<placeholder>`)
+/// parse too.
+#[test]
+fn every_whole_kcache_example_in_the_guides_parses() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for doc in docs().iter().skip(1) {
+        let whole: Vec<(usize, String)> = shell_examples(doc)
+            .into_iter()
+            .filter(|(_, c)| !is_pattern(c))
+            .collect();
+        checked += whole.len();
+        problems.extend(example_problems(&doc.rel, &whole));
+    }
+    assert!(
+        checked >= 10,
+        "found only {checked} whole kcache examples in docs/: is the extraction broken?"
+    );
+    assert!(
+        problems.is_empty(),
+        "examples in docs/ the CLI rejects:\n{}",
         problems.join("\n")
     );
 }
