@@ -395,3 +395,76 @@ fn the_example_check_catches_a_wrong_flag() {
         None
     );
 }
+
+/// `kcache help PATH...` as the binary prints it.
+fn help_text(path: &[String]) -> String {
+    let out = common::kcache()
+        .arg("help")
+        .args(path)
+        .env_remove("COLUMNS")
+        .output()
+        .expect("run kcache help");
+    assert!(
+        out.status.success(),
+        "kcache help {}: {}",
+        path.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+/// The subcommands a help text lists under `Commands:` (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// docs/commands.md as the current CLI makes it: every command's help,
+/// depth first in the order `kcache help` lists them.
+fn commands_md() -> String {
+    let mut out = String::from(
+        "# Command reference\n\n\
+         Generated from the CLI's own help (`kcache help COMMAND`, also `man kcache-COMMAND`);\n\
+         do not edit: after changing a help text, regenerate it with\n\
+         `KCACHE_BLESS=1 cargo test --release --locked --test docs commands_reference`.\n\
+         Examples are in the [guides](README.md).\n",
+    );
+    let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(path) = stack.pop() {
+        let help = help_text(&path);
+        let title = ["kcache".to_string()]
+            .iter()
+            .chain(&path)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!("\n## {title}\n\n```text\n{}\n```\n", help.trim_end()));
+        for sub in subcommands(&help).into_iter().rev() {
+            stack.push(path.iter().cloned().chain([sub]).collect());
+        }
+    }
+    out
+}
+
+/// docs/commands.md is the current CLI's help, so the browsable reference
+/// never drifts from `kcache help`; `KCACHE_BLESS=1` rewrites it.
+#[test]
+fn commands_reference_is_current() {
+    let path = common::root().join("docs/commands.md");
+    let want = commands_md();
+    if std::env::var_os("KCACHE_BLESS").is_some() {
+        fs::write(&path, &want).expect("write docs/commands.md");
+    }
+    let have = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/commands.md is not the current CLI's help: regenerate it with \
+         KCACHE_BLESS=1 cargo test --release --locked --test docs commands_reference"
+    );
+}
