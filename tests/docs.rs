@@ -468,3 +468,27 @@ fn commands_reference_is_current() {
          KCACHE_BLESS=1 cargo test --release --locked --test docs commands_reference"
     );
 }
+
+/// Every crate Cargo.toml names (dependencies and dev-dependencies) has its
+/// reason in docs/dependencies.md, written as `name` in a table row.
+#[test]
+fn every_dependency_says_why() {
+    let root = common::root();
+    let manifest: toml::Table = fs::read_to_string(root.join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("Cargo.toml parses");
+    let why = fs::read_to_string(root.join("docs/dependencies.md")).expect("docs/dependencies.md");
+    let rows: Vec<&str> = why.lines().filter(|l| l.starts_with("| `")).collect();
+    let missing: Vec<String> = ["dependencies", "dev-dependencies"]
+        .iter()
+        .filter_map(|section| manifest.get(*section).and_then(|s| s.as_table()))
+        .flat_map(|table| table.keys().cloned())
+        .filter(|name| !rows.iter().any(|row| row.contains(&format!("`{name}`"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "crates without a reason in docs/dependencies.md: {}",
+        missing.join(", ")
+    );
+}
