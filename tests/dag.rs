@@ -603,11 +603,11 @@ fn a_whole_bisection_runs_through_the_library() {
     let test = test_script(dir.path(), false);
     let cache = kcache::store::Cache::open(&dir.path().join("cache")).unwrap();
     let repo = kcache::git::Repo::open(&h.repo).unwrap();
-    let recipe = bisect::BisectRecipe {
+    let recipe = kcache::exec::Recipe {
         runs: 3,
-        ..bisect::BisectRecipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
+        ..kcache::exec::Recipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
     };
-    let mut evaluator = bisect::CommitEvaluator::new(
+    let mut evaluator = kcache::exec::CommitEvaluator::new(
         recipe,
         bisect::worktree_dir(&cache, repo.dir()),
         bisect::state_dir(&cache, repo.dir()),
@@ -617,7 +617,7 @@ fn a_whole_bisection_runs_through_the_library() {
     let opts = bisect::Options {
         goods: vec![root],
         bad: "HEAD".into(),
-        direction: bisect::Direction::Cause,
+        direction: kcache::search::graph::Direction::Cause,
         good_tags: "v[0-9]*".into(),
         first_parent: false,
         log: None,

@@ -9,21 +9,13 @@
 //!
 //! Invariant: this module decides nothing; it names things.
 
-pub mod bayes;
 pub mod classic;
 mod ends;
-pub mod evidence;
-pub mod exec;
-pub mod graph;
 pub mod history;
 mod logfile;
-pub mod lookup;
 pub mod noisy;
-pub mod predict;
 pub mod record;
-mod repro;
 pub mod session;
-pub mod sim;
 
 use crate::key::CommitId;
 use crate::signature::KernelSignature;
@@ -31,13 +23,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use evidence::{Evidence, Verdict};
-pub use exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Recipe as BisectRecipe};
+use crate::exec::{self, BuildSource, CommitEvaluator, EvalError, Evaluation, Evidence, Verdict};
 
 use crate::git::GitError;
+use crate::search::graph::{self, Direction};
 use crate::store::Cache;
 pub use classic::bisect;
-pub use graph::Direction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BisectError {
@@ -305,7 +296,7 @@ pub(crate) fn totals(steps: &[Step]) -> Totals {
     t
 }
 
-pub use crate::key::short;
+use crate::key::short;
 
 /// Where a bisection keeps its worktree: one per repository, under the
 /// cache, so warm runs find their build outputs again.

@@ -1,4 +1,4 @@
-//! The noisy search ([`super::bayes`]) on a real repository: the range is
+//! The noisy search ([`crate::search::bayes`]) on a real repository: the range is
 //! the commit graph between the ends (`git rev-list bad ^good`, merged
 //! branches included; with `--first-parent` the bad commit's first-parent
 //! line), read in one in-process walk ([`Repo::range_graph`]); commits are
@@ -19,16 +19,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::bayes::{self, Kernel, Oracle};
-use super::exec::speculate::Speculator;
-use super::exec::{BuildSource, Evaluation};
-use super::graph::{Direction, Graph};
-use super::{
-    ends, history, logfile, BisectError, CommitEvaluator, Evidence, MergeStep, NoCulprit, Options, Outcome, Purpose,
-    Step, Summary, Verdict,
-};
+use super::{ends, history, logfile, BisectError, MergeStep, NoCulprit, Options, Outcome, Purpose, Step, Summary};
 use crate::crash::{ClassCounts, RunClass, Target};
+use crate::exec::speculate::Speculator;
+use crate::exec::{BuildSource, Evaluation};
+use crate::exec::{CommitEvaluator, Evidence, Verdict};
 use crate::git::Repo;
+use crate::search::bayes::{self, Kernel, Oracle};
+use crate::search::graph::{Direction, Graph};
 use crate::store::{Cache, RunId, RunRecord};
 
 mod at_once;
@@ -215,7 +213,7 @@ impl Oracle for GitOracle<'_> {
         let line = format!(
             "[{}] {} {}",
             self.steps.len() + 1,
-            super::short(&self.nodes[i]),
+            crate::key::short(&self.nodes[i]),
             self.subject(i)
         );
         self.show_speculation();
@@ -288,7 +286,7 @@ impl Oracle for GitOracle<'_> {
             (self.progress)(&format!(
                 "  {} run(s) another kcache process did on {}: counted",
                 unseen.len(),
-                super::short(&self.nodes[i])
+                crate::key::short(&self.nodes[i])
             ));
             self.learn_run_seconds(&unseen);
             return Ok(unseen
@@ -407,7 +405,7 @@ impl GitOracle<'_> {
         (self.progress)(&format!(
             "  {} run(s) on {}: {} ({:.1}s)",
             runs.len(),
-            super::short(&self.nodes[i]),
+            crate::key::short(&self.nodes[i]),
             counts.describe(),
             start.elapsed().as_secs_f64()
         ));
@@ -460,7 +458,7 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) 
         let failure = o.eval(bad).and_then(|e| e.failure.clone());
         return Err(BisectError::NoTarget(format!(
             "the bad commit {} does not build{}",
-            super::short(&o.nodes[bad]),
+            crate::key::short(&o.nodes[bad]),
             failure.map_or_else(
                 || " (a recorded failure; --retry-failed builds it again)".to_string(),
                 |f| format!(": {}; the last lines of {}:\n{}", f.reason, f.log.display(), f.tail)
@@ -524,7 +522,7 @@ fn no_dominant_crash(bad: &CommitId, recorded: &[RunRecord], asked: u32, timed_o
             }
         )
     };
-    format!("the bad commit {}: {what} give --crash-title", super::short(bad))
+    format!("the bad commit {}: {what} give --crash-title", crate::key::short(bad))
 }
 
 /// The search's view as `# kcache:` lines of the syzkaller-style log.

@@ -15,9 +15,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{logfile, BisectError, CommitEvaluator, Direction, Options, Outcome, Step, Summary, Verdict};
+use super::{logfile, BisectError, Options, Outcome, Step, Summary};
+use crate::exec::{CommitEvaluator, Verdict};
 use crate::git::Repo;
 use crate::key::CommitId;
+use crate::search::graph::Direction;
 use crate::store::Cache;
 
 /// How a bisection decides: which driver runs the search.
@@ -197,7 +199,7 @@ pub(crate) fn merged_by(
     let (Some(c), Some(_)) = (range.index_of(culprit), range.commits.last()) else {
         return Ok(Vec::new());
     };
-    let graph = super::graph::Graph::new(range.parents.clone(), range.in_range.clone())?;
+    let graph = crate::search::graph::Graph::new(range.parents.clone(), range.in_range.clone())?;
     Ok(super::history::merge_path(&graph, c, graph.tip())
         .into_iter()
         .map(|m| super::MergeStep {

@@ -9,7 +9,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use kcache::bisect::{self, CommitEvaluator};
+use kcache::bisect;
+use kcache::exec::CommitEvaluator;
 use kcache::git::Repo;
 use kcache::store::Cache;
 

@@ -18,14 +18,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::evidence::{Evidence, Verdict};
-use super::predict::Reference;
 use crate::git::{GitError, Repo};
 use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey, TreeId};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, Outcome, RunRecord, StoreError};
+pub use evidence::{Evidence, Verdict};
+use predict::Reference;
 
 mod build;
+pub mod evidence;
+pub mod lookup;
 pub mod parallel;
+pub mod predict;
+mod repro;
 pub mod speculate;
 mod test;
 
@@ -437,7 +441,7 @@ impl CommitEvaluator {
         if eval.effort.runs_done == 0 {
             progress(&format!(
                 "  reused {reused} test run(s) of signature {}",
-                super::short(&signature)
+                key::short(&signature)
             ));
         }
         eval.effort.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();
