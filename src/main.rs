@@ -204,7 +204,7 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let opts = bisect_options(&args);
     let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
     finish_uploads(&cache);
-    let bisect::session::Finished { summary, record } = finished?;
+    let bisect::entry::Finished { summary, record } = finished?;
     if let Some(path) = &args.report {
         write_report(path, &record)?;
     }

@@ -597,7 +597,7 @@ fn a_good_end_that_crashes_stops_the_search_saying_so() {
 /// library, without the binary: what the CLI's `bisect` runs.
 #[test]
 fn a_whole_bisection_runs_through_the_library() {
-    use kcache::bisect::{self, session};
+    use kcache::bisect::{self, entry};
     let dir = tempfile::tempdir().unwrap();
     let (h, root, culprit, merge) = topic_history(dir.path());
     let test = test_script(dir.path(), false);
@@ -623,12 +623,12 @@ fn a_whole_bisection_runs_through_the_library() {
         log: None,
         predict: true,
     };
-    let finished = session::run(
+    let finished = entry::run(
         &repo,
         &cache,
         &mut evaluator,
         &opts,
-        session::Policy::Bayes,
+        bisect::Policy::Bayes,
         &bisect::noisy::NoisyOptions::default(),
         &mut |_| {},
     )

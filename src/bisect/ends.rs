@@ -7,7 +7,7 @@
 //! Invariant: only tests ends and says what it found (notes, errors); the
 //! range and the search are [`super::noisy`]'s.
 
-use super::noisy::GitOracle;
+use super::oracle::GitOracle;
 use super::{history, BisectError};
 use crate::crash::{ClassCounts, Target};
 use crate::key::{short, CommitId};

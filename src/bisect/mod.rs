@@ -11,12 +11,15 @@
 
 pub mod classic;
 mod ends;
+pub mod entry;
 pub mod history;
 mod logfile;
 pub mod noisy;
+mod oracle;
 pub mod record;
 pub mod session;
 
+use crate::crash::ClassCounts;
 use crate::key::CommitId;
 use crate::signature::KernelSignature;
 use std::path::{Path, PathBuf};
@@ -28,7 +31,6 @@ use crate::exec::{self, BuildSource, CommitEvaluator, EvalError, Evaluation, Evi
 use crate::git::GitError;
 use crate::search::graph::{self, Direction};
 use crate::store::Cache;
-pub use classic::bisect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BisectError {
@@ -272,7 +274,44 @@ pub struct Summary {
     pub steps: Vec<Step>,
     /// The noisy search's posterior view (absent under `--policy classic`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub search: Option<noisy::SearchReport>,
+    pub search: Option<SearchReport>,
+}
+
+/// How a bisection decides: which driver runs the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The posterior search over the commit graph ([`noisy`]).
+    Bayes,
+    /// `git bisect`'s selection and rule ([`classic`]).
+    Classic,
+}
+
+/// What the noisy search adds to a bisection's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    pub policy: Policy,
+    /// The normalized titles runs were matched against.
+    pub target: Vec<String>,
+    /// The culprit's probability (or "no culprit"'s), when one was named.
+    pub probability: Option<f64>,
+    /// The fewest commits holding 95% of the posterior, most likely first.
+    pub credible_set: Vec<CommitId>,
+    /// Why the search stopped without a culprit, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
+    /// Per kernel: its commits in the range and its runs under the target.
+    pub kernels: Vec<KernelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReport {
+    pub signature: KernelSignature,
+    pub commits: Vec<CommitId>,
+    #[serde(flatten)]
+    pub counts: ClassCounts,
+    /// The posterior probability that the culprit is one of `commits`.
+    pub mass: f64,
 }
 
 pub(crate) fn totals(steps: &[Step]) -> Totals {

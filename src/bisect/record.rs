@@ -15,8 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::session::Policy;
-use super::{Outcome, Purpose, Summary, Totals};
+use super::{Outcome, Policy, Purpose, Summary, Totals};
 use crate::exec::{BuildSource, Verdict};
 use crate::git::Repo;
 use crate::key::{CommitId, TestKey};

@@ -26,11 +26,11 @@ impl TargetArgs {
     }
 }
 
-impl From<Policy> for bisect::session::Policy {
-    fn from(p: Policy) -> bisect::session::Policy {
+impl From<Policy> for bisect::Policy {
+    fn from(p: Policy) -> bisect::Policy {
         match p {
-            Policy::Bayes => bisect::session::Policy::Bayes,
-            Policy::Classic => bisect::session::Policy::Classic,
+            Policy::Bayes => bisect::Policy::Bayes,
+            Policy::Classic => bisect::Policy::Classic,
         }
     }
 }

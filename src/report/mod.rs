@@ -195,7 +195,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
 }
 
 /// The noisy search's view: probability, credible set, kernels' runs.
-fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
+fn search_text(out: &mut String, r: &crate::bisect::SearchReport) {
     if let Some(p) = r.probability {
         let _ = writeln!(out, "probability: {p:.3}");
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::bisect::record::RunTime;
 use crate::exec::Recipe;
+use crate::search::graph::Direction;
 
 const SMALL: &[(&str, &str)] = &[
     ("DEMO_COMMITS", "40"),
