@@ -1,13 +1,20 @@
-//! Bisection: the shared vocabulary of every driver (options, steps,
-//! outcomes, summaries, errors, totals) and where a repository's build tree
-//! lives. The drivers are [`classic`] (git's selection and rule) and
-//! [`noisy`] (the posterior search, [`bayes`]); [`session`] is the opening
-//! and closing they share.
+//! Bisection: the drivers with their opening and closing. [`entry::run`]
+//! is a whole bisection as the CLI runs it: the record's setup, the
+//! driver of the chosen [`Policy`] ([`classic`], git's selection and
+//! rule; [`noisy`], the posterior search of `crate::search::bayes` on a
+//! real repository, asking `oracle.rs`, with its ends settled by
+//! `ends.rs`) between [`session`]'s opening and closing, the `--log`
+//! (`logfile.rs`) and the [`record`] kept. This file is the shared
+//! vocabulary: options, steps, outcomes, summaries, errors, totals, and
+//! where a repository's build tree lives.
 //!
 //! All state lives in the cache: a bisection killed at any point and run
 //! again replays every completed build and run from it and carries on.
 //!
-//! Invariant: this module decides nothing; it names things.
+//! Invariant: commits are evaluated only through `crate::exec` and chosen
+//! only by `crate::search` or git's selection; this file names things,
+//! decides nothing, and uses none of its submodules (the files of
+//! `bisect/` import one another without a circle: `tests/layering.rs`).
 
 pub mod classic;
 mod ends;
@@ -26,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::exec::{self, BuildSource, CommitEvaluator, EvalError, Evaluation, Evidence, Verdict};
+use crate::exec::{self, EvalError, Evaluation, Evidence, Verdict};
 
 use crate::git::GitError;
 use crate::search::graph::{self, Direction};
