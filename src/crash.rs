@@ -173,12 +173,20 @@ impl Target {
         match outcome {
             Outcome::Ok => RunClass::Ok,
             Outcome::Infra | Outcome::BootFailed | Outcome::Skip => RunClass::NoInfo,
-            Outcome::Crash if title.is_some_and(is_suppressed) => RunClass::NoInfo,
-            Outcome::Crash => match title {
-                _ if self.is_empty() => RunClass::Match,
-                Some(t) if self.matches(t) => RunClass::Match,
-                _ => RunClass::Other,
-            },
+            Outcome::Crash => self.classify_crash(title),
+        }
+    }
+
+    /// What one crash says about this target: the crash arm of
+    /// [`Target::classify`], for callers that know the run crashed and
+    /// hold no run record (the search model's simulator). A suppressed
+    /// crash (not a kernel bug) tells nothing.
+    pub fn classify_crash(&self, title: Option<&str>) -> RunClass {
+        match title {
+            Some(t) if is_suppressed(t) => RunClass::NoInfo,
+            _ if self.is_empty() => RunClass::Match,
+            Some(t) if self.matches(t) => RunClass::Match,
+            _ => RunClass::Other,
         }
     }
 

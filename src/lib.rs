@@ -1,57 +1,14 @@
 //! kcache: a content-addressed build cache and bisect accelerator for Linux
-//! kernel bisection.
+//! kernel bisection. The bisection is four rooms: [`search`] (the search
+//! model and its simulator: pure, no I/O), [`exec`] (the evaluation of
+//! commits: builds, tests, run and build slots, speculation, prediction),
+//! [`bisect`] (the drivers with their opening, closing, log and record) and
+//! [`store`] (the cache); the CLI (`src/main.rs`, `src/cli/`) only parses,
+//! calls the library and prints what [`report`] renders.
 //!
-//! # Code map
-//!
-//! | module        | concept |
-//! |---------------|---------|
-//! | [`signature`] | syzkaller-compatible kernel signatures of ELF files; `diff` explains why two differ |
-//! | [`key`]       | build keys and test keys: BLAKE3 over canonical encodings of their inputs |
-//! | [`store`]     | the cache: zstd blobs by BLAKE3, the RocksDB index, records (`RunId`, `BisectionId`), counters (written with the record they count), gc, verify; the remote tier (`remote`, `upload`) |
-//! | [`config`]    | effective settings: command line, environment, config file |
-//! | [`dirs`]      | the user's directories: the config file's and the cache's default places |
-//! | [`syzlog`]    | syzbot bisection logs, the format's one owner: model, grammar (the words both directions use), reader, writer (kcache's `--log`), per-log analysis, corpus replay |
-//! | [`git`]       | the repository: the commit graph in-process with `git2` (a range's DAG in one walk, parents, ancestry, merge bases, tags), the real `git` where git's own semantics matter (the build clone, `rev-list --bisect-all`, diffs) |
-//! | [`kernel`]    | kbuild helpers: toolchain identity, the embedded kbuild recipe, input sets from kbuild `.cmd` files |
-//! | [`title`]     | crash titles from console output, as syzkaller/syzbot write them (`kcache title`; the search titles runs with it) |
-//! | [`vm`]        | the reproducer harness: a C reproducer compiled static, packed with kcache's init into an initramfs, run in QEMU (KVM or TCG) N times; each run titled with `title` (`kcache repro`, `bisect --repro`) |
-//! | [`crash`]     | crash identity: title normalization, a bisection's target, run classes (match / other / ok / no-info) |
-//! | [`bisect`]    | commit selection, evidence and verdicts, no-op prediction, evaluation (`exec`: build, test), the drivers (`classic`; `noisy` = `bayes`, the noisy search over a commit DAG (`graph`) in both directions, with `plan`, sets of tests for run slots and builds wished ahead, and `sim`, simulated lines and DAGs and a wall clock), the shared opening and closing (`session`), the ends (`ends`, `history`), `lookup`; `logfile` hands steps to `syzlog`'s writer; `record`: a finished bisection as a self-contained record |
-//! | [`import`]    | syzbot logs into the cache: known signatures and test runs |
-//! | [`judge`]     | a syzbot result judged by its own runs: the tested line rebuilt, runs classified against the bug's title, `bayes`'s posterior of the culprit and of each verdict being wrong (`log analyze`'s confidence, `weak-evidence`) |
-//! | [`prebuild`]  | `kcache prebuild`: a whole range built (or predicted) ahead of any bisection, through `bisect`'s evaluator |
-//! | [`report`]    | text renderings of results (JSON is each result's own `Serialize`); `store`: the cache commands' answers; `html`: a bisection's self-contained report |
-//! | [`trust`]     | signing keys, the signed-record envelope, the trust policy for team records |
-//! | [`child`]     | the user's build and test commands as child processes that die with kcache and time out |
-//!
-//! # Layering
-//!
-//! `signature`, `key` and `syzlog` depend on nothing else in the crate.
-//! `dirs` (the user's directories) depends on nothing; `trust` on nothing
-//! but `dirs`; `config` sits above `store` and `trust` (their option types),
-//! and nothing below it reads it: no import circle.
-//! `store` uses `signature` (its `KernelSignature`, and re-signing blobs in
-//! `verify --repair` and restores), `key` and `trust` (the remote seals and
-//! judges records with it); `git` uses only `key`'s id types; `kernel` uses
-//! `key` and `store`'s input-set record. `bisect`
-//! sits on `store`, `git`, `kernel`, `crash`, `child` and `syzlog` (whose
-//! writer it calls, never the log's syntax); `import` joins `syzlog` to
-//! `store`; `judge` joins `syzlog` to `bisect::bayes` and `crash`; `vm`
-//! uses `title`, `key` (its test inputs) and `kernel`'s config check, and
-//! `bisect` calls it as a test; `store`'s `gc` and `verify` use
-//! `vm::workdir` (the harness's work files; a leaf that depends on nothing)
-//! and nothing else of `vm`; `report` only renders, and nothing in the
-//! library calls it (`bisect` does not). Nothing below the CLI prints
-//! except through [`notice`], which `--json` silences. The CLI
-//! (`src/main.rs`, with `src/cli/`) only parses arguments, calls the
-//! library and prints what `report` renders; it holds no logic.
-//!
-//! # Identifiers
-//!
-//! Commits are `key::CommitId`, trees `key::TreeId`, kernels
-//! `signature::KernelSignature` (the search's too), keys `key::BuildKey` /
-//! `key::TestKey`, runs `store::RunId`, bisections `store::BisectionId`:
-//! no `String` holds one outside the log model ([`syzlog`]).
+//! See `docs/architecture.md` for the bird's-eye view, the code map with
+//! one invariant per module, and the layering rules (enforced by
+//! `tests/layering.rs`).
 
 /// The one way kcache shortens a commit id, signature or key for people:
 /// its first 12 hex digits, as `git log --abbrev=12` (the whole string
@@ -145,6 +102,7 @@ pub mod child;
 pub mod config;
 pub mod crash;
 pub mod dirs;
+pub mod exec;
 pub mod git;
 pub mod import;
 pub mod judge;
@@ -152,6 +110,7 @@ pub mod kernel;
 pub mod key;
 pub mod prebuild;
 pub mod report;
+pub mod search;
 pub mod signature;
 pub mod store;
 pub mod syzlog;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use kcache::bisect::{self, CommitEvaluator, Verdict};
+use kcache::bisect;
+use kcache::exec::{CommitEvaluator, Verdict};
 use kcache::git::Repo;
 use kcache::key::Key;
 use kcache::report as text;
@@ -203,7 +204,7 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let opts = bisect_options(&args);
     let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
     finish_uploads(&cache);
-    let bisect::session::Finished { summary, record } = finished?;
+    let bisect::entry::Finished { summary, record } = finished?;
     if let Some(path) = &args.report {
         write_report(path, &record)?;
     }
@@ -393,11 +394,11 @@ fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::
 fn predict_cmd(settings: &kcache::config::Settings, args: PredictArgs) -> anyhow::Result<ExitCode> {
     let cache = open_existing_cache(settings)?;
     let repo = Repo::open(&args.repo)?;
-    let references = bisect::predict::references_in_cache(&cache)?;
+    let references = kcache::exec::predict::references_in_cache(&cache)?;
     for rev in &args.commits {
         let commit = repo.commit_id(rev)?;
-        let judged = bisect::predict::judge_all(&repo, &references, &commit)?;
-        let prediction = bisect::predict::CommitPrediction::new(&commit, &judged);
+        let judged = kcache::exec::predict::judge_all(&repo, &references, &commit)?;
+        let prediction = kcache::exec::predict::CommitPrediction::new(&commit, &judged);
         Out(args.json).line("kcache/predict/v1", &prediction, || {
             text::prediction_text(&commit, &judged)
         })?;
@@ -409,10 +410,10 @@ fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::
     let cache = open_existing_cache(settings)?;
     let target = (!args.crash_titles.is_empty()).then(|| kcache::crash::Target::new(&args.crash_titles));
     let found = match (&args.build_key, &args.signature) {
-        (_, Some(sig)) => bisect::lookup::by_signature(&cache, &cache.resolve_signature(sig)?, target.as_ref())?,
+        (_, Some(sig)) => kcache::exec::lookup::by_signature(&cache, &cache.resolve_signature(sig)?, target.as_ref())?,
         (k, None) => {
             let key = build_key_of(&cache, k.as_deref(), &args.inputs)?;
-            bisect::lookup::by_build_key(&cache, &key, target.as_ref())?
+            kcache::exec::lookup::by_build_key(&cache, &key, target.as_ref())?
         }
     };
     Out(args.json).pretty("kcache/lookup/v1", &found, || text::lookup_text(&found))?;

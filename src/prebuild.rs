@@ -8,13 +8,13 @@
 //! whose kernel is predicted (no input of an earlier build differs) gets a
 //! record naming that build (`predicted_from`) and costs no build.
 //!
-//! Invariant: builds only through `bisect::CommitEvaluator::build_or_predict`
+//! Invariant: builds only through `exec::CommitEvaluator::build_or_predict`
 //! (keys, claims, prediction and uploads exactly as a bisection's); never
 //! runs a test.
 
 use std::time::Instant;
 
-use crate::bisect::{BuildSource, CommitEvaluator, EvalError};
+use crate::exec::{BuildSource, CommitEvaluator, EvalError};
 use crate::git::{GitError, Repo};
 use crate::key::CommitId;
 use crate::store::{host, now, Cache, PrebuildRecord, PREBUILD_SCHEMA};

@@ -10,9 +10,9 @@
 //! Prints one Markdown row per cell: accuracy, mean runs, mean builds per
 //! policy, and `git bisect`'s builds for the same histories.
 
-use kcache::bisect::bayes::Model;
-use kcache::bisect::graph::Direction;
-use kcache::bisect::sim::{self, dag, History, Rng, Setting};
+use kcache::search::bayes::Model;
+use kcache::search::graph::Direction;
+use kcache::search::sim::{self, dag, History, Rng, Setting};
 use rayon::prelude::*;
 
 struct Cell {

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use kcache::bisect::bayes::{self, Model};
-use kcache::bisect::graph::Direction;
-use kcache::bisect::sim::{self, dag, timed::Timed, History, Rng, Setting, SimOracle};
 use kcache::crash::Target;
+use kcache::search::bayes::{self, Model};
+use kcache::search::graph::Direction;
+use kcache::search::sim::{self, dag, timed::Timed, History, Rng, Setting, SimOracle};
 
 /// Peak resident memory of this process (MB), from /proc/self/status.
 fn peak_mb() -> f64 {

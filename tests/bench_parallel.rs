@@ -9,10 +9,10 @@
 //!     (BENCH_PAR_TRIALS overrides the trials per cell; BENCH_PAR_ONLY=300
 //!     or =10000 or =dag runs those cells only)
 
-use kcache::bisect::bayes::Model;
-use kcache::bisect::graph::Direction;
-use kcache::bisect::sim::wallclock::{trial, Schedule, WallTrial};
-use kcache::bisect::sim::{dag, History, Rng, Setting};
+use kcache::search::bayes::Model;
+use kcache::search::graph::Direction;
+use kcache::search::sim::wallclock::{trial, Schedule, WallTrial};
+use kcache::search::sim::{dag, History, Rng, Setting};
 
 const RUN_SLOTS: u32 = 10;
 
@@ -185,10 +185,10 @@ fn thinking_per_step() {
             ),
         ] {
             let mut oracle =
-                kcache::bisect::sim::timed::Timed::new(kcache::bisect::sim::wallclock::Clocked::new(h, schedule, 5));
-            let out = match kcache::bisect::bayes::search(
+                kcache::search::sim::timed::Timed::new(kcache::search::sim::wallclock::Clocked::new(h, schedule, 5));
+            let out = match kcache::search::bayes::search(
                 &Model::default(),
-                kcache::crash::Target::new([kcache::bisect::sim::TARGET_TITLE]),
+                kcache::crash::Target::new([kcache::search::sim::TARGET_TITLE]),
                 &h.graph,
                 h.direction,
                 &mut oracle,
@@ -197,7 +197,7 @@ fn thinking_per_step() {
                 Err(never) => match never {},
             };
             let right =
-                matches!(out.ending, kcache::bisect::bayes::Ending::Culprit { index, .. } if index == h.culprit);
+                matches!(out.ending, kcache::search::bayes::Ending::Culprit { index, .. } if index == h.culprit);
             let steps: Vec<f64> = oracle.steps.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
             let max = steps.iter().cloned().fold(0.0, f64::max);
             let med = median(steps.clone());

@@ -103,12 +103,11 @@ impl History {
     }
 }
 
-/// A test that reports the toy's BUG every time (`flaky`: in 30% of runs,
-/// plus an unrelated WARNING in 6% of all runs, from a counter, so runs are
-/// reproducible).
+/// A test that reports the toy's BUG every time (`flaky`: see
+/// [`flaky_test`]).
 fn test_script(dir: &Path, flaky: bool) -> PathBuf {
     match flaky {
-        true => counter_test(dir, "flaky-test.sh", 60, 360, ""),
+        true => flaky_test(dir, "flaky-test.sh", ""),
         false => counter_test(dir, "test.sh", 0, 1000, ""),
     }
 }
@@ -504,12 +503,7 @@ fn without_good_the_search_walks_back_over_release_tags() {
     assert_eq!(s["outcome"]["commit"], culprit.as_str(), "{s}");
     let v02 = git(&h.repo, &["rev-parse", "v0.2^{commit}"]);
     assert_eq!(s["good"][0], v02.as_str(), "{s}");
-    let notes: Vec<&str> = s["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap())
-        .collect();
+    let notes = strings(&s["notes"]);
     let walk = notes
         .iter()
         .find(|n| n.contains("release tags"))
@@ -597,17 +591,17 @@ fn a_good_end_that_crashes_stops_the_search_saying_so() {
 /// library, without the binary: what the CLI's `bisect` runs.
 #[test]
 fn a_whole_bisection_runs_through_the_library() {
-    use kcache::bisect::{self, session};
+    use kcache::bisect::{self, entry};
     let dir = tempfile::tempdir().unwrap();
     let (h, root, culprit, merge) = topic_history(dir.path());
     let test = test_script(dir.path(), false);
     let cache = kcache::store::Cache::open(&dir.path().join("cache")).unwrap();
     let repo = kcache::git::Repo::open(&h.repo).unwrap();
-    let recipe = bisect::BisectRecipe {
+    let recipe = kcache::exec::Recipe {
         runs: 3,
-        ..bisect::BisectRecipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
+        ..kcache::exec::Recipe::new("make -s vmlinux", test.display().to_string(), "gcc (the test's)")
     };
-    let mut evaluator = bisect::CommitEvaluator::new(
+    let mut evaluator = kcache::exec::CommitEvaluator::new(
         recipe,
         bisect::worktree_dir(&cache, repo.dir()),
         bisect::state_dir(&cache, repo.dir()),
@@ -617,18 +611,18 @@ fn a_whole_bisection_runs_through_the_library() {
     let opts = bisect::Options {
         goods: vec![root],
         bad: "HEAD".into(),
-        direction: bisect::Direction::Cause,
+        direction: kcache::search::graph::Direction::Cause,
         good_tags: "v[0-9]*".into(),
         first_parent: false,
         log: None,
         predict: true,
     };
-    let finished = session::run(
+    let finished = entry::run(
         &repo,
         &cache,
         &mut evaluator,
         &opts,
-        session::Policy::Bayes,
+        bisect::Policy::Bayes,
         &bisect::noisy::NoisyOptions::default(),
         &mut |_| {},
     )

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 
@@ -17,13 +17,6 @@ const REPO: &[(&str, &str)] = &[
     ("DEMO_AFTER_REGRESSION", "comment"),
 ];
 
-/// A test that reports the toy kernel's bug in 30% of its runs and an
-/// unrelated warning in 6% of all runs, from a deterministic sequence (a
-/// counter in `dir`), so the test is reproducible.
-fn noisy_test(dir: &Path) -> PathBuf {
-    counter_test(dir, "noisy-test.sh", 60, 360, " 1")
-}
-
 fn noisy_bisect(cache: &Path, repo: &Path, test: &Path, extra: &[&str]) -> serde_json::Value {
     let mut c = bisect_whole(cache, repo, test);
     c.args(["--runs", "10", "--json"]).args(extra);
@@ -34,7 +27,7 @@ fn noisy_bisect(cache: &Path, repo: &Path, test: &Path, extra: &[&str]) -> serde
 fn flaky_reproducer_and_unrelated_crashes_still_give_the_right_culprit() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
-    let test = noisy_test(dir.path());
+    let test = flaky_test(dir.path(), "noisy-test.sh", " 1");
     let cache = dir.path().join("cache");
     let regression = commit_by_subject(&repo, "grow the pool");
     let s = noisy_bisect(
@@ -47,12 +40,7 @@ fn flaky_reproducer_and_unrelated_crashes_still_give_the_right_culprit() {
     assert_eq!(s["outcome"]["commit"], regression.as_str(), "{s}");
     let search = &s["search"];
     assert!(search["probability"].as_f64().unwrap() >= 0.95, "{search}");
-    let credible: Vec<&str> = search["credible_set"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let credible = strings(&search["credible_set"]);
     assert_eq!(credible[0], regression, "{search}");
     // The unrelated warning was seen, reported per kernel, and did not make
     // any kernel bad: every kernel with a match is on the bad side.
@@ -84,7 +72,7 @@ fn flaky_reproducer_and_unrelated_crashes_still_give_the_right_culprit() {
 fn the_target_is_learned_from_the_bad_commit_and_the_log_parses_back() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
-    let test = noisy_test(dir.path());
+    let test = flaky_test(dir.path(), "noisy-test.sh", " 1");
     let cache = dir.path().join("cache");
     let log = dir.path().join("bisect.log");
     let s = noisy_bisect(&cache, &repo, &test, &["--log", log.to_str().unwrap()]);
@@ -128,7 +116,7 @@ fn the_target_is_learned_from_the_bad_commit_and_the_log_parses_back() {
 fn a_budget_ends_with_the_credible_set() {
     let dir = tempfile::tempdir().unwrap();
     let repo = demo_repo(dir.path(), REPO);
-    let test = noisy_test(dir.path());
+    let test = flaky_test(dir.path(), "noisy-test.sh", " 1");
     let cache = dir.path().join("cache");
     let mut c = bisect_whole(&cache, &repo, &test);
     c.args(["--runs", "10", "--json", "--max-builds", "2"])
@@ -158,9 +146,7 @@ fn tests_that_tell_nothing_end_the_search() {
             ("DEMO_BREAK_TO", "3"),
         ],
     );
-    let hang = dir.path().join("hang.sh");
-    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
-    run_ok(std::process::Command::new("chmod").arg("+x").arg(&hang));
+    let hang = hanging_test(dir.path());
     let cache = dir.path().join("cache");
     let mut c = bisect_whole(&cache, &repo, &hang);
     c.args([
@@ -201,9 +187,7 @@ fn a_target_cannot_be_learned_from_runs_that_all_time_out() {
             ("DEMO_BREAK_TO", "100"),
         ],
     );
-    let hang = dir.path().join("hang.sh");
-    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
-    run_ok(std::process::Command::new("chmod").arg("+x").arg(&hang));
+    let hang = hanging_test(dir.path());
     let cache = dir.path().join("cache");
     let mut c = bisect_whole(&cache, &repo, &hang);
     c.args(["--runs", "1", "--test-timeout", "0.2"]);

@@ -24,11 +24,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use super::{
-    exec, logfile, session, short, BisectError, CommitEvaluator, Evaluation, NoCulprit, Options, Outcome, Purpose,
-    Step, Summary, Verdict,
-};
+use super::{logfile, session, BisectError, NoCulprit, Options, Outcome, Purpose, Step, Summary};
+use crate::exec::{self, CommitEvaluator, Evaluation, Verdict};
 use crate::git::Repo;
+use crate::key::short;
 use crate::key::CommitId;
 use crate::store::Cache;
 
@@ -47,7 +46,7 @@ pub fn bisect(
     opts: &Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, BisectError> {
-    if opts.direction == super::Direction::Fix {
+    if opts.direction == crate::search::graph::Direction::Fix {
         return Err(BisectError::Unsupported(
             "--fix needs the default policy (bayes): --policy classic bisects for a cause only".into(),
         ));

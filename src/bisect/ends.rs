@@ -7,11 +7,11 @@
 //! Invariant: only tests ends and says what it found (notes, errors); the
 //! range and the search are [`super::noisy`]'s.
 
-use super::bayes::{Kernel, Oracle};
-use super::noisy::GitOracle;
+use super::oracle::GitOracle;
 use super::{history, BisectError};
 use crate::crash::{ClassCounts, Target};
 use crate::key::{short, CommitId};
+use crate::search::bayes::{Kernel, Oracle};
 
 /// What testing one end found.
 enum Seen {

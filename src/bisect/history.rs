@@ -4,8 +4,8 @@
 //!
 //! Invariant: pure functions of tags and of a [`Graph`]; no git, no cache.
 
-use super::graph::Graph;
 use crate::git::Tag;
+use crate::search::graph::Graph;
 
 /// A release tag's version: `v6.8` is (6, 8, None), `v6.8.3` (6, 8, Some(3));
 /// `None` for release candidates (`-rc`) and names that are no version.

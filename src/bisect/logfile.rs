@@ -10,9 +10,11 @@ use std::path::Path;
 
 use crate::key::CommitId;
 
-use super::exec::BuildSource;
-use super::{BisectError, Direction, Evaluation, Outcome, Purpose, Step, Verdict};
+use super::{BisectError, Outcome, Purpose, Step};
+use crate::exec::BuildSource;
+use crate::exec::{Evaluation, Verdict};
 use crate::git::Repo;
+use crate::search::graph::Direction;
 use crate::store::Outcome as RunOutcome;
 use crate::syzlog::{self, CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 

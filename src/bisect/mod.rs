@@ -1,43 +1,43 @@
-//! Bisection: the shared vocabulary of every driver (options, steps,
-//! outcomes, summaries, errors, totals) and where a repository's build tree
-//! lives. The drivers are [`classic`] (git's selection and rule) and
-//! [`noisy`] (the posterior search, [`bayes`]); [`session`] is the opening
-//! and closing they share.
+//! Bisection: the drivers with their opening and closing. [`entry::run`]
+//! is a whole bisection as the CLI runs it: the record's setup, the
+//! driver of the chosen [`Policy`] ([`classic`], git's selection and
+//! rule; [`noisy`], the posterior search of `crate::search::bayes` on a
+//! real repository, asking `oracle.rs`, with its ends settled by
+//! `ends.rs`) between [`session`]'s opening and closing, the `--log`
+//! (`logfile.rs`) and the [`record`] kept. This file is the shared
+//! vocabulary: options, steps, outcomes, summaries, errors, totals, and
+//! where a repository's build tree lives.
 //!
 //! All state lives in the cache: a bisection killed at any point and run
 //! again replays every completed build and run from it and carries on.
 //!
-//! Invariant: this module decides nothing; it names things.
+//! Invariant: commits are evaluated only through `crate::exec` and chosen
+//! only by `crate::search` or git's selection; this file names things,
+//! decides nothing, and uses none of its submodules (the files of
+//! `bisect/` import one another without a circle: `tests/layering.rs`).
 
-pub mod bayes;
 pub mod classic;
 mod ends;
-pub mod evidence;
-pub mod exec;
-pub mod graph;
+pub mod entry;
 pub mod history;
 mod logfile;
-pub mod lookup;
 pub mod noisy;
-pub mod predict;
+mod oracle;
 pub mod record;
-mod repro;
 pub mod session;
-pub mod sim;
 
+use crate::crash::ClassCounts;
 use crate::key::CommitId;
 use crate::signature::KernelSignature;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use evidence::{Evidence, Verdict};
-pub use exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Recipe as BisectRecipe};
+use crate::exec::{self, EvalError, Evaluation, Evidence, Verdict};
 
 use crate::git::GitError;
+use crate::search::graph::{self, Direction};
 use crate::store::Cache;
-pub use classic::bisect;
-pub use graph::Direction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BisectError {
@@ -281,7 +281,44 @@ pub struct Summary {
     pub steps: Vec<Step>,
     /// The noisy search's posterior view (absent under `--policy classic`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub search: Option<noisy::SearchReport>,
+    pub search: Option<SearchReport>,
+}
+
+/// How a bisection decides: which driver runs the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The posterior search over the commit graph ([`noisy`]).
+    Bayes,
+    /// `git bisect`'s selection and rule ([`classic`]).
+    Classic,
+}
+
+/// What the noisy search adds to a bisection's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    pub policy: Policy,
+    /// The normalized titles runs were matched against.
+    pub target: Vec<String>,
+    /// The culprit's probability (or "no culprit"'s), when one was named.
+    pub probability: Option<f64>,
+    /// The fewest commits holding 95% of the posterior, most likely first.
+    pub credible_set: Vec<CommitId>,
+    /// Why the search stopped without a culprit, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecided: Option<String>,
+    /// Per kernel: its commits in the range and its runs under the target.
+    pub kernels: Vec<KernelReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReport {
+    pub signature: KernelSignature,
+    pub commits: Vec<CommitId>,
+    #[serde(flatten)]
+    pub counts: ClassCounts,
+    /// The posterior probability that the culprit is one of `commits`.
+    pub mass: f64,
 }
 
 pub(crate) fn totals(steps: &[Step]) -> Totals {
@@ -305,7 +342,7 @@ pub(crate) fn totals(steps: &[Step]) -> Totals {
     t
 }
 
-pub use crate::key::short;
+use crate::key::short;
 
 /// Where a bisection keeps its worktree: one per repository, under the
 /// cache, so warm runs find their build outputs again.

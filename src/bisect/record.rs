@@ -15,8 +15,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::session::Policy;
-use super::{BuildSource, Outcome, Purpose, Summary, Totals, Verdict};
+use super::{Outcome, Policy, Purpose, Summary, Totals};
+use crate::exec::{BuildSource, Verdict};
 use crate::git::Repo;
 use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
@@ -347,7 +347,7 @@ impl Setup {
     pub fn new(
         repo: &Repo,
         opts: &super::Options,
-        evaluator: &super::CommitEvaluator,
+        evaluator: &crate::exec::CommitEvaluator,
         policy: Policy,
     ) -> Result<Setup, crate::git::GitError> {
         let recipe = evaluator.recipe();
@@ -367,7 +367,7 @@ impl Setup {
             runs: recipe.runs,
             policy,
             first_parent: opts.first_parent,
-            fix: opts.direction == super::Direction::Fix,
+            fix: opts.direction == crate::search::graph::Direction::Fix,
             good_tags: opts.goods.is_empty().then(|| opts.good_tags.clone()),
         })
     }
@@ -526,7 +526,7 @@ fn step_row(s: &super::Step, positions: &HashMap<CommitId, usize>, cache: &Cache
 
 /// A reused build made by another host (a team member through the
 /// remote, or another machine sharing the cache directory).
-fn from_elsewhere(cache: &Cache, e: &super::Evaluation) -> bool {
+fn from_elsewhere(cache: &Cache, e: &crate::exec::Evaluation) -> bool {
     let key = e.reference_key.unwrap_or(e.build_key);
     matches!(cache.view(|v| v.build(&key)), Ok(Some(b)) if b.host != crate::store::host())
 }
@@ -571,10 +571,10 @@ fn kernel_rows(cache: &Cache, test_key: &TestKey, steps: &[StepRow]) -> Vec<Kern
     rows
 }
 
-fn outcome_row(outcome: &Outcome, direction: super::Direction) -> OutcomeRow {
+fn outcome_row(outcome: &Outcome, direction: crate::search::graph::Direction) -> OutcomeRow {
     let first = match direction {
-        super::Direction::Cause => "first bad commit",
-        super::Direction::Fix => "first fixed commit",
+        crate::search::graph::Direction::Cause => "first bad commit",
+        crate::search::graph::Direction::Fix => "first fixed commit",
     };
     match outcome {
         Outcome::Culprit {

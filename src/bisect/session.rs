@@ -1,11 +1,8 @@
 //! The opening and closing every bisection shares, whatever its search:
 //! the endpoints resolved and checked against the cache's evidence, the
 //! cached-range line, the syzkaller-style log, and the summary the record
-//! is made from.
-//!
-//! [`run`] is a whole bisection from resolved options, as the CLI runs it:
-//! the record's setup, the resume notice, the search of the chosen
-//! [`Policy`], and the record kept.
+//! is made from. A whole bisection ([`super::entry::run`]) is a driver
+//! between these two.
 //!
 //! Invariant: decides nothing about which commit to test next; a search
 //! driver ([`super::classic`], [`super::noisy`]) runs between `open` and
@@ -13,61 +10,12 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
-
-use super::{logfile, BisectError, CommitEvaluator, Direction, Options, Outcome, Step, Summary, Verdict};
+use super::{logfile, BisectError, Options, Outcome, Step, Summary};
+use crate::exec::{CommitEvaluator, Verdict};
 use crate::git::Repo;
 use crate::key::CommitId;
+use crate::search::graph::Direction;
 use crate::store::Cache;
-
-/// How a bisection decides: which driver runs the search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// The posterior search over the commit graph ([`super::noisy`]).
-    Bayes,
-    /// `git bisect`'s selection and rule ([`super::classic`]).
-    Classic,
-}
-
-/// A finished bisection: its summary and the record kept of it.
-#[derive(Debug)]
-pub struct Finished {
-    pub summary: Summary,
-    pub record: super::record::BisectionRecord,
-}
-
-/// A whole bisection from resolved options: the record's setup (and the
-/// earlier bisection it resumes, said as a notice), the search of
-/// `policy`, and the record kept (with the good end the search used).
-/// `progress` gets one line per event.
-pub fn run(
-    repo: &Repo,
-    cache: &Cache,
-    evaluator: &mut CommitEvaluator,
-    opts: &Options,
-    policy: Policy,
-    noisy: &super::noisy::NoisyOptions,
-    progress: &mut dyn FnMut(&str),
-) -> Result<Finished, BisectError> {
-    let setup = super::record::Setup::new(repo, opts, evaluator, policy)?;
-    let resumes = super::record::earlier(cache, &setup).map(|e| {
-        crate::notice(&e.resume_line());
-        e.id
-    });
-    let started = crate::store::now();
-    let summary = match policy {
-        Policy::Classic => super::classic::bisect(repo, cache, evaluator, opts, progress),
-        Policy::Bayes => super::noisy::bisect(repo, cache, evaluator, opts, noisy, progress),
-    }?;
-    // The good end may have been found over release tags.
-    let setup = super::record::Setup {
-        good: summary.good.clone(),
-        ..setup
-    };
-    let record = super::record::keep(repo, cache, setup, &summary, started, resumes);
-    Ok(Finished { summary, record })
-}
 
 /// A bisection between its opening and its closing.
 pub(crate) struct Session {
@@ -107,7 +55,7 @@ impl Session {
         outcome: Outcome,
         steps: Vec<Step>,
         notes: Vec<String>,
-        search: Option<super::noisy::SearchReport>,
+        search: Option<super::SearchReport>,
     ) -> Result<Summary, BisectError> {
         self.log
             .finish(&outcome, &steps, repo, self.start.elapsed().as_secs_f64())?;
@@ -197,7 +145,7 @@ pub(crate) fn merged_by(
     let (Some(c), Some(_)) = (range.index_of(culprit), range.commits.last()) else {
         return Ok(Vec::new());
     };
-    let graph = super::graph::Graph::new(range.parents.clone(), range.in_range.clone())?;
+    let graph = crate::search::graph::Graph::new(range.parents.clone(), range.in_range.clone())?;
     Ok(super::history::merge_path(&graph, c, graph.tip())
         .into_iter()
         .map(|m| super::MergeStep {

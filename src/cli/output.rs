@@ -9,7 +9,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use kcache::bisect::{self, CommitEvaluator};
+use kcache::bisect;
+use kcache::exec::CommitEvaluator;
 use kcache::git::Repo;
 use kcache::store::Cache;
 
@@ -109,7 +110,7 @@ pub fn search_with_progress(
     opts: &bisect::Options,
     search: &SearchArgs,
     quiet: bool,
-) -> anyhow::Result<bisect::session::Finished> {
+) -> anyhow::Result<bisect::entry::Finished> {
     let start = std::time::Instant::now();
     let mut held = Vec::new();
     let mut progress = |line: &str| {
@@ -120,7 +121,7 @@ pub fn search_with_progress(
             eprintln!("{line}");
         }
     };
-    let finished = bisect::session::run(
+    let finished = bisect::entry::run(
         repo,
         cache,
         evaluator,

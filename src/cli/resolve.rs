@@ -2,7 +2,8 @@
 //! keys, sizes and VM settings, and the cache the settings name.
 
 use anyhow::{bail, Context};
-use kcache::bisect::{self, BisectRecipe, CommitEvaluator};
+use kcache::bisect;
+use kcache::exec::{CommitEvaluator, Recipe as BisectRecipe};
 use kcache::git::Repo;
 use kcache::kernel::KbuildRecipe;
 use kcache::key::{BuildInputs, BuildKey, CommitId, Key, TestInputs, TestKey};
@@ -25,11 +26,11 @@ impl TargetArgs {
     }
 }
 
-impl From<Policy> for bisect::session::Policy {
-    fn from(p: Policy) -> bisect::session::Policy {
+impl From<Policy> for bisect::Policy {
+    fn from(p: Policy) -> bisect::Policy {
         match p {
-            Policy::Bayes => bisect::session::Policy::Bayes,
-            Policy::Classic => bisect::session::Policy::Classic,
+            Policy::Bayes => bisect::Policy::Bayes,
+            Policy::Classic => bisect::Policy::Classic,
         }
     }
 }
@@ -79,8 +80,8 @@ pub fn bisect_options(a: &BisectArgs) -> bisect::Options {
         goods: a.good.clone(),
         bad: a.bad.clone(),
         direction: match a.fix {
-            true => bisect::Direction::Fix,
-            false => bisect::Direction::Cause,
+            true => kcache::search::graph::Direction::Fix,
+            false => kcache::search::graph::Direction::Cause,
         },
         good_tags: a.good_tags.clone(),
         first_parent: a.first_parent,
@@ -112,7 +113,7 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
     let vm_memory = r.repro.is_some().then_some(r.vm.memory);
     let jobs = r
         .jobs
-        .unwrap_or_else(|| bisect::exec::parallel::default_jobs(vm_memory));
+        .unwrap_or_else(|| kcache::exec::parallel::default_jobs(vm_memory));
     Ok(BisectRecipe {
         repro,
         build,

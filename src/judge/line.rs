@@ -4,7 +4,7 @@
 //!
 //! Invariant: positions only; no runs, no titles, no probabilities.
 
-use crate::bisect::bayes::Kernel;
+use crate::search::bayes::Kernel;
 use crate::syzlog::{Log, Purpose, Step, Verdict};
 
 use super::{kernel_of, Settings};

@@ -42,8 +42,8 @@ mod tests;
 
 use std::path::PathBuf;
 
-use crate::bisect::bayes::{self, Kernel, Model};
 use crate::crash::{normalize_title, ClassCounts, RunClass, Target};
+use crate::search::bayes::{self, Kernel, Model};
 use crate::signature::KernelSignature;
 use crate::syzlog::{
     self, Analysis, Confidence, Direction, Finding, Log, Purpose, ReplayReport, RunCounts, RunOutcome, Runs, Severity,

@@ -11,9 +11,11 @@ use std::path::Path;
 
 use crate::key::CommitId;
 
-use crate::bisect::lookup::Lookup;
-use crate::bisect::predict::Blocker;
-use crate::bisect::{exec::describe, exec::BuildSource, short, Outcome, Summary};
+use crate::bisect::{Outcome, Summary};
+use crate::exec::lookup::Lookup;
+use crate::exec::predict::Blocker;
+use crate::exec::{describe, BuildSource};
+use crate::key::short;
 use crate::signature::{diff::Change, DiffReport};
 use crate::store::Stats;
 use crate::syzlog::{Analysis, ReplayReport, ResultVerdict, Severity};
@@ -193,7 +195,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
 }
 
 /// The noisy search's view: probability, credible set, kernels' runs.
-fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
+fn search_text(out: &mut String, r: &crate::bisect::SearchReport) {
     if let Some(p) = r.probability {
         let _ = writeln!(out, "probability: {p:.3}");
     }
@@ -218,7 +220,7 @@ fn search_text(out: &mut String, r: &crate::bisect::noisy::SearchReport) {
 /// `kcache bisect` summary.
 pub fn bisect_text(s: &Summary) -> String {
     let mut out = String::new();
-    let fix = s.direction == crate::bisect::Direction::Fix;
+    let fix = s.direction == crate::search::graph::Direction::Fix;
     let first = if fix { "first fixed commit" } else { "first bad commit" };
     match &s.outcome {
         Outcome::Culprit {
@@ -517,7 +519,7 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
 
 /// `kcache predict`: the first reference that predicts the commit, else
 /// why the nearest one does not.
-pub fn prediction_text(commit: &CommitId, judged: &[(&crate::bisect::predict::Reference, Option<Blocker>)]) -> String {
+pub fn prediction_text(commit: &CommitId, judged: &[(&crate::exec::predict::Reference, Option<Blocker>)]) -> String {
     let same = judged.iter().find(|(_, b)| b.is_none());
     match (same, judged.first()) {
         (Some((r, _)), _) => format!(

@@ -18,7 +18,7 @@
 //!
 //! Invariant: knows nothing of the cache, commits or bisections; it boots
 //! a kernel image it is given and says what happened. The bisection's
-//! test hook (`bisect::exec`) maps its runs to run records.
+//! test hook (`exec`) maps its runs to run records.
 
 pub mod cpio;
 pub mod harness;

@@ -286,6 +286,26 @@ exit 0
     script
 }
 
+/// A flaky test of the toy kernel: its BUG in 30% of the runs on a bad
+/// kernel and an unrelated WARNING in 6% of all runs, from a counter in
+/// `dir`, so the sequence of outcomes is reproducible.
+pub fn flaky_test(dir: &Path, name: &str, vmlinux_args: &str) -> PathBuf {
+    counter_test(dir, name, 60, 360, vmlinux_args)
+}
+
+/// A test whose every run hangs (for `--test-timeout`).
+pub fn hanging_test(dir: &Path) -> PathBuf {
+    let hang = dir.join("hang.sh");
+    std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&hang));
+    hang
+}
+
+/// A JSON array of strings as `&str`s (a summary's notes, a credible set).
+pub fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect()
+}
+
 /// Shell that sets `n` to the next value (1, 2, ...) of the counter in
 /// file `counter`, under a lock: runs of a batch go at once (`--jobs`), and
 /// an unlocked read-increment-write let two runs read one value, or one

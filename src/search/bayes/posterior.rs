@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use super::{p_at, Kernel, Model, Oracle, P_GRID};
-use crate::bisect::graph::{Direction, Graph};
 use crate::crash::{ClassCounts, RunClass, Target};
+use crate::search::graph::{Direction, Graph};
 use crate::signature::KernelSignature;
 
 /// One kernel: the nodes that have it and its runs.

@@ -30,8 +30,8 @@
 use serde::Serialize;
 
 use super::{History, Rng, SimRuns};
-use crate::bisect::bayes::{self, Kernel, Oracle};
 use crate::crash::{RunClass, Target};
+use crate::search::bayes::{self, Kernel, Oracle};
 use crate::signature::KernelSignature;
 
 /// How the oracle may work at once.

@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::bisect::exec::Recipe;
 use crate::bisect::record::RunTime;
+use crate::exec::Recipe;
+use crate::search::graph::Direction;
 
 const SMALL: &[(&str, &str)] = &[
     ("DEMO_COMMITS", "40"),

@@ -246,7 +246,7 @@ impl SimRuns {
 fn classify(target: &Target, title: Option<&str>) -> RunClass {
     match title {
         None => RunClass::Ok,
-        Some(t) => target.classify(crate::store::Outcome::Crash, Some(t)),
+        Some(t) => target.classify_crash(Some(t)),
     }
 }
 

@@ -22,8 +22,8 @@
 use super::choose::Action;
 use super::posterior::{Posterior, Search};
 use super::{p_at, Ending, Kernel, Oracle, P_GRID};
-use crate::bisect::graph::Direction;
 use crate::crash::{ClassCounts, RunClass};
+use crate::search::graph::Direction;
 use crate::signature::KernelSignature;
 
 /// Failed builds in a row that end a search while none succeeded; and once

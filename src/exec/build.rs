@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{claim, io_err, lock_file, BuildFailure, BuildSource, CommitEvaluator, EvalError, Evaluation};
-use crate::bisect::predict::{self, Prediction, Reference};
-use crate::bisect::short;
 use crate::child::{self, Ending};
+use crate::exec::predict::{self, Prediction, Reference};
 use crate::git::{self, Repo};
 use crate::kernel::inputs;
+use crate::key::short;
 use crate::key::{BuildInputs, BuildKey, CommitId};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, InputSet, StoreError};
 

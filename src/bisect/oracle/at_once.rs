@@ -34,7 +34,7 @@ impl GitOracle<'_> {
                 (self.progress)(&format!(
                     "  {} run(s) another kcache process did on {}: counted",
                     unseen.len(),
-                    crate::bisect::short(&self.nodes[*i])
+                    crate::key::short(&self.nodes[*i])
                 ));
                 out[k] = Some(
                     unseen
@@ -90,7 +90,7 @@ impl GitOracle<'_> {
                     scope.spawn(move || {
                         let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
                         let mut say = |line: &str| {
-                            let _ = tx.send(format!("  {}: {}", crate::bisect::short(commit), line.trim_start()));
+                            let _ = tx.send(format!("  {}: {}", crate::key::short(commit), line.trim_start()));
                         };
                         evaluator
                             .test_batch(repo, cache, commit, signature, *n, &matched, &mut say)

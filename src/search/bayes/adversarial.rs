@@ -5,7 +5,7 @@
 //! directions; every search ends within [`boundary::bound`] and says why.
 
 use super::*;
-use crate::bisect::sim::{dag, Rng, Setting};
+use crate::search::sim::{dag, Rng, Setting};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {

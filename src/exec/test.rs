@@ -240,7 +240,7 @@ impl CommitEvaluator {
         run: u32,
     ) -> Result<Option<RunRecord>, EvalError> {
         if let Some(repro) = &self.recipe.repro {
-            return crate::bisect::repro::run(repro, cache, self.test_key, commit, signature, artifacts, run);
+            return crate::exec::repro::run(repro, cache, self.test_key, commit, signature, artifacts, run);
         }
         let start = Instant::now();
         let scratch = tempfile::Builder::new()

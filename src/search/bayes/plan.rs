@@ -8,7 +8,7 @@
 //! the best kernel tell less and less (they share its unknown `p`), while
 //! runs on two kernels on either side of the likely boundary split the
 //! hypotheses three ways. The rule, chosen with the wall-clock simulator
-//! ([`sim::wallclock`](crate::bisect::sim::wallclock)): take the few best
+//! ([`sim::wallclock`](crate::search::sim::wallclock)): take the few best
 //! single tests (by bits per wall second alone) and those that cut the
 //! posterior mass nearest 1/4, 1/3, 2/3 and 3/4, then grow a set greedily
 //! in chunks of `runs / 2` runs (a kernel gets at most its own batch), up
@@ -47,8 +47,8 @@ use super::boundary::{Gap, Prepared};
 use super::choose::{Action, Candidate};
 use super::posterior::{Posterior, Search};
 use super::{p_at, Kernel, Oracle, P_GRID, RETEST_SHARE};
-use crate::bisect::graph::Direction;
 use crate::crash::RunClass;
+use crate::search::graph::Direction;
 use crate::signature::KernelSignature;
 
 /// Single tests a set is grown from.
@@ -477,10 +477,10 @@ fn expected_information(pat: &Patterns, cands: &[Candidate], alloc: &Alloc) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bisect::bayes::Model;
-    use crate::bisect::sim::wallclock::{trial, Clocked, Schedule};
-    use crate::bisect::sim::{History, Rng, Setting, TARGET_TITLE};
     use crate::crash::Target;
+    use crate::search::bayes::Model;
+    use crate::search::sim::wallclock::{trial, Clocked, Schedule};
+    use crate::search::sim::{History, Rng, Setting, TARGET_TITLE};
 
     fn line(seed: u64, build: f64, run: f64, p: f64) -> History {
         let s = Setting::wallclock(300, p, build, run);

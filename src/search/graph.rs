@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn random_dag(n: usize, seed: u64) -> Vec<Vec<usize>> {
-        let mut rng = crate::bisect::sim::Rng::new(seed);
+        let mut rng = crate::search::sim::Rng::new(seed);
         (0..n)
             .map(|i| {
                 let mut ps = Vec::new();

@@ -5,7 +5,7 @@
 
 use super::posterior::{Posterior, Search};
 use super::{p_at, Kernel, Oracle, MIN_GAIN, P_GRID, RETEST_SHARE};
-use crate::bisect::graph::Direction;
+use crate::search::graph::Direction;
 
 fn entropy2(q: f64) -> f64 {
     let h = |x: f64| if x <= 0.0 || x >= 1.0 { 0.0 } else { -x * x.log2() };

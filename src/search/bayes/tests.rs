@@ -79,7 +79,7 @@ fn credible_set_and_information() {
 
 // ---- DAGs: the search over merges, with the simulator as the oracle ----
 
-use crate::bisect::sim::{self, History};
+use crate::search::sim::{self, History};
 
 /// A history on `parents` (node 0 the base; every other node in range),
 /// kernel ids per node, the culprit, a perfect reproducer.

@@ -16,7 +16,7 @@
 //! history is a valid [`Graph`] whose tip is the last mainline node.
 
 use super::{History, Rng, Setting};
-use crate::bisect::graph::{Direction, Graph};
+use crate::search::graph::{Direction, Graph};
 
 struct Branch {
     tip: usize,
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_search_names_the_culprit_on_dags_in_both_directions() {
-        let model = crate::bisect::bayes::Model::default();
+        let model = crate::search::bayes::Model::default();
         for direction in [Direction::Cause, Direction::Fix] {
             for seed in 0..20 {
                 let h = generate(&setting(300), direction, &mut Rng::new(seed));
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn the_search_survives_noise_on_dags() {
-        let model = crate::bisect::bayes::Model::default();
+        let model = crate::search::bayes::Model::default();
         let mut right = 0;
         for seed in 0..30 {
             let s = Setting {

@@ -1,16 +1,26 @@
-//! Evaluating one commit through the cache: reuse what is known, build and
-//! test what is not, record everything as it completes.
+//! The evaluation of commits: one commit through the cache, reusing what
+//! is known, building and testing what is not, recording everything as it
+//! completes.
 //!
-//! This module holds what the two halves share: the recipe, the results
+//! This file holds what the parts share: the recipe, the results
 //! ([`Evaluation`], [`BuildSource`], [`Effort`], [`BuildFailure`],
 //! [`CacheState`]), the errors, the cross-process claims, and the
 //! [`CommitEvaluator`] itself with its constructor, its read-only queries
 //! of the cache and [`CommitEvaluator::evaluate`], which builds (see
-//! `build.rs`) and then tests (`test.rs`, a batch's runs on the run slots
-//! of `parallel.rs`); `speculate.rs` holds the background build slots.
-//! Invariant: nothing here runs a
-//! build or a test command itself; each is run only under its claim, by
-//! its own file.
+//! `build.rs`) and then tests (`test.rs`). Beside them: [`predict`]
+//! (no-op prediction), `repro.rs` (the VM harness as a test),
+//! [`evidence`] (runs to a verdict) and [`lookup`] (`kcache lookup`).
+//!
+//! Where builds and runs are dispatched: the run slots are
+//! [`parallel`] (a batch's runs, from `test.rs`), the build slots the
+//! foreground build in `build.rs` and the background ones in
+//! [`speculate`]. Another executor (a batch scheduler, a cluster) goes
+//! beside them in this module, behind the same evaluator.
+//!
+//! Invariant: the only place a build or a test command is run for a
+//! bisection or a prebuild, each only under its claim, by its own file;
+//! never decides which commit to evaluate (that is `search`'s and
+//! `bisect`'s).
 
 use crate::signature::KernelSignature;
 use std::path::{Path, PathBuf};
@@ -18,14 +28,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::evidence::{Evidence, Verdict};
-use super::predict::Reference;
 use crate::git::{GitError, Repo};
 use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey, TreeId};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, Outcome, RunRecord, StoreError};
+pub use evidence::{Evidence, Verdict};
+use predict::Reference;
 
 mod build;
+pub mod evidence;
+pub mod lookup;
 pub mod parallel;
+pub mod predict;
+mod repro;
 pub mod speculate;
 mod test;
 
@@ -437,7 +451,7 @@ impl CommitEvaluator {
         if eval.effort.runs_done == 0 {
             progress(&format!(
                 "  reused {reused} test run(s) of signature {}",
-                super::short(&signature)
+                key::short(&signature)
             ));
         }
         eval.effort.saved_test_seconds = runs.iter().take(reused as usize).map(|r| r.seconds).sum();

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::exec::EvalError;
+use super::EvalError;
 use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
 use crate::store::{Cache, Outcome, RunRecord};

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bisect::bayes::{Kernel, Oracle};
 use crate::crash::{RunClass, Target};
+use crate::search::bayes::{Kernel, Oracle};
 use crate::signature::KernelSignature;
 
 pub struct Timed<O> {
