@@ -283,12 +283,16 @@ fn shipped_model_is_the_fit() {
 fn replay_prints_the_reliability_table() {
     let labels = shared().join("dev-labels.tsv");
     let dev = shared().join("dev");
-    let out = common::kcache()
-        .args(["log", "replay", "--labels"])
-        .arg(&labels)
-        .arg(&dev)
-        .output()
-        .unwrap();
+    let replay = |json: &[&str], labels: &std::path::Path| {
+        let mut cmd = common::kcache();
+        cmd.args(["log", "replay"])
+            .args(json)
+            .arg("--labels")
+            .arg(labels)
+            .arg(&dev);
+        cmd.output().unwrap()
+    };
+    let out = replay(&[], &labels);
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -303,12 +307,7 @@ fn replay_prints_the_reliability_table() {
     let rows = text.lines().filter(|l| l.trim_start().starts_with("0.")).count();
     assert!(rows >= 5, "{rows} reliability rows: {text}");
 
-    let out = common::kcache()
-        .args(["log", "replay", "--json", "--labels"])
-        .arg(&labels)
-        .arg(&dev)
-        .output()
-        .unwrap();
+    let out = replay(&["--json"], &labels);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["schema"], "kcache/log-replay/v2");
     let c = &doc["calibration"];
@@ -326,12 +325,7 @@ fn replay_prints_the_reliability_table() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("labels.tsv");
     std::fs::write(&bad, "log\tresult\nLog_1\tperhaps\n").unwrap();
-    let out = common::kcache()
-        .args(["log", "replay", "--labels"])
-        .arg(&bad)
-        .arg(&dev)
-        .output()
-        .unwrap();
+    let out = replay(&[], &bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
