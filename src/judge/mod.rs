@@ -3,6 +3,9 @@
 //! classified against the bug, weighed with the noisy search's model
 //! ([`bayes::line_posterior`]): the chance that the named culprit is the
 //! first bad commit, and per good or bad verdict the chance it was wrong.
+//! That runs-only chance is then calibrated ([`calibrate`]) against what the
+//! runs cannot show: the probability users see is "the chance this result
+//! is right", as labelled results measured it.
 //!
 //! # The line
 //!
