@@ -88,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Title(TitleArgs { json, files }) => Ok(title(&files, json)),
         Command::Diff(DiffArgs { a, b, all, json }) => diff(&a, &b, all, json),
         Command::Log(LogCommand::Analyze { json, files }) => Ok(log_analyze(&files, json)),
-        Command::Log(LogCommand::Replay { json, dirs }) => log_replay(&dirs, json),
+        Command::Log(LogCommand::Replay { json, labels, dirs }) => log_replay(&dirs, labels.as_deref(), json),
         Command::Log(LogCommand::Import { json, files }) => log_import_cmd(&settings, &files, json),
     }
 }
@@ -113,7 +113,7 @@ fn log_analyze(files: &[PathBuf], json: bool) -> ExitCode {
             path,
             analysis: &analysis,
         };
-        Out(json).line("kcache/log-analysis/v1", &doc, || text::analysis_text(path, &analysis))
+        Out(json).line("kcache/log-analysis/v2", &doc, || text::analysis_text(path, &analysis))
     });
     match code == ExitCode::SUCCESS && rejected {
         true => ExitCode::from(EXIT_NEGATIVE),
@@ -130,14 +130,18 @@ fn parse_log(path: &Path) -> Result<syzlog::Log, syzlog::LogFileError> {
     Ok(log)
 }
 
-fn log_replay(dirs: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
-    let report = kcache::judge::replay(&syzlog::corpus_files(dirs)?);
+fn log_replay(dirs: &[PathBuf], labels: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let files = syzlog::corpus_files(dirs)?;
+    let report = match labels {
+        Some(path) => kcache::judge::replay_labelled(&files, &syzlog::Labels::read(path)?),
+        None => kcache::judge::replay(&files),
+    };
     report
         .warnings
         .iter()
         .for_each(|w| kcache::warn(&format!("warning: {w}")));
     report.unreadable.iter().for_each(|e| eprintln!("kcache: {e}"));
-    Out(json).pretty("kcache/log-replay/v1", &report, || text::replay_text(&report))?;
+    Out(json).pretty("kcache/log-replay/v2", &report, || text::replay_text(&report))?;
     Ok(match report.unreadable.is_empty() {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(EXIT_ERROR),

@@ -631,6 +631,11 @@ pub enum LogCommand {
         /// Print JSON on stdout (see the README for its shape); stderr has errors only.
         #[arg(long)]
         json: bool,
+        /// Score the judge's probabilities (Brier score, reliability table)
+        /// and flags against labels: a TSV with a header line, then
+        /// `log-name<TAB>correct|incorrect|no output`.
+        #[arg(long, value_name = "TSV")]
+        labels: Option<PathBuf>,
         /// Directories of syzbot bisection logs.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,

@@ -18,7 +18,7 @@ use crate::exec::{describe, BuildSource};
 use crate::key::short;
 use crate::signature::{diff::Change, DiffReport};
 use crate::store::Stats;
-use crate::syzlog::{Analysis, ReplayReport, ResultVerdict, Severity};
+use crate::syzlog::{Analysis, Calibration, ReplayReport, ResultVerdict, Severity};
 
 /// `kcache diff` text output.
 pub fn diff_text(report: &DiffReport, a: &Path, b: &Path) -> String {
@@ -127,7 +127,9 @@ pub fn analysis_text(path: &Path, a: &Analysis) -> String {
             (Some(p), _) => {
                 let _ = writeln!(
                     s,
-                    "  confidence: {p:.3} that the culprit is the first bad commit, by the log's own runs"
+                    "  confidence: {p:.3} that the culprit is right{}",
+                    c.runs_probability
+                        .map_or(String::new(), |r| format!(" (by the log's own runs alone: {r:.3})"))
                 );
             }
             (None, Some(why)) => {
@@ -172,6 +174,9 @@ pub fn replay_text(r: &ReplayReport) -> String {
             e.undecided
         );
     }
+    if let Some(c) = &r.calibration {
+        calibration_text(&mut s, c);
+    }
     if !r.truncated.is_empty() {
         let _ = writeln!(
             s,
@@ -192,6 +197,42 @@ pub fn replay_text(r: &ReplayReport) -> String {
         r.eras.no_signature, r.eras.hex40, r.eras.hex64
     );
     s
+}
+
+/// The judge's probabilities against labels: Brier score and the
+/// reliability table, then the flags' precision and recall.
+pub fn calibration_text(s: &mut String, c: &Calibration) {
+    let _ = writeln!(
+        s,
+        "calibration against labels: {} results with a probability ({} right), {} without (no culprit, or undecided)",
+        c.results, c.right, c.without_probability
+    );
+    let _ = writeln!(
+        s,
+        "  Brier score: {:.3} (always the base rate {:.2}: {:.3})",
+        c.brier,
+        c.right as f64 / c.results.max(1) as f64,
+        c.base_rate_brier
+    );
+    let _ = writeln!(s, "  probability   results  mean probability  fraction right");
+    for b in &c.reliability {
+        let _ = writeln!(
+            s,
+            "  {:.1}-{:.1}      {:>7}  {:>16.2}  {:>14.2}",
+            b.low, b.high, b.count, b.mean_probability, b.fraction_right
+        );
+    }
+    let f = &c.flags;
+    let _ = writeln!(
+        s,
+        "  flags (REJECT or weak-evidence) as \"wrong\": precision {}/{} = {:.1}%, recall {}/{} = {:.1}%",
+        f.flagged_wrong,
+        f.flagged,
+        100.0 * f.precision(),
+        f.flagged_wrong,
+        f.wrong,
+        100.0 * f.recall()
+    );
 }
 
 /// The noisy search's view: probability, credible set, kernels' runs.

@@ -73,7 +73,10 @@ pub use model::{
     CulpritCommit, Direction, Durations, Ending, Garbled, Log, Purpose, Run, RunOutcome, Runs, Step, Trailer, Verdict,
 };
 pub use parse::{parse, parse_reader, ParseError, ReadError, MAX_DETAIL, MAX_ITEMS, MAX_LINE};
-pub use replay::{corpus_files, replay, replay_with, EvidenceSummary, ReplayReport};
+pub use replay::{
+    corpus_files, flagged, replay, replay_labelled, replay_with, Calibration, EvidenceSummary, FlagScore, Label,
+    Labels, LabelsError, ReliabilityBin, ReplayReport,
+};
 pub use write::{CulpritEntry, EndingEntry, LogWriter, StepEntry, Totals};
 
 use std::path::Path;
