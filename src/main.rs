@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kcache: {e:#}");
+            eprintln!("kcache: {}", error_text(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -154,7 +154,7 @@ fn each_file(files: &[PathBuf], mut f: impl FnMut(&PathBuf) -> anyhow::Result<()
     let failed = files
         .iter()
         .filter_map(|path| f(path).err())
-        .inspect(|e| eprintln!("kcache: {e:#}"))
+        .inspect(|e| eprintln!("kcache: {}", error_text(e)))
         .count();
     match failed {
         0 => ExitCode::SUCCESS,
