@@ -185,3 +185,39 @@ fn setup_mistakes_and_quarantine_are_named() {
     assert!(second.contains("quarantined"), "{second}");
     assert!(!second.contains("evicted"), "{second}");
 }
+
+/// Issue 36: `gc` frees space on a disk with no free space left (it cannot
+/// write its eviction markers first there: the blobs go first, then the
+/// markers), and what it evicted is said as evicted afterwards.
+#[test]
+fn gc_frees_space_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), "64m") else {
+        return;
+    };
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = disk.0.join("cache");
+    run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2));
+    // A run's console of 4 MiB that does not compress: what gc can free is
+    // more than what opening the index takes (a kernel's blobs are far more).
+    let console = dir.path().join("console.log");
+    run_ok(
+        Command::new("head")
+            .args(["-c", "4194304", "/dev/urandom"])
+            .stdout(std::fs::File::create(&console).unwrap()),
+    );
+    run_ok(kc(&cache).args(ok_run_args()).arg("--log").arg(&console));
+    let before = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert!(before["blobs"].as_u64().unwrap() > 0, "{before}");
+    let _filler = disk.fill();
+    let out = run_ok(kc(&cache).args(["gc", "--max-size", "0"]));
+    let err = stderr(&out);
+    assert!(!err.contains("kcache gc"), "gc does not advise gc: {err}");
+    let after = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert_eq!(after["blobs"], 0, "{after}");
+    assert!(
+        after["records"]["evicted"].as_u64().unwrap() > 0,
+        "the evicted blobs are marked: {after}"
+    );
+    run_ok(kc(&cache).arg("verify"));
+}

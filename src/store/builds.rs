@@ -308,7 +308,18 @@ impl Cache {
         let hex = key.to_hex();
         let mut found: Vec<(u8, BuildRecord)> = found
             .into_iter()
-            .filter(|f| f.record.build_key == *key && f.record.schema == BUILD_SCHEMA)
+            .filter(|f| {
+                let filed_right = f.record.build_key == *key && f.record.schema == BUILD_SCHEMA;
+                if let (false, Some(remote)) = (filed_right, &self.remote) {
+                    let holds = format!(
+                        "a {} record of build key {}",
+                        f.record.schema,
+                        f.record.build_key.short()
+                    );
+                    remote.misfiled(&format!("builds/{hex}"), &f.stem, &holds);
+                }
+                filed_right
+            })
             .map(|f| {
                 let writer = Some(f.writer_label());
                 (f.rank, BuildRecord { writer, ..f.record })
