@@ -72,7 +72,7 @@ pub struct InputArgs {
     #[arg(long, default_value = "HEAD")]
     pub commit: String,
     /// The kernel config the build used.
-    #[arg(long)]
+    #[arg(long, value_parser = kernel_config)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -110,7 +110,7 @@ pub struct RecipeArgs {
     #[command(flatten)]
     pub vm: VmArgs,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).
-    #[arg(long)]
+    #[arg(long, value_parser = kernel_config)]
     pub config: Option<PathBuf>,
     /// Artifacts to keep, relative to the tree; the first is signed [default: vmlinux].
     #[arg(long = "artifact", value_parser = artifact_in_tree)]
@@ -691,6 +691,24 @@ fn artifact_in_tree(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// `--config` names a kernel config file that is there (said before any
+/// work, not as a bare OS error from deep inside).
+fn kernel_config(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(format!("{s} is not a file: give the kernel .config the build uses")),
+        Err(e) => Err(format!(
+            "{s}: {}: give the kernel .config the build uses (a path relative to the current directory, or absolute)",
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            }
+        )),
+    }
 }
 
 /// A crash title names a crash: an empty one would match none (or all).
