@@ -489,3 +489,41 @@ fn a_killed_upload_leaves_nothing_in_the_remote_after_sync() {
     assert!(staged(&team).is_empty(), "{}", stderr(&out));
     assert!(stderr(&out).contains("half-written upload"), "{}", stderr(&out));
 }
+
+/// A team record copied under another key (a run of kernel C filed under
+/// kernel E) is not used, and that is said, naming the object.
+#[test]
+fn a_record_replayed_under_another_key_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let team = dir.path().join("team");
+    let remote = format!("file://{}", team.display());
+    let (sig, other, test_key) = ("c".repeat(64), "e".repeat(64), "d".repeat(64));
+    run_ok(kc(&dir.path().join("a")).args(["--remote", &remote]).args([
+        "record-run",
+        "--signature",
+        &sig,
+        "--test-key",
+        &test_key,
+        "--outcome",
+        "crash",
+        "--title",
+        "BUG: replayed",
+    ]));
+    let from = team.join(format!("runs/{sig}/{test_key}"));
+    let to = team.join(format!("runs/{other}/{test_key}"));
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let out = run_status(
+        kc(&dir.path().join("b"))
+            .args(["--remote", &remote])
+            .args(["lookup", "--signature", &other]),
+        1,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("a record copied under another key") && err.contains(&sig[..12]),
+        "{err}"
+    );
+}

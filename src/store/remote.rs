@@ -459,7 +459,7 @@ impl Remote {
     pub(crate) fn misfiled(&self, dir: &str, stem: &str, holds: &str) {
         self.traffic.errors.fetch_add(1, Ordering::Relaxed);
         crate::warn(&format!(
-            "remote object {}/{dir}/{stem}.*.json ignored: it holds {holds}, not a record of {dir} \
+            "remote {}: object {stem} under {dir}/ ignored: it holds {holds}, not a record of {dir} \
              (a record copied under another key)",
             self.url
         ));
