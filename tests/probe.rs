@@ -527,3 +527,111 @@ fn a_record_replayed_under_another_key_is_said() {
         "{err}"
     );
 }
+
+/// Rewrites the build record of `key` in a `file://` team remote so that it
+/// claims `claimed` (its blob untouched; the object renamed to its new
+/// content hash), sealed with `sealer` when given.
+fn forge_build_record(team: &Path, key: &str, claimed: &str, sealer: Option<&kcache::trust::SigningKey>) {
+    let dir = team.join(format!("builds/{key}"));
+    let objects: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(&objects[0]).unwrap()).unwrap();
+    let mut record = body.get("record").cloned().unwrap_or(body);
+    record["signature"] = claimed.into();
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let body = sealer.map_or_else(|| bytes.clone(), |k| k.seal(&bytes));
+    let hash = &blake3::hash(&body).to_hex()[..32];
+    std::fs::remove_file(&objects[0]).unwrap();
+    std::fs::write(dir.join(format!("{claimed}.{hash}.json")), body).unwrap();
+}
+
+/// Issue 36's most severe defect: a team build record whose signature is
+/// not its blob's (the culprit's parent claiming the culprit's kernel) must
+/// not decide the culprit, for a member with the same test (whose pooled
+/// runs on the claimed kernel would otherwise settle the parent) and one
+/// with another test key, with trust off and under `require` with the
+/// record sealed by the trusted key; and no run of the parent is filed
+/// under the claimed signature in the remote.
+#[test]
+fn a_build_record_claiming_another_kernel_never_decides_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let other_test_key = dir.path().join("other-test-key");
+    std::fs::write(&other_test_key, "another test").unwrap();
+    for trust in ["off", "require"] {
+        let team = dir.path().join(format!("team-{trust}"));
+        std::fs::create_dir_all(&team).unwrap();
+        let remote = format!("file://{}", team.display());
+        let a = Member::new(dir.path(), &format!("a-{trust}"));
+        let config = match trust {
+            "off" => "trust = \"off\"\n".to_string(),
+            _ => format!("trust = \"require\"\ntrusted_keys = [\"{}\"]\n", a.public_key),
+        };
+        a.configure(&config);
+        let (truth, err) = a.bisect(&remote, &repo);
+        let culprit = truth["outcome"]["commit"].as_str().unwrap().to_string();
+        let parent = truth["outcome"]["parents"][0]["commit"].as_str().unwrap().to_string();
+        let claimed = truth["outcome"]["signature"].as_str().unwrap().to_string();
+        let parent_key = truth["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["commit"] == parent.as_str())
+            .unwrap_or_else(|| panic!("the parent was built: {truth}\n{err}"))["build_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let sealer = kcache::trust::SigningKey::load(&a.xdg.join("kcache/signing.key")).unwrap();
+        forge_build_record(
+            &team,
+            &parent_key,
+            &claimed,
+            sealer.as_ref().filter(|_| trust == "require"),
+        );
+
+        for (name, extra) in [("same-test", None), ("other-test", Some(&other_test_key))] {
+            let b = Member::new(dir.path(), &format!("b-{trust}-{name}"));
+            b.configure(&config);
+            let mut c = b.kcache(&remote);
+            c.args(["bisect", "--repo"]).arg(&repo).args([
+                "--good",
+                &root_commit(&repo),
+                "--bad",
+                "HEAD",
+                "--build",
+                "make -s vmlinux",
+                "--test",
+                &demo_test_script(),
+                "--runs",
+                "3",
+                "--policy",
+                "classic",
+                "--json",
+            ]);
+            if let Some(f) = extra {
+                c.arg("--test-key-file").arg(f);
+            }
+            let out = run_ended(&mut c);
+            let (found, err) = (json(&out), stderr(&out));
+            assert_eq!(
+                found["outcome"]["commit"],
+                culprit.as_str(),
+                "{trust} {name}: {found}\n{err}"
+            );
+            assert!(err.contains("claims kernel signature"), "{trust} {name}: said: {err}");
+        }
+        // No run of the parent's kernel is filed under the claimed signature.
+        let claimed_runs = team.join(format!("runs/{claimed}"));
+        for test_dir in std::fs::read_dir(&claimed_runs).into_iter().flatten().flatten() {
+            for object in std::fs::read_dir(test_dir.path()).unwrap().flatten() {
+                let body: serde_json::Value = serde_json::from_slice(&std::fs::read(object.path()).unwrap()).unwrap();
+                let run = body.get("record").cloned().unwrap_or(body);
+                assert_ne!(
+                    run["commit"],
+                    parent.as_str(),
+                    "{trust}: a run of the parent under {claimed}: {run}"
+                );
+            }
+        }
+    }
+}
