@@ -492,7 +492,17 @@ fn warn_if_ambiguous(r: &git2::Repository, rev: &str) {
             found.push(format!("object {}", obj.id()));
         }
     }
-    if found.len() > 1 {
+    // Said once per name, however often it is resolved.
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let first_time = || {
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        let new = !said.iter().any(|r| r == rev);
+        if new {
+            said.push(rev.to_string());
+        }
+        new
+    };
+    if found.len() > 1 && first_time() {
         crate::warn(&format!(
             "refname '{rev}' is ambiguous ({}): using {} (give the full name to choose)",
             found.join(", "),

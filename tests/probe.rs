@@ -635,3 +635,22 @@ fn a_build_record_claiming_another_kernel_never_decides_the_culprit() {
         }
     }
 }
+
+/// `--good` = `--bad`: nothing to bisect, said as that (main suggested a
+/// `kcache bisect --fix` command that then failed too).
+#[test]
+fn good_equal_to_bad_is_said_without_a_fix_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let head = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    for extra in [&[][..], &["--fix"]] {
+        let mut c = bisect_cmd(&cache, &repo, &head, "HEAD", 2);
+        let err = stderr(&run_status(c.args(extra), 2));
+        assert!(
+            err.contains("are the same commit") && err.contains("nothing to bisect"),
+            "{err}"
+        );
+        assert!(!err.contains("kcache bisect --fix"), "{err}");
+    }
+}
