@@ -237,8 +237,13 @@ impl Member {
     }
 
     fn bisect(&self, remote: &str, repo: &Path) -> (serde_json::Value, String) {
+        self.bisect_with(remote, repo, &[])
+    }
+
+    /// A classic bisection of the whole demo range through `remote`.
+    fn bisect_with(&self, remote: &str, repo: &Path, extra: &[&std::ffi::OsStr]) -> (serde_json::Value, String) {
         let mut c = self.kcache(remote);
-        c.args(["bisect", "--repo"]).arg(repo).args([
+        c.args(["bisect", "--repo"]).arg(repo).args(extra).args([
             "--good",
             &root_commit(repo),
             "--bad",
@@ -592,27 +597,11 @@ fn a_build_record_claiming_another_kernel_never_decides_the_culprit() {
         for (name, extra) in [("same-test", None), ("other-test", Some(&other_test_key))] {
             let b = Member::new(dir.path(), &format!("b-{trust}-{name}"));
             b.configure(&config);
-            let mut c = b.kcache(&remote);
-            c.args(["bisect", "--repo"]).arg(&repo).args([
-                "--good",
-                &root_commit(&repo),
-                "--bad",
-                "HEAD",
-                "--build",
-                "make -s vmlinux",
-                "--test",
-                &demo_test_script(),
-                "--runs",
-                "3",
-                "--policy",
-                "classic",
-                "--json",
-            ]);
-            if let Some(f) = extra {
-                c.arg("--test-key-file").arg(f);
-            }
-            let out = run_ended(&mut c);
-            let (found, err) = (json(&out), stderr(&out));
+            let extra: Vec<&std::ffi::OsStr> = match extra {
+                Some(f) => vec!["--test-key-file".as_ref(), f.as_os_str()],
+                None => Vec::new(),
+            };
+            let (found, err) = b.bisect_with(&remote, &repo, &extra);
             assert_eq!(
                 found["outcome"]["commit"],
                 culprit.as_str(),
