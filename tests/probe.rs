@@ -643,3 +643,32 @@ fn good_equal_to_bad_is_said_without_a_fix_suggestion() {
         assert!(!err.contains("kcache bisect --fix"), "{err}");
     }
 }
+
+/// A crashing `--good` whose kernel its next commit shares (a docs-only
+/// commit): the search builds and tests that kernel only while bisecting;
+/// when it reproduces the crash, the answer says the good end reproduces
+/// it (main ended "inconclusive" after 100 matching runs on it).
+#[test]
+fn a_crashing_good_end_sharing_its_kernel_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let always = dir.path().join("always-crashes.sh");
+    std::fs::write(&always, "#!/bin/sh\necho 'crash: BUG: always here'\nexit 1\n").unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&always));
+    let docs = commit_by_subject(&repo, "^docs: ");
+    let good = git(&repo, &["rev-parse", &format!("{docs}^")]).trim().to_string();
+    let mut c = bisect_with(
+        &cache,
+        &repo,
+        &good,
+        "HEAD",
+        "make -s vmlinux",
+        always.to_str().unwrap(),
+    );
+    c.args(["--runs", "3", "--crash-title", "BUG: always here", "--json"]);
+    let out = c.output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("the good end reproduces the crash"), "{said}");
+}
