@@ -26,8 +26,9 @@ cd "$(dirname "$0")/.."
 #   libc6-dev                    static glibc: reproducers and the VM's init are built with gcc -static
 #   qemu-system-x86              the reproducer harness boots kernels in qemu-system-x86_64 (tests/repro.rs)
 #   linux-image-cloud-amd64      a real kernel (/boot/vmlinuz-*) for tests/repro.rs to boot
+#   strace                       tests/faults.rs kills `verify --repair` at each of its fsyncs (fault injection)
 packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
-packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64)
+packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64 strace)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 
 case "${1:-}" in

@@ -12,6 +12,16 @@
 //! per command: a toy test run is a few milliseconds, and each spawn
 //! showed). A timeout kills the command's group from kcache's side.
 //!
+//! A process that leaves the group (`setsid`, a daemon) would escape both.
+//! So each command also gets a variable of its own in its environment
+//! (`KCACHE_CHILD_<kcache pid>_<n>=1`), which its descendants inherit
+//! whatever their group or session: when the command ends or times out,
+//! and when the keeper sees kcache die, every process carrying it is
+//! killed too (found in `/proc/<pid>/environ`, which a user may read for
+//! its own processes and root for all: no cgroup or privilege needed, and
+//! concurrent commands and kcache processes each have their own mark). Only
+//! a descendant that execs with a cleared environment escapes.
+//!
 //! Invariant: knows nothing of builds, tests or the cache; it only runs a
 //! shell command and says how it ended.
 
@@ -83,19 +93,68 @@ const RUNNER: &str = r#"read -r kcache_go && [ "$kcache_go" = go ] || exit 1
 exec </dev/null
 kcache_script=$1; set --; eval "$kcache_script""#;
 
-/// The keeper: `+ PGID` adds a group, `- PGID` forgets one (it ended, and
-/// its id may be reused); at EOF every listed group is killed. Signals
-/// are ignored so that a Ctrl-C reaching kcache's group does not end the
-/// keeper before it has done its work.
+/// The keeper: `+ PGID MARK` adds a group and the mark of its command's
+/// descendants, `- PGID` forgets one (it ended, and its id may be
+/// reused); at EOF every listed group is killed, then every process still
+/// carrying a listed mark (a detached descendant). Signals are ignored so
+/// that a Ctrl-C reaching kcache's group does not end the keeper before it
+/// has done its work.
 const KEEPER: &str = r#"trap '' INT TERM HUP QUIT
 groups=
-while read -r op g; do
+while read -r op g mark; do
   case $op in
-  +) groups="$groups $g" ;;
-  -) kept=; for h in $groups; do [ "$h" = "$g" ] || kept="$kept $h"; done; groups=$kept ;;
+  +) groups="$groups $g:$mark" ;;
+  -) kept=; for h in $groups; do [ "${h%%:*}" = "$g" ] || kept="$kept $h"; done; groups=$kept ;;
   esac
 done
-for g in $groups; do kill -9 -"$g" 2>/dev/null; done"#;
+for h in $groups; do kill -9 -"${h%%:*}" 2>/dev/null; done
+for h in $groups; do
+  for e in /proc/[0-9]*/environ; do
+    if tr '\0' '\n' < "$e" 2>/dev/null | grep -qx "${h#*:}=1"; then
+      p=${e#/proc/}; kill -9 "${p%/environ}" 2>/dev/null
+    fi
+  done
+done"#;
+
+/// The environment variable that marks one command's descendants.
+fn new_mark() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("KCACHE_CHILD_{}_{n}", std::process::id())
+}
+
+/// Kills every process whose environment carries `mark` (a descendant
+/// of a command that left its group); again until none is left, since
+/// one may fork while the last pass looked.
+fn kill_marked(mark: &str) {
+    let wanted = format!("{mark}=1");
+    let me = std::process::id();
+    for _ in 0..10 {
+        let mut killed = 0;
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+                // SAFETY: kill(2) of a process that carries our command's mark.
+                if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                    killed += 1;
+                }
+            }
+        }
+        if killed == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// The `sh` found on `PATH`, looked up once (a `PATH` walk per spawn is an
 /// `execve` per entry).
@@ -144,9 +203,10 @@ fn tell_keeper(line: &str) -> std::io::Result<()> {
 
 /// Runs `spec`; every stdout line goes to `on_stdout` when there is no log.
 pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Ending> {
-    let mut child = start(spec)?;
+    let mark = new_mark();
+    let mut child = start(spec, &mark)?;
     let pgid = child.id() as i32;
-    let watchdog = spec.timeout.map(|limit| Watchdog::start(pgid, limit));
+    let watchdog = spec.timeout.map(|limit| Watchdog::start(pgid, &mark, limit));
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             on_stdout(&line);
@@ -154,8 +214,9 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
     }
     let status = child.wait();
     let timed_out = watchdog.is_some_and(Watchdog::stop);
-    // Whatever the script left behind in its group goes with it.
+    // Whatever the script left behind, in its group or not, goes with it.
     kill_group(pgid);
+    kill_marked(&mark);
     // Best effort: a keeper that is gone has nothing to forget.
     let _ = tell_keeper(&format!("- {pgid}\n"));
     let status = status?;
@@ -170,12 +231,13 @@ pub fn run(spec: &Spec, mut on_stdout: impl FnMut(&str)) -> std::io::Result<Endi
 
 /// Spawns the command's shell in a group of its own, hands the group to
 /// the keeper, then lets the script start.
-fn start(spec: &Spec) -> std::io::Result<std::process::Child> {
+fn start(spec: &Spec, mark: &str) -> std::io::Result<std::process::Child> {
     let mut cmd = Command::new(shell());
     cmd.args(["-c", RUNNER, "kcache-run"])
         .arg(spec.script)
         .current_dir(spec.dir)
         .stdin(Stdio::piped())
+        .env(mark, "1")
         .process_group(0);
     for (k, v) in &spec.env {
         cmd.env(k, v);
@@ -191,12 +253,13 @@ fn start(spec: &Spec) -> std::io::Result<std::process::Child> {
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
-    let go = tell_keeper(&format!("+ {pgid}\n")).and_then(|()| {
+    let go = tell_keeper(&format!("+ {pgid} {mark}\n")).and_then(|()| {
         let mut stdin = child.stdin.take().expect("piped");
         stdin.write_all(b"go\n")
     });
     if let Err(e) = go {
         kill_group(pgid);
+        kill_marked(mark);
         let _ = child.wait();
         return Err(e);
     }
@@ -216,15 +279,19 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(pgid: i32, limit: Duration) -> Watchdog {
+    fn start(pgid: i32, mark: &str, limit: Duration) -> Watchdog {
         let (timed_out, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (t, d) = (timed_out.clone(), done.clone());
+        let mark = mark.to_string();
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
             while !d.load(Ordering::Relaxed) {
                 if start.elapsed() >= limit {
                     t.store(true, Ordering::Relaxed);
                     kill_group(pgid);
+                    // A detached descendant may hold the command's stdout
+                    // open: reading it would not end until it is gone.
+                    kill_marked(&mark);
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50).min(limit));
@@ -269,6 +336,47 @@ mod tests {
         .unwrap();
         assert_eq!(end, Ending::Exited(3));
         assert_eq!(lines, ["x", "two"]);
+    }
+
+    /// The state of process `pid`: `None` when gone.
+    fn state_of(pid: &str) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')').next().unwrap_or("").trim_start().chars().next()
+    }
+
+    /// Issue 36: a descendant that left the command's group and session
+    /// (`setsid`) is killed when the command ends, and when it times out.
+    #[test]
+    fn detached_descendants_go_with_their_command() {
+        let dir = tempfile::tempdir().unwrap();
+        for (tail, timeout) in [("exit 0", None), ("sleep 30", Some(Duration::from_millis(300)))] {
+            let pidfile = dir.path().join("detached");
+            let _ = std::fs::remove_file(&pidfile);
+            let script = format!(
+                "setsid sh -c 'echo $$ > {}; exec sleep 300' </dev/null >/dev/null 2>&1 &
+                 while [ ! -s {} ]; do sleep 0.01; done; {tail}",
+                pidfile.display(),
+                pidfile.display()
+            );
+            let end = run(
+                &Spec {
+                    log: Some(dir.path().join("log")),
+                    ..spec(&script, dir.path(), timeout)
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(end == Ending::Exited(0), timeout.is_none(), "{end:?}");
+            let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+            let sid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = (0..100)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    state_of(&pid)
+                })
+                .find(|s| s.is_none() || *s == Some('Z'));
+            assert!(state.is_some(), "the detached {pid} outlived its command: {sid}");
+        }
     }
 
     #[test]

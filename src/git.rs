@@ -105,6 +105,7 @@ impl Repo {
     /// read in-process).
     pub fn commit_id(&self, rev: &str) -> Result<CommitId, GitError> {
         self.with_library(&format!("rev-parse {rev}"), |r| {
+            warn_if_ambiguous(r, rev);
             let object = r.revparse_single(rev)?;
             Ok(commit_of(object.peel_to_commit()?.id()))
         })
@@ -467,6 +468,49 @@ pub fn checkout(worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
 }
 
 /// The id of a commit git2 found (git's own full hex).
+/// Says, as `git rev-parse` does, when a name is both a branch and a tag
+/// (say): the library takes the first in git's order without a word.
+fn warn_if_ambiguous(r: &git2::Repository, rev: &str) {
+    // Only a plain name can be ambiguous (`v1^`, `HEAD~2` are read as
+    // their plain part would be, and that is said when it is given alone).
+    if rev.is_empty() || rev.contains(['^', '~', ':', '@', '{']) || rev.starts_with("refs/") {
+        return;
+    }
+    let mut found: Vec<String> = [
+        format!("refs/{rev}"),
+        format!("refs/tags/{rev}"),
+        format!("refs/heads/{rev}"),
+        format!("refs/remotes/{rev}"),
+        format!("refs/remotes/{rev}/HEAD"),
+    ]
+    .into_iter()
+    .filter(|name| r.find_reference(name).is_ok())
+    .collect();
+    // A name that is also an abbreviated commit id.
+    if rev.len() >= 4 && rev.bytes().all(|b| b.is_ascii_hexdigit()) && !found.is_empty() {
+        if let Ok(obj) = r.find_object_by_prefix(rev, None) {
+            found.push(format!("object {}", obj.id()));
+        }
+    }
+    // Said once per name, however often it is resolved.
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let first_time = || {
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        let new = !said.iter().any(|r| r == rev);
+        if new {
+            said.push(rev.to_string());
+        }
+        new
+    };
+    if found.len() > 1 && first_time() {
+        crate::warn(&format!(
+            "refname '{rev}' is ambiguous ({}): using {} (give the full name to choose)",
+            found.join(", "),
+            found[0]
+        ));
+    }
+}
+
 fn commit_of(oid: git2::Oid) -> CommitId {
     CommitId::from(oid.to_string())
 }

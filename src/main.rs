@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kcache: {e:#}");
+            eprintln!("kcache: {}", error_text(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -154,7 +154,7 @@ fn each_file(files: &[PathBuf], mut f: impl FnMut(&PathBuf) -> anyhow::Result<()
     let failed = files
         .iter()
         .filter_map(|path| f(path).err())
-        .inspect(|e| eprintln!("kcache: {e:#}"))
+        .inspect(|e| eprintln!("kcache: {}", error_text(e)))
         .count();
     match failed {
         0 => ExitCode::SUCCESS,
@@ -204,6 +204,7 @@ fn sync_cmd(settings: &kcache::config::Settings, args: SyncArgs) -> anyhow::Resu
 fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let (_throwaway, cache) = bisect_cache(settings, args.no_cache)?;
     let repo = Repo::open(&args.repo)?;
+    refuse_one_commit_range(&repo, &args)?;
     let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?)?;
     let opts = bisect_options(&args);
     let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
@@ -213,6 +214,23 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         write_report(path, &record)?;
     }
     print_summary(args.json, &summary)
+}
+
+/// `--good` naming the `--bad` commit leaves nothing to bisect either way
+/// (the library would otherwise suggest a `--fix` run that fails too).
+fn refuse_one_commit_range(repo: &Repo, args: &BisectArgs) -> anyhow::Result<()> {
+    let bad = repo.commit_id(&args.bad)?;
+    for good in &args.good {
+        if repo.commit_id(good)? == bad {
+            bail!(
+                "--good {good} and --bad {} are the same commit ({}): nothing to bisect; give as --good an older \
+                 commit where the crash does not reproduce (or, with --fix, a newer one where it is gone)",
+                args.bad,
+                bad.short()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {

@@ -329,6 +329,9 @@ impl Policy {
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: Mutex<BTreeMap<String, WriterCounts>>,
+    /// The objects already counted: one read many times (each listing of
+    /// its directory) is one record.
+    seen: Mutex<BTreeSet<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -338,7 +341,17 @@ pub struct WriterCounts {
 }
 
 impl Tally {
-    pub fn count(&self, writer: &Writer, judged: Use) {
+    /// Counts the record in `object` (its name, the same at every read)
+    /// once.
+    pub fn count(&self, object: &str, writer: &Writer, judged: Use) {
+        let first_time = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(object.to_string());
+        if !first_time {
+            return;
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = counts.entry(writer_label(writer)).or_default();
         match judged {
@@ -448,26 +461,29 @@ mod tests {
             Writer::Signed(m.public()),
             Writer::Forged(Some(a.public())),
         );
-        for (w, kind) in [
-            (&wa, Kind::Run),
-            (&wm, Kind::Run),
-            (&wm, Kind::Run),
-            (&forged, Kind::Run),
+        for (object, w, kind) in [
+            ("a1", &wa, Kind::Run),
+            ("m1", &wm, Kind::Run),
+            ("m2", &wm, Kind::Run),
+            ("f1", &forged, Kind::Run),
+            // The same object read again (another listing): not counted twice.
+            ("f1", &forged, Kind::Run),
+            ("m1", &wm, Kind::Run),
         ] {
-            t.count(w, p.judge(w, kind));
+            t.count(object, w, p.judge(w, kind));
         }
         let lines = t.lines(&p);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines
             .iter()
             .any(|l| l.contains("ignored 2 record(s)") && l.contains(&m.public().to_string())));
-        assert!(lines
-            .iter()
-            .any(|l| l.contains("forged") && l.contains("the signature does not verify")));
+        assert!(lines.iter().any(
+            |l| l.contains("ignored 1 record(s) from writer forged") && l.contains("the signature does not verify")
+        ));
         p.mode = TrustMode::Warn;
         let warned = Tally::default();
-        warned.count(&wm, p.judge(&wm, Kind::Run));
-        warned.count(&wa, p.judge(&wa, Kind::Run));
+        warned.count("m1", &wm, p.judge(&wm, Kind::Run));
+        warned.count("a1", &wa, p.judge(&wa, Kind::Run));
         assert_eq!(
             warned.lines(&p),
             [format!(

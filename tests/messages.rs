@@ -185,3 +185,94 @@ fn setup_mistakes_and_quarantine_are_named() {
     assert!(second.contains("quarantined"), "{second}");
     assert!(!second.contains("evicted"), "{second}");
 }
+
+/// Issue 36: `gc` frees space on a disk with no free space left (it cannot
+/// write its eviction markers first there: the blobs go first, then the
+/// markers), and what it evicted is said as evicted afterwards.
+#[test]
+fn gc_frees_space_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(dir.path(), "64m") else {
+        return;
+    };
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = disk.0.join("cache");
+    run_ok(&mut bisect_cmd(&cache, &repo, &root_commit(&repo), "HEAD", 2));
+    // A run's console of 4 MiB that does not compress: what gc can free is
+    // more than what opening the index takes (a kernel's blobs are far more).
+    let console = dir.path().join("console.log");
+    run_ok(
+        Command::new("head")
+            .args(["-c", "4194304", "/dev/urandom"])
+            .stdout(std::fs::File::create(&console).unwrap()),
+    );
+    run_ok(kc(&cache).args(ok_run_args()).arg("--log").arg(&console));
+    let before = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert!(before["blobs"].as_u64().unwrap() > 0, "{before}");
+    let _filler = disk.fill();
+    let out = run_ok(kc(&cache).args(["gc", "--max-size", "0"]));
+    let err = stderr(&out);
+    assert!(!err.contains("kcache gc"), "gc does not advise gc: {err}");
+    let after = json(&run_ok(kc(&cache).args(["stats", "--json"])));
+    assert_eq!(after["blobs"], 0, "{after}");
+    assert!(
+        after["records"]["evicted"].as_u64().unwrap() > 0,
+        "the evicted blobs are marked: {after}"
+    );
+    run_ok(kc(&cache).arg("verify"));
+}
+
+/// Issue 36: an OS error is said once (not "X (os error 30): X (os error
+/// 30)"), with what to do: a read-only cache, a full disk under a
+/// restore's destination, a `--config` that is not there.
+#[test]
+fn os_errors_are_said_once_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let cache = dir.path().join("cache");
+    let good = root_commit(&repo);
+    let once = |err: &str| {
+        let first = err.find("(os error").map(|at| &err[at..]);
+        assert!(
+            first.is_none_or(|rest| !rest[1..].contains("(os error")),
+            "the OS error is said once: {err}"
+        );
+    };
+
+    let missing = dir.path().join("no-such.config");
+    let mut c = bisect_cmd(&cache, &repo, &good, "HEAD", 2);
+    let err = stderr(&run_status(c.arg("--config").arg(&missing), 2));
+    assert!(err.contains("no such file: give the kernel .config"), "{err}");
+
+    let summary = json(&run_ok(&mut bisect_cmd(&cache, &repo, &good, "HEAD", 2)));
+    let key = summary["steps"][0]["build_key"].as_str().unwrap().to_string();
+    let Some(disk) = SmallDisk::mount(dir.path(), "1m") else {
+        return;
+    };
+    let _filler = disk.fill();
+    let out = run_status(
+        kc(&cache)
+            .args(["get", "--build-key", &key, "--dest"])
+            .arg(disk.0.join("restored")),
+        2,
+    );
+    let err = stderr(&out);
+    once(&err);
+    assert!(err.contains("the disk is full"), "{err}");
+
+    let ro = dir.path().join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    let bound = Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(&cache)
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(bound.success(), "root mounted a tmpfs above, so it may bind-mount");
+    let out = kc(&ro).args(ok_run_args()).output().unwrap();
+    let _ = Command::new("umount").arg(&ro).status();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    once(&err);
+    assert!(err.contains("kcache may not write there"), "{err}");
+}

@@ -174,6 +174,25 @@ fn check_good_side(o: &GitOracle, goods: &[CommitId], target: &Target) -> Result
     Ok(())
 }
 
+/// The good end's kernel may only be built and tested during the search
+/// (its next commit shares it, say): when it reproduces the crash, that is
+/// the answer, whatever the search concluded from a range whose good end
+/// is not good.
+fn good_side_after_search(
+    o: &GitOracle,
+    goods: &[CommitId],
+    target: &Target,
+    outcome: Outcome,
+) -> Result<Outcome, BisectError> {
+    match check_good_side(o, goods, target) {
+        Ok(()) => Ok(outcome),
+        Err(e @ BisectError::EndpointContradicted { .. }) => Ok(Outcome::Stopped {
+            reason: format!("the good end reproduces the crash: {e}"),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs the noisy search on a repository: a cause bisection (`--bad`
 /// crashes, `--good` does not) or a fix bisection (`--bad` is the older,
 /// crashing end, `--good` the newer one that does not).
@@ -260,6 +279,10 @@ pub fn bisect(
         notes.push(note);
     }
     let (outcome, probability, undecided) = outcome_of(&oracle, &graph, &out);
+    let outcome = match direction {
+        Direction::Cause => good_side_after_search(&oracle, &goods, &target, outcome)?,
+        Direction::Fix => outcome,
+    };
     let mut kernels = Vec::new();
     // The search's kernels are the signatures the oracle gave it.
     for (k, signature) in out

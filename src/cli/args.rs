@@ -72,7 +72,7 @@ pub struct InputArgs {
     #[arg(long, default_value = "HEAD")]
     pub commit: String,
     /// The kernel config the build used.
-    #[arg(long)]
+    #[arg(long, value_parser = kernel_config)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -110,10 +110,10 @@ pub struct RecipeArgs {
     #[command(flatten)]
     pub vm: VmArgs,
     /// Kernel config, handed to the build as KCACHE_CONFIG (part of the build key).
-    #[arg(long)]
+    #[arg(long, value_parser = kernel_config)]
     pub config: Option<PathBuf>,
     /// Artifacts to keep, relative to the tree; the first is signed [default: vmlinux].
-    #[arg(long = "artifact")]
+    #[arg(long = "artifact", value_parser = artifact_in_tree)]
     pub artifacts: Vec<String>,
     /// Test runs per kernel (at least 1).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -156,16 +156,16 @@ pub struct SearchArgs {
     pub policy: Policy,
     /// The crash being bisected (repeatable); other crashes do not make a kernel bad.
     /// Default: the titles that dominate the bad commit's crashes (it is built and tested for it).
-    #[arg(long = "crash-title", value_name = "TITLE")]
+    #[arg(long = "crash-title", value_name = "TITLE", value_parser = crash_title)]
     pub crash_titles: Vec<String>,
     /// Name a culprit only when its probability reaches this.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Stop after this many test runs and report the credible set.
-    #[arg(long)]
+    /// Stop after this many test runs and report the credible set (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_runs: Option<u32>,
-    /// Stop after this many builds and report the credible set.
-    #[arg(long)]
+    /// Stop after this many builds and report the credible set (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_builds: Option<u32>,
     /// Seconds a build is assumed to take until one is measured.
     #[arg(long, default_value_t = 600.0)]
@@ -511,7 +511,7 @@ pub struct LookupArgs {
     #[arg(long)]
     pub signature: Option<String>,
     /// Classify the runs against this crash (repeatable), as `bisect` does.
-    #[arg(long = "crash-title", value_name = "TITLE")]
+    #[arg(long = "crash-title", value_name = "TITLE", value_parser = crash_title)]
     pub crash_titles: Vec<String>,
     /// Print JSON on stdout (see the README for its shape); stderr has errors only.
     #[arg(long)]
@@ -673,6 +673,53 @@ impl Command {
             ) => *json,
             C::Report(_) | C::Completions(_) | C::Man(_) | C::KeyGen(_) => false,
         }
+    }
+}
+
+/// An artifact is a path inside the build tree: relative, and never
+/// leaving it (`/etc/shadow` or `../..` would store a host file in the
+/// cache and restore it into every test's tree).
+fn artifact_in_tree(s: &str) -> Result<String, String> {
+    let path = std::path::Path::new(s);
+    let escapes = path
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if s.trim().is_empty() || escapes || path.components().all(|c| c == std::path::Component::CurDir) {
+        return Err(format!(
+            "{s:?} is not a file inside the build tree: give a path relative to the tree, without `..` \
+             (vmlinux, arch/x86/boot/bzImage)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `--config` names a kernel config file that is there (said before any
+/// work, not as a bare OS error from deep inside).
+fn kernel_config(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(format!("{s} is not a file: give the kernel .config the build uses")),
+        Err(e) => Err(format!(
+            "{s}: {}: give the kernel .config the build uses (a path relative to the current directory, or absolute)",
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            }
+        )),
+    }
+}
+
+/// A crash title names a crash: an empty one would match none (or all).
+fn crash_title(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err(
+            "an empty crash title matches no crash: give the title syzkaller prints \
+                   (`kcache title LOG` finds it)"
+                .into(),
+        ),
+        _ => Ok(s.to_string()),
     }
 }
 

@@ -135,3 +135,46 @@ pub fn search_with_progress(
     }
     Ok(finished?)
 }
+
+/// An error as one line: each cause once (a library error that already
+/// says its cause is not followed by the same words again), then what to
+/// do about an OS error a user can act on.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if out.contains(&said) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&said);
+    }
+    if let Some(advice) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .and_then(os_error_advice)
+    {
+        if !out.contains(advice) {
+            out.push_str(&format!("\n  {advice}"));
+        }
+    }
+    out
+}
+
+/// What to do about an OS error, where there is something to do.
+fn os_error_advice(e: &std::io::Error) -> Option<&'static str> {
+    Some(match e.raw_os_error()? {
+        libc::EROFS | libc::EACCES | libc::EPERM => {
+            "kcache may not write there: give a directory it may write (--cache-dir / KCACHE_DIR for the cache), \
+             or fix the permissions"
+        }
+        libc::ENOSPC | libc::EDQUOT => {
+            "the disk is full: free space on that file system (`kcache gc --max-size SIZE` frees the cache's)"
+        }
+        libc::ENOENT => "no such file or directory: check the path",
+        libc::ENOTDIR => "a directory was expected but a file is there: check the path",
+        _ => return None,
+    })
+}

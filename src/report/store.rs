@@ -77,6 +77,9 @@ pub fn gc_text(r: &GcReport, max: u64) -> String {
 /// `kcache verify`: every problem, then the verdict.
 pub fn verify_text(r: &VerifyReport) -> String {
     let mut out: String = r.problems.iter().map(|p| format!("problem: {p}\n")).collect();
+    if let Some(s) = &r.salvage {
+        out.push_str(&salvage_text(s));
+    }
     out.push_str(&format!(
         "{} record(s), {} blob(s): {}{}\n",
         r.records,
@@ -88,6 +91,35 @@ pub fn verify_text(r: &VerifyReport) -> String {
         },
         if r.repaired { " (repaired)" } else { "" }
     ));
+    out
+}
+
+/// What a repair of a damaged index kept, and the artifacts whose records
+/// it lost (each with the kernel signature its blob still gives).
+fn salvage_text(s: &crate::store::Salvage) -> String {
+    let kept: Vec<String> = s
+        .kept
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(cf, n)| format!("{n} {cf}"))
+        .collect();
+    let mut out = format!(
+        "salvaged: {}\n",
+        if kept.is_empty() {
+            "no record".to_string()
+        } else {
+            kept.join(", ")
+        }
+    );
+    for o in &s.orphan_blobs {
+        out.push_str(&format!(
+            "lost the record of artifact {} ({})\n",
+            o.blob,
+            o.signature
+                .as_ref()
+                .map_or("not a kernel".to_string(), |sig| format!("kernel signature {sig}"))
+        ));
+    }
     out
 }
 

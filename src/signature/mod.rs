@@ -347,6 +347,17 @@ impl ElfFile {
             .iter()
             .filter(|s| s.disposition() == Some(Disposition::Hashed))
             .collect();
+        if hashed.is_empty() {
+            // The signature would be the SHA-256 of nothing, the same for
+            // every such file: a header with no code or data is no kernel.
+            return Err(SignError::new(
+                &self.path,
+                malformed(format!(
+                    "no allocated section with contents ({} section header(s)): nothing to sign, not a kernel image",
+                    self.sections.len()
+                )),
+            ));
+        }
         let digests: Vec<[u8; 32]> = hashed
             .par_iter()
             .map(|s| self.section_digest(s))

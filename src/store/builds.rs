@@ -229,6 +229,48 @@ impl Cache {
         Ok(())
     }
 
+    /// Whether a team build record's kernel signature is its vmlinux's:
+    /// the blob is fetched and signed before the signature is believed (a
+    /// record claiming another kernel's signature would otherwise decide
+    /// which commits are no-ops and label runs, trusted writer or not). A
+    /// record whose vmlinux cannot be had is not believed either: this
+    /// member builds that commit itself.
+    fn signature_checked(&self, r: &BuildRecord) -> bool {
+        let (Some(claimed), Some(vmlinux)) = (&r.signature, r.artifacts.first()) else {
+            return r.status != BuildStatus::Ok || r.signature.is_none();
+        };
+        // A 40-digit signature is syzbot's, learned from a log: not re-signable.
+        if claimed.as_str().len() != 64 {
+            return true;
+        }
+        let writer = r.writer.as_deref().unwrap_or("?");
+        let fetched = self.blobs.contains(&vmlinux.blake3)
+            || self
+                .remote
+                .as_ref()
+                .is_some_and(|remote| remote.fetch_blob(&vmlinux.blake3, &self.blobs).unwrap_or(false));
+        let checked = fetched
+            && tempfile::tempdir_in(&self.dir).is_ok_and(|dir| {
+                let file = dir.path().join("vmlinux");
+                self.blobs.get_to_file(&vmlinux.blake3, &file).is_ok() && resigns_to(&file, claimed)
+            });
+        if !checked {
+            crate::warn(&format!(
+                "build {} from writer {writer} claims kernel signature {} but its {} {}: record not used, \
+                 this commit is built here",
+                r.build_key.short(),
+                claimed.short(),
+                vmlinux.name,
+                if fetched {
+                    "does not have it"
+                } else {
+                    "cannot be fetched to check"
+                }
+            ));
+        }
+        checked
+    }
+
     /// The loud warning for a build key that produced two signatures,
     /// naming the sections that differ when both vmlinux files can be had.
     fn describe_nondeterminism(&self, old: &BuildRecord, new: &BuildRecord) -> String {
@@ -308,11 +350,23 @@ impl Cache {
         let hex = key.to_hex();
         let mut found: Vec<(u8, BuildRecord)> = found
             .into_iter()
-            .filter(|f| f.record.build_key == *key && f.record.schema == BUILD_SCHEMA)
+            .filter(|f| {
+                let filed_right = f.record.build_key == *key && f.record.schema == BUILD_SCHEMA;
+                if let (false, Some(remote)) = (filed_right, &self.remote) {
+                    let holds = format!(
+                        "a {} record of build key {}",
+                        f.record.schema,
+                        f.record.build_key.short()
+                    );
+                    remote.misfiled(&format!("builds/{hex}"), &f.stem, &holds);
+                }
+                filed_right
+            })
             .map(|f| {
                 let writer = Some(f.writer_label());
                 (f.rank, BuildRecord { writer, ..f.record })
             })
+            .filter(|(_, r)| self.signature_checked(r))
             .collect();
         found.sort_by(|(ra, a), (rb, b)| {
             (ra, a.status != BuildStatus::Ok)

@@ -27,6 +27,9 @@ pub enum StoreError {
     NoSpace { path: PathBuf },
     #[error("cache directory {} is not a directory (check --cache-dir / KCACHE_DIR)", .0.display())]
     NotADirectory(PathBuf),
+    #[error("cache directory {} is not valid UTF-8: the index (RocksDB) takes UTF-8 paths only; \
+             choose another --cache-dir / KCACHE_DIR", .0.display())]
+    NotUtf8(PathBuf),
     #[error("{0:?} is not a kernel signature (40 or 64 lowercase hex digits)")]
     BadSignature(String),
     #[error("no kcache cache at {}: nothing was ever stored there (check --cache-dir / KCACHE_DIR)", .0.display())]

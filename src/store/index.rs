@@ -236,27 +236,35 @@ impl Index {
         index_error(&self.path, e)
     }
 
-    /// Whether the index directory holds a database (or the remains of one).
+    /// Whether the index directory holds records (or the remains of
+    /// them): a table, or a write-ahead log with something in it. A
+    /// process killed while it created the index leaves a MANIFEST and
+    /// an empty log but no CURRENT: no record can be lost there.
     fn has_database_files(&self) -> bool {
         std::fs::read_dir(&self.path).is_ok_and(|d| {
             d.flatten().any(|e| {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                name.ends_with(".sst") || name.starts_with("MANIFEST-") || name.ends_with(".log")
+                let non_empty = || e.metadata().is_ok_and(|m| m.len() > 0);
+                name.ends_with(".sst") || (name.ends_with(".log") && non_empty())
             })
         })
     }
 
     /// Runs RocksDB's repair on the index (under the exclusive lock): it
     /// salvages every record still readable and drops what is not.
+    /// It repairs a copy and swaps it in (see `index_swap`): a process
+    /// killed inside never leaves an index with fewer records than before.
     pub fn repair(&self) -> Result<(), StoreError> {
         self.give_up_lease();
         let _lock = self.lock(true)?;
-        DB::repair(&db_options(), &self.path).map_err(|e| self.db_err(e))?;
-        // Repair keeps the column families it finds; a write open adds any
-        // it lost.
-        drop(DB::open_cf_descriptors(&db_options(), &self.path, descriptors()).map_err(|e| self.db_err(e))?);
-        Ok(())
+        super::index_swap::repair_on_a_copy(&self.path, |copy| {
+            DB::repair(&db_options(), copy).map_err(|e| self.db_err(e))?;
+            // Repair keeps the column families it finds; a write open adds
+            // any it lost.
+            drop(DB::open_cf_descriptors(&db_options(), copy, descriptors()).map_err(|e| self.db_err(e))?);
+            Ok(())
+        })
     }
 
     /// Takes the advisory lock beside the index: shared for readers,
@@ -334,6 +342,7 @@ impl Index {
     /// lock is then free but for a process that does not take ours.
     fn open_rw(&self) -> Result<Open, StoreError> {
         let lock = self.lock(true)?;
+        super::index_swap::finish_interrupted_repair(&self.path)?;
         // Without CURRENT, RocksDB would start an empty database beside the
         // old files: every record silently gone.
         if !self.path.join("CURRENT").exists() && self.has_database_files() {
@@ -354,7 +363,7 @@ impl Index {
     /// Opens the index read-only under the shared lock.
     fn open_ro(&self) -> Result<Open, StoreError> {
         for first in [true, false] {
-            if !self.path.join("CURRENT").exists() {
+            if !self.path.join("CURRENT").exists() || super::index_swap::repair_interrupted(&self.path) {
                 drop(self.open_rw()?);
             }
             let lock = self.lock(false)?;

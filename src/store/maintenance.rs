@@ -58,33 +58,25 @@ fn held_by_a_harness(all: &[workdir::Entry], evictable: &[workdir::Entry]) -> bo
 }
 
 impl Cache {
-    /// After a repair: records that still do not parse are deleted (and
-    /// named in the report).
-    fn drop_unreadable_records(&self, report: &mut VerifyReport) -> Result<(), StoreError> {
-        let bad = self.index.read(|r| {
-            let mut bad = Vec::new();
-            for cf in index::ALL_CFS.iter().filter(|cf| **cf != index::CF_COUNTERS) {
-                for (k, v) in r.raw(cf)? {
-                    if serde_json::from_slice::<serde_json::Value>(&v).is_err() {
-                        bad.push((cf.to_string(), k));
-                    }
+    /// Names every record that is not its family's record (damaged, or
+    /// JSON of another shape: `{}` under a run key, a schema-only build)
+    /// and every counter of the wrong width; a repair deletes them.
+    fn unparsable_records(&self, repair: bool, report: &mut VerifyReport) -> Result<(), StoreError> {
+        let bad = self.index.read(unparsable)?;
+        if repair && !bad.is_empty() {
+            self.write(|w| {
+                for b in &bad {
+                    w.delete(b.cf, &b.key);
                 }
-            }
-            Ok(bad)
-        })?;
-        if bad.is_empty() {
-            return Ok(());
+                Ok(())
+            })?;
+            report.repaired = true;
         }
-        self.write(|w| {
-            for (cf, k) in &bad {
-                w.delete(cf, k);
-            }
-            Ok(())
-        })?;
-        for (cf, k) in bad {
+        for b in bad {
+            let fate = if repair { " (deleted)" } else { "" };
             report
                 .problems
-                .push(format!("record {cf}/{k} was unreadable and is deleted"));
+                .push(format!("record {}/{} is unreadable: {}{fate}", b.cf, b.key, b.problem));
         }
         Ok(())
     }
@@ -190,6 +182,42 @@ impl Cache {
         })
     }
 
+    /// Marks the blobs evicted, then removes them. On a full disk there is
+    /// no room for the markers: the blobs go first (a blob missing without
+    /// its marker is what a restore treats as gone and `verify` names),
+    /// then the markers are written in the space they freed.
+    fn evict_blobs(&self, victims: &[Key]) -> Result<(), StoreError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        match self.mark_evicted(victims) {
+            Ok(()) => {}
+            Err(StoreError::NoSpace { .. }) => {
+                crate::notice("the disk is full: evicting the blobs before writing their eviction markers");
+                self.remove_blobs(victims);
+                if let Err(e) = self.mark_evicted(victims) {
+                    // The space is freed all the same; a blob missing
+                    // without its marker is what `verify --repair` marks.
+                    crate::warn(&format!(
+                        "evicted {} blob(s) but could not write their eviction markers ({e}); \
+                         run `kcache verify --repair` once there is space",
+                        victims.len()
+                    ));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.remove_blobs(victims);
+        Ok(())
+    }
+
+    fn remove_blobs(&self, keys: &[Key]) {
+        for k in keys {
+            let _ = self.blobs.remove(k);
+        }
+    }
+
     /// Evicts least-recently-used content until blobs and the harness's
     /// work files (`vm/`: compiled reproducers, initramfs images, made
     /// again when needed) take at most `max_bytes`. Records stay; an
@@ -206,12 +234,7 @@ impl Cache {
         let before = total;
         let victims = self.pick_victims(&blobs, evictable_vm, &mut total, max_bytes);
         let blob_victims: Vec<Key> = victims.iter().filter_map(Victim::blob).collect();
-        if !blob_victims.is_empty() {
-            self.mark_evicted(&blob_victims)?;
-            for k in &blob_victims {
-                let _ = self.blobs.remove(k);
-            }
-        }
+        self.evict_blobs(&blob_victims)?;
         let mut vm_evicted = 0;
         for v in &victims {
             if let Victim::VmFile(path, ..) = v {
@@ -329,27 +352,31 @@ impl Cache {
         if repair {
             report.tmp_removed += self.clean_stale();
         }
-        match self.index.read(read_every_record) {
-            Ok(_) => {}
-            Err(e @ (StoreError::IndexDamaged { .. } | StoreError::BadRecord { .. })) if repair => {
-                report
-                    .problems
-                    .push(e.to_string().lines().next().unwrap_or("").to_string());
-                self.index.repair()?;
-                report.repaired = true;
-                self.drop_unreadable_records(&mut report)?;
-                let after = self.index.read(read_every_record)?;
-                report.salvage = Some(self.salvage_report(after)?);
-            }
-            Err(e @ StoreError::BadRecord { .. }) => report.problems.push(e.to_string()),
+        let damaged = match self.index.read(read_every_block) {
+            Ok(_) => None,
+            Err(e @ StoreError::IndexDamaged { .. }) if repair => Some(e),
             Err(e) => return Err(e),
+        };
+        if let Some(e) = &damaged {
+            report
+                .problems
+                .push(e.to_string().lines().next().unwrap_or("").to_string());
+            self.index.repair()?;
+            report.repaired = true;
         }
+        self.unparsable_records(repair, &mut report)?;
+        if damaged.is_some() {
+            let after = self.index.read(read_every_block)?;
+            report.salvage = Some(self.salvage_report(after)?);
+        }
+        // Records named above as unreadable are left out (without --repair
+        // they are still there).
         let (builds, sigs, runs, evicted) = self.index.read(|r| {
             Ok((
-                r.scan::<BuildRecord>(CF_BUILDS, "")?,
-                r.scan::<SignatureRecord>(CF_SIGNATURES, "")?,
-                r.scan::<RunRecord>(CF_RUNS, "")?,
-                r.scan::<u64>(CF_EVICTED, "")?,
+                parsable::<BuildRecord>(r, CF_BUILDS)?,
+                parsable::<SignatureRecord>(r, CF_SIGNATURES)?,
+                parsable::<RunRecord>(r, CF_RUNS)?,
+                parsable::<u64>(r, CF_EVICTED)?,
             ))
         })?;
         let evicted: std::collections::HashSet<String> = evicted.into_iter().map(|(k, _)| k).collect();
@@ -519,18 +546,67 @@ pub struct OrphanBlob {
 }
 
 /// Reads every record of every column family (every block is read and
-/// its checksum checked) and counts them; values must parse.
-fn read_every_record(r: &Reader) -> Result<RecordCounts, StoreError> {
+/// its checksum checked) and counts them.
+fn read_every_block(r: &Reader) -> Result<RecordCounts, StoreError> {
     let mut counts = RecordCounts::new();
     for cf in index::ALL_CFS {
-        let n = if *cf == index::CF_COUNTERS {
-            r.counters()?.len() as u64
-        } else {
-            r.scan::<serde_json::Value>(cf, "")?.len() as u64
-        };
-        counts.insert(cf.to_string(), n);
+        counts.insert(cf.to_string(), r.raw(cf)?.len() as u64);
     }
     Ok(counts)
+}
+
+/// A record that is not what its column family holds.
+struct Unparsable {
+    cf: &'static str,
+    key: String,
+    problem: String,
+}
+
+/// Why `bytes` is not a record of column family `cf`, if it is not.
+fn record_problem(cf: &str, bytes: &[u8]) -> Option<String> {
+    fn check<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+        serde_json::from_slice::<T>(bytes).err().map(|e| e.to_string())
+    }
+    match cf {
+        CF_BUILDS => check::<BuildRecord>(bytes),
+        CF_SIGNATURES => check::<SignatureRecord>(bytes),
+        CF_RUNS => check::<RunRecord>(bytes),
+        CF_KNOWN | index::CF_KNOWN_BY_SIGNATURE => check::<super::KnownSignature>(bytes),
+        CF_EVICTED => check::<u64>(bytes),
+        CF_PENDING => check::<u8>(bytes),
+        CF_INPUT_SETS => check::<super::InputSet>(bytes),
+        CF_PREBUILDS => check::<super::PrebuildRecord>(bytes),
+        index::CF_COUNTERS => (bytes.len() != 8).then(|| {
+            format!(
+                "a counter is 8 bytes (a little-endian i64), this one is {}",
+                bytes.len()
+            )
+        }),
+        // Bisection records are the bisect module's documents.
+        _ => check::<serde_json::Value>(bytes),
+    }
+}
+
+/// Every record of the index that does not parse as its family's record.
+fn unparsable(r: &Reader) -> Result<Vec<Unparsable>, StoreError> {
+    let mut bad = Vec::new();
+    for cf in index::ALL_CFS {
+        for (key, v) in r.raw(cf)? {
+            if let Some(problem) = record_problem(cf, &v) {
+                bad.push(Unparsable { cf, key, problem });
+            }
+        }
+    }
+    Ok(bad)
+}
+
+/// The records of `cf` that parse as `T` (the others are reported by
+/// [`unparsable`]).
+fn parsable<T: serde::de::DeserializeOwned>(r: &Reader, cf: &str) -> Result<Vec<(String, T)>, StoreError> {
+    Ok(r.raw(cf)?
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+        .collect())
 }
 
 impl VerifyReport {

@@ -26,6 +26,7 @@ mod builds;
 pub mod counters;
 mod errors;
 pub mod index;
+mod index_swap;
 mod maintenance;
 mod prefix;
 pub mod records;
@@ -126,7 +127,10 @@ impl Cache {
         }
         // `kcache repro` alone leaves only the harness's work files: a
         // cache too (gc and verify must reach them).
-        if !dir.join("index").is_dir() && !dir.join(crate::vm::workdir::DIR).is_dir() {
+        // A repair killed between its renames leaves the index as
+        // `index.repaired` (the next open puts it back in place).
+        let index = dir.join("index");
+        if !index.is_dir() && !index_swap::repaired(&index).is_dir() && !dir.join(crate::vm::workdir::DIR).is_dir() {
             return Err(StoreError::NoCache(dir.to_path_buf()));
         }
         Cache::open_with_remote(dir, remote)
@@ -136,6 +140,10 @@ impl Cache {
     pub fn open_with_remote(dir: &Path, remote: Option<Remote>) -> Result<Cache, StoreError> {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory(dir.to_path_buf()));
+        }
+        // RocksDB fails on such a path with an error that reads as damage.
+        if dir.to_str().is_none() {
+            return Err(StoreError::NotUtf8(dir.to_path_buf()));
         }
         std::fs::create_dir_all(dir).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOSPC) => StoreError::NoSpace {
@@ -224,6 +232,12 @@ impl Cache {
         // down for the next processes too.
         remote.reset_down();
         remote.probe();
+        let staged = remote.clean_staged();
+        if staged > 0 {
+            crate::notice(&format!(
+                "removed {staged} half-written upload(s) that killed kcache processes left in the remote"
+            ));
+        }
         let pending: Vec<(String, u8)> = self.index.read(|r| r.scan(CF_PENDING, ""))?;
         self.upload_later(pending.into_iter().map(|(k, _)| k).collect());
         let report = self.finish()?;
@@ -310,8 +324,13 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// The build record of `key`: one written here always; one copied
+    /// from the remote while the policy still trusts its writer (a writer
+    /// removed from `trusted_keys` loses what it wrote at once, as on the
+    /// remote).
     pub fn build(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
-        self.r.get(CF_BUILDS, &key.to_hex())
+        let record: Option<BuildRecord> = self.r.get(CF_BUILDS, &key.to_hex())?;
+        Ok(record.filter(|b| self.believed(b.writer.as_deref(), crate::trust::Kind::Build)))
     }
 
     /// Every recorded input set, by build key.
@@ -319,21 +338,36 @@ impl View<'_> {
         Ok(values(self.r.scan(CF_INPUT_SETS, "")?))
     }
 
+    /// The builds that produced `signature` (those whose build record the
+    /// policy no longer believes left out).
     pub fn builds_with_signature(&self, signature: &KernelSignature) -> Result<Vec<SignatureRecord>, StoreError> {
-        Ok(values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?))
+        let all: Vec<SignatureRecord> = values(self.r.scan(CF_SIGNATURES, &format!("{signature}/"))?);
+        let mut out = Vec::with_capacity(all.len());
+        for s in all {
+            let build: Option<BuildRecord> = self.r.get(CF_BUILDS, &s.build_key.to_hex())?;
+            if build.is_none_or(|b| self.believed(b.writer.as_deref(), crate::trust::Kind::Build)) {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// Every run on a signature under one test key, oldest first (runs
     /// from writers the policy does not trust left out).
     pub fn runs(&self, signature: &KernelSignature, test_key: &TestKey) -> Result<Vec<RunRecord>, StoreError> {
         let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/{}/", test_key.to_hex()))?);
-        Ok(runs.into_iter().filter(|r| self.believed(r)).collect())
+        Ok(runs.into_iter().filter(|r| self.run_believed(r)).collect())
     }
 
-    /// A run written here always; one copied from the remote while the
-    /// policy still trusts its writer.
-    fn believed(&self, run: &RunRecord) -> bool {
-        let (Some(policy), Some(writer)) = (self.policy, &run.writer) else {
+    fn run_believed(&self, run: &RunRecord) -> bool {
+        self.believed(run.writer.as_deref(), crate::trust::Kind::Run)
+    }
+
+    /// A record written here (no writer) always; one copied from the
+    /// remote while the policy still trusts its writer: the policy is
+    /// applied at every read, not once when the record was copied.
+    fn believed(&self, writer: Option<&str>, kind: crate::trust::Kind) -> bool {
+        let (Some(policy), Some(writer)) = (self.policy, writer) else {
             return true;
         };
         if policy.mode == crate::trust::TrustMode::Off {
@@ -343,7 +377,7 @@ impl View<'_> {
             Ok(k) => crate::trust::Writer::Signed(k),
             Err(_) => crate::trust::Writer::Unsigned,
         };
-        policy.judge(&writer, crate::trust::Kind::Run) == crate::trust::Use::Evidence
+        policy.judge(&writer, kind) == crate::trust::Use::Evidence
     }
 
     /// Every run on a signature, grouped by test key.
@@ -353,7 +387,7 @@ impl View<'_> {
     ) -> Result<BTreeMap<TestKey, Vec<RunRecord>>, StoreError> {
         let mut out: BTreeMap<TestKey, Vec<RunRecord>> = BTreeMap::new();
         let runs: Vec<RunRecord> = values(self.r.scan(CF_RUNS, &format!("{signature}/"))?);
-        for run in runs.into_iter().filter(|r| self.believed(r)) {
+        for run in runs.into_iter().filter(|r| self.run_believed(r)) {
             out.entry(run.test_key).or_default().push(run);
         }
         Ok(out)

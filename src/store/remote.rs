@@ -91,7 +91,13 @@ pub struct Remote {
     policy: crate::trust::Policy,
     /// Records read, per writer: used, ignored.
     pub tally: crate::trust::Tally,
+    /// The directory of a `file://` remote.
+    local_dir: Option<PathBuf>,
 }
+
+/// A staged upload of a `file://` remote older than this was left by a
+/// killed writer (a live one writes to it, or renames it, within seconds).
+const STALE_STAGED: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A record read from the remote, with who wrote it and how far to
 /// believe it.
@@ -224,6 +230,7 @@ impl Remote {
         let mode = options.mode;
         use_ring_for_tls();
         let parsed = url::Url::parse(url).map_err(|e| remote_err(url, format!("not a URL: {e}")))?;
+        let mut local_dir = None;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
             "s3" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
@@ -253,7 +260,15 @@ impl Remote {
             }
             "file" => {
                 let dir = parsed.to_file_path().map_err(|_| remote_err(url, "not a local path"))?;
-                std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                if dir.exists() && !dir.is_dir() {
+                    return Err(remote_err(
+                        url,
+                        format!("{} is a file: a file:// remote is a directory", dir.display()),
+                    ));
+                }
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| remote_err(url, format!("cannot create {}: {e}", dir.display())))?;
+                local_dir = Some(dir.clone());
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| remote_err(url, e))?;
                 (Arc::new(fs), ObjectPath::default())
             }
@@ -286,7 +301,31 @@ impl Remote {
             signer,
             policy: options.policy.clone(),
             tally: crate::trust::Tally::default(),
+            local_dir,
         })
+    }
+
+    /// Removes the staged uploads (`NAME#N`) that writers killed before
+    /// their rename left in a `file://` remote; how many.
+    pub fn clean_staged(&self) -> usize {
+        let Some(dir) = &self.local_dir else { return 0 };
+        let mut removed = 0;
+        let mut dirs = vec![dir.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let Ok(kind) = e.file_type() else { continue };
+                if kind.is_dir() {
+                    dirs.push(e.path());
+                } else if is_staged(&e.file_name().to_string_lossy())
+                    && is_stale(&e)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Remembers outages in `marker` and honours one remembered there: a
@@ -413,6 +452,17 @@ impl Remote {
                 remember_outage(marker, &self.url);
             }
         }
+    }
+
+    /// Says that a record under `dir` is not of the key its directory
+    /// names (a record replayed under another key): it is ignored.
+    pub(crate) fn misfiled(&self, dir: &str, stem: &str, holds: &str) {
+        self.traffic.errors.fetch_add(1, Ordering::Relaxed);
+        crate::warn(&format!(
+            "remote {}: object {stem} under {dir}/ ignored: it holds {holds}, not a record of {dir} \
+             (a record copied under another key)",
+            self.url
+        ));
     }
 
     fn bad_object(&self, path: &ObjectPath, problem: &str) {
@@ -639,7 +689,7 @@ impl Remote {
                 false => crate::trust::Kind::Build,
             };
             let judged = self.policy.judge(&writer, kind);
-            self.tally.count(&writer, judged);
+            self.tally.count(path.as_ref(), &writer, judged);
             if judged == crate::trust::Use::Ignore {
                 continue;
             }
@@ -735,6 +785,21 @@ fn body_hash(body: &[u8]) -> String {
 }
 
 /// `<stem>.<32 hex>.json` → (stem, hash).
+/// `object_store`'s name for an upload being written to a local
+/// directory: the object's name, `#` and a number.
+fn is_staged(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_stale(e: &std::fs::DirEntry) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_STAGED)
+}
+
 fn split_name(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_suffix(".json")?;
     let (stem, hash) = rest.rsplit_once('.')?;

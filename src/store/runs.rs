@@ -74,13 +74,24 @@ impl Cache {
         let fresh: Vec<RunRecord> = remote
             .records::<RunRecord>(&dir)
             .into_iter()
-            .map(|f| RunRecord {
-                writer: Some(f.writer_label()),
-                ..f.record
+            .map(|f| {
+                let writer = Some(f.writer_label());
+                (f.stem, RunRecord { writer, ..f.record })
             })
-            .filter(|r| {
-                r.signature == *signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA
+            .filter(|(stem, r)| {
+                let filed_right =
+                    r.signature == *signature && test_key.is_none_or(|k| r.test_key == *k) && r.schema == RUN_SCHEMA;
+                if !filed_right {
+                    let holds = format!(
+                        "a {} record of kernel {}",
+                        r.schema,
+                        crate::short_id(r.signature.as_str())
+                    );
+                    remote.misfiled(&dir, stem, &holds);
+                }
+                filed_right
             })
+            .map(|(_, r)| r)
             .filter(|r| !local.contains(&r.run_id))
             .collect();
         let fresh = self.fetch_consoles(remote, fresh)?;

@@ -146,6 +146,11 @@ pub struct Run {
     pub outcome: RunOutcome,
     pub accel: Accel,
     pub seconds: f64,
+    /// When this run's VM started and ended (Unix seconds): runs that were
+    /// at once have intersecting intervals, whatever came before them (a
+    /// compile, a KVM probe).
+    pub started: f64,
+    pub ended: f64,
     #[serde(skip)]
     pub console: Vec<u8>,
 }
@@ -225,8 +230,15 @@ impl AccelDecision {
         let state = match choice {
             AccelChoice::Tcg => Decision::Decided(Accel::Tcg),
             AccelChoice::Kvm => Decision::Decided(Accel::Kvm),
-            AccelChoice::Auto if qemu::kvm_device_usable() => Decision::Undecided,
-            AccelChoice::Auto => Decision::Decided(Accel::Tcg),
+            AccelChoice::Auto if !qemu::kvm_device_usable() => Decision::Decided(Accel::Tcg),
+            AccelChoice::Auto if kvm_failed_since_boot() => {
+                crate::notice(&format!(
+                    "KVM did not run a kernel here earlier since this boot ({}): using TCG (slower)",
+                    kvm_verdict_file().display()
+                ));
+                Decision::Decided(Accel::Tcg)
+            }
+            AccelChoice::Auto => Decision::Undecided,
         };
         AccelDecision {
             state: Mutex::new(state),
@@ -248,6 +260,17 @@ impl AccelDecision {
                     state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
             }
+        }
+    }
+
+    /// The probe failed: the next kcache processes on this host (until it
+    /// reboots) take TCG at once instead of probing again. A host whose
+    /// KVM guest hangs would otherwise cost every `repro` and every
+    /// bisection the whole probe time.
+    fn probe_failed(&self) {
+        self.settle(Accel::Tcg);
+        if let Some(boot) = boot_id() {
+            let _ = std::fs::write(kvm_verdict_file(), boot);
         }
     }
 
@@ -440,11 +463,12 @@ impl Harness {
 
     fn run_checked(&self, kernel: &Path, run: u32) -> Result<Run, VmError> {
         let (accel, probing) = self.accel.take();
+        let started = unix_now();
         let console = self.boot(kernel, accel, probing);
         if probing {
             let works = matches!(&console, Ok(c) if c.kernel_spoke);
             if !works {
-                self.accel.settle(Accel::Tcg);
+                self.accel.probe_failed();
                 crate::notice(&format!(
                     "KVM does not run this kernel here ({}): using TCG (slower)",
                     match &console {
@@ -458,12 +482,13 @@ impl Harness {
                         Err(e) => e.to_string(),
                     }
                 ));
+                let started = unix_now();
                 let console = self.boot(kernel, Accel::Tcg, false)?;
-                return Ok(self.classify(run, Accel::Tcg, console));
+                return Ok(self.classify(run, Accel::Tcg, console, started));
             }
             self.accel.settle(Accel::Kvm);
         }
-        Ok(self.classify(run, accel, console?))
+        Ok(self.classify(run, accel, console?, started))
     }
 
     fn boot(&self, kernel: &Path, accel: Accel, probing: bool) -> Result<Console, VmError> {
@@ -489,16 +514,44 @@ impl Harness {
         )
     }
 
-    fn classify(&self, run: u32, accel: Accel, console: Console) -> Run {
+    fn classify(&self, run: u32, accel: Accel, console: Console, started: f64) -> Run {
         let outcome = classify(&console, self.settings.boot_timeout);
         Run {
             run,
             outcome,
             accel,
             seconds: console.seconds,
+            started,
+            ended: started + console.seconds,
             console: console.bytes,
         }
     }
+}
+
+/// This boot of the host (the probe's verdict holds until a reboot).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Where a failed KVM probe is remembered: per user, in the temporary
+/// directory (delete it to probe again).
+fn kvm_verdict_file() -> PathBuf {
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("kcache-kvm-failed-{uid}"))
+}
+
+fn kvm_failed_since_boot() -> bool {
+    boot_id().is_some_and(|boot| std::fs::read_to_string(kvm_verdict_file()).is_ok_and(|v| v.trim() == boot))
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A run's outcome from its console and how the VM ended.
@@ -698,6 +751,8 @@ mod tests {
             outcome,
             accel: Accel::Tcg,
             seconds: 1.0,
+            started: 0.0,
+            ended: 1.0,
             console: Vec::new(),
         };
         let crash = |t: &str| RunOutcome::Crash {
