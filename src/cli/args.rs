@@ -719,6 +719,10 @@ fn crash_title(s: &str) -> Result<String, String> {
                    (`kcache title LOG` finds it)"
                 .into(),
         ),
+        t if kcache::title::is_suppressed(t) => Err(format!(
+            "\"{t}\" is not a kernel crash (syzkaller suppresses it): \
+             a bisection can never be about it; give the kernel crash's title"
+        )),
         _ => Ok(s.to_string()),
     }
 }

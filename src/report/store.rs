@@ -141,7 +141,13 @@ pub fn sign_text(path: &Path, report: &SignatureReport) -> String {
 
 /// `kcache title`, per file.
 pub fn title_text(t: &FileTitle) -> String {
-    format!("{}: {}\n", t.file, t.title.as_deref().unwrap_or("no crash"))
+    match t.title.as_deref() {
+        None => format!("{}: no crash\n", t.file),
+        Some(title) if crate::title::is_suppressed(title) => {
+            format!("{}: {title} (suppressed: not a kernel crash)\n", t.file)
+        }
+        Some(title) => format!("{}: {title}\n", t.file),
+    }
 }
 
 /// `kcache key-gen`: the public key is the last token, in the form
