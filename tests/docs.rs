@@ -276,13 +276,28 @@ fn arguments(command: &str) -> Result<Vec<String>, String> {
 }
 
 /// clap's complaint about an example (`None`: it parses).
+/// The example runs in a directory where the files it names exist (empty):
+/// arguments such as `--config syzbot.config` are checked to be files when
+/// parsed, and the example's own files are the user's, not ours.
 fn parse_error(args: &[String]) -> Option<String> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for word in args.iter().filter(|w| is_plain_file_name(w)) {
+        // Best effort: a word that only looks like a file name stays one.
+        let _ = std::fs::write(dir.path().join(word), b"");
+    }
     let out = common::kcache()
+        .current_dir(dir.path())
         .args(args)
         .arg("--help")
         .output()
         .expect("run the kcache binary");
     (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).trim().to_string())
+}
+
+/// `syzbot.config`, `repro.c`: a file name in the current directory.
+fn is_plain_file_name(word: &str) -> bool {
+    let plain = !word.starts_with('-') && !word.contains(['/', '=']) && !word.contains("..");
+    plain && word.contains('.') && word.chars().any(|c| c != '.')
 }
 
 /// What is wrong with one README example, if anything.

@@ -459,14 +459,21 @@ fn newer_report_formats_from_syzkallers_test_data() {
 fn a_suppressed_crash_is_said_and_never_a_bisections_target() {
     let kcache = env!("CARGO_BIN_EXE_kcache");
     let go = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/title/syzkaller-707");
-    let out = std::process::Command::new(kcache).arg("title").arg(&go).output().unwrap();
+    let out = std::process::Command::new(kcache)
+        .arg("title")
+        .arg(&go)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("go runtime error (suppressed: not a kernel crash)"),
         "{text}"
     );
-    for cmd in [&["bisect", "--repo", ".", "--bad", "HEAD", "--test", "true"][..], &["lookup"][..]] {
+    for cmd in [
+        &["bisect", "--repo", ".", "--bad", "HEAD", "--test", "true"][..],
+        &["lookup"][..],
+    ] {
         let out = std::process::Command::new(kcache)
             .args(cmd)
             .args(["--crash-title", "go runtime error"])
