@@ -26,25 +26,7 @@ impl Garage {
         // failures). 40 runs x 10 slots x 3 nodes fit in 20000-31999.
         assert!(slot < 10, "ports are laid out for 10 clusters per test run");
         let base = 20000 + (std::process::id() % 40) as u16 * 300 + slot * 10 * 3;
-        let out = Command::new(root().join("scripts/garage.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg(base.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "garage.sh start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = start_garage(dir.path(), base);
         Garage { dir, env }
     }
 
@@ -150,10 +132,7 @@ impl Garage {
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = Command::new(root().join("scripts/garage.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
+        stop_garage(self.dir.path());
     }
 }
 

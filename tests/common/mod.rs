@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use kcache::store::index as idx;
 
+pub mod toy;
+
 /// The kcache binary, with no config file of the user's (a test that
 /// wants one sets `XDG_CONFIG_HOME` itself).
 pub fn kcache() -> Command {
@@ -352,4 +354,36 @@ pub fn ok_run_args() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// Starts a 3-node Garage cluster in `dir` on ports from `base`
+/// (`scripts/garage.sh`); the environment kcache needs to use it.
+pub fn start_garage(dir: &Path, base: u16) -> Vec<(String, String)> {
+    let out = Command::new(root().join("scripts/garage.sh"))
+        .arg("start")
+        .arg(dir)
+        .arg(base.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "garage.sh start: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Stops every node [`start_garage`] started in `dir`.
+pub fn stop_garage(dir: &Path) {
+    let _ = Command::new(root().join("scripts/garage.sh"))
+        .arg("stop")
+        .arg(dir)
+        .output();
 }
