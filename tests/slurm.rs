@@ -187,7 +187,8 @@ impl World {
         self.dir.path().join(rel)
     }
 
-    /// kcache as a driver of this world: its cache, the store, the cluster.
+    /// kcache as a driver of this world: its cache, the cluster, and the
+    /// store [`store_of`] the cache.
     fn kcache(&self, cache: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kcache"));
         c.env("XDG_CONFIG_HOME", self.path("config"))
@@ -195,7 +196,7 @@ impl World {
             .envs(self.garage.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--cache-dir")
             .arg(self.path(cache))
-            .args(["--remote", "s3://kcache/team"]);
+            .args(["--remote", &format!("s3://kcache/{}", store_of(cache))]);
         c
     }
 
@@ -206,6 +207,15 @@ impl World {
             text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
         }
         text
+    }
+}
+
+/// The store a driver's cache writes to: `cache-a` and `cache-b` share
+/// `team-cache`; `line-local` and `line-slurm` have one each.
+fn store_of(cache: &str) -> &str {
+    match cache.starts_with("cache") {
+        true => "team-cache",
+        false => cache,
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use super::build::Built;
 use super::{BuildFailure, CommitEvaluator, EvalError};
 use crate::engine::{Engine, StepEnd, StepRecipe, StepWork};
+use crate::git::Repo;
 use crate::key::{BuildInputs, CommitId};
 use crate::signature::KernelSignature;
 use crate::store::{BuildRecord, BuildStatus, Cache, RunId, RunRecord};
@@ -104,7 +105,9 @@ impl CommitEvaluator {
     pub(super) fn test_on_engine(
         &self,
         engine: &Engine,
+        repo: &Repo,
         cache: &Cache,
+        commit: &CommitId,
         record: &BuildRecord,
         signature: &KernelSignature,
         first_run: u32,
@@ -121,7 +124,15 @@ impl CommitEvaluator {
             runs: want,
             tasks: want.div_ceil(per_task),
         };
-        let spec = engine.spec(self.step_recipe(), &record.commit, work);
+        // The worker fetches a commit whose tree has the kernel's build
+        // key: the tested one, unless its kernel was predicted equal to a
+        // reference build's (then that build's). The record's own commit
+        // may be another repository's with the same tree.
+        let source = match self.key_of(repo, commit)? == record.build_key {
+            true => commit,
+            false => &record.commit,
+        };
+        let spec = engine.spec(self.step_recipe(), source, work);
         let start = std::time::Instant::now();
         match engine.run(&spec, progress).map_err(|e| engine_error(engine, e))? {
             StepEnd::Failed { reason, submitted } => Err(EvalError::Engine {

@@ -223,7 +223,9 @@ impl CommitEvaluator {
         })?;
         let first = pooled.len() as u32;
         let new_runs = match self.engine.clone() {
-            Some(engine) => self.test_on_engine(&engine, cache, &record, signature, first, want, &pooled, progress)?,
+            Some(engine) => self.test_on_engine(
+                &engine, repo, cache, commit, &record, signature, first, want, &pooled, progress,
+            )?,
             None => self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?,
         };
         Ok((pooled, new_runs))
