@@ -123,28 +123,6 @@ impl Drop for Slurm {
     }
 }
 
-/// A running Garage cluster (the team store); stopped on drop.
-struct Garage {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Garage {
-    fn start(slot: u16) -> Garage {
-        let dir = tempfile::tempdir().unwrap();
-        // Ports laid out as tests/remote.rs does (another test binary, another process id).
-        let base = 20000 + (std::process::id() % 40) as u16 * 300 + slot * 10 * 3;
-        let env = start_garage(dir.path(), base);
-        Garage { dir, env }
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        stop_garage(self.dir.path());
-    }
-}
-
 /// One test's world: the cluster, the store, a config file naming the
 /// partitions, and the directories of workers and job logs.
 struct World {
