@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 # Commands the build (cc, c++ through the cc crate), the scripts and the tests run.
 commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium
-  qemu-system-x86_64 strace)
+  qemu-system-x86_64 strace munged mungekey slurmctld slurmd sinfo sbatch squeue scontrol scancel pgrep)
 
 mapfile -t named < <(scripts/setup.sh --print-packages)
 # Packages every Debian system has (Essential or required): setup need not name them.

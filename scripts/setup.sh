@@ -27,8 +27,13 @@ cd "$(dirname "$0")/.."
 #   qemu-system-x86              the reproducer harness boots kernels in qemu-system-x86_64 (tests/repro.rs)
 #   linux-image-cloud-amd64      a real kernel (/boot/vmlinuz-*) for tests/repro.rs to boot
 #   strace                       tests/faults.rs kills `verify --repair` at each of its fsyncs (fault injection)
+#   slurmctld, slurmd,           tests/slurm.rs and scripts/bench-slurm.sh start a real one-host
+#   slurm-client, munge          Slurm cluster (scripts/slurm.sh); slurm-client is also what a
+#                                driver with `--executor slurm` calls (sbatch, squeue, scontrol, scancel)
+#   procps                       pgrep in scripts/slurm.sh stop
 packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
 packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64 strace)
+packages+=(slurmctld slurmd slurm-client munge procps)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)
 
 case "${1:-}" in

@@ -12,6 +12,24 @@
 //! trust = "require"                        # or "warn", "off" (see `trust`)
 //! trusted_keys = ["ed25519:<64 hex>"]      # whose team records are evidence
 //! signing_key = "/etc/kcache/ci.key"     # default: signing.key beside this file
+//! executor = "slurm"                       # or "local" (the default); KCACHE_EXECUTOR, --executor win
+//!
+//! [engine]                                 # how a driver waits on an engine
+//! retries = 2                              # resubmissions of a job the engine reports failed
+//! poll_seconds = 1.0
+//! runs_per_task = 1                        # test runs per array task
+//! repository = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git"  # what workers fetch
+//!
+//! [slurm]
+//! build_partition = "build"                # sbatch --partition of build steps
+//! test_partition = "kvm"                   # ... of test steps
+//! build_constraint = "build"               # sbatch --constraint (node features)
+//! test_constraint = "kvm"
+//! kcache = "/usr/local/bin/kcache"         # on the workers (default: this binary's path)
+//! worker_cache_dir = "/scratch/kcache"     # the workers' caches (one per array index)
+//! log_dir = "/shared/kcache-jobs"          # job output, read back for a failed job's reason
+//! export = "ALL"                           # sbatch --export (NONE: the workers' own environment)
+//! sbatch_args = ["--time=120"]
 //! ```
 //! Credentials are never read from the file: they come from the usual
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, GCS's
@@ -43,6 +61,9 @@ struct FileSettings {
     trust: Option<String>,
     trusted_keys: Option<Vec<String>>,
     signing_key: Option<PathBuf>,
+    executor: Option<String>,
+    engine: Option<crate::engine::EngineSettings>,
+    slurm: Option<crate::engine::slurm::SlurmSettings>,
 }
 
 /// Where a setting came from.
@@ -71,6 +92,11 @@ pub struct Settings {
     pub remote_environment: Vec<(String, String)>,
     /// This member's public key, when it has a signing key.
     pub public_key: Option<crate::trust::PublicKey>,
+    /// Where builds and test runs happen (`--executor` wins).
+    pub executor: crate::engine::ExecutorKind,
+    pub executor_from: Source,
+    pub engine: crate::engine::EngineSettings,
+    pub slurm: crate::engine::slurm::SlurmSettings,
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -134,7 +160,22 @@ pub fn load(
         signing_key,
         policy,
     };
+    let (executor, executor_from) = match (env("KCACHE_EXECUTOR"), &file.executor) {
+        (Some(e), _) => (e.parse().map_err(ConfigError::Invalid)?, Source::Environment),
+        (None, Some(e)) => (
+            e.parse().map_err(|problem| ConfigError::File {
+                path: path.clone(),
+                problem,
+            })?,
+            Source::ConfigFile,
+        ),
+        (None, None) => (crate::engine::ExecutorKind::Local, Source::Default),
+    };
     Ok(Settings {
+        executor,
+        executor_from,
+        engine: file.engine.clone().unwrap_or_default(),
+        slurm: file.slurm.clone().unwrap_or_default(),
         config_file_exists: path.exists(),
         config_file: path,
         cache_dir,

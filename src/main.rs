@@ -65,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(args) => config_cmd(&settings, args),
         Command::Sync(args) => sync_cmd(&settings, args),
+        Command::Step(StepCommand::Run(args)) => step_run_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Bisections(args) => bisections_cmd(&settings, args),
@@ -201,11 +202,29 @@ fn sync_cmd(settings: &kcache::config::Settings, args: SyncArgs) -> anyhow::Resu
     Ok(answer(r.still_pending == 0))
 }
 
+/// `kcache step run`: one step against the team store; exit 0 when a
+/// result was recorded, 2 (an error) for the machine's failures.
+fn step_run_cmd(settings: &kcache::config::Settings, args: StepRunArgs) -> anyhow::Result<ExitCode> {
+    let spec = kcache::engine::StepSpec::read(&args.spec)?;
+    let cache = open_cache(settings)?;
+    let reference = args
+        .reference
+        .clone()
+        .or_else(|| std::env::var_os("KCACHE_REFERENCE_CLONE").map(PathBuf::from));
+    let report = kcache::exec::step::run_step(&spec, args.task, &cache, reference.as_deref(), &mut |line| {
+        kcache::notice(line.trim_start())
+    })
+    .with_context(|| format!("step {} ({})", spec.name().job_name(), spec.describe()))?;
+    Out(args.json).line("kcache/step-run/v1", &report, || text::step_text(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let (_throwaway, cache) = bisect_cache(settings, args.no_cache)?;
     let repo = Repo::open(&args.repo)?;
     refuse_one_commit_range(&repo, &args)?;
-    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?)?;
+    let engine = engine_for(settings, args.recipe.executor, &repo, &cache)?;
+    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?, engine)?;
     let opts = bisect_options(&args);
     let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
     finish_uploads(&cache);
@@ -297,7 +316,8 @@ fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: 
     let cache = open_cache(settings)?;
     let repo = Repo::open(&args.repo)?;
     let range = kcache::prebuild::Range::resolve(&repo, &args.range, args.first_parent)?;
-    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(args.recipe, &cache, String::new())?)?;
+    let engine = engine_for(settings, args.recipe.executor, &repo, &cache)?;
+    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(args.recipe, &cache, String::new())?, engine)?;
     let bar = prebuild_bar(quiet);
     let every = args.every as usize;
     let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every, &mut |p| {

@@ -27,7 +27,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("trust", &["dirs"]),
     ("git", &["key"]),
     ("store", &["key", "signature", "trust", "vm::workdir"]),
-    ("config", &["dirs", "store", "trust"]),
+    // `engine`: step specs, the Executor seam and Slurm; it knows keys and
+    // kernels, never the evaluator (the job body is `exec::step`).
+    ("engine", &["key", "signature"]),
+    ("config", &["dirs", "engine", "store", "trust"]),
     ("kernel", &["key", "store"]),
     // `store`'s plain value types only: the run outcome and record a run class is read from.
     ("crash", &["store", "title"]),
@@ -38,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "child",
             "crash",
+            "engine",
             "git",
             "kernel",
             "key",

@@ -10,44 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A running cluster; stopped on drop (also when a test fails).
-struct Garage {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
 impl Garage {
-    fn start(slot: u16) -> Garage {
-        let dir = tempfile::tempdir().unwrap();
-        // Distinct ports per test and per concurrent test run, all below
-        // Linux's ephemeral range (32768-60999): a port there can be taken
-        // by any outgoing connection, and a node whose S3 port was taken
-        // starts without its API (the cause of rare "error sending request"
-        // failures). 40 runs x 10 slots x 3 nodes fit in 20000-31999.
-        assert!(slot < 10, "ports are laid out for 10 clusters per test run");
-        let base = 20000 + (std::process::id() % 40) as u16 * 300 + slot * 10 * 3;
-        let out = Command::new(root().join("scripts/garage.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg(base.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "garage.sh start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.path().join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Garage { dir, env }
-    }
-
     fn script(&self, args: &[&str]) {
         let out = Command::new(root().join("scripts/garage.sh"))
             .args(args)
@@ -145,15 +108,6 @@ impl Garage {
             .unwrap();
         rt.block_on(store.put(&object_store::path::Path::from(name), bytes.to_vec().into()))
             .unwrap();
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("scripts/garage.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
     }
 }
 

@@ -87,6 +87,11 @@ pub struct InputArgs {
 /// The user's build and test, for `bisect` and `exec`.
 #[derive(Args, Clone)]
 pub struct RecipeArgs {
+    /// Where builds and test runs happen: local (this machine's slots) or slurm (sbatch jobs,
+    /// test runs as job arrays; needs --remote, the team store the jobs write to)
+    /// [default: $KCACHE_EXECUTOR, else the config file's `executor`, else local].
+    #[arg(long, value_name = "ENGINE")]
+    pub executor: Option<kcache::engine::ExecutorKind>,
     /// Build command, run by `sh -c` in the tree with KCACHE_CONFIG, KCACHE_COMMIT and KCACHE_CACHE_DIR.
     #[arg(long, required_unless_present = "kbuild", conflicts_with = "kbuild")]
     pub build: Option<String>,
@@ -232,6 +237,9 @@ pub enum Command {
     Config(ConfigArgs),
     /// Upload everything the remote does not have yet (queued while it was down).
     Sync(SyncArgs),
+    /// The job body of an engine (Slurm): perform one step of a bisection against the team store.
+    #[command(subcommand)]
+    Step(StepCommand),
     /// Check every record and blob; exit non-zero on any problem.
     Verify(VerifyArgs),
     /// Make this member's signing key (ed25519, mode 0600, beside the config file); prints the
@@ -667,7 +675,8 @@ impl Command {
             | C::Config(ConfigArgs { json })
             | C::Sync(SyncArgs { json })
             | C::Verify(VerifyArgs { json, .. })
-            | C::Repro(ReproArgs { json, .. }) => *json,
+            | C::Repro(ReproArgs { json, .. })
+            | C::Step(StepCommand::Run(StepRunArgs { json, .. })) => *json,
             C::Log(
                 LogCommand::Analyze { json, .. } | LogCommand::Import { json, .. } | LogCommand::Replay { json, .. },
             ) => *json,
@@ -754,4 +763,29 @@ mod tests {
         walk(&Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
     }
+}
+
+#[derive(Subcommand)]
+pub enum StepCommand {
+    /// Perform one step (a build, or a test step's task) described by a step spec (JSON) against
+    /// the team store (--remote, required). Exit 0 when a result was recorded (a build, the
+    /// commit's build failure, runs crashed or not); 2 for the machine's failures (no store, no
+    /// credentials, unreachable, uploads refused, a build failed for a reason not the commit's).
+    Run(StepRunArgs),
+}
+
+#[derive(Args)]
+pub struct StepRunArgs {
+    /// The step spec (kcache/step/v1 JSON), as the driver wrote it into the job.
+    pub spec: PathBuf,
+    /// Which task of a test step this is (the engine's array index).
+    #[arg(long, default_value_t = 0)]
+    pub task: u32,
+    /// A clone of the repository whose objects the node's clone borrows
+    /// [default: $KCACHE_REFERENCE_CLONE]; only the step's commit is fetched.
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
+    /// Print what the step recorded as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

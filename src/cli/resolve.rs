@@ -306,10 +306,48 @@ pub fn bisect_cache(
 
 /// The evaluator a bisection or prebuild of `repo` builds and tests with
 /// (its build tree and state under the cache).
-pub fn evaluator_in(repo: &Repo, cache: &Cache, recipe: BisectRecipe) -> anyhow::Result<CommitEvaluator> {
+pub fn evaluator_in(
+    repo: &Repo,
+    cache: &Cache,
+    recipe: BisectRecipe,
+    engine: Option<std::sync::Arc<kcache::engine::Engine>>,
+) -> anyhow::Result<CommitEvaluator> {
     let (tree, state) = (
         bisect::worktree_dir(cache, repo.dir()),
         bisect::state_dir(cache, repo.dir()),
     );
-    Ok(CommitEvaluator::new(recipe, tree, state, false)?)
+    let mut evaluator = CommitEvaluator::new(recipe, tree, state, false)?;
+    evaluator.set_engine(engine);
+    Ok(evaluator)
+}
+
+/// The engine builds and runs go to (`--executor`, else the settings'):
+/// none for `local`. An engine's workers write to the team store, so one
+/// must be configured.
+pub fn engine_for(
+    settings: &kcache::config::Settings,
+    executor: Option<kcache::engine::ExecutorKind>,
+    repo: &Repo,
+    cache: &Cache,
+) -> anyhow::Result<Option<std::sync::Arc<kcache::engine::Engine>>> {
+    use kcache::engine::{slurm::Slurm, Engine, ExecutorKind};
+    match executor.unwrap_or(settings.executor) {
+        ExecutorKind::Local => Ok(None),
+        ExecutorKind::Slurm => {
+            let Some(remote) = &settings.remote else {
+                bail!(
+                    "--executor slurm: the jobs write their results to the team store; give --remote, \
+                     KCACHE_REMOTE or `remote` in {}",
+                    settings.config_file.display()
+                );
+            };
+            let logs = cache.dir().join("engine").join("slurm-logs");
+            let slurm = Slurm::new(settings.slurm.clone(), remote.clone(), logs)?;
+            Ok(Some(std::sync::Arc::new(Engine::new(
+                Box::new(slurm),
+                settings.engine.clone(),
+                repo.dir(),
+            ))))
+        }
+    }
 }

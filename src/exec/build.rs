@@ -85,7 +85,10 @@ impl CommitEvaluator {
             self.reuse(cache, r, &mut eval, progress)?;
             return Ok(eval);
         }
-        let built = self.build(repo, cache, commit, &inputs, progress)?;
+        let built = match self.engine.clone() {
+            Some(engine) => self.build_on_engine(&engine, cache, commit, &inputs, progress)?,
+            None => self.build(repo, cache, commit, &inputs, progress)?,
+        };
         drop(claim);
         cache.count(&[(Counter::BuildMisses, 1)]);
         match built {

@@ -35,12 +35,14 @@ pub use evidence::{Evidence, Verdict};
 use predict::Reference;
 
 mod build;
+mod engine_slots;
 pub mod evidence;
 pub mod lookup;
 pub mod parallel;
 pub mod predict;
 mod repro;
 pub mod speculate;
+pub mod step;
 mod test;
 
 pub use build::classify_failure;
@@ -56,6 +58,10 @@ pub enum EvalError {
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
     TestAborted { commit: CommitId, run: u32, how: String },
+    /// A step the engine could not do (its jobs failed, or the engine
+    /// did not answer): the machine's failure, never a verdict.
+    #[error("{engine}: {reason}")]
+    Engine { engine: &'static str, reason: String },
     #[error("reproducer harness on commit {commit}: {how}")]
     Repro { commit: CommitId, how: String },
     /// A build that failed while its disk was full: the machine's failure,
@@ -296,6 +302,8 @@ pub struct CommitEvaluator {
     rebuilt_to_test: std::sync::Mutex<(u32, f64)>,
     /// The run slots (`Recipe::jobs`) every batch of this evaluator shares.
     slots: std::sync::Arc<parallel::Slots>,
+    /// Where builds and runs happen when not in this process's slots.
+    engine: Option<std::sync::Arc<crate::engine::Engine>>,
 }
 
 impl CommitEvaluator {
@@ -333,6 +341,7 @@ impl CommitEvaluator {
             references: Vec::new(),
             rebuilt_to_test: std::sync::Mutex::new((0, 0.0)),
             slots: parallel::Slots::new(recipe_jobs),
+            engine: None,
         })
     }
 

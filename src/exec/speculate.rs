@@ -271,6 +271,7 @@ impl CommitEvaluator {
             false,
         )?;
         slot.set_prediction(false);
+        slot.engine = self.engine.clone();
         Ok(slot)
     }
 }

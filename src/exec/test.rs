@@ -222,7 +222,12 @@ impl CommitEvaluator {
             source: std::io::Error::other("not in the cache: the kernel must be built before it is tested"),
         })?;
         let first = pooled.len() as u32;
-        let new_runs = self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?;
+        let new_runs = match self.engine.clone() {
+            Some(engine) => self.test_on_engine(
+                &engine, repo, cache, commit, &record, signature, first, want, &pooled, progress,
+            )?,
+            None => self.test(repo, cache, commit, &record, signature, first, want, stop, progress)?,
+        };
         Ok((pooled, new_runs))
     }
 

@@ -539,6 +539,7 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
     for (k, v) in &s.remote_environment {
         let _ = writeln!(out, "  {k}={v}");
     }
+    let _ = writeln!(out, "executor: {} (from {})", word(&s.executor), word(&s.executor_from));
     let policy = &s.remote_options.policy;
     let _ = writeln!(
         out,

@@ -185,3 +185,22 @@ pub fn repro_text(runs: &[crate::vm::Run], summary: &crate::vm::Summary) -> Stri
     out.extend(crate::vm::text::first_report(runs, 40));
     out
 }
+
+/// What `kcache step run` recorded.
+pub fn step_text(r: &crate::exec::step::StepReport) -> String {
+    match r.result.as_str() {
+        "tested" => format!(
+            "step {}: {}: {} run(s) recorded, {} upload(s)\n",
+            crate::short_id(&r.step),
+            r.what,
+            r.runs,
+            r.uploaded
+        ),
+        result => format!(
+            "step {}: {}: {result}, {} upload(s)\n",
+            crate::short_id(&r.step),
+            r.what,
+            r.uploaded
+        ),
+    }
+}

@@ -307,6 +307,32 @@ impl Cache {
 
     /// Build records for `key` from the remote, backfilled into the local
     /// index (their blobs stay remote until needed). Returns the first.
+    /// Makes sure the remote has this tier's build record of `key` (and
+    /// its blobs): queues it for upload when the remote has none. A build
+    /// known here from an earlier upload to another store, or whose upload
+    /// failed, reaches this one too. False when there is no record here.
+    pub fn publish_build(&self, key: &BuildKey) -> Result<bool, StoreError> {
+        let Some(remote) = self.writable_remote() else {
+            return Ok(false);
+        };
+        if self.build_local(key)?.is_none() {
+            return Ok(false);
+        }
+        if !remote
+            .records::<BuildRecord>(&format!("builds/{}", key.to_hex()))
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        let entry = upload::pending_build(&key.to_hex());
+        self.write(|w| {
+            w.put(CF_PENDING, &entry, &0u8);
+            Ok(())
+        })?;
+        self.upload_later(vec![entry]);
+        Ok(true)
+    }
+
     fn build_from_remote(&self, key: &BuildKey) -> Result<Option<BuildRecord>, StoreError> {
         let Some(remote) = &self.remote else { return Ok(None) };
         let found = remote.records::<BuildRecord>(&format!("builds/{}", key.to_hex()));

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use kcache::store::index as idx;
 
+pub mod toy;
+
 /// The kcache binary, with no config file of the user's (a test that
 /// wants one sets `XDG_CONFIG_HOME` itself).
 pub fn kcache() -> Command {
@@ -352,4 +354,54 @@ pub fn ok_run_args() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// A running 3-node Garage cluster (`scripts/garage.sh`): the team store
+/// of the remote tests; stopped on drop (also when a test fails).
+pub struct Garage {
+    pub dir: tempfile::TempDir,
+    /// The environment kcache needs to use it (`AWS_*`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Garage {
+    pub fn start(slot: u16) -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        // Distinct ports per test and per concurrent test run, all below
+        // Linux's ephemeral range (32768-60999): a port there can be taken
+        // by any outgoing connection, and a node whose S3 port was taken
+        // starts without its API (the cause of rare "error sending request"
+        // failures). 40 runs x 10 slots x 3 nodes fit in 20000-31999.
+        assert!(slot < 10, "ports are laid out for 10 clusters per test run");
+        let base = 20000 + (std::process::id() % 40) as u16 * 300 + slot * 10 * 3;
+        let out = Command::new(root().join("scripts/garage.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg(base.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage.sh start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.path().join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Garage { dir, env }
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/garage.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
 }
