@@ -102,6 +102,7 @@ pub mod child;
 pub mod config;
 pub mod crash;
 pub mod dirs;
+pub mod engine;
 pub mod exec;
 pub mod git;
 pub mod import;
