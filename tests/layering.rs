@@ -33,6 +33,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("crash", &["store", "title"]),
     ("vm", &["kernel", "key", "title", "vm::workdir"]),
     ("search", &["crash", "key", "signature"]),
+    // Engines that run steps elsewhere: the Kubernetes engine names a step by its `key::Key` hash.
+    ("engine", &["key"]),
     (
         "exec",
         &[
