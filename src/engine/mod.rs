@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod kubernetes;
 pub mod slurm;
 pub mod spec;
 

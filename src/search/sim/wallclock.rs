@@ -17,11 +17,19 @@
 //! starts no new run after a match, but the runs of the wave it matched in
 //! finish and count.
 //!
-//! Three schedules: kcache sequential (one run at a time, one build at a
+//! Four schedules: kcache sequential (one run at a time, one build at a
 //! time, no prefetch: today), kcache parallel (R run slots, B build slots,
-//! sets and prefetch), and syzbot's shape (one build at a time, each
-//! step's runs all at once on R slots, no overlap of build and test; the
-//! search is today's, it sees one slot).
+//! sets and prefetch), syzbot's shape (one build at a time, each step's
+//! runs all at once on R slots, no overlap of build and test; the search
+//! is today's, it sees one slot), and kcache on a farm of M machines
+//! (issue 31: an engine's nodes, each building one kernel or running one
+//! VM at a time; the search sees M run slots and M build slots, the runs
+//! it waits for take machines first, stopping speculative builds when
+//! they must, and speculative builds take the machines left).
+//!
+//! Machine time: every second a machine spends on a build (finished, or
+//! stopped part way) or on a run counts; idle machines do not (an engine
+//! gives them to other work).
 //!
 //! Invariant: deterministic for a seed; with the sequential schedule it
 //! draws runs exactly as [`SimOracle`](super::SimOracle) does, so the
@@ -45,6 +53,9 @@ pub enum Schedule {
     /// syzbot: a step's runs at once on `run_slots` VMs; one build at a
     /// time, none while testing.
     Syzbot { run_slots: u32 },
+    /// kcache on `machines` machines shared by builds and runs, sets of
+    /// tests and speculative builds.
+    Machines { machines: u32 },
 }
 
 impl Schedule {
@@ -52,14 +63,21 @@ impl Schedule {
         match self {
             Schedule::Sequential => 1,
             Schedule::Parallel { run_slots, .. } | Schedule::Syzbot { run_slots } => run_slots.max(1),
+            Schedule::Machines { machines } => machines.max(1),
         }
     }
 
     fn build_slots(self) -> u32 {
         match self {
             Schedule::Parallel { build_slots, .. } => build_slots.max(1),
+            Schedule::Machines { machines } => machines.max(1),
             _ => 1,
         }
+    }
+
+    /// Whether the search plans sets and builds ahead.
+    fn plans(self) -> bool {
+        matches!(self, Schedule::Parallel { .. } | Schedule::Machines { .. })
     }
 }
 
@@ -89,6 +107,10 @@ pub struct Clocked<'h> {
     pub stopped: u32,
     /// Raw titles (None: ok) per kernel id.
     runs: SimRuns,
+    /// Machines the current wave of runs holds ([`Schedule::Machines`]).
+    running: usize,
+    /// Machine-seconds of builds finished or stopped and of runs.
+    busy: f64,
 }
 
 impl<'h> Clocked<'h> {
@@ -107,7 +129,63 @@ impl<'h> Clocked<'h> {
             hits: 0,
             stopped: 0,
             runs: SimRuns::default(),
+            running: 0,
+            busy: 0.0,
         }
+    }
+
+    /// Machine-seconds spent so far: builds finished or stopped, runs, and
+    /// the part done of builds still going (stopped when the search ends).
+    pub fn machine_seconds(&self) -> f64 {
+        let going: f64 = self
+            .build_slots
+            .iter()
+            .flatten()
+            .map(|j| self.clock.min(j.finish) - j.start)
+            .sum();
+        self.busy + going.max(0.0)
+    }
+
+    /// A machine for another build: always with separate build slots; on
+    /// shared machines, only one neither building nor running.
+    fn machine_free(&self) -> bool {
+        match self.schedule {
+            Schedule::Machines { machines } => {
+                self.build_slots.iter().flatten().count() + self.running < machines.max(1) as usize
+            }
+            _ => true,
+        }
+    }
+
+    /// Stops the build in slot `s` at `at` (its machine time so far spent).
+    fn stop(&mut self, s: usize, at: f64) {
+        if let Some(job) = self.build_slots[s].take() {
+            self.busy += (at - job.start).max(0.0);
+            self.stopped += 1;
+        }
+    }
+
+    /// Frees machines for a wave of `runs` runs on shared machines: stops
+    /// the speculative builds the search wants least until it fits (the
+    /// search waits for runs; a guess never delays them).
+    fn make_room(&mut self, runs: usize) {
+        let Schedule::Machines { machines } = self.schedule else {
+            return;
+        };
+        while self.build_slots.iter().flatten().count() + runs > machines.max(1) as usize {
+            let Some(s) = self.least_wanted() else { return };
+            self.stop(s, self.clock);
+        }
+    }
+
+    /// The busy build slot whose commit the wish list ranks last (off the
+    /// list first; the last such slot).
+    fn least_wanted(&self) -> Option<usize> {
+        let rank = |j: &Job| self.wish.iter().position(|&w| w == j.node).unwrap_or(usize::MAX);
+        (0..self.build_slots.len())
+            .filter_map(|s| self.build_slots[s].map(|j| (s, rank(&j))))
+            .max_by_key(|&(_, r)| r)
+            .map(|(s, _)| s)
     }
 
     /// Builds started ahead of the search.
@@ -131,7 +209,7 @@ impl<'h> Clocked<'h> {
     /// Starts speculative builds at time `at`, most wanted first, on idle
     /// slots or on slots building a commit no longer wished for (stopped).
     fn fill(&mut self, at: f64) {
-        if !matches!(self.schedule, Schedule::Parallel { .. }) {
+        if !self.schedule.plans() {
             return;
         }
         for k in 0..self.wish.len() {
@@ -139,16 +217,18 @@ impl<'h> Clocked<'h> {
             if self.done[w] || self.slot_of(w).is_some() {
                 continue;
             }
-            let idle = self.build_slots.iter().position(Option::is_none);
+            let idle = self
+                .build_slots
+                .iter()
+                .position(Option::is_none)
+                .filter(|_| self.machine_free());
             let unwished = || {
                 self.build_slots
                     .iter()
                     .position(|j| j.is_some_and(|j| !self.wish.contains(&j.node)))
             };
             let Some(s) = idle.or_else(unwished) else { return };
-            if self.build_slots[s].is_some() {
-                self.stopped += 1;
-            }
+            self.stop(s, at);
             self.speculative[w] = true;
             self.build_slots[s] = Some(Job {
                 node: w,
@@ -171,6 +251,7 @@ impl<'h> Clocked<'h> {
                 .min_by(|a, b| a.1.finish.total_cmp(&b.1.finish));
             let Some((s, job)) = next else { break };
             self.build_slots[s] = None;
+            self.busy += job.finish - job.start;
             self.done[job.node] = true;
             self.fill(job.finish);
         }
@@ -183,16 +264,8 @@ impl<'h> Clocked<'h> {
         if let Some(s) = self.build_slots.iter().position(Option::is_none) {
             return s;
         }
-        let rank = |j: &Option<Job>| {
-            j.map_or(usize::MAX, |j| {
-                self.wish.iter().position(|&w| w == j.node).unwrap_or(usize::MAX)
-            })
-        };
-        let s = (0..self.build_slots.len())
-            .max_by_key(|&s| rank(&self.build_slots[s]))
-            .expect("at least one build slot");
-        self.build_slots[s] = None;
-        self.stopped += 1;
+        let s = self.least_wanted().expect("every build slot is busy");
+        self.stop(s, self.clock);
         s
     }
 }
@@ -253,6 +326,7 @@ impl Oracle for Clocked<'_> {
     fn slots(&self) -> u32 {
         match self.schedule {
             Schedule::Parallel { run_slots, .. } => run_slots.max(1),
+            Schedule::Machines { machines } => machines.max(1),
             // syzbot's search is today's: it does not plan for the slots.
             _ => 1,
         }
@@ -288,6 +362,9 @@ impl Oracle for Clocked<'_> {
             if wave.is_empty() {
                 break;
             }
+            self.make_room(wave.len());
+            self.running = wave.len();
+            self.busy += wave.len() as f64 * self.history.run_seconds;
             for b in wave {
                 let node = batches[b].0;
                 let title = self.history.run(node, &mut self.rng);
@@ -296,12 +373,15 @@ impl Oracle for Clocked<'_> {
                 out[b].push(class);
             }
             self.advance(self.clock + self.history.run_seconds);
+            self.running = 0;
+            // The wave's machines are free for the builds wished for.
+            self.fill(self.clock);
         }
         Ok(out)
     }
 
     fn builds_ahead(&self) -> bool {
-        matches!(self.schedule, Schedule::Parallel { .. })
+        self.schedule.plans()
     }
 
     fn prefetch(&mut self, wanted: &[usize]) {
@@ -326,6 +406,8 @@ pub struct WallTrial {
     pub speculative: u32,
     pub wasted: u32,
     pub hits: u32,
+    /// Machine-seconds: builds (finished or stopped) and runs.
+    pub machine_seconds: f64,
 }
 
 /// The noisy search on a history under a schedule (the target title known).
@@ -341,6 +423,7 @@ pub fn trial(h: &History, model: &bayes::Model, schedule: Schedule, seed: u64) -
         speculative: oracle.speculative_builds(),
         wasted: oracle.wasted_builds(),
         hits: oracle.hits,
+        machine_seconds: oracle.machine_seconds(),
     }
 }
 
@@ -396,5 +479,30 @@ mod tests {
         o.build(3).expect("infallible");
         assert_eq!((o.clock, o.stopped), (1800.0, 1));
         assert_eq!((o.build_cost(1), o.build_cost(2)), (0.0, 600.0), "2 was stopped");
+    }
+
+    #[test]
+    fn shared_machines_give_runs_first_and_count_machine_time() {
+        let h = History::generate(&setting(50, 1.0), &mut Rng::new(3));
+        let mut o = Clocked::new(&h, Schedule::Machines { machines: 4 }, 3);
+        o.prefetch(&[10, 20, 30]);
+        o.advance(100.0);
+        // Two runs need two of the four machines: the least wanted guess
+        // (30) stops after 100 s; it starts again when the runs are done.
+        let target = Target::new([super::super::TARGET_TITLE]);
+        let out = o
+            .run_set(&[(5, KernelSignature::of_label("k5"), 2)], &target)
+            .expect("infallible");
+        assert_eq!(out[0].len(), 2);
+        assert_eq!((o.clock, o.stopped), (400.0, 1));
+        assert_eq!((o.build_cost(10), o.build_cost(30)), (200.0, 600.0));
+        // 100 s of the stopped build, two 300 s runs, 400 s each of 10
+        // and 20, nothing yet of 30.
+        assert_eq!(o.machine_seconds(), 100.0 + 600.0 + 800.0);
+        // One machine: a guess only ever runs when nothing else does.
+        let mut one = Clocked::new(&h, Schedule::Machines { machines: 1 }, 3);
+        one.prefetch(&[10, 20]);
+        assert_eq!((one.build_cost(10), one.build_cost(20)), (600.0, 600.0));
+        assert_eq!(one.build_slots.iter().flatten().count(), 1);
     }
 }
