@@ -357,6 +357,20 @@ impl Repo {
         Ok(changes)
     }
 
+    /// The diff that turns commit `from`'s tree into `to`'s, binary files
+    /// included, with full blob ids (what `git apply` and a revert need).
+    pub fn diff(&self, from: &CommitId, to: &CommitId) -> Result<String, GitError> {
+        self.run(&[
+            "diff",
+            "--binary",
+            "--full-index",
+            "--no-renames",
+            "--no-color",
+            from,
+            to,
+        ])
+    }
+
     /// Makes `path` a private clone of this repository for building:
     /// `--shared` (it reads this repository's objects through alternates,
     /// so commits made here later are there too, and it costs no copy)
@@ -464,6 +478,87 @@ pub fn checkout(worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
     }
     .run(&["checkout", "--quiet", "--force", "--detach", commit])
     .map(|_| ())
+}
+
+/// A patch that does not apply on a tree: the files (with the line of the
+/// hunk) git names, and git's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// `path:line` of each hunk that failed, else each path git names.
+    pub hunks: Vec<String>,
+    pub message: String,
+}
+
+impl ApplyFailure {
+    /// The files of the failed hunks, each once.
+    pub fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = Vec::new();
+        for h in &self.hunks {
+            let file = h
+                .rsplit_once(':')
+                .filter(|(_, l)| l.parse::<u32>().is_ok())
+                .map_or(h.as_str(), |(f, _)| f);
+            if !files.iter().any(|f| f == file) {
+                files.push(file.to_string());
+            }
+        }
+        files
+    }
+}
+
+/// Applies `patch` (a git diff or an mbox of one) to the checkout in
+/// `worktree` and its index (`git apply --index`), so the next checkout
+/// undoes it; a patch that does not apply changes nothing and says why.
+pub fn apply_patch(worktree: &Path, patch: &Path) -> Result<Result<(), ApplyFailure>, GitError> {
+    let err = |problem: String| GitError {
+        dir: worktree.to_path_buf(),
+        args: format!("apply --index {}", patch.display()),
+        problem,
+    };
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(worktree)
+        .args(["apply", "--index"])
+        .arg(patch)
+        .output()
+        .map_err(|e| err(format!("cannot run git: {e}")))?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Ok(Err(ApplyFailure {
+        hunks: failed_hunks(&message),
+        message,
+    }))
+}
+
+/// `file:line` of every "patch failed" line of `git apply`'s errors, else
+/// the file of every "does not apply" / "does not exist" / "already exists".
+fn failed_hunks(stderr: &str) -> Vec<String> {
+    let failed: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: patch failed: "))
+        .map(|h| h.trim().to_string())
+        .collect();
+    if !failed.is_empty() {
+        return failed;
+    }
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(file, _)| file.to_string())
+        .collect()
+}
+
+/// The tree the index of `worktree` holds (after [`apply_patch`]).
+pub fn index_tree(worktree: &Path) -> Result<TreeId, GitError> {
+    let repo = Repo {
+        dir: worktree.to_path_buf(),
+        known: Arc::default(),
+        library: Arc::default(),
+    };
+    Ok(TreeId::from_git(&repo.run(&["write-tree"])?))
 }
 
 /// The id of a commit git2 found (git's own full hex).

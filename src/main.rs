@@ -40,6 +40,9 @@ const EXIT_ERROR: u8 = 2;
 /// A bisection that ended without naming a culprit (inconclusive, or no
 /// commit in the range changed the kernel).
 const EXIT_NO_CULPRIT: u8 = 3;
+/// A bisection that named a culprit the revert check did not confirm: the
+/// reverted kernel still crashes.
+const EXIT_NOT_CONFIRMED: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -217,7 +220,12 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
 
 fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {
     Out(json).pretty("kcache/bisect/v1", summary, || text::bisect_text(summary))?;
+    let not_confirmed = summary
+        .confirmation
+        .as_ref()
+        .is_some_and(|c| c.verdict == bisect::ConfirmVerdict::NotConfirmed);
     Ok(match summary.outcome {
+        bisect::Outcome::Culprit { .. } if not_confirmed => ExitCode::from(EXIT_NOT_CONFIRMED),
         bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_NO_CULPRIT),
     })
@@ -338,7 +346,7 @@ fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result
         .collect();
     let vmlinux = artifacts.first().map(|(_, p)| p).context("give the vmlinux first")?;
     let signature = KernelSignature::from(signature::sign_file(vmlinux)?);
-    let record = cache.put_build(&commit, &resolved, &signature, &artifacts, args.build_seconds);
+    let record = cache.put_build(&commit, &resolved, None, &signature, &artifacts, args.build_seconds);
     finish_uploads(&cache);
     let record = record?;
     Out(args.json).record(&record, || text::put_text(&record))?;

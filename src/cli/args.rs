@@ -351,6 +351,14 @@ pub struct BisectArgs {
     /// commits from kbuild input sets.
     #[arg(long)]
     pub no_predict: bool,
+    /// Do not check the culprit by reverting it on --bad (a fix: applying it on --bad) and
+    /// testing there (on by default under the default policy).
+    #[arg(long)]
+    pub no_confirm: bool,
+    /// Test runs on the reverted kernel (default: enough to see the culprit's measured crash
+    /// rate with 99% probability, 3 to 100); also turns the check on under --policy classic.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub confirm_runs: Option<u32>,
     /// Bisect with a throwaway cache (nothing is reused or kept): when the
     /// cache cannot be used.
     #[arg(long)]

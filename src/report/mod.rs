@@ -259,6 +259,40 @@ fn search_text(out: &mut String, r: &crate::bisect::SearchReport) {
 }
 
 /// `kcache bisect` summary.
+/// One line: what the revert (fix) check of the culprit found, with its runs.
+pub fn confirmation_line(c: &crate::bisect::Confirmation) -> String {
+    use crate::bisect::ConfirmVerdict as V;
+    let what = match c.change {
+        "revert" => format!("{} reverted on {}", c.culprit.short(), c.on.short()),
+        _ => format!("{} applied on {}", c.culprit.short(), c.on.short()),
+    };
+    let runs = format!(
+        "{} of {} run(s) crashed with the bug ({}; {} now, {} reused; {} build(s))",
+        c.runs.matched,
+        c.runs.total(),
+        c.runs.describe(),
+        c.runs_done,
+        c.runs_reused,
+        c.builds_done
+    );
+    match c.verdict {
+        V::Confirmed => format!("culprit CONFIRMED: {what}: {runs}"),
+        V::NotConfirmed => format!("culprit NOT CONFIRMED: {what} still crashes: {runs}"),
+        V::CannotRevert => format!(
+            "culprit not checked: {what} does not apply (conflicts in {})",
+            c.conflicts.join(", ")
+        ),
+        V::NoOp => format!(
+            "culprit not checked: {} does not change the kernel (no-op)",
+            c.culprit.short()
+        ),
+        V::Untested => format!(
+            "culprit not checked: {what}: {}",
+            c.reason.as_deref().unwrap_or("not tested")
+        ),
+    }
+}
+
 pub fn bisect_text(s: &Summary) -> String {
     let mut out = String::new();
     let fix = s.direction == crate::search::graph::Direction::Fix;
@@ -315,6 +349,9 @@ pub fn bisect_text(s: &Summary) -> String {
     }
     if let Some(search) = &s.search {
         search_text(&mut out, search);
+    }
+    if let Some(c) = &s.confirmation {
+        let _ = writeln!(out, "{}", confirmation_line(c));
     }
     for n in &s.notes {
         let _ = writeln!(out, "note: {n}");
