@@ -371,6 +371,39 @@ impl Repo {
         ])
     }
 
+    /// The newest commit reachable from `tip` (at most `limit` looked at)
+    /// whose tree has, at every path, the pre-image blob a diff's `index`
+    /// lines name (a prefix of its id): the commit the diff was made
+    /// against, as syzkaller's base-for-diff finds it. `None` when no
+    /// commit has them all (or the diff names no pre-image blob).
+    pub fn base_for_blobs(
+        &self,
+        tip: &CommitId,
+        blobs: &[(String, String)],
+        limit: usize,
+    ) -> Result<Option<CommitId>, GitError> {
+        if blobs.is_empty() {
+            return Ok(None);
+        }
+        self.with_library(&format!("base for blobs from {tip}"), |r| {
+            let mut walk = r.revwalk()?;
+            walk.push(git2::Oid::from_str(tip)?)?;
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+            for oid in walk.take(limit) {
+                let oid = oid?;
+                let tree = r.find_commit(oid)?.tree()?;
+                let all = blobs.iter().all(|(path, blob)| {
+                    tree.get_path(Path::new(path))
+                        .is_ok_and(|e| e.id().to_string().starts_with(blob.as_str()))
+                });
+                if all {
+                    return Ok(Some(commit_of(oid)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// Makes `path` a private clone of this repository for building:
     /// `--shared` (it reads this repository's objects through alternates,
     /// so commits made here later are there too, and it costs no copy)
@@ -549,6 +582,30 @@ fn failed_hunks(stderr: &str) -> Vec<String> {
         .filter_map(|l| l.split_once(": "))
         .map(|(file, _)| file.to_string())
         .collect()
+}
+
+/// What a patch (a git diff, or an mbox of one) says of its base: the
+/// `base-commit:` trailer `git format-patch --base` and `b4` write, and
+/// (path, pre-image blob id or its prefix) of every file it changes that
+/// existed before (its `index` lines).
+pub fn patch_base_hints(patch: &str) -> (Option<String>, Vec<(String, String)>) {
+    let trailer = patch
+        .lines()
+        .find_map(|l| l.strip_prefix("base-commit: "))
+        .map(|c| c.trim().to_string());
+    let mut blobs = Vec::new();
+    let mut path: Option<String> = None;
+    for line in patch.lines() {
+        if let Some(rest) = line.strip_prefix("diff --git a/") {
+            path = rest.split(" b/").next().map(str::to_string);
+        } else if let (Some(rest), Some(p)) = (line.strip_prefix("index "), &path) {
+            let pre = rest.split("..").next().unwrap_or("");
+            if !pre.is_empty() && pre.bytes().any(|b| b != b'0') && !blobs.iter().any(|(q, _)| q == p) {
+                blobs.push((p.clone(), pre.to_string()));
+            }
+        }
+    }
+    (trailer, blobs)
 }
 
 /// The tree the index of `worktree` holds (after [`apply_patch`]).

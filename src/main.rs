@@ -69,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(args) => config_cmd(&settings, args),
         Command::Sync(args) => sync_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
+        Command::TestPatch(args) => test_patch_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Bisections(args) => bisections_cmd(&settings, args),
         Command::Completions(_) | Command::Man(_) | Command::KeyGen(_) => {
@@ -216,6 +217,46 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
         write_report(path, &record)?;
     }
     print_summary(args.json, &summary)
+}
+
+fn test_patch_cmd(settings: &kcache::config::Settings, args: TestPatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    use kcache::exec::patch_test::{self, BaseFrom, PatchVerdict};
+    let (_none, cache) = bisect_cache(settings, false)?;
+    let repo = Repo::open(&args.repo)?;
+    let bytes = std::fs::read(&args.patch).with_context(|| format!("reading the patch {}", args.patch.display()))?;
+    let text_of_patch = String::from_utf8_lossy(&bytes).into_owned();
+    let base = match args.base.as_str() {
+        "auto" => patch_test::find_base(&repo, &repo.commit_id(&args.tip)?, &text_of_patch)
+            .with_context(|| format!("finding the base of {}", args.patch.display()))?,
+        rev => (repo.commit_id(rev)?, BaseFrom::Given),
+    };
+    let patch = kcache::exec::Patch {
+        name: args.patch.display().to_string(),
+        diff: bytes,
+    };
+    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?)?;
+    let mut progress = |l: &str| {
+        if !quiet {
+            eprintln!("{l}");
+        }
+    };
+    let result = patch_test::test_patch(
+        &repo,
+        &cache,
+        &mut evaluator,
+        base,
+        &patch,
+        &args.crash_titles,
+        &mut progress,
+    );
+    finish_uploads(&cache);
+    let result = result?;
+    Out(args.json).pretty("kcache/test-patch/v1", &result, || text::patch_test_text(&result))?;
+    Ok(match result.verdict {
+        PatchVerdict::Fixed => ExitCode::SUCCESS,
+        PatchVerdict::NotFixed => ExitCode::from(EXIT_NEGATIVE),
+        PatchVerdict::BaseDoesNotCrash | PatchVerdict::Untested => ExitCode::from(EXIT_NO_CULPRIT),
+    })
 }
 
 fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {

@@ -192,3 +192,106 @@ fn a_fix_is_confirmed_by_applying_it_on_the_crashing_end() {
     );
     assert_eq!(c["on"], ids[1].as_str());
 }
+
+/// `kcache test-patch` of `patch` on `repo` with the toy build and test.
+fn test_patch(cache: &Path, repo: &Path, patch: &Path, base: &str, test: &Path) -> Command {
+    let mut c = kcache();
+    c.arg("--cache-dir").arg(cache).args(["test-patch", "--repo"]).arg(repo);
+    c.arg("--patch")
+        .arg(patch)
+        .args(["--base", base, "--build", BUILD, "--test"]);
+    c.arg(test).args(["--runs", "3", "--json"]);
+    c
+}
+
+/// A history with the bug in `a.h` since commit 1, churn in `c.h` after.
+fn buggy_history(dir: &Path) -> (PathBuf, Vec<String>) {
+    toy_history(
+        dir,
+        &[
+            ("a.h", A_BUG, "a: the bug"),
+            ("c.h", "#define C_VAL 1\n", "c: one"),
+            ("c.h", "#define C_VAL 2\n", "c: two"),
+        ],
+    )
+}
+
+/// The diff (with full blob ids) of editing `file` to `content` at HEAD,
+/// left uncommitted.
+fn patch_of(repo: &Path, file: &str, content: &str, out: &Path) -> PathBuf {
+    let before = std::fs::read_to_string(repo.join(file)).unwrap();
+    std::fs::write(repo.join(file), content).unwrap();
+    let diff = git(repo, &["diff", "--full-index"]);
+    std::fs::write(repo.join(file), before).unwrap();
+    std::fs::write(out, format!("{diff}\n")).unwrap();
+    out.to_path_buf()
+}
+
+#[test]
+fn test_patch_passes_a_real_fix_and_fails_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _) = buggy_history(dir.path());
+    let (cache, test) = (dir.path().join("cache"), toy_test(dir.path()));
+    let fix = patch_of(
+        &repo,
+        "a.h",
+        "/* a */\n#define A_BUG 0\n/* end */\n",
+        &dir.path().join("fix.diff"),
+    );
+    let s = json(&run_ok(&mut test_patch(&cache, &repo, &fix, "HEAD", &test)));
+    assert_eq!(s["verdict"], "fixed", "{s}");
+    assert!(s["base_runs"]["matched"].as_u64() > Some(0), "{s}");
+    assert_eq!(s["patched_runs"]["matched"], 0);
+    let wrong = patch_of(&repo, "c.h", "#define C_VAL 7\n", &dir.path().join("wrong.diff"));
+    let s = json(&run_status(&mut test_patch(&cache, &repo, &wrong, "HEAD", &test), 1));
+    assert_eq!(s["verdict"], "not-fixed", "{s}");
+    // Again: both kernels are cached, every run pooled.
+    let s = json(&run_ok(&mut test_patch(&cache, &repo, &fix, "HEAD", &test)));
+    assert_eq!(s["patched_eval"]["build"], "reused", "{s}");
+    assert_eq!(s["patched_eval"]["runs_done"], 0, "{s}");
+}
+
+#[test]
+fn test_patch_names_the_hunk_that_does_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, ids) = buggy_history(dir.path());
+    let (cache, test) = (dir.path().join("cache"), toy_test(dir.path()));
+    let patch = dir.path().join("stale.diff");
+    std::fs::write(
+        &patch,
+        "diff --git a/c.h b/c.h\n--- a/c.h\n+++ b/c.h\n@@ -1 +1 @@\n-#define C_VAL 9\n+#define C_VAL 10\n",
+    )
+    .unwrap();
+    let out = run_status(&mut test_patch(&cache, &repo, &patch, &ids[3], &test), 2);
+    let err = stderr(&out);
+    assert!(err.contains("does not apply") && err.contains("c.h:1"), "{err}");
+}
+
+#[test]
+fn base_auto_finds_an_older_base_and_refuses_unknown_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, ids) = buggy_history(dir.path());
+    let (cache, test) = (dir.path().join("cache"), toy_test(dir.path()));
+    // Made against commit 2 (c.h at "C_VAL 1"), which HEAD no longer has.
+    let branch = git(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    git(&repo, &["checkout", "-q", &ids[2]]);
+    let old = patch_of(&repo, "c.h", "#define C_VAL 5\n", &dir.path().join("old.diff"));
+    git(&repo, &["checkout", "-q", &branch]);
+    let s = json(&run_status(&mut test_patch(&cache, &repo, &old, "auto", &test), 1));
+    assert_eq!(
+        (s["base"].as_str(), s["base_from"].as_str()),
+        (Some(ids[2].as_str()), Some("blob-ids")),
+        "{s}"
+    );
+    // A blob this repository never had.
+    let alien = dir.path().join("alien.diff");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let index = text.lines().find(|l| l.starts_with("index ")).unwrap();
+    std::fs::write(
+        &alien,
+        text.replace(index, &format!("index {}..{} 100644", "1".repeat(40), "2".repeat(40))),
+    )
+    .unwrap();
+    let err = stderr(&run_status(&mut test_patch(&cache, &repo, &alien, "auto", &test), 2));
+    assert!(err.contains("no commit reachable") && err.contains("c.h 1111"), "{err}");
+}

@@ -149,6 +149,31 @@ pub struct RecipeArgs {
 
 /// How the bisection decides.
 #[derive(Args, Clone)]
+pub struct TestPatchArgs {
+    /// The git repository (kcache builds in a private clone of it, under the cache).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The patch: a git diff or a mail (mbox) with one.
+    #[arg(long)]
+    pub patch: PathBuf,
+    /// The commit to apply it on, or `auto`: the patch's `base-commit:` trailer, else the newest
+    /// commit (from --tip) whose files have every pre-image blob the diff's `index` lines name.
+    #[arg(long, default_value = "auto")]
+    pub base: String,
+    /// Where `--base auto` searches from (newest first).
+    #[arg(long, default_value = "HEAD")]
+    pub tip: String,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The crash the patch should fix (repeatable; default: any crash).
+    #[arg(long = "crash-title", value_name = "TITLE")]
+    pub crash_titles: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
 pub struct SearchArgs {
     /// bayes: a posterior over the first bad kernel, robust to flaky reproducers and
     /// unrelated crashes; classic: any crash is bad, half the runs ok is good (git bisect's rule).
@@ -195,6 +220,10 @@ pub enum Command {
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
     Bisect(BisectArgs),
+    /// Apply a patch (a git diff or an mbox) on its base, build it through the cache, test it
+    /// beside the base: is the crash gone? Exit 0: fixed, 1: still crashes, 3: cannot tell
+    /// (the base does not crash, a kernel did not build), 2: error (no base, does not apply).
+    TestPatch(TestPatchArgs),
     /// Run a C reproducer (syzbot's repro.c) in a kernel booted in QEMU, N times, and title each
     /// crash as syzbot would. Exit 0: no crash, 1: a run crashed, 3: no run gave information, 2: error.
     Repro(ReproArgs),
@@ -660,6 +689,7 @@ impl Command {
             | C::Title(TitleArgs { json, .. })
             | C::Diff(DiffArgs { json, .. })
             | C::Bisect(BisectArgs { json, .. })
+            | C::TestPatch(TestPatchArgs { json, .. })
             | C::Prebuild(PrebuildArgs { json, .. })
             | C::Forget(ForgetArgs { json, .. })
             | C::Exec(ExecArgs { json, .. })

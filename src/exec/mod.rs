@@ -38,6 +38,7 @@ mod build;
 pub mod evidence;
 pub mod lookup;
 pub mod parallel;
+pub mod patch_test;
 pub mod predict;
 mod repro;
 pub mod speculate;

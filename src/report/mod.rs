@@ -259,6 +259,33 @@ fn search_text(out: &mut String, r: &crate::bisect::SearchReport) {
 }
 
 /// `kcache bisect` summary.
+/// `kcache test-patch`'s answer: the verdict, the base, both kernels' runs.
+pub fn patch_test_text(t: &crate::exec::patch_test::PatchTest) -> String {
+    use crate::exec::patch_test::{BaseFrom, PatchVerdict as V};
+    let from = match t.base_from {
+        BaseFrom::Given => "given",
+        BaseFrom::Trailer => "its base-commit: trailer",
+        BaseFrom::BlobIds => "the blob ids it was made against",
+    };
+    let verdict = match t.verdict {
+        V::Fixed => "the crash is GONE with the patch",
+        V::NotFixed => "the patched kernel STILL CRASHES",
+        V::BaseDoesNotCrash => "cannot tell: the base does not crash",
+        V::Untested => "cannot tell: a kernel was not built or no run gave information",
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{verdict}");
+    let _ = writeln!(out, "base:    {} (from {from})", t.base);
+    let _ = writeln!(out, "base runs:    {}", t.base_runs.describe());
+    let _ = writeln!(
+        out,
+        "patched runs: {} (patch {})",
+        t.patched_runs.describe(),
+        t.patch_blake3.short()
+    );
+    out
+}
+
 /// One line: what the revert (fix) check of the culprit found, with its runs.
 pub fn confirmation_line(c: &crate::bisect::Confirmation) -> String {
     use crate::bisect::ConfirmVerdict as V;
