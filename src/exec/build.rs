@@ -59,35 +59,7 @@ impl CommitEvaluator {
         may_predict: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
-        let tree = repo.tree_id(commit)?;
-        let inputs = self.inputs_for_tree(&tree);
-        let build_key = inputs.key();
-        let mut eval = Evaluation::empty(build_key);
-        if let Some(r) = self.known_build(cache, &build_key, progress)? {
-            self.reuse(cache, r, &mut eval, progress)?;
-            return Ok(eval);
-        }
-        if may_predict && self.predict {
-            if let Some(reference) = self.predict_from_references(repo, commit, progress)? {
-                eval.build = BuildSource::Predicted;
-                eval.signature = Some(reference.signature.clone());
-                eval.predicted_from = Some(reference.commit.clone());
-                eval.reference_key = Some(reference.build_key);
-                cache.count(&[(Counter::BuildsPredicted, 1)]);
-                return Ok(eval);
-            }
-        }
-        // One builder per build key across processes and clones: whoever
-        // waited here finds the other's record and reuses it. The claim is
-        // a lock, so a builder that dies releases it.
-        let claim = claim(cache, &format!("build-{}", build_key.to_hex()), progress)?;
-        if let Some(r) = self.known_build(cache, &build_key, progress)? {
-            self.reuse(cache, r, &mut eval, progress)?;
-            return Ok(eval);
-        }
-        let built = self.build(repo, cache, commit, &inputs, &[], progress)?;
-        drop(claim);
-        Ok(self.built_now(cache, eval, built))
+        self.build_layered(repo, cache, commit, &[], may_predict, progress)
     }
 
     /// Builds (or reuses) `commit` with `patches` applied on its tree, in
@@ -100,6 +72,20 @@ impl CommitEvaluator {
         patches: &[Patch],
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
+        self.build_layered(repo, cache, commit, patches, false, progress)
+    }
+
+    /// The build of `commit` with `patches` on its tree: reused, predicted
+    /// (no patches and `may_predict` only) or run under its key's claim.
+    fn build_layered(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        patches: &[Patch],
+        may_predict: bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
         let tree = repo.tree_id(commit)?;
         let inputs = self
             .inputs_for_tree(&tree)
@@ -110,6 +96,19 @@ impl CommitEvaluator {
             self.reuse(cache, r, &mut eval, progress)?;
             return Ok(eval);
         }
+        if may_predict && self.predict && patches.is_empty() {
+            if let Some(reference) = self.predict_from_references(repo, commit, progress)? {
+                eval.build = BuildSource::Predicted;
+                eval.signature = Some(reference.signature.clone());
+                eval.predicted_from = Some(reference.commit.clone());
+                eval.reference_key = Some(reference.build_key);
+                cache.count(&[(Counter::BuildsPredicted, 1)]);
+                return Ok(eval);
+            }
+        }
+        // One builder per build key across processes and clones: whoever
+        // waited here finds the other's record and reuses it. The claim is
+        // a lock, so a builder that dies releases it.
         let claim = claim(cache, &format!("build-{}", build_key.to_hex()), progress)?;
         if let Some(r) = self.known_build(cache, &build_key, progress)? {
             self.reuse(cache, r, &mut eval, progress)?;
