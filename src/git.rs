@@ -358,6 +358,53 @@ impl Repo {
         Ok(changes)
     }
 
+    /// The diff that turns commit `from`'s tree into `to`'s, binary files
+    /// included, with full blob ids (what `git apply` and a revert need).
+    pub fn diff(&self, from: &CommitId, to: &CommitId) -> Result<String, GitError> {
+        self.run(&[
+            "diff",
+            "--binary",
+            "--full-index",
+            "--no-renames",
+            "--no-color",
+            from,
+            to,
+        ])
+    }
+
+    /// The newest commit reachable from `tip` (at most `limit` looked at)
+    /// whose tree has, at every path, the pre-image blob a diff's `index`
+    /// lines name (a prefix of its id): the commit the diff was made
+    /// against, as syzkaller's base-for-diff finds it. `None` when no
+    /// commit has them all (or the diff names no pre-image blob).
+    pub fn base_for_blobs(
+        &self,
+        tip: &CommitId,
+        blobs: &[(String, String)],
+        limit: usize,
+    ) -> Result<Option<CommitId>, GitError> {
+        if blobs.is_empty() {
+            return Ok(None);
+        }
+        self.with_library(&format!("base for blobs from {tip}"), |r| {
+            let mut walk = r.revwalk()?;
+            walk.push(git2::Oid::from_str(tip)?)?;
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+            for oid in walk.take(limit) {
+                let oid = oid?;
+                let tree = r.find_commit(oid)?.tree()?;
+                let all = blobs.iter().all(|(path, blob)| {
+                    tree.get_path(Path::new(path))
+                        .is_ok_and(|e| e.id().to_string().starts_with(blob.as_str()))
+                });
+                if all {
+                    return Ok(Some(commit_of(oid)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// Makes `path` a private clone of this repository for building:
     /// `--shared` (it reads this repository's objects through alternates,
     /// so commits made here later are there too, and it costs no copy)
@@ -465,6 +512,111 @@ pub fn checkout(worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
     }
     .run(&["checkout", "--quiet", "--force", "--detach", commit])
     .map(|_| ())
+}
+
+/// A patch that does not apply on a tree: the files (with the line of the
+/// hunk) git names, and git's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// `path:line` of each hunk that failed, else each path git names.
+    pub hunks: Vec<String>,
+    pub message: String,
+}
+
+impl ApplyFailure {
+    /// The files of the failed hunks, each once.
+    pub fn files(&self) -> Vec<String> {
+        let mut files: Vec<String> = Vec::new();
+        for h in &self.hunks {
+            let file = h
+                .rsplit_once(':')
+                .filter(|(_, l)| l.parse::<u32>().is_ok())
+                .map_or(h.as_str(), |(f, _)| f);
+            if !files.iter().any(|f| f == file) {
+                files.push(file.to_string());
+            }
+        }
+        files
+    }
+}
+
+/// Applies `patch` (a git diff or an mbox of one) to the checkout in
+/// `worktree` and its index (`git apply --index`), so the next checkout
+/// undoes it; a patch that does not apply changes nothing and says why.
+pub fn apply_patch(worktree: &Path, patch: &Path) -> Result<Result<(), ApplyFailure>, GitError> {
+    let err = |problem: String| GitError {
+        dir: worktree.to_path_buf(),
+        args: format!("apply --index {}", patch.display()),
+        problem,
+    };
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(worktree)
+        .args(["apply", "--index"])
+        .arg(patch)
+        .output()
+        .map_err(|e| err(format!("cannot run git: {e}")))?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Ok(Err(ApplyFailure {
+        hunks: failed_hunks(&message),
+        message,
+    }))
+}
+
+/// `file:line` of every "patch failed" line of `git apply`'s errors, else
+/// the file of every "does not apply" / "does not exist" / "already exists".
+fn failed_hunks(stderr: &str) -> Vec<String> {
+    let failed: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: patch failed: "))
+        .map(|h| h.trim().to_string())
+        .collect();
+    if !failed.is_empty() {
+        return failed;
+    }
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(file, _)| file.to_string())
+        .collect()
+}
+
+/// What a patch (a git diff, or an mbox of one) says of its base: the
+/// `base-commit:` trailer `git format-patch --base` and `b4` write, and
+/// (path, pre-image blob id or its prefix) of every file it changes that
+/// existed before (its `index` lines).
+pub fn patch_base_hints(patch: &str) -> (Option<String>, Vec<(String, String)>) {
+    let trailer = patch
+        .lines()
+        .find_map(|l| l.strip_prefix("base-commit: "))
+        .map(|c| c.trim().to_string());
+    let mut blobs = Vec::new();
+    let mut path: Option<String> = None;
+    for line in patch.lines() {
+        if let Some(rest) = line.strip_prefix("diff --git a/") {
+            path = rest.split(" b/").next().map(str::to_string);
+        } else if let (Some(rest), Some(p)) = (line.strip_prefix("index "), &path) {
+            let pre = rest.split("..").next().unwrap_or("");
+            if !pre.is_empty() && pre.bytes().any(|b| b != b'0') && !blobs.iter().any(|(q, _)| q == p) {
+                blobs.push((p.clone(), pre.to_string()));
+            }
+        }
+    }
+    (trailer, blobs)
+}
+
+/// The tree the index of `worktree` holds (after [`apply_patch`]).
+pub fn index_tree(worktree: &Path) -> Result<TreeId, GitError> {
+    let repo = Repo {
+        dir: worktree.to_path_buf(),
+        known: Arc::default(),
+        library: Arc::default(),
+    };
+    Ok(TreeId::from_git(&repo.run(&["write-tree"])?))
 }
 
 /// The id of a commit git2 found (git's own full hex).

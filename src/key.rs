@@ -316,6 +316,11 @@ pub struct BuildInputs {
     pub toolchain: String,
     pub arch: String,
     pub recipe_digest: Key,
+    /// The BLAKE3 of each patch applied, in order, on the tree before the
+    /// build (a revert, a fix under test, a backport). Empty for a plain
+    /// build, whose key is then what it always was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Key>,
 }
 
 /// What every commit's build key shares under one recipe: the config's
@@ -370,21 +375,30 @@ impl RecipeInputs {
             toolchain: self.toolchain.clone(),
             arch: self.arch.clone(),
             recipe_digest: self.recipe_digest,
+            patches: Vec::new(),
         }
     }
 }
 
 impl BuildInputs {
     pub fn key(&self) -> BuildKey {
-        BuildKey(
-            Encoder::new(BUILD_DOMAIN)
-                .field("tree", self.tree.as_bytes())
-                .field("config", &self.config_digest.0)
-                .field("toolchain", self.toolchain.as_bytes())
-                .field("arch", self.arch.as_bytes())
-                .field("recipe", &self.recipe_digest.0)
-                .finish(),
-        )
+        let mut e = Encoder::new(BUILD_DOMAIN);
+        e.field("tree", self.tree.as_bytes())
+            .field("config", &self.config_digest.0)
+            .field("toolchain", self.toolchain.as_bytes())
+            .field("arch", self.arch.as_bytes())
+            .field("recipe", &self.recipe_digest.0);
+        // Only when present: the keys of unpatched builds (every record
+        // written before patches existed) stay as they were.
+        for p in &self.patches {
+            e.field("patch", &p.0);
+        }
+        BuildKey(e.finish())
+    }
+
+    /// These inputs with `patches` applied on the tree, in order.
+    pub fn with_patches(self, patches: Vec<Key>) -> BuildInputs {
+        BuildInputs { patches, ..self }
     }
 }
 
@@ -437,7 +451,31 @@ mod tests {
             toolchain: "gcc (GCC) 12.2.0".into(),
             arch: "x86_64".into(),
             recipe_digest: Recipe::default().digest(),
+            patches: Vec::new(),
         }
+    }
+
+    #[test]
+    fn patches_change_the_key_in_order_and_no_patch_keeps_it() {
+        // The key of a build without patches, as every earlier record has it.
+        let plain = BuildKey(
+            Encoder::new(BUILD_DOMAIN)
+                .field("tree", inputs().tree.as_bytes())
+                .field("config", &inputs().config_digest.0)
+                .field("toolchain", inputs().toolchain.as_bytes())
+                .field("arch", inputs().arch.as_bytes())
+                .field("recipe", &inputs().recipe_digest.0)
+                .finish(),
+        );
+        assert_eq!(inputs().key(), plain);
+        let (a, b) = (digest(b"revert"), digest(b"fix"));
+        let ab = inputs().with_patches(vec![a, b]).key();
+        assert_ne!(inputs().with_patches(vec![a]).key(), plain);
+        assert_ne!(ab, inputs().with_patches(vec![a]).key());
+        assert_ne!(ab, inputs().with_patches(vec![b, a]).key(), "order matters");
+        assert_eq!(ab, inputs().with_patches(vec![a, b]).key());
+        let json = serde_json::to_string(&inputs()).unwrap();
+        assert!(!json.contains("patches"), "{json}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ const EXIT_ERROR: u8 = 2;
 /// A bisection that ended without naming a culprit (inconclusive, or no
 /// commit in the range changed the kernel).
 const EXIT_NO_CULPRIT: u8 = 3;
+/// A bisection that named a culprit the revert check did not confirm: the
+/// reverted kernel still crashes.
+const EXIT_NOT_CONFIRMED: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync_cmd(&settings, args),
         Command::Step(StepCommand::Run(args)) => step_run_cmd(&settings, args),
         Command::Bisect(args) => bisect_cmd(&settings, args, quiet),
+        Command::TestPatch(args) => test_patch_cmd(&settings, args, quiet),
         Command::Prebuild(args) => prebuild_cmd(&settings, args, quiet),
         Command::Bisections(args) => bisections_cmd(&settings, args),
         Command::Completions(_) | Command::Man(_) | Command::KeyGen(_) => {
@@ -252,9 +256,54 @@ fn refuse_one_commit_range(repo: &Repo, args: &BisectArgs) -> anyhow::Result<()>
     Ok(())
 }
 
+fn test_patch_cmd(settings: &kcache::config::Settings, args: TestPatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    use kcache::exec::patch_test::{self, BaseFrom, PatchVerdict};
+    let (_none, cache) = bisect_cache(settings, false)?;
+    let repo = Repo::open(&args.repo)?;
+    let bytes = std::fs::read(&args.patch).with_context(|| format!("reading the patch {}", args.patch.display()))?;
+    let text_of_patch = String::from_utf8_lossy(&bytes).into_owned();
+    let base = match args.base.as_str() {
+        "auto" => patch_test::find_base(&repo, &repo.commit_id(&args.tip)?, &text_of_patch)
+            .with_context(|| format!("finding the base of {}", args.patch.display()))?,
+        rev => (repo.commit_id(rev)?, BaseFrom::Given),
+    };
+    let patch = kcache::exec::Patch {
+        name: args.patch.display().to_string(),
+        diff: bytes,
+    };
+    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?, None)?;
+    let mut progress = |l: &str| {
+        if !quiet {
+            eprintln!("{l}");
+        }
+    };
+    let result = patch_test::test_patch(
+        &repo,
+        &cache,
+        &mut evaluator,
+        base,
+        &patch,
+        &args.crash_titles,
+        &mut progress,
+    );
+    finish_uploads(&cache);
+    let result = result?;
+    Out(args.json).pretty("kcache/test-patch/v1", &result, || text::patch_test_text(&result))?;
+    Ok(match result.verdict {
+        PatchVerdict::Fixed => ExitCode::SUCCESS,
+        PatchVerdict::NotFixed => ExitCode::from(EXIT_NEGATIVE),
+        PatchVerdict::BaseDoesNotCrash | PatchVerdict::Untested => ExitCode::from(EXIT_NO_CULPRIT),
+    })
+}
+
 fn print_summary(json: bool, summary: &bisect::Summary) -> anyhow::Result<ExitCode> {
     Out(json).pretty("kcache/bisect/v1", summary, || text::bisect_text(summary))?;
+    let not_confirmed = summary
+        .confirmation
+        .as_ref()
+        .is_some_and(|c| c.verdict == bisect::ConfirmVerdict::NotConfirmed);
     Ok(match summary.outcome {
+        bisect::Outcome::Culprit { .. } if not_confirmed => ExitCode::from(EXIT_NOT_CONFIRMED),
         bisect::Outcome::Culprit { .. } => ExitCode::SUCCESS,
         _ => ExitCode::from(EXIT_NO_CULPRIT),
     })
@@ -376,7 +425,7 @@ fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result
         .collect();
     let vmlinux = artifacts.first().map(|(_, p)| p).context("give the vmlinux first")?;
     let signature = KernelSignature::from(signature::sign_file(vmlinux)?);
-    let record = cache.put_build(&commit, &resolved, &signature, &artifacts, args.build_seconds);
+    let record = cache.put_build(&commit, &resolved, None, &signature, &artifacts, args.build_seconds);
     finish_uploads(&cache);
     let record = record?;
     Out(args.json).record(&record, || text::put_text(&record))?;

@@ -18,6 +18,7 @@ fn inputs(i: u64) -> BuildInputs {
         toolchain: "gcc (GCC) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40".into(),
         arch: "x86_64".into(),
         recipe_digest: digest(b"make -j2 vmlinux"),
+        patches: Vec::new(),
     }
 }
 
@@ -68,6 +69,8 @@ fn lookup_latency_with_a_million_build_records() {
                     time: 1_700_000_000 + i,
                     predicted_from: None,
                     writer: None,
+                    patches: Vec::new(),
+                    patched_tree: None,
                 }
             }))
             .unwrap();

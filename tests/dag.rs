@@ -526,6 +526,8 @@ fn a_whole_bisection_runs_through_the_library() {
         first_parent: false,
         log: None,
         predict: true,
+        confirm: false,
+        confirm_runs: None,
     };
     let finished = entry::run(
         &repo,

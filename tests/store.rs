@@ -175,6 +175,7 @@ fn build_failures_are_recorded_and_schema_valid() {
         toolchain: "gcc 12".into(),
         arch: "x86_64".into(),
         recipe_digest: kcache::key::digest(b"make"),
+        patches: Vec::new(),
     };
     let commit = "e4b8954074f6d0db01c8c97d338a67f9389c042f";
     cache

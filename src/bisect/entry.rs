@@ -40,6 +40,22 @@ pub fn run(
         Policy::Classic => classic::bisect(repo, cache, evaluator, opts, progress),
         Policy::Bayes => noisy::bisect(repo, cache, evaluator, opts, noisy, progress),
     }?;
+    let mut summary = summary;
+    if opts.confirm {
+        let crashing_end = repo.commit_id(&opts.bad)?;
+        summary.confirmation = super::confirm::check(
+            repo,
+            cache,
+            evaluator,
+            &summary,
+            &crashing_end,
+            opts.confirm_runs,
+            progress,
+        )?;
+        if let Some(note) = summary.confirmation.as_ref().and_then(super::confirm::note) {
+            summary.notes.push(note);
+        }
+    }
     // The good end may have been found over release tags.
     let setup = record::Setup {
         good: summary.good.clone(),

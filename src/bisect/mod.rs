@@ -17,6 +17,7 @@
 //! `bisect/` import one another without a circle: `tests/layering.rs`).
 
 pub mod classic;
+pub mod confirm;
 mod ends;
 pub mod entry;
 pub mod history;
@@ -115,6 +116,11 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// No-op prediction from kbuild input sets.
     pub predict: bool,
+    /// Check a named culprit by reverting it on the crashing end (a fix:
+    /// applying it there) and testing (`confirm`).
+    pub confirm: bool,
+    /// Runs on the patched kernel (else chosen from the culprit's crash rate).
+    pub confirm_runs: Option<u32>,
 }
 
 /// Why a commit was evaluated.
@@ -282,6 +288,60 @@ pub struct Summary {
     /// The noisy search's posterior view (absent under `--policy classic`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchReport>,
+    /// The culprit checked by reverting it (or applying the fix) on the
+    /// crashing end (absent: no culprit, or `--no-confirm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
+}
+
+/// What the revert (or fix) check of a culprit found (`confirm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfirmVerdict {
+    /// The crash is gone on the patched kernel: 0 crashes in the runs.
+    Confirmed,
+    /// The patched kernel still crashes: the culprit is likely wrong (or
+    /// not the only cause).
+    NotConfirmed,
+    /// The change does not apply on the crashing end (conflicts).
+    CannotRevert,
+    /// The culprit's kernel is its parent's (the existing no-op rule): no
+    /// test can tell, so the check is not run.
+    NoOp,
+    /// The patched kernel could not be built or tested (its reason).
+    Untested,
+}
+
+/// The revert (or fix) check of a bisection's culprit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmation {
+    pub verdict: ConfirmVerdict,
+    /// `revert` (cause) or `apply-fix` (fix).
+    pub change: &'static str,
+    pub culprit: CommitId,
+    /// The crashing end the change was applied on.
+    pub on: CommitId,
+    /// BLAKE3 of the patch layer (the revert's or the fix's diff).
+    pub patch_blake3: crate::key::Key,
+    /// The culprit's measured crash rate the run count was chosen for.
+    pub crash_rate: Option<f64>,
+    pub runs_wanted: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_key: Option<crate::key::BuildKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<KernelSignature>,
+    pub build: Option<exec::BuildSource>,
+    /// The patched kernel's runs against the crash bisected.
+    pub runs: ClassCounts,
+    pub builds_done: u32,
+    pub runs_done: u32,
+    pub runs_reused: u32,
+    /// Cannot revert: the files (and hunks) that conflict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+    /// Why: git's words for a conflict, the build's for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How a bisection decides: which driver runs the search.

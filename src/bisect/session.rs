@@ -68,6 +68,7 @@ impl Session {
             wall_seconds: self.start.elapsed().as_secs_f64(),
             notes,
             search,
+            confirmation: None,
         })
     }
 }

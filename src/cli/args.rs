@@ -154,6 +154,31 @@ pub struct RecipeArgs {
 
 /// How the bisection decides.
 #[derive(Args, Clone)]
+pub struct TestPatchArgs {
+    /// The git repository (kcache builds in a private clone of it, under the cache).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The patch: a git diff or a mail (mbox) with one.
+    #[arg(long)]
+    pub patch: PathBuf,
+    /// The commit to apply it on, or `auto`: the patch's `base-commit:` trailer, else the newest
+    /// commit (from --tip) whose files have every pre-image blob the diff's `index` lines name.
+    #[arg(long, default_value = "auto")]
+    pub base: String,
+    /// Where `--base auto` searches from (newest first).
+    #[arg(long, default_value = "HEAD")]
+    pub tip: String,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The crash the patch should fix (repeatable; default: any crash).
+    #[arg(long = "crash-title", value_name = "TITLE")]
+    pub crash_titles: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
 pub struct SearchArgs {
     /// bayes: a posterior over the first bad kernel, robust to flaky reproducers and
     /// unrelated crashes; classic: any crash is bad, half the runs ok is good (git bisect's rule).
@@ -200,6 +225,10 @@ pub enum Command {
     Log(LogCommand),
     /// Bisect a range with the cache: skips known builds and tests, never blames a no-op commit.
     Bisect(BisectArgs),
+    /// Apply a patch (a git diff or an mbox) on its base, build it through the cache, test it
+    /// beside the base: is the crash gone? Exit 0: fixed, 1: still crashes, 3: cannot tell
+    /// (the base does not crash, a kernel did not build), 2: error (no base, does not apply).
+    TestPatch(TestPatchArgs),
     /// Run a C reproducer (syzbot's repro.c) in a kernel booted in QEMU, N times, and title each
     /// crash as syzbot would. Exit 0: no crash, 1: a run crashed, 3: no run gave information, 2: error.
     Repro(ReproArgs),
@@ -359,6 +388,14 @@ pub struct BisectArgs {
     /// commits from kbuild input sets.
     #[arg(long)]
     pub no_predict: bool,
+    /// Do not check the culprit by reverting it on --bad (a fix: applying it on --bad) and
+    /// testing there (on by default under the default policy).
+    #[arg(long)]
+    pub no_confirm: bool,
+    /// Test runs on the reverted kernel (default: enough to see the culprit's measured crash
+    /// rate with 99% probability, 3 to 100); also turns the check on under --policy classic.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub confirm_runs: Option<u32>,
     /// Bisect with a throwaway cache (nothing is reused or kept): when the
     /// cache cannot be used.
     #[arg(long)]
@@ -660,6 +697,7 @@ impl Command {
             | C::Title(TitleArgs { json, .. })
             | C::Diff(DiffArgs { json, .. })
             | C::Bisect(BisectArgs { json, .. })
+            | C::TestPatch(TestPatchArgs { json, .. })
             | C::Prebuild(PrebuildArgs { json, .. })
             | C::Forget(ForgetArgs { json, .. })
             | C::Exec(ExecArgs { json, .. })

@@ -87,6 +87,8 @@ pub fn bisect_options(a: &BisectArgs) -> bisect::Options {
         first_parent: a.first_parent,
         log: a.log.clone(),
         predict: !a.no_predict,
+        confirm: !a.no_confirm && (matches!(a.search.policy, Policy::Bayes) || a.confirm_runs.is_some()),
+        confirm_runs: a.confirm_runs,
     }
 }
 

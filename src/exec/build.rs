@@ -13,13 +13,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{claim, io_err, lock_file, BuildFailure, BuildSource, CommitEvaluator, EvalError, Evaluation};
+use super::{claim, io_err, lock_file, BuildFailure, BuildSource, CommitEvaluator, EvalError, Evaluation, Patch};
 use crate::child::{self, Ending};
 use crate::exec::predict::{self, Prediction, Reference};
 use crate::git::{self, Repo};
 use crate::kernel::inputs;
 use crate::key::short;
-use crate::key::{BuildInputs, BuildKey, CommitId};
+use crate::key::{BuildInputs, BuildKey, CommitId, TreeId};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, InputSet, StoreError};
 
 /// Lines of build output kept in a failure record.
@@ -59,15 +59,44 @@ impl CommitEvaluator {
         may_predict: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
+        self.build_layered(repo, cache, commit, &[], may_predict, progress)
+    }
+
+    /// Builds (or reuses) `commit` with `patches` applied on its tree, in
+    /// order (never predicted: the patches are not in any input set).
+    pub fn build_with_patches(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        patches: &[Patch],
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
+        self.build_layered(repo, cache, commit, patches, false, progress)
+    }
+
+    /// The build of `commit` with `patches` on its tree: reused, predicted
+    /// (no patches and `may_predict` only) or run under its key's claim.
+    fn build_layered(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        patches: &[Patch],
+        may_predict: bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
         let tree = repo.tree_id(commit)?;
-        let inputs = self.inputs_for_tree(&tree);
+        let inputs = self
+            .inputs_for_tree(&tree)
+            .with_patches(patches.iter().map(Patch::digest).collect());
         let build_key = inputs.key();
         let mut eval = Evaluation::empty(build_key);
         if let Some(r) = self.known_build(cache, &build_key, progress)? {
             self.reuse(cache, r, &mut eval, progress)?;
             return Ok(eval);
         }
-        if may_predict && self.predict {
+        if may_predict && self.predict && patches.is_empty() {
             if let Some(reference) = self.predict_from_references(repo, commit, progress)? {
                 eval.build = BuildSource::Predicted;
                 eval.signature = Some(reference.signature.clone());
@@ -86,10 +115,17 @@ impl CommitEvaluator {
             return Ok(eval);
         }
         let built = match self.engine.clone() {
-            Some(engine) => self.build_on_engine(&engine, cache, commit, &inputs, progress)?,
-            None => self.build(repo, cache, commit, &inputs, progress)?,
+            // A patched build (a revert check, a patch test) runs here: a
+            // step spec carries no patch layer.
+            Some(engine) if patches.is_empty() => self.build_on_engine(&engine, cache, commit, &inputs, progress)?,
+            _ => self.build(repo, cache, commit, &inputs, patches, progress)?,
         };
         drop(claim);
+        Ok(self.built_now(cache, eval, built))
+    }
+
+    /// `eval` completed with what a build run now gave.
+    fn built_now(&mut self, cache: &Cache, mut eval: Evaluation, built: Built) -> Evaluation {
         cache.count(&[(Counter::BuildMisses, 1)]);
         match built {
             Built::Ok(r, set) => {
@@ -111,7 +147,7 @@ impl CommitEvaluator {
                 eval.failure = Some(failure);
             }
         }
-        Ok(eval)
+        eval
     }
 
     /// The cache's build record for a key, unless it is a failure the user
@@ -245,6 +281,7 @@ impl CommitEvaluator {
         cache: &Cache,
         commit: &CommitId,
         inputs: &BuildInputs,
+        patches: &[Patch],
         progress: &mut dyn FnMut(&str),
     ) -> Result<Built, EvalError> {
         let state = self.state.clone();
@@ -261,6 +298,7 @@ impl CommitEvaluator {
             repo.ensure_build_tree(&self.worktree)?;
             git::checkout(&self.worktree, commit)?;
         }
+        let patched_tree = self.apply_patches(&state, commit, patches, progress)?;
         let mut env = vec![
             ("KCACHE_COMMIT", commit.as_str().into()),
             ("KCACHE_CACHE_DIR", cache.dir().as_os_str().to_owned()),
@@ -289,8 +327,12 @@ impl CommitEvaluator {
         if ending == Ending::Exited(0) && missing.is_none() {
             let artifacts = self.artifact_paths();
             let signature = crate::signature::sign_file(&artifacts[0].1).map_err(StoreError::from)?;
-            let record = cache.put_build(commit, inputs, &signature.into(), &artifacts, seconds)?;
-            let set = self.record_input_set(cache, &record)?;
+            let record = cache.put_build(commit, inputs, patched_tree, &signature.into(), &artifacts, seconds)?;
+            // A patched kernel is no commit's: never a reference to predict from.
+            let set = match patches.is_empty() {
+                true => self.record_input_set(cache, &record)?,
+                false => None,
+            };
             progress(&format!(
                 "  built in {seconds:.1}s, signature {}",
                 short(record.signature.as_deref().unwrap_or(""))
@@ -330,6 +372,38 @@ impl CommitEvaluator {
             cache.put_build_failure(commit, inputs, &failure.tail, seconds)?;
         }
         Ok(Built::Failed { failure, seconds })
+    }
+
+    /// Applies `patches` in order on the checkout (and its index, so the
+    /// next checkout undoes them); the tree they produced, if any.
+    fn apply_patches(
+        &self,
+        state: &Path,
+        commit: &CommitId,
+        patches: &[Patch],
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<TreeId>, EvalError> {
+        if patches.is_empty() {
+            return Ok(None);
+        }
+        for p in patches {
+            let file = state.join(format!("patch-{}.diff", p.digest().short()));
+            std::fs::write(&file, &p.diff).map_err(io_err(format!("patch file {}", file.display())))?;
+            let applied = git::apply_patch(&self.worktree, &file)?;
+            let _ = std::fs::remove_file(&file);
+            if let Err(failure) = applied {
+                // Leave the tree as the commit has it for the next build.
+                git::checkout(&self.worktree, commit)?;
+                return Err(EvalError::PatchDoesNotApply {
+                    commit: commit.clone(),
+                    patch: p.name.clone(),
+                    message: failure.message.clone(),
+                    failure,
+                });
+            }
+            progress(&format!("  applied {} ({})", p.name, p.digest().short()));
+        }
+        Ok(Some(git::index_tree(&self.worktree)?))
     }
 
     /// Where a failed build ran out of disk: the build tree's or the

@@ -39,6 +39,7 @@ mod engine_slots;
 pub mod evidence;
 pub mod lookup;
 pub mod parallel;
+pub mod patch_test;
 pub mod predict;
 mod repro;
 pub mod speculate;
@@ -64,6 +65,15 @@ pub enum EvalError {
     Engine { engine: &'static str, reason: String },
     #[error("reproducer harness on commit {commit}: {how}")]
     Repro { commit: CommitId, how: String },
+    /// A patch layer that does not apply on the commit: nothing was built
+    /// or recorded.
+    #[error("patch {patch} does not apply on {commit}: {}\n{message}", hunks_words(&failure.hunks))]
+    PatchDoesNotApply {
+        commit: CommitId,
+        patch: String,
+        failure: crate::git::ApplyFailure,
+        message: String,
+    },
     /// A build that failed while its disk was full: the machine's failure,
     /// never the commit's (nothing is recorded), and nothing later would
     /// build either, so the bisection stops.
@@ -76,6 +86,28 @@ pub enum EvalError {
         free: u64,
         log_tail: String,
     },
+}
+
+fn hunks_words(hunks: &[String]) -> String {
+    match hunks {
+        [] => "git names no hunk".into(),
+        h => format!("the hunk(s) at {} failed", h.join(", ")),
+    }
+}
+
+/// A patch applied on a commit's tree before it is built (a revert, a fix
+/// under test, a backport): keyed by the BLAKE3 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// What it is, for people (a file name, "revert of <commit>").
+    pub name: String,
+    pub diff: Vec<u8>,
+}
+
+impl Patch {
+    pub fn digest(&self) -> key::Key {
+        key::digest(&self.diff)
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EvalError {
@@ -414,11 +446,41 @@ impl CommitEvaluator {
         commit: &CommitId,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
-        let mut eval = self.build_or_predict(repo, cache, commit, true, progress)?;
+        let eval = self.build_or_predict(repo, cache, commit, true, progress)?;
+        let wanted = self.recipe.runs;
+        self.test_evaluation(repo, cache, commit, eval, wanted, progress)
+    }
+
+    /// Builds (or reuses) `commit` with `patches` applied in order, and
+    /// tests (or reuses runs of) its kernel until it has `runs` runs or
+    /// one crashes. A patch that does not apply is
+    /// [`EvalError::PatchDoesNotApply`].
+    pub fn evaluate_patched(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        patches: &[Patch],
+        runs: u32,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
+        let eval = self.build_with_patches(repo, cache, commit, patches, progress)?;
+        self.test_evaluation(repo, cache, commit, eval, runs, progress)
+    }
+
+    /// Tests a built (or reused) kernel up to `wanted` runs, pooled.
+    fn test_evaluation(
+        &mut self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        mut eval: Evaluation,
+        wanted: u32,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Evaluation, EvalError> {
         let Some(signature) = eval.signature.clone() else {
             return Ok(eval);
         };
-        let wanted = self.recipe.runs;
         // A kernel this process just built has no local runs unless another
         // commit had it too; the claimed read below finds those, so only a
         // remote is worth a look first.

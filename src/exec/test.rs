@@ -56,12 +56,17 @@ impl CommitEvaluator {
             .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
             .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
         let restored = cache.restore_build(record, artifacts_dir.path());
+        if restored.as_ref().is_err_and(StoreError::is_gone) && !record.patches.is_empty() {
+            // Its patches are not kept with the record: the caller builds it again.
+            progress("  artifacts of a patched build were evicted: build it again with its patches");
+            return Ok(Vec::new());
+        }
         if restored.as_ref().is_err_and(StoreError::is_gone) {
             // Artifacts gone (evicted, or quarantined as corrupt): build again to test.
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
             let inputs = self.inputs_for_tree(&record.tree);
-            let built = self.build(repo, cache, &record.commit, &inputs, progress)?;
+            let built = self.build(repo, cache, &record.commit, &inputs, &[], progress)?;
             cache.count(&[(Counter::BuildMisses, 1)]);
             let took = match &built {
                 Built::Ok(r, _) => r.build_seconds,

@@ -259,6 +259,67 @@ fn search_text(out: &mut String, r: &crate::bisect::SearchReport) {
 }
 
 /// `kcache bisect` summary.
+/// `kcache test-patch`'s answer: the verdict, the base, both kernels' runs.
+pub fn patch_test_text(t: &crate::exec::patch_test::PatchTest) -> String {
+    use crate::exec::patch_test::{BaseFrom, PatchVerdict as V};
+    let from = match t.base_from {
+        BaseFrom::Given => "given",
+        BaseFrom::Trailer => "its base-commit: trailer",
+        BaseFrom::BlobIds => "the blob ids it was made against",
+    };
+    let verdict = match t.verdict {
+        V::Fixed => "the crash is GONE with the patch",
+        V::NotFixed => "the patched kernel STILL CRASHES",
+        V::BaseDoesNotCrash => "cannot tell: the base does not crash",
+        V::Untested => "cannot tell: a kernel was not built or no run gave information",
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{verdict}");
+    let _ = writeln!(out, "base:    {} (from {from})", t.base);
+    let _ = writeln!(out, "base runs:    {}", t.base_runs.describe());
+    let _ = writeln!(
+        out,
+        "patched runs: {} (patch {})",
+        t.patched_runs.describe(),
+        t.patch_blake3.short()
+    );
+    out
+}
+
+/// One line: what the revert (fix) check of the culprit found, with its runs.
+pub fn confirmation_line(c: &crate::bisect::Confirmation) -> String {
+    use crate::bisect::ConfirmVerdict as V;
+    let what = match c.change {
+        "revert" => format!("{} reverted on {}", c.culprit.short(), c.on.short()),
+        _ => format!("{} applied on {}", c.culprit.short(), c.on.short()),
+    };
+    let runs = format!(
+        "{} of {} run(s) crashed with the bug ({}; {} now, {} reused; {} build(s))",
+        c.runs.matched,
+        c.runs.total(),
+        c.runs.describe(),
+        c.runs_done,
+        c.runs_reused,
+        c.builds_done
+    );
+    match c.verdict {
+        V::Confirmed => format!("culprit CONFIRMED: {what}: {runs}"),
+        V::NotConfirmed => format!("culprit NOT CONFIRMED: {what} still crashes: {runs}"),
+        V::CannotRevert => format!(
+            "culprit not checked: {what} does not apply (conflicts in {})",
+            c.conflicts.join(", ")
+        ),
+        V::NoOp => format!(
+            "culprit not checked: {} does not change the kernel (no-op)",
+            c.culprit.short()
+        ),
+        V::Untested => format!(
+            "culprit not checked: {what}: {}",
+            c.reason.as_deref().unwrap_or("not tested")
+        ),
+    }
+}
+
 pub fn bisect_text(s: &Summary) -> String {
     let mut out = String::new();
     let fix = s.direction == crate::search::graph::Direction::Fix;
@@ -315,6 +376,9 @@ pub fn bisect_text(s: &Summary) -> String {
     }
     if let Some(search) = &s.search {
         search_text(&mut out, search);
+    }
+    if let Some(c) = &s.confirmation {
+        let _ = writeln!(out, "{}", confirmation_line(c));
     }
     for n in &s.notes {
         let _ = writeln!(out, "note: {n}");

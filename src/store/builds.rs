@@ -12,7 +12,7 @@ use super::{host, now, BUILD_SCHEMA};
 use super::{
     upload, Artifact, BuildRecord, BuildStatus, Cache, Counter, InputSet, KnownSignature, PrebuildRecord, StoreError,
 };
-use crate::key::{BuildInputs, BuildKey, CommitId, Key};
+use crate::key::{BuildInputs, BuildKey, CommitId, Key, TreeId};
 
 /// `kcache get --json`: a build's artifacts restored.
 #[derive(Debug, serde::Serialize)]
@@ -59,11 +59,12 @@ use crate::signature::{self, KernelSignature};
 impl Cache {
     /// Stores a successful build whose first artifact (the vmlinux) has
     /// `signature` (the caller signed it): every artifact as a blob, then
-    /// the records.
+    /// the records. `patched_tree`: the tree `inputs.patches` produced.
     pub fn put_build(
         &self,
         commit: &CommitId,
         inputs: &BuildInputs,
+        patched_tree: Option<TreeId>,
         signature: &KernelSignature,
         artifacts: &[(String, PathBuf)],
         build_seconds: f64,
@@ -91,6 +92,7 @@ impl Cache {
             status: BuildStatus::Ok,
             signature: Some(signature.clone()),
             artifacts: stored,
+            patched_tree,
             ..build_record(commit, inputs, build_seconds)
         };
         self.write_build(&record)?;
@@ -679,6 +681,8 @@ fn build_record(commit: &CommitId, inputs: &BuildInputs, build_seconds: f64) -> 
         time: now(),
         predicted_from: None,
         writer: None,
+        patches: inputs.patches.clone(),
+        patched_tree: None,
     }
 }
 

@@ -66,6 +66,13 @@ pub struct BuildRecord {
     /// (`ed25519:<hex>`) or `unsigned`. Absent: written here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
+    /// The BLAKE3 of each patch applied on `tree` before the build, in
+    /// order (part of the build key); absent for a plain build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Key>,
+    /// The tree the patches produced (what was built), when there were any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patched_tree: Option<TreeId>,
 }
 
 /// What one `kcache prebuild` of a range with a recipe did (newest run
