@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::{logfile, BisectError, Purpose, Step};
 use crate::crash::{ClassCounts, RunClass, Target};
-use crate::exec::speculate::Speculator;
+use crate::exec::speculate::{Ahead, Speculator};
 use crate::exec::{BuildSource, Evaluation};
 use crate::exec::{CommitEvaluator, Evidence, Verdict};
 use crate::git::Repo;
@@ -209,13 +209,25 @@ impl Oracle for GitOracle<'_> {
         Ok(kernel)
     }
 
+    /// Nothing for a commit known, predicted or built ahead; what is left
+    /// of one being built ahead (the search then prefers what the build
+    /// slots already made, as the simulator's oracle does).
     fn build_cost(&self, i: usize) -> f64 {
         if self.eval(i).is_some() || self.predictions.nodes.contains(&i) {
             return 0.0;
         }
-        match self.build_seconds {
+        let full = match self.build_seconds {
             (total, n) if n > 0 => total / n as f64,
             _ => self.estimates.0,
+        };
+        let ahead = match (&self.speculator, self.nodes.get(i)) {
+            (Some(s), Some(c)) => s.ahead(c),
+            _ => Ahead::No,
+        };
+        match ahead {
+            Ahead::No => full,
+            Ahead::Building(seconds) => (full - seconds).max(0.0),
+            Ahead::Done => 0.0,
         }
     }
 
