@@ -282,11 +282,15 @@ impl Oracle for GitOracle<'_> {
         self.evaluator.jobs()
     }
 
-    /// The foreground build and the speculator's background slots (none
-    /// without a speculator), so the search costs a set's builds side by side.
+    /// The foreground build and the speculator's background slots that are
+    /// idle (none without a speculator), so the search costs a set's
+    /// builds side by side only when a slot is free to build beside the
+    /// foreground: a started guess is never stopped, and a set costed on a
+    /// busy slot would build one kernel after the other. A commit a busy
+    /// slot is building costs only what is left of it (`build_cost`).
     fn build_slots(&self) -> u32 {
-        match self.speculator {
-            Some(_) => self.evaluator.recipe().build_jobs.max(1),
+        match &self.speculator {
+            Some(s) => 1 + s.idle_slots(),
             None => 1,
         }
     }

@@ -199,6 +199,12 @@ impl Speculator {
         }
     }
 
+    /// Build slots free to start a build now (not building a guess).
+    pub fn idle_slots(&self) -> u32 {
+        let busy = self.shared.lock().building.len();
+        (self.threads.len().saturating_sub(busy)) as u32
+    }
+
     /// The foreground built a commit itself (for `--max-builds`).
     pub fn count_foreground_build(&self) {
         self.shared.lock().foreground_builds += 1;
