@@ -92,6 +92,7 @@ fn oracle<'a>(
         known: Vec::new(),
         seen_runs: HashSet::new(),
         speculator,
+        predictions: Default::default(),
     }
 }
 
