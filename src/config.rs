@@ -12,7 +12,7 @@
 //! trust = "require"                        # or "warn", "off" (see `trust`)
 //! trusted_keys = ["ed25519:<64 hex>"]      # whose team records are evidence
 //! signing_key = "/etc/kcache/ci.key"     # default: signing.key beside this file
-//! executor = "slurm"                       # or "local" (the default); KCACHE_EXECUTOR, --executor win
+//! executor = "slurm"                       # or "kubernetes", "local" (the default); KCACHE_EXECUTOR, --executor win
 //!
 //! [engine]                                 # how a driver waits on an engine
 //! retries = 2                              # resubmissions of a job the engine reports failed
@@ -30,6 +30,14 @@
 //! log_dir = "/shared/kcache-jobs"          # job output, read back for a failed job's reason
 //! export = "ALL"                           # sbatch --export (NONE: the workers' own environment)
 //! sbatch_args = ["--time=120"]
+//!
+//! [kubernetes]                             # `--executor kubernetes` (build with --features kubernetes)
+//! namespace = "kcache"                     # default: the kubeconfig's
+//! image = "registry.example.com/kcache-worker:1"   # kcache, the toolchain, QEMU, git
+//! store_credentials = "kcache-store"       # Secret: AWS_* for the team store
+//! worker_config = "kcache-worker"          # Secret: config.toml + signing.key
+//! reference_clone = { node_path = "/srv/linux.git", mount_path = "/srv/linux.git" }
+//! kvm = "host-path"                        # default: the device plugin's devices.kubevirt.io/kvm
 //! ```
 //! Credentials are never read from the file: they come from the usual
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, GCS's
@@ -64,6 +72,7 @@ struct FileSettings {
     executor: Option<String>,
     engine: Option<crate::engine::EngineSettings>,
     slurm: Option<crate::engine::slurm::SlurmSettings>,
+    kubernetes: Option<crate::engine::kubernetes::JobTemplate>,
 }
 
 /// Where a setting came from.
@@ -97,6 +106,15 @@ pub struct Settings {
     pub executor_from: Source,
     pub engine: crate::engine::EngineSettings,
     pub slurm: crate::engine::slurm::SlurmSettings,
+    /// `[kubernetes]`: every Job's settings (`--executor kubernetes`).
+    pub kubernetes: crate::engine::kubernetes::JobTemplate,
+}
+
+impl Settings {
+    /// Whether builds and runs go to Kubernetes (its settings are then shown).
+    pub fn uses_kubernetes(&self) -> bool {
+        self.executor == crate::engine::ExecutorKind::Kubernetes
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -176,6 +194,7 @@ pub fn load(
         executor_from,
         engine: file.engine.clone().unwrap_or_default(),
         slurm: file.slurm.clone().unwrap_or_default(),
+        kubernetes: file.kubernetes.clone().unwrap_or_default(),
         config_file_exists: path.exists(),
         config_file: path,
         cache_dir,

@@ -18,7 +18,10 @@ use kcache::engine::kubernetes::{
     index_set, job, report, HostMount, JobRequest, JobState, JobTemplate, KvmAccess, Placement, StepKind,
     ANNOTATION_SPEC, SPEC_FILE,
 };
-use kcache::key::Key;
+use kcache::engine::kubernetes::{request_for, seam_state};
+use kcache::engine::{JobState as Seam, StepRecipe, StepSpec, StepWork, STEP_SCHEMA};
+use kcache::key::{BuildKey, CommitId, Key, TestKey};
+use kcache::signature::KernelSignature;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -179,6 +182,123 @@ fn a_test_step_is_an_indexed_job_on_kvm_nodes() {
         "tests need no kernel clone"
     );
     golden("test-job.json", &json);
+}
+
+/// A bisection's step as the driver writes it (`Engine::spec`).
+fn step_spec(work: StepWork) -> StepSpec {
+    StepSpec {
+        schema: STEP_SCHEMA.into(),
+        repository: "https://git.example.com/linux.git".into(),
+        commit: CommitId::from("0123456789abcdef0123456789abcdef01234567"),
+        recipe: StepRecipe {
+            build: "make -s vmlinux".into(),
+            config: Some("/shared/kernel.config".into()),
+            artifacts: vec!["vmlinux".into()],
+            key_files: vec![],
+            toolchain: "gcc (Debian 12.2.0-14) 12.2.0".into(),
+            arch: "x86_64".into(),
+            build_timeout_seconds: Some(3600.0),
+            test: "/shared/repro.sh".into(),
+            test_key_files: vec![],
+            test_timeout_seconds: Some(300.0),
+        },
+        work,
+    }
+}
+
+const REMOTE: &str = "s3://team-kernels/kcache";
+
+/// What the seam hands the executor becomes the Job: named after the
+/// spec's hash, the spec itself projected into the pod, the body's argv
+/// with the driver's store and no `--task` (the pod's task is the
+/// `JOB_COMPLETION_INDEX` Kubernetes sets in an Indexed Job).
+#[test]
+fn a_bisections_steps_become_their_jobs() {
+    let template = farm();
+    let build = step_spec(StepWork::Build {
+        build_key: BuildKey(Key([3; 32])),
+    });
+    let r = request_for(&build, REMOTE, 0, &template);
+    assert_eq!(r.step, build.name().0);
+    assert_eq!(r.kind, StepKind::Build);
+    let json = through_the_api_types(&job(&r).expect("job"));
+    assert_eq!(
+        json["metadata"]["name"],
+        format!("kcache-build-{}-0", &build.name().to_string()[..40])
+    );
+    assert_eq!(json["metadata"]["annotations"]["kcache/step"], build.name().to_string());
+    assert_eq!(json["spec"]["backoffLimit"], 2);
+    assert!(json["spec"].get("completionMode").is_none());
+    let argv = ["kcache", "--remote", REMOTE, "step", "run", SPEC_FILE];
+    assert_eq!(container(&json)["command"], serde_json::json!(argv));
+    let projected = json["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SPEC]
+        .as_str()
+        .expect("spec annotation");
+    let read = StepSpec::parse(projected.as_bytes(), std::path::Path::new(SPEC_FILE)).expect("the body reads it");
+    assert_eq!(read, build);
+
+    // 10 runs, 3 per task: 4 tasks, one Indexed Job completion each.
+    let test = step_spec(StepWork::Test {
+        build_key: BuildKey(Key([3; 32])),
+        signature: KernelSignature::parse(&"c".repeat(64)).expect("signature"),
+        test_key: TestKey(Key([4; 32])),
+        first_run: 2,
+        runs: 10,
+        tasks: 4,
+    });
+    let r = request_for(&test, REMOTE, 1, &template);
+    assert_eq!(
+        r.kind,
+        StepKind::Test {
+            completions: 4,
+            parallelism: 4
+        }
+    );
+    let json = through_the_api_types(&job(&r).expect("job"));
+    assert_eq!(
+        json["metadata"]["name"],
+        format!("kcache-test-{}-1", &test.name().to_string()[..40])
+    );
+    let spec = &json["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(
+        (spec["completions"].as_i64(), spec["parallelism"].as_i64()),
+        (Some(4), Some(4))
+    );
+    let c = container(&json);
+    assert_eq!(c["command"], serde_json::json!(argv));
+    assert!(
+        !c["command"].as_array().unwrap().iter().any(|a| a == "--task"),
+        "the task comes from JOB_COMPLETION_INDEX"
+    );
+    let env: Vec<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !env.contains(&"JOB_COMPLETION_INDEX"),
+        "Kubernetes sets the index; the Job must not override it: {env:?}"
+    );
+    assert!(env.contains(&"KCACHE_DIR"), "{env:?}");
+    golden("test-step-job.json", &json);
+}
+
+/// The engine's words for a Job, as the driver's loop reads them.
+#[test]
+fn job_states_become_the_seams_states() {
+    assert_eq!(seam_state(&recorded("build-pending.json")), Seam::Active);
+    assert_eq!(seam_state(&recorded("build-running.json")), Seam::Active);
+    assert_eq!(seam_state(&recorded("build-succeeded.json")), Seam::Done);
+    let Seam::Failed(why) = seam_state(&recorded("build-failed-backoff.json")) else {
+        panic!("a failed Job is a failure")
+    };
+    assert!(why.contains("BackoffLimitExceeded"), "{why}");
+    let Seam::Failed(why) = seam_state(&recorded("test-failed-indexes.json")) else {
+        panic!("a failed Job is a failure")
+    };
+    assert!(why.contains("tasks out of retries: 3, 7"), "{why}");
 }
 
 #[test]

@@ -276,3 +276,35 @@ fn os_errors_are_said_once_with_what_to_do() {
     once(&err);
     assert!(err.contains("kcache may not write there"), "{err}");
 }
+
+/// Issue 31: a kcache built without the `kubernetes` feature refuses
+/// `--executor kubernetes` (flag or config file) before any work, saying
+/// how to build one that has it.
+#[cfg(not(feature = "kubernetes"))]
+#[test]
+fn the_kubernetes_executor_without_the_feature_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let good = root_commit(&repo);
+    let cache = dir.path().join("cache");
+    let out = run_status(
+        bisect_cmd(&cache, &repo, &good, "HEAD", 2).args(["--executor", "kubernetes"]),
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("built without Kubernetes support") && err.contains("--features kubernetes"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "nothing ran before the refusal: {err}");
+    assert!(out.stdout.is_empty());
+
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(config.join("kcache")).unwrap();
+    std::fs::write(config.join("kcache/config.toml"), "executor = \"kubernetes\"\n").unwrap();
+    let out = run_status(
+        bisect_cmd(&cache, &repo, &good, "HEAD", 2).env("XDG_CONFIG_HOME", &config),
+        2,
+    );
+    assert!(stderr(&out).contains("--features kubernetes"), "{}", stderr(&out));
+}

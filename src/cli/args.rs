@@ -87,8 +87,9 @@ pub struct InputArgs {
 /// The user's build and test, for `bisect` and `exec`.
 #[derive(Args, Clone)]
 pub struct RecipeArgs {
-    /// Where builds and test runs happen: local (this machine's slots) or slurm (sbatch jobs,
-    /// test runs as job arrays; needs --remote, the team store the jobs write to)
+    /// Where builds and test runs happen: local (this machine's slots), slurm (sbatch jobs, test
+    /// runs as job arrays) or kubernetes (Jobs, test runs as Indexed Jobs; a kcache built with
+    /// --features kubernetes); an engine needs --remote, the team store the jobs write to
     /// [default: $KCACHE_EXECUTOR, else the config file's `executor`, else local].
     #[arg(long, value_name = "ENGINE")]
     pub executor: Option<kcache::engine::ExecutorKind>,
@@ -266,7 +267,7 @@ pub enum Command {
     Config(ConfigArgs),
     /// Upload everything the remote does not have yet (queued while it was down).
     Sync(SyncArgs),
-    /// The job body of an engine (Slurm): perform one step of a bisection against the team store.
+    /// The job body of an engine (Slurm, Kubernetes): perform one step of a bisection against the team store.
     #[command(subcommand)]
     Step(StepCommand),
     /// Check every record and blob; exit non-zero on any problem.
@@ -779,6 +780,23 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// A pod of an Indexed Job is not given `--task`: its task is the
+    /// `JOB_COMPLETION_INDEX` Kubernetes sets; `--task` wins when given.
+    #[test]
+    fn step_run_takes_its_task_from_the_completion_index() {
+        let task = |argv: &[&str]| match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Step(StepCommand::Run(a)) => a.task,
+            _ => unreachable!("a step run"),
+        };
+        // The only test reading this variable.
+        std::env::set_var("JOB_COMPLETION_INDEX", "7");
+        let from_env = task(&["kcache", "step", "run", "/etc/kcache/step/spec.json"]);
+        let given = task(&["kcache", "step", "run", "/etc/kcache/step/spec.json", "--task", "2"]);
+        std::env::remove_var("JOB_COMPLETION_INDEX");
+        let without = task(&["kcache", "step", "run", "/etc/kcache/step/spec.json"]);
+        assert_eq!((from_env, given, without), (7, 2, 0));
+    }
+
     /// Every subcommand and every argument says what it is for.
     #[test]
     fn every_argument_has_help() {
@@ -816,8 +834,9 @@ pub enum StepCommand {
 pub struct StepRunArgs {
     /// The step spec (kcache/step/v1 JSON), as the driver wrote it into the job.
     pub spec: PathBuf,
-    /// Which task of a test step this is (the engine's array index).
-    #[arg(long, default_value_t = 0)]
+    /// Which task of a test step this is (the engine's array index) [default:
+    /// $JOB_COMPLETION_INDEX, which Kubernetes sets in an Indexed Job's pods, else 0].
+    #[arg(long, env = "JOB_COMPLETION_INDEX", default_value_t = 0, hide_env = true)]
     pub task: u32,
     /// A clone of the repository whose objects the node's clone borrows
     /// [default: $KCACHE_REFERENCE_CLONE]; only the step's commit is fetched.

@@ -332,24 +332,35 @@ pub fn engine_for(
     repo: &Repo,
     cache: &Cache,
 ) -> anyhow::Result<Option<std::sync::Arc<kcache::engine::Engine>>> {
-    use kcache::engine::{slurm::Slurm, Engine, ExecutorKind};
-    match executor.unwrap_or(settings.executor) {
-        ExecutorKind::Local => Ok(None),
+    use kcache::engine::{kubernetes::KubeExecutor, slurm::Slurm, Engine, Executor, ExecutorKind};
+    let executor: Box<dyn Executor> = match executor.unwrap_or(settings.executor) {
+        ExecutorKind::Local => return Ok(None),
         ExecutorKind::Slurm => {
-            let Some(remote) = &settings.remote else {
-                bail!(
-                    "--executor slurm: the jobs write their results to the team store; give --remote, \
-                     KCACHE_REMOTE or `remote` in {}",
-                    settings.config_file.display()
-                );
-            };
+            let remote = team_store(settings, "slurm")?;
             let logs = cache.dir().join("engine").join("slurm-logs");
-            let slurm = Slurm::new(settings.slurm.clone(), remote.clone(), logs)?;
-            Ok(Some(std::sync::Arc::new(Engine::new(
-                Box::new(slurm),
-                settings.engine.clone(),
-                repo.dir(),
-            ))))
+            Box::new(Slurm::new(settings.slurm.clone(), remote, logs)?)
         }
+        ExecutorKind::Kubernetes => {
+            kcache::engine::kubernetes::ensure_built()?;
+            let remote = team_store(settings, "kubernetes")?;
+            Box::new(KubeExecutor::connect(settings.kubernetes.clone(), remote)?)
+        }
+    };
+    Ok(Some(std::sync::Arc::new(Engine::new(
+        executor,
+        settings.engine.clone(),
+        repo.dir(),
+    ))))
+}
+
+/// The team store an engine's jobs write their results to: one must be configured.
+fn team_store(settings: &kcache::config::Settings, engine: &str) -> anyhow::Result<String> {
+    match &settings.remote {
+        Some(remote) => Ok(remote.clone()),
+        None => bail!(
+            "--executor {engine}: the jobs write their results to the team store; give --remote, \
+             KCACHE_REMOTE or `remote` in {}",
+            settings.config_file.display()
+        ),
     }
 }

@@ -1,6 +1,6 @@
 //! Engines that run a bisection's steps on other machines: the seam
 //! between the evaluator's build and run slots and a distributed engine a
-//! team already operates (Slurm here). The job body every engine runs
+//! team already operates (Slurm, Kubernetes). The job body every engine runs
 //! (`kcache step run`) is `exec::step`: it is the evaluator's.
 //!
 //! A step ([`StepSpec`]) is one build or one batch of test runs. The
@@ -45,6 +45,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Kubernetes(#[from] kubernetes::KubernetesError),
 }
 
 /// Which executor runs a bisection's builds and test runs.
@@ -56,6 +58,9 @@ pub enum ExecutorKind {
     Local,
     /// Slurm jobs (`sbatch`), test steps as job arrays.
     Slurm,
+    /// Kubernetes Jobs, test steps as Indexed Jobs (needs the cargo
+    /// feature `kubernetes`).
+    Kubernetes,
 }
 
 impl std::str::FromStr for ExecutorKind {
@@ -64,7 +69,7 @@ impl std::str::FromStr for ExecutorKind {
         crate::from_word(s).ok_or_else(|| {
             format!(
                 "unknown executor {s:?}: use {}",
-                crate::words_of(&[ExecutorKind::Local, ExecutorKind::Slurm])
+                crate::words_of(&[ExecutorKind::Local, ExecutorKind::Slurm, ExecutorKind::Kubernetes])
             )
         })
     }

@@ -604,6 +604,19 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
         let _ = writeln!(out, "  {k}={v}");
     }
     let _ = writeln!(out, "executor: {} (from {})", word(&s.executor), word(&s.executor_from));
+    if s.uses_kubernetes() {
+        let k = &s.kubernetes;
+        let _ = writeln!(
+            out,
+            "  kubernetes: namespace {}, image {}",
+            k.namespace.as_deref().unwrap_or("(the kubeconfig's)"),
+            if k.image.is_empty() {
+                "none (set kubernetes.image)"
+            } else {
+                &k.image
+            }
+        );
+    }
     let policy = &s.remote_options.policy;
     let _ = writeln!(
         out,

@@ -41,10 +41,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{StepSpec, StepWork};
 use crate::key::Key;
 
 #[cfg(feature = "kubernetes")]
 mod client;
+#[cfg(feature = "kubernetes")]
+mod executor;
 #[cfg(feature = "kubernetes")]
 mod manifest;
 #[cfg(feature = "kubernetes")]
@@ -52,6 +55,8 @@ mod status;
 
 #[cfg(feature = "kubernetes")]
 pub use client::{KubeEngine, Submitted};
+#[cfg(feature = "kubernetes")]
+pub use executor::KubeExecutor;
 #[cfg(feature = "kubernetes")]
 pub use manifest::job;
 #[cfg(feature = "kubernetes")]
@@ -388,6 +393,105 @@ pub enum KubeEngine {}
 impl KubeEngine {
     pub async fn connect(_namespace: Option<&str>) -> Result<KubeEngine, KubernetesError> {
         Err(KubernetesError::NotBuilt)
+    }
+}
+
+/// The job body's command line in the pod: the driver's team store, then
+/// `step run` on the projected spec; a test step's pod takes its task
+/// from `JOB_COMPLETION_INDEX` (`--task` is not given).
+pub fn body_argv(remote: &str) -> Vec<String> {
+    ["kcache", "--remote", remote, "step", "run", SPEC_FILE]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// A step's kind on the engine: a build, or a test step of one Indexed
+/// Job completion per task (its runs / `runs_per_task`), all at once (the
+/// scheduler holds back what the KVM nodes cannot take).
+pub fn step_kind(spec: &StepSpec) -> StepKind {
+    match spec.work {
+        StepWork::Build { .. } => StepKind::Build,
+        StepWork::Test { .. } => StepKind::Test {
+            completions: spec.tasks(),
+            parallelism: spec.tasks(),
+        },
+    }
+}
+
+/// The Job request of a step's `attempt`.
+pub fn request_for<'t>(spec: &StepSpec, remote: &str, attempt: u32, template: &'t JobTemplate) -> JobRequest<'t> {
+    JobRequest {
+        step: spec.name().0,
+        spec: String::from_utf8(spec.canonical()).expect("JSON is UTF-8"),
+        argv: body_argv(remote),
+        kind: step_kind(spec),
+        attempt,
+        template,
+    }
+}
+
+/// A Job's report in the seam's words: queued or running is active; a
+/// failure says the Job, the controller's reason and the indexes (test
+/// tasks) that ran out of retries.
+pub fn seam_state(report: &JobReport) -> crate::engine::JobState {
+    use crate::engine::JobState as Seam;
+    match &report.state {
+        JobState::Queued | JobState::Running => Seam::Active,
+        JobState::Succeeded => Seam::Done,
+        JobState::Failed { reason } if report.failed_indexes.is_empty() => {
+            Seam::Failed(format!("Job {} failed: {reason}", report.name))
+        }
+        JobState::Failed { reason } => Seam::Failed(format!(
+            "Job {} failed: {reason} (tasks out of retries: {})",
+            report.name,
+            report
+                .failed_indexes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Whether this build has the Kubernetes client: a driver checks it
+/// before any work (without it, [`KubernetesError::NotBuilt`]).
+pub fn ensure_built() -> Result<(), KubernetesError> {
+    if cfg!(feature = "kubernetes") {
+        Ok(())
+    } else {
+        Err(KubernetesError::NotBuilt)
+    }
+}
+
+/// The build without the `kubernetes` feature: `--executor kubernetes`
+/// fails at [`KubeExecutor::connect`] with [`KubernetesError::NotBuilt`].
+#[cfg(not(feature = "kubernetes"))]
+pub enum KubeExecutor {}
+
+#[cfg(not(feature = "kubernetes"))]
+impl KubeExecutor {
+    pub fn connect(_template: JobTemplate, _remote: String) -> Result<KubeExecutor, KubernetesError> {
+        Err(KubernetesError::NotBuilt)
+    }
+}
+
+#[cfg(not(feature = "kubernetes"))]
+impl crate::engine::Executor for KubeExecutor {
+    fn name(&self) -> &'static str {
+        match *self {}
+    }
+    fn find(&self, _: &StepSpec) -> Result<Option<crate::engine::JobId>, crate::engine::EngineError> {
+        match *self {}
+    }
+    fn submit(&self, _: &StepSpec) -> Result<crate::engine::JobId, crate::engine::EngineError> {
+        match *self {}
+    }
+    fn state(&self, _: &crate::engine::JobId) -> Result<crate::engine::JobState, crate::engine::EngineError> {
+        match *self {}
+    }
+    fn cancel(&self, _: &crate::engine::JobId) -> Result<(), crate::engine::EngineError> {
+        match *self {}
     }
 }
 
