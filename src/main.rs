@@ -228,8 +228,15 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     let repo = Repo::open(&args.repo)?;
     refuse_one_commit_range(&repo, &args)?;
     let engine = engine_for(settings, args.recipe.executor, &repo, &cache)?;
+    let on_engine = engine.is_some();
     let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?, engine)?;
-    let opts = bisect_options(&args);
+    let mut opts = bisect_options(&args);
+    if on_engine && opts.confirm {
+        // A step spec carries no patch layer yet: the revert check would
+        // build and test on the driver, outside the engine the user chose.
+        opts.confirm = false;
+        kcache::notice("the revert check does not run through an executor yet: off (run it with --executor local)");
+    }
     let finished = search_with_progress(&repo, &cache, &mut evaluator, &opts, &args.search, quiet);
     finish_uploads(&cache);
     let bisect::entry::Finished { summary, record } = finished?;
