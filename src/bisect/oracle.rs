@@ -9,14 +9,14 @@
 //! Invariant: answers what it is asked and decides nothing: which commit
 //! to test is `bayes`'s, which end to try is `ends`'s.
 
-use crate::key::{BuildKey, CommitId};
+use crate::key::CommitId;
 use crate::signature::KernelSignature;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::{logfile, BisectError, Purpose, Step};
 use crate::crash::{ClassCounts, RunClass, Target};
-use crate::exec::speculate::{Ahead, Speculator};
+use crate::exec::speculate::Speculator;
 use crate::exec::{BuildSource, Evaluation};
 use crate::exec::{CommitEvaluator, Evidence, Verdict};
 use crate::git::Repo;
@@ -26,7 +26,6 @@ use crate::store::{Cache, RunId, RunRecord};
 mod at_once;
 #[cfg(test)]
 mod oracle_tests;
-mod predictions;
 
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
@@ -56,23 +55,6 @@ pub(super) struct GitOracle<'a> {
     pub(super) seen_runs: HashSet<RunId>,
     /// `--build-jobs` > 1: the build slots that build what `prefetch` asks.
     pub(super) speculator: Option<Speculator>,
-    /// No-op prediction in the search: which commits cost no build.
-    pub(super) predictions: Predictions,
-}
-
-/// Which of the search's commits a reference build predicts (same kernel,
-/// no build: `exec::predict`), so the search's cost model counts them free.
-/// Each commit is checked against each reference once, when the reference
-/// is met.
-#[derive(Default)]
-pub(super) struct Predictions {
-    /// Per node: whether prediction may be asked about it (the range's
-    /// commits; never an end being settled).
-    pub(super) range: Vec<bool>,
-    /// Nodes some reference predicts.
-    nodes: HashSet<usize>,
-    /// The references every node of the range was checked against.
-    checked: HashSet<BuildKey>,
 }
 
 impl GitOracle<'_> {
@@ -144,11 +126,6 @@ impl GitOracle<'_> {
             .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
             .collect();
         let records = self.cache.builds(&keys, self.nodes.len() <= REMOTE_LOOKUP_LIMIT)?;
-        // Every kernel the cache knows predicts others: a warm re-run
-        // predicts what the first run predicted, building nothing.
-        for r in records.iter().flatten() {
-            self.evaluator.learn_reference(self.cache, r)?;
-        }
         Ok(records
             .into_iter()
             .map(|r| r.map_or(Kernel::Unknown, |r| Kernel::of_signature(r.signature)))
@@ -185,14 +162,10 @@ impl Oracle for GitOracle<'_> {
         if self.speculator.as_ref().is_some_and(|s| s.foreground(&self.nodes[i])) {
             (self.progress)("  built speculatively: its build is reused (waited for while it still ran)");
         }
-        let may_predict = self.predictions.nodes.contains(&i);
         let eval =
             self.evaluator
-                .build_or_predict(self.repo, self.cache, &self.nodes[i], may_predict, &mut *self.progress)?;
+                .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
         self.learn_build_seconds(&eval);
-        if matches!(eval.build, BuildSource::Built | BuildSource::Reused) {
-            self.refresh_predictions()?;
-        }
         if eval.build == BuildSource::Built {
             if let Some(s) = &self.speculator {
                 s.count_foreground_build();
@@ -209,25 +182,13 @@ impl Oracle for GitOracle<'_> {
         Ok(kernel)
     }
 
-    /// Nothing for a commit known, predicted or built ahead; what is left
-    /// of one being built ahead (the search then prefers what the build
-    /// slots already made, as the simulator's oracle does).
     fn build_cost(&self, i: usize) -> f64 {
-        if self.eval(i).is_some() || self.predictions.nodes.contains(&i) {
+        if self.eval(i).is_some() {
             return 0.0;
         }
-        let full = match self.build_seconds {
+        match self.build_seconds {
             (total, n) if n > 0 => total / n as f64,
             _ => self.estimates.0,
-        };
-        let ahead = match (&self.speculator, self.nodes.get(i)) {
-            (Some(s), Some(c)) => s.ahead(c),
-            _ => Ahead::No,
-        };
-        match ahead {
-            Ahead::No => full,
-            Ahead::Building(seconds) => (full - seconds).max(0.0),
-            Ahead::Done => 0.0,
         }
     }
 
@@ -282,15 +243,11 @@ impl Oracle for GitOracle<'_> {
         self.evaluator.jobs()
     }
 
-    /// The foreground build and the speculator's background slots that are
-    /// idle (none without a speculator), so the search costs a set's
-    /// builds side by side only when a slot is free to build beside the
-    /// foreground: a started guess is never stopped, and a set costed on a
-    /// busy slot would build one kernel after the other. A commit a busy
-    /// slot is building costs only what is left of it (`build_cost`).
+    /// The foreground build and the speculator's background slots (none
+    /// without a speculator), so the search costs a set's builds side by side.
     fn build_slots(&self) -> u32 {
-        match &self.speculator {
-            Some(s) => 1 + s.idle_slots(),
+        match self.speculator {
+            Some(_) => self.evaluator.recipe().build_jobs.max(1),
             None => 1,
         }
     }
@@ -317,7 +274,6 @@ impl Oracle for GitOracle<'_> {
         let Some(s) = &self.speculator else { return };
         let commits: Vec<CommitId> = wanted
             .iter()
-            .filter(|i| !self.predictions.nodes.contains(i))
             .filter_map(|&i| self.nodes.get(i))
             .filter(|c| !self.evals.contains_key(*c))
             .cloned()
@@ -359,15 +315,10 @@ impl GitOracle<'_> {
     ) -> Result<Vec<RunRecord>, BisectError> {
         let start = Instant::now();
         let rebuilt_before = self.evaluator.rebuilds_to_test();
-        // A predicted kernel's artifacts are its reference's build.
-        let built_as = self
-            .eval(i)
-            .and_then(|e| e.predicted_from.clone())
-            .unwrap_or_else(|| self.nodes[i].clone());
         let runs = self.evaluator.test_batch(
             self.repo,
             self.cache,
-            &built_as,
+            &self.nodes[i],
             signature,
             n,
             stop,

@@ -92,7 +92,6 @@ fn oracle<'a>(
         known: Vec::new(),
         seen_runs: HashSet::new(),
         speculator,
-        predictions: Default::default(),
     }
 }
 
