@@ -229,6 +229,10 @@ pub struct Engine {
     settings: EngineSettings,
     repository: String,
     submitted: std::sync::atomic::AtomicU32,
+    /// Steps whose job ended done in this process, by name: the job and
+    /// how many times. A step asked for again after that is one whose
+    /// result did not (all) reach the store.
+    ended: std::sync::Mutex<std::collections::HashMap<String, (JobId, u32)>>,
 }
 
 impl Engine {
@@ -244,6 +248,7 @@ impl Engine {
             settings,
             repository,
             submitted: Default::default(),
+            ended: Default::default(),
         }
     }
 
@@ -271,13 +276,131 @@ impl Engine {
         }
     }
 
-    /// Runs a step to its end on the engine ([`drive_step`]).
+    /// Runs a step to its end on the engine ([`drive_step`]). A step whose
+    /// job already ended done in this process is asked for again only when
+    /// its result did not reach the store: that is said, and bounded like
+    /// a failed job's resubmissions.
     pub fn run(&self, spec: &StepSpec, progress: &mut dyn FnMut(&str)) -> Result<StepEnd, EngineError> {
+        let name = spec.name().job_name();
+        if let Some((job, times)) = self.ended_before(&name) {
+            if times > self.settings.retries {
+                return Ok(StepEnd::Failed {
+                    reason: format!("job {job} ({name}) ended {times} time(s), but its result did not reach the store"),
+                    submitted: 0,
+                });
+            }
+            progress(&format!(
+                "  {}: asked again for {name}: job {job} ended, but not all of its result reached the store",
+                self.name()
+            ));
+        }
         let end = drive_step(&*self.executor, &self.settings, spec, progress)?;
         let n = match &end {
             StepEnd::Done { submitted, .. } | StepEnd::Failed { submitted, .. } => *submitted,
         };
         self.submitted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if let StepEnd::Done { job, .. } = &end {
+            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = ended.entry(name).or_insert((job.clone(), 0));
+            *entry = (job.clone(), entry.1 + 1);
+        }
         Ok(end)
+    }
+
+    fn ended_before(&self, name: &str) -> Option<(JobId, u32)> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::{BuildKey, Key};
+    use std::sync::Mutex;
+
+    /// An engine whose jobs end as scripted, one state a job: what the
+    /// driver does with each answer, not how an engine gives it.
+    struct Scripted {
+        ends: Mutex<Vec<JobState>>,
+        submitted: Mutex<u32>,
+    }
+
+    impl Executor for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn find(&self, _: &StepSpec) -> Result<Option<JobId>, EngineError> {
+            Ok(None)
+        }
+        fn submit(&self, _: &StepSpec) -> Result<JobId, EngineError> {
+            let mut n = self.submitted.lock().unwrap();
+            *n += 1;
+            Ok(JobId(n.to_string()))
+        }
+        fn state(&self, _: &JobId) -> Result<JobState, EngineError> {
+            Ok(self.ends.lock().unwrap().remove(0))
+        }
+        fn cancel(&self, _: &JobId) -> Result<(), EngineError> {
+            Ok(())
+        }
+    }
+
+    fn engine(ends: Vec<JobState>) -> Engine {
+        let executor = Scripted {
+            ends: Mutex::new(ends),
+            submitted: Mutex::new(0),
+        };
+        let settings = EngineSettings {
+            poll_seconds: 0.05,
+            ..Default::default()
+        };
+        Engine::new(Box::new(executor), settings, std::path::Path::new("/nonexistent/repo"))
+    }
+
+    fn build_step() -> StepSpec {
+        spec::tests::spec(StepWork::Build {
+            build_key: BuildKey(Key([7; 32])),
+        })
+    }
+
+    #[test]
+    fn a_failed_job_is_submitted_again_at_most_retries_times_then_the_step_fails_with_the_reason() {
+        let failed = |why: &str| JobState::Failed(why.to_string());
+        let e = engine(vec![failed("node down"), failed("node down"), failed("time limit")]);
+        let mut said = Vec::new();
+        let end = e.run(&build_step(), &mut |l| said.push(l.to_string())).unwrap();
+        assert_eq!(
+            end,
+            StepEnd::Failed {
+                reason: "time limit".into(),
+                submitted: 3
+            }
+        );
+        assert_eq!(
+            said.iter().filter(|l| l.contains("submitting again")).count(),
+            2,
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_step_asked_again_after_its_job_ended_is_said_and_bounded() {
+        let e = engine(vec![JobState::Done, JobState::Done, JobState::Done, JobState::Done]);
+        let step = build_step();
+        let mut said = Vec::new();
+        for _ in 0..3 {
+            let end = e.run(&step, &mut |l| said.push(l.to_string())).unwrap();
+            assert!(matches!(end, StepEnd::Done { .. }), "{end:?}");
+        }
+        let again = said.iter().filter(|l| l.contains("asked again")).count();
+        assert_eq!(again, 2, "each ask after the first says why: {said:?}");
+        // The default retries (2) spent: the step is given up, naming the job.
+        match e.run(&step, &mut |_| {}).unwrap() {
+            StepEnd::Failed { reason, submitted: 0 } => {
+                assert!(reason.contains("did not reach the store"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.submitted(), 3);
     }
 }

@@ -156,10 +156,10 @@ pub fn task_share(runs: u32, tasks: u32, task: u32) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn spec(work: StepWork) -> StepSpec {
+    pub(in crate::engine) fn spec(work: StepWork) -> StepSpec {
         StepSpec {
             schema: STEP_SCHEMA.into(),
             repository: "/src/linux".into(),

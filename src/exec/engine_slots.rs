@@ -79,24 +79,26 @@ impl CommitEvaluator {
                 ));
                 Ok(failed(format!("could not build on {}: {reason}", engine.name())))
             }
-            StepEnd::Done { job, .. } => match cache.build(&build_key)? {
-                Some(r) if r.status == BuildStatus::Ok => {
-                    progress(&format!(
-                        "  built on {} (job {job}): step {:.2}s, build {:.2}s, signature {}",
+            StepEnd::Done { job, .. } => {
+                match read_result(engine, cache, &job, progress, |c| Ok(c.build(&build_key)?))? {
+                    Some(r) if r.status == BuildStatus::Ok => {
+                        progress(&format!(
+                            "  built on {} (job {job}): step {:.2}s, build {:.2}s, signature {}",
+                            engine.name(),
+                            start.elapsed().as_secs_f64(),
+                            r.build_seconds,
+                            crate::key::short(r.signature.as_deref().unwrap_or(""))
+                        ));
+                        Ok(Built::Ok(Box::new(r), None))
+                    }
+                    Some(r) => Ok(recorded_failure(r, engine, progress)),
+                    None => Ok(failed(format!(
+                        "{} job {job} ended but the store has no build record of key {}",
                         engine.name(),
-                        start.elapsed().as_secs_f64(),
-                        r.build_seconds,
-                        crate::key::short(r.signature.as_deref().unwrap_or(""))
-                    ));
-                    Ok(Built::Ok(Box::new(r), None))
+                        build_key.short()
+                    ))),
                 }
-                Some(r) => Ok(recorded_failure(r, engine, progress)),
-                None => Ok(failed(format!(
-                    "{} job {job} ended but the store has no build record of key {}",
-                    engine.name(),
-                    build_key.short()
-                ))),
-            },
+            }
         }
     }
 
@@ -143,13 +145,24 @@ impl CommitEvaluator {
                 ),
             }),
             StepEnd::Done { job, .. } => {
-                cache.pull_runs(signature, Some(&self.test_key))?;
                 let known: HashSet<&RunId> = pooled.iter().map(|r| &r.run_id).collect();
-                let new: Vec<RunRecord> = cache
-                    .runs(signature, &self.test_key)?
-                    .into_iter()
-                    .filter(|r| !known.contains(&r.run_id))
-                    .collect();
+                let new: Vec<RunRecord> = read_result(engine, cache, &job, progress, |c| {
+                    c.pull_runs(signature, Some(&self.test_key))?;
+                    Ok(c.runs(signature, &self.test_key)?)
+                })?
+                .into_iter()
+                .filter(|r| !known.contains(&r.run_id))
+                .collect();
+                if (new.len() as u32) < want {
+                    // Said, because the search will ask for these runs
+                    // again: the same step, submitted again by its name.
+                    progress(&format!(
+                        "  {} job {job} ended; the store shows {} of the {want} run(s) it was asked for \
+                         (the others timed out or were not recorded)",
+                        engine.name(),
+                        new.len()
+                    ));
+                }
                 progress(&format!(
                     "  {} run(s) done on {} (job {job}): step {:.2}s, runs {:.2}s",
                     new.len(),
@@ -160,6 +173,42 @@ impl CommitEvaluator {
                 Ok(new)
             }
         }
+    }
+}
+
+/// Reads a finished job's result from the store. The team store is the
+/// only way a worker's result reaches the driver, so an outage remembered
+/// earlier (by this process or a recent one) is not believed here: the
+/// store is asked again, and if it still does not answer the step is the
+/// machine's failure, never an empty result (which the search would ask
+/// for again, submitting the same step twice).
+fn read_result<T>(
+    engine: &Engine,
+    cache: &Cache,
+    job: &crate::engine::JobId,
+    progress: &mut dyn FnMut(&str),
+    read: impl Fn(&Cache) -> Result<T, EvalError>,
+) -> Result<T, EvalError> {
+    let Some(remote) = cache.remote() else {
+        return read(cache);
+    };
+    if remote.is_down() {
+        progress(&format!(
+            "  the team store {} was found unavailable earlier: asking it again for job {job}'s result",
+            remote.url()
+        ));
+        remote.reset_down();
+    }
+    let result = read(cache)?;
+    match remote.is_down() {
+        false => Ok(result),
+        true => Err(EvalError::Engine {
+            engine: engine.name(),
+            reason: format!(
+                "job {job} ended, but the team store {} did not answer: its result cannot be read",
+                remote.url()
+            ),
+        }),
     }
 }
 
