@@ -672,3 +672,50 @@ fn a_crashing_good_end_sharing_its_kernel_is_said() {
     assert_ne!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("the good end reproduces the crash"), "{said}");
 }
+
+/// A test that crashes on its first run only: the bad end's target is
+/// learnt from that batch, and the search then wants many clean runs.
+/// The runs the target was learnt from count toward the cap on one
+/// kernel's runs, max(10 x runs, 100) (110 were made before).
+#[test]
+fn runs_on_one_kernel_stay_within_the_cap_counting_those_that_learnt_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let test = dir.path().join("first-run-crashes.sh");
+    std::fs::write(
+        &test,
+        "#!/bin/sh\n[ \"$KCACHE_RUN\" = 0 ] && { echo 'crash: BUG: run zero'; exit 1; }\nexit 0\n",
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&test));
+    let mut c = bisect_whole(&dir.path().join("cache"), &repo, &test);
+    c.arg("--json");
+    let out = run_ended(&mut c);
+    let summary = json(&out);
+    let kernels = summary["search"]["kernels"].as_array().expect("the search's kernels");
+    assert!(!kernels.is_empty(), "{summary}");
+    for k in kernels {
+        let runs: u64 = ["matched", "other", "ok", "no_info"].iter().map(|f| k[f].as_u64().unwrap()).sum();
+        assert!(runs <= 100, "{runs} runs on kernel {} (cap 100):\n{summary}", k["signature"]);
+    }
+}
+
+/// A hung test: each batch makes up to twice its runs in attempts, and the
+/// message counts every attempt that timed out (it said half of them).
+#[test]
+fn every_timed_out_attempt_is_counted_in_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_repo(dir.path(), SMALL);
+    let hang = hanging_test(dir.path());
+    let mut c = bisect_whole(&dir.path().join("cache"), &repo, &hang);
+    c.args(["--runs", "2", "--test-timeout", "1", "--jobs", "4"]);
+    let out = run_ended(&mut c);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    let timed_out = said.matches("timed out after").count();
+    assert!(timed_out > 6, "each of 3 batches of 2 runs makes more than 2 attempts:\n{said}");
+    assert!(
+        said.contains(&format!("every one of its {timed_out} test runs timed out")),
+        "the message does not count the {timed_out} attempts that timed out:\n{said}"
+    );
+}

@@ -74,7 +74,7 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) 
         )));
     };
     let mut asked = 0;
-    let mut timed_out = 0;
+    let timed_out_before = o.evaluator.runs_timed_out();
     for _ in 0..3 {
         let runs_now = o.cache.runs_shared(&sig, &o.evaluator.test_key(), runs)?;
         let titles: Vec<&str> = runs_now
@@ -90,10 +90,11 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) 
         }
         // Runs without stopping at a crash: the titles' shares matter here.
         // (Until there is a target, every crash counts as a match.)
-        let got = o.batch(bad, &sig, runs, &|_| false, &Target::default())?.len() as u32;
+        o.batch(bad, &sig, runs, &|_| false, &Target::default())?;
         asked += runs;
-        timed_out += runs - got.min(runs);
     }
+    // Every attempt that timed out (a batch makes up to twice its runs).
+    let timed_out = o.evaluator.runs_timed_out() - timed_out_before;
     let recorded = o.cache.runs(&sig, &o.evaluator.test_key())?;
     Err(BisectError::NoTarget(no_dominant_crash(
         &o.nodes[bad],
@@ -106,8 +107,8 @@ fn learn_target(o: &mut GitOracle, noisy: &NoisyOptions, bad: usize, runs: u32) 
 /// Why no target could be learnt, in words that say what the runs did.
 fn no_dominant_crash(bad: &CommitId, recorded: &[RunRecord], asked: u32, timed_out: u32) -> String {
     let counts = ClassCounts::of(&Target::default(), recorded);
-    let what = if timed_out > 0 && timed_out == asked && recorded.is_empty() {
-        format!("every one of its {asked} test runs timed out (no result): check the test and --test-timeout, or")
+    let what = if timed_out > 0 && timed_out >= asked && recorded.is_empty() {
+        format!("every one of its {timed_out} test runs timed out (no result): check the test and --test-timeout, or")
     } else if counts.matched == 0 && counts.ok == 0 && !recorded.is_empty() {
         format!(
             "none of its {} recorded runs told anything (infrastructure or boot failures){}: check the test, or",
@@ -225,6 +226,7 @@ pub fn bisect(
         reported: HashSet::new(),
         known: Vec::new(),
         seen_runs: HashSet::new(),
+        runs_made: Default::default(),
         speculator,
     };
     let target = learn_target(&mut oracle, noisy, 0, runs)?;

@@ -53,6 +53,9 @@ pub(super) struct GitOracle<'a> {
     /// Every run (by id) the search has been given: runs another process
     /// pooled since are given to it before any new run is made.
     pub(super) seen_runs: HashSet<RunId>,
+    /// Runs this bisection made, per kernel (its batches): the search's
+    /// cap on one kernel counts those made before it started.
+    pub(super) runs_made: HashMap<KernelSignature, u32>,
     /// `--build-jobs` > 1: the build slots that build what `prefetch` asks.
     pub(super) speculator: Option<Speculator>,
 }
@@ -199,6 +202,10 @@ impl Oracle for GitOracle<'_> {
         }
     }
 
+    fn runs_made(&self, signature: &KernelSignature) -> u32 {
+        self.runs_made.get(signature).copied().unwrap_or(0)
+    }
+
     fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, BisectError> {
         // The remote is asked too while the local runs are fewer than a batch.
         let wanted = self.evaluator.runs_wanted();
@@ -340,6 +347,7 @@ impl GitOracle<'_> {
         rebuilt_before: (u32, f64),
     ) -> Result<Vec<RunRecord>, BisectError> {
         self.seen_runs.extend(runs.iter().map(|r| r.run_id.clone()));
+        *self.runs_made.entry(signature.clone()).or_default() += runs.len() as u32;
         let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
         self.learn_run_seconds(&runs);
         let counts = ClassCounts::of(target, &runs);

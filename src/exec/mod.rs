@@ -332,6 +332,9 @@ pub struct CommitEvaluator {
     /// Builds run to test a kernel whose artifacts were gone (evicted or
     /// quarantined), and their seconds: real builds, counted as such.
     rebuilt_to_test: std::sync::Mutex<(u32, f64)>,
+    /// Test runs that timed out (attempts, not recorded): a batch makes up
+    /// to twice its runs in attempts, so its short count undercounts them.
+    timed_out: std::sync::atomic::AtomicU32,
     /// The run slots (`Recipe::jobs`) every batch of this evaluator shares.
     slots: std::sync::Arc<parallel::Slots>,
     /// Where builds and runs happen when not in this process's slots.
@@ -372,6 +375,7 @@ impl CommitEvaluator {
             predict: true,
             references: Vec::new(),
             rebuilt_to_test: std::sync::Mutex::new((0, 0.0)),
+            timed_out: Default::default(),
             slots: parallel::Slots::new(recipe_jobs),
             engine: None,
         })
@@ -550,6 +554,11 @@ impl CommitEvaluator {
     /// step adds them (the classic `evaluate` marks its step built).
     pub fn rebuilds_to_test(&self) -> (u32, f64) {
         *self.rebuilt_to_test.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Test runs of this evaluator that timed out so far (each attempt).
+    pub fn runs_timed_out(&self) -> u32 {
+        self.timed_out.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Test runs this evaluator does at once (`--jobs`).

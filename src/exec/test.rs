@@ -122,6 +122,7 @@ impl CommitEvaluator {
                     }
                 }
                 Ok(None) => {
+                    self.timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let after = (self.recipe.test_timeout)
                         .map(|t| format!(" after {}s", t.as_secs_f64()))
                         .unwrap_or_default();

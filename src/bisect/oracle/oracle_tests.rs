@@ -91,6 +91,7 @@ fn oracle<'a>(
         reported: HashSet::new(),
         known: Vec::new(),
         seen_runs: HashSet::new(),
+        runs_made: Default::default(),
         speculator,
     }
 }

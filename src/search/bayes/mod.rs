@@ -115,6 +115,12 @@ pub trait Oracle {
     fn build_cost(&self, i: usize) -> f64;
     /// Seconds one test run costs.
     fn run_cost(&self) -> f64;
+    /// Runs this bisection already made on a kernel before the search
+    /// learnt it (to learn the target on the bad end): they count toward
+    /// [`Model::kernel_cap`] with the search's own.
+    fn runs_made(&self, _signature: &KernelSignature) -> u32 {
+        0
+    }
     /// Every run already pooled for a kernel: classes.
     fn pooled(&mut self, signature: &KernelSignature, target: &Target) -> Result<Vec<RunClass>, Self::Error>;
     /// Runs the test on commit `i`'s kernel up to `n` times, stopping at the

@@ -124,6 +124,7 @@ impl<'m, 'g> Search<'m, 'g> {
             let sig = self.groups[g].signature.clone();
             let pooled = oracle.pooled(&sig, &self.target)?;
             self.record(g, &pooled);
+            self.groups[g].runs_here = oracle.runs_made(&sig);
         }
         Ok(())
     }
