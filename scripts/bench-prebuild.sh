@@ -12,6 +12,9 @@
 # (p50, max) from the local tier. KCACHE (binary) and BENCH_CACHE (cache
 # directory, default a fresh temp dir) may be set.
 set -euo pipefail
+# The RocksDB build setup.sh made (scripts/rocksdb.sh).
+rocksdb_env=$("$(dirname "$0")"/rocksdb.sh env)
+eval "$rocksdb_env"
 repo=$1 range=$2
 shift 2
 target=${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}

@@ -6,6 +6,9 @@
 #
 #   scripts/bench-store.sh [WORKDIR]      SIZE_MB (default 300), RECORDS (default 1000000)
 set -euo pipefail
+# The RocksDB build setup.sh made (scripts/rocksdb.sh).
+rocksdb_env=$("$(dirname "$0")"/rocksdb.sh env)
+eval "$rocksdb_env"
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:-/tmp/kcache-bench-store}
 size_mb=${SIZE_MB:-300}

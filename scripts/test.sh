@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kcache-target}"
+# The RocksDB library setup.sh built (the same build; without these exports
+# cargo would compile RocksDB file by file again).
+rocksdb_env=$(scripts/rocksdb.sh env) # set -e: a failed build stops here
+eval "$rocksdb_env"
 cargo fmt --check
 cargo clippy --release --locked --all-targets -- -D warnings
 # The Kubernetes engine is a cargo feature (off by default: its crates cost a

@@ -322,7 +322,7 @@ fn top_level_modules() -> BTreeSet<String> {
     for entry in std::fs::read_dir(src()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "lib" | "main" | "cli") {
+        if matches!(name.as_str(), "lib" | "main" | "cli" | "build") {
             continue;
         }
         if path.is_dir() || path.extension().is_some_and(|e| e == "rs") {
