@@ -709,7 +709,7 @@ fn every_timed_out_attempt_is_counted_in_the_message() {
     let hang = hanging_test(dir.path());
     let mut c = bisect_whole(&dir.path().join("cache"), &repo, &hang);
     c.args(["--runs", "2", "--test-timeout", "1", "--jobs", "4"]);
-    let out = run_ended(&mut c);
+    let out = c.output().unwrap();
     let said = stderr(&out);
     assert!(!out.status.success(), "{said}");
     let timed_out = said.matches("timed out after").count();
