@@ -19,14 +19,14 @@
 //! Invariant: checks a named culprit; never changes the search's outcome,
 //! only reports beside it.
 
-use super::{ConfirmVerdict as Verdict, Confirmation, Outcome, Summary};
-use crate::crash::{ClassCounts, Target};
-use crate::exec::{BuildSource, CommitEvaluator, EvalError, Patch};
+use super::{ConfirmChange as Change, ConfirmVerdict as Verdict, Confirmation, Outcome, Summary};
+use crate::crash::{ClassCounts, RunClass, Target};
+use crate::exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Patch};
 use crate::git::Repo;
 use crate::key::CommitId;
 use crate::search::graph::Direction;
 use crate::signature::KernelSignature;
-use crate::store::Cache;
+use crate::store::{Cache, RunRecord};
 
 pub use crate::exec::evidence::{MAX_RUNS, MIN_RUNS};
 
@@ -56,11 +56,11 @@ pub fn check(
         return Ok(None);
     };
     let (change, diff) = match summary.direction {
-        Direction::Cause => ("revert", repo.diff(commit, &parent)?),
-        Direction::Fix => ("apply-fix", repo.diff(&parent, commit)?),
+        Direction::Cause => (Change::Revert, repo.diff(commit, &parent)?),
+        Direction::Fix => (Change::ApplyFix, repo.diff(&parent, commit)?),
     };
     let patch = Patch {
-        name: format!("{change} of {}", commit.short()),
+        name: format!("{} of {}", crate::serde_word(&change), commit.short()),
         diff: diff.into_bytes(),
     };
     // The crash bisected (the noisy search's target; classic: any crash).
@@ -99,7 +99,7 @@ pub fn check(
         c.reason = Some("the culprit does not change the kernel (its signature is its parent's)".into());
         return Ok(Some(c));
     }
-    let eval = match evaluator.evaluate_patched(repo, cache, crashing_end, &[patch], runs_wanted, progress) {
+    let mut eval = match evaluator.evaluate_patched(repo, cache, crashing_end, &[patch], runs_wanted, progress) {
         Ok(e) => e,
         Err(EvalError::PatchDoesNotApply { failure, .. }) => {
             c.verdict = Verdict::CannotRevert;
@@ -113,6 +113,16 @@ pub fn check(
             return Ok(Some(c));
         }
     };
+    run_until_informative(
+        repo,
+        cache,
+        evaluator,
+        crashing_end,
+        &mut eval,
+        &target,
+        runs_wanted,
+        progress,
+    )?;
     c.build_key = Some(eval.build_key);
     c.build = Some(eval.build);
     c.builds_done = u32::from(matches!(eval.build, BuildSource::Built | BuildSource::Failed));
@@ -141,8 +151,8 @@ pub fn check(
 /// What the user must know of a check that did not confirm the culprit.
 pub fn note(c: &Confirmation) -> Option<String> {
     let undo = match c.change {
-        "revert" => "reverting it",
-        _ => "applying it",
+        Change::Revert => "reverting it",
+        Change::ApplyFix => "applying it",
     };
     match c.verdict {
         Verdict::Confirmed => None,
@@ -164,6 +174,44 @@ pub fn note(c: &Confirmation) -> Option<String> {
             "the culprit could not be checked: {}",
             c.reason.as_deref().unwrap_or("the patched kernel was not tested")
         )),
+    }
+}
+
+/// The evaluator stops testing at any crash (a crash decides a step's
+/// verdict); an unrelated crash says nothing of the bisected one, so the
+/// check runs on until that crash shows or `wanted` runs were informative
+/// (ok or the crash), at most [`MAX_RUNS`] runs more. Pooled: a warm
+/// re-run finds them all and runs none.
+#[allow(clippy::too_many_arguments)]
+fn run_until_informative(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &mut CommitEvaluator,
+    on: &CommitId,
+    eval: &mut Evaluation,
+    target: &Target,
+    wanted: u32,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), EvalError> {
+    let Some(signature) = eval.signature.clone() else {
+        return Ok(());
+    };
+    let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+    let mut more_runs = 0;
+    loop {
+        let counts = ClassCounts::of(target, &eval.runs);
+        if counts.matched > 0 || counts.informative() >= wanted || more_runs >= MAX_RUNS {
+            return Ok(());
+        }
+        let want = (wanted - counts.informative()).min(MAX_RUNS - more_runs);
+        let key = eval.reference_key.unwrap_or(eval.build_key);
+        let runs = evaluator.test_batch_of(repo, cache, on, key, &signature, want, &matched, progress)?;
+        if runs.is_empty() {
+            return Ok(());
+        }
+        more_runs += runs.len() as u32;
+        eval.effort.runs_done += runs.len() as u32;
+        eval.runs.extend(runs);
     }
 }
 
