@@ -86,11 +86,14 @@ fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
     assert_eq!(c["change"], "revert");
     assert_eq!(c["on"], ids[4].as_str());
     assert_eq!(c["runs"]["matched"], 0);
-    // The culprit crashed every run: 3 runs show that with >= 99%.
-    assert_eq!(c["runs_wanted"], 3, "{c}");
+    // The culprit and the tip crashed every run: a few runs show a crash at
+    // the low end of that rate's interval with >= 99%.
+    assert_eq!(c["crash_rate"], 1.0, "{c}");
+    let wanted = c["runs_wanted"].as_u64().unwrap();
+    assert!((3..=10).contains(&wanted), "{c}");
     assert_eq!(
         (c["builds_done"].as_u64(), c["runs_done"].as_u64()),
-        (Some(1), Some(3)),
+        (Some(1), Some(wanted)),
         "{c}"
     );
     // The build record of the reverted kernel names its patch and the tree
@@ -116,7 +119,10 @@ fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
         "{text}"
     );
     assert!(check[1].contains(recorded["build_key"].as_str().unwrap()), "{text}");
-    assert!(check[2].contains("0 of 3 run(s) crashed with the bug"), "{text}");
+    assert!(
+        check[2].contains(&format!("0 of {wanted} run(s) crashed with the bug")),
+        "{text}"
+    );
     assert!(check[3].ends_with("culprit confirmed: the crash is gone"), "{text}");
     assert_log_matches(&log, &cold);
 
@@ -128,7 +134,7 @@ fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
         (Some(0), Some(0)),
         "{c}"
     );
-    assert_eq!(c["runs_reused"], 3);
+    assert_eq!(c["runs_reused"].as_u64(), Some(wanted));
     assert_eq!(totals(&warm, "builds_done"), 0, "{warm}");
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm}");
 

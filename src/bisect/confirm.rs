@@ -20,7 +20,7 @@
 //! only reports beside it.
 
 use super::{ConfirmChange as Change, ConfirmVerdict as Verdict, Confirmation, Outcome, Summary};
-use crate::crash::{ClassCounts, RunClass, Target};
+use crate::crash::{rate_low, ClassCounts, RunClass, Target};
 use crate::exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Patch};
 use crate::git::Repo;
 use crate::key::CommitId;
@@ -65,8 +65,17 @@ pub fn check(
     };
     // The crash bisected (the noisy search's target; classic: any crash).
     let target = Target::new(summary.search.iter().flat_map(|s| s.target.iter()));
-    let crash_rate = crash_rate(cache, evaluator, &target, signature.as_ref())?;
-    let runs_wanted = runs.unwrap_or_else(|| runs_for(crash_rate, evaluator.runs_wanted()));
+    // If C is the wrong commit, the reverted kernel crashes about as the
+    // crashing end does; if it is right, C's kernel showed the crash's
+    // rate: both kernels' runs measure it.
+    let end_signature = summary
+        .steps
+        .iter()
+        .find(|s| &s.commit == crashing_end)
+        .and_then(|s| s.eval.signature.clone());
+    let kernels: Vec<&KernelSignature> = signature.iter().chain(end_signature.iter()).collect();
+    let (crash_rate, rate_low) = crash_rate(cache, evaluator, &target, &kernels)?;
+    let runs_wanted = runs.unwrap_or_else(|| runs_for(rate_low, evaluator.runs_wanted()));
     progress(&format!(
         "confirming {}: {} on {} ({runs_wanted} run(s))",
         commit.short(),
@@ -215,16 +224,26 @@ fn run_until_informative(
     }
 }
 
-/// The culprit kernel's measured crash rate (its pooled runs).
+/// The measured rate of the bisected crash over the pooled runs of
+/// `kernels` (each counted once), and the low end of its 95% interval,
+/// which the check's run count is chosen for.
 fn crash_rate(
     cache: &Cache,
     evaluator: &CommitEvaluator,
     target: &Target,
-    signature: Option<&KernelSignature>,
-) -> Result<Option<f64>, EvalError> {
-    let Some(signature) = signature else { return Ok(None) };
-    let c = ClassCounts::of(target, &cache.runs(signature, &evaluator.test_key())?);
-    Ok((c.matched > 0).then(|| c.matched as f64 / c.informative() as f64))
+    kernels: &[&KernelSignature],
+) -> Result<(Option<f64>, Option<f64>), EvalError> {
+    let (mut matched, mut informative) = (0, 0);
+    for (i, signature) in kernels.iter().enumerate() {
+        if kernels[..i].contains(signature) {
+            continue;
+        }
+        let c = ClassCounts::of(target, &cache.runs(signature, &evaluator.test_key())?);
+        matched += c.matched;
+        informative += c.informative();
+    }
+    let rate = (matched > 0).then(|| matched as f64 / informative as f64);
+    Ok((rate, rate_low(matched, informative)))
 }
 
 fn diff_is_empty(p: &Patch) -> bool {

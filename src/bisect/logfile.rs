@@ -157,11 +157,9 @@ fn confirmation_lines(c: &Confirmation) -> Vec<String> {
         ConfirmChange::Revert => ("revert check", "reverted"),
         ConfirmChange::ApplyFix => ("fix check", "applied"),
     };
-    let rate = c
-        .crash_rate
-        .map_or("the culprit's crash rate unknown".to_string(), |p| {
-            format!("the culprit's crash rate {p:.2}")
-        });
+    let rate = c.crash_rate.map_or("the crash's rate unknown".to_string(), |p| {
+        format!("the crash's measured rate {p:.2}")
+    });
     let mut lines = vec![format!(
         "{check}: {} {change} on {} (patch blake3 {}): {} run(s) wanted ({rate})",
         c.culprit,

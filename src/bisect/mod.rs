@@ -334,7 +334,9 @@ pub struct Confirmation {
     pub on: CommitId,
     /// BLAKE3 of the patch layer (the revert's or the fix's diff).
     pub patch_blake3: crate::key::Key,
-    /// The culprit's measured crash rate the run count was chosen for.
+    /// The bisected crash's measured rate on the culprit's and the
+    /// crashing end's kernels; the run count is chosen for the low end of
+    /// its 95% interval.
     pub crash_rate: Option<f64>,
     pub runs_wanted: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

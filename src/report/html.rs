@@ -207,8 +207,8 @@ fn confirmation(h: &mut String, c: &Confirmation) {
             "{} ({})",
             c.runs_wanted,
             c.crash_rate
-                .map_or("the culprit's crash rate unknown: --runs".to_string(), |p| format!(
-                    "a crash at the culprit's rate {p:.2} shows with &ge; 99% probability"
+                .map_or("the crash's rate unknown: --runs".to_string(), |p| format!(
+                    "the crash's measured rate {p:.2}: a crash at the low end of its 95% interval shows with &ge; 99% probability"
                 ))
         ),
     );

@@ -6,8 +6,9 @@
 //! the crashing end is a kernel with every change of that end but C's, so
 //! it has the bug exactly when the true culprit is not C (a history has
 //! one culprit). It is a kernel of its own (one build, no pooled runs).
-//! Runs follow the real check: up to N runs, N from the culprit kernel's
-//! measured rate of the bisected crash ([`runs_to_see`]); they stop at that
+//! Runs follow the real check: up to N runs, N from the low end of the
+//! bisected crash's measured rate on the culprit's and the crashing end's
+//! kernels ([`rate_low`], [`runs_to_see`]); they stop at that
 //! crash and go on past unrelated ones until N runs were informative (at
 //! most [`MAX_RUNS`] more). A culprit whose kernel is its parent's is a
 //! no-op (not checked, nothing built). Not modelled: reverts that conflict
@@ -19,7 +20,7 @@
 use serde::Serialize;
 
 use super::{classic, search_with, History, Rng, SimOracle, Trial, TARGET_TITLE};
-use crate::crash::{runs_to_see, RunClass, Target, MAX_RUNS};
+use crate::crash::{rate_low, runs_to_see, RunClass, Target, MAX_RUNS};
 use crate::search::bayes;
 
 /// The check's verdict, as `bisect::ConfirmVerdict` minus the outcomes
@@ -41,10 +42,19 @@ pub struct Checked {
     pub runs: u32,
 }
 
+/// Which rate the check's run count is chosen for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateRule {
+    /// The measured rate (matched / informative runs).
+    Point,
+    /// The low end of its 95% interval (what `bisect::confirm` does).
+    LowEnd,
+}
+
 /// The noisy search on a history, then the check of its culprit (none
 /// when it named none); `model.runs` is `--runs` (the run count when the
 /// culprit's crash rate is unknown).
-pub fn bayes_checked(h: &History, model: &bayes::Model, seed: u64) -> (Trial, Option<Checked>) {
+pub fn bayes_checked(h: &History, model: &bayes::Model, seed: u64, rule: RateRule) -> (Trial, Option<Checked>) {
     let mut oracle = SimOracle::new(h, seed);
     let (culprit, out) = search_with(h, model, &mut oracle);
     let trial = Trial {
@@ -55,9 +65,13 @@ pub fn bayes_checked(h: &History, model: &bayes::Model, seed: u64) -> (Trial, Op
     };
     let target = Target::new([TARGET_TITLE]);
     let checked = culprit.map(|c| {
-        let pooled = oracle.runs.pooled(&h.signature(c), &target);
-        let rate = match_rate(&pooled);
-        let n = runs_to_see(rate, model.runs);
+        // As `bisect::confirm`: the culprit's and the crashing end's kernels.
+        let end = crashing_end(h);
+        let mut pooled = oracle.runs.pooled(&h.signature(c), &target);
+        if h.kernel[end] != h.kernel[c] {
+            pooled.extend(oracle.runs.pooled(&h.signature(end), &target));
+        }
+        let n = runs_to_see(chosen_rate(&pooled, rule), model.runs);
         revert_check(h, c, n, &target, &mut Rng::new(check_seed(seed)))
     });
     (trial, checked)
@@ -79,12 +93,25 @@ fn check_seed(seed: u64) -> u64 {
     seed ^ 0x5EED_C0F1_12A7_0001
 }
 
-/// The share of informative runs that matched (`None`: none matched, so
-/// the rate is unknown), as `bisect::confirm` measures it.
-fn match_rate(runs: &[RunClass]) -> Option<f64> {
-    let matched = runs.iter().filter(|c| **c == RunClass::Match).count();
-    let informative = matched + runs.iter().filter(|c| **c == RunClass::Ok).count();
-    (matched > 0).then(|| matched as f64 / informative as f64)
+/// The crashing end: a cause bisection's newest node, a fix bisection's
+/// oldest (the range's base).
+fn crashing_end(h: &History) -> usize {
+    match h.direction {
+        crate::search::graph::Direction::Cause => h.kernel.len() - 1,
+        crate::search::graph::Direction::Fix => 0,
+    }
+}
+
+/// The rate the run count is chosen for: the matched share of
+/// informative runs, or the low end of its interval (`None`: none
+/// matched).
+fn chosen_rate(runs: &[RunClass], rule: RateRule) -> Option<f64> {
+    let matched = runs.iter().filter(|c| **c == RunClass::Match).count() as u32;
+    let ok = runs.iter().filter(|c| **c == RunClass::Ok).count() as u32;
+    match rule {
+        RateRule::Point => (matched > 0).then(|| matched as f64 / (matched + ok) as f64),
+        RateRule::LowEnd => rate_low(matched, matched + ok),
+    }
 }
 
 /// The revert of `named` on the crashing end, tested for `n` informative
@@ -181,7 +208,7 @@ mod tests {
             runs: 10,
             ..bayes::Model::default()
         };
-        let (trial, checked) = bayes_checked(&h, &model, 11);
+        let (trial, checked) = bayes_checked(&h, &model, 11, RateRule::LowEnd);
         assert!(trial.right);
         assert_eq!(checked.map(|c| c.verdict), Some(Check::Confirmed));
     }
