@@ -219,14 +219,49 @@ impl Target {
     }
 }
 
+/// At most this many runs to show a crash is gone, whatever the rate.
+pub const MAX_RUNS: u32 = 100;
+/// At least this many (KernelCI's revert check ran 3).
+pub const MIN_RUNS: u32 = 3;
+
+/// Runs that would show a crash of rate `p` with >= 99% probability:
+/// `ceil(ln(0.01) / ln(1 - p))`, within [`MIN_RUNS`]..=[`MAX_RUNS`]; an
+/// unknown rate takes `fallback`.
+pub fn runs_to_see(p: Option<f64>, fallback: u32) -> u32 {
+    let n = match p {
+        Some(p) if p >= 1.0 => 1.0,
+        Some(p) if p > 0.0 => (0.01f64.ln() / (1.0 - p).ln()).ceil(),
+        _ => fallback as f64,
+    };
+    (n as u32).clamp(MIN_RUNS, MAX_RUNS)
+}
+
+/// The low end of the 95% Wilson score interval of a rate seen `hits`
+/// times in `n` tries (`None` when it was never seen): a rate measured on
+/// few runs may be much lower than its point estimate, and a run count
+/// chosen for the low end still shows the crash.
+pub fn rate_low(hits: u32, n: u32) -> Option<f64> {
+    if hits == 0 || n == 0 {
+        return None;
+    }
+    const Z: f64 = 1.96;
+    let (h, n) = (hits as f64, n as f64);
+    let p = h / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Some(((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0))
+}
+
 /// Counts of run classes on one kernel under one target.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCounts {
     pub matched: u32,
     pub other: u32,
     pub ok: u32,
     pub no_info: u32,
     /// Titles of the `other` crashes, in order of first appearance.
+    #[serde(default)]
     pub other_titles: Vec<String>,
 }
 
@@ -283,6 +318,18 @@ impl ClassCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_low_end_of_a_measured_rate() {
+        assert_eq!(rate_low(0, 10), None);
+        let low = rate_low(1, 2).unwrap();
+        assert!((0.09..0.10).contains(&low), "{low}");
+        let low = rate_low(70, 100).unwrap();
+        assert!((0.60..0.61).contains(&low), "{low}");
+        assert!(rate_low(3, 3).unwrap() < 1.0);
+        // Few runs: many more runs to be sure than the point estimate says.
+        assert!(runs_to_see(rate_low(1, 2), 10) > 4 * runs_to_see(Some(0.5), 10));
+    }
 
     #[test]
     fn titles_normalize_like_syzkaller() {

@@ -29,11 +29,18 @@ const BUILD: &str = "gcc -O2 -o vmlinux main.c";
 
 /// The test: exit 1 with a `crash:` line on a BUG, 0 when it boots.
 fn toy_test(dir: &Path) -> PathBuf {
-    let script = dir.join("test.sh");
+    test_script(dir, "test.sh", "")
+}
+
+/// The toy test as `name`, running the shell lines `first` before it.
+fn test_script(dir: &Path, name: &str, first: &str) -> PathBuf {
+    let script = dir.join(name);
     std::fs::write(
         &script,
-        "#!/bin/sh\nv=\"$KCACHE_ARTIFACTS/vmlinux\"\n[ -x \"$v\" ] || exit 125\n\
-         bug=$(\"$v\" | grep -o 'BUG: .*')\n[ -n \"$bug\" ] && { echo \"crash: $bug\"; exit 1; }\nexit 0\n",
+        format!(
+            "#!/bin/sh\nv=\"$KCACHE_ARTIFACTS/vmlinux\"\n[ -x \"$v\" ] || exit 125\n{first}\
+             bug=$(\"$v\" | grep -o 'BUG: .*')\n[ -n \"$bug\" ] && {{ echo \"crash: $bug\"; exit 1; }}\nexit 0\n"
+        ),
     )
     .unwrap();
     run_ok(Command::new("chmod").arg("+x").arg(&script));
@@ -67,32 +74,57 @@ const A_BUG: &str = "/* a */\n#define A_BUG 1\n/* end */\n";
 #[test]
 fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, ids) = toy_history(
-        dir.path(),
-        &[
-            ("c.h", "#define C_VAL 1\n", "c: one"),
-            ("a.h", A_BUG, "a: the bug"),
-            ("c.h", "#define C_VAL 2\n", "c: two"),
-            ("c.h", "#define C_VAL 3\n", "c: three"),
-        ],
-    );
+    let (repo, ids) = bug_at_commit_2(dir.path());
     let (cache, test) = (dir.path().join("cache"), toy_test(dir.path()));
-    let cold = json(&run_ok(&mut bisect(&cache, &repo, &ids[0], "HEAD", &test)));
+    let log = dir.path().join("bisect.log");
+    let cold = json(&run_ok(
+        bisect(&cache, &repo, &ids[0], "HEAD", &test).arg("--log").arg(&log),
+    ));
     assert_eq!(cold["outcome"]["commit"], ids[2].as_str(), "{cold}");
     let c = &cold["confirmation"];
     assert_eq!(c["verdict"], "confirmed", "{cold}");
     assert_eq!(c["change"], "revert");
     assert_eq!(c["on"], ids[4].as_str());
     assert_eq!(c["runs"]["matched"], 0);
-    // The culprit crashed every run: 3 runs show that with >= 99%.
-    assert_eq!(c["runs_wanted"], 3, "{c}");
+    // The culprit and the tip crashed every run: a few runs show a crash at
+    // the low end of that rate's interval with >= 99%.
+    assert_eq!(c["crash_rate"], 1.0, "{c}");
+    let wanted = c["runs_wanted"].as_u64().unwrap();
+    assert!((3..=10).contains(&wanted), "{c}");
     assert_eq!(
         (c["builds_done"].as_u64(), c["runs_done"].as_u64()),
-        (Some(1), Some(3)),
+        (Some(1), Some(wanted)),
         "{c}"
     );
-    // The build record of the reverted kernel names its patch and the tree it built.
+    // The build record of the reverted kernel names its patch and the tree
+    // it built; the bisection record (v3) holds the check as the summary has it.
     assert!(validate_all(&cache) > 0);
+    let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));
+    let recorded = &listed["bisections"][0]["confirmation"];
+    assert_eq!(recorded, c, "the record's check is the summary's");
+    assert_eq!(recorded["build_key"].as_str().map(str::len), Some(64), "{recorded}");
+    let listed_text = String::from_utf8_lossy(&run_ok(kc(&cache).arg("bisections")).stdout).to_string();
+    assert!(listed_text.contains("culprit CONFIRMED"), "{listed_text}");
+    assert_v2_record_still_loads(&cache);
+
+    // The log: the check's lines after the ending, which still reads back.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let check: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# kcache: revert check:"))
+        .collect();
+    assert_eq!(check.len(), 4, "{text}");
+    assert!(
+        check[0].contains(&format!("{} reverted on {}", ids[2], ids[4])),
+        "{text}"
+    );
+    assert!(check[1].contains(recorded["build_key"].as_str().unwrap()), "{text}");
+    assert!(
+        check[2].contains(&format!("0 of {wanted} run(s) crashed with the bug")),
+        "{text}"
+    );
+    assert!(check[3].ends_with("culprit confirmed: the crash is gone"), "{text}");
+    assert_log_matches(&log, &cold);
 
     let warm = json(&run_ok(&mut bisect(&cache, &repo, &ids[0], "HEAD", &test)));
     let c = &warm["confirmation"];
@@ -102,7 +134,7 @@ fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
         (Some(0), Some(0)),
         "{c}"
     );
-    assert_eq!(c["runs_reused"], 3);
+    assert_eq!(c["runs_reused"].as_u64(), Some(wanted));
     assert_eq!(totals(&warm, "builds_done"), 0, "{warm}");
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm}");
 
@@ -114,6 +146,84 @@ fn a_right_culprit_is_confirmed_and_a_warm_rerun_builds_and_runs_nothing() {
         bisect(&cache, &repo, &ids[0], "HEAD", &test).arg("--no-confirm"),
     ));
     assert!(off.get("confirmation").is_none(), "{off}");
+}
+
+/// A record kept before the check existed (`kcache/bisection/v2`, no
+/// `confirmation`) still loads: listed, and rendered without a check.
+fn assert_v2_record_still_loads(cache: &Path) {
+    let store = kcache::store::Cache::open(cache).unwrap();
+    let records: Vec<(String, serde_json::Value)> = store.raw_records("bisections").unwrap();
+    let mut old = records[0].1.clone();
+    old.as_object_mut().unwrap().remove("confirmation");
+    old["schema"] = "kcache/bisection/v2".into();
+    let id = "1000000000-0a0b0c";
+    old["id"] = id.into();
+    let errors: Vec<String> = schema("bisection.v2.json")
+        .iter_errors(&old)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "not a v2 record: {errors:?}");
+    let key: kcache::store::BisectionId = serde_json::from_value(id.into()).unwrap();
+    store.put_bisection(&key, &old).unwrap();
+    drop(store);
+    let listed = json(&run_ok(kc(cache).args(["bisections", "--json"])));
+    let loaded = listed["bisections"].as_array().unwrap().iter().find(|b| b["id"] == id);
+    assert!(loaded.is_some_and(|b| b.get("confirmation").is_none()), "{listed}");
+    let html = String::from_utf8_lossy(&run_ok(kc(cache).args(["report", id])).stdout).to_string();
+    assert!(html.contains("id=\"culprit\"") && !html.contains("id=\"confirmation\""));
+    validate_all(cache);
+}
+
+/// The toy test, but each kernel's first run crashes with an unrelated
+/// bug (a `WARNING`).
+fn unrelated_first_run_test(dir: &Path) -> PathBuf {
+    let seen = dir.join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    let first = format!(
+        "s=\"{}/$(sha1sum < \"$v\" | cut -c1-40)\"\n\
+         [ -e \"$s\" ] || {{ : > \"$s\"; echo 'crash: WARNING in unrelated_fn'; exit 1; }}\n",
+        seen.display()
+    );
+    test_script(dir, "test-unrelated.sh", &first)
+}
+
+/// The bug comes in at commit 2 of 4, between churn.
+fn bug_at_commit_2(dir: &Path) -> (PathBuf, Vec<String>) {
+    toy_history(
+        dir,
+        &[
+            ("c.h", "#define C_VAL 1\n", "c: one"),
+            ("a.h", A_BUG, "a: the bug"),
+            ("c.h", "#define C_VAL 2\n", "c: two"),
+            ("c.h", "#define C_VAL 3\n", "c: three"),
+        ],
+    )
+}
+
+#[test]
+fn an_unrelated_crash_does_not_end_the_check_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, ids) = bug_at_commit_2(dir.path());
+    let (cache, test) = (dir.path().join("cache"), unrelated_first_run_test(dir.path()));
+    let mut cmd = bisect(&cache, &repo, &ids[0], "HEAD", &test);
+    cmd.args(["--crash-title", "BUG: KASAN: use-after-free in toy_fn"]);
+    let s = json(&run_ok(&mut cmd));
+    assert_eq!(s["outcome"]["commit"], ids[2].as_str(), "{s}");
+    let c = &s["confirmation"];
+    // The reverted kernel's first run is the unrelated WARNING: it neither
+    // confirms nor refutes, and the check goes on to its informative runs.
+    assert_eq!(c["verdict"], "confirmed", "{c}");
+    assert_eq!(
+        (
+            c["runs"]["other"].as_u64(),
+            c["runs"]["ok"].as_u64(),
+            c["runs"]["matched"].as_u64()
+        ),
+        (Some(1), c["runs_wanted"].as_u64(), Some(0)),
+        "{c}"
+    );
+    assert_eq!(c["runs_done"].as_u64(), c["runs_wanted"].as_u64().map(|n| n + 1), "{c}");
+    validate_all(&cache);
 }
 
 #[test]
@@ -138,6 +248,9 @@ fn a_culprit_whose_revert_still_crashes_is_not_confirmed_with_its_exit_status() 
     assert!(c["runs"]["matched"].as_u64() > Some(0), "{c}");
     let notes = strings(&s["notes"]).join("\n");
     assert!(notes.contains("NOT confirmed"), "{notes}");
+    let listed = json(&run_ok(kc(&cache).args(["bisections", "--json"])));
+    assert_eq!(&listed["bisections"][0]["confirmation"], c, "the record's check");
+    validate_all(&cache);
     let text = run_status(
         bisect_with(&cache, &repo, &ids[0], "HEAD", BUILD, test.to_str().unwrap()).args(["--runs", "3"]),
         4,

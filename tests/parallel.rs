@@ -58,7 +58,7 @@ fn run_times(cache: &Path) -> Vec<Vec<(f64, f64)>> {
     let records: Vec<(String, serde_json::Value)> = c.raw_records(idx::CF_BISECTIONS).unwrap();
     assert_eq!(records.len(), 1, "one bisection recorded");
     let record = &records[0].1;
-    assert_eq!(record["schema"], "kcache/bisection/v2");
+    assert_eq!(record["schema"], "kcache/bisection/v3");
     record["steps"]
         .as_array()
         .unwrap()

@@ -19,7 +19,8 @@ const HISTORY: &[(&str, &str)] = &[("DEMO_COMMITS", "40"), ("DEMO_REGRESSION", "
 
 fn bisect(cache: &Path, repo: &Path) -> Command {
     let mut c = bisect_cmd(cache, repo, &root_commit(repo), "HEAD", 3);
-    c.args(["--policy", "classic"]);
+    // Classic checks the culprit when asked for a run count.
+    c.args(["--policy", "classic", "--confirm-runs", "3"]);
     c
 }
 
@@ -82,6 +83,27 @@ fn a_bisection_report_renders_in_a_real_browser() {
     );
     assert!(dom_text.contains("class=\"span\""), "a block of identical kernels");
     assert!(dom_text.contains("<svg"), "the range strip");
+    // The revert check: its verdict, its runs and the reverted kernel's build.
+    let check = &summary["confirmation"];
+    let verdict = check["verdict"].as_str().expect("the check ran");
+    assert!(dom_text.contains("id=\"confirmation\""), "the check's section");
+    assert!(
+        dom_text.contains(&format!("class=\"check {verdict}\""))
+            && dom_text.contains(&format!("<strong>{verdict}</strong>")),
+        "the check's verdict {verdict}"
+    );
+    let runs = &check["runs"];
+    assert!(
+        dom_text.contains(&format!(
+            "{} with the bisected crash, {} other crash(es), {} ok",
+            runs["matched"], runs["other"], runs["ok"]
+        )),
+        "the check's runs {runs}"
+    );
+    match check["build_key"].as_str() {
+        Some(key) => assert!(dom_text.contains(key), "the revert build's key {key}"),
+        None => assert!(dom_text.contains("not built"), "{check}"),
+    }
 
     let png = dir.path().join("report.png");
     let shot = chromium(&profile)

@@ -19,14 +19,14 @@
 //! Invariant: checks a named culprit; never changes the search's outcome,
 //! only reports beside it.
 
-use super::{ConfirmVerdict as Verdict, Confirmation, Outcome, Summary};
-use crate::crash::{ClassCounts, Target};
-use crate::exec::{BuildSource, CommitEvaluator, EvalError, Patch};
+use super::{ConfirmChange as Change, ConfirmVerdict as Verdict, Confirmation, Outcome, Summary};
+use crate::crash::{rate_low, ClassCounts, RunClass, Target};
+use crate::exec::{BuildSource, CommitEvaluator, EvalError, Evaluation, Patch};
 use crate::git::Repo;
 use crate::key::CommitId;
 use crate::search::graph::Direction;
 use crate::signature::KernelSignature;
-use crate::store::Cache;
+use crate::store::{Cache, RunRecord};
 
 pub use crate::exec::evidence::{MAX_RUNS, MIN_RUNS};
 
@@ -56,17 +56,26 @@ pub fn check(
         return Ok(None);
     };
     let (change, diff) = match summary.direction {
-        Direction::Cause => ("revert", repo.diff(commit, &parent)?),
-        Direction::Fix => ("apply-fix", repo.diff(&parent, commit)?),
+        Direction::Cause => (Change::Revert, repo.diff(commit, &parent)?),
+        Direction::Fix => (Change::ApplyFix, repo.diff(&parent, commit)?),
     };
     let patch = Patch {
-        name: format!("{change} of {}", commit.short()),
+        name: format!("{} of {}", crate::serde_word(&change), commit.short()),
         diff: diff.into_bytes(),
     };
     // The crash bisected (the noisy search's target; classic: any crash).
     let target = Target::new(summary.search.iter().flat_map(|s| s.target.iter()));
-    let crash_rate = crash_rate(cache, evaluator, &target, signature.as_ref())?;
-    let runs_wanted = runs.unwrap_or_else(|| runs_for(crash_rate, evaluator.runs_wanted()));
+    // If C is the wrong commit, the reverted kernel crashes about as the
+    // crashing end does; if it is right, C's kernel showed the crash's
+    // rate: both kernels' runs measure it.
+    let end_signature = summary
+        .steps
+        .iter()
+        .find(|s| &s.commit == crashing_end)
+        .and_then(|s| s.eval.signature.clone());
+    let kernels: Vec<&KernelSignature> = signature.iter().chain(end_signature.iter()).collect();
+    let (crash_rate, rate_low) = crash_rate(cache, evaluator, &target, &kernels)?;
+    let runs_wanted = runs.unwrap_or_else(|| runs_for(rate_low, evaluator.runs_wanted()));
     progress(&format!(
         "confirming {}: {} on {} ({runs_wanted} run(s))",
         commit.short(),
@@ -99,7 +108,7 @@ pub fn check(
         c.reason = Some("the culprit does not change the kernel (its signature is its parent's)".into());
         return Ok(Some(c));
     }
-    let eval = match evaluator.evaluate_patched(repo, cache, crashing_end, &[patch], runs_wanted, progress) {
+    let mut eval = match evaluator.evaluate_patched(repo, cache, crashing_end, &[patch], runs_wanted, progress) {
         Ok(e) => e,
         Err(EvalError::PatchDoesNotApply { failure, .. }) => {
             c.verdict = Verdict::CannotRevert;
@@ -113,6 +122,16 @@ pub fn check(
             return Ok(Some(c));
         }
     };
+    run_until_informative(
+        repo,
+        cache,
+        evaluator,
+        crashing_end,
+        &mut eval,
+        &target,
+        runs_wanted,
+        progress,
+    )?;
     c.build_key = Some(eval.build_key);
     c.build = Some(eval.build);
     c.builds_done = u32::from(matches!(eval.build, BuildSource::Built | BuildSource::Failed));
@@ -141,8 +160,8 @@ pub fn check(
 /// What the user must know of a check that did not confirm the culprit.
 pub fn note(c: &Confirmation) -> Option<String> {
     let undo = match c.change {
-        "revert" => "reverting it",
-        _ => "applying it",
+        Change::Revert => "reverting it",
+        Change::ApplyFix => "applying it",
     };
     match c.verdict {
         Verdict::Confirmed => None,
@@ -167,16 +186,64 @@ pub fn note(c: &Confirmation) -> Option<String> {
     }
 }
 
-/// The culprit kernel's measured crash rate (its pooled runs).
+/// The evaluator stops testing at any crash (a crash decides a step's
+/// verdict); an unrelated crash says nothing of the bisected one, so the
+/// check runs on until that crash shows or `wanted` runs were informative
+/// (ok or the crash), at most [`MAX_RUNS`] runs more. Pooled: a warm
+/// re-run finds them all and runs none.
+#[allow(clippy::too_many_arguments)]
+fn run_until_informative(
+    repo: &Repo,
+    cache: &Cache,
+    evaluator: &mut CommitEvaluator,
+    on: &CommitId,
+    eval: &mut Evaluation,
+    target: &Target,
+    wanted: u32,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), EvalError> {
+    let Some(signature) = eval.signature.clone() else {
+        return Ok(());
+    };
+    let matched = |r: &RunRecord| target.classify(r.outcome, r.title.as_deref()) == RunClass::Match;
+    let mut more_runs = 0;
+    loop {
+        let counts = ClassCounts::of(target, &eval.runs);
+        if counts.matched > 0 || counts.informative() >= wanted || more_runs >= MAX_RUNS {
+            return Ok(());
+        }
+        let want = (wanted - counts.informative()).min(MAX_RUNS - more_runs);
+        let key = eval.reference_key.unwrap_or(eval.build_key);
+        let runs = evaluator.test_batch_of(repo, cache, on, key, &signature, want, &matched, progress)?;
+        if runs.is_empty() {
+            return Ok(());
+        }
+        more_runs += runs.len() as u32;
+        eval.effort.runs_done += runs.len() as u32;
+        eval.runs.extend(runs);
+    }
+}
+
+/// The measured rate of the bisected crash over the pooled runs of
+/// `kernels` (each counted once), and the low end of its 95% interval,
+/// which the check's run count is chosen for.
 fn crash_rate(
     cache: &Cache,
     evaluator: &CommitEvaluator,
     target: &Target,
-    signature: Option<&KernelSignature>,
-) -> Result<Option<f64>, EvalError> {
-    let Some(signature) = signature else { return Ok(None) };
-    let c = ClassCounts::of(target, &cache.runs(signature, &evaluator.test_key())?);
-    Ok((c.matched > 0).then(|| c.matched as f64 / c.informative() as f64))
+    kernels: &[&KernelSignature],
+) -> Result<(Option<f64>, Option<f64>), EvalError> {
+    let (mut matched, mut informative) = (0, 0);
+    for (i, signature) in kernels.iter().enumerate() {
+        if kernels[..i].contains(signature) {
+            continue;
+        }
+        let c = ClassCounts::of(target, &cache.runs(signature, &evaluator.test_key())?);
+        matched += c.matched;
+        informative += c.informative();
+    }
+    let rate = (matched > 0).then(|| matched as f64 / informative as f64);
+    Ok((rate, rate_low(matched, informative)))
 }
 
 fn diff_is_empty(p: &Patch) -> bool {

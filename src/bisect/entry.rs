@@ -52,8 +52,13 @@ pub fn run(
             opts.confirm_runs,
             progress,
         )?;
-        if let Some(note) = summary.confirmation.as_ref().and_then(super::confirm::note) {
-            summary.notes.push(note);
+        if let Some(c) = &summary.confirmation {
+            if let Some(log) = &opts.log {
+                super::logfile::append_confirmation(log, c)?;
+            }
+            if let Some(note) = super::confirm::note(c) {
+                summary.notes.push(note);
+            }
         }
     }
     // The good end may have been found over release tags.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::key::CommitId;
 
-use super::{BisectError, Outcome, Purpose, Step};
+use super::{BisectError, ConfirmChange, ConfirmVerdict, Confirmation, Outcome, Purpose, Step};
 use crate::exec::BuildSource;
 use crate::exec::{Evaluation, Verdict};
 use crate::git::Repo;
@@ -139,6 +139,62 @@ impl LogFile {
         let written = self.0.finish(&ending, totals);
         self.saved(written)
     }
+}
+
+/// The culprit's check, as `# kcache:` lines added after the log's
+/// ending (`path`: the `--log` file the bisection wrote).
+pub fn append_confirmation(path: &Path, c: &Confirmation) -> Result<(), BisectError> {
+    LogWriter::append_notes(path, &confirmation_lines(c)).map_err(|source| BisectError::Log {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// What the check did and found, one fact a line, each line saying which
+/// check it belongs to.
+fn confirmation_lines(c: &Confirmation) -> Vec<String> {
+    let (check, change) = match c.change {
+        ConfirmChange::Revert => ("revert check", "reverted"),
+        ConfirmChange::ApplyFix => ("fix check", "applied"),
+    };
+    let rate = c.crash_rate.map_or("the crash's rate unknown".to_string(), |p| {
+        format!("the crash's measured rate {p:.2}")
+    });
+    let mut lines = vec![format!(
+        "{check}: {} {change} on {} (patch blake3 {}): {} run(s) wanted ({rate})",
+        c.culprit,
+        c.on,
+        c.patch_blake3.short(),
+        c.runs_wanted
+    )];
+    if let Some(key) = &c.build_key {
+        let source = c.build.map_or("-", BuildSource::as_str);
+        let signature = c.signature.as_ref().map_or("none".to_string(), |s| s.to_string());
+        lines.push(format!(
+            "{check}: build key {key} ({source}), kernel signature {signature}"
+        ));
+    }
+    if c.runs.total() > 0 {
+        lines.push(format!(
+            "{check}: {} of {} run(s) crashed with the bug: {} ({} run now, {} reused)",
+            c.runs.matched,
+            c.runs.total(),
+            c.runs.describe(),
+            c.runs_done,
+            c.runs_reused
+        ));
+    }
+    lines.push(match c.verdict {
+        ConfirmVerdict::Confirmed => format!("{check}: culprit confirmed: the crash is gone"),
+        ConfirmVerdict::NotConfirmed => format!("{check}: culprit NOT confirmed: the kernel still crashes"),
+        ConfirmVerdict::CannotRevert => format!("{check}: cannot revert: conflicts in {}", c.conflicts.join(", ")),
+        ConfirmVerdict::NoOp => format!("{check}: no-op: the culprit does not change the kernel"),
+        ConfirmVerdict::Untested => format!(
+            "{check}: untested: {}",
+            c.reason.as_deref().unwrap_or("the patched kernel was not tested")
+        ),
+    });
+    lines
 }
 
 /// The last lines of a failed build's output.

@@ -295,7 +295,7 @@ pub struct Summary {
 }
 
 /// What the revert (or fix) check of a culprit found (`confirm`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfirmVerdict {
     /// The crash is gone on the patched kernel: 0 crashes in the runs.
@@ -312,23 +312,36 @@ pub enum ConfirmVerdict {
     Untested,
 }
 
-/// The revert (or fix) check of a bisection's culprit.
-#[derive(Debug, Clone, Serialize)]
+/// What the check changed on the crashing end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfirmChange {
+    /// A cause bisection's culprit, reverted.
+    Revert,
+    /// A fix bisection's fix, applied.
+    ApplyFix,
+}
+
+/// The revert (or fix) check of a bisection's culprit: in the summary, and
+/// as it is in the bisection record (`kcache/bisection/v3`'s
+/// `confirmation`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Confirmation {
     pub verdict: ConfirmVerdict,
-    /// `revert` (cause) or `apply-fix` (fix).
-    pub change: &'static str,
+    pub change: ConfirmChange,
     pub culprit: CommitId,
     /// The crashing end the change was applied on.
     pub on: CommitId,
     /// BLAKE3 of the patch layer (the revert's or the fix's diff).
     pub patch_blake3: crate::key::Key,
-    /// The culprit's measured crash rate the run count was chosen for.
+    /// The bisected crash's measured rate on the culprit's and the
+    /// crashing end's kernels; the run count is chosen for the low end of
+    /// its 95% interval.
     pub crash_rate: Option<f64>,
     pub runs_wanted: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_key: Option<crate::key::BuildKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<KernelSignature>,
     pub build: Option<exec::BuildSource>,
     /// The patched kernel's runs against the crash bisected.
@@ -337,10 +350,10 @@ pub struct Confirmation {
     pub runs_done: u32,
     pub runs_reused: u32,
     /// Cannot revert: the files (and hunks) that conflict.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
     /// Why: git's words for a conflict, the build's for a failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

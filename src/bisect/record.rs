@@ -1,5 +1,5 @@
-//! The record of a finished bisection (`kcache/bisection/v2`,
-//! `cache-schema/bisection.v2.json`): what `kcache bisections` lists and
+//! The record of a finished bisection (`kcache/bisection/v3`,
+//! `cache-schema/bisection.v3.json`): what `kcache bisections` lists and
 //! the HTML report renders. Self-contained on purpose: the culprit's
 //! author and files, the pooled runs per kernel and the binary diff of the
 //! culprit's kernel against its parent's are taken when the bisection
@@ -15,16 +15,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, Policy, Purpose, Summary, Totals};
+use super::{Confirmation, Outcome, Policy, Purpose, Summary, Totals};
 use crate::exec::{BuildSource, Verdict};
 use crate::git::Repo;
 use crate::key::{CommitId, TestKey};
 use crate::signature::KernelSignature;
 use crate::store::{BisectionId, Cache, Outcome as RunOutcome};
 
-/// v2 added `steps[].run_times` (issue 24: what ran at once); v1 records
-/// read as v2 records without them.
-pub const BISECTION_SCHEMA: &str = "kcache/bisection/v2";
+/// v2 added `steps[].run_times` (issue 24: what ran at once), v3 the
+/// culprit's revert check (`confirmation`, issue 33); v1 and v2 records
+/// read as v3 records without them.
+pub const BISECTION_SCHEMA: &str = "kcache/bisection/v3";
 
 /// Changed symbols listed per changed section in the report.
 const SYMBOLS_PER_SECTION: usize = 12;
@@ -79,6 +80,10 @@ pub struct BisectionRecord {
     /// picked up from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumes: Option<BisectionId>,
+    /// The culprit's revert (fix) check on the crashing end; absent: no
+    /// culprit, the check off, or a record from before v3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<Confirmation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -318,6 +323,7 @@ impl BisectionRecord {
                 credible_set: s.credible_set.clone(),
             }),
             resumes: None,
+            confirmation: summary.confirmation.clone(),
         }
     }
 
@@ -439,6 +445,8 @@ pub struct Listed<'a> {
     pub outcome: &'a OutcomeRow,
     pub totals: &'a Totals,
     pub wall_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<&'a Confirmation>,
 }
 
 /// `kcache bisections --json`: every recorded bisection, newest first.
@@ -468,6 +476,7 @@ impl BisectionRecord {
             outcome: &self.outcome,
             totals: &self.totals,
             wall_seconds: self.wall_seconds,
+            confirmation: self.confirmation.as_ref(),
         }
     }
 }

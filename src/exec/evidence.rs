@@ -67,22 +67,9 @@ impl Evidence {
     }
 }
 
-/// At most this many runs to show a crash is gone, whatever the rate.
-pub const MAX_RUNS: u32 = 100;
-/// At least this many (KernelCI's revert check ran 3).
-pub const MIN_RUNS: u32 = 3;
-
-/// Runs that would show a crash of rate `p` with >= 99% probability:
-/// `ceil(ln(0.01) / ln(1 - p))`, within [`MIN_RUNS`]..=[`MAX_RUNS`]; an
-/// unknown rate takes `fallback`.
-pub fn runs_to_see(p: Option<f64>, fallback: u32) -> u32 {
-    let n = match p {
-        Some(p) if p >= 1.0 => 1.0,
-        Some(p) if p > 0.0 => (0.01f64.ln() / (1.0 - p).ln()).ceil(),
-        _ => fallback as f64,
-    };
-    (n as u32).clamp(MIN_RUNS, MAX_RUNS)
-}
+/// The run count that shows a crash of a known rate (the simulator's
+/// revert check uses it too, so it lives beside the run classes).
+pub use crate::crash::{runs_to_see, MAX_RUNS, MIN_RUNS};
 
 #[cfg(test)]
 mod tests {

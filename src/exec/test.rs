@@ -169,6 +169,23 @@ impl CommitEvaluator {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<RunRecord>, EvalError> {
         let key = self.key_of(repo, commit)?;
+        self.test_batch_of(repo, cache, commit, key, signature, want, stop, progress)
+    }
+
+    /// [`CommitEvaluator::test_batch`] on the kernel of build `key` (a
+    /// patched build of `commit`: the revert check's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn test_batch_of(
+        &self,
+        repo: &Repo,
+        cache: &Cache,
+        commit: &CommitId,
+        key: BuildKey,
+        signature: &KernelSignature,
+        want: u32,
+        stop: &dyn Fn(&RunRecord) -> bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<RunRecord>, EvalError> {
         let before: std::collections::HashSet<store::RunId> = cache
             .view(|v| v.runs(signature, &self.test_key))?
             .into_iter()

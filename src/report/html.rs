@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use crate::bisect::record::{BisectionRecord, CulpritRow, KernelRow, StepBuild, StepRow};
+use crate::bisect::{ConfirmChange, Confirmation};
 use crate::key::short;
 use crate::serde_word;
 
@@ -27,6 +28,9 @@ th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: ta
 .tag.built { background: #e3f2fd; } .tag.predicted { background: #f3e5f5; } .tag.remote { background: #e0f2f1; }
 ul.files { columns: 2; margin: .3em 0; } .note { background: #fffde7; padding: .3em .6em; margin: .2em 0; list-style: none; }
 pre.oops { font: 12px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; background: #fafafa; border-left: 3px solid #c62828; padding: .5em .8em; overflow-x: auto; max-height: 40em; }
+.check { padding: .4em .8em; border-radius: 6px; } .check.confirmed { background: #e8f5e9; border-left: 5px solid #2e7d32; }
+.check.not-confirmed { background: #fdecea; border-left: 5px solid #c62828; }
+.check.cannot-revert, .check.no-op, .check.untested { background: #fff8e1; border-left: 5px solid #f9a825; }
 svg text { font: 11px system-ui, sans-serif; } footer { margin-top: 3em; color: #888; font-size: .85em; }
 "#;
 
@@ -43,6 +47,9 @@ pub fn bisection_html(r: &BisectionRecord) -> String {
     header(&mut h, r);
     if let Some(c) = &r.culprit {
         culprit(&mut h, c);
+    }
+    if let Some(c) = &r.confirmation {
+        confirmation(&mut h, c);
     }
     strip(&mut h, r);
     steps(&mut h, r);
@@ -151,6 +158,81 @@ fn culprit(h: &mut String, c: &CulpritRow) {
     h.push_str("<h3>What changed in the kernel</h3>");
     kernel_diff(h, c);
     h.push_str("</section>\n");
+}
+
+/// The culprit's revert (fix) check: its verdict, the patched kernel and
+/// the runs on it, and what it cost (not in the bisection's totals).
+fn confirmation(h: &mut String, c: &Confirmation) {
+    let (title, change) = match c.change {
+        ConfirmChange::Revert => ("Revert check", "the culprit reverted"),
+        ConfirmChange::ApplyFix => ("Fix check", "the fix applied"),
+    };
+    let verdict = serde_word(&c.verdict);
+    let _ = write!(
+        h,
+        "<section id=\"confirmation\"><h2>{title}</h2><p class=\"check {}\" id=\"check-verdict\"><strong>{}</strong>: {}</p>",
+        esc(&verdict),
+        esc(&verdict),
+        esc(&super::confirmation_line(c))
+    );
+    h.push_str("<table id=\"check-table\">");
+    let mut row = |k: &str, v: String| {
+        let _ = write!(h, "<tr><td>{k}</td><td>{v}</td></tr>");
+    };
+    row(
+        "kernel tested",
+        format!(
+            "<code>{}</code> with {change} (patch BLAKE3 <code>{}</code>)",
+            short(&c.on),
+            c.patch_blake3.short()
+        ),
+    );
+    row(
+        "revert build",
+        match (&c.build_key, c.build) {
+            (Some(key), build) => format!(
+                "build key <code>{}</code>, {}{}",
+                key.to_hex(),
+                build.map_or("-".to_string(), |b| esc(b.as_str())),
+                c.signature
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(", signature <code>{}</code>", s.short()))
+            ),
+            (None, _) => "not built".to_string(),
+        },
+    );
+    row(
+        "runs wanted",
+        format!(
+            "{} ({})",
+            c.runs_wanted,
+            c.crash_rate
+                .map_or("the crash's rate unknown: --runs".to_string(), |p| format!(
+                    "the crash's measured rate {p:.2}: a crash at the low end of its 95% interval shows with &ge; 99% probability"
+                ))
+        ),
+    );
+    row(
+        "runs",
+        format!(
+            "{} with the bisected crash, {} other crash(es), {} ok, {} without information",
+            c.runs.matched, c.runs.other, c.runs.ok, c.runs.no_info
+        ),
+    );
+    row(
+        "cost",
+        format!(
+            "{} build(s), {} run(s) now, {} reused",
+            c.builds_done, c.runs_done, c.runs_reused
+        ),
+    );
+    if !c.conflicts.is_empty() {
+        row("conflicts", format!("<code>{}</code>", esc(&c.conflicts.join(", "))));
+    }
+    if let Some(reason) = &c.reason {
+        row("why", esc(reason));
+    }
+    h.push_str("</table></section>\n");
 }
 
 /// The sections and symbols that differ between the parent's vmlinux and

@@ -290,8 +290,8 @@ pub fn patch_test_text(t: &crate::exec::patch_test::PatchTest) -> String {
 pub fn confirmation_line(c: &crate::bisect::Confirmation) -> String {
     use crate::bisect::ConfirmVerdict as V;
     let what = match c.change {
-        "revert" => format!("{} reverted on {}", c.culprit.short(), c.on.short()),
-        _ => format!("{} applied on {}", c.culprit.short(), c.on.short()),
+        crate::bisect::ConfirmChange::Revert => format!("{} reverted on {}", c.culprit.short(), c.on.short()),
+        crate::bisect::ConfirmChange::ApplyFix => format!("{} applied on {}", c.culprit.short(), c.on.short()),
     };
     let runs = format!(
         "{} of {} run(s) crashed with the bug ({}; {} now, {} reused; {} build(s))",
@@ -683,6 +683,9 @@ pub fn bisections_text(records: &[crate::bisect::record::BisectionRecord]) -> St
             r.setup.repo,
             r.outcome.text
         );
+        if let Some(c) = &r.confirmation {
+            let _ = writeln!(out, "    {}", confirmation_line(c));
+        }
     }
     out
 }

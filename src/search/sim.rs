@@ -20,6 +20,7 @@
 //!
 //! Invariant: deterministic for a seed; touches no file, process or cache.
 
+pub mod confirm;
 pub mod dag;
 pub mod timed;
 pub mod wallclock;
@@ -189,10 +190,16 @@ impl History {
 
     /// One run on commit i's kernel: a title when it crashed.
     pub fn run(&self, i: usize, rng: &mut Rng) -> Option<&'static str> {
+        self.run_kernel(self.bad(i), rng)
+    }
+
+    /// One run on a kernel that has the bug or not (a node's, or one the
+    /// history has no node for: a culprit reverted on the crashing end).
+    pub fn run_kernel(&self, bad: bool, rng: &mut Rng) -> Option<&'static str> {
         if rng.uniform() < self.e {
             return Some(OTHER_TITLE);
         }
-        (self.bad(i) && rng.uniform() < self.p).then_some(TARGET_TITLE)
+        (bad && rng.uniform() < self.p).then_some(TARGET_TITLE)
     }
 }
 

@@ -116,6 +116,20 @@ impl LogWriter {
         self.save()
     }
 
+    /// `# kcache:` comment lines added to the end of a finished log at
+    /// `path` (what kcache did after the bisection: the culprit's check).
+    pub fn append_notes(path: &Path, lines: &[String]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut text = String::new();
+        for line in lines {
+            let _ = writeln!(text, "# kcache: {line}");
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)?
+            .write_all(text.as_bytes())
+    }
+
     pub fn finish(&mut self, ending: &EndingEntry, totals: Totals) -> std::io::Result<()> {
         let revisions = format!(
             "{REVISIONS_TESTED}{}, total time: {} (build: {}, test: {})",
