@@ -216,6 +216,16 @@ fn keys_hold_the_environment_and_a_table_change_moves_only_the_keys_it_changes()
     assert!(plain["inputs"].get("patches").is_none(), "{plain}");
 }
 
+/// The stderr of a bisection with `table` that must fail.
+fn refused(cache: &Path, t: &Toy, test: &Path, table: &Path) -> String {
+    let out = bisect(cache, t, test, &["--build-env", table.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_compiler_that_is_not_installed_stops_before_building_and_names_its_package() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,16 +233,7 @@ fn a_compiler_that_is_not_installed_stops_before_building_and_names_its_package(
     let test = counter_test(dir.path(), "test.sh", 0, 1000, "");
     let missing = TABLE.replace("gcc-11", "gcc-4.9");
     let env = table(dir.path(), "missing.toml", &missing);
-    let out = bisect(
-        &dir.path().join("cache"),
-        &t,
-        &test,
-        &["--build-env", env.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused(&dir.path().join("cache"), &t, &test, &env);
     assert!(
         stderr.contains("needs the compiler gcc-4.9")
             && stderr.contains("apt-get install gcc-4.9")
@@ -247,19 +248,114 @@ fn a_compiler_that_is_not_installed_stops_before_building_and_names_its_package(
         "bad.toml",
         "version = 1\n[[compiler]]\nsince = \"v2\"\ncc = \"gcc-12\"\n",
     );
-    let out = bisect(
-        &dir.path().join("cache"),
-        &t,
-        &test,
-        &["--build-env", bad.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(&dir.path().join("cache"), &t, &test, &bad);
     assert!(
         stderr.contains(&format!("build environment table {}", bad.display()))
             && stderr.contains("the last [[compiler]] (#1) has a condition"),
         "{stderr}"
     );
+}
+
+/// `kcache prebuild --json` of `repo`'s root..HEAD with `build`, `args` added.
+fn prebuild(cache: &Path, repo: &Path, build: &str, args: &[&str]) -> serde_json::Value {
+    let root = root_commit(repo);
+    let mut c = kcache();
+    c.arg("--cache-dir")
+        .arg(cache)
+        .args(["prebuild", "--repo"])
+        .arg(repo)
+        .args([&format!("{root}..HEAD"), "--build", build, "--json"])
+        .args(args)
+        .env_remove("CC");
+    json(&run_ok(&mut c))
+}
+
+#[test]
+fn a_build_fix_is_cherry_picked_by_the_rule_and_the_fixed_up_config_reaches_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    std::fs::write(h.repo.join("Makefile"), MAKEFILE).unwrap();
+    h.change("root");
+    let broken = h.write("broken.c", "int broken(void) { return missing; }\n", "break the build");
+    let inside = h.change("while broken");
+    let fix = h.write("broken.c", "int broken(void) { return 0; }\n", "fix the build");
+    let after = h.change("after the fix");
+    let config = dir.path().join("config");
+    std::fs::write(&config, "CONFIG_KCOV=y\nCONFIG_X=y\n").unwrap();
+    let env = table(
+        dir.path(),
+        "fixes.toml",
+        &format!(
+            "version = 1\n[[compiler]]\ncc = \"gcc-12\"\n[[config]]\noff = [\"KCOV\"]\n\
+             [[backport]]\nname = \"fix the build\"\nfixes = \"{broken}\"\nfix = \"{fix}\"\n"
+        ),
+    );
+    // The build keeps the config and the compiler it was given beside vmlinux.
+    let build = "make -s vmlinux && cp \"$KCACHE_CONFIG\" seen-config && echo \"CC=$CC\" >> seen-config";
+    let with = |cache: &str, table: bool| {
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--artifact",
+            "vmlinux",
+            "--artifact",
+            "seen-config",
+        ];
+        if table {
+            args.extend(["--build-env", env.to_str().unwrap()]);
+        }
+        prebuild(&dir.path().join(cache), &h.repo, build, &args)
+    };
+    let plain = with("plain", false);
+    assert_eq!(
+        plain["failed"], 2,
+        "without the fix, the two broken commits fail: {plain}"
+    );
+    let fixed = with("fixed", true);
+    assert_eq!(fixed["failed"], 0, "{fixed}");
+    assert_eq!(fixed["built"], fixed["selected"], "every commit built: {fixed}");
+    // The rule: the fixed commit contained, the fix not.
+    let keyed = |commit: &str| {
+        key(
+            &h.repo,
+            commit,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--build-env",
+                env.to_str().unwrap(),
+            ],
+        )
+    };
+    for (commit, picked) in [(&broken, true), (&inside, true), (&fix, false), (&after, false)] {
+        let k = keyed(commit);
+        let backports = k["build_env"]["backports"].as_array().map_or(0, Vec::len);
+        assert_eq!(backports, usize::from(picked), "{commit}: {k}");
+        assert_eq!(
+            k["inputs"]["patches"].as_array().map_or(0, Vec::len),
+            usize::from(picked),
+            "{k}"
+        );
+    }
+    // The record keeps the patch and the tree it produced; the build saw the fixed-up config and $CC.
+    let store = kcache::store::Cache::open(&dir.path().join("fixed")).unwrap();
+    let builds: Vec<(String, kcache::store::BuildRecord)> = store.raw_records(kcache::store::index::CF_BUILDS).unwrap();
+    drop(store);
+    let record = &builds
+        .iter()
+        .find(|(_, b)| b.commit.as_str() == inside)
+        .expect("a record of the patched build")
+        .1;
+    assert_eq!(record.patches.len(), 1, "{record:?}");
+    assert!(record.patched_tree.is_some(), "{record:?}");
+    let dest = dir.path().join("restored");
+    run_ok(
+        kcache()
+            .arg("--cache-dir")
+            .arg(dir.path().join("fixed"))
+            .args(["get", "--build-key", &record.build_key.to_hex(), "--dest"])
+            .arg(&dest),
+    );
+    let seen = std::fs::read_to_string(dest.join("seen-config")).unwrap();
+    assert_eq!(seen, "CONFIG_X=y\n# CONFIG_KCOV is not set\nCC=gcc-12\n");
 }

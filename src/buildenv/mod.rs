@@ -231,13 +231,7 @@ impl Table {
         if file.version != 1 {
             return Err(fail(format!("version {}: this kcache reads version 1", file.version)));
         }
-        let compilers = file
-            .compiler
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| compiler_rule(i + 1, r))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(&fail)?;
+        let compilers = numbered(file.compiler, compiler_rule).map_err(&fail)?;
         match compilers.last() {
             None => {
                 return Err(fail(
@@ -254,20 +248,8 @@ impl Table {
             }
             Some(_) => {}
         }
-        let configs = file
-            .config
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| config_rule(i + 1, r))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(&fail)?;
-        let backports = file
-            .backport
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| backport_rule(i + 1, r))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(&fail)?;
+        let configs = numbered(file.config, config_rule).map_err(&fail)?;
+        let backports = numbered(file.backport, backport_rule).map_err(&fail)?;
         Ok(Table {
             path: path.to_path_buf(),
             compilers,
@@ -358,6 +340,11 @@ impl Table {
             known => Ok(known),
         }
     }
+}
+
+/// Each rule of a kind checked with its 1-based number (how messages name it).
+fn numbered<R, T>(rules: Vec<R>, check: fn(usize, R) -> Result<T, String>) -> Result<Vec<T>, String> {
+    rules.into_iter().enumerate().map(|(i, r)| check(i + 1, r)).collect()
 }
 
 fn when(rule: &str, since: Option<String>, before: Option<String>) -> Result<When, String> {
