@@ -359,3 +359,52 @@ fn a_build_fix_is_cherry_picked_by_the_rule_and_the_fixed_up_config_reaches_the_
     let seen = std::fs::read_to_string(dest.join("seen-config")).unwrap();
     assert_eq!(seen, "CONFIG_X=y\n# CONFIG_KCOV is not set\nCC=gcc-12\n");
 }
+
+#[test]
+fn a_compiler_that_crashes_is_the_machines_failure_and_nothing_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = History::new(dir.path());
+    std::fs::write(h.repo.join("Makefile"), MAKEFILE).unwrap();
+    h.change("one");
+    h.change("two");
+    // Identifies itself like a compiler, crashes like one.
+    let cc = dir.path().join("crashing-gcc");
+    std::fs::write(
+        &cc,
+        "#!/bin/sh\ncase \"$1\" in --version) echo 'crashing-gcc 1.0' ;; *) \
+         echo 'gcc: internal compiler error: Segmentation fault signal terminated program cc1' >&2; exit 4 ;; esac\n",
+    )
+    .unwrap();
+    run_ok(Command::new("chmod").arg("+x").arg(&cc));
+    let env = table(
+        dir.path(),
+        "crashing.toml",
+        &format!("version = 1\n[[compiler]]\ncc = \"{}\"\n", cc.display()),
+    );
+    let cache = dir.path().join("cache");
+    for attempt in 0..2 {
+        let root = root_commit(&h.repo);
+        let out = kcache()
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["prebuild", "--repo"])
+            .arg(&h.repo)
+            .args([&format!("{root}..HEAD"), "--build", BUILD, "--json", "--build-env"])
+            .arg(&env)
+            .output()
+            .unwrap();
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            !out.status.success(),
+            "a prebuild with the machine's failures says so: {p}"
+        );
+        // The two commits built with $(CC) crash it (the root's Makefile names gcc);
+        // not recorded: the second attempt builds them again and fails the same way.
+        assert_eq!(p["failed"], 0, "attempt {attempt}: {p}");
+        assert_eq!(p["transient"], 2, "attempt {attempt}: {p}");
+        assert_eq!(
+            p["cached"], attempt,
+            "attempt {attempt}: only the root's build was recorded: {p}"
+        );
+    }
+}
