@@ -433,6 +433,11 @@ impl CommitEvaluator {
         })
     }
 
+    /// Whether commits are built in environments from a table (`--build-env`).
+    pub fn has_build_env(&self) -> bool {
+        self.environments.is_some()
+    }
+
     /// Resolves the build environments of `commits` (the ends of a
     /// bisection, a prebuild's range) before anything is built: a compiler
     /// one of them needs that is not installed stops here.
