@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Commands the build (cc, c++ through the cc crate), the scripts and the tests run.
-commands=(git gcc g++ cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium
+commands=(git gcc g++ gcc-11 gcc-12 cc c++ make cmp objcopy strip sh bash awk sed od flock timeout chmod chromium
   qemu-system-x86_64 strace munged mungekey slurmctld slurmd sinfo sbatch squeue scontrol scancel pgrep)
 
 mapfile -t named < <(scripts/setup.sh --print-packages)

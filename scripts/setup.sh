@@ -20,6 +20,9 @@ cd "$(dirname "$0")/.."
 # What the build and the test suite use, by Debian package:
 #   git, make, diffutils (cmp)   the demo, the tests' real git histories and builds
 #   gcc, g++                     the C/C++ of the bundled RocksDB (librocksdb-sys), zstd, lz4 and ring; the tests' toy kernels
+#   gcc-11                       tests/build_env.rs: a toy history that builds only with GCC 11 before a tag
+#                                (and with the default GCC 12 after it); the shipped build environment
+#                                table's compiler for kernels before v5.16
 #   libclang-dev                 librocksdb-sys generates its bindings with libclang (bindgen)
 #   binutils                     objcopy/strip in the signature tests
 #   chromium                     the report test renders the HTML report headless
@@ -31,7 +34,7 @@ cd "$(dirname "$0")/.."
 #   slurm-client, munge          Slurm cluster (scripts/slurm.sh); slurm-client is also what a
 #                                driver with `--executor slurm` calls (sbatch, squeue, scontrol, scancel)
 #   procps                       pgrep in scripts/slurm.sh stop
-packages=(git make diffutils gcc g++ libclang-dev binutils chromium)
+packages=(git make diffutils gcc g++ gcc-11 libclang-dev binutils chromium)
 packages+=(libc6-dev qemu-system-x86 linux-image-cloud-amd64 strace)
 packages+=(slurmctld slurmd slurm-client munge procps)
 kernel_packages=(flex bison bc cpio openssl xz-utils libelf-dev libssl-dev qemu-system-x86)

@@ -13,6 +13,8 @@
 //! trusted_keys = ["ed25519:<64 hex>"]      # whose team records are evidence
 //! signing_key = "/etc/kcache/ci.key"     # default: signing.key beside this file
 //! executor = "slurm"                       # or "kubernetes", "local" (the default); KCACHE_EXECUTOR, --executor win
+//! build_env = "default"                    # or a table file (relative: to this file); --build-env wins,
+//!                                          # --toolchain/--toolchain-cmd turn it off
 //!
 //! [engine]                                 # how a driver waits on an engine
 //! retries = 2                              # resubmissions of a job the engine reports failed
@@ -73,6 +75,7 @@ struct FileSettings {
     engine: Option<crate::engine::EngineSettings>,
     slurm: Option<crate::engine::slurm::SlurmSettings>,
     kubernetes: Option<crate::engine::kubernetes::JobTemplate>,
+    build_env: Option<PathBuf>,
 }
 
 /// Where a setting came from.
@@ -108,6 +111,9 @@ pub struct Settings {
     pub slurm: crate::engine::slurm::SlurmSettings,
     /// `[kubernetes]`: every Job's settings (`--executor kubernetes`).
     pub kubernetes: crate::engine::kubernetes::JobTemplate,
+    /// `build_env`: the build environment table builds use when the
+    /// command line names none (`default`, `none` or a file).
+    pub build_env: Option<PathBuf>,
 }
 
 impl Settings {
@@ -128,6 +134,15 @@ fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
             path: path.to_path_buf(),
             problem: e.to_string(),
         }),
+    }
+}
+
+/// A table the config file names: `default` and `none` as they are, a
+/// relative path from the file's directory.
+fn build_env_path(config_file: &Path, named: &Path) -> PathBuf {
+    match named.to_str() {
+        Some("default" | "none") => named.to_path_buf(),
+        _ => config_file.parent().unwrap_or(Path::new(".")).join(named),
     }
 }
 
@@ -195,6 +210,7 @@ pub fn load(
         engine: file.engine.clone().unwrap_or_default(),
         slurm: file.slurm.clone().unwrap_or_default(),
         kubernetes: file.kubernetes.clone().unwrap_or_default(),
+        build_env: file.build_env.as_ref().map(|p| build_env_path(&path, p)),
         config_file_exists: path.exists(),
         config_file: path,
         cache_dir,

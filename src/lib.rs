@@ -98,6 +98,7 @@ macro_rules! hex_string_id {
 }
 
 pub mod bisect;
+pub mod buildenv;
 pub mod child;
 pub mod config;
 pub mod crash;

@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => report_cmd(&settings, args),
         Command::Exec(args) => exec_cmd(&settings, args, quiet),
-        Command::Key(args) => key_cmd(args),
+        Command::Key(args) => key_cmd(&settings, args),
         Command::Put(args) => put_cmd(&settings, args),
         Command::Get(args) => get_cmd(&settings, args),
         Command::Forget(args) => forget_cmd(&settings, args),
@@ -229,7 +229,12 @@ fn bisect_cmd(settings: &kcache::config::Settings, args: BisectArgs, quiet: bool
     refuse_one_commit_range(&repo, &args)?;
     let engine = engine_for(settings, args.recipe.executor, &repo, &cache)?;
     let on_engine = engine.is_some();
-    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?, engine)?;
+    let mut evaluator = evaluator_in(
+        &repo,
+        &cache,
+        bisect_recipe(args.recipe.clone(), &cache, settings)?,
+        engine,
+    )?;
     let mut opts = bisect_options(&args);
     if on_engine && opts.confirm {
         // A step spec carries no patch layer yet: the revert check would
@@ -278,7 +283,12 @@ fn test_patch_cmd(settings: &kcache::config::Settings, args: TestPatchArgs, quie
         name: args.patch.display().to_string(),
         diff: bytes,
     };
-    let mut evaluator = evaluator_in(&repo, &cache, bisect_recipe(args.recipe.clone(), &cache)?, None)?;
+    let mut evaluator = evaluator_in(
+        &repo,
+        &cache,
+        bisect_recipe(args.recipe.clone(), &cache, settings)?,
+        None,
+    )?;
     let mut progress = |l: &str| {
         if !quiet {
             eprintln!("{l}");
@@ -373,7 +383,12 @@ fn prebuild_cmd(settings: &kcache::config::Settings, args: PrebuildArgs, quiet: 
     let repo = Repo::open(&args.repo)?;
     let range = kcache::prebuild::Range::resolve(&repo, &args.range, args.first_parent)?;
     let engine = engine_for(settings, args.recipe.executor, &repo, &cache)?;
-    let mut evaluator = evaluator_in(&repo, &cache, build_recipe(args.recipe, &cache, String::new())?, engine)?;
+    let mut evaluator = evaluator_in(
+        &repo,
+        &cache,
+        build_recipe(args.recipe, &cache, String::new(), settings)?,
+        engine,
+    )?;
     let bar = prebuild_bar(quiet);
     let every = args.every as usize;
     let record = kcache::prebuild::prebuild(&repo, &cache, &mut evaluator, &range, every, &mut |p| {
@@ -393,7 +408,12 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
     let cache = open_cache(settings)?;
     let repo = Repo::discover(&std::env::current_dir()?)?;
     let state = bisect::state_dir(&cache, repo.dir());
-    let mut evaluator = CommitEvaluator::new(bisect_recipe(args.recipe, &cache)?, repo.dir().into(), state, true)?;
+    let mut evaluator = CommitEvaluator::new(
+        bisect_recipe(args.recipe, &cache, settings)?,
+        repo.dir().into(),
+        state,
+        true,
+    )?;
     let head = repo.commit_id("HEAD")?;
     let eval = evaluator.evaluate(&repo, &cache, &head, &mut |line| {
         if !quiet {
@@ -410,21 +430,34 @@ fn exec_cmd(settings: &kcache::config::Settings, args: ExecArgs, quiet: bool) ->
     }))
 }
 
-fn key_cmd(args: KeyArgs) -> anyhow::Result<ExitCode> {
-    let (_, resolved, recipe) = resolve_recipe(&args.inputs)?;
+fn key_cmd(settings: &kcache::config::Settings, args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let (_, resolved, recipe, build_env) = resolve_recipe(&args.inputs, settings)?;
     let build_key = resolved.key();
-    let keyed = kcache::key::KeyedInputs {
-        build_key,
-        inputs: &resolved,
-        recipe: &recipe.recipe,
+    let keyed = KeyShown {
+        keyed: kcache::key::KeyedInputs {
+            build_key,
+            inputs: &resolved,
+            recipe: &recipe.recipe,
+        },
+        build_env: build_env.as_ref(),
     };
     Out(args.json).line("kcache/key/v1", &keyed, || format!("{build_key}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kcache key --json`: the key, its inputs and recipe, and the commit's
+/// build environment when a table gave one.
+#[derive(serde::Serialize)]
+struct KeyShown<'a> {
+    #[serde(flatten)]
+    keyed: kcache::key::KeyedInputs<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    build_env: Option<&'a kcache::exec::environment::Shown>,
+}
+
 fn put_cmd(settings: &kcache::config::Settings, args: PutArgs) -> anyhow::Result<ExitCode> {
     let cache = open_cache(settings)?;
-    let (commit, resolved) = resolve_inputs(&args.inputs)?;
+    let (commit, resolved) = resolve_inputs(&args.inputs, settings)?;
     let artifacts: Vec<(String, PathBuf)> = args
         .files
         .iter()
@@ -444,7 +477,7 @@ fn get_cmd(settings: &kcache::config::Settings, args: GetArgs) -> anyhow::Result
     if let Some(blob) = &args.blob {
         return get_blob(&cache, blob, &args.dest);
     }
-    let key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs)?;
+    let key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs, settings)?;
     let record = match cache.restorable(&key)? {
         Ok(record) => record,
         Err(miss) => return miss_of(&miss),
@@ -482,7 +515,7 @@ fn get_blob(cache: &Cache, blob: &str, dest: &Path) -> anyhow::Result<ExitCode> 
 
 fn forget_cmd(settings: &kcache::config::Settings, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let cache = open_existing_cache(settings)?;
-    let build_key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs)?;
+    let build_key = build_key_of(&cache, args.build_key.as_deref(), &args.inputs, settings)?;
     let forgotten = cache.forget_build(&build_key)?;
     let doc = store::Forgotten { build_key, forgotten };
     Out(args.json).line("kcache/forget/v1", &doc, || text::forgotten_text(&build_key, forgotten))?;
@@ -510,7 +543,7 @@ fn lookup_cmd(settings: &kcache::config::Settings, args: LookupArgs) -> anyhow::
     let found = match (&args.build_key, &args.signature) {
         (_, Some(sig)) => kcache::exec::lookup::by_signature(&cache, &cache.resolve_signature(sig)?, target.as_ref())?,
         (k, None) => {
-            let key = build_key_of(&cache, k.as_deref(), &args.inputs)?;
+            let key = build_key_of(&cache, k.as_deref(), &args.inputs, settings)?;
             kcache::exec::lookup::by_build_key(&cache, &key, target.as_ref())?
         }
     };

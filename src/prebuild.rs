@@ -93,7 +93,9 @@ pub fn prebuild(
 ) -> Result<PrebuildRecord, EvalError> {
     let start = Instant::now();
     let selected = range.select(every);
-    let inputs = evaluator.inputs_for_tree(&repo.tree_id(&range.tip)?);
+    // Every commit's environment before the first build: a missing compiler stops here.
+    evaluator.check_environments(repo, &selected)?;
+    let inputs = evaluator.inputs_of(repo, &range.tip)?;
     let mut record = PrebuildRecord {
         schema: PREBUILD_SCHEMA.into(),
         range: range.spec.clone(),
@@ -117,7 +119,7 @@ pub fn prebuild(
         let source = match (eval.build, eval.reference_key) {
             (BuildSource::Predicted, Some(reference)) => match cache.build(&reference)? {
                 Some(reference) => {
-                    let inputs = evaluator.inputs_for_tree(&repo.tree_id(commit)?);
+                    let inputs = evaluator.inputs_of(repo, commit)?;
                     cache.put_predicted_build(commit, &inputs, &reference)?;
                     BuildSource::Predicted
                 }

@@ -26,6 +26,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vm::workdir", &[]),
     ("trust", &["dirs"]),
     ("git", &["key"]),
+    // `buildenv`: the build environment table and its rules; pure, the
+    // repository's answers come through an oracle (`exec::environment`).
+    ("buildenv", &[]),
     ("store", &["key", "signature", "trust", "vm::workdir"]),
     // `engine`: step specs, the Executor seam and Slurm; it knows keys and
     // kernels, never the evaluator (the job body is `exec::step`).
@@ -39,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "exec",
         &[
+            "buildenv",
             "child",
             "crash",
             "engine",

@@ -31,6 +31,15 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Finished, BisectError> {
     let setup = record::Setup::new(repo, opts, evaluator, policy)?;
+    // A compiler an end needs and the machine lacks stops the bisection
+    // before its first build, not at the first commit that needs it.
+    if evaluator.has_build_env() {
+        let ends = std::iter::once(&opts.bad)
+            .chain(&opts.goods)
+            .map(|r| repo.commit_id(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        evaluator.check_environments(repo, &ends)?;
+    }
     let resumes = record::earlier(cache, &setup).map(|e| {
         crate::notice(&e.resume_line());
         e.id

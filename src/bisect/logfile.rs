@@ -38,6 +38,16 @@ fn reuse_notes(eval: &Evaluation) -> Vec<String> {
     notes
 }
 
+/// The build environment a table gave the step's commit.
+fn env_notes(eval: &Evaluation) -> Option<String> {
+    let env = eval.build_env.as_ref()?;
+    Some(format!(
+        "build environment: {} from {}",
+        env.resolved.summary(),
+        env.resolved.table
+    ))
+}
+
 /// How many lines of a failed build's output the log quotes.
 const BUILD_ERROR_LINES: usize = 5;
 
@@ -77,7 +87,8 @@ impl LogFile {
                 Purpose::Bisect => syzlog::Purpose::Bisect,
                 Purpose::SignatureCheck => syzlog::Purpose::CulpritParent,
             },
-            notes: reuse_notes(eval),
+            notes: env_notes(eval).into_iter().chain(reuse_notes(eval)).collect(),
+            compiler: eval.build_env.as_ref().map(|e| e.toolchain.as_str()),
             signature: eval.signature.as_deref(),
             build_errors: build_errors(eval),
             runs: eval

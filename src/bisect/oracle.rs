@@ -123,11 +123,13 @@ impl GitOracle<'_> {
     /// the remote is asked for the rest only on short ranges (each commit
     /// is a request).
     pub(super) fn look_up_all(&mut self) -> Result<Vec<Kernel>, BisectError> {
-        let trees = self.repo.tree_ids(&self.nodes)?;
-        let keys: Vec<crate::key::BuildKey> = trees
+        // One read of git for every tree, then each node's key.
+        self.repo.tree_ids(&self.nodes)?;
+        let keys = self
+            .nodes
             .iter()
-            .map(|(_, tree)| self.evaluator.inputs_for_tree(tree).key())
-            .collect();
+            .map(|c| self.evaluator.key_of(self.repo, c))
+            .collect::<Result<Vec<crate::key::BuildKey>, _>>()?;
         let records = self.cache.builds(&keys, self.nodes.len() <= REMOTE_LOOKUP_LIMIT)?;
         Ok(records
             .into_iter()
@@ -363,6 +365,13 @@ impl GitOracle<'_> {
             Some(built) if !self.reported.contains(&commit) => built.clone(),
             _ => placeholder(signature),
         };
+        if eval.build_env.is_none() {
+            // The step's commit's environment, for the log and the summary.
+            eval.build_env = self
+                .evaluator
+                .environment_of(self.repo, &commit)?
+                .map(|e| e.shown.clone());
+        }
         self.reported.insert(commit);
         eval.verdict = if counts.matched > 0 {
             Verdict::Bad

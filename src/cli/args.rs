@@ -60,6 +60,12 @@ pub struct TargetArgs {
     /// Target architecture [default: this machine's].
     #[arg(long)]
     pub arch: Option<String>,
+    /// Build each commit in the environment a table gives it by the release tags it contains: compiler
+    /// ($CC of the build), config fixups, build fixes (docs/build-environments.md). A TOML file,
+    /// `default` (kcache's table: Debian 12's gcc-11 before v5.16, gcc-12 from it) or `none`
+    /// [default: the config file's `build_env`, unless --toolchain or --toolchain-cmd pins one compiler].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["toolchain", "toolchain_cmd"])]
+    pub build_env: Option<PathBuf>,
 }
 
 /// What decides a build (the build key), for the cache commands.

@@ -3,11 +3,15 @@
 
 use anyhow::{bail, Context};
 use kcache::bisect;
+use kcache::buildenv::Table;
+use kcache::config::Settings;
+use kcache::exec::environment::{Environments, Shown};
 use kcache::exec::{CommitEvaluator, Recipe as BisectRecipe};
 use kcache::git::Repo;
 use kcache::kernel::KbuildRecipe;
 use kcache::key::{BuildInputs, BuildKey, CommitId, Key, TestInputs, TestKey};
 use kcache::store::{self, Cache};
+use std::sync::Arc;
 
 use crate::args::{AccelArg, BisectArgs, InputArgs, Policy, RecipeArgs, RecordRunArgs, SearchArgs, TargetArgs, VmArgs};
 
@@ -23,6 +27,22 @@ impl TargetArgs {
 
     pub fn arch(&self) -> String {
         self.arch.clone().unwrap_or_else(kcache::kernel::host_arch)
+    }
+
+    /// The build environment table: `--build-env`, else the config file's
+    /// unless `--toolchain`/`--toolchain-cmd` pins one compiler; `none`: no table.
+    pub fn build_env(&self, settings: &Settings) -> anyhow::Result<Option<Arc<Table>>> {
+        let pinned = self.toolchain.is_some() || self.toolchain_cmd.is_some();
+        let named = match (&self.build_env, &settings.build_env) {
+            (Some(p), _) => Some(p),
+            (None, Some(p)) if !pinned => Some(p),
+            _ => None,
+        };
+        match named {
+            Some(p) if p.as_os_str() == "none" => Ok(None),
+            Some(p) => Ok(Some(Arc::new(Table::load(p)?))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -92,25 +112,26 @@ pub fn bisect_options(a: &BisectArgs) -> bisect::Options {
     }
 }
 
-pub fn bisect_recipe(r: RecipeArgs, cache: &Cache) -> anyhow::Result<BisectRecipe> {
+pub fn bisect_recipe(r: RecipeArgs, cache: &Cache, settings: &Settings) -> anyhow::Result<BisectRecipe> {
     let test = match (&r.test, &r.repro) {
         (Some(test), _) => test.clone(),
         (None, Some(repro)) => format!("kcache repro --repro {} --timeout {}", repro.display(), r.repro_timeout),
         (None, None) => bail!("--test or --repro is required: how to test a kernel"),
     };
-    build_recipe(r, cache, test)
+    build_recipe(r, cache, test, settings)
 }
 
 /// The recipe with `test` as its test command (empty for `prebuild`).
-pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Result<BisectRecipe> {
-    let (build, toolchain, artifacts) = match r.build.clone() {
-        Some(build) => (build, r.target.toolchain()?, r.artifacts.clone()),
+pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String, settings: &Settings) -> anyhow::Result<BisectRecipe> {
+    let (build, toolchain, artifacts, identity_command) = match r.build.clone() {
+        Some(build) => (build, r.target.toolchain()?, r.artifacts.clone(), None),
         None => {
             let k = KbuildRecipe::install(cache.dir(), &r.target.toolchain_source(), &r.artifacts)
                 .with_context(|| format!("installing the kbuild recipe in {}", cache.dir().display()))?;
-            (k.build_command, k.toolchain, k.artifacts)
+            (k.build_command, k.toolchain, k.artifacts, Some(k.identity_command))
         }
     };
+    let build_env = r.target.build_env(settings)?;
     let repro = repro_test(&r, cache, &artifacts)?;
     let vm_memory = r.repro.is_some().then_some(r.vm.memory);
     let jobs = r
@@ -132,6 +153,8 @@ pub fn build_recipe(r: RecipeArgs, cache: &Cache, test: String) -> anyhow::Resul
         retry_failed: r.retry_failed,
         jobs,
         build_jobs: r.build_jobs,
+        build_env,
+        identity_command,
     })
 }
 
@@ -144,13 +167,17 @@ pub fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<std::time::D
 }
 
 /// The commit id and build inputs named on the command line.
-pub fn resolve_inputs(a: &InputArgs) -> anyhow::Result<(CommitId, BuildInputs)> {
-    let (commit, inputs, _) = resolve_recipe(a)?;
+pub fn resolve_inputs(a: &InputArgs, settings: &Settings) -> anyhow::Result<(CommitId, BuildInputs)> {
+    let (commit, inputs, _, _) = resolve_recipe(a, settings)?;
     Ok((commit, inputs))
 }
 
-/// [`resolve_inputs`] and the recipe they share with every commit.
-pub fn resolve_recipe(a: &InputArgs) -> anyhow::Result<(CommitId, BuildInputs, kcache::key::RecipeInputs)> {
+/// [`resolve_inputs`], the recipe they share with every commit and the
+/// commit's build environment (with a table).
+pub fn resolve_recipe(
+    a: &InputArgs,
+    settings: &Settings,
+) -> anyhow::Result<(CommitId, BuildInputs, kcache::key::RecipeInputs, Option<Shown>)> {
     let repo = Repo::open(&a.repo)?;
     let commit = repo.commit_id(&a.commit)?;
     let recipe = kcache::key::RecipeInputs::resolve(
@@ -161,7 +188,18 @@ pub fn resolve_recipe(a: &InputArgs) -> anyhow::Result<(CommitId, BuildInputs, k
         a.target.arch(),
     )?;
     let inputs = recipe.for_tree(&repo.tree_id(&commit)?);
-    Ok((commit, inputs, recipe))
+    match a.target.build_env(settings)? {
+        Some(table) => {
+            let env = Environments::new(table, None, a.config.as_deref())?.of(&repo, &commit)?;
+            Ok((
+                commit,
+                Environments::inputs(inputs, &env),
+                recipe,
+                Some(env.shown.clone()),
+            ))
+        }
+        None => Ok((commit, inputs, recipe, None)),
+    }
 }
 
 /// An artifact's name: its path inside the repository, else its file name.
@@ -182,10 +220,15 @@ pub fn artifact_name(repo: &std::path::Path, file: &std::path::Path) -> String {
 
 /// `--build-key` (all of it, or a unique prefix), else the key of the
 /// commit and build inputs given.
-pub fn build_key_of(cache: &Cache, build_key: Option<&str>, inputs: &InputArgs) -> anyhow::Result<BuildKey> {
+pub fn build_key_of(
+    cache: &Cache,
+    build_key: Option<&str>,
+    inputs: &InputArgs,
+    settings: &Settings,
+) -> anyhow::Result<BuildKey> {
     match build_key {
         Some(k) => Ok(cache.resolve_build_key(k)?),
-        None => Ok(resolve_inputs(inputs)?.1.key()),
+        None => Ok(resolve_inputs(inputs, settings)?.1.key()),
     }
 }
 
@@ -318,6 +361,12 @@ pub fn evaluator_in(
         bisect::worktree_dir(cache, repo.dir()),
         bisect::state_dir(cache, repo.dir()),
     );
+    if engine.is_some() && recipe.build_env.is_some() {
+        bail!(
+            "--build-env does not run through an executor yet: a step carries no build environment \
+             (run it with --executor local, or pin one compiler with --toolchain)"
+        );
+    }
     let mut evaluator = CommitEvaluator::new(recipe, tree, state, false)?;
     evaluator.set_engine(engine);
     Ok(evaluator)

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::environment::CommitEnv;
 use super::{claim, io_err, lock_file, BuildFailure, BuildSource, CommitEvaluator, EvalError, Evaluation, Patch};
 use crate::child::{self, Ending};
 use crate::exec::predict::{self, Prediction, Reference};
@@ -86,12 +87,22 @@ impl CommitEvaluator {
         may_predict: bool,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Evaluation, EvalError> {
-        let tree = repo.tree_id(commit)?;
+        // The environment's build fixes go first, then the caller's layers.
+        let env = self.environment_of(repo, commit)?;
+        let patches: Vec<Patch> = env
+            .iter()
+            .flat_map(|e| e.patches.iter().cloned())
+            .chain(patches.iter().cloned())
+            .collect();
         let inputs = self
-            .inputs_for_tree(&tree)
+            .inputs_of(repo, commit)?
             .with_patches(patches.iter().map(Patch::digest).collect());
         let build_key = inputs.key();
         let mut eval = Evaluation::empty(build_key);
+        eval.build_env = env.as_ref().map(|e| e.shown.clone());
+        if let Some(e) = &env {
+            progress(&format!("  build environment: {}", e.shown.resolved.summary()));
+        }
         if let Some(r) = self.known_build(cache, &build_key, progress)? {
             self.reuse(cache, r, &mut eval, progress)?;
             return Ok(eval);
@@ -116,9 +127,11 @@ impl CommitEvaluator {
         }
         let built = match self.engine.clone() {
             // A patched build (a revert check, a patch test) runs here: a
-            // step spec carries no patch layer.
-            Some(engine) if patches.is_empty() => self.build_on_engine(&engine, cache, commit, &inputs, progress)?,
-            _ => self.build(repo, cache, commit, &inputs, patches, progress)?,
+            // step spec carries no patch layer, nor a build environment.
+            Some(engine) if patches.is_empty() && env.is_none() => {
+                self.build_on_engine(&engine, cache, commit, &inputs, progress)?
+            }
+            _ => self.build(repo, cache, commit, &inputs, &patches, env.as_deref(), progress)?,
         };
         drop(claim);
         Ok(self.built_now(cache, eval, built))
@@ -232,6 +245,14 @@ impl CommitEvaluator {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<&Reference>, EvalError> {
         match predict::predict(repo, &self.references, commit)? {
+            // A kernel built with another compiler or config is not this one's.
+            Prediction::Same { reference, .. } if !self.same_environment(repo, commit, &reference.commit)? => {
+                progress(&format!(
+                    "  not predictable from {}: its build environment differs",
+                    short(&reference.commit)
+                ));
+                Ok(None)
+            }
             Prediction::Same { reference, changed } => {
                 progress(&format!(
                     "  predicted: same kernel as {} ({changed} file(s) changed, none read by its build), signature {}",
@@ -252,6 +273,12 @@ impl CommitEvaluator {
                 Ok(None)
             }
         }
+    }
+
+    /// Whether two commits get the same build environment (always, without a table).
+    fn same_environment(&self, repo: &Repo, a: &CommitId, b: &CommitId) -> Result<bool, EvalError> {
+        let shown = |c| Ok::<_, EvalError>(self.environment_of(repo, c)?.map(|e| e.shown.clone()));
+        Ok(shown(a)? == shown(b)?)
     }
 
     /// Keeps what a kbuild build read, for predicting other commits.
@@ -275,6 +302,9 @@ impl CommitEvaluator {
         names.into_iter().map(|n| (n.clone(), self.worktree.join(&n))).collect()
     }
 
+    /// Runs the build command for `commit` with `patches` applied, in
+    /// `env` when the recipe has a build environment table.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         &self,
         repo: &Repo,
@@ -282,6 +312,7 @@ impl CommitEvaluator {
         commit: &CommitId,
         inputs: &BuildInputs,
         patches: &[Patch],
+        env: Option<&CommitEnv>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Built, EvalError> {
         let state = self.state.clone();
@@ -299,14 +330,22 @@ impl CommitEvaluator {
             git::checkout(&self.worktree, commit)?;
         }
         let patched_tree = self.apply_patches(&state, commit, patches, progress)?;
-        let mut env = vec![
+        let mut vars = vec![
             ("KCACHE_COMMIT", commit.as_str().into()),
             ("KCACHE_CACHE_DIR", cache.dir().as_os_str().to_owned()),
         ];
         if let Some(cfg) = &self.recipe.config {
             let copy = state.join("config");
-            std::fs::copy(cfg, &copy).map_err(io_err(format!("config {}", cfg.display())))?;
-            env.push(("KCACHE_CONFIG", copy.into_os_string()));
+            let written = match env.and_then(|e| e.config.as_deref()) {
+                // The config with the environment's fixups: what the key digests.
+                Some(fixed) => std::fs::write(&copy, fixed),
+                None => std::fs::copy(cfg, &copy).map(|_| ()),
+            };
+            written.map_err(io_err(format!("config {}", cfg.display())))?;
+            vars.push(("KCACHE_CONFIG", copy.into_os_string()));
+        }
+        if let Some(e) = env {
+            vars.extend(e.variables());
         }
         progress("  building...");
         let start = Instant::now();
@@ -315,7 +354,7 @@ impl CommitEvaluator {
             &child::Spec {
                 script: &self.recipe.build,
                 dir: &self.worktree,
-                env,
+                env: vars,
                 timeout: self.recipe.build_timeout,
                 log: Some(log_path.clone()),
             },
@@ -354,7 +393,11 @@ impl CommitEvaluator {
                 log_tail: tail,
             });
         }
-        let (deterministic, reason) = classify_failure(ending, &tail);
+        let (deterministic, mut reason) = classify_failure(ending, &tail);
+        if let Some(e) = env {
+            // The commit's failure is its failure in this environment (the key holds it).
+            reason.push_str(&format!(" with {}", e.shown.resolved.compiler.cc));
+        }
         // Kept apart from build.log, which the next build overwrites.
         let kept = state.join(format!("build-failed-{}.log", short(commit)));
         let log = match std::fs::copy(&log_path, &kept) {

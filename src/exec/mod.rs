@@ -29,13 +29,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::git::{GitError, Repo};
-use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey, TreeId};
+use crate::key::{self, BuildInputs, BuildKey, CommitId, RecipeInputs, TestInputs, TestKey};
 use crate::store::{BuildRecord, BuildStatus, Cache, Counter, Outcome, RunRecord, StoreError};
 pub use evidence::{Evidence, Verdict};
 use predict::Reference;
 
 mod build;
 mod engine_slots;
+pub mod environment;
 pub mod evidence;
 pub mod lookup;
 pub mod parallel;
@@ -55,6 +56,10 @@ pub enum EvalError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Git(#[from] GitError),
+    /// A commit's build environment could not be had (a compiler not
+    /// installed, a tag or fix the table names missing): nothing was built.
+    #[error(transparent)]
+    BuildEnv(Box<environment::EnvError>),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("test command aborted on commit {commit} (run {run}): {how}; a test must exit 0 (ok), 125 (cannot test) or 1-124 (crash)")]
@@ -86,6 +91,14 @@ pub enum EvalError {
         free: u64,
         log_tail: String,
     },
+}
+
+/// Boxed: the environment's errors carry several names, and every
+/// evaluation returns this type.
+impl From<environment::EnvError> for EvalError {
+    fn from(e: environment::EnvError) -> EvalError {
+        EvalError::BuildEnv(Box::new(e))
+    }
 }
 
 fn hunks_words(hunks: &[String]) -> String {
@@ -145,6 +158,13 @@ pub struct Recipe {
     /// `--build-jobs`: builds at once: the one the search waits for and
     /// `build_jobs - 1` speculative ones in the background (1: none).
     pub build_jobs: u32,
+    /// `--build-env`: each commit's compiler, config fixups and build
+    /// fixes from this table (its compiler's identity replaces
+    /// `toolchain` in the key). `None`: `toolchain` for every commit.
+    pub build_env: Option<std::sync::Arc<crate::buildenv::Table>>,
+    /// Prints the recipe's toolchain identity for a `$CC` (kbuild's
+    /// `--identity`); `None`: the compiler's and linker's version lines.
+    pub identity_command: Option<String>,
 }
 
 impl Recipe {
@@ -170,6 +190,8 @@ impl Recipe {
             repro: None,
             jobs: 1,
             build_jobs: 1,
+            build_env: None,
+            identity_command: None,
         }
     }
 }
@@ -231,6 +253,9 @@ pub struct Evaluation {
     /// Why the build failed, when it did now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<BuildFailure>,
+    /// The build environment the table gave this commit (`--build-env`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_env: Option<environment::Shown>,
 }
 
 impl Evaluation {
@@ -248,6 +273,7 @@ impl Evaluation {
             runs: Vec::new(),
             log_tail: None,
             failure: None,
+            build_env: None,
         }
     }
 }
@@ -339,6 +365,8 @@ pub struct CommitEvaluator {
     slots: std::sync::Arc<parallel::Slots>,
     /// Where builds and runs happen when not in this process's slots.
     engine: Option<std::sync::Arc<crate::engine::Engine>>,
+    /// Each commit's build environment, when the recipe has a table.
+    environments: Option<environment::Environments>,
 }
 
 impl CommitEvaluator {
@@ -365,6 +393,14 @@ impl CommitEvaluator {
                 .key(),
         };
         let recipe_jobs = recipe.jobs;
+        let environments = match &recipe.build_env {
+            Some(table) => Some(environment::Environments::new(
+                table.clone(),
+                recipe.identity_command.clone(),
+                recipe.config.as_deref(),
+            )?),
+            None => None,
+        };
         Ok(CommitEvaluator {
             recipe,
             inputs,
@@ -378,6 +414,7 @@ impl CommitEvaluator {
             timed_out: Default::default(),
             slots: parallel::Slots::new(recipe_jobs),
             engine: None,
+            environments,
         })
     }
 
@@ -386,22 +423,56 @@ impl CommitEvaluator {
         self.predict = on;
     }
 
-    pub fn inputs_for_tree(&self, tree: &TreeId) -> BuildInputs {
-        self.inputs.for_tree(tree)
+    /// The build inputs of a commit: the recipe's for its tree, in the
+    /// commit's build environment when the recipe has a table.
+    pub fn inputs_of(&self, repo: &Repo, commit: &CommitId) -> Result<BuildInputs, EvalError> {
+        let base = self.inputs.for_tree(&repo.tree_id(commit)?);
+        Ok(match self.environment_of(repo, commit)? {
+            Some(env) => environment::Environments::inputs(base, &env),
+            None => base,
+        })
+    }
+
+    /// Whether commits are built in environments from a table (`--build-env`).
+    pub fn has_build_env(&self) -> bool {
+        self.environments.is_some()
+    }
+
+    /// Resolves the build environments of `commits` (the ends of a
+    /// bisection, a prebuild's range) before anything is built: a compiler
+    /// one of them needs that is not installed stops here.
+    pub fn check_environments(&self, repo: &Repo, commits: &[CommitId]) -> Result<(), EvalError> {
+        for c in commits {
+            self.environment_of(repo, c)?;
+        }
+        Ok(())
+    }
+
+    /// The commit's build environment (`None` without a table).
+    pub fn environment_of(
+        &self,
+        repo: &Repo,
+        commit: &CommitId,
+    ) -> Result<Option<std::sync::Arc<environment::CommitEnv>>, EvalError> {
+        match &self.environments {
+            Some(envs) => Ok(Some(envs.of(repo, commit)?)),
+            None => Ok(None),
+        }
     }
 
     /// How much of each commit's work the cache already has.
     pub fn cache_states(&self, repo: &Repo, cache: &Cache, commits: &[CommitId]) -> Result<Vec<CacheState>, EvalError> {
-        let trees = repo.tree_ids(commits)?;
+        // One read of git for every tree, then each commit's key.
+        repo.tree_ids(commits)?;
+        let keys = commits
+            .iter()
+            .map(|c| Ok(self.inputs_of(repo, c)?.key()))
+            .collect::<Result<Vec<BuildKey>, EvalError>>()?;
         let wanted = self.recipe.runs;
         let scores = cache.view(|v| {
             let mut out = Vec::with_capacity(commits.len());
-            for c in commits {
-                let Some((_, tree)) = trees.iter().find(|(cc, _)| cc == c) else {
-                    out.push(CacheState::Unknown);
-                    continue;
-                };
-                let score = match v.build(&self.inputs_for_tree(tree).key())? {
+            for key in &keys {
+                let score = match v.build(key)? {
                     None => CacheState::Unknown,
                     Some(b) if b.status == BuildStatus::Failed => CacheState::BuildFails,
                     Some(b) => {
@@ -567,8 +638,8 @@ impl CommitEvaluator {
     }
 
     /// The build key of a commit under this recipe.
-    fn key_of(&self, repo: &Repo, commit: &CommitId) -> Result<BuildKey, EvalError> {
-        Ok(self.inputs_for_tree(&repo.tree_id(commit)?).key())
+    pub fn key_of(&self, repo: &Repo, commit: &CommitId) -> Result<BuildKey, EvalError> {
+        Ok(self.inputs_of(repo, commit)?.key())
     }
 
     /// The test key runs are pooled under.

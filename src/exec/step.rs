@@ -84,8 +84,7 @@ pub fn run_step(
     check_store(cache)?;
     let repo = node_clone(cache, spec, reference)?;
     let mut evaluator = evaluator_for(spec, &repo)?;
-    let tree = repo.tree_id(&spec.commit)?;
-    let build_key = evaluator.inputs_for_tree(&tree).key();
+    let build_key = evaluator.key_of(&repo, &spec.commit)?;
     let (result, runs) = match &spec.work {
         StepWork::Build { build_key: wanted } => {
             same("build key", build_key, *wanted)?;

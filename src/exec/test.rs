@@ -56,7 +56,12 @@ impl CommitEvaluator {
             .and_then(|f| f.try_lock().map_err(std::io::Error::other).map(|_| f))
             .map_err(io_err(format!("artifacts lock {}", in_use.display())))?;
         let restored = cache.restore_build(record, artifacts_dir.path());
-        if restored.as_ref().is_err_and(StoreError::is_gone) && !record.patches.is_empty() {
+        let env = self.environment_of(repo, &record.commit)?;
+        let env_patches: Vec<_> = env
+            .iter()
+            .flat_map(|e| e.patches.iter().map(super::Patch::digest))
+            .collect();
+        if restored.as_ref().is_err_and(StoreError::is_gone) && record.patches != env_patches {
             // Its patches are not kept with the record: the caller builds it again.
             progress("  artifacts of a patched build were evicted: build it again with its patches");
             return Ok(Vec::new());
@@ -65,8 +70,9 @@ impl CommitEvaluator {
             // Artifacts gone (evicted, or quarantined as corrupt): build again to test.
             progress("  artifacts were evicted: rebuilding to test");
             // The record's own commit: a predicted kernel's artifacts are its reference's.
-            let inputs = self.inputs_for_tree(&record.tree);
-            let built = self.build(repo, cache, &record.commit, &inputs, &[], progress)?;
+            let inputs = self.inputs_of(repo, &record.commit)?;
+            let patches: Vec<_> = env.iter().flat_map(|e| e.patches.iter().cloned()).collect();
+            let built = self.build(repo, cache, &record.commit, &inputs, &patches, env.as_deref(), progress)?;
             cache.count(&[(Counter::BuildMisses, 1)]);
             let took = match &built {
                 Built::Ok(r, _) => r.build_seconds,

@@ -63,7 +63,17 @@ impl ToolchainSource {
 /// The toolchain identity a command prints (its lines joined by `, `), for
 /// setups where the compiler is not `$CC` (a cross compiler, a container).
 pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
-    let out = Command::new("sh").arg("-c").arg(cmd).output()?;
+    toolchain_from_command_with(cmd, &[])
+}
+
+/// [`toolchain_from_command`] with more variables in its environment
+/// (`CC` of a build environment).
+pub fn toolchain_from_command_with(cmd: &str, vars: &[(String, String)]) -> std::io::Result<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .envs(vars.iter().cloned())
+        .output()?;
     if !out.status.success() {
         return Err(std::io::Error::other(format!("`{cmd}` failed with {}", out.status)));
     }
@@ -73,6 +83,23 @@ pub fn toolchain_from_command(cmd: &str) -> std::io::Result<String> {
         return Err(std::io::Error::other(format!("`{cmd}` printed nothing")));
     }
     Ok(lines.join(", "))
+}
+
+/// Where a program is: a path as given (if it is an executable file),
+/// else the first executable of that name on `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        return executable(Path::new(name)).then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
 }
 
 /// The kbuild recipe (`scripts/kernel/kbuild.sh`), embedded so `--kbuild` works
@@ -116,6 +143,9 @@ pub struct KbuildRecipe {
     pub build_command: String,
     pub toolchain: String,
     pub artifacts: Vec<String>,
+    /// Prints the recipe's toolchain identity for the `$CC` it is run
+    /// with (a build environment's compiler).
+    pub identity_command: String,
 }
 
 impl KbuildRecipe {
@@ -128,13 +158,14 @@ impl KbuildRecipe {
         artifacts: &[String],
     ) -> std::io::Result<KbuildRecipe> {
         let (script, build_command) = install_kbuild_recipe(cache_dir)?;
+        let identity_command = format!(
+            "KCACHE_CACHE_DIR='{}' bash '{}' --identity",
+            cache_dir.display(),
+            script.display()
+        );
         let toolchain = match toolchain {
-            ToolchainSource::Default => toolchain_from_command(&format!(
-                "KCACHE_CACHE_DIR='{}' bash '{}' --identity",
-                cache_dir.display(),
-                script.display()
-            ))
-            .map_err(|e| std::io::Error::other(format!("kbuild recipe --identity: {e}")))?,
+            ToolchainSource::Default => toolchain_from_command(&identity_command)
+                .map_err(|e| std::io::Error::other(format!("kbuild recipe --identity: {e}")))?,
             other => other.resolve()?,
         };
         let artifacts = if artifacts.is_empty() {
@@ -143,6 +174,7 @@ impl KbuildRecipe {
             artifacts.to_vec()
         };
         Ok(KbuildRecipe {
+            identity_command,
             script,
             build_command,
             toolchain,

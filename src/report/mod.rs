@@ -604,6 +604,9 @@ pub fn settings_text(s: &crate::config::Settings) -> String {
         let _ = writeln!(out, "  {k}={v}");
     }
     let _ = writeln!(out, "executor: {} (from {})", word(&s.executor), word(&s.executor_from));
+    if let Some(t) = &s.build_env {
+        let _ = writeln!(out, "build_env: {} (from config-file)", t.display());
+    }
     if s.uses_kubernetes() {
         let k = &s.kubernetes;
         let _ = writeln!(

@@ -15,6 +15,8 @@ pub struct StepEntry<'a> {
     pub purpose: Purpose,
     /// `# kcache:` comments shown right after the `testing commit` line.
     pub notes: Vec<String>,
+    /// The `compiler: ` line (the build's toolchain), when known.
+    pub compiler: Option<&'a str>,
     pub signature: Option<&'a str>,
     /// The end of a failed build's output.
     pub build_errors: Vec<&'a str>,
@@ -92,6 +94,9 @@ impl LogWriter {
             Purpose::Original | Purpose::Bisect => {}
         }
         let _ = writeln!(t, "{TESTING_COMMIT}{}", s.commit);
+        if let Some(c) = s.compiler {
+            let _ = writeln!(t, "compiler: {c}");
+        }
         for note in &s.notes {
             let _ = writeln!(t, "# kcache: {note}");
         }
@@ -196,6 +201,7 @@ mod tests {
             commit,
             purpose,
             notes: vec!["predicted, not built".into()],
+            compiler: Some("gcc-11 (Debian 11.3.0-12) 11.3.0, GNU ld (GNU Binutils for Debian) 2.40"),
             signature: Some(SIG),
             build_errors: Vec::new(),
             runs,
@@ -251,6 +257,11 @@ mod tests {
                 assert_eq!(read.purpose, written.purpose);
             }
             assert_eq!(read.signature.as_deref(), written.signature);
+            assert_eq!(
+                read.compiler.as_deref(),
+                written.compiler,
+                "the compiler line reads back"
+            );
             assert_eq!(read.verdict, written.verdict);
             let runs: Vec<RunOutcome> = match &read.runs {
                 Runs::Each(rs) => rs.iter().map(|r| r.outcome.clone()).collect(),
