@@ -695,8 +695,15 @@ fn runs_on_one_kernel_stay_within_the_cap_counting_those_that_learnt_the_target(
     let kernels = summary["search"]["kernels"].as_array().expect("the search's kernels");
     assert!(!kernels.is_empty(), "{summary}");
     for k in kernels {
-        let runs: u64 = ["matched", "other", "ok", "no_info"].iter().map(|f| k[f].as_u64().unwrap()).sum();
-        assert!(runs <= 100, "{runs} runs on kernel {} (cap 100):\n{summary}", k["signature"]);
+        let runs: u64 = ["matched", "other", "ok", "no_info"]
+            .iter()
+            .map(|f| k[f].as_u64().unwrap())
+            .sum();
+        assert!(
+            runs <= 100,
+            "{runs} runs on kernel {} (cap 100):\n{summary}",
+            k["signature"]
+        );
     }
 }
 
@@ -713,7 +720,10 @@ fn every_timed_out_attempt_is_counted_in_the_message() {
     let said = stderr(&out);
     assert!(!out.status.success(), "{said}");
     let timed_out = said.matches("timed out after").count();
-    assert!(timed_out > 6, "each of 3 batches of 2 runs makes more than 2 attempts:\n{said}");
+    assert!(
+        timed_out > 6,
+        "each of 3 batches of 2 runs makes more than 2 attempts:\n{said}"
+    );
     assert!(
         said.contains(&format!("every one of its {timed_out} test runs timed out")),
         "the message does not count the {timed_out} attempts that timed out:\n{said}"

@@ -64,8 +64,17 @@ const SET_MAX: usize = 4;
 /// 15,000-commit DAG, 4 on a 10,000-commit line, 6 on small ranges.
 const LOOKAHEAD_CHOICES: (usize, usize) = (2, 6);
 const LOOKAHEAD_WORK: usize = 1_000_000;
-/// The longest wish list handed to the oracle.
+/// The longest wish list handed to the oracle (at least its build slots).
 const WISH_LEN: usize = 8;
+/// With this many build slots (a farm: an engine's nodes) the lookahead
+/// goes a level deeper: with two levels a build wished two decisions ahead
+/// is still running when the search asks for it if a step's runs take
+/// less than half a build (1-minute runs, 10-minute builds), and more
+/// machines stop helping (docs/performance.md, "Wall time on M machines").
+const DEEP_SLOTS: u32 = 8;
+/// The most choices of a three-level lookahead (both outcomes of three
+/// levels: 2 + 4 + 8).
+const DEEP_CHOICES: usize = 14;
 /// Outcomes less likely than this are not looked into.
 const UNLIKELY: f64 = 0.02;
 
@@ -327,9 +336,14 @@ impl Search<'_, '_> {
         self.wish(&tests, &mut wanted);
         let mut frontier: Vec<Branch<'_, '_>> = vec![(1.0, self.clone(), post.clone(), tests)];
         let per_choice = self.graph.len() * (self.graph.width() + P_GRID);
-        let budget = (LOOKAHEAD_WORK / per_choice.max(1)).clamp(LOOKAHEAD_CHOICES.0, LOOKAHEAD_CHOICES.1);
+        let slots = oracle.build_slots();
+        let (levels, most) = match slots >= DEEP_SLOTS {
+            true => (3, DEEP_CHOICES),
+            false => (2, LOOKAHEAD_CHOICES.1),
+        };
+        let budget = (LOOKAHEAD_WORK / per_choice.max(1)).clamp(LOOKAHEAD_CHOICES.0, most);
         let mut choices = 0;
-        for _level in 0..2 {
+        for _level in 0..levels {
             let mut next_level = Vec::new();
             for (prob, state, post, tests) in &frontier {
                 if tests.is_empty() {
@@ -351,7 +365,7 @@ impl Search<'_, '_> {
             next_level.sort_by(|a, b| b.0.total_cmp(&a.0));
             frontier = next_level;
         }
-        wanted.truncate(WISH_LEN);
+        wanted.truncate(WISH_LEN.max(slots as usize));
         wanted
     }
 
