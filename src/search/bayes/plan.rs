@@ -66,15 +66,18 @@ const LOOKAHEAD_CHOICES: (usize, usize) = (2, 6);
 const LOOKAHEAD_WORK: usize = 1_000_000;
 /// The longest wish list handed to the oracle (at least its build slots).
 const WISH_LEN: usize = 8;
-/// With this many build slots (a farm: an engine's nodes) the lookahead
-/// goes a level deeper: with two levels a build wished two decisions ahead
-/// is still running when the search asks for it if a step's runs take
-/// less than half a build (1-minute runs, 10-minute builds), and more
-/// machines stop helping (docs/performance.md, "Wall time on M machines").
-const DEEP_SLOTS: u32 = 8;
-/// The most choices of a three-level lookahead (both outcomes of three
-/// levels: 2 + 4 + 8).
-const DEEP_CHOICES: usize = 14;
+/// How deep the lookahead wishes builds: two decisions with few build
+/// slots; with a farm's (an engine's nodes), log2 of the slots, at most
+/// [`DEEPEST`]: a build wished d decisions ahead is still running when
+/// the search asks for it if d steps of runs take less than a build (10
+/// runs of 1 minute on 16 machines, 10-minute builds), so the floor per
+/// step is about a build's time / d, and d levels of both outcomes need
+/// 2^(d+1) - 2 builds (docs/performance.md, "Wall time on M machines").
+fn lookahead_levels(build_slots: u32) -> u32 {
+    build_slots.max(1).ilog2().clamp(2, DEEPEST)
+}
+/// The deepest lookahead (4 levels: 30 choices, 30 builds wished).
+const DEEPEST: u32 = 4;
 /// Outcomes less likely than this are not looked into.
 const UNLIKELY: f64 = 0.02;
 
@@ -337,9 +340,11 @@ impl Search<'_, '_> {
         let mut frontier: Vec<Branch<'_, '_>> = vec![(1.0, self.clone(), post.clone(), tests)];
         let per_choice = self.graph.len() * (self.graph.width() + P_GRID);
         let slots = oracle.build_slots();
-        let (levels, most) = match slots >= DEEP_SLOTS {
-            true => (3, DEEP_CHOICES),
-            false => (2, LOOKAHEAD_CHOICES.1),
+        let levels = lookahead_levels(slots);
+        // Both outcomes of every level: 2 + 4 + ... + 2^levels.
+        let most = match levels {
+            2 => LOOKAHEAD_CHOICES.1,
+            deeper => (1usize << (deeper + 1)) - 2,
         };
         let budget = (LOOKAHEAD_WORK / per_choice.max(1)).clamp(LOOKAHEAD_CHOICES.0, most);
         let mut choices = 0;
@@ -506,6 +511,12 @@ mod tests {
             run_slots: 10,
             build_slots,
         }
+    }
+
+    #[test]
+    fn the_lookahead_goes_deeper_only_on_a_farm() {
+        let levels: Vec<u32> = [1, 2, 4, 7, 8, 16, 64].map(lookahead_levels).to_vec();
+        assert_eq!(levels, [2, 2, 2, 2, 3, 4, 4]);
     }
 
     #[test]
