@@ -46,6 +46,12 @@ if [ "$mode" = path ]; then
   exit 0
 fi
 [ "$mode" = env ] || { echo "rocksdb.sh: unknown mode $mode (env or path)" >&2; exit 2; }
+if [ "$(uname -m)" != x86_64 ]; then
+  # The flags below are librocksdb-sys's for x86_64: elsewhere cargo
+  # compiles RocksDB itself (no exports).
+  echo "rocksdb.sh: $(uname -m): RocksDB is compiled by librocksdb-sys (file by file)" >&2
+  exit 0
+fi
 
 work=""
 trap '[ -z "$work" ] || rm -rf "$work"' EXIT
