@@ -115,7 +115,12 @@ fn toy_history(dir: &Path, regression: usize, in_data: bool) -> Toy {
     }
 }
 
+/// A `--policy classic` bisection of the toy history.
 fn bisect(cache: &Path, toy: &Toy, extra: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    bisect_as(cache, toy, &["--policy", "classic"], extra, env)
+}
+
+fn bisect_as(cache: &Path, toy: &Toy, policy: &[&str], extra: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let good = commit_by_subject(&toy.repo, "^base$");
     let mut cmd = kcache();
     cmd.arg("--cache-dir")
@@ -126,9 +131,7 @@ fn bisect(cache: &Path, toy: &Toy, extra: &[&str], env: &[(&str, &str)]) -> serd
             "--good", &good, "--bad", "HEAD", "--build", &toy.build, "--test", &toy.test,
         ])
         .args(["--runs", "2", "--json", "--toolchain", "gcc test"])
-        // No-op prediction is the classic driver's (the noisy search builds
-        // every commit it tests).
-        .args(["--policy", "classic"])
+        .args(policy)
         .args(extra);
     for (k, v) in env {
         cmd.env(k, v);
@@ -229,6 +232,12 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     let plain = bisect(&dir.path().join("cache2"), &toy, &["--no-predict"], &[]);
     assert_eq!(plain["outcome"]["commit"], regression.as_str());
     assert_eq!(totals(&plain, "builds_predicted"), 0);
+    eprintln!(
+        "builds: {} with prediction ({} predicted), {} without",
+        totals(&predicted, "builds_done"),
+        totals(&predicted, "builds_predicted"),
+        totals(&plain, "builds_done")
+    );
     assert!(
         totals(&plain, "builds_done") > totals(&predicted, "builds_done"),
         "prediction saved builds: {} vs {}",
@@ -243,15 +252,16 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     assert_eq!(totals(&warm, "runs_done"), 0, "{warm:#}");
 }
 
-#[test]
-fn a_contradicted_prediction_is_loud_and_the_bisection_recovers() {
+/// Bisects the toy history whose regression is in a file the build reads
+/// but does not record (a prediction across it is wrong) under `policy`:
+/// the contradiction is said in the notes and counted in `stats`, and the
+/// bisection recovers the right culprit. The contradictions counted.
+fn a_wrong_prediction_is_caught(policy: &[&str]) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    // The regression is in a file the build reads but does not record.
     let toy = toy_history(dir.path(), 13, true);
     let regression = commit_by_subject(&toy.repo, "the regression");
     let cache = dir.path().join("cache");
-    let out = bisect(&cache, &toy, &[], &[("LEAK_DATA", "1")]);
-    assert_eq!(totals(&out, "prediction_contradictions"), 1, "{out:#}");
+    let out = bisect_as(&cache, &toy, policy, &[], &[("LEAK_DATA", "1")]);
     assert!(
         out["notes"]
             .as_array()
@@ -265,6 +275,77 @@ fn a_contradicted_prediction_is_loud_and_the_bisection_recovers() {
         regression.as_str(),
         "recovered the right culprit: {out:#}"
     );
+    let contradictions = totals(&out, "prediction_contradictions");
     let stats = run_ok(kcache().arg("--cache-dir").arg(&cache).args(["stats", "--json"]));
-    assert!(String::from_utf8_lossy(&stats.stdout).contains("\"prediction_contradictions\": 1"));
+    let counted = format!("\"prediction_contradictions\": {contradictions}");
+    assert!(String::from_utf8_lossy(&stats.stdout).contains(&counted));
+    contradictions
+}
+
+#[test]
+fn a_contradicted_prediction_is_loud_and_the_bisection_recovers() {
+    assert_eq!(a_wrong_prediction_is_caught(&["--policy", "classic"]), 1);
+}
+
+/// Commits of a summary's steps whose kernel was really built.
+fn built_commits(summary: &serde_json::Value) -> Vec<String> {
+    steps_with(summary, "built")
+        .iter()
+        .map(|s| s["commit"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_default_search_predicts_no_op_commits_and_builds_fewer_kernels() {
+    let dir = tempfile::tempdir().unwrap();
+    let toy = toy_history(dir.path(), 29, false);
+    let regression = commit_by_subject(&toy.repo, "the regression");
+    let parent = git(&toy.repo, &["rev-parse", &format!("{regression}^")]);
+    let cache = dir.path().join("cache");
+    let predicted = bisect_as(&cache, &toy, &[], &[], &[]);
+    assert_eq!(predicted["outcome"]["commit"], regression.as_str(), "{predicted:#}");
+    assert!(totals(&predicted, "builds_predicted") > 0, "{predicted:#}");
+    assert_eq!(totals(&predicted, "prediction_contradictions"), 0, "{predicted:#}");
+    // The answer rests on real builds: the culprit and its parent.
+    let built = built_commits(&predicted);
+    for c in [&regression, &parent] {
+        assert!(built.contains(c), "{c} really built: {predicted:#}");
+    }
+    assert_ne!(
+        predicted["outcome"]["signature"],
+        predicted["outcome"]["parents"][0]["signature"]
+    );
+    // Every kernel is built at most once.
+    let mut unique = built.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), built.len(), "{built:?}");
+
+    // The same search without prediction: same culprit, more builds.
+    let plain = bisect_as(&dir.path().join("cache2"), &toy, &[], &["--no-predict"], &[]);
+    assert_eq!(plain["outcome"]["commit"], regression.as_str(), "{plain:#}");
+    assert_eq!(totals(&plain, "builds_predicted"), 0);
+    eprintln!(
+        "builds: {} with prediction ({} predicted), {} without",
+        totals(&predicted, "builds_done"),
+        totals(&predicted, "builds_predicted"),
+        totals(&plain, "builds_done")
+    );
+    assert!(
+        totals(&plain, "builds_done") > totals(&predicted, "builds_done"),
+        "prediction saved builds: {} without, {} with",
+        totals(&plain, "builds_done"),
+        totals(&predicted, "builds_done")
+    );
+
+    // Warm: nothing built, nothing run; the same commits predicted.
+    let warm = bisect_as(&cache, &toy, &[], &[], &[]);
+    assert_eq!(warm["outcome"]["commit"], regression.as_str(), "{warm:#}");
+    assert_eq!(totals(&warm, "builds_done"), 0, "{warm:#}");
+    assert_eq!(totals(&warm, "runs_done"), 0, "{warm:#}");
+}
+
+#[test]
+fn the_default_search_catches_a_wrong_prediction_and_searches_again() {
+    assert!(a_wrong_prediction_is_caught(&[]) >= 1);
 }

@@ -207,7 +207,7 @@ pub fn bisect(
 ) -> Result<Summary, BisectError> {
     let mut session = super::session::Session::open(repo, cache, opts)?;
     cache.clean_stale();
-    evaluator.set_prediction(false);
+    evaluator.set_prediction(opts.predict);
     let runs = evaluator.runs_wanted();
     let crashing = session.bad.clone();
     let speculator = Speculator::start(evaluator, repo, cache, noisy.max_builds)?;
@@ -228,6 +228,7 @@ pub fn bisect(
         seen_runs: HashSet::new(),
         runs_made: Default::default(),
         speculator,
+        predictions: Default::default(),
     };
     let target = learn_target(&mut oracle, noisy, 0, runs)?;
     let mut notes = Vec::new();
@@ -253,6 +254,8 @@ pub fn bisect(
     let graph = Graph::new(range.parents.clone(), range.in_range.clone())?;
     oracle.nodes = range.commits.clone();
     oracle.known = oracle.look_up_all()?;
+    oracle.predictions.range = (0..graph.len()).map(|i| graph.in_range(i)).collect();
+    oracle.refresh_predictions()?;
     let cached = oracle.known.iter().filter(|k| **k != Kernel::Unknown).count();
     (oracle.progress)(&super::session::cached_line(cached, graph.len()));
     let merges = (0..graph.len()).filter(|&i| graph.parents(i).len() > 1).count();
@@ -274,8 +277,8 @@ pub fn bisect(
         max_builds: noisy.max_builds,
         ..bayes::Model::default()
     };
-    let out = bayes::search(&model, target.clone(), &graph, direction, &mut oracle)?;
-    record_untested_builds(&mut oracle)?;
+    let (out, contradictions) =
+        search_checking_predictions(&model, &target, &graph, direction, &mut oracle, &mut notes)?;
     oracle.show_speculation();
     if let Some(note) = oracle.speculator.take().map(Speculator::finish).and_then(|s| s.note()) {
         notes.push(note);
@@ -313,9 +316,42 @@ pub fn bisect(
     }
     session.log = oracle.log;
     let mut summary = session.close(repo, outcome, oracle.steps, notes, Some(report))?;
+    summary.totals.prediction_contradictions = contradictions;
     summary.good = goods;
     summary.direction = direction;
     Ok(summary)
+}
+
+/// The search, its answer checked against every prediction it rests on
+/// (`GitOracle::check_predictions`); a contradicted prediction is said in
+/// `notes`, and the search runs again without prediction. The outcome and
+/// the number of contradicted predictions.
+fn search_checking_predictions(
+    model: &bayes::Model,
+    target: &Target,
+    graph: &Graph,
+    direction: Direction,
+    oracle: &mut GitOracle,
+    notes: &mut Vec<String>,
+) -> Result<(bayes::Outcome, usize), BisectError> {
+    let mut contradictions = 0;
+    loop {
+        let out = bayes::search(model, target.clone(), graph, direction, oracle)?;
+        record_untested_builds(oracle)?;
+        let boundary: Vec<usize> = match out.ending {
+            bayes::Ending::Culprit { index, .. } => {
+                std::iter::once(index).chain(graph.parents(index).to_vec()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let alarms = oracle.check_predictions(&boundary)?;
+        if alarms.is_empty() {
+            return Ok((out, contradictions));
+        }
+        contradictions += alarms.len();
+        notes.extend(alarms);
+        oracle.drop_predictions()?;
+    }
 }
 
 /// Builds the search made but never tested (a parent built for the

@@ -9,14 +9,14 @@
 //! Invariant: answers what it is asked and decides nothing: which commit
 //! to test is `bayes`'s, which end to try is `ends`'s.
 
-use crate::key::CommitId;
+use crate::key::{BuildKey, CommitId};
 use crate::signature::KernelSignature;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::{logfile, BisectError, Purpose, Step};
 use crate::crash::{ClassCounts, RunClass, Target};
-use crate::exec::speculate::Speculator;
+use crate::exec::speculate::{Ahead, Speculator};
 use crate::exec::{BuildSource, Evaluation};
 use crate::exec::{CommitEvaluator, Evidence, Verdict};
 use crate::git::Repo;
@@ -26,6 +26,7 @@ use crate::store::{Cache, RunId, RunRecord};
 mod at_once;
 #[cfg(test)]
 mod oracle_tests;
+mod predictions;
 
 /// Up to this many commits, what the remote knows of every commit is asked
 /// before the search starts.
@@ -58,6 +59,23 @@ pub(super) struct GitOracle<'a> {
     pub(super) runs_made: HashMap<KernelSignature, u32>,
     /// `--build-jobs` > 1: the build slots that build what `prefetch` asks.
     pub(super) speculator: Option<Speculator>,
+    /// No-op prediction in the search: which commits cost no build.
+    pub(super) predictions: Predictions,
+}
+
+/// Which of the search's commits a reference build predicts (same kernel,
+/// no build: `exec::predict`), so the search's cost model counts them free.
+/// Each commit is checked against each reference once, when the reference
+/// is met.
+#[derive(Default)]
+pub(super) struct Predictions {
+    /// Per node: whether prediction may be asked about it (the range's
+    /// commits; never an end being settled).
+    pub(super) range: Vec<bool>,
+    /// Nodes some reference predicts.
+    nodes: HashSet<usize>,
+    /// The references every node of the range was checked against.
+    checked: HashSet<BuildKey>,
 }
 
 impl GitOracle<'_> {
@@ -131,6 +149,11 @@ impl GitOracle<'_> {
             .map(|c| self.evaluator.key_of(self.repo, c))
             .collect::<Result<Vec<crate::key::BuildKey>, _>>()?;
         let records = self.cache.builds(&keys, self.nodes.len() <= REMOTE_LOOKUP_LIMIT)?;
+        // Every kernel the cache knows predicts others: a warm re-run
+        // predicts what the first run predicted, building nothing.
+        for r in records.iter().flatten() {
+            self.evaluator.learn_reference(self.cache, r)?;
+        }
         Ok(records
             .into_iter()
             .map(|r| r.map_or(Kernel::Unknown, |r| Kernel::of_signature(r.signature)))
@@ -167,10 +190,14 @@ impl Oracle for GitOracle<'_> {
         if self.speculator.as_ref().is_some_and(|s| s.foreground(&self.nodes[i])) {
             (self.progress)("  built speculatively: its build is reused (waited for while it still ran)");
         }
+        let may_predict = self.predictions.nodes.contains(&i);
         let eval =
             self.evaluator
-                .build_or_predict(self.repo, self.cache, &self.nodes[i], false, &mut *self.progress)?;
+                .build_or_predict(self.repo, self.cache, &self.nodes[i], may_predict, &mut *self.progress)?;
         self.learn_build_seconds(&eval);
+        if matches!(eval.build, BuildSource::Built | BuildSource::Reused) {
+            self.refresh_predictions()?;
+        }
         if eval.build == BuildSource::Built {
             if let Some(s) = &self.speculator {
                 s.count_foreground_build();
@@ -187,13 +214,25 @@ impl Oracle for GitOracle<'_> {
         Ok(kernel)
     }
 
+    /// Nothing for a commit known, predicted or built ahead; what is left
+    /// of one being built ahead (the search then prefers what the build
+    /// slots already made, as the simulator's oracle does).
     fn build_cost(&self, i: usize) -> f64 {
-        if self.eval(i).is_some() {
+        if self.eval(i).is_some() || self.predictions.nodes.contains(&i) {
             return 0.0;
         }
-        match self.build_seconds {
+        let full = match self.build_seconds {
             (total, n) if n > 0 => total / n as f64,
             _ => self.estimates.0,
+        };
+        let ahead = match (&self.speculator, self.nodes.get(i)) {
+            (Some(s), Some(c)) => s.ahead(c),
+            _ => Ahead::No,
+        };
+        match ahead {
+            Ahead::No => full,
+            Ahead::Building(seconds) => (full - seconds).max(0.0),
+            Ahead::Done => 0.0,
         }
     }
 
@@ -252,11 +291,15 @@ impl Oracle for GitOracle<'_> {
         self.evaluator.jobs()
     }
 
-    /// The foreground build and the speculator's background slots (none
-    /// without a speculator), so the search costs a set's builds side by side.
+    /// The foreground build and the speculator's background slots that are
+    /// idle (none without a speculator), so the search costs a set's
+    /// builds side by side only when a slot is free to build beside the
+    /// foreground: a started guess is never stopped, and a set costed on a
+    /// busy slot would build one kernel after the other. A commit a busy
+    /// slot is building costs only what is left of it (`build_cost`).
     fn build_slots(&self) -> u32 {
-        match self.speculator {
-            Some(_) => self.evaluator.recipe().build_jobs.max(1),
+        match &self.speculator {
+            Some(s) => 1 + s.idle_slots(),
             None => 1,
         }
     }
@@ -283,6 +326,7 @@ impl Oracle for GitOracle<'_> {
         let Some(s) = &self.speculator else { return };
         let commits: Vec<CommitId> = wanted
             .iter()
+            .filter(|i| !self.predictions.nodes.contains(i))
             .filter_map(|&i| self.nodes.get(i))
             .filter(|c| !self.evals.contains_key(*c))
             .cloned()
@@ -324,10 +368,15 @@ impl GitOracle<'_> {
     ) -> Result<Vec<RunRecord>, BisectError> {
         let start = Instant::now();
         let rebuilt_before = self.evaluator.rebuilds_to_test();
+        // A predicted kernel's artifacts are its reference's build.
+        let built_as = self
+            .eval(i)
+            .and_then(|e| e.predicted_from.clone())
+            .unwrap_or_else(|| self.nodes[i].clone());
         let runs = self.evaluator.test_batch(
             self.repo,
             self.cache,
-            &self.nodes[i],
+            &built_as,
             signature,
             n,
             stop,

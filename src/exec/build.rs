@@ -281,6 +281,49 @@ impl CommitEvaluator {
         Ok(shown(a)? == shown(b)?)
     }
 
+    /// Whether no-op prediction is on (see [`Self::set_prediction`]).
+    pub fn predicting(&self) -> bool {
+        self.predict
+    }
+
+    /// Makes a cached build (found without `build_or_predict`: a search's
+    /// look-up of its whole range) a reference for predicting other commits.
+    pub fn learn_reference(&mut self, cache: &Cache, record: &BuildRecord) -> Result<(), EvalError> {
+        if self.predict && record.status == BuildStatus::Ok {
+            self.remember_reference(cache, record)?;
+        }
+        Ok(())
+    }
+
+    /// The build keys of the references prediction may use now.
+    pub fn reference_keys(&self) -> Vec<BuildKey> {
+        self.references.iter().map(|r| r.build_key).collect()
+    }
+
+    /// Whether a reference not in `checked` predicts `commit`'s kernel
+    /// (quietly: the search asks this of every commit it may choose, to
+    /// know which cost no build); the predicting reference's build key.
+    pub fn predictable(
+        &self,
+        repo: &Repo,
+        commit: &CommitId,
+        checked: &std::collections::HashSet<BuildKey>,
+    ) -> Result<Option<BuildKey>, EvalError> {
+        if !self.predict {
+            return Ok(None);
+        }
+        for reference in self.references.iter().filter(|r| !checked.contains(&r.build_key)) {
+            if reference
+                .blocker(&repo.changed_files(&reference.commit, commit)?)
+                .is_none()
+                && self.same_environment(repo, commit, &reference.commit)?
+            {
+                return Ok(Some(reference.build_key));
+            }
+        }
+        Ok(None)
+    }
+
     /// Keeps what a kbuild build read, for predicting other commits.
     fn record_input_set(&self, cache: &Cache, record: &BuildRecord) -> Result<Option<InputSet>, EvalError> {
         let set = inputs::record(&self.worktree, record.build_key, &record.commit).map_err(|e| EvalError::Io {

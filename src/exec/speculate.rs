@@ -22,10 +22,11 @@
 //! Invariant: never decides what to build (the search does) and never
 //! tests; its threads only build, through the evaluator's claimed path.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::{BuildSource, CommitEvaluator, EvalError};
 use crate::git::Repo;
@@ -36,7 +37,8 @@ use crate::store::Cache;
 struct Queue {
     /// Most wanted first; none of them building or done.
     wanted: VecDeque<CommitId>,
-    building: HashSet<CommitId>,
+    /// Being built, and since when.
+    building: HashMap<CommitId, Instant>,
     /// Built (or found built) speculatively in this process.
     done: HashSet<CommitId>,
     /// The foreground asked for these: speculation on them is moot.
@@ -77,7 +79,7 @@ impl Shared {
             }
             if !q.over_budget() {
                 if let Some(c) = q.wanted.pop_front() {
-                    q.building.insert(c.clone());
+                    q.building.insert(c.clone(), Instant::now());
                     return Some(c);
                 }
             }
@@ -108,6 +110,15 @@ impl SpeculationStats {
             )
         })
     }
+}
+
+/// A commit's speculative build ([`Speculator::ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ahead {
+    No,
+    /// Under way for this many seconds.
+    Building(f64),
+    Done,
 }
 
 /// The background build slots of one bisection.
@@ -154,7 +165,7 @@ impl Speculator {
         let mut q = self.shared.lock();
         let fresh: Vec<CommitId> = wanted
             .iter()
-            .filter(|c| !q.building.contains(*c) && !q.done.contains(*c) && !q.claimed.contains(*c))
+            .filter(|c| !q.building.contains_key(*c) && !q.done.contains(*c) && !q.claimed.contains(*c))
             .cloned()
             .collect();
         q.wanted = fresh.into_iter().collect();
@@ -167,11 +178,31 @@ impl Speculator {
     pub fn foreground(&self, commit: &CommitId) -> bool {
         let mut q = self.shared.lock();
         q.wanted.retain(|c| c != commit);
-        let speculated = q.building.contains(commit) || q.done.contains(commit);
+        let speculated = q.building.contains_key(commit) || q.done.contains(commit);
         if q.claimed.insert(commit.clone()) && speculated {
             q.used += 1;
         }
         speculated
+    }
+
+    /// How far a speculative build of `commit` is: done (built, or found
+    /// failing), under way for some seconds, or not started. The search's
+    /// cost of building it is what is left.
+    pub fn ahead(&self, commit: &CommitId) -> Ahead {
+        let q = self.shared.lock();
+        if q.done.contains(commit) {
+            Ahead::Done
+        } else if let Some(since) = q.building.get(commit) {
+            Ahead::Building(since.elapsed().as_secs_f64())
+        } else {
+            Ahead::No
+        }
+    }
+
+    /// Build slots free to start a build now (not building a guess).
+    pub fn idle_slots(&self) -> u32 {
+        let busy = self.shared.lock().building.len();
+        (self.threads.len().saturating_sub(busy)) as u32
     }
 
     /// The foreground built a commit itself (for `--max-builds`).

@@ -93,6 +93,7 @@ fn oracle<'a>(
         seen_runs: HashSet::new(),
         runs_made: Default::default(),
         speculator,
+        predictions: Default::default(),
     }
 }
 

@@ -294,11 +294,17 @@ impl Search<'_, '_> {
     }
 
     /// Tests a set at once: builds what it needs (the oracle was told
-    /// through `prefetch`, so builds can overlap), then one `run_set`.
+    /// through `prefetch`, so builds can overlap), then one `run_set`. The
+    /// builds no slot has started come first: while the search waits for
+    /// one, the build slots finish the others (asked first, a build under
+    /// way would be waited for before the next one even started, and the
+    /// set's builds, costed side by side, would run one after the other).
     pub(super) fn test_set<O: Oracle>(&mut self, oracle: &mut O, tests: &[(usize, u32)]) -> Result<(), O::Error> {
         let mut batches: Vec<(usize, KernelSignature, u32)> = Vec::new();
         let mut reserved = 0;
-        for &(t, n) in tests {
+        let mut ordered = tests.to_vec();
+        ordered.sort_by(|a, b| oracle.build_cost(b.0).total_cmp(&oracle.build_cost(a.0)));
+        for (t, n) in ordered {
             if let Prepared::Run { signature, budget } = self.prepare_test(oracle, t, n, reserved)? {
                 // Two commits of a set may turn out to have one kernel.
                 if batches.iter().any(|(_, s, _)| *s == signature) {
