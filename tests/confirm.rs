@@ -179,9 +179,10 @@ fn assert_v2_record_still_loads(cache: &Path) {
 fn unrelated_first_run_test(dir: &Path) -> PathBuf {
     let seen = dir.join("seen");
     std::fs::create_dir_all(&seen).unwrap();
+    // mkdir is atomic: of two runs of one kernel at once, one is first.
     let first = format!(
         "s=\"{}/$(sha1sum < \"$v\" | cut -c1-40)\"\n\
-         [ -e \"$s\" ] || {{ : > \"$s\"; echo 'crash: WARNING in unrelated_fn'; exit 1; }}\n",
+         mkdir \"$s\" 2>/dev/null && {{ echo 'crash: WARNING in unrelated_fn'; exit 1; }}\n",
         seen.display()
     );
     test_script(dir, "test-unrelated.sh", &first)
