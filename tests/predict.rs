@@ -231,19 +231,7 @@ fn prediction_skips_no_op_builds_and_still_builds_culprit_and_parent() {
     // The same bisection without prediction: same answer, more builds.
     let plain = bisect(&dir.path().join("cache2"), &toy, &["--no-predict"], &[]);
     assert_eq!(plain["outcome"]["commit"], regression.as_str());
-    assert_eq!(totals(&plain, "builds_predicted"), 0);
-    eprintln!(
-        "builds: {} with prediction ({} predicted), {} without",
-        totals(&predicted, "builds_done"),
-        totals(&predicted, "builds_predicted"),
-        totals(&plain, "builds_done")
-    );
-    assert!(
-        totals(&plain, "builds_done") > totals(&predicted, "builds_done"),
-        "prediction saved builds: {} vs {}",
-        totals(&plain, "builds_done"),
-        totals(&predicted, "builds_done")
-    );
+    assert_prediction_saved_builds(&predicted, &plain);
 
     // Warm: nothing built, nothing run.
     let warm = bisect(&cache, &toy, &[], &[]);
@@ -324,19 +312,7 @@ fn the_default_search_predicts_no_op_commits_and_builds_fewer_kernels() {
     // The same search without prediction: same culprit, more builds.
     let plain = bisect_as(&dir.path().join("cache2"), &toy, &[], &["--no-predict"], &[]);
     assert_eq!(plain["outcome"]["commit"], regression.as_str(), "{plain:#}");
-    assert_eq!(totals(&plain, "builds_predicted"), 0);
-    eprintln!(
-        "builds: {} with prediction ({} predicted), {} without",
-        totals(&predicted, "builds_done"),
-        totals(&predicted, "builds_predicted"),
-        totals(&plain, "builds_done")
-    );
-    assert!(
-        totals(&plain, "builds_done") > totals(&predicted, "builds_done"),
-        "prediction saved builds: {} without, {} with",
-        totals(&plain, "builds_done"),
-        totals(&predicted, "builds_done")
-    );
+    assert_prediction_saved_builds(&predicted, &plain);
 
     // Warm: nothing built, nothing run; the same commits predicted.
     let warm = bisect_as(&cache, &toy, &[], &[], &[]);
@@ -348,4 +324,19 @@ fn the_default_search_predicts_no_op_commits_and_builds_fewer_kernels() {
 #[test]
 fn the_default_search_catches_a_wrong_prediction_and_searches_again() {
     assert!(a_wrong_prediction_is_caught(&[]) >= 1);
+}
+
+/// The same search without prediction (`plain`) predicted nothing and built
+/// more kernels than with it (`predicted`); both counts are printed.
+fn assert_prediction_saved_builds(predicted: &serde_json::Value, plain: &serde_json::Value) {
+    assert_eq!(totals(plain, "builds_predicted"), 0);
+    let (with, without) = (totals(predicted, "builds_done"), totals(plain, "builds_done"));
+    eprintln!(
+        "builds: {with} with prediction ({} predicted), {without} without",
+        totals(predicted, "builds_predicted")
+    );
+    assert!(
+        without > with,
+        "prediction saved builds: {without} without, {with} with"
+    );
 }
